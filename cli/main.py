@@ -1,0 +1,41 @@
+"""The `jitgate` command.
+
+Sub-commands live one concept per file in this package and are imported only
+when used, so `jitgate policy check` does not pay for gRPC or LightGBM.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group. One line per command.
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module_name, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="jitgate")
+def cli() -> None:
+    """jitgate: just-in-time privileged access to SSH hosts and databases."""
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
