@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers (import as `from tests.support import require_binary`).
 
 `require(...)` is how a test asks for an outside component (a binary, a running
 PostgreSQL): outside CI it skips when the component is missing; with CI=true it
