@@ -1,0 +1,178 @@
+"""Private key storage: encrypted at rest, owner-only files, fail closed on loose modes.
+
+Every CA private key is written as PKCS#8 PEM encrypted with the CA passphrase
+(cryptography's `BestAvailableEncryption`: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC).
+Files are 0600 and directories 0700; a key file, passphrase file or key
+directory that others can read or write is refused, as sshd's StrictModes does.
+
+The passphrase comes from, in order:
+1. `JITGATE_CA_PASSPHRASE` (the value itself),
+2. `JITGATE_CA_PASSPHRASE_FILE` (a file holding it; trailing newline ignored),
+3. the embedded/dev default: a random 256-bit passphrase written to
+   `<ca_dir>/passphrase` (0600) on first start and read from there afterwards.
+   Like Vault's dev mode this keeps a single-machine install working with no
+   setup, but the passphrase then sits beside the keys it protects: it only
+   guards against copies of the key files, not against someone who can read
+   the CA directory. Production installs set one of the two variables and keep
+   the passphrase elsewhere.
+
+PKCS#8's PBKDF2 uses few iterations, so the passphrase must be high-entropy
+(the generated one is); a short human passphrase would be guessable offline.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from ca.errors import KeyStoreError
+
+PASSPHRASE_ENV = "JITGATE_CA_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "JITGATE_CA_PASSPHRASE_FILE"
+DEFAULT_PASSPHRASE_FILE = "passphrase"
+
+_PRIVATE_FILE_MODE = 0o600
+_PRIVATE_DIR_MODE = 0o700
+
+
+def passphrase_from_env_or_dir(ca_dir: Path, environ: Mapping[str, str] | None = None) -> bytes:
+    """The CA passphrase from the environment, or from (or newly into) `<ca_dir>/passphrase`.
+
+    `environ` defaults to `os.environ`; tests pass their own mapping.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(PASSPHRASE_ENV)
+    if value is not None:
+        if not value:
+            raise KeyStoreError("ca.passphrase_empty", f"{PASSPHRASE_ENV} is set but empty")
+        return value.encode()
+    file_name = env.get(PASSPHRASE_FILE_ENV)
+    if file_name is not None:
+        if not file_name:
+            raise KeyStoreError("ca.passphrase_empty", f"{PASSPHRASE_FILE_ENV} is set but empty")
+        return _read_passphrase_file(Path(file_name))
+    ensure_private_dir(Path(ca_dir))
+    path = Path(ca_dir) / DEFAULT_PASSPHRASE_FILE
+    if not path.exists():
+        # token_urlsafe(32): 256 random bits, printable so an operator can copy it.
+        try:
+            write_private_file(path, secrets.token_urlsafe(32).encode() + b"\n", exclusive=True)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+    return _read_passphrase_file(path)
+
+
+def _read_passphrase_file(path: Path) -> bytes:
+    data = read_private_file(path, what="passphrase file")
+    value = data.rstrip(b"\r\n")
+    if not value:
+        raise KeyStoreError("ca.passphrase_empty", f"passphrase file `{path}` is empty")
+    return value
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with the leaf at 0700; refuse an existing leaf others can access."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, mode=_PRIVATE_DIR_MODE, exist_ok=True)
+        os.chmod(path, _PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+        return path
+    if not path.is_dir():
+        raise KeyStoreError("ca.not_a_directory", f"`{path}` exists and is not a directory")
+    check_private_mode(path, what="key directory")
+    return path
+
+
+def check_private_mode(path: Path, what: str = "key file") -> None:
+    """Raise `ca.key_permissions` when `path` is accessible by group/others or owned by someone else."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise KeyStoreError("ca.key_missing", f"{what} `{path}` does not exist") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        wanted = "0700" if stat.S_ISDIR(st.st_mode) else "0600"
+        raise KeyStoreError(
+            "ca.key_permissions",
+            f"{what} `{path}` has mode {mode:04o}, refusing to use it: "
+            f"it must not be accessible by group or others (chmod {wanted} `{path}`)",
+        )
+    if st.st_uid != os.geteuid():
+        raise KeyStoreError(
+            "ca.key_owner",
+            f"{what} `{path}` is owned by uid {st.st_uid}, not by this process (uid {os.geteuid()})",
+        )
+
+
+def write_private_file(path: Path, data: bytes, exclusive: bool = False) -> None:
+    """Write `data` to `path` atomically with mode 0600 (temp file, fsync, rename).
+
+    With `exclusive=True` an existing file is never replaced (FileExistsError).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _PRIVATE_FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails with FileExistsError instead of replacing
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_private_file(path: Path, what: str = "key file") -> bytes:
+    """Read a file after checking it is 0600-or-stricter and ours."""
+    path = Path(path)
+    check_private_mode(path, what=what)
+    return path.read_bytes()
+
+
+def save_private_key(path: Path, key: PrivateKeyTypes, passphrase: bytes) -> None:
+    """Write `key` to `path` as passphrase-encrypted PKCS#8 PEM, mode 0600."""
+    if not passphrase:
+        raise KeyStoreError("ca.passphrase_empty", "refusing to store a CA key without a passphrase")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+    write_private_file(path, pem)
+
+
+def load_private_key(path: Path, passphrase: bytes) -> PrivateKeyTypes:
+    """Load an encrypted PEM private key, refusing loose modes, plaintext keys and a wrong passphrase."""
+    data = read_private_file(path)
+    try:
+        return serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError:
+        # cryptography raises TypeError when the key is not encrypted but a password was given.
+        raise KeyStoreError(
+            "ca.key_not_encrypted", f"key file `{path}` is not encrypted; CA keys must be encrypted at rest"
+        ) from None
+    except ValueError as e:
+        if "password" in str(e).lower() or "decrypt" in str(e).lower():
+            raise KeyStoreError(
+                "ca.bad_passphrase", f"cannot decrypt `{path}`: wrong CA passphrase"
+            ) from None
+        raise KeyStoreError("ca.key_corrupt", f"key file `{path}` is not a valid PEM private key") from None
