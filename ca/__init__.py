@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from ca.errors import CAError, CertificateRejected, IssueError, KeyStoreError
 from ca.keystore import passphrase_from_env_or_dir
+from ca.ssh import (
+    UPSTREAM_CA_NAME,
+    USER_CA_NAME,
+    SSHCertificateAuthority,
+    new_serial,
+    sshd_trusted_ca_line,
+)
+from ca.sshcert import SSHCertInfo, fingerprint, parse_certificate, verify_certificate
 from ca.x509 import (
     X509CA,
     CertBundle,
@@ -25,9 +33,18 @@ __all__ = [
     "IdentityBundle",
     "IssueError",
     "KeyStoreError",
+    "SSHCertInfo",
+    "SSHCertificateAuthority",
+    "UPSTREAM_CA_NAME",
+    "USER_CA_NAME",
     "X509CA",
+    "fingerprint",
+    "new_serial",
+    "parse_certificate",
     "passphrase_from_env_or_dir",
     "peer_name_from_cert",
     "read_identity_bundle",
+    "sshd_trusted_ca_line",
+    "verify_certificate",
     "write_identity_bundle",
 ]
