@@ -1,0 +1,333 @@
+"""RecordingWriter: the one object a broker feeds while a session runs.
+
+Built for the event loop's hot path: each call encodes one line, extends the
+hash chain and appends to an in-memory buffer; nothing waits on the disk. The
+buffer goes to the OS (a plain `write`, no fsync) when it is a second old or
+large, so a crash loses at most about the last second; `close` fsyncs and seals.
+A write error is kept and raised by the next call (and passed to `on_error`),
+so a broker can fail closed and cut a session it can no longer record.
+Not thread-safe: call it from one thread (the event loop's).
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import time
+from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper
+from typing import Callable, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from recorder import chain
+from recorder.events import (
+    DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
+    SftpOp, TerminalEvent,
+)
+from recorder.header import RecordingHeader
+
+_ALLOWED: dict[Kind, tuple[type, ...]] = {
+    Kind.TERMINAL: (TerminalEvent, Note),
+    Kind.EXEC: (ExecData, ExecExit, Note),
+    Kind.SFTP: (SftpOp, Note),
+    Kind.DB: (DbStatement, Note),
+}
+
+
+class RecordingSink(Protocol):
+    """Where a writer's bytes go. A store implements one per recording."""
+
+    def append(self, data: bytes, chain_lines: bytes) -> None:
+        """Hand whole lines to the OS: data lines first, then their chain hashes."""
+
+    def finish(self, seal: chain.Seal) -> None:
+        """Make everything durable (fsync), append the seal, release resources."""
+
+    def abort(self) -> None:
+        """Release resources without sealing (the recording stays unsealed)."""
+
+
+class RecordingWriter:
+    """Writes one recording. Create it with a store's `create(...)`.
+
+    Terminal: `write_output`, `write_input`, `resize`, `mark`.
+    Exec: `write_output` (stdout), `write_stderr`, `write_input` (stdin), `write_event(ExecExit(...))`.
+    Sftp: `write_event(SftpOp(...))`. Database: `write_event(DbStatement(...))`.
+    Then `await close(end_reason)` (or `close_sync`) returns the signed `Seal`.
+    """
+
+    def __init__(
+        self,
+        sink: RecordingSink,
+        header: RecordingHeader,
+        signing_key: Ed25519PrivateKey,
+        *,
+        flush_interval: float = 1.0,
+        max_buffer: int = 256 * 1024,
+        on_error: Callable[[RecordingError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sink = sink
+        self._header = header
+        self._kind = header.kind
+        self._terminal = header.kind is Kind.TERMINAL
+        self._key = signing_key
+        self._interval = flush_interval
+        self._max_buffer = max_buffer
+        self._on_error = on_error
+        self._clock = clock
+        self._wall = wall_clock
+        self._t0 = clock()
+        self._last_flush = self._t0
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # sync use: flushes happen on writes and at close
+        self._timer: asyncio.TimerHandle | None = None
+        self._data: list[bytes] = []
+        self._chain: list[str] = []
+        self._pending = 0
+        self._hash = chain.genesis(header.ref)
+        self._events = -1  # the header line is not an event
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._error: RecordingError | None = None
+        self._seal: chain.Seal | None = None
+        self._closing = False
+        # Terminal streams are text: keep multi-byte characters split across reads whole.
+        self._out_dec = codecs.getincrementaldecoder("utf-8")("replace")
+        self._in_dec = codecs.getincrementaldecoder("utf-8")("replace")
+        self._add(header.to_line(), self._t0)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def ref(self) -> str:
+        """The recording's reference (give it to the control plane)."""
+        return self._header.ref
+
+    @property
+    def session_id(self) -> str:
+        return self._header.session_id
+
+    @property
+    def kind(self) -> Kind:
+        return self._kind
+
+    @property
+    def header(self) -> RecordingHeader:
+        return self._header
+
+    @property
+    def events(self) -> int:
+        """Events written so far (the header excluded)."""
+        return self._events
+
+    @property
+    def last_hash(self) -> str:
+        """The chain's current head (hex): a checkpoint a broker may report."""
+        return self._hash.hex()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def seal(self) -> chain.Seal | None:
+        return self._seal
+
+    @property
+    def error(self) -> RecordingError | None:
+        """The write error that stopped this recording, if any."""
+        return self._error
+
+    # ------------------------------------------------------------ hot path
+
+    def write_output(self, data: bytes) -> None:
+        """Bytes from the target to the user (terminal output, exec stdout)."""
+        self._check()
+        now = self._clock()
+        self.bytes_out += len(data)
+        if self._terminal:
+            text = self._out_dec.decode(data)
+            if text:
+                self._add(f'[{now - self._t0:.6f}, "o", {encode_basestring(text)}]', now)
+        else:
+            self._write_exec("stdout", data, now)
+
+    def write_input(self, data: bytes) -> None:
+        """Bytes from the user to the target (terminal keystrokes, exec stdin)."""
+        self._check()
+        now = self._clock()
+        self.bytes_in += len(data)
+        if self._terminal:
+            text = self._in_dec.decode(data)
+            if text:
+                self._add(f'[{now - self._t0:.6f}, "i", {encode_basestring(text)}]', now)
+        else:
+            self._write_exec("stdin", data, now)
+
+    def write_stderr(self, data: bytes) -> None:
+        """Exec stderr (terminals have one output stream: use `write_output`)."""
+        self._check()
+        if self._terminal:
+            raise RecordingError("a terminal recording has no separate stderr: use write_output")
+        now = self._clock()
+        self.bytes_out += len(data)
+        self._write_exec("stderr", data, now)
+
+    def resize(self, width: int, height: int) -> None:
+        """The terminal's new size (an asciicast "r" event)."""
+        self._check()
+        if not self._terminal:
+            raise RecordingError(f"resize is only for terminal recordings, not {self._kind.value}")
+        now = self._clock()
+        self._add(f'[{now - self._t0:.6f}, "r", "{int(width)}x{int(height)}"]', now)
+
+    def mark(self, text: str) -> None:
+        """A remark at this moment (warning shown, extension, cut): "m" marker or a note."""
+        self.write_event(Note(text=text))
+
+    def write_event(self, event: Event) -> None:
+        """Any event allowed for this recording's kind; fills `event.t` when None."""
+        self._check()
+        if not isinstance(event, _ALLOWED[self._kind]):
+            raise RecordingError(f"a {type(event).__name__} does not belong in a {self._kind.value} recording")
+        now = self._clock()
+        if event.t is None:
+            if isinstance(event, DbStatement):
+                # Placed at the statement's start, which came before it was written.
+                event.t = round(max(0.0, event.started_at - self._header.started_at), 6)
+            else:
+                event.t = round(now - self._t0, 6)
+        if isinstance(event, TerminalEvent):
+            self._add(event.to_line(), now)
+            return
+        if isinstance(event, Note) and self._terminal:
+            self._add(TerminalEvent("m", event.text, event.t).to_line(), now)
+            return
+        if isinstance(event, ExecData):
+            if event.stream == "stdin":
+                self.bytes_in += len(event.data)
+            else:
+                self.bytes_out += len(event.data)
+        elif isinstance(event, SftpOp):
+            if event.op == "write":
+                self.bytes_in += event.bytes
+            elif event.op == "read":
+                self.bytes_out += event.bytes
+        elif isinstance(event, DbStatement):
+            self.bytes_in += len(event.text.encode("utf-8"))
+        self._add(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), now)
+
+    def _write_exec(self, stream: str, data: bytes, now: float) -> None:
+        ev = ExecData(stream=stream, data=data, t=round(now - self._t0, 6))
+        self._add(json.dumps(ev.to_record(), ensure_ascii=False, separators=(",", ":")), now)
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            raise RecordingError(f"recording {self.ref} is closed")
+
+    def _add(self, line: str, now: float) -> None:
+        raw = line.encode("utf-8")
+        self._hash = chain.link(self._hash, raw)
+        self._data.append(raw)
+        self._chain.append(self._hash.hex())
+        self._pending += len(raw)
+        self._events += 1
+        if self._pending >= self._max_buffer or now - self._last_flush >= self._interval:
+            self.flush()
+        elif self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_later(self._interval, self._timed_flush)
+
+    # ------------------------------------------------------------ flushing
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        if not self._closing:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand buffered lines to the OS now (no fsync)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._last_flush = self._clock()
+        if not self._data or self._error is not None:
+            return
+        data = b"\n".join(self._data) + b"\n"
+        lines = ("\n".join(self._chain) + "\n").encode("ascii")
+        self._data.clear()
+        self._chain.clear()
+        self._pending = 0
+        try:
+            self._sink.append(data, lines)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self._error = RecordingError(f"recording {self.ref} cannot be written: {exc.strerror or exc}")
+        if self._on_error is not None:
+            self._on_error(self._error)
+
+    # ------------------------------------------------------------ closing
+
+    def _prepare_seal(self, end_reason: EndReason | str) -> chain.Seal:
+        reason = EndReason(end_reason).value  # ValueError for an unknown reason
+        if self._closing:
+            raise RecordingError(f"recording {self.ref} is already closing")
+        if self._error is not None:
+            raise self._error
+        if self._terminal:
+            # Bytes held back waiting for the rest of a character: write what is left.
+            now = self._clock()
+            for code, dec in (("o", self._out_dec), ("i", self._in_dec)):
+                text = dec.decode(b"", final=True)
+                if text:
+                    self._add(f'[{now - self._t0:.6f}, "{code}", {encode_basestring(text)}]', now)
+        self._closing = True
+        self.flush()
+        if self._error is not None:
+            raise self._error
+        seal = chain.Seal(
+            ref=self.ref, session_id=self.session_id, kind=self._kind.value, events=self._events,
+            bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+            started_at=self._header.started_at, ended_at=self._wall(), end_reason=reason,
+            final_hash=self._hash.hex(), key_id=chain.key_id(self._key.public_key()),
+        )
+        return chain.sign_seal(seal, self._key)
+
+    def _finish(self, seal: chain.Seal) -> chain.Seal:
+        try:
+            self._sink.finish(seal)
+        except OSError as exc:
+            self._fail(exc)
+            raise self._error from None  # type: ignore[misc]
+        self._seal = seal
+        return seal
+
+    async def close(self, end_reason: EndReason | str = EndReason.CLIENT_EXIT) -> chain.Seal:
+        """Flush, fsync (off the event loop) and seal. Returns the seal; its
+        `final_hash` is what the broker reports to the control plane."""
+        if self._seal is not None:
+            return self._seal
+        seal = self._prepare_seal(end_reason)
+        return await asyncio.to_thread(self._finish, seal)
+
+    def close_sync(self, end_reason: EndReason | str = EndReason.CLIENT_EXIT) -> chain.Seal:
+        """`close` for code without an event loop (blocks on fsync)."""
+        if self._seal is not None:
+            return self._seal
+        return self._finish(self._prepare_seal(end_reason))
+
+    def abort(self) -> None:
+        """Stop without a seal (the recording verifies as unsealed). For shutdown paths
+        that cannot seal; a normal end always calls `close`."""
+        if self._closing:
+            return
+        self.flush()
+        self._closing = True
+        self._sink.abort()
