@@ -1,0 +1,419 @@
+"""The control-plane client every broker uses: mTLS gRPC, broker calls, the event watch.
+
+A broker reaches the control plane only over gRPC (never its store). This
+module is shared by the SSH broker and the PostgreSQL broker:
+
+    client = ControlPlaneClient.from_identity_dir("127.0.0.1:7443", Path("id/broker-1"))
+    auth = await client.authorize_session(kind="ssh", resource="web-01", login="root",
+                                          ssh=SshCredential(key_id, serial, principal, cert_line),
+                                          client_address="127.0.0.1:50000", channel="shell")
+    watcher = client.watch(on_change=..., on_sync=...)   # reconnects and re-syncs by itself
+    ...
+    await watcher.stop(); await client.close()
+
+Every call raises `ControlPlaneError` (with the gRPC status name as `code`, a
+readable `message` and `unavailable` when the control plane could not be
+reached), never a raw grpc exception.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from ca import peer_name_from_cert, read_identity_bundle
+from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+# Reconnect back-off of the watch: short first, so a revocation during a
+# control-plane restart still reaches live sessions quickly.
+WATCH_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+_STATE_NAMES = {v: k.removeprefix("REQUEST_STATE_") for k, v in types_pb2.RequestState.items()}
+
+
+class ControlPlaneError(Exception):
+    """A control-plane call failed. `code` is the gRPC status name ("PERMISSION_DENIED", ...)."""
+
+    def __init__(self, code: str, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.unavailable = unavailable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ---------------------------------------------------------------- plain data
+
+
+@dataclass(frozen=True)
+class SshCredential:
+    """What the SSH broker read from the presented user certificate."""
+
+    key_id: str
+    serial: int
+    principal: str
+    certificate: str
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What the decision allows inside a session."""
+
+    pty: bool = False
+    exec: bool = False
+    sftp: bool = False
+    port_forwarding: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the broker connects upstream and how it checks the target's identity."""
+
+    name: str
+    kind: str
+    address: str  # host:port
+    host_key: str = ""  # pinned OpenSSH host key line
+    host_ca: str = ""  # OpenSSH host CA key line
+    database: str = ""
+    credentials: str = ""  # "env:NAME" / "file:PATH", resolved by the broker
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        host_port = self.address.rsplit(":", 1)
+        return int(host_port[1]) if len(host_port) == 2 and host_port[1].isdigit() else 22
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An authorized session: its id, the grant's deadline and what the session may do."""
+
+    session_id: str
+    grant_id: str
+    user: str
+    resource: str
+    login: str
+    role: str
+    expires_at: dt.datetime
+    grace_period: dt.timedelta
+    options: SessionOptions
+    target: Target
+    grant: types_pb2.AccessRequest = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a broker trusts locally: SSH user CA key lines and revoked certificate serials."""
+
+    user_ca_keys: tuple[str, ...]
+    revoked_serials: frozenset[int]
+    ca_pem: str = ""
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    """The state of one grant as the event stream last reported it."""
+
+    grant_id: str
+    state: str  # "ACTIVE", "REVOKED", "EXPIRED", "PENDING", ...
+    expires_at: dt.datetime | None
+    message: str  # why it ended (revocation reason), may be empty
+    event_type: str  # audit event type, or "snapshot"
+    seq: int
+
+    @property
+    def active(self) -> bool:
+        return self.state == "ACTIVE"
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def to_datetime(ts: timestamp_pb2.Timestamp) -> dt.datetime:
+    """A protobuf Timestamp -> aware UTC datetime."""
+    return ts.ToDatetime(tzinfo=dt.timezone.utc)
+
+
+def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(dt.timezone.utc))
+    return ts
+
+
+def to_timedelta(d: duration_pb2.Duration) -> dt.timedelta:
+    return d.ToTimedelta()
+
+
+def grant_change(request: types_pb2.AccessRequest, event_type: str = "", seq: int = 0) -> GrantChange:
+    """The GrantChange a broker needs from an AccessRequest message."""
+    expires = to_datetime(request.expires_at) if request.HasField("expires_at") else None
+    return GrantChange(
+        grant_id=request.id,
+        state=_STATE_NAMES.get(request.state, "UNSPECIFIED"),
+        expires_at=expires,
+        message=request.message or request.end_reason,
+        event_type=event_type,
+        seq=seq,
+    )
+
+
+def _error(exc: grpc.RpcError, what: str) -> ControlPlaneError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    detail = exc.details() if hasattr(exc, "details") else ""
+    unavailable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    if unavailable:
+        message = f"control plane unreachable ({what})"
+    else:
+        message = detail or f"{what} failed: {code.name.lower()}"
+    return ControlPlaneError(code.name, message, unavailable)
+
+
+# ---------------------------------------------------------------- client
+
+
+class ControlPlaneClient:
+    """An asyncio gRPC client of the control plane with a broker's mTLS identity."""
+
+    def __init__(self, server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
+                 name: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.server = server
+        self.name = name or peer_name_from_cert(cert_pem)
+        self.timeout = timeout
+        self._creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem,
+                                                   certificate_chain=cert_pem)
+        self._channel: grpc.aio.Channel | None = None
+
+    @classmethod
+    def from_identity_dir(cls, server: str, identity_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> ControlPlaneClient:
+        """A client from an identity bundle directory (ca.pem, cert.pem, key.pem)."""
+        ca_pem, cert_pem, key_pem = read_identity_bundle(Path(identity_dir))
+        return cls(server, ca_pem, cert_pem, key_pem, timeout=timeout)
+
+    def _chan(self) -> grpc.aio.Channel:
+        # Created lazily so the channel binds to the running event loop.
+        if self._channel is None:
+            self._channel = grpc.aio.secure_channel(self.server, self._creds, options=[
+                ("grpc.keepalive_time_ms", 10_000),
+                ("grpc.keepalive_timeout_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+            ])
+        return self._channel
+
+    @property
+    def broker(self) -> broker_pb2_grpc.BrokerServiceStub:
+        return broker_pb2_grpc.BrokerServiceStub(self._chan())
+
+    @property
+    def access(self) -> access_pb2_grpc.AccessServiceStub:
+        return access_pb2_grpc.AccessServiceStub(self._chan())
+
+    async def _call(self, what: str, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc, what) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    # -------------------------------------------------------- broker calls
+
+    async def authorize_session(self, *, kind: str, resource: str, client_address: str, channel: str,
+                                login: str = "", role: str = "", ssh: SshCredential | None = None,
+                                db_token: str = "") -> Authorization:
+        """Ask the control plane to open a session under an ACTIVE grant (refusals raise)."""
+        req = broker_pb2.AuthorizeSessionRequest(
+            broker=self.name, kind=kind, resource=resource, login=login, role=role,
+            client_address=client_address, channel=channel)
+        if ssh is not None:
+            req.ssh.CopyFrom(broker_pb2.SshCredential(key_id=ssh.key_id, serial=ssh.serial,
+                                                      principal=ssh.principal, certificate=ssh.certificate))
+        elif db_token:
+            req.database.CopyFrom(broker_pb2.DatabaseCredential(token=db_token))
+        resp = await self._call("authorize session", self.broker.AuthorizeSession, req)
+        t, s, g = resp.target, resp.session, resp.grant
+        grace = to_timedelta(resp.grace_period) if resp.HasField("grace_period") else dt.timedelta(minutes=5)
+        return Authorization(
+            session_id=resp.session_id, grant_id=g.id, user=g.user, resource=g.resource or resource,
+            login=g.login or login, role=g.role or role,
+            expires_at=to_datetime(resp.expires_at if resp.HasField("expires_at") else g.expires_at),
+            grace_period=grace,
+            options=SessionOptions(pty=s.pty, exec=s.exec, sftp=s.sftp, port_forwarding=s.port_forwarding),
+            target=Target(name=t.name, kind=t.kind, address=t.address, host_key=t.host_key,
+                          host_ca=t.host_ca, database=t.database, credentials=t.credentials),
+            grant=g,
+        )
+
+    async def issue_upstream_certificate(self, session_id: str, public_key: str) -> tuple[str, dt.datetime]:
+        """The broker's own certificate towards the target: (certificate line, valid_before)."""
+        resp = await self._call("issue upstream certificate", self.broker.IssueUpstreamCertificate,
+                                broker_pb2.IssueUpstreamCertificateRequest(session_id=session_id,
+                                                                           public_key=public_key))
+        return resp.certificate, to_datetime(resp.valid_before)
+
+    async def report_session_end(self, session_id: str, reason: str, *, bytes_in: int = 0, bytes_out: int = 0,
+                                 recording_ref: str = "", recording_hash: str = "",
+                                 ended_at: dt.datetime | None = None,
+                                 last_activity_at: dt.datetime | None = None) -> None:
+        """Tell the control plane a session ended (reason: client_exit, expired, revoked, broker_shutdown, error)."""
+        req = broker_pb2.ReportSessionEndRequest(
+            session_id=session_id, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out,
+            recording_ref=recording_ref, recording_hash=recording_hash)
+        req.ended_at.CopyFrom(to_timestamp(ended_at or dt.datetime.now(dt.timezone.utc)))
+        if last_activity_at is not None:
+            req.last_activity_at.CopyFrom(to_timestamp(last_activity_at))
+        await self._call("report session end", self.broker.ReportSessionEnd, req)
+
+    async def report_activity(self, session_id: str, last_activity_at: dt.datetime,
+                              bytes_in: int = 0, bytes_out: int = 0) -> None:
+        req = broker_pb2.ReportActivityRequest(session_id=session_id, bytes_in=bytes_in, bytes_out=bytes_out)
+        req.last_activity_at.CopyFrom(to_timestamp(last_activity_at))
+        await self._call("report activity", self.broker.ReportActivity, req)
+
+    async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
+                             client_address: str) -> None:
+        """Audit a refusal the broker made itself (bad certificate, malformed user name, ...)."""
+        await self._call("report refusal", self.broker.ReportRefusal, broker_pb2.ReportRefusalRequest(
+            broker=self.name, kind=kind, user=user, resource=resource, code=code, message=message,
+            client_address=client_address))
+
+    async def get_trust(self) -> Trust:
+        resp = await self._call("get trust", self.broker.GetTrust, broker_pb2.GetTrustRequest())
+        return Trust(user_ca_keys=tuple(resp.user_ca_keys), revoked_serials=frozenset(resp.revoked_serials),
+                     ca_pem=resp.ca_pem)
+
+    # -------------------------------------------------------- events
+
+    def watch(self, on_change: Callable[[GrantChange], Awaitable[None] | None],
+              on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None = None,
+              on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
+              on_event: Callable[[str], Awaitable[None] | None] | None = None,
+              types: Iterable[str] = ()) -> EventWatcher:
+        """Start a reconnecting WatchEvents subscription (see EventWatcher)."""
+        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event)
+        watcher.start()
+        return watcher
+
+
+async def _maybe_await(value: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+class EventWatcher:
+    """A WatchEvents subscription that survives control-plane restarts.
+
+    After each (re)connect the stream starts with a snapshot of live grants;
+    `on_sync(snapshot)` receives it whole (grant id -> GrantChange), so the
+    caller can end sessions whose grant is no longer live (missed events while
+    disconnected). Then every event with a request calls `on_change`.
+    `on_connection(True/False)` reports whether the stream is up; `on_event(type)`
+    sees the type of every change event (e.g. to refresh trust after a CA rotation).
+    """
+
+    def __init__(self, client: ControlPlaneClient,
+                 on_change: Callable[[GrantChange], Awaitable[None] | None],
+                 on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None,
+                 on_connection: Callable[[bool], Awaitable[None] | None] | None,
+                 types: tuple[str, ...],
+                 on_event: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+        self._client = client
+        self._on_event = on_event
+        self._on_change = on_change
+        self._on_sync = on_sync
+        self._on_connection = on_connection
+        self._types = types
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+        self.connected = False
+        self.syncs = 0  # how many snapshots were applied (tests await re-syncs)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="jitgate-watch")
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until the current stream's snapshot was applied; False on timeout."""
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _set_connected(self, up: bool) -> None:
+        if up != self.connected:
+            self.connected = up
+            if not up:
+                self._synced.clear()
+            if self._on_connection is not None:
+                await _maybe_await(self._on_connection(up))
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._stream_once()
+                attempt = 0  # the server ended the stream cleanly; reconnect at once
+            except asyncio.CancelledError:
+                raise
+            except grpc.RpcError as exc:
+                log.info("event watch interrupted: %s", getattr(exc, "code", lambda: exc)())
+            except Exception:  # a callback failed: keep watching, revocations matter more
+                log.exception("event watch callback failed")
+            await self._set_connected(False)
+            await asyncio.sleep(WATCH_BACKOFF[min(attempt, len(WATCH_BACKOFF) - 1)])
+            attempt += 1
+
+    async def _stream_once(self) -> None:
+        call = self._client.access.WatchEvents(access_pb2.WatchEventsRequest(types=list(self._types)))
+        snapshot: dict[str, GrantChange] | None = {}
+        try:
+            async for event in call:
+                if event.type == "snapshot":
+                    if snapshot is not None and event.HasField("request"):
+                        change = grant_change(event.request, "snapshot", 0)
+                        snapshot[change.grant_id] = change
+                    continue
+                if event.type == "snapshot.end":
+                    await self._set_connected(True)
+                    if self._on_sync is not None:
+                        await _maybe_await(self._on_sync(dict(snapshot or {})))
+                    snapshot = None
+                    self.syncs += 1
+                    self._synced.set()
+                    continue
+                if self._on_event is not None:
+                    await _maybe_await(self._on_event(event.type))
+                if event.HasField("request") and event.request.id:
+                    await _maybe_await(self._on_change(grant_change(event.request, event.type, event.seq)))
+        finally:
+            call.cancel()

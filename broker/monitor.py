@@ -1,0 +1,366 @@
+"""One monitor per live session: deadline, grace warning, extension, revocation, shutdown.
+
+A `SessionMonitor` runs one asyncio task that sleeps until the next point in
+time (the warning `grace_period` before the deadline, then the deadline) or
+until it is woken by an extension, a revocation or a shutdown. It never does
+I/O itself: it calls `on_warning(line)` once per deadline, `on_extended(line)`
+when the deadline moves, and `on_cut(Cut)` exactly once when the session must
+end. The clock is injected (`SystemClock`, or `FakeClock` in tests), so tests
+advance time instead of sleeping.
+
+A `MonitorHub` holds the monitors of one broker by grant id and applies the
+control plane's event stream (`broker.cpclient.GrantChange`) and its
+re-syncs to them. It remembers grants it saw end, so a revocation that races
+with a session's start still cuts it (subscribe first, then check state).
+Deadlines are enforced by each monitor's own timer, with or without the
+control plane.
+
+    hub = MonitorHub(SystemClock())
+    mon = hub.start_monitor(session_id, grant_id, resource, expires_at, grace,
+                            on_warning=..., on_cut=...)
+    ... mon.close()   # the session ended by itself
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from broker.cpclient import GrantChange
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "expired"
+REVOKED = "revoked"
+BROKER_SHUTDOWN = "broker_shutdown"
+
+# How many ended grants the hub remembers for the start-of-session race.
+_ENDED_MEMORY = 10_000
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Clock(Protocol):
+    """Time as the monitors see it."""
+
+    def now(self) -> dt.datetime: ...
+
+    async def sleep_until(self, when: dt.datetime) -> None: ...
+
+
+class SystemClock:
+    """The real clock (aware UTC)."""
+
+    def now(self) -> dt.datetime:
+        return utcnow()
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        delay = (when - utcnow()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class FakeClock:
+    """A clock that only moves when told to (`advance`); for tests."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._now = start or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        self._sleepers: list[tuple[dt.datetime, asyncio.Future[None]]] = []
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        if when <= self._now:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((when, fut))
+        try:
+            await fut
+        finally:
+            self._sleepers = [(w, f) for (w, f) in self._sleepers if f is not fut]
+
+    def advance(self, seconds: float | dt.timedelta) -> None:
+        """Move time forward and wake every sleeper whose time has come."""
+        step = seconds if isinstance(seconds, dt.timedelta) else dt.timedelta(seconds=seconds)
+        self._now += step
+        for when, fut in list(self._sleepers):
+            if when <= self._now and not fut.done():
+                fut.set_result(None)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Why and when a session is being cut, and the line to show the user."""
+
+    reason: str  # "expired", "revoked", "broker_shutdown"
+    message: str
+    at: dt.datetime
+
+
+def format_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_remaining(delta: dt.timedelta) -> str:
+    seconds = max(0, round(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: object) -> None:
+    if callback is None:
+        return
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # a failing callback must not stop the deadline
+        log.exception("session monitor callback failed")
+
+
+class SessionMonitor:
+    """Watches one session's deadline; see the module doc."""
+
+    def __init__(self, *, session_id: str, grant_id: str, resource: str, expires_at: dt.datetime,
+                 grace_period: dt.timedelta, clock: Clock,
+                 on_cut: Callable[[Cut], Awaitable[None] | None],
+                 on_warning: Callable[[str], Awaitable[None] | None] | None = None,
+                 on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+        if expires_at.tzinfo is None:
+            raise ValueError("expires_at must be an aware datetime")
+        self.session_id = session_id
+        self.grant_id = grant_id
+        self.resource = resource
+        self.clock = clock
+        self._deadline = expires_at
+        self._grace = max(grace_period, dt.timedelta(0))
+        self._on_cut = on_cut
+        self._on_warning = on_warning
+        self._on_extended = on_extended
+        self._warned = False
+        self._pending: Cut | None = None
+        self._closed = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.cut: Cut | None = None  # set once the session was cut
+        self._done = asyncio.Event()
+
+    @property
+    def deadline(self) -> dt.datetime:
+        return self._deadline
+
+    @property
+    def warned(self) -> bool:
+        return self._warned
+
+    def start(self) -> SessionMonitor:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"monitor-{self.session_id}")
+        return self
+
+    # -------------------------------------------------------- inputs
+
+    def extend(self, expires_at: dt.datetime) -> None:
+        """Move the deadline (an extension, or a correction from the control plane)."""
+        if self._closed or self._pending or expires_at == self._deadline:
+            return
+        later = expires_at > self._deadline
+        self._deadline = expires_at
+        if expires_at - self.clock.now() > self._grace:
+            self._warned = False  # warn again before the new deadline
+        if later and self._on_extended is not None:
+            line = f"jitgate: access to {self.resource} extended until {format_time(expires_at)}"
+            asyncio.get_running_loop().create_task(_call(self._on_extended, line))
+        self._wake.set()
+
+    def revoke(self, reason: str = "") -> None:
+        """Cut now: the grant was revoked."""
+        detail = f" ({reason})" if reason else ""
+        self._request_cut(REVOKED, f"jitgate: access to {self.resource} was revoked{detail}; closing the session")
+
+    def expire_now(self) -> None:
+        """Cut now as expired (the control plane ended the grant at its deadline)."""
+        self._request_cut(EXPIRED, self._expired_line(self.clock.now()))
+
+    def shutdown(self) -> None:
+        """Cut now: the broker is stopping."""
+        self._request_cut(BROKER_SHUTDOWN, "jitgate: the broker is shutting down; closing the session")
+
+    def close(self) -> None:
+        """The session ended by itself: stop watching, no cut."""
+        self._closed = True
+        self._wake.set()
+
+    async def wait(self) -> Cut | None:
+        """Until the monitor stops; the Cut if the session was cut."""
+        await self._done.wait()
+        return self.cut
+
+    # -------------------------------------------------------- loop
+
+    def _expired_line(self, at: dt.datetime) -> str:
+        return f"jitgate: access to {self.resource} expired at {format_time(at)}; closing the session"
+
+    def _request_cut(self, reason: str, message: str) -> None:
+        if self._closed or self._pending is not None:
+            return
+        self._pending = Cut(reason, message, self.clock.now())
+        self._wake.set()
+
+    async def _sleep(self, until: dt.datetime) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        self._wake.clear()
+
+    async def _run(self) -> None:
+        try:
+            while not self._closed:
+                if self._pending is not None:
+                    await self._do_cut(self._pending)
+                    return
+                now = self.clock.now()
+                if now >= self._deadline:
+                    await self._do_cut(Cut(EXPIRED, self._expired_line(self._deadline), now))
+                    return
+                warn_at = self._deadline - self._grace
+                if not self._warned and now >= warn_at and self._grace:
+                    self._warned = True
+                    left = format_remaining(self._deadline - now)
+                    await _call(self._on_warning,
+                                f"jitgate: access to {self.resource} ends at {format_time(self._deadline)} "
+                                f"(in {left}); ask for more time: jitgate extend {self.grant_id}")
+                    continue
+                await self._sleep(self._deadline if (self._warned or not self._grace) else warn_at)
+        finally:
+            self._done.set()
+
+    async def _do_cut(self, cut: Cut) -> None:
+        self.cut = cut
+        self._closed = True
+        await _call(self._on_cut, cut)
+
+
+class MonitorHub:
+    """The monitors of one broker, by grant; fed by the control plane's event stream."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._by_grant: dict[str, set[SessionMonitor]] = {}
+        self._ended: OrderedDict[str, GrantChange] = OrderedDict()
+        self._last_seq: dict[str, int] = {}
+        self._expires: dict[str, dt.datetime] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_grant.values())
+
+    def monitors(self, grant_id: str | None = None) -> list[SessionMonitor]:
+        if grant_id is not None:
+            return list(self._by_grant.get(grant_id, ()))
+        return [m for ms in self._by_grant.values() for m in ms]
+
+    def start_monitor(self, *, session_id: str, grant_id: str, resource: str, expires_at: dt.datetime,
+                      grace_period: dt.timedelta,
+                      on_cut: Callable[[Cut], Awaitable[None] | None],
+                      on_warning: Callable[[str], Awaitable[None] | None] | None = None,
+                      on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> SessionMonitor:
+        """Create, register and start a monitor; it leaves the hub when it stops."""
+        mon = SessionMonitor(session_id=session_id, grant_id=grant_id, resource=resource,
+                             expires_at=expires_at, grace_period=grace_period, clock=self.clock,
+                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended)
+        self._by_grant.setdefault(grant_id, set()).add(mon)
+        # Registered first, then checked against what the stream already said
+        # (Teleport's order): a revocation or extension seen just before this
+        # session existed still applies to it.
+        ended = self._ended.get(grant_id)
+        if ended is not None:
+            self._apply_to(mon, ended)
+        elif grant_id in self._expires and self._expires[grant_id] > expires_at:
+            mon.extend(self._expires[grant_id])
+        mon.start()
+        asyncio.get_running_loop().create_task(self._forget_when_done(mon))
+        return mon
+
+    async def _forget_when_done(self, mon: SessionMonitor) -> None:
+        await mon.wait()
+        group = self._by_grant.get(mon.grant_id)
+        if group is not None:
+            group.discard(mon)
+            if not group:
+                del self._by_grant[mon.grant_id]
+
+    def apply(self, change: GrantChange) -> None:
+        """Apply one change of a grant (from WatchEvents) to its live sessions."""
+        if change.seq and change.seq < self._last_seq.get(change.grant_id, 0):
+            return  # older than what we already applied
+        if change.seq:
+            self._last_seq[change.grant_id] = change.seq
+        if change.active:
+            if change.expires_at is not None:
+                self._expires[change.grant_id] = change.expires_at
+        elif change.state in ("REVOKED", "EXPIRED", "CANCELLED", "DENIED", "TIMED_OUT"):
+            self._expires.pop(change.grant_id, None)
+            self._ended[change.grant_id] = change
+            self._ended.move_to_end(change.grant_id)
+            while len(self._ended) > _ENDED_MEMORY:
+                self._ended.popitem(last=False)
+        for mon in self.monitors(change.grant_id):
+            self._apply_to(mon, change)
+
+    def sync(self, snapshot: dict[str, GrantChange]) -> None:
+        """Apply a full snapshot of live grants (after a (re)connect).
+
+        A monitored grant missing from the snapshot is no longer live: its
+        sessions are cut, as expired if its deadline passed, else as revoked.
+        """
+        for change in snapshot.values():
+            self.apply(change)
+        now = self.clock.now()
+        for grant_id in list(self._by_grant):
+            if grant_id in snapshot:
+                continue
+            for mon in self.monitors(grant_id):
+                if now >= mon.deadline:
+                    mon.expire_now()
+                else:
+                    mon.revoke("the grant is no longer active")
+
+    def shutdown(self) -> None:
+        """Cut every live session (broker shutdown)."""
+        for mon in self.monitors():
+            mon.shutdown()
+
+    async def wait_all(self, timeout: float | None = None) -> None:
+        """Until every monitor stopped (after `shutdown`)."""
+        mons = self.monitors()
+        if mons:
+            await asyncio.wait_for(asyncio.gather(*(m.wait() for m in mons)), timeout)
+
+    def _apply_to(self, mon: SessionMonitor, change: GrantChange) -> None:
+        if change.active:
+            if change.expires_at is not None:
+                mon.extend(change.expires_at)
+        elif change.state == "EXPIRED":
+            mon.expire_now()
+        elif change.state == "PENDING":
+            return
+        else:
+            mon.revoke(change.message)
