@@ -1,0 +1,204 @@
+"""Stages 2-3: cross-check a Raw model (names, approvers, tests) and compile its CEL."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from policy import cel
+from policy.approvers import split_owner, split_word
+from policy.durations import format_duration
+from policy.engine import activation, resource_value, user_value
+from policy.loader import Raw
+from policy.model import Loc, PolicyTest, Resource, Rule, Settings, User
+from policy.request import PolicyRequest
+from policy.yamlnodes import Sink
+
+
+@dataclass
+class Checked:
+    """A cross-checked, compiled policy set (the parts PolicySet is made of)."""
+
+    settings: Settings
+    users: dict[str, User]
+    groups: dict[str, frozenset[str]]
+    resources: dict[str, Resource]
+    rules: tuple[Rule, ...]
+    tests: tuple[PolicyTest, ...]
+    programs: dict[str, cel.Compiled]
+    version: str
+
+
+def check(raw: Raw, sink: Sink) -> Checked:
+    """Report every cross-reference and CEL problem to `sink`; return what could be built."""
+    members: dict[str, set[str]] = {}
+    for u in raw.users.values():
+        for g in u.groups:
+            members.setdefault(g, set()).add(u.name)
+    for g, lst in raw.groups.items():
+        members.setdefault(g, set())
+        for m, loc in lst:
+            if m not in raw.users:
+                _err(sink, loc, "policy.unknown_user", f"group `{g}`: unknown user `{m}`")
+            else:
+                members[g].add(m)
+    users: dict[str, User] = {}
+    for u in raw.users.values():
+        if u.manager is not None and u.manager not in raw.users:
+            _err(sink, u.manager_loc, "policy.unknown_user", f"user `{u.name}`: unknown manager `{u.manager}`")
+        elif u.manager == u.name:
+            _err(sink, u.manager_loc, "policy.type", f"user `{u.name}` cannot be their own manager")
+        groups = tuple(sorted(g for g, ms in members.items() if u.name in ms))
+        users[u.name] = User(u.name, groups, u.manager, u.attributes, loc=u.loc)
+    groups = {g: frozenset(ms) for g, ms in members.items()}
+
+    for res in raw.resources.values():
+        for entry, loc in zip(res.owners, raw.owner_locs.get(res.name, [])):
+            try:
+                kind, name = split_owner(entry)
+            except ValueError as e:
+                _err(sink, loc, "policy.unknown_approver", f"resource `{res.name}`: {e}")
+                continue
+            _check_ref(sink, loc, f"resource `{res.name}` owner", kind, name, users, groups)
+
+    for word, loc, what in raw.approver_refs:
+        try:
+            kind, name = split_word(word)
+        except ValueError as e:
+            _err(sink, loc, "policy.unknown_approver", f"{what}: {e}")
+            continue
+        _check_ref(sink, loc, f"{what} approver", kind, name, users, groups)
+
+    for rule in raw.rules:
+        if rule.approval is None or rule.approval.mode != "levels":
+            continue
+        for i, lv in enumerate(rule.approval.levels, 1):
+            reach = _reach(lv.approvers, groups)
+            if reach is not None and len(reach) < lv.min:
+                _err(sink, rule.approval.loc, "policy.unmeetable_level",
+                     f"rule `{rule.name}`: level {i} needs {lv.min} approvers but only "
+                     f"{len(reach)} can approve ({', '.join(sorted(reach)) or 'nobody'})")
+
+    rule_names = {r.name for r in raw.rules}
+    for t in raw.tests:
+        if t.request.user not in users:
+            _err(sink, t.loc, "policy.unknown_user", f"test `{t.name}`: unknown user `{t.request.user}`")
+        if t.request.resource not in raw.resources:
+            _err(sink, t.loc, "policy.unknown_resource",
+                 f"test `{t.name}`: unknown resource `{t.request.resource}`")
+        for name in t.expect.get("rules") or []:
+            if name not in rule_names:
+                _err(sink, raw.expect_locs.get(t.name, t.loc), "policy.unknown_rule",
+                     f"test `{t.name}`: expects unknown rule `{name}`")
+
+    settings = raw.settings or Settings()
+    programs = _compile(raw.rules, sink, users, raw.resources)
+    content = canonical(settings, users, raw.resources, raw.rules)
+    version = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+    return Checked(settings, users, groups, dict(raw.resources), tuple(raw.rules), tuple(raw.tests),
+                   programs, version)
+
+
+def _err(sink: Sink, loc: Loc, code: str, message: str) -> None:
+    sink.add(loc, code, message)
+
+
+def _check_ref(sink: Sink, loc: Loc, what: str, kind: str, name: str,
+               users: dict[str, User], groups: dict[str, frozenset[str]]) -> None:
+    if kind == "user" and name not in users:
+        _err(sink, loc, "policy.unknown_user", f"{what}: unknown user `{name}`")
+    elif kind == "group" and name not in groups:
+        _err(sink, loc, "policy.unknown_group", f"{what}: unknown group `{name}`")
+
+
+def _reach(words: list[str], groups: dict[str, frozenset[str]]) -> set[str] | None:
+    """Everyone a level can reach, or None when it depends on the request (manager/owner)."""
+    out: set[str] = set()
+    for w in words:
+        try:
+            kind, name = split_word(w)
+        except ValueError:
+            return None
+        if kind == "user":
+            out.add(name)
+        elif kind == "group":
+            out |= groups.get(name, frozenset())
+        else:
+            return None
+    return out
+
+
+def _compile(rules: list[Rule], sink: Sink, users: dict[str, User],
+             resources: dict[str, Resource]) -> dict[str, cel.Compiled]:
+    env = cel.Cel()
+    programs: dict[str, cel.Compiled] = {}
+    probe = _probe_activation(users, resources)
+    for rule in rules:
+        try:
+            compiled = env.compile(rule.when)
+        except cel.CelCompileError as e:
+            base = rule.when_loc
+            loc = Loc(base.file, base.line, base.col + e.col - 1) if e.line == 1 else \
+                Loc(base.file, base.line + e.line - 1, e.col)
+            _err(sink, loc, e.code, f"rule `{rule.name}`: {e}")
+            continue
+        if probe is not None:
+            # A value that is clearly not a bool on real data is a type error, not a data gap.
+            try:
+                value = cel.evaluate(compiled, probe)
+            except Exception:
+                value = None
+            if value is not None and not cel.is_bool(value):
+                _err(sink, rule.when_loc, "policy.cel_not_bool",
+                     f"rule `{rule.name}`: `when` must be a bool, got {_cel_kind(value)}")
+                continue
+        programs[rule.name] = compiled
+    return programs
+
+
+def _cel_kind(value: Any) -> str:
+    name = type(value).__name__.replace("Type", "").lower()
+    return {"string": "a string", "int": "a number", "uint": "a number", "double": "a number",
+            "list": "a list", "map": "a map", "duration": "a duration",
+            "timestamp": "a timestamp"}.get(name, name)
+
+
+def _probe_activation(users: dict[str, User], resources: dict[str, Resource]) -> dict[str, Any] | None:
+    if not users or not resources:
+        return None
+    user = next(iter(users.values()))
+    res = next(iter(resources.values()))
+    req = PolicyRequest(user=user.name, resource=res.name, duration=timedelta(hours=1),
+                        time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc),
+                        login=res.logins[0] if res.logins else "", role=res.roles[0] if res.roles else "")
+    return activation(req, user_value(user), resource_value(res))
+
+
+def canonical(settings: Settings, users: dict[str, User], resources: dict[str, Resource],
+              rules: list[Rule]) -> str:
+    """The content that decides, as canonical JSON (descriptions and tests left out)."""
+    def dur(td: timedelta | None) -> str | None:
+        return None if td is None else format_duration(td)
+    doc = {
+        "version": 1,
+        "settings": {"grace_period": dur(settings.grace_period),
+                     "pending_timeout": dur(settings.pending_timeout),
+                     "default_max_extensions": settings.default_max_extensions,
+                     "duration_step": dur(settings.duration_step)},
+        "users": {u.name: {"groups": list(u.groups), "manager": u.manager, "attributes": u.attributes}
+                  for u in users.values()},
+        "resources": {r.name: {"kind": r.kind, "address": r.address, "labels": r.labels,
+                               "logins": list(r.logins), "roles": list(r.roles), "owners": list(r.owners),
+                               "host_key": r.host_key, "host_ca": r.host_ca, "database": r.database,
+                               "credentials": r.credentials} for r in resources.values()},
+        "rules": [{"name": r.name, "when": r.when, "effect": r.effect,
+                   "approval": None if r.approval is None else {
+                       "mode": r.approval.mode,
+                       "levels": [lv.to_json() for lv in r.approval.levels]},
+                   "review": list(r.review), "max_duration": dur(r.max_duration),
+                   "max_extensions": r.max_extensions, "session": r.session, "message": r.message}
+                  for r in rules],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -1,0 +1,258 @@
+"""The rule index: which rules can match a request, known without running CEL.
+
+A rule's `when` is split at its top-level `&&`. Conjuncts of these shapes are
+understood statically (string literals only):
+
+    resource.kind / resource.name / request.resource  ==  "x"   (or `in ["x", "y"]`)
+    resource.labels.K  or  resource.labels["K"]        ==  "x"   (or `in [...]`)
+    request.login / request.role                       ==  "x"   (or `in [...]`)
+    request.emergency, !request.emergency
+
+Resource conjuncts are resolved per resource when the set is loaded; request
+conjuncts are checked per decision. CEL's `&&` is false as soon as one side is
+false, even when the other side errors, so skipping a rule whose static
+conjunct is false gives exactly the naive answer. A label the resource does
+not have makes CEL raise, so such a resource keeps the rule and runs its CEL.
+A rule whose conjuncts are all static and true matches without running CEL.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import lark
+
+from policy.cel import unwrap
+from policy.model import Resource, Rule
+
+_PLAIN_STRING = re.compile(r"""^(?:"([^"\\\n]*)"|'([^'\\\n]*)')$""")
+
+RESOURCE_FIELDS = ("kind", "name", "label")
+REQUEST_FIELDS = ("emergency", "login", "role")
+
+
+@dataclass(frozen=True)
+class Pred:
+    """A static conjunct: `field` (kind, name, label, emergency, login, role) in `values`."""
+
+    field: str
+    key: str = ""
+    values: frozenset[str] = frozenset()
+    flag: bool = True  # for emergency
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the index knows about one rule."""
+
+    resource_preds: tuple[Pred, ...]
+    request_preds: tuple[Pred, ...]
+    residual: bool  # some conjunct needs CEL
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A rule that may match requests on one resource."""
+
+    rule: Rule
+    request_preds: tuple[Pred, ...]
+    needs_cel: bool
+
+
+def analyse(ast: lark.Tree) -> Analysis:
+    """Split a rule's AST into static predicates and a residual flag."""
+    res: list[Pred] = []
+    req: list[Pred] = []
+    residual = False
+    for leaf in _conjuncts(ast):
+        p = _pred(leaf)
+        if p is None:
+            residual = True
+        elif p.field in RESOURCE_FIELDS:
+            res.append(p)
+        else:
+            req.append(p)
+    return Analysis(tuple(res), tuple(req), residual)
+
+
+def _conjuncts(ast: lark.Tree) -> list[Any]:
+    node = ast
+    if not (isinstance(node, lark.Tree) and node.data == "expr" and len(node.children) == 1):
+        return [ast]
+    node = node.children[0]
+    if not (isinstance(node, lark.Tree) and node.data == "conditionalor" and len(node.children) == 1):
+        return [ast]
+    node = node.children[0]
+    out: list[Any] = []
+    while isinstance(node, lark.Tree) and node.data == "conditionaland" and len(node.children) == 2:
+        out.append(node.children[1])
+        node = node.children[0]
+    if isinstance(node, lark.Tree) and node.data == "conditionaland" and len(node.children) == 1:
+        out.append(node.children[0])
+    else:
+        out.append(node)
+    out.reverse()
+    return out
+
+
+def _path(tree: Any) -> list[str] | None:
+    """`a.b.c` or `a.b["c"]` as ["a", "b", "c"], else None."""
+    tree = unwrap(tree)
+    if not isinstance(tree, lark.Tree):
+        return None
+    if tree.data == "ident" and tree.children:
+        return [str(tree.children[0])]
+    if tree.data == "member_dot" and len(tree.children) == 2:
+        base = _path(tree.children[0])
+        return None if base is None else base + [str(tree.children[1])]
+    if tree.data == "member_index" and len(tree.children) == 2:
+        base = _path(tree.children[0])
+        key = _string(tree.children[1])
+        return None if base is None or key is None else base + [key]
+    return None
+
+
+def _string(tree: Any) -> str | None:
+    tree = unwrap(tree)
+    if isinstance(tree, lark.Tree) and tree.data == "literal" and tree.children:
+        tree = tree.children[0]
+    if isinstance(tree, lark.Token):
+        m = _PLAIN_STRING.match(str(tree))
+        if m:
+            return m.group(1) if m.group(1) is not None else m.group(2)
+    return None
+
+
+def _string_list(tree: Any) -> frozenset[str] | None:
+    tree = unwrap(tree)
+    if not (isinstance(tree, lark.Tree) and tree.data == "list_lit"):
+        return None
+    if not tree.children:
+        return frozenset()
+    exprlist = tree.children[0]
+    if not (isinstance(exprlist, lark.Tree) and exprlist.data == "exprlist"):
+        return None
+    out = []
+    for item in exprlist.children:
+        s = _string(item)
+        if s is None:
+            return None
+        out.append(s)
+    return frozenset(out)
+
+
+def _field_of(path: list[str] | None) -> tuple[str, str] | None:
+    if path is None:
+        return None
+    if path in (["resource", "kind"],):
+        return "kind", ""
+    if path in (["resource", "name"], ["request", "resource"]):
+        return "name", ""
+    if len(path) == 3 and path[:2] == ["resource", "labels"]:
+        return "label", path[2]
+    if path == ["request", "login"]:
+        return "login", ""
+    if path == ["request", "role"]:
+        return "role", ""
+    return None
+
+
+def _pred(leaf: Any) -> Pred | None:
+    node = unwrap(leaf)
+    if not isinstance(node, lark.Tree):
+        return None
+    # request.emergency / !request.emergency / !!...
+    negations = 0
+    probe = node
+    while isinstance(probe, lark.Tree) and probe.data == "unary" and len(probe.children) == 2 \
+            and isinstance(probe.children[0], lark.Tree) and probe.children[0].data == "unary_not" \
+            and not probe.children[0].children:
+        negations += 1
+        probe = unwrap(probe.children[1])
+    if _path(probe) == ["request", "emergency"]:
+        return Pred("emergency", flag=negations % 2 == 0)
+    if negations:
+        return None
+    if node.data == "relation" and len(node.children) == 2 and isinstance(node.children[0], lark.Tree):
+        op = node.children[0]
+        if op.data not in ("relation_eq", "relation_in") or len(op.children) != 1:
+            return None
+        lhs, rhs = op.children[0], node.children[1]
+        if op.data == "relation_eq":
+            for a, b in ((lhs, rhs), (rhs, lhs)):
+                f, s = _field_of(_path(a)), _string(b)
+                if f is not None and s is not None:
+                    return Pred(f[0], f[1], frozenset([s]))
+            return None
+        f, values = _field_of(_path(lhs)), _string_list(rhs)
+        if f is not None and values is not None:
+            return Pred(f[0], f[1], values)
+    return None
+
+
+def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
+    """True/False when the resource conjuncts decide, None when CEL must (missing label)."""
+    unknown = False
+    for p in preds:
+        if p.field == "kind":
+            ok: bool | None = resource.kind in p.values
+        elif p.field == "name":
+            ok = resource.name in p.values
+        else:
+            ok = resource.labels[p.key] in p.values if p.key in resource.labels else None
+        if ok is False:
+            return False
+        if ok is None:
+            unknown = True
+    return None if unknown else True
+
+
+def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str) -> bool:
+    """Whether the request-side conjuncts hold (they are always decidable)."""
+    for p in preds:
+        if p.field == "emergency":
+            if emergency != p.flag:
+                return False
+        elif p.field == "login":
+            if login not in p.values:
+                return False
+        elif p.field == "role":
+            if role not in p.values:
+                return False
+    return True
+
+
+def build(rules: list[Rule], analyses: dict[str, Analysis],
+          resources: dict[str, Resource]) -> dict[str, tuple[Candidate, ...]]:
+    """Per resource, the candidate rules in file order."""
+    by_value: dict[tuple[str, str, str], set[str]] = {}
+    has_label: dict[str, set[str]] = {}
+    for r in resources.values():
+        by_value.setdefault(("kind", "", r.kind), set()).add(r.name)
+        by_value.setdefault(("name", "", r.name), set()).add(r.name)
+        for k, v in r.labels.items():
+            by_value.setdefault(("label", k, v), set()).add(r.name)
+            has_label.setdefault(k, set()).add(r.name)
+    all_names = set(resources)
+    out: dict[str, list[Candidate]] = {name: [] for name in resources}
+    for rule in rules:
+        a = analyses[rule.name]
+        names = all_names
+        for p in a.resource_preds:
+            hits: set[str] = set()
+            for v in p.values:
+                hits |= by_value.get((p.field, p.key, v), set())
+            if p.field == "label":
+                hits |= all_names - has_label.get(p.key, set())  # missing label: CEL decides
+            names = names & hits
+        if a.resource_preds:
+            ordered: Iterable[str] = sorted(names)
+        else:
+            ordered = names
+        for name in ordered:
+            verdict = resource_verdict(a.resource_preds, resources[name])
+            if verdict is False:
+                continue
+            out[name].append(Candidate(rule, a.request_preds, a.residual or verdict is None))
+    return {k: tuple(v) for k, v in out.items()}

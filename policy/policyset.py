@@ -1,0 +1,130 @@
+"""PolicySet: a checked, compiled policy set that decides requests."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policy import approvers, engine, index, testing
+from policy.checker import Checked, check
+from policy.decision import Decision
+from policy.errors import PolicyError, PolicyLoadError
+from policy.loader import Raw, read_raw, read_text
+from policy.model import PolicyTest, Resource, Rule, Settings, User
+from policy.request import PolicyRequest
+from policy.yamlnodes import Sink
+
+
+@dataclass(eq=False)
+class PolicySet:
+    """A policy set ready to serve. Safe to call from many threads (see cel.py)."""
+
+    version: str
+    source_path: Path | None
+    settings: Settings
+    users: dict[str, User]
+    groups: dict[str, frozenset[str]]
+    resources: dict[str, Resource]
+    rules: tuple[Rule, ...]
+    tests: tuple[PolicyTest, ...]
+    _programs: dict[str, Any] = field(repr=False)
+    _index: dict[str, tuple[index.Candidate, ...]] = field(repr=False)
+    _user_cel: dict[str, Any] = field(repr=False)
+    _resource_cel: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def _from_checked(cls, c: Checked, source: Path | None) -> "PolicySet":
+        analyses = {r.name: index.analyse(c.programs[r.name].ast) for r in c.rules}
+        return cls(
+            version=c.version, source_path=source, settings=c.settings, users=c.users,
+            groups=c.groups, resources=c.resources, rules=c.rules, tests=c.tests,
+            _programs=c.programs, _index=index.build(list(c.rules), analyses, c.resources),
+            _user_cel={n: engine.user_value(u) for n, u in c.users.items()},
+            _resource_cel={n: engine.resource_value(r) for n, r in c.resources.items()},
+        )
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        """The effective groups of a user (empty for an unknown user)."""
+        u = self.users.get(user)
+        return frozenset(u.groups) if u else frozenset()
+
+    def decide(self, req: PolicyRequest) -> Decision:
+        """The decision for a request, evaluating only the rules the index keeps."""
+        refused = engine.precheck(req, self.users, self.resources, self.version)
+        if refused is not None:
+            return refused
+        act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
+        outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act)
+        return engine.combine(outcome, req, self.settings, self.version)
+
+    def naive_decide(self, req: PolicyRequest) -> Decision:
+        """The reference: the same decision, evaluating every rule's CEL in file order."""
+        refused = engine.precheck(req, self.users, self.resources, self.version)
+        if refused is not None:
+            return refused
+        act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
+        outcome = engine.evaluate_naive(self.rules, self._programs, req, act)
+        return engine.combine(outcome, req, self.settings, self.version)
+
+    def candidate_rules(self, resource: str) -> list[str]:
+        """Names of the rules the index keeps for a resource (for tests and benchmarks)."""
+        return [c.rule.name for c in self._index.get(resource, ())]
+
+    def is_eligible(self, approvers_: list[str], approver: str, requester: str, resource: str) -> bool:
+        """Whether `approver` may approve a level named by `approvers_` (POLICY.md rules 5-6)."""
+        return approvers.is_eligible(approvers_, approver, requester, self.resources.get(resource),
+                                     self.users, self.groups_of)
+
+    def run_tests(self) -> list[testing.TestResult]:
+        """Run the set's `tests:`."""
+        return testing.run(self.tests, self.decide)
+
+
+def _finish(raw: Raw, sink: Sink, source: Path | None, run_tests: bool) -> PolicySet:
+    checked = check(raw, sink)
+    if sink.errors:
+        raise PolicyLoadError(_sorted(sink.errors))
+    ps = PolicySet._from_checked(checked, source)
+    if run_tests:
+        failed = [r for r in ps.run_tests() if not r.passed]
+        if failed:
+            raise PolicyLoadError([
+                PolicyError(r.file, r.line, r.col, "policy.test_failed",
+                            f"test `{r.name}` failed: " + "; ".join(r.failures)) for r in failed])
+    return ps
+
+
+def _sorted(errors: list[PolicyError]) -> list[PolicyError]:
+    return sorted(dict.fromkeys(errors), key=lambda e: (e.file, e.line, e.col))
+
+
+def load_policy_set(path: str | Path, *, run_tests: bool = True) -> PolicySet:
+    """Load, check and compile a policy file or folder; raise PolicyLoadError listing every problem.
+
+    With `run_tests` (the default, what a server reloading its policy wants) a
+    failing policy test refuses the set too.
+    """
+    p = Path(path)
+    sink = Sink()
+    if not p.exists():
+        raise PolicyLoadError([PolicyError(str(p), 1, 1, "policy.io", "no such file or folder")])
+    try:
+        raw = read_raw(p, sink)
+        return _finish(raw, sink, p, run_tests)
+    except PolicyLoadError:
+        raise
+    except RecursionError:
+        raise PolicyLoadError([PolicyError(str(p), 1, 1, "policy.internal", "policy nested too deeply")]) from None
+
+
+def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: bool = True) -> PolicySet:
+    """Like load_policy_set, from text (errors name `filename`)."""
+    sink = Sink()
+    raw = Raw(files=[filename])
+    try:
+        read_text(filename, text, raw, sink)
+        return _finish(raw, sink, None, run_tests)
+    except PolicyLoadError:
+        raise
+    except RecursionError:
+        raise PolicyLoadError([PolicyError(filename, 1, 1, "policy.internal", "policy nested too deeply")]) from None

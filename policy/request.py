@@ -1,0 +1,194 @@
+"""A request as the policy engine sees it, and its JSON/YAML mapping form."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from policy.durations import format_duration, parse_duration
+from policy.errors import RequestError
+
+HISTORY_COUNTERS = ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d")
+HISTORY_FIELDS = HISTORY_COUNTERS + ("median_minutes",)
+_REQUEST_FIELDS = (
+    "id", "user", "resource", "login", "role", "duration", "reason", "ticket",
+    "emergency", "extension", "time", "history",
+)
+
+
+@dataclass(frozen=True)
+class PolicyRequest:
+    """Who asks for what, how long and why, at `time`, with the requester's `history`.
+
+    `id` is an optional label (e.g. the control plane's request id) that diff
+    output shows; it never influences a decision.
+    """
+
+    user: str
+    resource: str
+    duration: timedelta
+    time: datetime
+    login: str = ""
+    role: str = ""
+    reason: str = ""
+    ticket: str = ""
+    emergency: bool = False
+    extension: int = 0
+    history: dict[str, int | float] = field(default_factory=dict)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise RequestError("`time` must carry a time zone (RFC 3339, e.g. 2026-11-18T10:00:00Z)")
+
+    def history_value(self, name: str) -> int | float:
+        """A history field; absent counters are 0."""
+        if name == "median_minutes":
+            return float(self.history.get(name, 0.0))
+        return int(self.history.get(name, 0))
+
+    @classmethod
+    def from_mapping(cls, d: Mapping[str, Any], *, default_time: datetime | None = None) -> "PolicyRequest":
+        """Parse the request shape of POLICY.md; raise RequestError with a plain message."""
+        if not isinstance(d, Mapping):
+            raise RequestError(f"a request must be a mapping, got {_kind(d)}")
+        unknown = [k for k in d if k not in _REQUEST_FIELDS]
+        if unknown:
+            raise RequestError(
+                f"unknown request field `{unknown[0]}` (known: {', '.join(_REQUEST_FIELDS)})")
+        for req in ("user", "resource", "duration"):
+            if d.get(req) in (None, ""):
+                raise RequestError(f"a request needs `{req}`")
+        time_value = d.get("time")
+        if time_value is None:
+            if default_time is None:
+                raise RequestError("a request needs `time` (RFC 3339, e.g. 2026-11-18T10:00:00Z)")
+            when = default_time
+        else:
+            when = _parse_time(time_value)
+        return cls(
+            id=_text(d, "id"),
+            user=_text(d, "user"),
+            resource=_text(d, "resource"),
+            login=_text(d, "login"),
+            role=_text(d, "role"),
+            duration=_parse_dur(d["duration"]),
+            reason=_text(d, "reason"),
+            ticket=_text(d, "ticket"),
+            emergency=_flag(d, "emergency"),
+            extension=_count(d, "extension"),
+            time=when,
+            history=_history(d.get("history")),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The inverse of from_mapping (JSON-ready; empty optional fields left out)."""
+        out: dict[str, Any] = {}
+        if self.id:
+            out["id"] = self.id
+        out["user"] = self.user
+        out["resource"] = self.resource
+        if self.login:
+            out["login"] = self.login
+        if self.role:
+            out["role"] = self.role
+        out["duration"] = format_duration(self.duration)
+        if self.reason:
+            out["reason"] = self.reason
+        if self.ticket:
+            out["ticket"] = self.ticket
+        if self.emergency:
+            out["emergency"] = True
+        if self.extension:
+            out["extension"] = self.extension
+        out["time"] = format_time(self.time)
+        if self.history:
+            out["history"] = dict(self.history)
+        return out
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 text; UTC is written with `Z`."""
+    text = t.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _kind(v: Any) -> str:
+    return {str: "text", bool: "a boolean", int: "a number", float: "a number",
+            list: "a list", dict: "a mapping", type(None): "nothing"}.get(type(v), type(v).__name__)
+
+
+def _text(d: Mapping[str, Any], key: str) -> str:
+    v = d.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise RequestError(f"`{key}` must be text, got {_kind(v)}")
+    return v
+
+
+def _flag(d: Mapping[str, Any], key: str) -> bool:
+    v = d.get(key, False)
+    if not isinstance(v, bool):
+        raise RequestError(f"`{key}` must be true or false, got {_kind(v)}")
+    return v
+
+
+def _count(d: Mapping[str, Any], key: str) -> int:
+    v = d.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise RequestError(f"`{key}` must be a whole number >= 0, got {v!r}")
+    return v
+
+
+def _parse_dur(v: Any) -> timedelta:
+    if isinstance(v, timedelta):
+        td = v
+    else:
+        try:
+            td = parse_duration(v)
+        except ValueError as e:
+            raise RequestError(f"`duration`: {e}") from None
+    if td <= timedelta(0):
+        raise RequestError("`duration` must be longer than 0s")
+    return td
+
+
+def _parse_time(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        t = v
+    elif isinstance(v, str):
+        try:
+            t = datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise RequestError(f"`time` is not RFC 3339: `{v}` (e.g. 2026-11-18T10:00:00Z)") from None
+    else:
+        raise RequestError(f"`time` must be RFC 3339 text, got {_kind(v)}")
+    if t.tzinfo is None:
+        raise RequestError(f"`time` needs a time zone: `{v}` (add Z or +01:00)")
+    return t
+
+
+def _history(v: Any) -> dict[str, int | float]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise RequestError(f"`history` must be a mapping, got {_kind(v)}")
+    out: dict[str, int | float] = {}
+    for k, x in v.items():
+        if k not in HISTORY_FIELDS:
+            raise RequestError(f"unknown history field `{k}` (known: {', '.join(HISTORY_FIELDS)})")
+        if k == "median_minutes":
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or x != x:
+                raise RequestError(f"`history.{k}` must be a number >= 0, got {x!r}")
+            out[k] = float(x)
+        else:
+            if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                raise RequestError(f"`history.{k}` must be a whole number >= 0, got {x!r}")
+            out[k] = x
+    return out
+
+
+def utc(dt: datetime) -> datetime:
+    """`dt` in UTC (helper for callers building requests)."""
+    return dt.astimezone(timezone.utc)
