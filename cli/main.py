@@ -11,6 +11,8 @@ import click
 
 # name -> "module:attribute" of a click command or group. One line per command.
 COMMANDS: dict[str, str] = {
+    "replay": "cli.replay_cmd:replay",
+    "recordings": "cli.replay_cmd:recordings",
 }
 
 

@@ -354,6 +354,12 @@ class FileRecordingStore:
         p = Path(path).expanduser().resolve()
         if p.is_file():
             p = p.parent
-        if not (p / META_NAME).is_file() or p.parent.name != "recordings":
+        if not (p / META_NAME).is_file():
             raise RecordingError(f"{path}: not a recording directory")
-        return cls(p.parent.parent, **kwargs), p.name
+        if p.parent.name == "recordings":
+            return cls(p.parent.parent, **kwargs), p.name
+        # A recording copied elsewhere (evidence): read it where it is; only
+        # `trusted_keys` can verify its seal.
+        store = cls(p.parent, **kwargs)
+        store.root = p.parent
+        return store, p.name

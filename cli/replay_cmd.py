@@ -1,0 +1,294 @@
+"""`jitgate replay` and `jitgate recordings list|search|verify`: recordings after the fact."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recorder.events import Kind, RecordingError, event_to_dict
+from recorder.reader import RecordingInfo
+from recorder.storage import FileRecordingStore, RecordingFilter
+
+DATA_DIR_HELP = "data directory (default: $JITGATE_DATA_DIR, else ~/.jitgate)"
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("JITGATE_DATA_DIR") or "~/.jitgate").expanduser()
+
+
+def _is_recording_path(path: Path) -> bool:
+    directory = path if path.is_dir() else path.parent
+    return (directory / "meta.json").is_file()
+
+
+def _resolve(target: str, data_dir: str | None) -> tuple[FileRecordingStore, list[str]]:
+    """A session id, recording ref, or path -> the store and the recordings to show."""
+    path = Path(target).expanduser()
+    if path.exists() and _is_recording_path(path):
+        # Seals verify against the key of the recording's own data dir and of --data-dir.
+        keys = FileRecordingStore(_data_dir(data_dir)).trusted_keys()
+        store, ref = FileRecordingStore.for_path(path, trusted_keys=keys)
+        return store, [ref]
+    store = FileRecordingStore(_data_dir(data_dir))
+    refs = store.refs_for(target)
+    if not refs:
+        raise RecordingError(f"no recording for `{target}` in {store.root}")
+    return store, refs
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _offset(t: float) -> str:
+    minutes, seconds = divmod(t, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{seconds:06.3f}" if hours else f"{minutes:02d}:{seconds:06.3f}"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"jitgate: {message}", err=True)
+    sys.exit(1)
+
+
+def _console() -> Any:
+    from rich.console import Console
+    return Console()
+
+
+def _who(info: RecordingInfo) -> str:
+    m = info.metadata
+    who = m.get("user", "")
+    where = m.get("target") or m.get("resource") or ""
+    as_ = m.get("login") or m.get("role") or ""
+    text = who
+    if where:
+        text += f" -> {as_ + '@' if as_ else ''}{where}"
+    return text
+
+
+# ---------------------------------------------------------------- replay
+
+
+@click.command()
+@click.argument("session_or_path")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="playback speed factor")
+@click.option("--idle-limit", type=float, default=None, help="cap pauses at this many seconds")
+@click.option("--verify", "verify_first", is_flag=True,
+              help="check integrity first; exit 1 on any problem")
+@click.option("--expect-hash", default=None, help="final hash reported at session end (audit log)")
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+@click.option("--output", type=click.Choice(["table", "text", "json"]), default="table",
+              show_default=True, help="table: play terminals, tables for others; text: no timing")
+def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_first: bool,
+           expect_hash: str | None, data_dir: str | None, output: str) -> None:
+    """Play a session's recordings: terminals with real timing, exec, sftp and
+    database sessions as timelines."""
+    if speed <= 0:
+        _fail("--speed must be above 0")
+    if idle_limit is not None and idle_limit < 0:
+        _fail("--idle-limit must not be negative")
+    try:
+        store, refs = _resolve(session_or_path, data_dir)
+        if expect_hash is not None and len(refs) != 1:
+            _fail(f"--expect-hash needs one recording; `{session_or_path}` has {len(refs)}")
+        results = {}
+        if verify_first:
+            for ref in refs:
+                result = store.verify(ref, expected_final_hash=expect_hash)
+                results[ref] = result
+                if not result.ok:
+                    _fail(f"recording {ref}: {result.summary()}")
+                if output != "json":
+                    click.echo(f"recording {ref}: {result.summary()}", err=True)
+        if output == "json":
+            body = []
+            for ref in refs:
+                reader = store.open(ref)
+                item: dict[str, Any] = {"recording": reader.info.to_dict(),
+                                        "events": [event_to_dict(e) for e in reader.events()]}
+                if ref in results:
+                    item["verify"] = _verify_dict(results[ref])
+                body.append(item)
+            click.echo(json.dumps({"recordings": body}, ensure_ascii=False))
+            return
+        for ref in refs:
+            _show(store, ref, speed=speed, idle_limit=idle_limit, text=output == "text",
+                  several=len(refs) > 1)
+    except (RecordingError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: float | None,
+          text: bool, several: bool) -> None:
+    from recorder.replay import play_terminal, terminal_text, timeline
+
+    reader = store.open(ref)
+    info = reader.info
+    header = reader.header()
+    if several or info.kind is not Kind.TERMINAL:
+        title = f"recording {ref} ({info.kind.value}) {_when(info.started_at)} {_who(info)}".rstrip()
+        if header.command:
+            title += f": {header.command}"
+        click.echo(title, err=info.kind is Kind.TERMINAL)
+    if info.kind is Kind.TERMINAL:
+        if text:
+            sys.stdout.write(terminal_text(reader.events()))
+            sys.stdout.flush()
+        else:
+            play_terminal(reader.events(), sys.stdout, speed=speed, idle_limit=idle_limit)
+        return
+    rows = timeline(reader.events())
+    if text:
+        for r in rows:
+            extra = "  ".join(x for x in (r.amount, r.status) if x)
+            click.echo(f"{_offset(r.t)}  {r.what:<9} {r.detail}" + (f"  ({extra})" if extra else ""))
+        return
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    table.add_column("time", no_wrap=True)
+    if info.kind is Kind.DB:
+        table.add_column("ms", justify="right")
+    table.add_column("what")
+    table.add_column("statement" if info.kind is Kind.DB else "detail", overflow="fold")
+    table.add_column("amount", justify="right")
+    table.add_column("result")
+    for r in rows:
+        cells = [_offset(r.t)]
+        if info.kind is Kind.DB:
+            cells.append("" if r.duration_ms is None else f"{r.duration_ms:.1f}")
+        cells += [r.what, r.detail, r.amount, r.status]
+        table.add_row(*cells)
+    _console().print(table)
+
+
+def _verify_dict(result: Any) -> dict[str, Any]:
+    return {"ok": result.ok, "status": result.status, "sealed": result.sealed,
+            "intact": result.intact, "events": result.events, "final_hash": result.final_hash,
+            "problems": result.problems, "notes": result.notes}
+
+
+# ---------------------------------------------------------------- recordings
+
+
+@click.group()
+def recordings() -> None:
+    """List, search and verify session recordings."""
+
+
+@recordings.command("list")
+@click.option("--session", "session_id", default=None, help="only this session's recordings")
+@click.option("--kind", type=click.Choice([k.value for k in Kind]), default=None)
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="metadata must equal this, e.g. user=alice (repeatable)")
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], data_dir: str | None,
+             output: str) -> None:
+    """Recordings in the data directory, oldest first."""
+    wanted: dict[str, Any] = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--meta `{item}` is not KEY=VALUE")
+        wanted[key] = value
+    try:
+        store = FileRecordingStore(_data_dir(data_dir))
+        infos = store.list(RecordingFilter(session_id=session_id, kind=Kind(kind) if kind else None,
+                                           metadata=wanted))
+    except (RecordingError, OSError) as exc:
+        _fail(str(exc))
+        return
+    if output == "json":
+        click.echo(json.dumps({"recordings": [i.to_dict() for i in infos]}, ensure_ascii=False))
+        return
+    if not infos:
+        click.echo(f"no recordings in {store.root}")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("recording", "kind", "started", "duration", "who", "events", "state", "end"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "started", "duration"))
+    for i in infos:
+        duration = _offset(i.ended_at - i.started_at) if i.ended_at else ""
+        table.add_row(i.ref, i.kind.value, _when(i.started_at), duration, _who(i),
+                      "" if i.events is None else str(i.events),
+                      "sealed" if i.sealed else "open/unsealed", i.end_reason or "")
+    _console().print(table)
+
+
+@recordings.command("search")
+@click.argument("text")
+@click.option("--session", "session_id", default=None, help="only this session's recordings")
+@click.option("--kind", type=click.Choice([k.value for k in Kind]), default=None)
+@click.option("--case-sensitive", is_flag=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="hits per recording")
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def search_cmd(text: str, session_id: str | None, kind: str | None, case_sensitive: bool, limit: int,
+               data_dir: str | None, output: str) -> None:
+    """Sessions where TEXT was typed, shown, run, touched (sftp) or queried, with the time offset."""
+    from recorder.search import search
+
+    if not text:
+        _fail("search text is empty")
+    try:
+        store = FileRecordingStore(_data_dir(data_dir))
+        infos = store.list(RecordingFilter(session_id=session_id, kind=Kind(kind) if kind else None))
+        hits = search((store.open(i.ref) for i in infos), text, ignore_case=not case_sensitive,
+                      limit_per_recording=limit)
+    except (RecordingError, OSError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if output == "json":
+        click.echo(json.dumps({"hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo(f"no recordings match `{text}`")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("recording", "session", "started", "at", "where", "match"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("started", "at"))
+    for h in hits:
+        table.add_row(h.ref, h.session_id, _when(h.started_at), _offset(h.t), h.where, h.snippet)
+    _console().print(table)
+
+
+@recordings.command("verify")
+@click.argument("session_or_path")
+@click.option("--expect-hash", default=None, help="final hash reported at session end (audit log)")
+@click.option("--data-dir", default=None, help=DATA_DIR_HELP)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def verify_cmd(session_or_path: str, expect_hash: str | None, data_dir: str | None, output: str) -> None:
+    """Check recordings' hash chains and seals; exit 1 unless every one is intact and sealed."""
+    try:
+        store, refs = _resolve(session_or_path, data_dir)
+        results = {ref: store.verify(ref, expected_final_hash=expect_hash if len(refs) == 1 else None)
+                   for ref in refs}
+    except (RecordingError, OSError) as exc:
+        _fail(str(exc))
+        return
+    bad = [ref for ref, r in results.items() if not r.ok]
+    if output == "json":
+        click.echo(json.dumps({"results": {ref: _verify_dict(r) for ref, r in results.items()}}))
+    else:
+        for ref, r in results.items():
+            click.echo(f"recording {ref}: {r.summary()}", err=not r.ok)
+            for note in r.notes:
+                click.echo(f"  note: {note}", err=not r.ok)
+    if bad:
+        sys.exit(1)
