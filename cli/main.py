@@ -11,6 +11,7 @@ import click
 
 # name -> "module:attribute" of a click command or group. One line per command.
 COMMANDS: dict[str, str] = {
+    "policy": "cli.policy_cmd:policy",
     "replay": "cli.replay_cmd:replay",
     "recordings": "cli.replay_cmd:recordings",
 }

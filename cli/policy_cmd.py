@@ -1,0 +1,191 @@
+"""`jitgate policy check|test|eval|diff`: what a policy author runs, locally and in CI."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set
+from policy.diff import diff as diff_sets
+from policy.diff import read_requests, request_label, summary, to_markdown
+
+OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="Output format.")
+DEFAULT_PATH = "policies.yaml"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _load(path: str, output: str) -> PolicySet:
+    """Load without running tests; print every error and exit 1 on refusal."""
+    try:
+        return load_policy_set(path, run_tests=False)
+    except PolicyLoadError as e:
+        if output == "json":
+            _emit_json({"ok": False, "path": path, "errors": [
+                {"file": x.file, "line": x.line, "col": x.col, "code": x.code, "message": x.message}
+                for x in e.errors]})
+        else:
+            for x in e.errors:
+                click.echo(str(x), err=True)
+            click.echo(f"{path}: {len(e.errors)} error(s)", err=True)
+        sys.exit(1)
+
+
+@click.group()
+def policy() -> None:
+    """Check, test, evaluate and diff policy sets (policies.yaml)."""
+
+
+@policy.command()
+@click.argument("path", default=DEFAULT_PATH, type=click.Path())
+@OUTPUT
+def check(path: str, output: str) -> None:
+    """Validate PATH (a file or a folder): schema, names, approvers, CEL."""
+    ps = _load(path, output)
+    info = {"ok": True, "path": path, "policy_version": ps.version, "users": len(ps.users),
+            "groups": len(ps.groups), "resources": len(ps.resources), "rules": len(ps.rules),
+            "tests": len(ps.tests)}
+    if output == "json":
+        _emit_json(info)
+    else:
+        click.echo(f"{path}: ok: {info['users']} users, {info['resources']} resources, "
+                   f"{info['rules']} rules, {info['tests']} tests ({ps.version})")
+
+
+@policy.command()
+@click.argument("path", default=DEFAULT_PATH, type=click.Path())
+@OUTPUT
+def test(path: str, output: str) -> None:
+    """Run the `tests:` of PATH; exit 1 when one fails."""
+    ps = _load(path, output)
+    started = time.perf_counter()
+    results = ps.run_tests()
+    elapsed = time.perf_counter() - started
+    failed = [r for r in results if not r.passed]
+    if output == "json":
+        _emit_json({"passed": len(results) - len(failed), "failed": len(failed),
+                    "policy_version": ps.version,
+                    "results": [{"name": r.name, "passed": r.passed, "where": r.where(),
+                                 "failures": r.failures, "expected": r.expected,
+                                 "got": r.decision.to_json()} for r in results]})
+    else:
+        console = Console(highlight=False)
+        for r in results:
+            mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+            console.print(f"{mark} {r.name}", markup=True)
+        for r in failed:
+            console.print(f"\n[bold red]{r.where()}: test `{r.name}` failed[/bold red]", markup=True)
+            for f in r.failures:
+                console.print(f"  {f}", markup=False)
+            console.print(f"  got: {summary(r.decision)}", markup=False)
+        console.print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed in {elapsed:.2f}s",
+                      markup=False)
+    sys.exit(1 if failed else 0)
+
+
+def _read_request(request: str | None, request_file: str | None) -> PolicyRequest:
+    if (request is None) == (request_file is None):
+        _fail("give exactly one of --request '{...}' or --request-file FILE")
+    try:
+        text = request if request is not None else Path(request_file).read_text(encoding="utf-8")  # type: ignore[arg-type]
+    except OSError as e:
+        _fail(f"cannot read {request_file}: {e.strerror}")
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML, so both work
+    except yaml.YAMLError as e:
+        _fail(f"the request is neither JSON nor YAML: {str(e).splitlines()[0]}")
+    try:
+        return PolicyRequest.from_mapping(data, default_time=datetime.now(timezone.utc))
+    except RequestError as e:
+        _fail(f"bad request: {e}")
+
+
+@policy.command("eval")
+@click.argument("path", default=DEFAULT_PATH, type=click.Path())
+@click.option("--request", "-r", help="The request as JSON (or YAML); `time` defaults to now.")
+@click.option("--request-file", "-f", type=click.Path(), help="A file holding the request.")
+@OUTPUT
+def eval_(path: str, request: str | None, request_file: str | None, output: str) -> None:
+    """Print the decision PATH gives for one request."""
+    req = _read_request(request, request_file)
+    ps = _load(path, output)
+    d = ps.decide(req)
+    if output == "json":
+        _emit_json(d.to_json())
+        return
+    t = Table(show_header=False, box=None)
+    t.add_column("field", no_wrap=True)
+    t.add_column("value", overflow="fold")
+    t.add_row("request", request_label(req))
+    t.add_row("effect", f"[green]allow[/green]" if d.allowed else "[red]deny[/red]")
+    if d.approval is not None:
+        t.add_row("approval", d.approval.mode)
+        for i, lv in enumerate(d.approval.levels, 1):
+            t.add_row(f"  level {i}", f"{lv.min} of {', '.join(lv.approvers)}")
+        if d.approval.review:
+            t.add_row("  review", ", ".join(d.approval.review))
+        t.add_row("max duration", format_duration(d.max_duration) if d.max_duration else "none")
+        t.add_row("max extensions", str(d.max_extensions))
+        t.add_row("session", ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in d.session.to_json().items()))
+    t.add_row("rules", ", ".join(d.rules) or "-")
+    if d.message:
+        t.add_row("message", d.message)
+    for e in d.errors:
+        t.add_row("error", e)
+    t.add_row("policy", d.policy_version)
+    Console(highlight=False).print(t)
+
+
+@policy.command()
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--requests", "requests_file", required=True, type=click.Path(),
+              help="Recorded requests, one JSON object per line.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True, help="text table, Markdown for a pull-request comment, or JSON.")
+@OUTPUT
+def diff(old: str, new: str, requests_file: str, fmt: str, output: str) -> None:
+    """Replay recorded requests through OLD and NEW; exit 3 when a decision changes, 0 when none."""
+    if output == "json":
+        fmt = "json"
+    try:
+        requests = read_requests(requests_file)
+    except RequestError as e:
+        _fail(str(e))
+    old_ps = _load(old, "json" if fmt == "json" else "text")
+    new_ps = _load(new, "json" if fmt == "json" else "text")
+    changes = diff_sets(old_ps, new_ps, requests)
+    if fmt == "json":
+        _emit_json({"old_version": old_ps.version, "new_version": new_ps.version,
+                    "requests": len(requests), "changed": len(changes),
+                    "changes": [c.to_json() for c in changes]})
+    elif fmt == "markdown":
+        click.echo(to_markdown(changes, old_ps, new_ps, len(requests)), nl=False)
+    else:
+        console = Console(highlight=False)
+        if changes:
+            t = Table(title=f"{len(changes)} of {len(requests)} decision(s) change")
+            for col in ("line", "request", "old", "new"):
+                t.add_column(col)
+            for c in changes:
+                t.add_row(str(c.line), request_label(c.request), summary(c.old), summary(c.new))
+            console.print(t)
+        else:
+            console.print(f"no decision changes ({len(requests)} request(s) replayed)")
+    sys.exit(3 if changes else 0)
