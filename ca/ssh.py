@@ -6,14 +6,17 @@ One class serves both roles; they differ only by name and by who trusts them
 
 A CA named `N` lives in a 0700 directory, which may be shared with other CAs:
 - `N-<generation>.key`: the current Ed25519 signing key, encrypted PKCS#8 PEM, 0600;
-- `N.json`: state (0600): the current generation, its public key and the latest
-  `valid_before` it has signed, and the rotated-out public keys with the time
-  until which they stay trusted.
+- `N.json`: state (0600): the current generation, its public key and
+  `signed_until` (the latest `valid_before` it has signed, rounded up to the
+  next minute), and the rotated-out public keys with the time until which they
+  stay trusted.
 
 Rotation makes a new key the signer and deletes the old private key at once
 (it will never sign again); the old public key stays in
-`trusted_public_key_lines()` until the latest `valid_before` it signed, so
-certificates already out keep working until they expire, then it is dropped.
+`trusted_public_key_lines()` until the latest `valid_before` it signed (rounded
+up to the minute), so certificates already out keep working until they expire,
+then it is dropped. `rotate(now, keep_old_trusted=False)` drops it at once, for
+a key believed compromised: its certificates stop working immediately.
 
 The state is owned by one process: several processes signing with the same
 CA directory would each keep their own view of the latest `valid_before`.
@@ -48,6 +51,8 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _MAX_KEY_ID = 256
 _MAX_U64 = 2**64 - 1
 _MIN_RSA_BITS = 2048
+# Granularity of the recorded "latest valid_before signed" (see _record_valid_before).
+SIGNED_UNTIL_STEP = dt.timedelta(seconds=60)
 
 
 def new_serial() -> int:
@@ -93,7 +98,7 @@ class _State:
     generation: int
     public_key_line: str
     created_at: dt.datetime
-    last_valid_before: dt.datetime | None
+    signed_until: dt.datetime | None
     retired: list[_RetiredKey]
 
     def to_json(self, name: str) -> bytes:
@@ -104,7 +109,7 @@ class _State:
                 "generation": self.generation,
                 "public_key": self.public_key_line,
                 "created_at": _iso(self.created_at),
-                "last_valid_before": _iso(self.last_valid_before),
+                "signed_until": _iso(self.signed_until),
             },
             "retired": [
                 {
@@ -131,7 +136,7 @@ class _State:
                 generation=int(cur["generation"]),
                 public_key_line=str(cur["public_key"]),
                 created_at=_from_iso(cur["created_at"]),  # type: ignore[arg-type]
-                last_valid_before=_from_iso(cur["last_valid_before"]),
+                signed_until=_from_iso(cur["signed_until"]),
                 retired=[
                     _RetiredKey(
                         int(r["generation"]), str(r["public_key"]),
@@ -306,20 +311,26 @@ class SSHCertificateAuthority:
         return cert.public_bytes().decode()
 
     def _record_valid_before(self, valid_before: dt.datetime) -> None:
-        # Persist before the certificate is returned: after a crash and a rotation the
-        # old key must still be trusted for every certificate that left this process.
-        last = self._state.last_valid_before
+        # Persisted (fsync) before the certificate is returned: after a crash and a rotation
+        # the old key must stay trusted for every certificate that left this process.
+        # Rounded up to SIGNED_UNTIL_STEP so a burst of certificates costs one write, not
+        # one each (~3 ms): a rotated-out key is trusted at most that much longer.
+        last = self._state.signed_until
         if last is None or valid_before > last:
-            self._state.last_valid_before = valid_before
+            step = int(SIGNED_UNTIL_STEP.total_seconds())
+            rounded = -(-int(valid_before.timestamp()) // step) * step
+            self._state.signed_until = dt.datetime.fromtimestamp(rounded, dt.timezone.utc)
             self._save_state()
 
     # -- rotation --------------------------------------------------------------------
 
-    def rotate(self, now: dt.datetime | None = None) -> str:
+    def rotate(self, now: dt.datetime | None = None, keep_old_trusted: bool = True) -> str:
         """Make a new key the signer; returns its public key line.
 
         The old private key is deleted; its public key stays trusted until the
-        latest `valid_before` it signed (dropped at once if it signed nothing).
+        latest `valid_before` it signed, rounded up to the minute (dropped at
+        once if it signed nothing, or with `keep_old_trusted=False`).
+        Earlier rotated-out keys keep their own deadlines.
         """
         now = _aware(now or _utcnow(), "now")
         with self._lock:
@@ -328,8 +339,8 @@ class SSHCertificateAuthority:
             key = ed25519.Ed25519PrivateKey.generate()
             save_private_key(self._directory / f"{self._name}-{generation}.key", key, self._passphrase)
             retired = [r for r in old.retired if r.trusted_until > now]
-            if old.last_valid_before is not None and old.last_valid_before > now:
-                retired.append(_RetiredKey(old.generation, old.public_key_line, now, old.last_valid_before))
+            if keep_old_trusted and old.signed_until is not None and old.signed_until > now:
+                retired.append(_RetiredKey(old.generation, old.public_key_line, now, old.signed_until))
             self._state = _State(generation, _public_line(key.public_key(), self._name), now, None, retired)
             self._key = key
             # State first, then delete: a crash in between leaves an unused encrypted key, never a CA without one.

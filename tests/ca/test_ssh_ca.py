@@ -6,12 +6,13 @@ import os
 import re
 import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from ca.errors import CAError, KeyStoreError
-from ca.ssh import SSHCertificateAuthority, new_serial, sshd_trusted_ca_line
+from ca.ssh import SIGNED_UNTIL_STEP, SSHCertificateAuthority, new_serial, sshd_trusted_ca_line
 from ca.sshcert import parse_certificate, verify_certificate
 from tests.ca.sshkeys import user_keypair
 from tests.support import require_binary
@@ -233,3 +234,41 @@ def test_new_serial_is_random_nonzero_63_bit() -> None:
     serials = {new_serial() for _ in range(1000)}
     assert len(serials) == 1000
     assert all(0 < s < 2**63 for s in serials)
+
+
+def test_old_key_trust_ends_within_a_minute_after_its_last_certificate(ca: SSHCertificateAuthority) -> None:
+    last = T0 + dt.timedelta(minutes=7, seconds=13)
+    cert = sign(ca, valid_before=last)
+    old_line = ca.public_key_line()
+    new_line = ca.rotate(T0)
+    just_before = last - dt.timedelta(seconds=1)
+    assert old_line in ca.trusted_public_key_lines(just_before)
+    verify_certificate(cert, ca.trusted_public_key_lines(just_before), just_before)
+    assert ca.trusted_public_key_lines(last + SIGNED_UNTIL_STEP) == [new_line]
+
+
+def test_rotation_for_a_compromised_key_drops_it_at_once(ca: SSHCertificateAuthority) -> None:
+    cert = sign(ca, valid_before=T0 + dt.timedelta(hours=1))
+    new_line = ca.rotate(T0, keep_old_trusted=False)
+    assert ca.trusted_public_key_lines(T0) == [new_line]
+    with pytest.raises(CAError) as e:
+        verify_certificate(cert, ca.trusted_public_key_lines(T0), T0)
+    assert e.value.code == "cert.untrusted_ca"
+
+
+def test_concurrent_signing_records_the_latest_valid_before(tmp_path: Path, ca: SSHCertificateAuthority) -> None:
+    user_line = user_keypair()[1]
+
+    def work(i: int) -> str:
+        return ca.sign_user_certificate(
+            user_line, f"grant-{i}", ["root"], T0, T0 + dt.timedelta(minutes=5 + i), new_serial(), True, False, False
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        certs = list(pool.map(work, range(64)))
+    assert len({parse_certificate(c).serial for c in certs}) == 64
+    latest = T0 + dt.timedelta(minutes=5 + 63)
+    old_line = ca.public_key_line()
+    restarted = SSHCertificateAuthority.load_or_create(tmp_path / "ca", PASS, "jitgate-user-ca")
+    restarted.rotate(T0)
+    assert old_line in restarted.trusted_public_key_lines(latest - dt.timedelta(seconds=1))
