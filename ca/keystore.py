@@ -76,11 +76,17 @@ def _read_passphrase_file(path: Path) -> bytes:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with the leaf at 0700; refuse an existing leaf others can access."""
+    """Create `path` and any missing parents at 0700; refuse an existing `path` others can access."""
     path = Path(path)
     if not path.exists():
-        path.mkdir(parents=True, mode=_PRIVATE_DIR_MODE, exist_ok=True)
-        os.chmod(path, _PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=_PRIVATE_DIR_MODE)
+            except FileExistsError:
+                continue  # made concurrently; its mode is checked below when it is the leaf
+            os.chmod(directory, _PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+        check_private_mode(path, what="key directory")
         return path
     if not path.is_dir():
         raise KeyStoreError("ca.not_a_directory", f"`{path}` exists and is not a directory")

@@ -91,7 +91,7 @@ def test_private_dir_created_0700_and_loose_existing_refused(tmp_path: Path) -> 
         d = ensure_private_dir(tmp_path / "a" / "ca")
     finally:
         os.umask(old)
-    assert mode(d) == 0o700
+    assert mode(d) == 0o700 and mode(tmp_path / "a") == 0o700
     loose = tmp_path / "loose"
     loose.mkdir()
     os.chmod(loose, 0o755)
