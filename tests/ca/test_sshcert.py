@@ -184,3 +184,14 @@ def test_certificate_made_by_ssh_keygen_verifies(tmp_path: Path) -> None:
     assert info.extensions == {"permit-pty": ""}
     assert info.valid_before == dt.datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
     assert info.public_key_line.split()[1] == user_line.split()[1]
+
+
+def test_asyncssh_reads_our_certificate_and_its_wire_blob_parses(ca: SSHCertificateAuthority, cert: str) -> None:
+    """The broker's library sees the same fields; its `public_data` (wire blob) feeds parse_certificate."""
+    import asyncssh
+
+    theirs = asyncssh.import_certificate(cert)
+    assert theirs.principals == ["root@web-01"]
+    assert theirs.options == {"force-command": "true", "permit-pty": True}
+    info = verify_certificate(theirs.public_data, [ca.public_key_line()], T0)
+    assert info == parse_certificate(cert)
