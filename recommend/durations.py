@@ -1,0 +1,38 @@
+"""Durations as people write them (`90s`, `30m`, `1h30m`) and as they read them."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+)([hms])")
+_WHOLE = re.compile(r"(?:\d+[hms])+")
+_UNIT = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `1h30m`-style text; raises ValueError with a plain message."""
+    value = text.strip()
+    if not _WHOLE.fullmatch(value):
+        raise ValueError(f"`{text}` is not a duration (write it like 90s, 30m, 1h or 1h30m)")
+    seconds = sum(int(n) * _UNIT[u] for n, u in _PART.findall(value))
+    if seconds <= 0:
+        raise ValueError(f"`{text}` must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_minutes(minutes: float) -> str:
+    """`40 min`, `2 h`, `1 h 30 min`: how the explanation shows a length."""
+    total = int(round(minutes))
+    if total < 90:
+        return f"{total} min"
+    hours, rest = divmod(total, 60)
+    return f"{hours} h" if rest == 0 else f"{hours} h {rest} min"
+
+
+def format_duration(value: timedelta) -> str:
+    """`1h30m`-style text, the inverse of parse_duration for whole seconds."""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"

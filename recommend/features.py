@@ -1,0 +1,199 @@
+"""Features of a request, identical for training and serving.
+
+A request is described by what it asks (task type from reason/ticket, kind,
+env and sensitivity labels, login/role, user, resource, hour, weekday) and by
+the requester's own past on this resource, this task and this kind of
+resource. The past of a row is only what had *finished* before it was asked
+(`requested_at + used_minutes <= now`): no row ever sees its own outcome or a
+later one.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+
+from recommend.history import HistoryRow
+from recommend.tasks import classify_task
+
+FEATURE_VERSION = 1
+CATEGORICAL: tuple[str, ...] = ("task", "kind", "env", "sensitivity", "access", "user", "resource")
+NUMERIC: tuple[str, ...] = (
+    "hour", "weekday", "after_hours",
+    "u_res_n", "u_res_med", "u_res_p80", "u_res_last", "u_res_task_med",
+    "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share",
+)
+FEATURES: tuple[str, ...] = CATEGORICAL + NUMERIC
+_RECENT = 10  # how many past grants per key the history features look at
+
+RawFeatures = tuple  # CATEGORICAL as str, then NUMERIC as float (nan = unknown)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks, the part of it the features read."""
+
+    user: str
+    resource: str
+    kind: str
+    labels: Mapping[str, str]
+    access: str
+    reason: str
+    ticket: str
+    at: datetime
+
+
+def ask_of(row: HistoryRow) -> Ask:
+    """The ask of a past grant."""
+    return Ask(row.user, row.resource, row.kind, row.labels, row.access, row.reason, row.ticket, row.requested_at)
+
+
+@lru_cache(maxsize=8192)
+def task_of(reason: str, ticket: str) -> str:
+    """classify_task, cached: histories repeat the same reasons."""
+    return classify_task(reason, ticket)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of a non-empty sequence (numpy's default method)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _median(values: Iterable[float]) -> float:
+    items = list(values)
+    return quantile(items, 0.5) if items else math.nan
+
+
+class PersonalHistory:
+    """Running per-person statistics over finished grants (newest last)."""
+
+    def __init__(self) -> None:
+        self._res: dict[tuple[str, str], deque[float]] = {}
+        self._res_task: dict[tuple[str, str, str], deque[float]] = {}
+        self._task: dict[tuple[str, str], deque[float]] = {}
+        self._kind: dict[tuple[str, str], deque[float]] = {}
+        self._extended: dict[str, deque[bool]] = {}
+        self._res_n: dict[tuple[str, str], int] = {}
+        self._kind_n: dict[tuple[str, str], int] = {}
+
+    def add(self, row: HistoryRow) -> None:
+        """Count one finished grant (called in the order grants finished)."""
+        task = task_of(row.reason, row.ticket)
+        used, user = row.used_minutes, row.user
+        res_key, kind_key = (user, row.resource), (user, row.kind)
+        _push(self._res, res_key, used, _RECENT)
+        _push(self._res_task, (user, row.resource, task), used, 5)
+        _push(self._task, (user, task), used, _RECENT)
+        _push(self._kind, kind_key, used, _RECENT)
+        _push(self._extended, user, row.extensions > 0, 20)
+        self._res_n[res_key] = self._res_n.get(res_key, 0) + 1
+        self._kind_n[kind_key] = self._kind_n.get(kind_key, 0) + 1
+
+    def recent_on(self, user: str, resource: str) -> list[float]:
+        """Used minutes of the person's last grants on a resource, oldest first."""
+        return list(self._res.get((user, resource), ()))
+
+    def features(self, ask: Ask) -> RawFeatures:
+        """The raw feature tuple of one ask, in FEATURES order."""
+        task = task_of(ask.reason, ask.ticket)
+        at = ask.at
+        after_hours = at.weekday() >= 5 or at.hour < 7 or at.hour >= 19
+        res = self._res.get((ask.user, ask.resource), ())
+        extended = self._extended.get(ask.user, ())
+        return (
+            task, ask.kind, ask.labels.get("env", ""), ask.labels.get("sensitivity", ""), ask.access,
+            ask.user, ask.resource,
+            float(at.hour) + at.minute / 60.0, float(at.weekday()), float(after_hours),
+            float(self._res_n.get((ask.user, ask.resource), 0)),
+            _median(res),
+            quantile(list(res), 0.8) if res else math.nan,
+            res[-1] if res else math.nan,
+            _median(self._res_task.get((ask.user, ask.resource, task), ())),
+            _median(self._task.get((ask.user, task), ())),
+            float(self._kind_n.get((ask.user, ask.kind), 0)),
+            _median(self._kind.get((ask.user, ask.kind), ())),
+            (sum(extended) / len(extended)) if extended else math.nan,
+        )
+
+
+def _push(table: dict, key: object, value: object, keep: int) -> None:
+    found = table.get(key)
+    if found is None:
+        table[key] = found = deque(maxlen=keep)
+    found.append(value)
+
+
+def in_time_order(rows: Iterable[HistoryRow]) -> list[HistoryRow]:
+    """Rows sorted by requested_at (stable, so equal times keep file order)."""
+    return sorted(rows, key=lambda r: r.requested_at)
+
+
+def with_finished_past(rows: Sequence[HistoryRow]) -> Iterator[tuple[HistoryRow, list[HistoryRow]]]:
+    """For time-ordered rows: (row, rows that finished since the previous row and by its request).
+
+    A consumer that adds the second item to its state before looking at the row
+    sees exactly the grants that had finished when the row was asked.
+    """
+    pending: list[tuple[datetime, int, HistoryRow]] = []
+    for seq, row in enumerate(rows):
+        done = []
+        while pending and pending[0][0] <= row.requested_at:
+            done.append(heapq.heappop(pending)[2])
+        yield row, done
+        heapq.heappush(pending, (row.finished_at, seq, row))
+
+
+def past_features(rows: Sequence[HistoryRow]) -> list[RawFeatures]:
+    """Raw features of every time-ordered row, each from its own finished past only."""
+    history = PersonalHistory()
+    out = []
+    for row, done in with_finished_past(rows):
+        for past in done:
+            history.add(past)
+        out.append(history.features(ask_of(row)))
+    return out
+
+
+def history_before(rows: Iterable[HistoryRow], user: str, at: datetime) -> PersonalHistory:
+    """The person's finished grants before `at`, as serving sees them."""
+    history = PersonalHistory()
+    mine = []
+    for row in rows:
+        if row.user == user:
+            finished = row.finished_at
+            if finished <= at:
+                mine.append((finished, row.requested_at, row))
+    mine.sort(key=lambda item: (item[0], item[1]))
+    for _, _, row in mine:
+        history.add(row)
+    return history
+
+
+Vocabularies = dict[str, list[str]]
+
+
+def make_vocabularies(raw: Sequence[RawFeatures]) -> Vocabularies:
+    """Sorted distinct values of each categorical feature (a category's code is its index)."""
+    return {name: sorted({r[i] for r in raw}) for i, name in enumerate(CATEGORICAL)}
+
+
+def encode(raw: Sequence[RawFeatures], vocab: Vocabularies) -> np.ndarray:
+    """A float matrix in FEATURES order; an unknown category becomes NaN (missing)."""
+    index = [{value: code for code, value in enumerate(vocab[name])} for name in CATEGORICAL]
+    ncat = len(CATEGORICAL)
+    out = np.empty((len(raw), len(FEATURES)), dtype=np.float64)
+    for i, r in enumerate(raw):
+        for j in range(ncat):
+            out[i, j] = index[j].get(r[j], math.nan)
+        out[i, ncat:] = r[ncat:]
+    return out

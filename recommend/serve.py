@@ -1,0 +1,213 @@
+"""Serving recommendations: one loaded booster, cheap per call, safe from many threads.
+
+`history` passed to `Recommender.recommend` is what the caller knows of past
+grants: the requester's own (any resource) drive the personal features and the
+"your last 5 on ..." part; rows of other people on the same resource or kind are
+used only by the cold-start fallback. Only grants finished before the request
+time count.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from recommend.durations import format_minutes
+from recommend.errors import ModelError
+from recommend.features import CATEGORICAL, FEATURES, Ask, history_before, quantile, task_of
+from recommend.history import HistoryRow
+from recommend.model import ModelBundle, load_model
+from recommend.rounding import offer
+from recommend.stats import GroupStats, group_keys
+
+log = logging.getLogger(__name__)
+
+MIN_RESOURCE_ROWS = 20  # training rows on a resource before the model is trusted for it
+MIN_STAT_ROWS = 5  # grants in a group before its statistics are used
+DEFAULT_MINUTES = 60.0
+_KIND_NOUN = {"postgres": "databases", "ssh": "hosts"}
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """What a person asks for, minus the duration."""
+
+    user: str
+    resource: str
+    kind: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    login: str | None = None
+    role: str | None = None
+    reason: str = ""
+    ticket: str = ""
+    requested_at: datetime | None = None  # None: now
+
+    def __post_init__(self) -> None:
+        if not self.user or not self.resource or not self.kind:
+            raise ValueError("a recommendation request needs `user`, `resource` and `kind`")
+        if self.login is not None and self.role is not None:
+            raise ValueError("give `login` (ssh) or `role` (database), not both")
+        if self.requested_at is not None and self.requested_at.tzinfo is None:
+            raise ValueError("`requested_at` needs a time zone")
+
+    def ask(self) -> Ask:
+        access = f"login:{self.login}" if self.login is not None else f"role:{self.role}"
+        at = (self.requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        return Ask(self.user, self.resource, self.kind, self.labels, access, self.reason, self.ticket, at)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A recommended duration and why.
+
+    `basis` is `model`, or for a fallback `resource`, `kind` or `default`
+    (which statistics were used); `model_version` is None without a model.
+    """
+
+    duration: timedelta
+    minutes: int
+    explanation: str
+    fallback: bool
+    basis: str
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    bundle: ModelBundle
+    index: tuple[dict[str, int], ...]  # category -> code, per categorical feature
+
+    def resource_rows(self, resource: str) -> int:
+        stats = self.bundle.metadata.stats.get("resource", {}).get(resource)
+        return stats.n if stats else 0
+
+
+class Recommender:
+    """Loads the model in `model_dir` once; a missing or corrupt model is logged
+    (see `load_error`) and every answer is then a fallback. Thread-safe."""
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS) -> None:
+        self._dir = Path(model_dir) if model_dir is not None else None
+        self._min_resource_rows = min_resource_rows
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self.load_error: str | None = "no model directory configured"
+        self.reload()
+
+    @property
+    def model_version(self) -> str | None:
+        loaded = self._loaded
+        return loaded.bundle.metadata.version if loaded else None
+
+    def reload(self) -> bool:
+        """(Re)load the model from disk; on failure keep serving fallbacks. True if a model is loaded."""
+        if self._dir is None:
+            return False
+        try:
+            bundle = load_model(self._dir)
+        except ModelError as exc:
+            log.warning("duration model not loaded, using fallback statistics: %s", exc)
+            with self._lock:
+                self._loaded, self.load_error = None, str(exc)
+            return False
+        index = tuple({v: i for i, v in enumerate(bundle.metadata.vocabularies.get(name, []))} for name in CATEGORICAL)
+        with self._lock:
+            self._loaded, self.load_error = _Loaded(bundle, index), None
+        return True
+
+    def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
+                  history: Sequence[HistoryRow]) -> Recommendation:
+        """A duration for `req`: the model's quantile, or per-resource/per-kind statistics
+        when there is no model or it knows too little of the resource; rounded up to
+        `step` and clamped to `max_duration`."""
+        ask = req.ask()
+        personal = history_before(history, ask.user, ask.at)
+        mine = personal.recent_on(ask.user, ask.resource)
+        loaded = self._loaded
+        if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
+            minutes = self._predict(loaded, personal.features(ask))
+            basis, why = "model", self._similar(loaded, ask)
+        else:
+            reason = (f"the model knows too little of {ask.resource}" if loaded is not None
+                      else "no trained model")
+            minutes, basis, stats_text = self._fallback(ask, history, loaded)
+            why = f"fallback ({reason}): {stats_text}"
+        duration = offer(minutes, max_duration, step)
+        parts = [why, self._yours(ask.resource, mine)]
+        if max_duration is not None and duration == max_duration and minutes * 60 > max_duration.total_seconds():
+            parts.append(f"capped at the policy maximum of {format_minutes(max_duration.total_seconds() / 60)}")
+        return Recommendation(
+            duration=duration, minutes=math.ceil(duration.total_seconds() / 60 - 1e-9),
+            explanation="; ".join(p for p in parts if p), fallback=basis != "model", basis=basis,
+            model_version=loaded.bundle.metadata.version if loaded else None,
+        )
+
+    def _predict(self, loaded: _Loaded, raw: tuple) -> float:
+        row = np.empty((1, len(FEATURES)), dtype=np.float64)
+        for j, index in enumerate(loaded.index):
+            row[0, j] = index.get(raw[j], math.nan)
+        row[0, len(CATEGORICAL):] = raw[len(CATEGORICAL):]
+        with self._lock:  # one predictor at a time: LightGBM predict state is per booster
+            value = loaded.bundle.predict_minutes(row, num_threads=1)[0]
+        return float(value)
+
+    @staticmethod
+    def _similar(loaded: _Loaded, ask: Ask) -> str:
+        env = ask.labels.get("env", "")
+        task = task_of(ask.reason, ask.ticket)
+        keys = group_keys(ask.kind, env, task, ask.resource)
+        stats = loaded.bundle.metadata.stats
+        for section, what in (("kind_env_task", "other" if task == "other" else task), ("kind_env", "other")):
+            found = stats.get(section, {}).get(keys[section])
+            if found and found.n >= MIN_STAT_ROWS:
+                words = "similar requests" if what == "other" else f"similar {what} requests"
+                return f"{words}{_where(ask.kind, env)} used about {format_minutes(found.p50)}"
+        return "recommended by the model"
+
+    def _fallback(self, ask: Ask, history: Sequence[HistoryRow], loaded: _Loaded | None) -> tuple[float, str, str]:
+        env = ask.labels.get("env", "")
+        past = [r for r in history if r.finished_at <= ask.at]
+        on_resource = [r.used_minutes for r in past if r.resource == ask.resource]
+        same_kind = [r.used_minutes for r in past if r.kind == ask.kind and r.labels.get("env", "") == env]
+        saved = loaded.bundle.metadata.stats if loaded else {}
+        keys = group_keys(ask.kind, env, "other", ask.resource)
+        candidates = (
+            ("resource", _live(on_resource), saved.get("resource", {}).get(keys["resource"]), f" on {ask.resource}"),
+            ("kind", _live(same_kind), saved.get("kind_env", {}).get(keys["kind_env"]), _where(ask.kind, env)),
+        )
+        for basis, live, stored, label in candidates:
+            for stats in (live, stored):
+                if stats is not None and stats.n >= MIN_STAT_ROWS:
+                    return (stats.p80, basis,
+                            f"80% of {stats.n} past grants{label} used at most {format_minutes(stats.p80)}")
+        return DEFAULT_MINUTES, "default", f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}"
+
+    @staticmethod
+    def _yours(resource: str, mine: list[float]) -> str:
+        recent = mine[-5:]
+        if not recent:
+            return f"you have no finished grants on {resource} yet"
+        if len(recent) == 1:
+            return f"your last grant on {resource} used {format_minutes(recent[0])}"
+        low, high = format_minutes(min(recent)), format_minutes(max(recent))
+        span = low if low == high else f"{low.removesuffix(' min')}-{high}" if low.endswith(" min") and high.endswith(" min") else f"{low} to {high}"
+        return f"your last {len(recent)} on {resource} used {span}"
+
+
+def _live(values: list[float]) -> GroupStats | None:
+    if not values:
+        return None
+    return GroupStats(len(values), quantile(values, 0.5), quantile(values, 0.8))
+
+
+def _where(kind: str, env: str) -> str:
+    """` on prod databases`, ` on hosts`."""
+    noun = _KIND_NOUN.get(kind, f"{kind} resources")
+    return f" on {env} {noun}" if env else f" on {noun}"

@@ -1,0 +1,163 @@
+"""Train a candidate on the older 80% of a history, measure it on the newest 20%,
+and replace the saved model only if the candidate is not worse there.
+
+The saved model is the measured one (trained on the older 80%), so its metrics
+are honest, and a later history that only grew holds out rows neither model saw.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from recommend.errors import ModelError, TrainingError
+from recommend.evaluate import BASELINES, Evaluation, baseline_predictions, score, split_index
+from recommend.features import (CATEGORICAL, FEATURES, RawFeatures, encode, in_time_order, make_vocabularies,
+                                past_features)
+from recommend.history import HistoryRow, format_time
+from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
+                             pinball_loss, save_model, train_booster)
+from recommend.rounding import offer_minutes
+from recommend.stats import summarize
+
+DEFAULT_MAX_MINUTES = 480.0
+DEFAULT_STEP_MINUTES = 15.0
+MIN_FRESH_ROWS = 20  # held-out rows newer than the old model's data needed to compare on those only
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A history in time order with every row's past-only features and the split point."""
+
+    rows: list[HistoryRow]
+    raw: list[RawFeatures]
+    cut: int
+
+    @property
+    def used(self) -> np.ndarray:
+        return np.fromiter((r.used_minutes for r in self.rows), dtype=np.float64, count=len(self.rows))
+
+
+def prepare(rows: Sequence[HistoryRow]) -> Prepared:
+    """Sort, compute features, split (newest 20% held out); refuses too small a history."""
+    ordered = in_time_order(rows)
+    cut = split_index(len(ordered))
+    if cut < MIN_TRAIN_ROWS or len(ordered) - cut < 1:
+        raise TrainingError(f"too little history to train and test: {len(ordered)} rows, "
+                            f"need at least {math.ceil(MIN_TRAIN_ROWS / 0.8) + 1}")
+    return Prepared(rows=ordered, raw=past_features(ordered), cut=cut)
+
+
+def fit(prepared: Prepared, params: TrainParams, max_minutes: float = DEFAULT_MAX_MINUTES,
+        step_minutes: float = DEFAULT_STEP_MINUTES) -> tuple[ModelBundle, np.ndarray, float]:
+    """Train on the older part; returns the bundle, its raw predictions on the held-out part, seconds."""
+    cut = prepared.cut
+    vocab = make_vocabularies(prepared.raw[:cut])
+    x = encode(prepared.raw, vocab)
+    used = prepared.used
+    started = time.perf_counter()
+    booster = train_booster(x[:cut], used[:cut], params)
+    seconds = time.perf_counter() - started
+    text = booster.model_to_string()
+    bundle = ModelBundle(booster=booster, metadata=_metadata(prepared, params, vocab, text), text=text)
+    predicted = bundle.predict_minutes(x[cut:], num_threads=params.num_threads)
+    test_used = used[cut:]
+    metrics = score(offer_minutes(predicted, max_minutes, step_minutes), test_used)
+    bundle.metadata.metrics = {**metrics.to_json(), "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4)}
+    bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes,
+                             "train_seconds": round(seconds, 3)}
+    return bundle, predicted, seconds
+
+
+def _metadata(prepared: Prepared, params: TrainParams, vocab: dict[str, list[str]], text: str) -> ModelMetadata:
+    train_rows = prepared.rows[:prepared.cut]
+    return ModelMetadata(
+        version=model_version(text),
+        trained_at=format_time(datetime.now(timezone.utc)),
+        trained_until=format_time(train_rows[-1].requested_at),
+        rows=len(prepared.rows), rows_train=prepared.cut, rows_test=len(prepared.rows) - prepared.cut,
+        alpha=params.alpha, params={**params.lightgbm(), "num_rounds": params.num_rounds},
+        features=list(FEATURES), categorical=list(CATEGORICAL), vocabularies=vocab,
+        metrics={}, stats=summarize(train_rows),
+    )
+
+
+def evaluate_history(rows: Sequence[HistoryRow], params: TrainParams = TrainParams(),
+                     max_minutes: float = DEFAULT_MAX_MINUTES,
+                     step_minutes: float = DEFAULT_STEP_MINUTES) -> tuple[Evaluation, ModelBundle]:
+    """Model and baselines on the newest 20% of `rows`; the trained model is returned too."""
+    prepared = prepare(rows)
+    bundle, predicted, seconds = fit(prepared, params, max_minutes, step_minutes)
+    test_used = prepared.used[prepared.cut:]
+    model = score(offer_minutes(predicted, max_minutes, step_minutes), test_used)
+    raw_baselines = baseline_predictions(prepared.rows, prepared.cut, max_minutes)
+    baselines = {name: score(offer_minutes(raw_baselines[name], max_minutes, step_minutes), test_used)
+                 for name in BASELINES}
+    evaluation = Evaluation(model=model, baselines=baselines, rows_train=prepared.cut,
+                            rows_test=len(test_used), train_seconds=seconds,
+                            pinball=pinball_loss(test_used, predicted, params.alpha))
+    return evaluation, bundle
+
+
+@dataclass
+class TrainOutcome:
+    """What `train` did: whether the saved model was replaced, and why."""
+
+    replaced: bool
+    reason: str
+    version: str
+    metrics: dict[str, float]
+    previous_version: str | None = None
+    previous_pinball: float | None = None
+    compared_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: TrainParams = TrainParams(), *,
+                   force: bool = False, max_minutes: float = DEFAULT_MAX_MINUTES,
+                   step_minutes: float = DEFAULT_STEP_MINUTES) -> TrainOutcome:
+    """Train a candidate and save it unless the saved model scores better (lower
+    pinball loss at the candidate's alpha) on the held-out rows. `force` saves anyway."""
+    prepared = prepare(rows)
+    bundle, predicted, _ = fit(prepared, params, max_minutes, step_minutes)
+    outcome = TrainOutcome(replaced=True, reason="no model saved yet", version=bundle.metadata.version,
+                           metrics=dict(bundle.metadata.metrics))
+    try:
+        old = load_model(model_dir)
+    except ModelError as exc:
+        if (Path(model_dir) / "model.txt").exists() or (Path(model_dir) / "model.json").exists():
+            outcome.reason = "the saved model is unusable"
+            outcome.warnings.append(str(exc))
+        old = None
+    if old is not None:
+        outcome.previous_version = old.metadata.version
+        new_loss, old_loss, compared = _compare(prepared, predicted, old, params.alpha)
+        outcome.previous_pinball, outcome.compared_rows = round(old_loss, 4), compared
+        if new_loss <= old_loss + 1e-9:
+            outcome.reason = f"not worse on {compared} held-out rows (pinball {new_loss:.3f} <= {old_loss:.3f})"
+        elif force:
+            outcome.reason = f"forced although worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f})"
+        else:
+            outcome.replaced = False
+            outcome.reason = f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); kept {old.metadata.version}"
+    if outcome.replaced:
+        save_model(model_dir, bundle)
+    return outcome
+
+
+def _compare(prepared: Prepared, predicted: np.ndarray, old: ModelBundle, alpha: float) -> tuple[float, float, int]:
+    """Pinball loss of candidate and old model on held-out rows the old model did not train on
+    (when there are enough of them), else on all held-out rows."""
+    test_rows = prepared.rows[prepared.cut:]
+    used = prepared.used[prepared.cut:]
+    fresh = np.array([format_time(r.requested_at) > old.metadata.trained_until for r in test_rows], dtype=bool)
+    mask = fresh if fresh.sum() >= MIN_FRESH_ROWS else np.ones(len(test_rows), dtype=bool)
+    x_old = encode(prepared.raw[prepared.cut:], old.metadata.vocabularies)
+    old_pred = old.predict_minutes(x_old, num_threads=1)
+    return (pinball_loss(used[mask], predicted[mask], alpha), pinball_loss(used[mask], old_pred[mask], alpha),
+            int(mask.sum()))
