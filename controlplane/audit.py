@@ -1,0 +1,96 @@
+"""The audit log's hash chain: canonical form, hashing, and verification.
+
+Each event stores `prev_hash` (the previous event's hash, `GENESIS` for the
+first) and `hash = sha256(canonical JSON of [seq, at, type, actor, subject,
+data, prev_hash])`. Editing a row breaks its hash; removing, reordering or
+inserting rows breaks the seq run or the prev_hash links; cutting the tail is
+caught against the stored chain head.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from controlplane.model import AuditRecord
+
+GENESIS = "0" * 64
+
+# Keys never written into event data: credentials must not reach the log.
+SECRET_KEYS = frozenset({"token", "db_token", "password", "private_key", "secret", "passphrase"})
+
+
+def format_at(at: datetime) -> str:
+    """The timestamp as hashed: UTC, microseconds, `Z`."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(seq: int, at: datetime, type_: str, actor: str, subject: str,
+              data: dict[str, Any], prev_hash: str) -> bytes:
+    """The canonical bytes an event's hash covers."""
+    body = [seq, format_at(at), type_, actor, subject, data, prev_hash]
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
+
+
+def event_hash(seq: int, at: datetime, type_: str, actor: str, subject: str,
+               data: dict[str, Any], prev_hash: str) -> str:
+    """sha256 hex of the canonical form."""
+    return hashlib.sha256(canonical(seq, at, type_, actor, subject, data, prev_hash)).hexdigest()
+
+
+def clean_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data made JSON-plain (round-trips exactly) and checked for secrets."""
+    for key in data:
+        if key in SECRET_KEYS:
+            raise ValueError(f"audit data must not hold `{key}`")
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
+def make_record(seq: int, at: datetime, type_: str, actor: str, subject: str,
+                data: dict[str, Any], prev_hash: str) -> AuditRecord:
+    """A new chained event after `prev_hash`."""
+    data = clean_data(data)
+    h = event_hash(seq, at, type_, actor, subject, data, prev_hash)
+    return AuditRecord(seq=seq, at=at, type=type_, actor=actor, subject=subject,
+                       data=data, prev_hash=prev_hash, hash=h)
+
+
+@dataclass
+class ChainVerifier:
+    """Checks events fed in seq order; collects plain problems."""
+
+    expected_seq: int = 1
+    prev_hash: str = GENESIS
+    count: int = 0
+    problems: list[str] = field(default_factory=list)
+    max_problems: int = 100
+
+    def feed(self, records: Iterable[AuditRecord]) -> None:
+        for r in records:
+            self.count += 1
+            if r.seq != self.expected_seq:
+                self._problem(f"event {r.seq}: expected seq {self.expected_seq} "
+                              "(an event was removed, inserted or reordered)")
+            if r.prev_hash != self.prev_hash:
+                self._problem(f"event {r.seq}: prev_hash does not match the event before it "
+                              "(removed, inserted or reordered)")
+            want = event_hash(r.seq, r.at, r.type, r.actor, r.subject, r.data, r.prev_hash)
+            if want != r.hash:
+                self._problem(f"event {r.seq}: hash does not match its content (edited)")
+            self.expected_seq = r.seq + 1
+            self.prev_hash = r.hash
+
+    def finish(self, head_seq: int, head_hash: str) -> tuple[bool, int, list[str]]:
+        """Compare the end of the chain with the stored head (catches a cut tail)."""
+        if head_seq != self.expected_seq - 1 or head_hash != self.prev_hash:
+            self._problem(f"the chain ends at event {self.expected_seq - 1} but the head says "
+                          f"{head_seq} (events removed at the end, or the head was edited)")
+        return (not self.problems, self.count, list(self.problems))
+
+    def _problem(self, text: str) -> None:
+        if len(self.problems) < self.max_problems:
+            self.problems.append(text)

@@ -1,0 +1,196 @@
+"""The control plane's tables (SQLAlchemy Core) and ordered schema migrations.
+
+Portable types only, so the same tables and queries serve SQLite and PostgreSQL:
+times are BIGINT microseconds since the Unix epoch (UTC), durations BIGINT
+microseconds, JSON as TEXT, booleans as BOOLEAN.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Connection, Index, Integer, MetaData, String, Table, Text,
+    insert, select,
+)
+
+metadata = MetaData()
+
+# An auto-incrementing 64-bit key: INTEGER PRIMARY KEY (rowid) in SQLite, BIGSERIAL elsewhere.
+_AutoKey = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_us", BigInteger, nullable=False),
+)
+
+requests = Table(
+    "requests", metadata,
+    Column("num", _AutoKey, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("user", String(200), nullable=False),
+    Column("resource", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("login", String(200), nullable=False, default=""),
+    Column("role", String(200), nullable=False, default=""),
+    Column("duration_us", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("ticket", Text, nullable=False, default=""),
+    Column("emergency", Boolean, nullable=False, default=False),
+    Column("state", String(16), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("history", Text, nullable=False, default="{}"),
+    Column("created_us", BigInteger, nullable=False),
+    Column("activated_us", BigInteger),
+    Column("expires_us", BigInteger),
+    Column("ended_us", BigInteger),
+    Column("pending_deadline_us", BigInteger),
+    Column("extensions_used", Integer, nullable=False, default=0),
+    Column("current_level", Integer, nullable=False, default=0),
+    Column("review_state", String(16), nullable=False, default=""),
+    Column("review_by", String(200), nullable=False, default=""),
+    Column("review_comment", Text, nullable=False, default=""),
+    Column("end_reason", Text, nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),
+)
+Index("ix_requests_state_expires", requests.c.state, requests.c.expires_us)
+Index("ix_requests_state_pending", requests.c.state, requests.c.pending_deadline_us)
+Index("ix_requests_user_created", requests.c.user, requests.c.created_us)
+Index("ix_requests_resource", requests.c.resource)
+Index("ix_requests_created", requests.c.created_us)
+
+approvals = Table(
+    "approvals", metadata,
+    Column("num", _AutoKey, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("extension_id", String(80), nullable=False, default=""),  # "" = the request itself
+    Column("approver", String(200), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("at_us", BigInteger, nullable=False),
+)
+Index("ix_approvals_request", approvals.c.request_id)
+
+extensions = Table(
+    "extensions", metadata,
+    Column("id", String(80), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("duration_us", BigInteger, nullable=False),
+    Column("justification", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("decided_us", BigInteger),
+    Column("current_level", Integer, nullable=False, default=0),
+)
+Index("ix_extensions_request", extensions.c.request_id)
+Index("ix_extensions_state", extensions.c.state)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("num", _AutoKey, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("grant_id", String(64), nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("resource", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("login", String(200), nullable=False, default=""),
+    Column("role", String(200), nullable=False, default=""),
+    Column("broker", String(200), nullable=False),
+    Column("client_address", String(200), nullable=False, default=""),
+    Column("channel", String(32), nullable=False, default=""),
+    Column("started_us", BigInteger, nullable=False),
+    Column("ended_us", BigInteger),
+    Column("end_reason", Text, nullable=False, default=""),
+    Column("bytes_in", BigInteger, nullable=False, default=0),
+    Column("bytes_out", BigInteger, nullable=False, default=0),
+    Column("recording_ref", Text, nullable=False, default=""),
+    Column("recording_hash", String(200), nullable=False, default=""),
+    Column("last_activity_us", BigInteger),
+)
+Index("ix_sessions_grant", sessions.c.grant_id)
+Index("ix_sessions_user", sessions.c.user)
+
+certificates = Table(
+    "certificates", metadata,
+    Column("serial", BigInteger, primary_key=True, autoincrement=False),
+    Column("grant_id", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),  # "user" or "upstream"
+    Column("session_id", String(64), nullable=False, default=""),
+    Column("principals", Text, nullable=False),
+    Column("issued_us", BigInteger, nullable=False),
+    Column("valid_before_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger),
+)
+Index("ix_certificates_grant", certificates.c.grant_id)
+
+db_tokens = Table(
+    "db_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("grant_id", String(64), nullable=False),
+    Column("issued_us", BigInteger, nullable=False),
+)
+Index("ix_db_tokens_grant", db_tokens.c.grant_id)
+
+audit = Table(
+    "audit", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_type", audit.c.type)
+Index("ix_audit_subject", audit.c.subject)
+
+# One row: the end of the chain. Every write transaction locks it first (FOR UPDATE
+# on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers), which
+# serializes appends and makes a cut tail detectable.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+V1_TABLES = [requests, approvals, extensions, sessions, certificates, db_tokens, audit, audit_head]
+
+
+def _v1(conn: Connection) -> None:
+    from controlplane.audit import GENESIS
+    metadata.create_all(conn, tables=V1_TABLES)
+    conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+
+
+# Ordered migrations: version -> step. Append only; never edit a released step.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _v1),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied version (0 for an empty database)."""
+    metadata.create_all(conn, tables=[schema_version])
+    v = conn.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())
+                     .limit(1)).scalar()
+    return int(v or 0)
+
+
+def migrate(conn: Connection, now_us: int) -> list[int]:
+    """Apply every pending migration in order inside the caller's transaction; returns those applied."""
+    have = current_version(conn)
+    if have > LATEST:
+        raise RuntimeError(f"the database schema is version {have}, newer than this jitgate ({LATEST})")
+    applied = []
+    for version, step in MIGRATIONS:
+        if version > have:
+            step(conn)
+            conn.execute(insert(schema_version).values(version=version, applied_us=now_us))
+            applied.append(version)
+    return applied

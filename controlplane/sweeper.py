@@ -1,0 +1,94 @@
+"""The expiry sweeper: one thread that sleeps until the next deadline.
+
+No polling interval: it asks the core for the next deadline (a grant's
+`expires_at` or a pending request's timeout), waits on a condition until then,
+and is woken early by any committed change (a new grant may end sooner). It
+sweeps once at start, so grants that expired while the server was down end at once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from controlplane.core import AccessCore, utcnow
+from controlplane.model import Change
+
+log = logging.getLogger("jitgate.sweeper")
+
+MAX_SLEEP = 3600.0       # re-check at least hourly (e.g. after the wall clock jumps)
+ERROR_BACKOFF = 1.0      # a failed sweep (database busy) is retried after this many seconds
+EARLY_WAKE_SLACK = timedelta(milliseconds=1)
+
+
+class Sweeper:
+    """Ends grants at their deadline. `start()` runs one sweep before returning."""
+
+    def __init__(self, core: AccessCore, clock: Callable[[], datetime] = utcnow) -> None:
+        self.core = core
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.sweeps = 0
+
+    def start(self) -> None:
+        """Sweep once (overdue grants end now), then keep sweeping in a daemon thread."""
+        self._unsubscribe = self.core.subscribe(self._on_change)
+        first = self._sweep_once()
+        self._thread = threading.Thread(target=self._run, args=(first,), name="jitgate-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def poke(self) -> None:
+        """Wake the thread to look at the deadlines again."""
+        with self._cond:
+            self._dirty = True
+            self._cond.notify_all()
+
+    def _on_change(self, change: Change) -> None:
+        # Only changes that can add or move a deadline matter; the sweeper's own
+        # expiry events would only wake it for nothing.
+        if change.type in ("grant.expired", "request.timed_out", "extension.cancelled"):
+            return
+        if change.request is not None:
+            self.poke()
+
+    def _sweep_once(self) -> datetime | None | bool:
+        try:
+            self.sweeps += 1
+            return self.core.sweep()
+        except Exception:
+            log.exception("sweep failed; retrying")
+            return False  # retry after ERROR_BACKOFF
+
+    def _run(self, nxt: datetime | None | bool) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                if not self._dirty:
+                    if nxt is False:
+                        timeout = ERROR_BACKOFF
+                    elif nxt is None:
+                        timeout = MAX_SLEEP
+                    else:
+                        assert isinstance(nxt, datetime)
+                        timeout = min(MAX_SLEEP, max(0.0, (nxt - self.clock() + EARLY_WAKE_SLACK).total_seconds()))
+                    if timeout > 0:
+                        self._cond.wait(timeout)
+                if self._stopping:
+                    return
+                self._dirty = False
+            nxt = self._sweep_once()
