@@ -1,0 +1,82 @@
+"""The PostgreSQL broker's configuration, checked when built, and its user-name convention."""
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+# The one documented user-name syntax: `ROLE@RESOURCE`, e.g. `readonly@orders-db`.
+USER_SYNTAX = "ROLE@RESOURCE"
+
+
+class ConfigError(ValueError):
+    """A broker configuration that cannot work (raised at start, with a plain message)."""
+
+
+def parse_user(user: str) -> tuple[str, str]:
+    """`ROLE@RESOURCE` -> (role, resource); ValueError with a plain message otherwise.
+
+    The last `@` separates them: role names may hold `@`, resource names may not.
+    """
+    role, sep, resource = user.rpartition("@")
+    if not sep or not role or not resource:
+        raise ValueError(f"user name `{user}` is not {USER_SYNTAX} (for example readonly@orders-db)")
+    return role, resource
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen address `{listen}` is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class PgBrokerConfig:
+    """How the PostgreSQL broker listens, encrypts and limits.
+
+    `tls_cert` / `tls_key`: PEM files of the server certificate the internal CA
+    issued for the broker's host names (clients verify it with `sslmode=verify-full`).
+    `require_tls`: refuse clients that do not negotiate TLS (on by default).
+    """
+
+    listen: str = "127.0.0.1:6432"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_tls: bool = True
+    name: str = "pg-broker"
+    max_message: int = 64 * 1024 * 1024  # larger client messages end the connection (54000)
+    login_timeout: float = 30.0  # startup + token + upstream login
+    upstream_timeout: float = 10.0
+    record_interval: float = 0.2  # how often finished statements go to the recording
+    cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
+
+    def __post_init__(self) -> None:
+        self.host, self.port = split_listen(self.listen)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("give both a TLS certificate and its key, or neither")
+        if self.require_tls and self.tls_cert is None:
+            raise ConfigError("TLS is required but no server certificate and key were given")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"TLS file `{path}` does not exist")
+        if self.max_message < 1024:
+            raise ConfigError("max_message must be at least 1024 bytes")
+        if self.login_timeout <= 0 or self.upstream_timeout <= 0:
+            raise ConfigError("timeouts must be positive")
+        self._ssl: ssl.SSLContext | None = None
+        if self.tls_cert is not None:
+            try:
+                self._ssl = self._make_ssl()
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"cannot load the TLS certificate `{self.tls_cert}`: {exc}") from None
+
+    def _make_ssl(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        return ctx
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl

@@ -1,0 +1,516 @@
+"""The PostgreSQL wire broker (asyncio; uvloop when available).
+
+One connection, start to end:
+
+    client                       broker                          control plane / upstream
+    SSLRequest        ->  'S', TLS handshake (bytes sent before it: dropped)
+    StartupMessage    ->  user = ROLE@RESOURCE (plaintext refused when TLS is required)
+                      <-  AuthenticationCleartextPassword
+    PasswordMessage   ->  token                        -> AuthorizeSession(postgres, resource, role, token)
+                                                       -> upstream login as the role (SCRAM/md5/trust)
+                      <-  AuthenticationOk, upstream ParameterStatus, BackendKeyData(pid, broker secret), ReadyForQuery
+    ... relay: chunks forwarded unchanged; `StatementTracker` reads headers; statements recorded in batches ...
+                      <-  NoticeResponse (WARNING) `grace_period` before the deadline
+                      <-  ErrorResponse FATAL 57P01 at expiry or revocation, then close
+
+A CancelRequest (plain or over TLS) carries the broker's secret; the broker maps
+it to the upstream backend's own key and forwards it there.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from broker.cpclient import Authorization, ControlPlaneError
+from broker.monitor import EXPIRED, REVOKED, Cut, MonitorHub, SessionMonitor, format_time
+from broker.pg import protocol as p
+from broker.pg.config import PgBrokerConfig, parse_user
+from broker.pg.credentials import CredentialError, resolve_login
+from broker.pg.pipe import Pipe, PipeClosed
+from broker.pg.tracker import StatementTracker, decode_statement
+from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
+from recorder import EndReason, Kind, Note, RecordingError, RecordingWriter
+
+log = logging.getLogger(__name__)
+
+# Startup parameters never passed upstream: the broker sets user and database,
+# and replication connections are not brokered.
+_DROPPED_PARAMS = frozenset({"user", "database", "replication"})
+
+
+class ControlPlane(Protocol):
+    """What the broker needs from the control plane (`broker.cpclient.ControlPlaneClient`)."""
+
+    name: str
+
+    async def authorize_session(self, *, kind: str, resource: str, client_address: str, channel: str,
+                                login: str = "", role: str = "", ssh: Any = None,
+                                db_token: str = "") -> Authorization: ...
+
+    async def report_session_end(self, session_id: str, reason: str, *, bytes_in: int = 0,
+                                 bytes_out: int = 0, recording_ref: str = "", recording_hash: str = "",
+                                 ended_at: dt.datetime | None = None,
+                                 last_activity_at: dt.datetime | None = None) -> None: ...
+
+    async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
+                             client_address: str) -> None: ...
+
+
+class RecordingStore(Protocol):
+    def create(self, session_id: str, kind: Kind | str, metadata: Any = None, **kw: Any) -> RecordingWriter: ...
+
+
+class Refusal(Exception):
+    """A login the broker refuses: sent as a FATAL ErrorResponse with `sqlstate`."""
+
+    def __init__(self, sqlstate: str, message: str, code: str, user: str = "", resource: str = "",
+                 audit: bool = True, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.code = code
+        self.user = user
+        self.resource = resource
+        self.audit = audit  # False when the control plane already audited it
+        self.hint = hint
+
+
+class _Drop(Exception):
+    """Close the connection without a word (bytes injected before the TLS handshake)."""
+
+
+@dataclass(frozen=True)
+class _CancelTarget:
+    host: str
+    port: int
+    pid: int
+    secret: int
+
+
+def _refusal_from_cp(exc: ControlPlaneError, user: str, resource: str) -> Refusal:
+    if exc.unavailable:
+        return Refusal("57P03", "jitgate cannot reach its control plane, so access is refused; try again shortly",
+                       "controlplane.unavailable", user, resource)
+    sqlstate = "28P01" if exc.code == "UNAUTHENTICATED" else "28000"
+    return Refusal(sqlstate, f"jitgate refused access: {exc.message}", "session.refused", user, resource,
+                   audit=False)
+
+
+class PgBroker:
+    """Accepts PostgreSQL clients, authorizes them with tokens, relays and records."""
+
+    def __init__(self, config: PgBrokerConfig, control_plane: ControlPlane, store: RecordingStore,
+                 hub: MonitorHub | None = None) -> None:
+        self.config = config
+        self.cp = control_plane
+        self.store = store
+        self.hub = hub or MonitorHub()
+        self._server: asyncio.AbstractServer | None = None
+        self._cancel: dict[tuple[int, int], _CancelTarget] = {}
+        self._sessions: set[_Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.address: tuple[str, int] | None = None
+
+    @property
+    def sessions(self) -> int:
+        """Live relayed sessions."""
+        return len(self._sessions)
+
+    async def start(self) -> tuple[str, int]:
+        """Listen; returns the bound (host, port)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, self.config.host, self.config.port,
+                                                reuse_address=True)
+        sock = self._server.sockets[0]
+        self.address = sock.getsockname()[:2]
+        log.info("pg broker listening on %s:%s", *self.address)
+        return self.address
+
+    def _accept(self) -> Pipe:
+        pipe = Pipe()
+        task = asyncio.get_running_loop().create_task(self._handle(pipe))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return pipe
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, cut live sessions (broker_shutdown) and wait for them."""
+        if self._server is not None:
+            self._server.close()
+        for s in list(self._sessions):
+            if s.monitor is not None:
+                s.monitor.shutdown()
+            else:
+                s.close_now()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------ one connection
+
+    async def _handle(self, pipe: Pipe) -> None:
+        await asyncio.sleep(0)  # let connection_made run
+        peer = ""
+        if pipe.transport is not None:
+            addr = pipe.transport.get_extra_info("peername")
+            peer = f"{addr[0]}:{addr[1]}" if addr else ""
+        session: _Session | None = None
+        try:
+            async with asyncio.timeout(self.config.login_timeout):
+                session = await self._login(pipe, peer)
+        except Refusal as r:
+            pipe.write(p.error_response(r.sqlstate, r.message, hint=r.hint))
+            pipe.close()
+            if r.audit:
+                await self._report_refusal(r, peer)
+            return
+        except _Drop:
+            pipe.abort()
+            return
+        except p.ProtocolError as exc:
+            pipe.write(p.error_response(exc.sqlstate, exc.message))
+            pipe.close()
+            return
+        except (PipeClosed, ConnectionError, TimeoutError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                pipe.write(p.error_response("08P01", "login took too long; closing the connection"))
+            pipe.close()
+            return
+        except Exception:  # never let one connection take the broker down
+            log.exception("pg broker: login failed unexpectedly")
+            pipe.write(p.error_response("XX000", "internal broker error; the connection is closed"))
+            pipe.close()
+            return
+        if session is None:
+            return
+        self._sessions.add(session)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("pg broker: session %s failed", session.auth.session_id)
+            session.close_now()
+        finally:
+            self._sessions.discard(session)
+            self._cancel.pop(session.cancel_key, None)
+
+    async def _report_refusal(self, r: Refusal, peer: str) -> None:
+        try:
+            await self.cp.report_refusal(kind="postgres", user=r.user, resource=r.resource, code=r.code,
+                                         message=r.message, client_address=peer)
+        except ControlPlaneError as exc:
+            log.warning("could not report a refusal to the control plane: %s", exc)
+
+    async def _read_startup(self, pipe: Pipe, reader: p.StartupReader) -> p.StartupEvent:
+        while True:
+            event = reader.next_event()
+            if event is not None:
+                return event
+            reader.receive_data(await pipe.read())
+
+    async def _login(self, pipe: Pipe, peer: str) -> _Session | None:
+        reader = p.StartupReader()
+        tls = False
+        ctx = self.config.ssl_context
+        while True:
+            event = await self._read_startup(pipe, reader)
+            if isinstance(event, p.SSLRequest):
+                if tls:
+                    raise p.ProtocolError("SSLRequest received over TLS")
+                if reader.pending or pipe.buffered:
+                    raise _Drop()  # bytes before the handshake: an injection attempt (CVE-2021-23222)
+                if ctx is None:
+                    pipe.write(b"N")
+                    continue
+                pipe.write(b"S")
+                await pipe.start_tls(ctx, server_side=True)
+                tls = True
+            elif isinstance(event, p.GSSENCRequest):
+                if reader.pending or pipe.buffered:
+                    raise _Drop()
+                pipe.write(b"N")
+            elif isinstance(event, p.CancelRequest):
+                await self._forward_cancel(event)
+                pipe.close()
+                return None
+            else:
+                break
+        params = event.params
+        user = params.get("user", "")
+        if self.config.require_tls and not tls:
+            raise Refusal("28000", "jitgate requires TLS: connect with sslmode=require, or sslmode=verify-full "
+                          "and the jitgate CA file as sslrootcert", "tls.required", user,
+                          hint="psql \"sslmode=verify-full sslrootcert=ca.pem ...\"")
+        try:
+            role, resource = parse_user(user)
+        except ValueError as exc:
+            raise Refusal("28000", str(exc), "user.malformed", user) from None
+        messages = p.MessageReader(max_length=4096)
+        messages.receive_data(reader.take_rest())
+        pipe.write(p.auth_request(p.AUTH_CLEARTEXT))
+        msg = messages.next_message()
+        while msg is None:
+            messages.receive_data(await pipe.read())
+            msg = messages.next_message()
+        if msg.type != b"p":
+            raise p.ProtocolError(f"expected a password message, got {msg.type!r}")
+        token = msg.body.rstrip(b"\x00").decode("utf-8", "replace")
+        if not token:
+            raise Refusal("28P01", "password authentication failed: give the jitgate database token as the password",
+                          "token.missing", user, resource)
+        try:
+            auth = await self.cp.authorize_session(kind="postgres", resource=resource, role=role, db_token=token,
+                                                   client_address=peer, channel="pg")
+        except ControlPlaneError as exc:
+            raise _refusal_from_cp(exc, user, resource) from None
+        if auth.expires_at <= self.hub.clock.now():
+            raise Refusal("28000", f"jitgate refused access: the grant for {resource} has expired",
+                          "grant.expired", user, resource)
+        try:
+            upstream = await self._upstream(auth, role, params)
+        except Refusal as r:
+            await self._end_unstarted(auth, r.message)
+            raise
+        pid = upstream.pid
+        secret = secrets.randbits(32)
+        while (pid, secret) in self._cancel:
+            secret = secrets.randbits(32)
+        self._cancel[(pid, secret)] = _CancelTarget(upstream.host, upstream.port, upstream.pid, upstream.secret)
+        try:
+            writer = self.store.create(auth.session_id, Kind.DB, {
+                "user": auth.user, "resource": auth.resource, "role": auth.role, "grant_id": auth.grant_id,
+                "database": auth.target.database or params.get("database", ""), "client_address": peer,
+                "broker": getattr(self.cp, "name", self.config.name)})
+        except (RecordingError, OSError) as exc:
+            self._cancel.pop((pid, secret), None)
+            upstream.pipe.write(p.terminate())
+            upstream.pipe.close()
+            await self._end_unstarted(auth, "recording unavailable")
+            raise Refusal("58030", f"jitgate cannot record this session, so it is refused ({exc})",
+                          "recording.unavailable", user, resource, audit=False) from None
+        return _Session(self, pipe, upstream, auth, writer, (pid, secret), peer)
+
+    async def _end_unstarted(self, auth: Authorization, why: str) -> None:
+        try:
+            await self.cp.report_session_end(auth.session_id, "error")
+        except ControlPlaneError as exc:
+            log.warning("could not report the end of session %s (%s): %s", auth.session_id, why, exc)
+
+    async def _upstream(self, auth: Authorization, role: str, params: dict[str, str]) -> UpstreamSession:
+        try:
+            login = resolve_login(auth.target.credentials, auth.role or role)
+        except CredentialError as exc:
+            raise Refusal("28000", f"jitgate cannot log in to {auth.resource}: {exc}", "credentials.unresolved",
+                          auth.user, auth.resource, audit=False) from None
+        database = auth.target.database or params.get("database") or role
+        forwarded = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS}
+        forwarded.setdefault("application_name", "jitgate")
+        try:
+            return await connect(auth.target.address, database, login, forwarded, self.config.upstream_timeout)
+        except UpstreamError as exc:
+            raise Refusal(exc.sqlstate, exc.message, "upstream.login_failed", auth.user, auth.resource,
+                          audit=False) from None
+
+    async def _forward_cancel(self, event: p.CancelRequest) -> None:
+        target = self._cancel.get((event.pid, event.secret))
+        if target is None:
+            return  # like PostgreSQL: an unknown key is ignored silently
+        await send_cancel(target.host, target.port, target.pid, target.secret)
+
+
+class _Session:
+    """One relayed session: the hot path (`_c2s`, `_s2c`), recording and the cut."""
+
+    def __init__(self, broker: PgBroker, client: Pipe, upstream: UpstreamSession, auth: Authorization,
+                 writer: RecordingWriter, cancel_key: tuple[int, int], peer: str) -> None:
+        self.broker = broker
+        self.client = client
+        self.upstream = upstream
+        self.auth = auth
+        self.writer = writer
+        self.cancel_key = cancel_key
+        self.peer = peer
+        self.tracker = StatementTracker(max_message=broker.config.max_message)
+        self.monitor: SessionMonitor | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.end_reason = EndReason.CLIENT_EXIT.value
+        self._inject: list[bytes] = []
+        self._record_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._last_activity = time.time()
+
+    # ------------------------------------------------------------ hot path
+
+    def _c2s(self, data: bytes) -> None:
+        try:
+            self.tracker.from_client(data)
+        except p.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self.upstream.pipe.transport.write(data)  # type: ignore[union-attr]
+        self.bytes_in += len(data)
+
+    def _s2c(self, data: bytes) -> None:
+        tracker = self.tracker
+        try:
+            tracker.from_server(data)
+        except p.ProtocolError:
+            self.end_reason = EndReason.ERROR.value
+            self.close_now()
+            return
+        self.client.transport.write(data)  # type: ignore[union-attr]
+        self.bytes_out += len(data)
+        if tracker.completed and self._record_timer is None:
+            self._record_timer = asyncio.get_running_loop().call_later(
+                self.broker.config.record_interval, self._record)
+        if self._inject and tracker.server.at_boundary:
+            self._flush_inject()
+            if self._closing:
+                self.close_now()
+
+    # ------------------------------------------------------------ recording (off the hot path)
+
+    def _record(self) -> None:
+        self._record_timer = None
+        raw = self.tracker.take_completed()
+        if raw:
+            self._last_activity = raw[-1][4]
+        writer = self.writer
+        try:
+            for item in raw:
+                writer.write_event(decode_statement(item))
+        except RecordingError as exc:
+            # Fail closed: a session that can no longer be recorded is ended.
+            log.error("recording of session %s failed: %s", self.auth.session_id, exc)
+            self.end_reason = EndReason.ERROR.value
+            self._say_and_close(p.error_response("58030", "jitgate can no longer record this session; closing it"))
+
+    def _note(self, text: str) -> None:
+        try:
+            self.writer.write_event(Note(text))
+        except RecordingError:
+            pass
+
+    # ------------------------------------------------------------ messages from the broker
+
+    def _flush_inject(self) -> None:
+        data = b"".join(self._inject)
+        self._inject.clear()
+        self.client.write(data)
+
+    def inject(self, data: bytes) -> None:
+        """Send a broker message to the client at the next message boundary."""
+        self._inject.append(data)
+        if self.tracker.server.at_boundary:
+            self._flush_inject()
+
+    def _on_warning(self, line: str) -> None:
+        self._note(line)
+        self.inject(p.notice_response(line, "01000", "WARNING"))
+
+    def _on_extended(self, line: str) -> None:
+        self._note(line)
+        self.inject(p.notice_response(line, "00000", "NOTICE"))
+
+    async def _on_cut(self, cut: Cut) -> None:
+        self.end_reason = cut.reason
+        resource = self.auth.resource
+        if cut.reason == EXPIRED:
+            text = (f"access expired: your jitgate grant for {resource} ended at {format_time(self.monitor.deadline)}"
+                    if self.monitor else f"access expired: your jitgate grant for {resource} ended")
+            hint = f"ask for more time next time before it ends: jitgate extend {self.auth.grant_id}"
+        elif cut.reason == REVOKED:
+            text = f"access revoked: {cut.message.removeprefix('jitgate: ')}"
+            hint = None
+        else:
+            text = "the jitgate broker is shutting down; the session is closed"
+            hint = None
+        self._note(cut.message)
+        self._say_and_close(p.error_response("57P01", text, "FATAL", hint=hint))
+        # Give the message a moment to reach a boundary before the hard close.
+        deadline = asyncio.get_running_loop().time() + self.broker.config.cut_wait
+        while self._inject and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self.close_now()
+
+    def _say_and_close(self, message: bytes) -> None:
+        self._closing = True
+        self.inject(message)
+        if not self._inject:
+            self.close_now()
+
+    def _protocol_error(self, exc: p.ProtocolError) -> None:
+        self.end_reason = EndReason.ERROR.value
+        self._note(f"protocol error from the client: {exc.message}")
+        self.client.on_data = lambda data: None  # read nothing more from this client
+        self._say_and_close(p.error_response(exc.sqlstate, exc.message, "FATAL"))
+        if self._inject:
+            asyncio.get_running_loop().call_later(self.broker.config.cut_wait, self.close_now)
+
+    def close_now(self) -> None:
+        """Close both sides (the upstream's running query is cancelled first)."""
+        self._closing = True
+        up = self.upstream
+        if self.tracker.in_flight and up.pipe.transport is not None and not up.pipe.transport.is_closing():
+            asyncio.get_running_loop().create_task(send_cancel(up.host, up.port, up.pid, up.secret))
+        if self.tracker.client.at_boundary:
+            up.pipe.write(p.terminate())
+        up.pipe.close()
+        self.client.close()
+
+    # ------------------------------------------------------------ life
+
+    async def run(self) -> None:
+        auth = self.auth
+        client, up = self.client, self.upstream.pipe
+        client.peer, up.peer = up, client
+        self.monitor = self.broker.hub.start_monitor(
+            session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
+            expires_at=auth.expires_at, grace_period=auth.grace_period,
+            on_cut=self._on_cut, on_warning=self._on_warning, on_extended=self._on_extended)
+        early = client.take_buffer()
+        late = up.take_buffer()
+        client.on_data = self._c2s
+        up.on_data = self._s2c
+        client.on_close = up.close
+        up.on_close = client.close
+        hello = [p.auth_request(p.AUTH_OK), *self.upstream.parameter_status, *self.upstream.notices,
+                 p.backend_key_data(*self.cancel_key), p.ready_for_query(b"I")]
+        client.write(b"".join(hello))
+        if late:
+            self._s2c(late)
+        if early:
+            self._c2s(early)
+        await asyncio.wait({asyncio.ensure_future(asyncio.shield(client.closed)),
+                            asyncio.ensure_future(asyncio.shield(up.closed))},
+                           return_when=asyncio.FIRST_COMPLETED)
+        self.close_now()
+        await asyncio.gather(client.closed, up.closed)
+        if self.monitor.cut is None:
+            self.monitor.close()
+        if self._record_timer is not None:
+            self._record_timer.cancel()
+        self._record()
+        await self._finish()
+
+    async def _finish(self) -> None:
+        ref = self.writer.ref
+        final_hash = ""
+        try:
+            seal = await self.writer.close(self.end_reason)
+            final_hash = seal.final_hash
+        except RecordingError as exc:
+            log.error("could not seal the recording of session %s: %s", self.auth.session_id, exc)
+        try:
+            await self.broker.cp.report_session_end(
+                self.auth.session_id, self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                recording_ref=ref, recording_hash=final_hash,
+                last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc))
+        except ControlPlaneError as exc:
+            log.warning("could not report the end of session %s: %s", self.auth.session_id, exc)

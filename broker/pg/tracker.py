@@ -1,0 +1,377 @@
+"""The relay's view of a live PostgreSQL session, sans-I/O and built for the hot path.
+
+The relay forwards every chunk it reads unchanged (the stream is never copied
+or re-framed); it also hands the chunk to `StatementTracker.from_client` /
+`from_server`, which walk the message headers, skip what is not recorded,
+count DataRows without decoding them, and keep the raw bodies of only the
+messages a statement record needs (Query, Parse, Bind, Execute,
+CommandComplete, ErrorResponse). A finished statement is one tuple appended
+to `completed`; turning it into text (`decode_statement`) happens later, off
+the hot path, in the recording task.
+
+How responses are matched to requests: every frontend message that the
+backend answers is queued in order (Query, Parse, Bind, Describe, Execute,
+Close, Sync, FunctionCall); backend messages complete the head of the queue.
+After an error in the extended protocol the backend skips to the next Sync,
+and so does the queue.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from typing import Callable
+
+from broker.pg.protocol import (
+    ProtocolError,
+    parse_bind_parameters,
+    parse_error_fields,
+    rows_from_tag,
+)
+from recorder.events import DbStatement
+
+_U32 = struct.Struct("!I")
+
+# Frontend type bytes.
+F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_DESCRIBE, F_CLOSE, F_SYNC, F_FUNCTION = (
+    ord("Q"), ord("P"), ord("B"), ord("E"), ord("D"), ord("C"), ord("S"), ord("F"))
+# Backend type bytes.
+B_COMPLETE, B_ERROR, B_READY, B_EMPTY, B_SUSPENDED = ord("C"), ord("E"), ord("Z"), ord("I"), ord("s")
+B_COPY_IN, B_COPY_OUT, B_COPY_BOTH = ord("G"), ord("H"), ord("W")
+B_PARSE_OK, B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA = ord("1"), ord("2"), ord("3"), ord("T"), ord("n")
+B_DATAROW = ord("D")
+
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class Walker:
+    """Walks the messages of one direction of a stream, chunk by chunk.
+
+    `body_types`: the handler gets (type, body) once the whole body is in.
+    `header_types`: the handler gets (type, b"") at the header; the body is skipped.
+    `count_type`: only counted (`count`), never handed over.
+    Every other message is skipped by its length. Lengths are checked against
+    `max_length` (ProtocolError 54000 when over, 08P01 when below 4).
+    """
+
+    __slots__ = ("_body_types", "_header_types", "_on", "_count_type", "count", "_max",
+                 "_skip", "_partial", "_ptype", "_need")
+
+    def __init__(self, body_types: frozenset[int], header_types: frozenset[int],
+                 on_message: Callable[[int, bytes], None], count_type: int = -1,
+                 max_length: int = DEFAULT_MAX_MESSAGE) -> None:
+        self._body_types = body_types
+        self._header_types = header_types
+        self._on = on_message
+        self._count_type = count_type
+        self.count = 0
+        self._max = max_length
+        self._skip = 0  # body bytes still to pass by
+        self._partial: bytearray | None = None  # an unfinished header (ptype -1) or wanted body
+        self._ptype = -1
+        self._need = 0
+
+    def feed(self, data: bytes) -> None:
+        """Account for one chunk of the stream (ProtocolError on a bad length)."""
+        n = len(data)
+        p = 0
+        if self._skip:
+            if self._skip >= n:
+                self._skip -= n
+                return
+            p = self._skip
+            self._skip = 0
+        elif self._partial is not None:
+            p = self._resume(data)
+            if p < 0:
+                return
+        body_types = self._body_types
+        header_types = self._header_types
+        count_type = self._count_type
+        limit = self._max
+        while p < n:
+            if n - p < 5:
+                self._partial = bytearray(data[p:])
+                self._ptype = -1
+                return
+            t = data[p]
+            (length,) = _U32.unpack_from(data, p + 1)
+            if length < 4 or length > limit:
+                self._bad_length(length)
+            end = p + 1 + length
+            if t == count_type:
+                self.count += 1
+            elif t in body_types:
+                if end > n:
+                    self._partial = bytearray(data[p + 5:])
+                    self._ptype = t
+                    self._need = end - n
+                    return
+                self._on(t, data[p + 5:end])
+            elif t in header_types:
+                self._on(t, b"")
+            p = end
+        if p > n:
+            self._skip = p - n
+
+    @property
+    def at_boundary(self) -> bool:
+        """True between two messages (a broker message may be inserted here)."""
+        return self._skip == 0 and self._partial is None
+
+    def _bad_length(self, length: int) -> None:
+        if length < 4:
+            raise ProtocolError(f"invalid message length {length}")
+        raise ProtocolError(f"message of {length} bytes is over the limit of {self._max}", "54000")
+
+    def _resume(self, data: bytes) -> int:
+        """Finish a header or body split across chunks; the position to go on from, or -1."""
+        part = self._partial
+        assert part is not None
+        p = 0
+        n = len(data)
+        if self._ptype < 0:
+            take = 5 - len(part)
+            part += data[:take]
+            if len(part) < 5:
+                return -1
+            p = take
+            t = part[0]
+            (length,) = _U32.unpack_from(part, 1)
+            if length < 4 or length > self._max:
+                self._bad_length(length)
+            self._partial = None
+            body_len = length - 4
+            if t == self._count_type:
+                self.count += 1
+            elif t in self._body_types:
+                self._partial = bytearray()
+                self._ptype = t
+                self._need = body_len
+                if body_len == 0:
+                    self._partial = None
+                    self._on(t, b"")
+                    return p
+            elif t in self._header_types:
+                self._on(t, b"")
+            if self._partial is None:
+                if body_len > n - p:
+                    self._skip = body_len - (n - p)
+                    return -1
+                return p + body_len
+        part = self._partial
+        take = min(self._need, n - p)
+        part += data[p:p + take]
+        self._need -= take
+        p += take
+        if self._need:
+            return -1
+        self._partial = None
+        self._on(self._ptype, bytes(part))
+        return p
+
+
+class _Op:
+    """One frontend request awaiting its backend answer."""
+
+    __slots__ = ("kind", "stmt", "bind", "start", "tags", "error", "copy", "mark")
+
+    def __init__(self, kind: int, stmt: bytes | None = None, bind: bytes | None = None,
+                 start: float = 0.0) -> None:
+        self.kind = kind
+        self.stmt = stmt  # Query body, or the Parse body of the statement
+        self.bind = bind  # Bind body (parameters), extended protocol
+        self.start = start
+        self.tags: list[bytes] = []
+        self.error: bytes | None = None
+        self.copy = False
+        self.mark = 0
+
+
+# A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind).
+RawStatement = tuple
+
+
+class StatementTracker:
+    """Matches frontend requests to backend answers; appends finished statements to `completed`."""
+
+    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.completed: list[RawStatement] = []
+        self._clock = clock
+        self._ops: deque[_Op] = deque()
+        self._statements: dict[bytes, bytes] = {}  # statement name -> Parse body
+        self._portals: dict[bytes, tuple[bytes | None, bytes]] = {}  # portal -> (Parse body, Bind body)
+        self._skipping = False  # after an extended-protocol error, until the client's Sync
+        self._mark = 0
+        self.client = Walker(
+            frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION}),
+            frozenset({F_DESCRIBE, F_CLOSE, F_SYNC}),
+            self._on_client, max_length=max_message)
+        self.server = Walker(
+            frozenset({B_COMPLETE, B_ERROR, B_READY}),
+            frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
+                       B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA}),
+            self._on_server, count_type=B_DATAROW, max_length=1 << 31)
+        self.from_client = self.client.feed
+        self.from_server = self.server.feed
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered (0 when the session is idle)."""
+        return len(self._ops)
+
+    # ------------------------------------------------------------ frontend
+
+    def _on_client(self, t: int, body: bytes) -> None:
+        if t == F_SYNC:
+            self._skipping = False
+            self._ops.append(_Op(F_SYNC))
+            return
+        if self._skipping:
+            return  # the backend ignores these until Sync
+        if t == F_QUERY:
+            self._ops.append(_Op(F_QUERY, body, None, self._clock()))
+        elif t == F_PARSE:
+            name = body[: body.find(b"\x00")]
+            self._statements[name] = body
+            self._ops.append(_Op(F_PARSE, body))
+        elif t == F_BIND:
+            i = body.find(b"\x00")
+            portal = body[:i]
+            stmt_name = body[i + 1: body.find(b"\x00", i + 1)]
+            parse = self._statements.get(stmt_name)
+            self._portals[portal] = (parse, body)
+            self._ops.append(_Op(F_BIND, parse, body))
+        elif t == F_EXECUTE:
+            portal = body[: body.find(b"\x00")]
+            parse, bind = self._portals.get(portal, (None, b""))
+            self._ops.append(_Op(F_EXECUTE, parse, bind, self._clock()))
+        elif t == F_FUNCTION:
+            self._ops.append(_Op(F_FUNCTION, body, None, self._clock()))
+        else:  # Describe, Close
+            self._ops.append(_Op(t))
+
+    # ------------------------------------------------------------ backend
+
+    def _finish(self, op: _Op) -> None:
+        count = self.server.count
+        protocol = "copy" if op.copy else ("simple" if op.kind in (F_QUERY, F_FUNCTION) else "extended")
+        self.completed.append((protocol, op.stmt, op.bind, op.start, self._clock(),
+                               count - self._mark, op.tags, op.error, op.kind))
+        self._mark = count
+
+    def _on_server(self, t: int, body: bytes) -> None:
+        ops = self._ops
+        if not ops:
+            if t == B_ERROR or t == B_COMPLETE:
+                self._mark = self.server.count
+            return
+        head = ops[0]
+        k = head.kind
+        if t == B_READY:
+            # Answers a Sync, a Query or a FunctionCall; anything before it is done with.
+            while ops:
+                op = ops.popleft()
+                if op.kind in (F_QUERY, F_FUNCTION):
+                    self._finish(op)
+                    return
+                if op.kind == F_SYNC:
+                    return
+            return
+        if t == B_COMPLETE:
+            if k == F_EXECUTE:
+                ops.popleft()
+                head.tags.append(body)
+                self._finish(head)
+            elif k in (F_QUERY, F_FUNCTION):
+                head.tags.append(body)
+            return
+        if t == B_ERROR:
+            if k in (F_QUERY, F_FUNCTION):
+                if head.error is None:
+                    head.error = body
+                return
+            if k == F_SYNC:
+                return  # an error outside a request (e.g. termination notice before Sync answer)
+            # Extended protocol: this request failed, the backend skips to Sync.
+            ops.popleft()
+            if k in (F_EXECUTE, F_PARSE, F_BIND):
+                head.error = body
+                if head.start == 0.0:
+                    head.start = self._clock()
+                self._finish(head)
+            while ops and ops[0].kind != F_SYNC:
+                ops.popleft()
+            if not ops:
+                self._skipping = True
+            return
+        if t == B_COPY_IN or t == B_COPY_OUT or t == B_COPY_BOTH:
+            head.copy = True
+        elif t == B_PARSE_OK:
+            if k == F_PARSE:
+                ops.popleft()
+        elif t == B_BIND_OK:
+            if k == F_BIND:
+                ops.popleft()
+        elif t == B_CLOSE_OK:
+            if k == F_CLOSE:
+                ops.popleft()
+        elif t == B_ROWDESC or t == B_NODATA:
+            if k == F_DESCRIBE:
+                ops.popleft()
+        elif t == B_EMPTY:
+            if k == F_EXECUTE:
+                ops.popleft()
+                self._finish(head)
+        elif t == B_SUSPENDED:
+            if k == F_EXECUTE:
+                ops.popleft()
+                head.tags.append(b"SUSPENDED\x00")
+                self._finish(head)
+
+    def take_completed(self) -> list[RawStatement]:
+        """Hand over the finished statements (the list is replaced, not copied)."""
+        done = self.completed
+        self.completed = []
+        return done
+
+
+def decode_statement(raw: RawStatement) -> DbStatement:
+    """Turn a raw finished statement into a recorder event (runs off the hot path)."""
+    protocol, stmt, bind, start, end, datarows, tags, error, kind = raw
+    if stmt is None:
+        text = "<unknown prepared statement>"
+    elif kind in (F_QUERY,):
+        text = stmt[: stmt.find(b"\x00")].decode("utf-8", "replace") if b"\x00" in stmt else stmt.decode("utf-8", "replace")
+    elif kind == F_FUNCTION:
+        oid = _U32.unpack_from(stmt, 0)[0] if len(stmt) >= 4 else 0
+        text = f"<function call oid {oid}>"
+    else:
+        i = stmt.find(b"\x00")
+        j = stmt.find(b"\x00", i + 1)
+        text = stmt[i + 1: j if j >= 0 else len(stmt)].decode("utf-8", "replace")
+    params = None
+    if bind:
+        try:
+            params = parse_bind_parameters(bind)
+        except ProtocolError:
+            params = ["<malformed bind>"]
+    tag = None
+    rows: int | None = None
+    if tags:
+        decoded = [t.rstrip(b"\x00").decode("utf-8", "replace") for t in tags]
+        tag = decoded[-1]
+        counts = [rows_from_tag(t) for t in decoded]
+        known = [c for c in counts if c is not None]
+        rows = sum(known) if known else None
+    if rows is None and datarows:
+        rows = datarows
+    sqlstate = message = None
+    if error is not None:
+        fields = parse_error_fields(error)
+        sqlstate = fields.get("sqlstate")
+        message = fields.get("message")
+    return DbStatement(text=text, started_at=start, duration_ms=max(0.0, (end - start) * 1000.0),
+                       parameters=params, rows=rows, command_tag=tag, error_sqlstate=sqlstate,
+                       error_message=message, protocol=protocol)

@@ -1,0 +1,265 @@
+"""The sans-I/O PostgreSQL protocol and the relay's statement tracker, with byte strings."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.pg import protocol as p
+from broker.pg.config import parse_user
+from broker.pg.credentials import CredentialError, resolve_login
+from broker.pg.tracker import StatementTracker, Walker, decode_statement
+
+
+def msg(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\x00"
+
+
+# ---------------------------------------------------------------- startup
+
+
+def test_startup_events_and_rest() -> None:
+    r = p.StartupReader()
+    r.receive_data(p.ssl_request()[:5])
+    assert r.next_event() is None
+    r.receive_data(p.ssl_request()[5:])
+    assert isinstance(r.next_event(), p.SSLRequest)
+    assert r.pending == 0
+    r.receive_data(p.startup_message({"user": "readonly@orders", "database": "x"}) + b"extra")
+    ev = r.next_event()
+    assert isinstance(ev, p.StartupMessage)
+    assert ev.params == {"user": "readonly@orders", "database": "x"} and ev.version == p.PROTOCOL_3_0
+    assert r.take_rest() == b"extra"
+
+
+def test_cancel_and_gssenc() -> None:
+    r = p.StartupReader()
+    r.receive_data(p.cancel_request(1234, 0xDEADBEEF) + struct.pack("!ii", 8, p.GSSENC_REQUEST_CODE))
+    assert r.next_event() == p.CancelRequest(1234, 0xDEADBEEF)
+    assert isinstance(r.next_event(), p.GSSENCRequest)
+
+
+@pytest.mark.parametrize("packet, code", [
+    (struct.pack("!i", 4), "08P01"),  # too short
+    (struct.pack("!i", 20000) + b"x" * 8, "08P01"),  # over PostgreSQL's startup limit
+    (struct.pack("!ii", 12, 2 << 16) + b"a\x00\x00\x00", "0A000"),  # protocol 2
+    (struct.pack("!ii", 12, p.PROTOCOL_3_0) + b"user", "08P01"),  # not NUL-terminated
+    (struct.pack("!ii", 19, p.PROTOCOL_3_0) + b"database\x00x\x00\x00", "28000"),  # no user
+    (struct.pack("!ii", 12, p.SSL_REQUEST_CODE) + b"abcd", "08P01"),
+])
+def test_bad_startup_packets(packet: bytes, code: str) -> None:
+    r = p.StartupReader()
+    r.receive_data(packet)
+    with pytest.raises(p.ProtocolError) as info:
+        r.next_event()
+    assert info.value.sqlstate == code
+
+
+def test_message_reader_limits() -> None:
+    r = p.MessageReader(max_length=100)
+    r.receive_data(msg(b"p", b"tok\x00")[:3])
+    assert r.next_message() is None
+    r.receive_data(msg(b"p", b"tok\x00")[3:])
+    assert r.next_message() == p.Message(b"p", b"tok\x00")
+    r.receive_data(b"Q" + struct.pack("!I", 5000))
+    with pytest.raises(p.ProtocolError) as info:
+        r.next_message()
+    assert info.value.sqlstate == "54000"
+
+
+def test_error_and_notice_round_trip() -> None:
+    raw = p.error_response("57P01", "access expired: bye", "FATAL", hint="jitgate extend x")
+    r = p.MessageReader()
+    r.receive_data(raw)
+    m = r.next_message()
+    assert m is not None and m.type == b"E"
+    f = p.parse_error_fields(m.body)
+    assert f["sqlstate"] == "57P01" and f["severity"] == "FATAL" and f["message"] == "access expired: bye"
+    assert f["hint"] == "jitgate extend x"
+    n = p.notice_response("ends soon")
+    assert n[:1] == b"N" and p.parse_error_fields(n[5:])["severity"] == "WARNING"
+
+
+def test_bind_parameters_text_binary_null() -> None:
+    body = (cstr("") + cstr("s1") + struct.pack("!hhh", 2, 0, 1) + struct.pack("!h", 3)
+            + struct.pack("!i", 2) + b"42" + struct.pack("!i", 2) + b"\x00\xff" + struct.pack("!i", -1)
+            + struct.pack("!h", 0))
+    assert p.parse_bind_parameters(body) == ["42", "\\x00ff", None]
+    with pytest.raises(p.ProtocolError):
+        p.parse_bind_parameters(body[:20])
+
+
+def test_rows_from_tag() -> None:
+    assert p.rows_from_tag("INSERT 0 3") == 3
+    assert p.rows_from_tag("SELECT 5") == 5
+    assert p.rows_from_tag("BEGIN") is None
+    assert p.rows_from_tag("COPY 10") == 10
+
+
+def test_user_syntax() -> None:
+    assert parse_user("readonly@orders-db") == ("readonly", "orders-db")
+    assert parse_user("a@b@orders") == ("a@b", "orders")
+    for bad in ("orders", "@orders", "readonly@"):
+        with pytest.raises(ValueError, match="ROLE@RESOURCE"):
+            parse_user(bad)
+
+
+def test_credentials_resolution(tmp_path) -> None:
+    env = {"ORDERS_DB_READONLY": "postgresql://ro:s%40cret@ignored:1/x?sslmode=require", "ORDERS_DB": "pw"}
+    ro = resolve_login("env:ORDERS_DB", "readonly", env)
+    assert (ro.user, ro.password, ro.sslmode) == ("ro", "s@cret", "require")
+    assert "s@cret" not in repr(ro)
+    rw = resolve_login("env:ORDERS_DB", "readwrite", env)
+    assert (rw.user, rw.password) == ("readwrite", "pw")
+    (tmp_path / "readonly").write_text("filepw\n")
+    assert resolve_login(f"file:{tmp_path}", "readonly").password == "filepw"
+    assert resolve_login("", "readonly").password is None
+    with pytest.raises(CredentialError, match="not set"):
+        resolve_login("env:NOPE", "r", {})
+    with pytest.raises(CredentialError, match="cannot be read"):
+        resolve_login(f"file:{tmp_path}/missing", "r")
+    with pytest.raises(CredentialError):
+        resolve_login("vault:x", "r")
+
+
+# ---------------------------------------------------------------- the walker
+
+
+def _walk(chunks: list[bytes]) -> list[tuple[int, bytes]]:
+    seen: list[tuple[int, bytes]] = []
+    w = Walker(frozenset({ord("Q")}), frozenset({ord("S")}), lambda t, b: seen.append((t, bytes(b))),
+               count_type=ord("D"))
+    for c in chunks:
+        w.feed(c)
+    seen.append((-1, bytes([w.count])))
+    return seen
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_walker_same_result_for_any_split(cuts: list[int]) -> None:
+    stream = (msg(b"Q", b"select 1\x00") + msg(b"D", b"x" * 50) + msg(b"S") + msg(b"T", b"y" * 30)
+              + msg(b"D", b"") + msg(b"Q", b"q" * 70 + b"\x00"))
+    points = sorted({min(c, len(stream)) for c in cuts})
+    chunks, prev = [], 0
+    for c in points + [len(stream)]:
+        chunks.append(stream[prev:c])
+        prev = c
+    assert _walk(chunks) == _walk([stream]) == [
+        (ord("Q"), b"select 1\x00"), (ord("S"), b""), (ord("Q"), b"q" * 70 + b"\x00"), (-1, bytes([2]))]
+
+
+def test_walker_refuses_bad_lengths() -> None:
+    w = Walker(frozenset(), frozenset(), lambda t, b: None, max_length=1000)
+    with pytest.raises(p.ProtocolError) as info:
+        w.feed(b"Q" + struct.pack("!I", 5000))
+    assert info.value.sqlstate == "54000"
+    w2 = Walker(frozenset(), frozenset(), lambda t, b: None)
+    with pytest.raises(p.ProtocolError):
+        w2.feed(b"Q\x00\x00")
+        w2.feed(b"\x00\x02")
+
+
+# ---------------------------------------------------------------- the tracker
+
+ROW = msg(b"D", struct.pack("!h", 1) + struct.pack("!i", 1) + b"1")
+
+
+def ready() -> bytes:
+    return msg(b"Z", b"I")
+
+
+def test_simple_query_with_rows_and_error() -> None:
+    clock = iter([10.0, 10.5, 20.0, 20.25]).__next__
+    t = StatementTracker(clock=clock)
+    t.from_client(msg(b"Q", cstr("select 1")))
+    t.from_server(msg(b"T", b"...") + ROW + ROW + msg(b"C", cstr("SELECT 2")) + ready())
+    t.from_client(msg(b"Q", cstr("insert into x values (1)")))
+    t.from_server(msg(b"E", b"SERROR\x00C42501\x00Mpermission denied for table x\x00\x00") + ready())
+    a, b = [decode_statement(r) for r in t.take_completed()]
+    assert (a.text, a.rows, a.command_tag, a.protocol, a.duration_ms) == ("select 1", 2, "SELECT 2", "simple", 500.0)
+    assert (b.error_sqlstate, b.error_message, b.rows) == ("42501", "permission denied for table x", None)
+    assert t.in_flight == 0
+
+
+def bind(stmt: str, *params: str, portal: str = "") -> bytes:
+    body = cstr(portal) + cstr(stmt) + struct.pack("!h", 0) + struct.pack("!h", len(params))
+    for v in params:
+        body += struct.pack("!i", len(v)) + v.encode()
+    return msg(b"B", body + struct.pack("!h", 0))
+
+
+def execute(portal: str = "") -> bytes:
+    return msg(b"E", cstr(portal) + struct.pack("!i", 0))
+
+
+def test_extended_protocol_pipeline_and_error_skips_to_sync() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"P", cstr("s1") + cstr("select $1::int") + b"\x00\x00") + bind("s1", "7")
+                  + msg(b"D", b"P\x00") + execute() + msg(b"S"))
+    t.from_client(bind("s1", "8") + execute() + bind("s1", "9") + execute() + msg(b"S"))
+    t.from_server(msg(b"1") + msg(b"2") + msg(b"T", b"..") + ROW + msg(b"C", cstr("SELECT 1")) + ready())
+    # The second batch: the first execute fails, the backend skips the rest up to Sync.
+    t.from_server(msg(b"2") + msg(b"E", b"SERROR\x00C22012\x00Mdivision by zero\x00\x00") + ready())
+    recs = [decode_statement(r) for r in t.take_completed()]
+    assert [(r.text, r.parameters, r.rows, r.error_sqlstate, r.protocol) for r in recs] == [
+        ("select $1::int", ["7"], 1, None, "extended"),
+        ("select $1::int", ["8"], None, "22012", "extended"),
+    ]
+    assert t.in_flight == 0
+
+
+def test_parse_error_recorded_and_client_messages_skipped_until_sync() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"P", cstr("") + cstr("selec oops") + b"\x00\x00"))
+    t.from_server(msg(b"E", b"SERROR\x00C42601\x00Msyntax error\x00\x00"))
+    t.from_client(bind("") + execute() + msg(b"S"))  # ignored by the backend until Sync
+    t.from_server(ready())
+    [r] = [decode_statement(x) for x in t.take_completed()]
+    assert (r.text, r.error_sqlstate) == ("selec oops", "42601")
+    assert t.in_flight == 0
+
+
+def test_copy_in_and_out() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"Q", cstr("copy t from stdin")))
+    t.from_server(msg(b"G", b"\x00\x00\x00"))
+    t.from_client(msg(b"d", b"1\n2\n") + msg(b"c"))
+    t.from_server(msg(b"C", cstr("COPY 2")) + ready())
+    t.from_client(msg(b"Q", cstr("copy t to stdout")))
+    t.from_server(msg(b"H", b"\x00\x00\x00") + msg(b"d", b"1\n") + msg(b"d", b"2\n") + msg(b"c")
+                  + msg(b"C", cstr("COPY 2")) + ready())
+    recs = [decode_statement(r) for r in t.take_completed()]
+    assert [(r.text, r.protocol, r.rows) for r in recs] == [
+        ("copy t from stdin", "copy", 2), ("copy t to stdout", "copy", 2)]
+
+
+def test_portal_suspended_and_empty_query() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"P", cstr("") + cstr("select 1") + b"\x00\x00") + bind("", portal="c1")
+                  + execute("c1") + msg(b"S"))
+    t.from_server(msg(b"1") + msg(b"2") + ROW + msg(b"s") + ready())
+    t.from_client(msg(b"P", cstr("") + cstr("") + b"\x00\x00") + bind("") + execute() + msg(b"S"))
+    t.from_server(msg(b"1") + msg(b"2") + msg(b"I") + ready())
+    a, b = [decode_statement(r) for r in t.take_completed()]
+    assert (a.rows, a.command_tag) == (1, "SUSPENDED")
+    assert (b.text, b.rows) == ("", None)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_tracker_never_fails_on_random_server_bytes(data: bytes) -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"Q", cstr("select 1")) + bind("x") + execute() + msg(b"S"))
+    try:
+        t.from_server(data)
+    except p.ProtocolError:
+        pass
+    for r in t.take_completed():
+        decode_statement(r)
