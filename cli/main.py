@@ -11,6 +11,20 @@ import click
 
 # name -> "module:attribute" of a click command or group. One line per command.
 COMMANDS: dict[str, str] = {
+    "server": "cli.server_cmd:server",
+    "request": "cli.access_cmd:request_cmd",
+    "approve": "cli.access_cmd:approve",
+    "deny": "cli.access_cmd:deny",
+    "cancel": "cli.access_cmd:cancel",
+    "extend": "cli.access_cmd:extend",
+    "revoke": "cli.access_cmd:revoke",
+    "review": "cli.access_cmd:review",
+    "requests": "cli.access_cmd:requests",
+    "dashboard": "cli.access_cmd:dashboard",
+    "whoami": "cli.access_cmd:whoami",
+    "sessions": "cli.sessions_cmd:sessions",
+    "audit": "cli.audit_cmd:audit",
+    "admin": "cli.admin_cmd:admin",
     "policy": "cli.policy_cmd:policy",
     "replay": "cli.replay_cmd:replay",
     "recordings": "cli.replay_cmd:recordings",

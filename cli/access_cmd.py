@@ -1,0 +1,244 @@
+"""`jitgate request/approve/deny/cancel/extend/revoke/review/requests/dashboard/whoami`."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from cli.client import Client, command_options, parse_span, print_json, print_table, span, to_dict
+from cli.render import print_outcome, print_request, print_requests, state_name
+
+STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
+
+
+def _duration_msg(value: dt.timedelta) -> Any:
+    from google.protobuf import duration_pb2
+
+    out = duration_pb2.Duration()
+    out.FromTimedelta(value)
+    return out
+
+
+def _show(client: Client, req: Any, output: str) -> None:
+    if output == "json":
+        print_json(req)
+    else:
+        print_outcome(req)
+
+
+@click.command("request")
+@click.argument("resource")
+@click.option("--login", default="", help="SSH login on the resource")
+@click.option("--role", default="", help="database role on the resource")
+@click.option("--duration", "-d", default=None, help="how long, e.g. 30m or 1h30m (default: the recommendation)")
+@click.option("--reason", "-r", required=True, help="why you need access")
+@click.option("--ticket", default="", help="ticket reference")
+@click.option("--emergency", is_flag=True, help="break-glass: active at once if policy allows, reviewed afterwards")
+@click.option("--dry-run", is_flag=True, help="show the decision and recommendation, store nothing")
+@command_options
+def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: str | None,
+                reason: str, ticket: str, emergency: bool, dry_run: bool) -> None:
+    """Ask for access to RESOURCE; shows who must approve, or until when access is active."""
+    from jitgate.v1 import access_pb2
+
+    msg = access_pb2.CreateRequestRequest(
+        resource=resource, login=login, role=role, reason=reason, ticket=ticket, emergency=emergency,
+        dry_run=dry_run)
+    if duration:
+        msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+    resp = client.access.CreateRequest(msg, timeout=client.timeout)
+    if output == "json":
+        print_json(resp)
+        return
+    if resp.HasField("recommendation") and not duration:
+        rec = resp.recommendation
+        note = " (fallback: not enough history)" if rec.fallback else ""
+        click.echo(f"duration {span(rec.duration)} recommended{note}: {rec.explanation}")
+    if dry_run:
+        click.echo("dry run: nothing was stored")
+    print_outcome(resp.request)
+
+
+def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:
+    @click.command(verb, help=help_text)
+    @click.argument("id")
+    @click.option("--comment", "-c", default="", help="a note kept with the decision")
+    @command_options
+    def cmd(client: Client, output: str, id: str, comment: str) -> None:
+        from jitgate.v1 import access_pb2
+
+        req = getattr(client.access, rpc_name)(access_pb2.DecideRequest(id=id, comment=comment), timeout=client.timeout)
+        _show(client, req, output)
+
+    return cmd
+
+
+approve = _decide("approve", "Approve", "Approve request (or extension) ID at its current level.")
+deny = _decide("deny", "Deny", "Deny request (or extension) ID; it ends at once.")
+
+
+@click.command("cancel")
+@click.argument("id")
+@command_options
+def cancel(client: Client, output: str, id: str) -> None:
+    """Withdraw your own pending request ID."""
+    from jitgate.v1 import access_pb2
+
+    _show(client, client.access.Cancel(access_pb2.CancelRequest(id=id), timeout=client.timeout), output)
+
+
+@click.command("extend")
+@click.argument("id")
+@click.option("--duration", "-d", required=True, help="how much longer, e.g. 30m")
+@click.option("--justification", "-j", required=True, help="why more time is needed")
+@command_options
+def extend(client: Client, output: str, id: str, duration: str, justification: str) -> None:
+    """Ask for more time on active grant ID (policies decide; may need approval)."""
+    from jitgate.v1 import access_pb2
+
+    msg = access_pb2.ExtendRequest(id=id, justification=justification)
+    msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+    req = client.access.Extend(msg, timeout=client.timeout)
+    if output == "json":
+        print_json(req)
+        return
+    pending = [e for e in req.extensions if e.state == 1]
+    if pending:
+        click.echo(f"extension {pending[-1].id} waits for approval")
+    print_outcome(req)
+
+
+@click.command("revoke")
+@click.argument("id")
+@click.option("--reason", "-r", required=True, help="why access ends early")
+@command_options
+def revoke(client: Client, output: str, id: str, reason: str) -> None:
+    """End grant ID now (admin, or its requester); live sessions are cut."""
+    from jitgate.v1 import access_pb2
+
+    _show(client, client.access.Revoke(access_pb2.RevokeRequest(id=id, reason=reason), timeout=client.timeout), output)
+
+
+@click.command("review")
+@click.argument("id")
+@click.option("--flag", is_flag=True, help="flag the break-glass use as suspicious (default: reviewed, fine)")
+@click.option("--comment", "-c", required=True, help="the review's finding")
+@command_options
+def review(client: Client, output: str, id: str, flag: bool, comment: str) -> None:
+    """Review break-glass grant ID after the fact."""
+    from jitgate.v1 import access_pb2
+
+    req = client.access.Review(access_pb2.ReviewRequest(id=id, flag=flag, comment=comment), timeout=client.timeout)
+    if output == "json":
+        print_json(req)
+    else:
+        print_request(req)
+
+
+def _list_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--to-approve", is_flag=True, help="only what you may approve now"),
+        click.option("--mine", is_flag=True, help="only your own requests"),
+        click.option("--user", default="", help="only this requester's"),
+        click.option("--resource", default="", help="only on this resource"),
+        click.option("--state", "states", multiple=True, type=click.Choice(STATES, case_sensitive=False),
+                     help="only in this state (repeatable)"),
+        click.option("--limit", default=50, show_default=True, help="how many at most"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, resource: str,
+          states: tuple[str, ...], limit: int) -> None:
+    from jitgate.v1 import access_pb2, types_pb2
+
+    found: list[Any] = []
+    token = ""
+    while len(found) < limit:
+        resp = client.access.ListRequests(access_pb2.ListRequestsRequest(
+            to_approve=to_approve, mine=mine, user=user, resource=resource,
+            states=[types_pb2.RequestState.Value(f"REQUEST_STATE_{s.upper()}") for s in states],
+            page_size=min(limit - len(found), 500), page_token=token), timeout=client.timeout)
+        found.extend(resp.requests)
+        token = resp.next_page_token
+        if not token:
+            break
+    if output == "json":
+        print_json({"requests": [to_dict(r) for r in found]})
+    else:
+        print_requests("requests to approve" if to_approve else "requests", found)
+
+
+@click.group("requests", invoke_without_command=True)
+@_list_options
+@command_options
+@click.pass_context
+def requests(ctx: click.Context, client: Client, output: str, **filters: Any) -> None:
+    """List requests (same as `requests list`), or `requests show ID`."""
+    if ctx.invoked_subcommand is None:
+        _list(client, output, **filters)
+
+
+@requests.command("list")
+@_list_options
+@command_options
+def requests_list(client: Client, output: str, **filters: Any) -> None:
+    """List requests you may see, newest first."""
+    _list(client, output, **filters)
+
+
+@requests.command("show")
+@click.argument("id")
+@command_options
+def requests_show(client: Client, output: str, id: str) -> None:
+    """Show request ID with its approvals and extensions."""
+    from jitgate.v1 import access_pb2
+
+    req = client.access.GetRequest(access_pb2.GetRequestRequest(id=id), timeout=client.timeout)
+    if output == "json":
+        print_json(req)
+    else:
+        print_request(req)
+
+
+@click.command("dashboard")
+@command_options
+def dashboard(client: Client, output: str) -> None:
+    """Active grants, pending requests, recent expiries, approval rate, reviews owed."""
+    from jitgate.v1 import access_pb2
+
+    d = client.access.GetDashboard(access_pb2.GetDashboardRequest(), timeout=client.timeout)
+    if output == "json":
+        print_json(d)
+        return
+    print_table("dashboard", ["metric", "value"], [
+        ["active grants", len(d.active)], ["pending requests", len(d.pending)],
+        ["expired in the last 24h", d.expired_24h], ["average granted", f"{d.avg_granted_minutes:.1f} min"],
+        ["average used", f"{d.avg_used_minutes:.1f} min"], ["approval rate", f"{d.approval_rate:.0%}"],
+        ["break-glass reviews owed", len(d.reviews_owed)],
+    ])
+    if d.active:
+        print_requests("active", list(d.active))
+    if d.pending:
+        print_requests("pending", list(d.pending))
+    if d.reviews_owed:
+        print_requests("reviews owed", list(d.reviews_owed))
+
+
+@click.command("whoami")
+@command_options
+def whoami(client: Client, output: str) -> None:
+    """Your identity as the server sees it: name, groups and roles."""
+    from jitgate.v1 import access_pb2
+
+    me = client.access.WhoAmI(access_pb2.WhoAmIRequest(), timeout=client.timeout)
+    if output == "json":
+        print_json(me)
+    else:
+        click.echo(f"{me.name} (groups: {', '.join(me.groups) or '-'}; roles: {', '.join(me.roles)})")
+
+
+__all__ = ["approve", "cancel", "dashboard", "deny", "extend", "request_cmd", "requests", "review", "revoke",
+           "state_name", "whoami"]

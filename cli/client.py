@@ -1,0 +1,219 @@
+"""What every networked `jitgate` command shares: finding the identity and server, the
+gRPC stubs over mTLS, `--output`, and turning failures into one plain line.
+
+The identity bundle (ca.pem, cert.pem, key.pem) is found by `--identity DIR`,
+else `$JITGATE_IDENTITY`, else `~/.jitgate/identity`; the server by `--server`,
+else `$JITGATE_SERVER`, else 127.0.0.1:7443.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+import click
+import grpc
+
+IDENTITY_ENV = "JITGATE_IDENTITY"
+SERVER_ENV = "JITGATE_SERVER"
+DEFAULT_SERVER = "127.0.0.1:7443"
+DEFAULT_TIMEOUT = 30.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def identity_dir(value: str | os.PathLike[str] | None) -> Path:
+    """--identity, else $JITGATE_IDENTITY, else ~/.jitgate/identity."""
+    if value:
+        return Path(value).expanduser()
+    env = os.environ.get(IDENTITY_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".jitgate" / "identity"
+
+
+def server_address(value: str | None) -> str:
+    return value or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+
+
+def channel_credentials(identity: Path) -> grpc.ChannelCredentials:
+    from ca.x509 import read_identity_bundle
+
+    ca_pem, cert_pem, key_pem = read_identity_bundle(identity)
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
+
+
+@dataclass
+class Client:
+    """Stubs of every jitgate.v1 service on one mTLS channel."""
+
+    channel: grpc.Channel
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
+
+        self.access = access_pb2_grpc.AccessServiceStub(self.channel)
+        self.broker = broker_pb2_grpc.BrokerServiceStub(self.channel)
+        self.policy = policy_pb2_grpc.PolicyServiceStub(self.channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def connect(identity: str | os.PathLike[str] | None = None, server: str | None = None,
+            timeout: float = DEFAULT_TIMEOUT) -> Client:
+    """A Client for the identity bundle and server (defaults as the module says)."""
+    creds = channel_credentials(identity_dir(identity))
+    return Client(grpc.secure_channel(server_address(server), creds), timeout)
+
+
+# -- click plumbing ---------------------------------------------------------------------------------
+
+
+def connection_options(f: F) -> F:
+    """Adds --identity and --server; the command gets `client` (a lazily connected Client)."""
+
+    @click.option("--identity", "identity", type=click.Path(file_okay=False), default=None,
+                  help=f"identity bundle directory (default ${IDENTITY_ENV} or ~/.jitgate/identity)")
+    @click.option("--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})")
+    @functools.wraps(f)
+    def wrapper(*args: Any, identity: str | None, server: str | None, **kwargs: Any) -> Any:
+        client = connect(identity, server)
+        try:
+            return f(*args, client=client, **kwargs)
+        finally:
+            client.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def output_option(f: F) -> F:
+    return click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True, help="human table or JSON")(f)
+
+
+def fail(message: str) -> None:
+    """Print `error: message` on stderr and exit 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one line a person sees for a known failure, or None for an unexpected one."""
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        code = exc.code()
+        detail = (exc.details() or "").strip().replace("\n", " ")
+        return f"{code.name if code else 'UNKNOWN'}: {detail}"
+    from ca.errors import CAError
+
+    if isinstance(exc, CAError):
+        return exc.message
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc)
+    return None
+
+
+def handle_errors(f: F) -> F:
+    """Known failures -> `error: <status>: <detail>` on stderr, exit 1; never a traceback."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # last resort: still one plain line
+            line = error_line(exc)
+            fail(line if line is not None else f"{type(exc).__name__}: {exc}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command_options(f: F) -> F:
+    """--identity/--server, --output and error handling, in the right order."""
+    return handle_errors(connection_options(output_option(f)))  # type: ignore[return-value]
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+
+def to_dict(msg: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def print_json(data: Any) -> None:
+    if hasattr(data, "DESCRIPTOR"):
+        data = to_dict(data)
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def console() -> Any:
+    """A rich console; when stdout is not a terminal, wide enough that ids are never cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def print_table(title: str | None, columns: list[str], rows: Iterable[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console().print(table)
+
+
+def print_fields(title: str | None, pairs: list[tuple[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in pairs:
+        table.add_row(key, "" if value is None else str(value))
+    console().print(table)
+
+
+def when(ts: Any) -> str:
+    """A Timestamp as local-free UTC text, "" if unset."""
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return ""
+    return ts.ToDatetime(tzinfo=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def span(d: Any) -> str:
+    """A Duration (or timedelta) as `1h30m`."""
+    if d is None:
+        return ""
+    seconds = int(d.total_seconds()) if isinstance(d, dt.timedelta) else int(d.seconds)
+    if seconds <= 0:
+        return "0s"
+    out = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            out.append(f"{n}{unit}")
+    return "".join(out)
+
+
+def parse_span(text: str) -> dt.timedelta:
+    """`90s`, `30m`, `1h30m` -> timedelta (click.BadParameter on bad text)."""
+    from policy.durations import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if value <= dt.timedelta(0):
+        raise click.BadParameter("a duration must be positive")
+    return value

@@ -1,0 +1,151 @@
+"""The control plane server's configuration: flags > config file > environment > defaults.
+
+A config file (`--config server.yaml`) is a mapping of the `ServerConfig` field
+names below; unknown keys are refused so a typo fails at start, not later.
+
+```yaml
+listen: 127.0.0.1:7443
+policies: /etc/jitgate/policies.yaml
+admins: [sam]          # extra admins besides the policy group `admins`
+brokers: [broker]      # identities allowed to call BrokerService
+server_names: [jitgate.internal]
+ssh_broker_address: broker.internal:2222
+pg_broker_address: broker.internal:6432
+```
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DATA_DIR_ENV = "JITGATE_DATA_DIR"
+DEFAULT_LISTEN = "127.0.0.1:7443"
+DEFAULT_BROKERS = ("broker",)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, as one plain sentence."""
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$JITGATE_DATA_DIR`, else `~/.jitgate`."""
+    env = os.environ if environ is None else environ
+    value = env.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".jitgate"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:7443`) -> (host, port); raises ConfigError."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"listen address `{listen}` must be host:port, e.g. {DEFAULT_LISTEN}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `jitgate server` needs; validates itself when built."""
+
+    data_dir: Path
+    policies: Path
+    listen: str = DEFAULT_LISTEN
+    admins: frozenset[str] = frozenset()
+    brokers: frozenset[str] = frozenset(DEFAULT_BROKERS)
+    server_names: tuple[str, ...] = ()
+    server_ips: tuple[str, ...] = ()
+    ssh_broker_address: str = ""
+    pg_broker_address: str = ""
+    policy_poll_seconds: float = 1.0
+    watch_queue_size: int = 10000
+    workers: int = 8
+
+    def __post_init__(self) -> None:
+        split_listen(self.listen)
+        if not str(self.policies):
+            raise ConfigError("no policies: pass --policies PATH or set `policies:` in the config file")
+        if self.policy_poll_seconds <= 0:
+            raise ConfigError("policy_poll_seconds must be positive")
+        if self.watch_queue_size < 10:
+            raise ConfigError("watch_queue_size must be at least 10")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError("workers must be between 1 and 256")
+        overlap = self.admins & self.brokers
+        if overlap:
+            raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+_LIST_FIELDS = {"admins", "brokers", "server_names", "server_ips"}
+
+
+def _as_names(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"`{key}` must be a list of names")
+    return tuple(value)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The mapping in a server config file, keys checked against ServerConfig."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config `{path}`: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    known = {f.name for f in fields(ServerConfig)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key `{key}` (known: {', '.join(sorted(known))})")
+    return data
+
+
+def build_config(
+    *,
+    data_dir: Path | None = None,
+    policies: Path | None = None,
+    listen: str | None = None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Merge command-line values over the config file over the environment and defaults."""
+    values: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    for key in _LIST_FIELDS & values.keys():
+        values[key] = _as_names(key, values[key])
+    for key in ("admins", "brokers"):
+        if key in values:
+            values[key] = frozenset(values[key])
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    if policies is not None:
+        values["policies"] = policies
+    if listen is not None:
+        values["listen"] = listen
+    root = Path(values.get("data_dir") or default_data_dir(environ)).expanduser()
+    values["data_dir"] = root
+    if "policies" not in values:
+        if (root / "policies.yaml").exists():
+            values["policies"] = root / "policies.yaml"
+        else:
+            raise ConfigError("no policies: pass --policies PATH or set `policies:` in the config file")
+    values["policies"] = Path(values["policies"]).expanduser()
+    try:
+        return ServerConfig(**values)
+    except TypeError as e:
+        raise ConfigError(f"bad configuration: {e}") from None

@@ -1,0 +1,109 @@
+"""Watch fan-out: core changes -> every WatchEvents subscriber, each with a bounded queue.
+
+The core calls `EventHub.publish` after each commit, from whatever thread made
+the change; the event is converted to protobuf once there and handed to the
+event loop, which copies it into each subscriber's queue. A subscriber that
+falls more than `queue_size` events behind is cut off (its stream ends with
+RESOURCE_EXHAUSTED) rather than silently missing events: it reconnects and
+gets a fresh snapshot.
+
+Each event carries the current state of the request or session concerned, so
+a change seen twice (once in the snapshot, once live) is harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane import convert
+from jitgate.v1 import types_pb2
+
+log = logging.getLogger(__name__)
+
+
+def owner_of(event: types_pb2.Event) -> str:
+    """The user an event concerns (requester or session user), "" if none."""
+    if event.HasField("request"):
+        return event.request.user
+    if event.HasField("session"):
+        return event.session.user
+    return ""
+
+
+def type_matches(event_type: str, wanted: tuple[str, ...]) -> bool:
+    """Empty `wanted`: all. A wanted entry ending in "." is a prefix ("grant." matches "grant.expired")."""
+    if not wanted:
+        return True
+    return any(event_type == w or (w.endswith(".") and event_type.startswith(w)) for w in wanted)
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One watcher: its filter and its queue (None in the queue = cut off)."""
+
+    name: str
+    see_all: bool
+    types: tuple[str, ...]
+    limit: int
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+
+    def wants(self, event: types_pb2.Event) -> bool:
+        if not type_matches(event.type, self.types):
+            return False
+        return self.see_all or owner_of(event) == self.name
+
+    def offer(self, event: types_pb2.Event) -> bool:
+        """Queue `event`; False (and a cut-off marker) when the watcher is too far behind."""
+        if self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            return False
+        self.queue.put_nowait(event)
+        return True
+
+
+class EventHub:
+    """Fans core changes out to subscribers; lives on one asyncio event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue_size: int = 10000) -> None:
+        self._loop = loop
+        self._queue_size = queue_size
+        self._subs: set[Subscription] = set()
+
+    def subscribe(self, name: str, see_all: bool, types: tuple[str, ...] = ()) -> Subscription:
+        """Start receiving changes (call on the loop, before reading the snapshot)."""
+        sub = Subscription(name, see_all, types, self._queue_size)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    def publish(self, change: Any) -> None:
+        """Core listener (any thread): convert once, then fan out on the loop."""
+        try:
+            event = convert.change_event(change)
+        except Exception:  # a listener must never break the core's commit path
+            log.exception("cannot convert change %s", getattr(change, "type", "?"))
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._fanout, event)
+        except RuntimeError:
+            pass  # the loop is closed: the server is stopping, nobody is watching
+
+    def publish_event(self, event: types_pb2.Event) -> None:
+        """Fan out an already built event (on the loop)."""
+        self._fanout(event)
+
+    def _fanout(self, event: types_pb2.Event) -> None:
+        for sub in list(self._subs):
+            if sub.wants(event) and not sub.offer(event):
+                log.warning("watcher %s fell %d events behind; cut off", sub.name, sub.limit)
+                self._subs.discard(sub)

@@ -1,0 +1,227 @@
+"""`jitgate server`: the gRPC control plane over mTLS, with health and reflection.
+
+Start-up, in order: take the data directory's lock (one server per data dir),
+load or create the CAs and the server certificate, compile the policies
+(refuse to start on any error), open the store, end what became overdue while
+the server was down (the sweeper's first pass), then listen. SIGHUP and file
+changes reload the policies; SIGTERM/SIGINT stop gracefully.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, IO
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ca.keystore import ensure_private_dir
+from controlplane.config import ServerConfig
+from controlplane.events import EventHub
+from controlplane.identity import DataDir, ServerPki, init_pki, write_server_addr
+from controlplane.policy_watch import PolicyHolder, error_lines
+from controlplane.servicers.access import AccessServicer
+from controlplane.servicers.admin import AdminServicer
+from controlplane.servicers.audit import AuditServicer
+from controlplane.servicers.broker import BrokerServicer
+from controlplane.servicers.deps import Deps
+from controlplane.servicers.guard import Guard
+from controlplane.servicers.policy import PolicyServicer
+from jitgate.v1 import access_pb2, access_pb2_grpc, admin_pb2, admin_pb2_grpc, audit_pb2, audit_pb2_grpc
+from jitgate.v1 import broker_pb2, broker_pb2_grpc, policy_pb2, policy_pb2_grpc
+
+log = logging.getLogger("controlplane.server")
+
+SERVICE_NAMES = (
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+    broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
+    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class StartError(Exception):
+    """The server cannot start; the message (maybe several lines) says why."""
+
+
+@dataclass
+class DataDirLock:
+    """An exclusive flock on `server.lock`; the kernel drops it when the process dies."""
+
+    handle: IO[str]
+
+    @classmethod
+    def acquire(cls, data_dir: DataDir) -> DataDirLock:
+        handle = open(data_dir.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StartError(f"another jitgate server is using the data directory `{data_dir.root}`") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return cls(handle)
+
+    def release(self) -> None:
+        self.handle.close()
+
+
+def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: frozenset[str] = frozenset(),
+              brokers: frozenset[str] = frozenset()) -> Any:
+    """An AccessCore on the data directory's store (also used by local admin commands)."""
+    from controlplane.core import AccessCore
+    from controlplane.store import open_store
+
+    store = open_store(str(data_dir.db_path))
+    return AccessCore(
+        store, holder, admins=set(admins), brokers=set(brokers),
+        ssh_user_ca=pki.ssh_user_ca if pki else None, ssh_upstream_ca=pki.ssh_upstream_ca if pki else None,
+        recommender=load_recommender(data_dir),
+    )
+
+
+def load_recommender(data_dir: DataDir) -> Any:
+    """The duration model saved in the data dir, if recommend/ offers one; None: the core's fallback."""
+    try:
+        import recommend
+
+        loader = getattr(recommend, "load_recommender", None)
+        return loader(data_dir.root) if loader else None
+    except Exception:
+        log.exception("duration model unavailable; recommendations fall back to statistics")
+        return None
+
+
+def load_policies(config: ServerConfig) -> PolicyHolder:
+    """The policies at start; any problem is a StartError listing `file:line:col: message` lines."""
+    if not config.policies.exists():
+        raise StartError(f"policies `{config.policies}` do not exist")
+    try:
+        return PolicyHolder.load(config.policies)
+    except Exception as e:
+        raise StartError("policies refused:\n" + "\n".join(error_lines(e))) from None
+
+
+def _add_services(server: grpc.aio.Server, deps: Deps) -> health.aio.HealthServicer:
+    access_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(deps), server)
+    broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerServicer(deps), server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return health_servicer
+
+
+class ControlPlaneServer:
+    """One running control plane; `start()` then `wait()`; `stop()` from a signal."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = DataDir(config.data_dir)
+        self.address = ""
+        self._stopping: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, stop gracefully."""
+        config, data_dir = self.config, self.data_dir
+        ensure_private_dir(data_dir.root)
+        lock = DataDirLock.acquire(data_dir)
+        executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
+        core = sweeper = holder = None
+        try:
+            pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
+            holder = load_policies(config)
+            loop = asyncio.get_running_loop()
+            core = await loop.run_in_executor(
+                executor, open_core, data_dir, holder, pki, config.admins, config.brokers)
+            hub = EventHub(loop, config.watch_queue_size)
+            core.subscribe(hub.publish)
+            holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
+            sweeper = self._start_sweeper(core)
+            deps = Deps(config, core, holder, hub, pki, executor)
+            server = grpc.aio.server(
+                interceptors=[Guard(core.roles_of)],
+                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+            )
+            health_servicer = _add_services(server, deps)
+            creds = grpc.ssl_server_credentials(
+                [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca_pem,
+                require_client_auth=True)
+            try:
+                port = server.add_secure_port(config.listen, creds)
+            except RuntimeError as e:
+                raise StartError(f"cannot listen on {config.listen}: {e}") from None
+            if not port:
+                raise StartError(f"cannot listen on {config.listen}: address in use or not available")
+            await server.start()
+            for name in ("", *SERVICE_NAMES):
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self.address = f"{config.host}:{port}"
+            write_server_addr(data_dir, self.address)
+            holder.start_watching(config.policy_poll_seconds)
+            self._stopping = asyncio.Event()
+            loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+            loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.run_in_executor(executor, holder.reload, True))
+            print(
+                f"jitgate server listening on {self.address} (data dir {data_dir.root}, "
+                f"policy {holder.current.version})", flush=True)
+            log.info("listening on %s", self.address)
+            await self._stopping.wait()
+            log.info("stopping")
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(grace=2)
+        finally:
+            if holder is not None:
+                holder.stop()
+            if sweeper is not None:
+                sweeper.stop()
+            executor.shutdown(wait=True, cancel_futures=True)
+            if core is not None:
+                core.store.close()
+            lock.release()
+
+    def _start_sweeper(self, core: Any) -> Any:
+        from controlplane.sweeper import Sweeper
+
+        # start() sweeps once before returning: grants that expired while down end before we listen.
+        sweeper = Sweeper(core)
+        sweeper.start()
+        return sweeper
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_server(config: ServerConfig) -> int:
+    """Run until stopped; returns the process exit code (StartError: printed, 2)."""
+    configure_logging(os.environ.get("JITGATE_LOG_LEVEL", "INFO"))
+    try:
+        asyncio.run(ControlPlaneServer(config).run())
+    except StartError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+__all__ = ["ControlPlaneServer", "StartError", "open_core", "run_server", "SERVICE_NAMES"]

@@ -1,0 +1,1 @@
+"""gRPC servicers, one file per service of jitgate.v1; `guard` authenticates and maps errors."""

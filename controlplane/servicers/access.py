@@ -1,0 +1,159 @@
+"""AccessService: asking for, deciding on and ending access; sessions; the watch stream."""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import grpc
+
+from controlplane import convert
+from controlplane.errors import JitError
+from controlplane.servicers.deps import Deps
+from controlplane.servicers.guard import caller
+from jitgate.v1 import access_pb2, access_pb2_grpc, types_pb2
+
+
+def _states(values: Any) -> tuple[str, ...]:
+    return tuple(convert.request_state_name(v) for v in values if v)
+
+
+class AccessServicer(access_pb2_grpc.AccessServiceServicer):
+    """Thin: every rule lives in the core; this maps messages and runs calls off the loop."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    async def WhoAmI(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.WhoAmIResponse:
+        who = caller()
+        groups: list[str] = []
+        policy_set = self.d.policies.current
+        if who.name in getattr(policy_set, "users", {}):
+            groups = sorted(policy_set.groups_of(who.name))
+        return access_pb2.WhoAmIResponse(name=who.name, groups=groups, roles=sorted(who.roles))
+
+    async def CreateRequest(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.CreateRequestResponse:
+        duration = convert.from_dur(request.duration) if request.HasField("duration") else None
+        record, rec = await self.d.run(
+            self.d.core.create_request, caller().name, request.resource, request.login, request.role,
+            duration, request.reason, request.ticket, request.emergency, dry_run=request.dry_run,
+        )
+        out = access_pb2.CreateRequestResponse(request=convert.access_request(record))
+        recommendation = convert.recommendation(rec)
+        if recommendation is not None:
+            out.recommendation.CopyFrom(recommendation)
+        return out
+
+    async def GetRequest(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(await self.d.run(self.d.core.get_request, caller().name, request.id))
+
+    async def ListRequests(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListRequestsResponse:
+        if request.page_size < 0:
+            raise JitError("invalid.argument", "page_size must not be negative")
+        records, token = await self.d.run(
+            self.d.core.list_requests, caller().name, user=request.user or None,
+            resource=request.resource or None, states=_states(request.states), to_approve=request.to_approve,
+            mine=request.mine, since=convert.from_ts(request.since) if request.HasField("since") else None,
+            page_size=min(request.page_size or 50, 1000), page_token=request.page_token,
+        )
+        out = access_pb2.ListRequestsResponse(next_page_token=token or "")
+        out.requests.extend(convert.access_request(r) for r in records)
+        return out
+
+    async def Approve(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(
+            await self.d.run(self.d.core.approve, caller().name, request.id, request.comment))
+
+    async def Deny(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(
+            await self.d.run(self.d.core.deny, caller().name, request.id, request.comment))
+
+    async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(await self.d.run(self.d.core.cancel, caller().name, request.id))
+
+    async def Extend(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        if not request.HasField("duration"):
+            raise JitError("invalid.argument", "an extension needs a duration")
+        return convert.access_request(await self.d.run(
+            self.d.core.extend, caller().name, request.id, convert.from_dur(request.duration),
+            request.justification))
+
+    async def Revoke(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(
+            await self.d.run(self.d.core.revoke, caller().name, request.id, request.reason))
+
+    async def Review(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+        return convert.access_request(await self.d.run(
+            self.d.core.review, caller().name, request.id, request.flag, request.comment))
+
+    async def RecommendDuration(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Recommendation:
+        rec = await self.d.run(
+            self.d.core.recommend, caller().name, request.resource, request.login, request.role,
+            request.reason, request.ticket)
+        return convert.recommendation(rec) or types_pb2.Recommendation()
+
+    async def GetDashboard(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.Dashboard:
+        return convert.dashboard(await self.d.run(self.d.core.dashboard, caller().name))
+
+    async def IssueSshCertificate(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> access_pb2.IssueSshCertificateResponse:
+        if not request.public_key.strip():
+            raise JitError("invalid.argument", "public_key must be an OpenSSH public key line")
+        cert, serial, valid_before, principals = await self.d.run(
+            self.d.core.issue_ssh_certificate, caller().name, request.grant_id, request.public_key)
+        out = access_pb2.IssueSshCertificateResponse(
+            certificate=cert, serial=serial, principals=list(principals),
+            broker_address=self.d.config.ssh_broker_address)
+        out.valid_before.CopyFrom(convert.ts(valid_before))
+        return out
+
+    async def IssueDatabaseToken(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> access_pb2.IssueDatabaseTokenResponse:
+        who = caller().name
+        token, expires_at = await self.d.run(self.d.core.issue_database_token, who, request.grant_id)
+        grant = await self.d.run(self.d.core.get_request, who, request.grant_id)
+        resource = getattr(self.d.policies.current, "resources", {}).get(grant.resource)
+        out = access_pb2.IssueDatabaseTokenResponse(
+            token=token, user=f"{grant.role}@{grant.resource}", ca_pem=self.d.pki.ca_pem.decode(),
+            broker_address=self.d.config.pg_broker_address,
+            database=getattr(resource, "database", "") or "",
+        )
+        out.expires_at.CopyFrom(convert.ts(expires_at))
+        return out
+
+    async def ListSessions(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListSessionsResponse:
+        records, token = await self.d.run(
+            self.d.core.list_sessions, caller().name, grant_id=request.grant_id or None,
+            user=request.user or None, resource=request.resource or None, live_only=request.live_only,
+            page_size=min(request.page_size or 50, 1000), page_token=request.page_token,
+        )
+        out = access_pb2.ListSessionsResponse(next_page_token=token or "")
+        out.sessions.extend(convert.session(s) for s in records)
+        return out
+
+    async def GetSession(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
+        return convert.session(await self.d.run(self.d.core.get_session, caller().name, request.id))
+
+    async def WatchEvents(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[types_pb2.Event]:
+        """Snapshot of live requests, "snapshot.end", then changes as they commit.
+
+        Subscribing before reading the snapshot means a change made meanwhile
+        is seen (perhaps twice: events carry state, so that is harmless).
+        """
+        who = caller()
+        sub = self.d.hub.subscribe(who.name, who.sees_all, tuple(request.types))
+        try:
+            live = await self.d.run(self.d.core.live_requests)
+            for record in live:
+                if who.sees_all or record.user == who.name:
+                    yield convert.snapshot_event(record)
+            yield types_pb2.Event(type="snapshot.end")
+            while True:
+                event = await sub.queue.get()
+                if event is None:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "watcher fell too far behind and was cut off; reconnect for a fresh snapshot")
+                yield event
+        finally:
+            self.d.hub.unsubscribe(sub)

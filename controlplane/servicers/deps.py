@@ -1,0 +1,32 @@
+"""What every servicer needs: the core, the policies in force, the event hub, the PKI, config."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from controlplane.config import ServerConfig
+from controlplane.events import EventHub
+from controlplane.identity import ServerPki
+from controlplane.policy_watch import PolicyHolder
+
+T = TypeVar("T")
+
+
+@dataclass
+class Deps:
+    """Shared by the servicers of one server; `run` moves blocking core calls off the event loop."""
+
+    config: ServerConfig
+    core: Any  # controlplane.core.AccessCore
+    policies: PolicyHolder
+    hub: EventHub
+    pki: ServerPki
+    executor: ThreadPoolExecutor
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking (store) call in the worker pool and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))

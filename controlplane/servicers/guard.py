@@ -1,0 +1,143 @@
+"""The one gate every RPC passes: who is calling, and how a failure reaches the client.
+
+`Guard` is a server interceptor that wraps every handler (except health and
+reflection) so that:
+- the caller is authenticated: the CN of its client certificate (already
+  verified by TLS against our CA) must be an identity the policies or the
+  server config know, else UNAUTHENTICATED; its roles come from the server,
+- `JitError` becomes the status `errors.grpc_status_name(code)` with the plain
+  message as detail; CA and policy input errors become INVALID_ARGUMENT,
+- anything else is logged with its traceback and the client gets INTERNAL
+  "internal error (see server log)": never a traceback.
+
+Servicers read the authenticated caller with `caller()`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import grpc
+
+from ca.errors import CAError, IssueError
+from controlplane.errors import JitError, grpc_status_name
+from controlplane.identity import caller_name
+
+log = logging.getLogger("controlplane.rpc")
+
+INTERNAL_DETAIL = "internal error (see server log)"
+# Open to any holder of a certificate from our CA (TLS checked it), no identity lookup.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated identity of the current RPC and its server-side roles."""
+
+    name: str
+    roles: frozenset[str]
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def sees_all(self) -> bool:
+        return bool(self.roles & {"admin", "broker"})
+
+
+_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("jitgate_caller")
+
+
+def caller() -> Caller:
+    """The caller of the RPC being served (set by Guard)."""
+    return _CALLER.get()
+
+
+def require_role(role: str, what: str) -> Caller:
+    """The caller, if it has `role`; else a PERMISSION_DENIED JitError naming what was refused."""
+    who = caller()
+    if role not in who.roles:
+        raise JitError("permission.denied", f"`{who.name}` may not {what}: it needs the {role} role")
+    return who
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and detail a client sees for an exception."""
+    if isinstance(exc, JitError):
+        return grpc.StatusCode[grpc_status_name(exc.code)], exc.message
+    if isinstance(exc, IssueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, exc.message
+    if isinstance(exc, CAError):
+        return grpc.StatusCode.FAILED_PRECONDITION, exc.message
+    return grpc.StatusCode.INTERNAL, INTERNAL_DETAIL
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """Authenticates callers and maps errors, for every service."""
+
+    def __init__(self, roles_of: Callable[[str], frozenset[str]]) -> None:
+        self._roles_of = roles_of
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_PREFIXES):
+            return handler
+        method = details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, method))
+        return handler  # no client-streaming RPCs in jitgate.v1
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
+        name = caller_name(context.auth_context())
+        if not name:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
+        roles = frozenset(self._roles_of(name))
+        if not roles:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"identity `{name}` is not known to the policies in force or the server config",
+            )
+        who = Caller(name, roles)
+        _CALLER.set(who)
+        return who
+
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+        code, detail = status_of(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("%s failed", method, exc_info=exc)
+        else:
+            log.info("%s refused: %s: %s", method, code.name, detail)
+        await context.abort(code, detail)
+
+    def _unary(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._authenticate(context)
+            try:
+                return await inner(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await self._fail(context, exc, method)
+
+        return behavior
+
+    def _stream(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._authenticate(context)
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await self._fail(context, exc, method)
+
+        return behavior
