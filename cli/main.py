@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "policy": "cli.policy_cmd:policy",
     "replay": "cli.replay_cmd:replay",
     "recordings": "cli.replay_cmd:recordings",
+    "recommend": "cli.recommend_cmd:recommend",
 }
 
 

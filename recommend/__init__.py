@@ -13,12 +13,17 @@ LightGBM is imported lazily (through the submodules) by whoever uses these.
 """
 from __future__ import annotations
 
+import logging
+
 from recommend.errors import HistoryError, ModelError, RecommendError, TrainingError
 from recommend.history import HistoryRow, parse_lines, read_history, write_history
 from recommend.model import ModelBundle, ModelMetadata, TrainParams, load_model
 from recommend.serve import Recommendation, RecommendRequest, Recommender
 from recommend.synth import generate
 from recommend.training import TrainOutcome, evaluate_history, train_and_save
+
+# A library logs, the application decides where: no "last resort" output on stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "HistoryError", "HistoryRow", "ModelBundle", "ModelError", "ModelMetadata", "RecommendError",

@@ -103,6 +103,10 @@ class PersonalHistory:
         """Used minutes of the person's last grants on a resource, oldest first."""
         return list(self._res.get((user, resource), ()))
 
+    def recent_task(self, user: str, task: str) -> list[float]:
+        """Used minutes of the person's last grants of one task type (any resource), oldest first."""
+        return list(self._task.get((user, task), ()))
+
     def features(self, ask: Ask) -> RawFeatures:
         """The raw feature tuple of one ask, in FEATURES order."""
         task = task_of(ask.reason, ask.ticket)

@@ -21,7 +21,7 @@ import numpy as np
 
 from recommend.durations import format_minutes
 from recommend.errors import ModelError
-from recommend.features import CATEGORICAL, FEATURES, Ask, history_before, quantile, task_of
+from recommend.features import CATEGORICAL, FEATURES, Ask, PersonalHistory, history_before, quantile, task_of
 from recommend.history import HistoryRow
 from recommend.model import ModelBundle, load_model
 from recommend.rounding import offer
@@ -129,7 +129,6 @@ class Recommender:
         `step` and clamped to `max_duration`."""
         ask = req.ask()
         personal = history_before(history, ask.user, ask.at)
-        mine = personal.recent_on(ask.user, ask.resource)
         loaded = self._loaded
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
             minutes = self._predict(loaded, personal.features(ask))
@@ -140,7 +139,7 @@ class Recommender:
             minutes, basis, stats_text = self._fallback(ask, history, loaded)
             why = f"fallback ({reason}): {stats_text}"
         duration = offer(minutes, max_duration, step)
-        parts = [why, self._yours(ask.resource, mine)]
+        parts = [why, self._yours(ask, personal)]
         if max_duration is not None and duration == max_duration and minutes * 60 > max_duration.total_seconds():
             parts.append(f"capped at the policy maximum of {format_minutes(max_duration.total_seconds() / 60)}")
         return Recommendation(
@@ -190,15 +189,29 @@ class Recommender:
         return DEFAULT_MINUTES, "default", f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}"
 
     @staticmethod
-    def _yours(resource: str, mine: list[float]) -> str:
-        recent = mine[-5:]
+    def _yours(ask: Ask, personal: PersonalHistory) -> str:
+        """`your last 5 on orders-db used 35-50 min`, else the same for this task type elsewhere."""
+        task = task_of(ask.reason, ask.ticket)
+        recent = personal.recent_on(ask.user, ask.resource)[-5:]
+        where = f"on {ask.resource}"
+        if not recent and task != "other":
+            recent, where = personal.recent_task(ask.user, task)[-5:], f"{task} grants elsewhere"
         if not recent:
-            return f"you have no finished grants on {resource} yet"
+            return f"you have no finished grants on {ask.resource} yet"
         if len(recent) == 1:
-            return f"your last grant on {resource} used {format_minutes(recent[0])}"
-        low, high = format_minutes(min(recent)), format_minutes(max(recent))
-        span = low if low == high else f"{low.removesuffix(' min')}-{high}" if low.endswith(" min") and high.endswith(" min") else f"{low} to {high}"
-        return f"your last {len(recent)} on {resource} used {span}"
+            noun = "grant " + where if where.startswith("on ") else where.replace(" grants", " grant")
+            return f"your last {noun} used {format_minutes(recent[0])}"
+        return f"your last {len(recent)} {where} used {_span(min(recent), max(recent))}"
+
+
+def _span(low: float, high: float) -> str:
+    """`35-50 min`, `40 min`, `50 min to 2 h`."""
+    a, b = format_minutes(low), format_minutes(high)
+    if a == b:
+        return a
+    if a.endswith(" min") and b.endswith(" min"):
+        return f"{a.removesuffix(' min')}-{b}"
+    return f"{a} to {b}"
 
 
 def _live(values: list[float]) -> GroupStats | None:

@@ -1,0 +1,252 @@
+"""`jitgate recommend`: synthetic history, training, evaluation and explanation
+of duration recommendations (see recommend/)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+_REQUEST_FIELDS = {"user", "resource", "kind", "labels", "login", "role", "reason", "ticket", "time", "requested_at"}
+
+
+def _data_dir(data_dir: str | None) -> Path:
+    return Path(data_dir or os.environ.get("JITGATE_DATA_DIR") or Path.home() / ".jitgate")
+
+
+def _model_dir(model_dir: str | None, data_dir: str | None) -> Path:
+    return Path(model_dir) if model_dir else _data_dir(data_dir) / "model"
+
+
+def _duration(text: str | None, what: str) -> timedelta | None:
+    if text is None:
+        return None
+    from recommend.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.ClickException(f"{what}: {exc}") from None
+
+
+def _fail_plainly(func: F) -> F:
+    """Turn this package's errors into one plain line on stderr and exit code 1."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from recommend.errors import RecommendError
+
+        try:
+            return func(*args, **kwargs)
+        except RecommendError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _model_options(func: F) -> F:
+    func = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        help="jitgate data directory [env JITGATE_DATA_DIR, default ~/.jitgate]")(func)
+    return click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+                        help="model directory [default <data dir>/model]")(func)
+
+
+def _output_option(func: F) -> F:
+    return click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)(func)
+
+
+def _limits_options(func: F) -> F:
+    func = click.option("--step", "step_text", default="15m", show_default=True,
+                        help="round recommendations up to this step")(func)
+    return click.option("--max", "max_text", default="8h", show_default=True,
+                        help="policy maximum duration (also the `fixed_max` baseline)")(func)
+
+
+@click.group()
+def recommend() -> None:
+    """Duration recommendations: synthetic history, train, evaluate, explain."""
+
+
+@recommend.command()
+@click.option("--rows", type=click.IntRange(min=0), default=5000, show_default=True, help="grants to generate")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              help="history file to write (JSON lines); - for stdout")
+@_fail_plainly
+def synth(rows: int, seed: int, out_path: str) -> None:
+    """Write a synthetic history (same seed, same file); see recommend/synth.py for its story."""
+    from recommend.history import write_history, write_rows
+    from recommend.synth import generate
+
+    history = generate(rows, seed)
+    if out_path == "-":
+        write_rows(history, sys.stdout)
+        return
+    count = write_history(history, out_path)
+    click.echo(f"wrote {count} grants to {out_path}", err=True)
+
+
+@recommend.command()
+@click.option("--history", "history_path", type=click.Path(dir_okay=False), required=True,
+              help="history file (JSON lines); reading the control plane's store is not wired yet")
+@_model_options
+@_limits_options
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True,
+              help="quantile the model predicts")
+@click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--force", is_flag=True, help="save the new model even if it is worse than the saved one")
+@_output_option
+@_fail_plainly
+def train(history_path: str, model_dir: str | None, data_dir: str | None, max_text: str, step_text: str,
+          alpha: float, rounds: int, seed: int, force: bool, output: str) -> None:
+    """Train on the older 80% of a history; replace the saved model only if not worse on the newest 20%."""
+    from recommend.history import read_history
+    from recommend.model import TrainParams
+    from recommend.training import train_and_save
+
+    rows = read_history(history_path)
+    max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
+    target = _model_dir(model_dir, data_dir)
+    outcome = train_and_save(rows, target, TrainParams(alpha=alpha, num_rounds=rounds, seed=seed), force=force,
+                             max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60)
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output == "json":
+        click.echo(json.dumps({"replaced": outcome.replaced, "reason": outcome.reason, "version": outcome.version,
+                               "previous_version": outcome.previous_version, "model_dir": str(target),
+                               "metrics": outcome.metrics}, indent=2))
+        return
+    verb = "saved" if outcome.replaced else "not saved"
+    m = outcome.metrics
+    click.echo(f"model {outcome.version} {verb} in {target}: {outcome.reason}")
+    click.echo(f"held-out: coverage {m['coverage']:.1%}, excess {m['excess_minutes']:.1f} min, "
+               f"{m['extension_rate']:.2f} extensions per grant")
+
+
+@recommend.command()
+@click.option("--history", "history_path", type=click.Path(dir_okay=False), required=True,
+              help="history file (JSON lines)")
+@_limits_options
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@_output_option
+@_fail_plainly
+def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, output: str) -> None:
+    """Model vs baselines on the newest 20% of a history (trained on the older 80%; nothing is saved).
+
+    coverage: share of grants whose used time fits; excess: mean offered minus used
+    minutes over covered grants; extension rate: extensions needed per grant, each
+    adding the offered duration again.
+    """
+    from recommend.history import read_history
+    from recommend.model import TrainParams
+    from recommend.training import evaluate_history
+
+    rows = read_history(history_path)
+    max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
+    evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha), max_d.total_seconds() / 60,
+                                     step.total_seconds() / 60)
+    if output == "json":
+        click.echo(json.dumps(evaluation.to_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train})")
+    for column in ("strategy", "coverage", "excess min", "extensions/grant"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for name, m in [("model", evaluation.model), *evaluation.baselines.items()]:
+        table.add_row(name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}")
+    Console().print(table)
+
+
+def _parse_request(text: str) -> Any:
+    from recommend.history import parse_time
+    from recommend.serve import RecommendRequest
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"--request: not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise click.ClickException("--request: must be a JSON object")
+    unknown = sorted(set(obj) - _REQUEST_FIELDS)
+    if unknown:
+        raise click.ClickException(f"--request: unknown field `{unknown[0]}` (known: {', '.join(sorted(_REQUEST_FIELDS))})")
+    when = obj.get("requested_at", obj.get("time"))
+    try:
+        labels = obj.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise ValueError("`labels` must be a map of strings")
+        return RecommendRequest(
+            user=str(obj.get("user", "")), resource=str(obj.get("resource", "")), kind=str(obj.get("kind", "")),
+            labels={str(k): str(v) for k, v in labels.items()}, login=obj.get("login"), role=obj.get("role"),
+            reason=str(obj.get("reason", "")), ticket=str(obj.get("ticket", "")),
+            requested_at=parse_time(when) if when is not None else None)
+    except ValueError as exc:
+        raise click.ClickException(f"--request: {exc}") from None
+
+
+@recommend.command()
+@click.argument("request_arg", metavar="[REQUEST]", required=False)
+@click.option("--request", "request_opt", help='the request as JSON: {"user":..,"resource":..,"kind":..,'
+              '"labels":{..},"login"|"role":..,"reason":..,"ticket":..,"time":RFC 3339}')
+@click.option("--history", "history_path", type=click.Path(dir_okay=False), default=None,
+              help="past grants (JSON lines) for the personal history and the fallback")
+@_model_options
+@click.option("--max", "max_text", default=None, help="policy maximum duration (none: no clamp)")
+@click.option("--step", "step_text", default="15m", show_default=True)
+@_output_option
+@_fail_plainly
+def explain(request_arg: str | None, request_opt: str | None, history_path: str | None, model_dir: str | None,
+            data_dir: str | None, max_text: str | None, step_text: str, output: str) -> None:
+    """Recommend a duration for one request and say why."""
+    from recommend.durations import format_duration
+    from recommend.history import read_history
+    from recommend.serve import Recommender
+
+    text = request_opt if request_opt is not None else request_arg
+    if text is None:
+        raise click.ClickException("give the request as JSON, with --request '{...}' or as the argument")
+    req = _parse_request(text)
+    history = read_history(history_path) if history_path else []
+    recommender = Recommender(_model_dir(model_dir, data_dir))
+    if recommender.load_error:
+        click.echo(f"warning: {recommender.load_error}; answering from fallback statistics", err=True)
+    step = _duration(step_text, "--step")
+    result = recommender.recommend(req, _duration(max_text, "--max"), step, history)  # type: ignore[arg-type]
+    if output == "json":
+        click.echo(json.dumps({"duration": format_duration(result.duration), "minutes": result.minutes,
+                               "explanation": result.explanation, "fallback": result.fallback,
+                               "basis": result.basis, "model_version": result.model_version}, indent=2))
+        return
+    label = " (fallback)" if result.fallback else f" (model {result.model_version})"
+    click.echo(f"recommended: {format_duration(result.duration)}{label}")
+    click.echo(f"why: {result.explanation}")
+
+
+@recommend.command("import")
+@click.argument("history_path", type=click.Path(dir_okay=False))
+@_fail_plainly
+def import_history(history_path: str) -> None:
+    """Import a history file into the control plane's store (not wired yet: validates only)."""
+    from recommend.history import read_history
+
+    rows = read_history(history_path)
+    raise click.ClickException(f"{history_path}: {len(rows)} grants are valid, but importing into the control "
+                               "plane's store is not available yet")
+
+
+@recommend.command("export")
+@_fail_plainly
+def export_history() -> None:
+    """Export the control plane's grant history as JSON lines (not wired yet)."""
+    raise click.ClickException("exporting the control plane's history is not available yet")
