@@ -61,9 +61,13 @@ def check(path: str, output: str) -> None:
     info = {"ok": True, "path": path, "policy_version": ps.version, "users": len(ps.users),
             "groups": len(ps.groups), "resources": len(ps.resources), "rules": len(ps.rules),
             "tests": len(ps.tests)}
+    info["warnings"] = [{"file": w.file, "line": w.line, "col": w.col, "code": w.code,
+                         "message": w.message} for w in ps.warnings]
     if output == "json":
         _emit_json(info)
     else:
+        for w in ps.warnings:
+            click.echo(f"{w} (warning)", err=True)
         click.echo(f"{path}: ok: {info['users']} users, {info['resources']} resources, "
                    f"{info['rules']} rules, {info['tests']} tests ({ps.version})")
 

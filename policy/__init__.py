@@ -3,6 +3,7 @@
 Pipeline: loader (YAML with marks) -> checker (names, approvers, CEL) ->
 index -> engine (decide). POLICY.md at the project's shared docs is the contract.
 """
+from policy.approvals import ApprovalProgress
 from policy.decision import Approval, ApprovalLevel, Decision, SessionOptions
 from policy.durations import format_duration, parse_duration
 from policy.errors import PolicyError, PolicyLoadError, RequestError
@@ -14,6 +15,7 @@ from policy.testing import TestResult
 __all__ = [
     "Approval",
     "ApprovalLevel",
+    "ApprovalProgress",
     "Decision",
     "PolicyError",
     "PolicyLoadError",

@@ -9,6 +9,7 @@ run few CEL programs each (see index.py), so the lock is held briefly.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,9 +67,9 @@ class Cel:
         try:
             ast = self.env.compile(text)
         except celpy.CELParseError as e:
-            first = str(e.args[0]).splitlines()[0] if e.args else "syntax error"
-            raise CelCompileError(f"CEL syntax error: {first}", "policy.cel_syntax",
-                                  getattr(e, "line", None) or 1, getattr(e, "column", None) or 1) from None
+            line, col = getattr(e, "line", None) or 1, getattr(e, "column", None) or 1
+            raise CelCompileError(f"CEL syntax error: {_near(text, line, col)}", "policy.cel_syntax",
+                                  line, col) from None
         except RecursionError:
             raise CelCompileError("CEL expression nested too deeply", "policy.cel_syntax") from None
         except Exception as e:  # lark raises several unrelated classes for odd input
@@ -80,11 +81,39 @@ class Cel:
         try:
             with CEL_LOCK:
                 program = self.env.program(ast)
+            _fix_has(program)
         except RecursionError:
             raise CelCompileError("CEL expression nested too deeply", "policy.cel_syntax") from None
         except Exception as e:
             raise CelCompileError(f"CEL does not compile: {e}".splitlines()[0], "policy.cel_syntax") from None
         return Compiled(text, ast, program)
+
+
+_HAS = re.compile(r"lambda activation: not isinstance\(celpy\.evaluation\.result\(activation, (ex_\d+_h)\), CELEvalError\)")
+
+
+def _fix_has(program: celpy.Runner) -> None:
+    """Make `has()` return a CEL bool in cel-python 0.5.0's transpiled code.
+
+    Its template yields a Python bool, which `&&`, `||` and `!` reject
+    ("no such overload"), so `has(x.y) && x.y == 1` raised instead of being
+    false. Only this program's code is rewritten; the library is untouched.
+    """
+    tp = getattr(program, "tp", None)
+    if tp is None or "ident_arg has" not in tp.source_text:
+        return
+    tp.source_text = _HAS.sub(
+        r"lambda activation: celpy.celtypes.BoolType(not isinstance("
+        r"celpy.evaluation.result(activation, \1), CELEvalError))", tp.source_text)
+    tp.executable_code = compile(tp.source_text, "<string>", "exec")
+
+
+def _near(text: str, line: int, col: int) -> str:
+    """`unexpected `x`` for the character at a 1-based position, or `unexpected end`."""
+    lines = text.splitlines() or [""]
+    if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
+        return f"unexpected `{lines[line - 1][col - 1:col + 9].rstrip()}`"
+    return "unexpected end of expression"
 
 
 def evaluate(compiled: Compiled, activation: dict[str, Any]) -> Any:

@@ -144,16 +144,16 @@ def _compile(rules: list[Rule], sink: Sink, users: dict[str, User],
                 Loc(base.file, base.line + e.line - 1, e.col)
             _err(sink, loc, e.code, f"rule `{rule.name}`: {e}")
             continue
-        if probe is not None:
-            # A value that is clearly not a bool on real data is a type error, not a data gap.
-            try:
-                value = cel.evaluate(compiled, probe)
-            except Exception:
-                value = None
-            if value is not None and not cel.is_bool(value):
-                _err(sink, rule.when_loc, "policy.cel_not_bool",
-                     f"rule `{rule.name}`: `when` must be a bool, got {_cel_kind(value)}")
-                continue
+        # A value that is clearly not a bool on sample data is a type error; an
+        # evaluation error on sample data is not (it may be a label the sample lacks).
+        try:
+            value = cel.evaluate(compiled, probe)
+        except Exception:
+            value = None
+        if value is not None and not cel.is_bool(value):
+            _err(sink, rule.when_loc, "policy.cel_not_bool",
+                 f"rule `{rule.name}`: `when` must be a bool, got {_cel_kind(value)}")
+            continue
         programs[rule.name] = compiled
     return programs
 
@@ -165,11 +165,9 @@ def _cel_kind(value: Any) -> str:
             "timestamp": "a timestamp"}.get(name, name)
 
 
-def _probe_activation(users: dict[str, User], resources: dict[str, Resource]) -> dict[str, Any] | None:
-    if not users or not resources:
-        return None
-    user = next(iter(users.values()))
-    res = next(iter(resources.values()))
+def _probe_activation(users: dict[str, User], resources: dict[str, Resource]) -> dict[str, Any]:
+    user = next(iter(users.values()), User("someone"))
+    res = next(iter(resources.values()), Resource("something", "ssh", "host:22", logins=("root",)))
     req = PolicyRequest(user=user.name, resource=res.name, duration=timedelta(hours=1),
                         time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc),
                         login=res.logins[0] if res.logins else "", role=res.roles[0] if res.roles else "")

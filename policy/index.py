@@ -7,6 +7,7 @@ understood statically (string literals only):
     resource.labels.K  or  resource.labels["K"]        ==  "x"   (or `in [...]`)
     request.login / request.role                       ==  "x"   (or `in [...]`)
     request.emergency, !request.emergency
+    has(resource.labels.K)
 
 Resource conjuncts are resolved per resource when the set is loaded; request
 conjuncts are checked per decision. CEL's `&&` is false as soon as one side is
@@ -28,7 +29,7 @@ from policy.model import Resource, Rule
 
 _PLAIN_STRING = re.compile(r"""^(?:"([^"\\\n]*)"|'([^'\\\n]*)')$""")
 
-RESOURCE_FIELDS = ("kind", "name", "label")
+RESOURCE_FIELDS = ("kind", "name", "label", "has_label")
 REQUEST_FIELDS = ("emergency", "login", "role")
 
 
@@ -174,6 +175,13 @@ def _pred(leaf: Any) -> Pred | None:
         return Pred("emergency", flag=negations % 2 == 0)
     if negations:
         return None
+    if node.data == "ident_arg" and len(node.children) == 2 and str(node.children[0]) == "has":
+        exprlist = node.children[1]
+        if isinstance(exprlist, lark.Tree) and len(exprlist.children) == 1:
+            path = _path(exprlist.children[0])
+            if path is not None and len(path) == 3 and path[:2] == ["resource", "labels"]:
+                return Pred("has_label", path[2])
+        return None
     if node.data == "relation" and len(node.children) == 2 and isinstance(node.children[0], lark.Tree):
         op = node.children[0]
         if op.data not in ("relation_eq", "relation_in") or len(op.children) != 1:
@@ -199,6 +207,8 @@ def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
             ok: bool | None = resource.kind in p.values
         elif p.field == "name":
             ok = resource.name in p.values
+        elif p.field == "has_label":
+            ok = p.key in resource.labels
         else:
             ok = resource.labels[p.key] in p.values if p.key in resource.labels else None
         if ok is False:
@@ -223,6 +233,11 @@ def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str
     return True
 
 
+def missing_labels(preds: Iterable[Pred], resource: Resource) -> list[str]:
+    """Labels a rule compares that the resource lacks (its CEL will raise there)."""
+    return [p.key for p in preds if p.field == "label" and p.key not in resource.labels]
+
+
 def build(rules: list[Rule], analyses: dict[str, Analysis],
           resources: dict[str, Resource]) -> dict[str, tuple[Candidate, ...]]:
     """Per resource, the candidate rules in file order."""
@@ -241,6 +256,8 @@ def build(rules: list[Rule], analyses: dict[str, Analysis],
         names = all_names
         for p in a.resource_preds:
             hits: set[str] = set()
+            if p.field == "has_label":
+                hits = set(has_label.get(p.key, set()))
             for v in p.values:
                 hits |= by_value.get((p.field, p.key, v), set())
             if p.field == "label":

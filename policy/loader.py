@@ -239,9 +239,11 @@ class _FileReader:
                 r.error(vnode, "policy.missing_field", f"{what}: an ssh resource needs `logins`")
             if kind == "postgres" and not kw.get("roles"):
                 r.error(vnode, "policy.missing_field", f"{what}: a postgres resource needs `roles`")
-            if ok and kind and address:
-                self.raw.resources[name] = Resource(name=name, kind=kind, address=address, **kw,
-                                                    loc=r.loc(knode))
+            # Kept even when a field is wrong (the set is refused anyway), so later
+            # references to it do not add misleading `unknown resource` errors.
+            kw = {k: v for k, v in kw.items() if v is not None}
+            self.raw.resources[name] = Resource(name=name, kind=kind or "ssh", address=address or "",
+                                                **kw, loc=r.loc(knode))
 
     # --- rules --------------------------------------------------------------
     def rules(self, node: yaml.Node) -> None:
@@ -304,7 +306,8 @@ class _FileReader:
         if "approval" in f:
             spec, review = self._approval(what, f["approval"][1])
             ok &= spec is not None
-            kw["approval"] = spec
+            if spec is not None:
+                kw["approval"] = spec
             if review is not None:
                 kw["review"] = review
         if "review" in f:
@@ -327,11 +330,13 @@ class _FileReader:
         if "max_duration" in f:
             v = r.duration(f["max_duration"][1], f"{what}: max_duration")
             ok &= v is not None
-            kw["max_duration"] = v
+            if v is not None:
+                kw["max_duration"] = v
         if "max_extensions" in f:
             v = r.integer(f["max_extensions"][1], f"{what}: max_extensions")
             ok &= v is not None
-            kw["max_extensions"] = v
+            if v is not None:
+                kw["max_extensions"] = v
         if "session" in f:
             sf = r.fields(f["session"][1], f"{what}: session", SESSION_OPTIONS)
             ok &= sf is not None
@@ -347,8 +352,8 @@ class _FileReader:
             kw["message"] = m or ""
         if "description" in f:
             kw["description"] = r.text(f["description"][1], f"{what}: description") or ""
-        if not ok or when is None:
-            return None
+        if when is None:
+            return None  # other field errors are reported; the rule still gets its CEL checked
         wnode = f["when"][1]
         return Rule(name=name, when=when, position=len(self.raw.rules), effect=effect,
                     loc=r.loc(item), when_loc=_cel_origin(r, wnode), **kw)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy import approvers, engine, index, testing
+from policy import approvals, approvers, engine, index, testing
 from policy.checker import Checked, check
 from policy.decision import Decision
 from policy.errors import PolicyError, PolicyLoadError
@@ -31,16 +31,19 @@ class PolicySet:
     _index: dict[str, tuple[index.Candidate, ...]] = field(repr=False)
     _user_cel: dict[str, Any] = field(repr=False)
     _resource_cel: dict[str, Any] = field(repr=False)
+    warnings: list[PolicyError] = field(default_factory=list)
 
     @classmethod
     def _from_checked(cls, c: Checked, source: Path | None) -> "PolicySet":
         analyses = {r.name: index.analyse(c.programs[r.name].ast) for r in c.rules}
+        idx = index.build(list(c.rules), analyses, c.resources)
         return cls(
             version=c.version, source_path=source, settings=c.settings, users=c.users,
             groups=c.groups, resources=c.resources, rules=c.rules, tests=c.tests,
-            _programs=c.programs, _index=index.build(list(c.rules), analyses, c.resources),
+            _programs=c.programs, _index=idx,
             _user_cel={n: engine.user_value(u) for n, u in c.users.items()},
             _resource_cel={n: engine.resource_value(r) for n, r in c.resources.items()},
+            warnings=_label_warnings(idx, analyses, c.resources),
         )
 
     def groups_of(self, user: str) -> frozenset[str]:
@@ -75,9 +78,37 @@ class PolicySet:
         return approvers.is_eligible(approvers_, approver, requester, self.resources.get(resource),
                                      self.users, self.groups_of)
 
+    def approval_progress(self, decision: Decision, requester: str, resource: str,
+                          votes: list[tuple[str, str]]) -> approvals.ApprovalProgress:
+        """Rule 5: where a request stands after `votes` ((approver, "approve"|"deny"), in order)."""
+        return approvals.progress(decision, requester, votes,
+                                  lambda words, who: self.is_eligible(list(words), who, requester, resource))
+
     def run_tests(self) -> list[testing.TestResult]:
         """Run the set's `tests:`."""
         return testing.run(self.tests, self.decide)
+
+
+def _label_warnings(idx: dict[str, tuple[index.Candidate, ...]], analyses: dict[str, index.Analysis],
+                    resources: dict[str, Resource]) -> list[PolicyError]:
+    """Rules comparing a label some resources lack: there, their CEL raises and decisions fail closed."""
+    missing: dict[tuple[str, str], list[str]] = {}
+    rules: dict[str, Rule] = {}
+    for res_name, cands in idx.items():
+        for cand in cands:
+            if not cand.needs_cel:
+                continue
+            for label in index.missing_labels(analyses[cand.rule.name].resource_preds, resources[res_name]):
+                missing.setdefault((cand.rule.name, label), []).append(res_name)
+                rules[cand.rule.name] = cand.rule
+    out = []
+    for (rule_name, label), names in missing.items():
+        loc = rules[rule_name].when_loc
+        shown = ", ".join(sorted(names)[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        out.append(PolicyError(loc.file, loc.line, loc.col, "policy.missing_label",
+                               f"rule `{rule_name}`: resources without label `{label}` ({shown}) "
+                               f"make it fail closed there; guard it with has(resource.labels.{label})"))
+    return sorted(out, key=lambda e: (e.file, e.line, e.col))
 
 
 def _finish(raw: Raw, sink: Sink, source: Path | None, run_tests: bool) -> PolicySet:
