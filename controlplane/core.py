@@ -9,6 +9,7 @@ are written to the audit log before they are raised.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import statistics
 import threading
@@ -25,6 +26,8 @@ from controlplane.model import (
     RequestRecord, SessionRecord,
 )
 from controlplane.store import SqlStore, Tx
+
+log = logging.getLogger("jitgate.core")
 
 SYSTEM = "system"
 CERT_SKEW = timedelta(seconds=60)           # valid_after = now - skew: clocks drift
@@ -56,11 +59,10 @@ class StaticPolicy:
 
 
 class Recommender(Protocol):
-    """The duration model as the core calls it; returns None when it has nothing to say."""
+    """The duration model as the core calls it: `recommend.Recommender`'s signature."""
 
-    def recommend(self, *, user: str, resource: Any, login: str, role: str, reason: str,
-                  ticket: str, now: datetime, max_duration: timedelta | None,
-                  step: timedelta) -> Recommendation | None: ...
+    def recommend(self, req: Any, max_duration: timedelta | None, step: timedelta,
+                  history: Sequence[Any]) -> Any: ...
 
 
 def _fmt_td(td: timedelta) -> str:
@@ -675,11 +677,35 @@ class AccessCore:
         if self.recommender is None:
             return None
         try:
-            return self.recommender.recommend(user=user, resource=res, login=login, role=role, reason=reason,
-                                              ticket=ticket, now=now, max_duration=max_duration,
-                                              step=self.policy.current.settings.duration_step)
+            from recommend import HistoryRow, RecommendRequest
+            ask = RecommendRequest(user=user, resource=res.name, kind=res.kind, labels=dict(res.labels),
+                                   login=login if res.kind == "ssh" else None,
+                                   role=role if res.kind != "ssh" else None,
+                                   reason=reason, ticket=ticket, requested_at=now)
+            with self.store.read() as tx:
+                past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
+                used = tx.used_minutes([r.id for r in past]) if past else {}
+            resources = self.policy.current.resources
+            rows = []
+            for r in past:
+                if r.id not in used:
+                    continue
+                labels = dict(resources[r.resource].labels) if r.resource in resources else {}
+                rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
+                                       asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
+                                       labels=labels, login=r.login if r.kind == "ssh" else None,
+                                       role=r.role if r.kind != "ssh" else None, reason=r.reason,
+                                       ticket=r.ticket, extensions=r.extensions_used))
+            rows.reverse()  # oldest first
+            got = self.recommender.recommend(ask, max_duration, self.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
+            log.exception("duration recommendation failed")
             return None
+        if got is None:
+            return None
+        return Recommendation(duration=got.duration, minutes=int(got.minutes), explanation=got.explanation,
+                              fallback=bool(got.fallback), model_version=got.model_version or "",
+                              max_duration=max_duration)
 
     def recommend(self, actor: str, resource: str, login: str = "", role: str = "",
                   reason: str = "", ticket: str = "") -> Recommendation:

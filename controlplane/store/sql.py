@@ -323,6 +323,15 @@ class Tx:
             .where(and_(t.requests.c.user == user, t.requests.c.created_us >= to_us(since)))
         return self.conn.execute(q).all()
 
+    def finished_grants(self, user: str, resource: str, since: datetime, limit: int = 500) -> list[RequestRecord]:
+        """Ended grants of `user` (anywhere) or on `resource` (anyone), newest first, no details."""
+        q = select(t.requests).where(and_(
+            t.requests.c.activated_us.is_not(None), t.requests.c.ended_us.is_not(None),
+            t.requests.c.created_us >= to_us(since),
+            or_(t.requests.c.user == user, t.requests.c.resource == resource),
+        )).order_by(t.requests.c.num.desc()).limit(limit)
+        return [_request_row(r) for r in self.conn.execute(q)]
+
     def used_minutes(self, grant_ids: Sequence[str]) -> dict[str, float]:
         """Minutes used per grant: first session start to last session end or activity."""
         out: dict[str, float] = {}
