@@ -141,6 +141,10 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
             title += f": {header.command}"
         click.echo(title, err=info.kind is Kind.TERMINAL)
     if info.kind is Kind.TERMINAL:
+        try:  # recordings are UTF-8 whatever the locale says
+            sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
         if text:
             sys.stdout.write(terminal_text(reader.events()))
             sys.stdout.flush()
@@ -219,7 +223,7 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
 
     table = Table()
     for col in ("recording", "kind", "started", "duration", "who", "events", "state", "end"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "started", "duration"))
+        table.add_column(col, overflow="fold", no_wrap=col in ("recording", "kind", "started", "duration"))
     for i in infos:
         duration = _offset(i.ended_at - i.started_at) if i.ended_at else ""
         table.add_row(i.ref, i.kind.value, _when(i.started_at), duration, _who(i),

@@ -99,6 +99,9 @@ class RecordingWriter:
         self._out_dec = codecs.getincrementaldecoder("utf-8")("replace")
         self._in_dec = codecs.getincrementaldecoder("utf-8")("replace")
         self._add(header.to_line(), self._t0)
+        self.flush()  # the header now: a recording that cannot start fails here, not later
+        if self._error is not None:
+            raise self._error
 
     # ------------------------------------------------------------ properties
 
@@ -202,6 +205,10 @@ class RecordingWriter:
             else:
                 event.t = round(now - self._t0, 6)
         if isinstance(event, TerminalEvent):
+            if event.code == "o":
+                self.bytes_out += len(event.data.encode("utf-8"))
+            elif event.code == "i":
+                self.bytes_in += len(event.data.encode("utf-8"))
             self._add(event.to_line(), now)
             return
         if isinstance(event, Note) and self._terminal:
