@@ -31,7 +31,7 @@ def record_identity_issued_locally(data_dir: Any, actor: str, name: str) -> None
     """Audit an identity issued without the server, through a short-lived core on the same store."""
     from controlplane.server import open_core
 
-    core = open_core(data_dir, _NoPolicies(), None)
+    core = open_core(data_dir, _NoPolicies(), None, with_recommender=False)
     try:
         core.record_identity_issued(actor, name)
     finally:

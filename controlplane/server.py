@@ -77,7 +77,7 @@ class DataDirLock:
 
 
 def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: frozenset[str] = frozenset(),
-              brokers: frozenset[str] = frozenset()) -> Any:
+              brokers: frozenset[str] = frozenset(), with_recommender: bool = True) -> Any:
     """An AccessCore on the data directory's store (also used by local admin commands)."""
     from controlplane.core import AccessCore
     from controlplane.store import open_store
@@ -86,19 +86,22 @@ def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: fro
     return AccessCore(
         store, holder, admins=set(admins), brokers=set(brokers),
         ssh_user_ca=pki.ssh_user_ca if pki else None, ssh_upstream_ca=pki.ssh_upstream_ca if pki else None,
-        recommender=load_recommender(data_dir),
+        recommender=load_recommender(data_dir) if with_recommender else None,
     )
 
 
 def load_recommender(data_dir: DataDir) -> Any:
-    """The duration model saved in the data dir, if recommend/ offers one; None: the core's fallback."""
-    try:
-        import recommend
+    """The duration model in `<data dir>/model` (trained by `jitgate recommend train`).
 
-        loader = getattr(recommend, "load_recommender", None)
-        return loader(data_dir.root) if loader else None
+    Without a model the recommender answers from per-resource statistics; if
+    recommend/ cannot even load, requests without a duration are refused plainly.
+    """
+    try:
+        from recommend import Recommender
+
+        return Recommender(data_dir.root / "model")
     except Exception:
-        log.exception("duration model unavailable; recommendations fall back to statistics")
+        log.exception("duration recommender unavailable")
         return None
 
 
