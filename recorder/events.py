@@ -12,6 +12,7 @@ import base64
 import enum
 import json
 import re
+from json.encoder import encode_basestring as _q  # type: ignore[attr-defined]  # C string escaper
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -173,6 +174,26 @@ class DbStatement:
             rec["error_sqlstate"] = self.error_sqlstate
             rec["error_message"] = self.error_message
         return rec
+
+    def to_line(self) -> str:
+        """`to_record` as one JSON line, built directly: this runs once per query on the
+        broker's hot path, where json.dumps of the dict costs twice as much."""
+        t = 0.0 if self.t is None else float(self.t)
+        parts = [f'{{"t":{t!r},"type":"statement","protocol":{_q(self.protocol)},'
+                 f'"text":{_q(self.text)},"started_at":{float(self.started_at)!r},'
+                 f'"duration_ms":{round(float(self.duration_ms), 3)!r}']
+        if self.parameters is not None:
+            parts.append(',"parameters":[' + ",".join(
+                "null" if p is None else _q(p) for p in self.parameters) + "]")
+        if self.rows is not None:
+            parts.append(f',"rows":{int(self.rows)}')
+        if self.command_tag is not None:
+            parts.append(f',"command_tag":{_q(self.command_tag)}')
+        if self.error_sqlstate is not None or self.error_message is not None:
+            parts.append(',"error_sqlstate":' + ("null" if self.error_sqlstate is None else _q(self.error_sqlstate)))
+            parts.append(',"error_message":' + ("null" if self.error_message is None else _q(self.error_message)))
+        parts.append("}")
+        return "".join(parts)
 
 
 # ---------------------------------------------------------------- any kind

@@ -73,6 +73,9 @@ class RecordingStore(Protocol):
                **options: Any) -> RecordingWriter:
         """A writer for a new recording of `session_id` (metadata must hold no secrets)."""
 
+    def info(self, ref: str) -> RecordingInfo:
+        """What the store knows of one recording without reading its events."""
+
     def open(self, ref: str) -> RecordingReader:
         """A reader for one recording (RecordingError when unknown)."""
 
@@ -208,8 +211,8 @@ class FileRecordingStore:
                                  title=title, env=dict(env or {}))
         meta = {"ref": ref, "session_id": session_id, "kind": kind.value,
                 "started_at": header.started_at, "metadata": meta_in, "command": command}
+        sink = FileSink(directory, kind, meta)  # files first: a listed recording has its files
         _write_json_atomic(directory / META_NAME, meta)
-        sink = FileSink(directory, kind, meta)
         return RecordingWriter(sink, header, self._signing_key, flush_interval=self._flush_interval,
                                on_error=on_error)
 

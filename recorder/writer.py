@@ -226,6 +226,8 @@ class RecordingWriter:
                 self.bytes_out += event.bytes
         elif isinstance(event, DbStatement):
             self.bytes_in += len(event.text.encode("utf-8"))
+            self._add(event.to_line(), now)
+            return
         self._add(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), now)
 
     def _write_exec(self, stream: str, data: bytes, now: float) -> None:

@@ -250,3 +250,22 @@ def test_note_in_every_kind(store: FileRecordingStore) -> None:
     w.close_sync()
     (ev,) = list(store.open("s-note").events())
     assert isinstance(ev, Note) and ev.text == "grant extended by 30m"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_text, params=st.none() | st.lists(st.none() | _text, max_size=4),
+       rows=st.none() | st.integers(0, 10**12), tag=st.none() | _text,
+       state=st.none() | st.text("0123456789ABCDEFP", min_size=5, max_size=5), message=st.none() | _text,
+       started=st.floats(0, 4e9), duration=st.floats(0, 1e7), t=st.floats(0, 1e6))
+def test_fast_statement_line_equals_json_of_its_record(text, params, rows, tag, state, message,  # type: ignore[no-untyped-def]
+                                                       started, duration, t) -> None:
+    import json
+
+    ev = DbStatement(text=text, parameters=params, rows=rows, command_tag=tag, error_sqlstate=state,
+                     error_message=message, started_at=started, duration_ms=duration, protocol="extended", t=t)
+    assert json.loads(ev.to_line()) == json.loads(json.dumps(ev.to_record()))
