@@ -1,0 +1,428 @@
+"""One relayed session channel: user <-> broker <-> target, recorded and watched.
+
+`BrokerSession` is the server side of one SSH session channel (asyncssh
+`SSHServerSession`); when the client asks for a shell, a command or the
+sftp subsystem it asks the control plane to authorize the session, starts
+its recording and its monitor, opens the broker's own connection to the
+target and an identical channel there (`UpstreamSession`). Bytes move both
+ways untouched, with flow control tied across (a full writer pauses the
+other side's reader); window changes, signals, breaks, EOF and the exit
+status follow. The recorder sees every byte, off the wire path.
+
+A cut (expiry, revocation, shutdown) writes one line the user sees (pty:
+into the terminal, else stderr), closes the channel after that line was
+flushed, then disconnects.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from broker.cpclient import Authorization, ControlPlaneError, SshCredential
+from broker.monitor import Cut, SessionMonitor
+from broker.ssh.sftp import SftpLog
+from broker.ssh.upstream import UpstreamError, connect_upstream
+from recorder import EndReason, ExecExit, Kind, RecordingError, RecordingWriter
+
+if TYPE_CHECKING:
+    from broker.ssh.server import BrokerConnection, SSHBroker
+
+log = logging.getLogger(__name__)
+
+STDERR = asyncssh.EXTENDED_DATA_STDERR
+CLIENT_EXIT = "client_exit"
+ERROR = "error"
+# How long a cut waits for the user's client to acknowledge the final line.
+CUT_FLUSH_TIMEOUT = 1.0
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UpstreamSession(asyncssh.SSHClientSession):
+    """The target side of a relayed channel; hands everything to its BrokerSession."""
+
+    def __init__(self, down: BrokerSession) -> None:
+        self._down = down
+        self.exit_status: int | None = None
+        self.exit_signal: tuple[str, bool, str, str] | None = None
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._down.from_target(data, datatype)
+
+    def eof_received(self) -> bool:
+        self._down.target_eof()
+        return True  # stay half-open: the exit status comes after EOF
+
+    def pause_writing(self) -> None:
+        self._down.pause_user()
+
+    def resume_writing(self) -> None:
+        self._down.resume_user()
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_signal = (signal, core_dumped, msg, lang)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._down.target_closed(self.exit_status, self.exit_signal, exc)
+
+
+class BrokerSession(asyncssh.SSHServerSession):
+    """The user side of one relayed session channel."""
+
+    def __init__(self, broker: SSHBroker, conn: BrokerConnection) -> None:
+        self._broker = broker
+        self._conn = conn
+        self._chan: asyncssh.SSHServerChannel | None = None
+        self._up_conn: asyncssh.SSHClientConnection | None = None
+        self._up_chan: asyncssh.SSHClientChannel | None = None
+        self._term: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
+        self._command: str | None = None
+        self._subsystem: str | None = None
+        self._pending_eof = False
+        self._early: list[tuple[bytes, asyncssh.DataType]] = []
+        self._pending_size: tuple[int, int, int, int] | None = None
+        self.auth: Authorization | None = None
+        self.recording: RecordingWriter | None = None
+        self._sftp: SftpLog | None = None
+        self.monitor: SessionMonitor | None = None
+        self.end_reason = CLIENT_EXIT
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_activity = utcnow()
+        self._cutting = False
+        self._finished = False
+        self._exec_exit_recorded = False
+
+    # -------------------------------------------------------- what the client asks for
+
+    @property
+    def channel_kind(self) -> str:
+        if self._subsystem is not None:
+            return "sftp"
+        return "exec" if self._command is not None else "shell"
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self._chan = chan
+
+    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: dict[int, int]) -> bool:
+        self._term = (term_type, term_size, term_modes)
+        return True  # checked against the decision once the session is authorized
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self._command = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        if subsystem != "sftp":
+            return False
+        self._subsystem = subsystem
+        return True
+
+    def x11_requested(self, *args: Any) -> bool:
+        return False
+
+    def agent_requested(self) -> bool:
+        return False
+
+    def session_started(self) -> None:
+        assert self._chan is not None
+        self._chan.pause_reading()  # until the target side exists
+        self._broker.spawn(self._start())
+
+    # -------------------------------------------------------- start
+
+    async def _start(self) -> None:
+        try:
+            await self._start_inner()
+        except Exception:  # never leave the user hanging on an unexpected failure
+            log.exception("session start failed")
+            self.end_reason = ERROR
+            await self._refuse("internal error in the broker; the session could not start")
+
+    async def _start_inner(self) -> None:
+        conn = self._conn
+        cred: SshCredential = conn.credential  # type: ignore[assignment]
+        kind = self.channel_kind
+        try:
+            self.auth = await self._broker.cp.authorize_session(
+                kind="ssh", resource=conn.target.resource, login=conn.target.login,
+                client_address=conn.client_address, channel=kind, ssh=cred)
+        except ControlPlaneError as exc:
+            if exc.unavailable:
+                msg = "the control plane is unreachable, so no new sessions can start; try again shortly"
+            else:
+                msg = exc.message
+            await self._refuse(f"access refused: {msg}")
+            return
+        refusal = self._option_refusal(self.auth)
+        if refusal:
+            await self._broker.report_refusal(conn, "session.option_denied", refusal)
+            await self._refuse(refusal)
+            await self._finish_refused(ERROR)
+            return
+        try:
+            self._start_recording(self.auth)
+        except RecordingError as exc:
+            log.error("cannot record session %s: %s", self.auth.session_id, exc)
+            await self._refuse("access refused: the session cannot be recorded, so it cannot start")
+            await self._finish_refused(ERROR)
+            return
+        # The monitor runs before the target is reached: a revocation during
+        # the connect already cuts, and the deadline holds from the first byte.
+        self.monitor = self._broker.hub.start_monitor(
+            session_id=self.auth.session_id, grant_id=self.auth.grant_id, resource=self.auth.resource,
+            expires_at=self.auth.expires_at, grace_period=self.auth.grace_period,
+            on_cut=self._cut, on_warning=self._notice, on_extended=self._notice)
+        self._broker.sessions.add(self)
+        try:
+            self._up_conn = await connect_upstream(self._broker.cp, self.auth.session_id, self.auth.target,
+                                                   self.auth.login)
+            if self._cutting or self._finished:
+                self._up_conn.close()
+                return
+            self._up_chan, _ = await self._up_conn.create_session(
+                lambda: UpstreamSession(self), command=self._command, subsystem=self._subsystem,
+                term_type=self._term[0] if self._term else None,
+                term_size=self._term[1] if self._term else None,
+                term_modes=self._term[2] if self._term else None,
+                request_pty=bool(self._term), encoding=None)
+        except (UpstreamError, ControlPlaneError) as exc:
+            self.end_reason = ERROR
+            await self._refuse(f"error: {exc.message}")
+            return
+        except (asyncssh.Error, OSError) as exc:
+            self.end_reason = ERROR
+            await self._refuse(f"error: the target refused the session: {exc}")
+            return
+        if self._cutting or self._finished:
+            self._up_conn.close()
+            return
+        if self._pending_size is not None:
+            self._up_chan.change_terminal_size(*self._pending_size)
+        early, self._early = self._early, []
+        for data, datatype in early:
+            self.data_received(data, datatype)
+        if self._pending_eof:
+            self._up_chan.write_eof()
+        assert self._chan is not None
+        self._chan.resume_reading()
+
+    def _option_refusal(self, auth: Authorization) -> str:
+        opts = auth.options
+        if self._term is not None and not opts.pty:
+            return "access refused: a terminal (pty) is not allowed on this grant; run a command without -t"
+        if self.channel_kind == "sftp" and not opts.sftp:
+            return "access refused: file transfer (sftp/scp) is not allowed on this grant"
+        if self.channel_kind == "exec" and self._term is None and not opts.exec:
+            return "access refused: running commands is not allowed on this grant"
+        if self.channel_kind == "shell" and not (opts.pty or opts.exec):
+            return "access refused: shell access is not allowed on this grant"
+        return ""
+
+    def _start_recording(self, auth: Authorization) -> None:
+        meta = {"user": auth.user, "resource": auth.resource, "login": auth.login, "grant_id": auth.grant_id,
+                "client": self._conn.client_address, "broker": self._broker.cp.name, "channel": self.channel_kind}
+        store = self._broker.recordings
+        if self._term is not None:
+            _, (width, height, _, _), _ = self._term
+            self.recording = store.create(auth.session_id, Kind.TERMINAL, meta, width=width or 80,
+                                          height=height or 24, command=self._command,
+                                          env={"TERM": self._term[0]}, on_error=self._recording_failed)
+        elif self._subsystem is not None:
+            self.recording = store.create(auth.session_id, Kind.SFTP, meta, on_error=self._recording_failed)
+            writer = self.recording
+            self._sftp = SftpLog(writer.write_event)
+        else:
+            self.recording = store.create(auth.session_id, Kind.EXEC, meta, command=self._command or "",
+                                          on_error=self._recording_failed)
+
+    def _recording_failed(self, exc: RecordingError) -> None:
+        # Fail closed: a session that can no longer be recorded ends.
+        log.error("recording of session %s failed: %s", self.auth.session_id if self.auth else "?", exc)
+        self.end_reason = ERROR
+        self._broker.spawn(self._cut(Cut(ERROR, "jitgate: the session can no longer be recorded; closing it",
+                                         utcnow())))
+
+    # -------------------------------------------------------- user -> target
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._cutting:
+            return
+        if self._up_chan is None:
+            # Arrived with the request, before the target side existed (reading is paused now).
+            self._early.append((data, datatype))
+            return
+        self._up_chan.write(data, datatype)
+        self.bytes_in += len(data)
+        self.last_activity = utcnow()
+        rec = self.recording
+        if rec is not None and rec.error is None:
+            if self._sftp is not None:
+                self._sftp.client_data(data)
+            else:
+                rec.write_input(data)
+
+    def eof_received(self) -> bool:
+        if self._up_chan is not None:
+            self._up_chan.write_eof()
+        else:
+            self._pending_eof = True
+        return True  # keep the channel half-open for the target's output
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        if self._up_chan is not None:
+            self._up_chan.change_terminal_size(width, height, pixwidth, pixheight)
+        else:
+            self._pending_size = (width, height, pixwidth, pixheight)
+        if self.recording is not None and self._term is not None and self.recording.error is None:
+            self.recording.resize(width, height)
+
+    def signal_received(self, signal: str) -> None:
+        if self._up_chan is not None:
+            self._up_chan.send_signal(signal)
+
+    def break_received(self, msec: int) -> bool:
+        if self._up_chan is not None:
+            self._up_chan.send_break(msec)
+        return True
+
+    def pause_writing(self) -> None:
+        if self._up_chan is not None:
+            self._up_chan.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._up_chan is not None:
+            self._up_chan.resume_reading()
+
+    # -------------------------------------------------------- target -> user
+
+    def from_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._chan is None or self._cutting:
+            return
+        self._chan.write(data, datatype)
+        self.bytes_out += len(data)
+        rec = self.recording
+        if rec is not None and rec.error is None:
+            if self._sftp is not None:
+                self._sftp.server_data(data)
+            elif datatype == STDERR and self._term is None:
+                rec.write_stderr(data)
+            else:
+                rec.write_output(data)
+
+    def target_eof(self) -> None:
+        if self._chan is not None and not self._cutting:
+            self._chan.write_eof()
+
+    def pause_user(self) -> None:
+        if self._chan is not None:
+            self._chan.pause_reading()
+
+    def resume_user(self) -> None:
+        if self._chan is not None:
+            self._chan.resume_reading()
+
+    def target_closed(self, status: int | None, signal: tuple[str, bool, str, str] | None,
+                      exc: Exception | None) -> None:
+        if self._cutting or self._chan is None:
+            return
+        if self.recording is not None and self._term is None and self._sftp is None and self.recording.error is None:
+            self.recording.write_event(ExecExit(status=status, signal=signal[0] if signal else None))
+        if exc is not None and status is None and signal is None:
+            self.end_reason = ERROR
+            self._chan.write_stderr(f"jitgate: connection to the target was lost: {exc}\r\n".encode())
+        try:
+            if signal is not None:
+                self._chan.exit_with_signal(*signal)
+            elif status is not None:
+                self._chan.exit(status)
+            else:
+                self._chan.close()
+        except OSError:
+            pass
+
+    # -------------------------------------------------------- notices and cuts
+
+    def _line(self, text: str) -> None:
+        """Show one line to the user: in the terminal for a pty, else on stderr."""
+        if self._chan is None or self._chan.is_closing():
+            return
+        if self._term is not None:
+            self._chan.write(f"\r\n{text}\r\n".encode())
+        else:
+            self._chan.write_stderr(f"{text}\n".encode())
+
+    def _notice(self, text: str) -> None:
+        self._line(text)
+        if self.recording is not None and self.recording.error is None:
+            self.recording.mark(text)
+
+    async def _cut(self, cut: Cut) -> None:
+        if self._cutting or self._finished:
+            return
+        self._cutting = True
+        self.end_reason = cut.reason
+        self._line(cut.message)
+        if self.recording is not None and self.recording.error is None:
+            self.recording.mark(cut.message)
+        if self._up_conn is not None:
+            self._up_conn.close()
+        chan = self._chan
+        if chan is not None:
+            chan.close()  # sends the line first, then CHANNEL_CLOSE
+            try:
+                await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
+            except (asyncio.TimeoutError, OSError):
+                pass
+        self._conn.disconnect(cut.message)
+
+    async def _refuse(self, message: str) -> None:
+        """End the channel before it relayed anything, with a line on stderr and exit status 1."""
+        if self._chan is None or self._chan.is_closing():
+            return
+        self._chan.write_stderr(f"jitgate: {message}\r\n".encode() if self._term else f"jitgate: {message}\n".encode())
+        self._chan.exit(1)
+
+    # -------------------------------------------------------- end
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._up_conn is not None:
+            self._up_conn.close()
+        if self.auth is not None and not self._finished:
+            self._broker.spawn(self._finish())
+
+    async def _finish_refused(self, reason: str) -> None:
+        self.end_reason = reason
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if self._finished or self.auth is None:
+            return
+        self._finished = True
+        self._broker.sessions.discard(self)
+        if self.monitor is not None:
+            self.monitor.close()
+        ref = final_hash = ""
+        if self.recording is not None:
+            if self._sftp is not None and self.recording.error is None:
+                self._sftp.close()
+            try:
+                seal = await self.recording.close(EndReason(self.end_reason))
+                ref, final_hash = self.recording.ref, seal.final_hash
+            except (RecordingError, OSError, ValueError) as exc:
+                log.error("cannot seal recording of session %s: %s", self.auth.session_id, exc)
+                ref = self.recording.ref
+        await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
+                                      ref, final_hash, self.last_activity)

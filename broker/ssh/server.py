@@ -1,0 +1,300 @@
+"""The SSH broker: listens for OpenSSH clients, checks certificates, relays, records, cuts.
+
+    broker = SSHBroker(BrokerConfig.build("127.0.0.1:2222", "id/broker", "127.0.0.1:7443", "data"))
+    await broker.start()      # host key, trust, event watch, listener
+    ...
+    await broker.stop()       # cuts live sessions with a line saying why
+
+Per connection (`BrokerConnection`): the user name names the target
+(`LOGIN@RESOURCE`); public key authentication only, with a certificate signed
+by a user CA the control plane trusts (`GetTrust`, refreshed on events), whose
+principal equals the user name, inside its window and not revoked. A refusal
+is shown to the user as an authentication banner and reported to the control
+plane. Each session channel is then authorized, relayed and recorded by
+`broker.ssh.relay.BrokerSession`.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncssh
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from broker.cpclient import ControlPlaneClient, ControlPlaneError, GrantChange, SshCredential, Trust
+from broker.monitor import Clock, MonitorHub
+from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
+from broker.ssh.config import BrokerConfig
+from broker.ssh.relay import BrokerSession
+from broker.ssh.upstream import FAST_CIPHERS
+from ca.keystore import load_private_key, passphrase_from_env_or_dir, save_private_key
+from recorder import FileRecordingStore
+
+log = logging.getLogger(__name__)
+
+# Event types after which the broker fetches its trust again (revoked serials, CA rotation).
+_TRUST_EVENTS = ("revoked", "ca.", "rotat", "trust", "certificate")
+REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def load_or_create_host_key(path: Any, passphrase: bytes) -> tuple[asyncssh.SSHKey, str]:
+    """The broker's persistent Ed25519 host key (encrypted, 0600) and its public line (also `.pub`)."""
+    if not path.exists():
+        save_private_key(path, Ed25519PrivateKey.generate(), passphrase)
+    key = load_private_key(path, passphrase)
+    raw = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    ssh_key = asyncssh.import_private_key(raw)
+    line = ssh_key.export_public_key().decode().strip()
+    pub = path.with_name(path.name + ".pub")
+    if not pub.exists() or pub.read_text().strip() != line:
+        pub.write_text(line + "\n")
+    return ssh_key, line
+
+
+class SSHBroker:
+    """One SSH broker process: listener, trust, event watch, monitors, live sessions."""
+
+    def __init__(self, config: BrokerConfig, cp: ControlPlaneClient | None = None, clock: Clock | None = None) -> None:
+        self.config = config
+        self.cp = cp or ControlPlaneClient.from_identity_dir(config.server, config.identity_dir)
+        self.hub = MonitorHub(clock)
+        self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
+        self.sessions: set[BrokerSession] = set()
+        self.connections: set[BrokerConnection] = set()
+        self.host_key_line = ""
+        self.recordings: FileRecordingStore
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watcher: Any = None
+        self._trust_lock = asyncio.Lock()
+
+    # -------------------------------------------------------- life cycle
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        passphrase = passphrase_from_env_or_dir(cfg.key_dir)
+        host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
+        self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase)
+        await self.refresh_trust()
+        self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event)
+        self._server = await asyncssh.create_server(
+            lambda: BrokerConnection(self), cfg.listen_host, cfg.listen_port,
+            server_host_keys=[host_key], encoding=None, agent_forwarding=False, x11_forwarding=False,
+            allow_scp=False, public_key_auth=True, password_auth=False, kbdint_auth=False,
+            gss_host=None, login_timeout=cfg.login_grace_time, keepalive_interval=30,
+            encryption_algs=list(FAST_CIPHERS))
+        self.spawn(self._periodic())
+        log.info("ssh broker listening on %s:%d, host key %s", cfg.listen_host, self.port, self.host_key_line)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, cut live sessions (broker_shutdown) and report them, then disconnect."""
+        if self._server is not None:
+            self._server.close()
+        self.hub.shutdown()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.disconnect("jitgate: the broker is shutting down")
+        if self._watcher is not None:
+            await self._watcher.stop()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
+        for t in self._tasks:
+            t.cancel()
+        await self.cp.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a task the broker owns (kept referenced, errors logged)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("broker task failed", exc_info=task.exception())
+
+    # -------------------------------------------------------- trust and events
+
+    async def refresh_trust(self) -> bool:
+        async with self._trust_lock:
+            try:
+                self.trust = await self.cp.get_trust()
+                return True
+            except ControlPlaneError as exc:
+                log.warning("cannot refresh trust: %s", exc)
+                return False
+
+    async def _on_change(self, change: GrantChange) -> None:
+        self.hub.apply(change)
+
+    async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
+        self.hub.sync(snapshot)
+        await self.refresh_trust()
+
+    async def _on_event(self, event_type: str) -> None:
+        if any(word in event_type for word in _TRUST_EVENTS):
+            self.spawn(self.refresh_trust())
+
+    async def _periodic(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_trust = loop.time() + self.config.trust_refresh_interval
+        while True:
+            await asyncio.sleep(self.config.activity_interval)
+            if loop.time() >= next_trust:
+                next_trust = loop.time() + self.config.trust_refresh_interval
+                await self.refresh_trust()
+            for s in list(self.sessions):
+                if s.auth is None:
+                    continue
+                try:
+                    await self.cp.report_activity(s.auth.session_id, s.last_activity, s.bytes_in, s.bytes_out)
+                except ControlPlaneError:
+                    break  # unreachable: try again next round
+
+    # -------------------------------------------------------- reports
+
+    async def report_refusal(self, conn: BrokerConnection, code: str, message: str) -> None:
+        try:
+            await self.cp.report_refusal(kind="ssh", user=conn.username, resource=conn.target.resource if conn.target else "",
+                                         code=code, message=message, client_address=conn.client_address)
+        except ControlPlaneError as exc:
+            log.warning("refusal %s of %s not reported: %s", code, conn.username, exc)
+
+    async def report_end(self, session_id: str, reason: str, bytes_in: int, bytes_out: int, ref: str,
+                         final_hash: str, last_activity: dt.datetime) -> None:
+        """ReportSessionEnd, retried in the background while the control plane is unreachable."""
+        ended = dt.datetime.now(dt.timezone.utc)
+        for delay in (0.0, *REPORT_RETRIES):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await self.cp.report_session_end(session_id, reason, bytes_in=bytes_in, bytes_out=bytes_out,
+                                                 recording_ref=ref, recording_hash=final_hash, ended_at=ended,
+                                                 last_activity_at=last_activity)
+                return
+            except ControlPlaneError as exc:
+                if not exc.unavailable:
+                    log.error("session end of %s refused by the control plane: %s", session_id, exc)
+                    return
+        log.error("session end of %s could not be reported (control plane unreachable)", session_id)
+
+
+class BrokerConnection(asyncssh.SSHServer):
+    """One client connection: authentication and the session channels it opens."""
+
+    def __init__(self, broker: SSHBroker) -> None:
+        self.broker = broker
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.client_address = ""
+        self.username = ""
+        self.target: Target | None = None
+        self.credential: SshCredential | None = None
+        self._pending: SshCredential | None = None
+        self._banners: set[str] = set()
+        self._reported: set[str] = set()
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("", 0)
+        self.client_address = f"{peer[0]}:{peer[1]}"
+        install_certificate_hook(conn, self._on_key)
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broker.connections.discard(self)
+
+    def disconnect(self, reason: str) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+            except OSError:
+                pass
+
+    # -------------------------------------------------------- authentication
+
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        try:
+            self.target = parse_user_name(username)
+        except Refusal as refusal:
+            self._refuse(refusal)
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False  # plain keys never; certificates only (see _on_key)
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # _on_key already checked the certificate against the same trust; asyncssh checks it again.
+        data = key.public_data
+        return any(_blob(line) == data for line in self.broker.trust.user_ca_keys)
+
+    def _on_key(self, username: str, key_data: bytes, signed: bool) -> bool:
+        trust = self.broker.trust
+        try:
+            info = check_certificate(key_data, username, trust.user_ca_keys, trust.revoked_serials)
+        except Refusal as refusal:
+            self._refuse(refusal)
+            return False
+        if signed:
+            self._pending = SshCredential(key_id=info.key_id, serial=info.serial, principal=username,
+                                          certificate=info.line)
+        return True
+
+    def auth_completed(self) -> None:
+        self.credential = self._pending
+
+    def _refuse(self, refusal: Refusal) -> None:
+        line = f"jitgate: access refused: {refusal.message}"
+        # A plain key offered after a refused certificate adds nothing the user needs.
+        quiet = refusal.code == "cert.required" and bool(self._banners)
+        if not quiet and line not in self._banners and self.conn is not None:
+            self._banners.add(line)
+            try:
+                self.conn.send_auth_banner(line + "\r\n")
+            except OSError:
+                pass
+        if refusal.code not in self._reported:
+            self._reported.add(refusal.code)
+            self.broker.spawn(self.broker.report_refusal(self, refusal.code, refusal.message))
+
+    # -------------------------------------------------------- channels
+
+    def session_requested(self) -> asyncssh.SSHServerSession | bool:
+        if self.credential is None or self.target is None:
+            return False
+        return BrokerSession(self.broker, self)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        return False  # port forwarding is not relayed (yet); refused
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        return False
+
+
+def _blob(line: str) -> bytes:
+    import base64
+    import binascii
+
+    parts = line.split()
+    try:
+        return base64.b64decode(parts[1]) if len(parts) >= 2 else b""
+    except binascii.Error:
+        return b""
