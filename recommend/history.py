@@ -83,7 +83,7 @@ def format_time(value: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """RFC 3339 (date, `T`, time, zone); raises ValueError with a plain message."""
-    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+    if not isinstance(text, str) or len(text) < 19 or text[10] not in "Tt ":
         raise ValueError(f"must be an RFC 3339 time like 2026-11-18T10:00:00Z, got {json.dumps(text)}")
     try:
         value = datetime.fromisoformat(text.replace("z", "Z"))

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from recommend.features import FEATURES, ask_of, history_before, in_time_order, past_features
+from recommend.history import HistoryRow
+
+T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
+COL = {name: i for i, name in enumerate(FEATURES)}
+
+
+def _row(minutes_after: float, used: float, user: str = "alice", resource: str = "orders-db",
+         reason: str = "monthly report") -> HistoryRow:
+    return HistoryRow(user=user, resource=resource, kind="postgres", labels={"env": "prod"}, role="readonly",
+                      reason=reason, requested_at=T0 + timedelta(minutes=minutes_after),
+                      asked_minutes=60, used_minutes=used)
+
+
+def test_only_grants_finished_before_the_request_count() -> None:
+    first = _row(0, 120)          # runs until 12:00
+    second = _row(60, 30)         # asked at 11:00, while the first is still open
+    third = _row(180, 40)         # asked at 13:00: both earlier grants have finished
+    feats = past_features([first, second, third])
+    assert feats[0][COL["u_res_n"]] == 0 and math.isnan(feats[0][COL["u_res_med"]])
+    assert feats[1][COL["u_res_n"]] == 0, "an unfinished grant leaked into a later row"
+    assert feats[2][COL["u_res_n"]] == 2
+    assert feats[2][COL["u_res_med"]] == 75.0
+    assert feats[2][COL["u_res_last"]] == 120.0  # the first finished last (12:00 after 11:30)
+
+
+def test_features_do_not_change_when_the_future_changes(rows: list[HistoryRow]) -> None:
+    ordered = in_time_order(rows[:600])
+    before = past_features(ordered)
+    cut = 400
+    changed = ordered[:cut] + [replace(r, used_minutes=r.used_minutes * 3 + 7) for r in ordered[cut:]]
+    after = past_features(changed)
+    for i in range(cut + 1):
+        assert _same(before[i], after[i]), f"row {i} saw the future"
+
+
+def test_serving_features_equal_training_features(rows: list[HistoryRow]) -> None:
+    ordered = in_time_order(rows[:800])
+    trained = past_features(ordered)
+    for i in range(0, len(ordered), 37):
+        ask = ask_of(ordered[i])
+        served = history_before(ordered, ask.user, ask.at).features(ask)
+        assert _same(trained[i], served), f"row {i}: training and serving features differ"
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return all((isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)) or x == y
+               for x, y in zip(a, b, strict=True))

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommend.errors import ModelError, TrainingError
+from recommend.features import encode
+from recommend.history import HistoryRow
+from recommend.model import META_FILE, MODEL_FILE, TrainParams, load_model
+from recommend.training import fit, prepare, train_and_save
+from tests.recommend.conftest import FAST
+
+
+def test_training_is_deterministic(rows: list[HistoryRow], tmp_path: Path) -> None:
+    first = train_and_save(rows, tmp_path / "a", FAST)
+    second = train_and_save(list(reversed(rows)), tmp_path / "b", FAST)  # order of the file does not matter
+    text_a = (tmp_path / "a" / MODEL_FILE).read_text()
+    assert text_a == (tmp_path / "b" / MODEL_FILE).read_text()
+    assert first.version == second.version
+    assert text_a.count("Tree=") == 80
+
+
+def test_saved_model_loads_without_retraining_and_predicts_the_same(rows: list[HistoryRow], trained_dir: Path) -> None:
+    prepared = prepare(rows)
+    bundle, predicted, _ = fit(prepared, FAST)
+    loaded = load_model(trained_dir)
+    x = encode(prepared.raw[prepared.cut:], loaded.metadata.vocabularies)
+    assert np.array_equal(loaded.predict_minutes(x), predicted)
+    meta = loaded.metadata
+    assert meta.version == bundle.metadata.version and meta.rows == len(rows)
+    assert meta.rows_train + meta.rows_test == len(rows) and meta.rows_test == len(rows) // 5
+    assert set(meta.metrics) == {"coverage", "excess_minutes", "extension_rate", "pinball"}
+    assert "orders-db" in meta.vocabularies["resource"] and meta.alpha == 0.8
+    assert meta.params["deterministic"] is True and meta.params["force_row_wise"] is True
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / MODEL_FILE).write_text((d / MODEL_FILE).read_text()[:5000]), "corrupt"),
+    (lambda d: (d / MODEL_FILE).unlink(), "missing"),
+    (lambda d: (d / META_FILE).write_text("{not json"), "corrupt metadata"),
+    (lambda d: (d / META_FILE).unlink(), "missing"),
+    (lambda d: _rewrite_meta(d, feature_version=999), "another version"),
+])
+def test_damaged_model_is_a_clear_error(trained_dir: Path, tmp_path: Path, damage, message: str) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained_dir, copy)
+    damage(copy)
+    with pytest.raises(ModelError, match=message):
+        load_model(copy)
+
+
+def test_garbage_with_a_matching_checksum_is_refused_by_lightgbm(trained_dir: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_dir, copy)
+    garbage = "tree\nversion=v4\nthis is not a model\n"
+    (copy / MODEL_FILE).write_text(garbage)
+    _rewrite_meta(copy, model_sha256=hashlib.sha256(garbage.encode()).hexdigest())
+    with pytest.raises(ModelError, match="LightGBM cannot read it|features"):
+        load_model(copy)
+
+
+def test_no_model_at_all(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no trained model"):
+        load_model(tmp_path / "nothing")
+
+
+def test_replaced_only_if_not_worse(rows: list[HistoryRow], tmp_path: Path) -> None:
+    directory = tmp_path / "model"
+    good = train_and_save(rows, directory, FAST)
+    good_text = (directory / MODEL_FILE).read_text()
+    worse = train_and_save(rows, directory, TrainParams(num_rounds=2))
+    assert not worse.replaced and "worse" in worse.reason
+    assert worse.previous_version == good.version and worse.compared_rows == len(rows) // 5
+    assert (directory / MODEL_FILE).read_text() == good_text, "a worse model replaced a better one"
+    assert load_model(directory).metadata.version == good.version
+    same = train_and_save(rows, directory, FAST)
+    assert same.replaced and "not worse" in same.reason
+    forced = train_and_save(rows, directory, TrainParams(num_rounds=2), force=True)
+    assert forced.replaced and "forced" in forced.reason
+    assert load_model(directory).metadata.version == forced.version != good.version
+
+
+def test_unusable_saved_model_is_replaced_with_a_warning(rows: list[HistoryRow], tmp_path: Path) -> None:
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / MODEL_FILE).write_text("junk")
+    (directory / META_FILE).write_text("junk")
+    outcome = train_and_save(rows, directory, FAST)
+    assert outcome.replaced and outcome.warnings and "corrupt" in outcome.warnings[0]
+    assert load_model(directory).metadata.version == outcome.version
+
+
+def test_too_little_history_refused(rows: list[HistoryRow], tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="too little history"):
+        train_and_save(rows[:40], tmp_path / "m", FAST)
+    assert not (tmp_path / "m").exists()
+
+
+def _rewrite_meta(directory: Path, **changes: object) -> None:
+    meta = json.loads((directory / META_FILE).read_text())
+    meta.update(changes)
+    (directory / META_FILE).write_text(json.dumps(meta))
