@@ -660,17 +660,10 @@ class AccessCore:
     def _history(self, user: str, resource: str, now: datetime) -> dict[str, int | float]:
         """POLICY.md's `history` for a requester from the store (last 90 days)."""
         with self.store.read() as tx:
-            rows = tx.history_rows(user, now - HISTORY_WINDOW)
-            here = [r.id for r in rows if r.resource == resource and r.activated_us is not None]
-            used = tx.used_minutes(here) if here else {}
-        minutes = [used[i] for i in here if i in used]
-        return {
-            "granted_90d": sum(1 for r in rows if r.activated_us is not None),
-            "denied_90d": sum(1 for r in rows if r.state == DENIED),
-            "revoked_90d": sum(1 for r in rows if r.state == REVOKED),
-            "flagged_90d": sum(1 for r in rows if r.review_state == FLAGGED),
-            "median_minutes": round(float(statistics.median(minutes)), 3) if minutes else 0.0,
-        }
+            counts: dict[str, int | float] = dict(tx.history_counts(user, now - HISTORY_WINDOW))
+            minutes = tx.used_minutes_of(user, resource, now - HISTORY_WINDOW)
+        counts["median_minutes"] = round(float(statistics.median(minutes)), 3) if minutes else 0.0
+        return counts
 
     def _recommend(self, user: str, res: Any, login: str, role: str, reason: str, ticket: str,
                    now: datetime, max_duration: timedelta | None) -> Recommendation | None:

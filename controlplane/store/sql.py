@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update,
+    Connection, Engine, and_, bindparam, case, create_engine, delete, event, func, insert, or_, select,
+    update,
 )
 from sqlalchemy.exc import OperationalError
 
@@ -157,8 +158,7 @@ class Tx:
     # -- audit chain ----------------------------------------------------------------
 
     def _lock_head(self) -> None:
-        row = self.conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)
-                                .where(t.audit_head.c.id == 1).with_for_update()).one()
+        row = self.conn.execute(_LOCK_HEAD).one()
         self._head = (int(row.seq), row.hash)
 
     def append_audit(self, type_: str, actor: str, subject: str, data: dict[str, Any],
@@ -183,9 +183,8 @@ class Tx:
                      data=json.dumps(r.data, sort_keys=True), prev_hash=r.prev_hash, hash=r.hash)
                 for r in out]
         for part in _chunks(rows):
-            self.conn.execute(insert(t.audit), list(part))
-        self.conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1)
-                          .values(seq=seq, hash=prev))
+            self.conn.execute(_INSERT_AUDIT, list(part))
+        self.conn.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": prev})
         self._head = (seq, prev)
         self.appended.extend(out)
         return out
@@ -226,17 +225,24 @@ class Tx:
     # -- requests -------------------------------------------------------------------
 
     def insert_request(self, r: RequestRecord) -> None:
-        self.conn.execute(insert(t.requests).values(id=r.id, **_request_values(r)))
+        self.conn.execute(_INSERT_REQUEST, dict(id=r.id, **_request_values(r)))
 
     def update_request(self, r: RequestRecord) -> None:
-        self.conn.execute(update(t.requests).where(t.requests.c.id == r.id)
-                          .values(**_request_values(r)))
+        self.conn.execute(_UPDATE_REQUEST, dict(key_id=r.id, **_request_values(r)))
 
     def get_request(self, request_id: str) -> RequestRecord | None:
-        row = self.conn.execute(select(t.requests).where(t.requests.c.id == request_id)).first()
+        row = self.conn.execute(_GET_REQUEST, {"rid": request_id}).first()
         if row is None:
             return None
-        return self._attach([_request_row(row)])[0]
+        rec = _request_row(row)
+        exts = {}
+        for erow in self.conn.execute(_GET_EXTENSIONS, {"rid": request_id}):
+            ext = _extension_row(erow)
+            exts[ext.id] = ext
+            rec.extensions.append(ext)
+        for arow in self.conn.execute(_GET_APPROVALS, {"rid": request_id}):
+            _add_approval(rec, exts, arow)
+        return rec
 
     def get_requests(self, ids: Sequence[str]) -> list[RequestRecord]:
         """Full records for ids (in the order given; missing ids left out)."""
@@ -289,13 +295,7 @@ class Tx:
                 by_id[ext.request_id].extensions.append(ext)
             for row in self.conn.execute(select(t.approvals).where(t.approvals.c.request_id.in_(part))
                                          .order_by(t.approvals.c.num)):
-                a = ApprovalRecord(approver=row.approver, level=row.level, approved=bool(row.approved),
-                                   comment=row.comment, at=from_us(row.at_us))  # type: ignore[arg-type]
-                if row.extension_id:
-                    if row.extension_id in exts:
-                        exts[row.extension_id].approvals.append(a)
-                else:
-                    by_id[row.request_id].approvals.append(a)
+                _add_approval(by_id[row.request_id], exts, row)
         return recs
 
     def add_approval(self, request_id: str, extension_id: str, a: ApprovalRecord) -> None:
@@ -317,11 +317,15 @@ class Tx:
 
     # -- history --------------------------------------------------------------------
 
-    def history_rows(self, user: str, since: datetime) -> list[Any]:
-        q = select(t.requests.c.id, t.requests.c.resource, t.requests.c.state,
-                   t.requests.c.activated_us, t.requests.c.review_state) \
-            .where(and_(t.requests.c.user == user, t.requests.c.created_us >= to_us(since)))
-        return self.conn.execute(q).all()
+    def history_counts(self, user: str, since: datetime) -> dict[str, int]:
+        """POLICY.md's history counters for `user` since `since`, in one aggregate query."""
+        g, d, rv, f = self.conn.execute(_HISTORY_COUNTS, {"u": user, "since": to_us(since)}).one()
+        return {"granted_90d": int(g), "denied_90d": int(d), "revoked_90d": int(rv), "flagged_90d": int(f)}
+
+    def used_minutes_of(self, user: str, resource: str, since: datetime) -> list[float]:
+        """Minutes used per grant of `user` on `resource` since `since` (grants with sessions)."""
+        rows = self.conn.execute(_USED_OF, {"u": user, "res": resource, "since": to_us(since)})
+        return [max(0.0, (int(b) - int(a)) / 60e6) for a, b in rows]
 
     def finished_grants(self, user: str, resource: str, since: datetime, limit: int = 500) -> list[RequestRecord]:
         """Ended grants of `user` (anywhere) or on `resource` (anyone), newest first, no details."""
@@ -472,6 +476,42 @@ class Tx:
         if ended_since is not None:
             q = q.where(t.requests.c.ended_us >= to_us(ended_since))
         return int(self.conn.execute(q).scalar() or 0)
+
+
+def _add_approval(rec: RequestRecord, exts: dict[str, ExtensionRecord], row: Any) -> None:
+    a = ApprovalRecord(approver=row.approver, level=row.level, approved=bool(row.approved),
+                       comment=row.comment, at=from_us(row.at_us))  # type: ignore[arg-type]
+    if row.extension_id:
+        if row.extension_id in exts:
+            exts[row.extension_id].approvals.append(a)
+    else:
+        rec.approvals.append(a)
+
+
+# Hot statements, built once (SQLAlchemy then only binds parameters).
+_r, _s = t.requests.c, t.sessions.c
+_HISTORY_COUNTS = select(
+    func.count(_r.activated_us),
+    func.coalesce(func.sum(case((_r.state == "DENIED", 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_r.state == "REVOKED", 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_r.review_state == "FLAGGED", 1), else_=0)), 0),
+).where(and_(_r.user == bindparam("u"), _r.created_us >= bindparam("since")))
+_USED_OF = (select(func.min(_s.started_us), func.max(func.coalesce(_s.ended_us, _s.last_activity_us, _s.started_us)))
+            .select_from(t.sessions.join(t.requests, _r.id == _s.grant_id))
+            .where(and_(_r.user == bindparam("u"), _r.resource == bindparam("res"),
+                        _r.created_us >= bindparam("since")))
+            .group_by(_s.grant_id))
+_GET_REQUEST = select(t.requests).where(_r.id == bindparam("rid"))
+_GET_EXTENSIONS = select(t.extensions).where(t.extensions.c.request_id == bindparam("rid")) \
+    .order_by(t.extensions.c.number)
+_GET_APPROVALS = select(t.approvals).where(t.approvals.c.request_id == bindparam("rid")) \
+    .order_by(t.approvals.c.num)
+_LOCK_HEAD = select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
+_UPDATE_HEAD = update(t.audit_head).where(t.audit_head.c.id == 1).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+_INSERT_AUDIT = insert(t.audit)
+_INSERT_REQUEST = insert(t.requests)
+_UPDATE_REQUEST = update(t.requests).where(t.requests.c.id == bindparam("key_id"))
 
 
 # -- row <-> record ---------------------------------------------------------------------

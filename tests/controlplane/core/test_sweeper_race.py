@@ -1,0 +1,159 @@
+"""The sweeper thread, restarts, and the approval race (real threads, real SQLite file)."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from controlplane.core import utcnow
+from controlplane.errors import JitError
+from controlplane.sweeper import Sweeper
+from tests.controlplane.core.helpers import dev, prod
+
+
+def wait_for(core, event_type: str, count: int = 1):
+    """A listener that sets an Event once `count` changes of `event_type` were committed."""
+    done = threading.Event()
+    seen = []
+
+    def on_change(ch):
+        if ch.type == event_type:
+            seen.append(ch)
+            if len(seen) >= count:
+                done.set()
+    core.subscribe(on_change)
+    return done, seen
+
+
+def test_sweeper_ends_a_grant_at_its_deadline_without_polling(make_core):
+    core = make_core(clock=utcnow)
+    done, seen = wait_for(core, "grant.expired")
+    sweeper = Sweeper(core)
+    sweeper.start()
+    try:
+        first = sweeper.sweeps
+        rec = dev(core, minutes=0.02)  # 1.2 s: created after start, so the sweeper must be woken for it
+        assert done.wait(10), "the grant did not expire"
+        got = core.get_request("alice", rec.id)
+        assert got.state == "EXPIRED" and got.ended_at == rec.expires_at
+        assert seen[0].request.id == rec.id
+        assert sweeper.sweeps - first <= 6  # woke for the change and the deadline, no polling loop
+    finally:
+        sweeper.stop()
+
+
+def test_sweeper_times_out_pending_requests(make_core, clock):
+    core = make_core()
+    rec = prod(core)
+    clock.advance(hours=1)
+    sweeper = Sweeper(core, clock=clock)
+    sweeper.start()  # start sweeps once, synchronously
+    sweeper.stop()
+    assert core.get_request("alice", rec.id).state == "TIMED_OUT"
+
+
+def test_restart_ends_grants_that_expired_while_down(make_core, clock):
+    first = make_core()
+    grants = [dev(first, minutes=m) for m in (5, 10, 120)]
+    pending = prod(first)
+    first.store.close()
+    clock.advance(minutes=61)  # "the server was down for an hour"
+    second = make_core()
+    sweeper = Sweeper(second, clock=clock)
+    sweeper.start()
+    sweeper.stop()
+    states = [second.get_request("ada", g.id).state for g in grants]
+    assert states == ["EXPIRED", "EXPIRED", "ACTIVE"]
+    assert second.get_request("ada", pending.id).state == "TIMED_OUT"
+    assert second.verify_audit()[0]
+
+
+def test_many_grants_expiring_together_end_in_one_sweep(make_core, clock):
+    core = make_core()
+    ids = [dev(core, user=u, minutes=30).id for u in ("alice", "dave", "bob", "sam") for _ in range(50)]
+    clock.advance(minutes=30)
+    changes = []
+    core.subscribe(changes.append)
+    core.sweep()
+    assert all(r.state == "EXPIRED" for r in (core.get_request("ada", i) for i in ids))
+    assert sorted(c.request.id for c in changes if c.type == "grant.expired") == sorted(ids)
+    assert core.verify_audit()[0]
+
+
+def test_approval_race_activates_once(make_core):
+    core = make_core(clock=utcnow)
+    for _round in range(5):
+        rec = prod(core)
+        core.approve("bob", rec.id)
+        barrier = threading.Barrier(3)
+        results: dict[str, object] = {}
+
+        def approve(who: str) -> None:
+            barrier.wait()
+            try:
+                results[who] = core.approve(who, rec.id).state
+            except JitError as e:
+                results[who] = e.code
+
+        threads = [threading.Thread(target=approve, args=(w,)) for w in ("sam", "sara", "mia")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert sorted(map(str, results.values())) == ["ACTIVE", "approval.not_pending", "approval.not_pending"]
+        got = core.get_request("ada", rec.id)
+        assert got.state == "ACTIVE" and len(got.approvals) == 2
+        assert [e.type for e in core.audit_events(subject=rec.id)].count("grant.activated") == 1
+    assert core.verify_audit()[0]
+
+
+def test_concurrent_writers_keep_one_chain(make_core):
+    core = make_core(clock=utcnow)
+    errors = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                rec = dev(core)
+                core.extend("alice", rec.id, timedelta(minutes=5), "more")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    ok, count, problems = core.verify_audit()
+    assert ok, problems
+    assert count == 40 * 4  # created, activated, extension.requested, grant.extended
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_deny_race_with_approve(make_core, flag):
+    core = make_core(clock=utcnow)
+    rec = prod(core)
+    core.approve("bob", rec.id)
+    barrier = threading.Barrier(2)
+    out = {}
+
+    def act(who, fn):
+        barrier.wait()
+        try:
+            out[who] = fn(who, rec.id).state
+        except JitError as e:
+            out[who] = e.code
+
+    order = [("sam", core.approve), ("sara", core.deny)]
+    if flag:
+        order.reverse()
+    threads = [threading.Thread(target=act, args=a) for a in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    final = core.get_request("ada", rec.id).state
+    assert final in ("ACTIVE", "DENIED")
+    assert sorted(out.values()) == sorted([final, "approval.not_pending"])
