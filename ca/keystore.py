@@ -21,6 +21,8 @@ PKCS#8's PBKDF2 uses few iterations, so the passphrase must be high-entropy
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 import stat
@@ -176,9 +178,25 @@ def load_private_key(path: Path, passphrase: bytes) -> PrivateKeyTypes:
         raise KeyStoreError(
             "ca.key_not_encrypted", f"key file `{path}` is not encrypted; CA keys must be encrypted at rest"
         ) from None
-    except ValueError as e:
-        if "password" in str(e).lower() or "decrypt" in str(e).lower():
+    except ValueError:
+        # A wrong passphrase usually fails the CBC padding, but about 1 in 300 times it
+        # decrypts to garbage that then fails to parse: cryptography's message differs, so
+        # decide by whether the file itself is a well-formed encrypted PKCS#8 structure.
+        if _looks_like_encrypted_pkcs8(data):
             raise KeyStoreError(
-                "ca.bad_passphrase", f"cannot decrypt `{path}`: wrong CA passphrase"
+                "ca.bad_passphrase", f"cannot decrypt `{path}`: wrong CA passphrase (or the file is damaged)"
             ) from None
         raise KeyStoreError("ca.key_corrupt", f"key file `{path}` is not a valid PEM private key") from None
+
+
+def _looks_like_encrypted_pkcs8(pem: bytes) -> bool:
+    """True for `ENCRYPTED PRIVATE KEY` PEM whose body is base64 of a DER SEQUENCE of plausible size."""
+    header, footer = b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"-----END ENCRYPTED PRIVATE KEY-----"
+    text = pem.strip()
+    if not (text.startswith(header) and text.endswith(footer)):
+        return False
+    try:
+        der = base64.b64decode(b"".join(text[len(header) : -len(footer)].split()), validate=True)
+    except binascii.Error:
+        return False
+    return len(der) >= 64 and der[0] == 0x30

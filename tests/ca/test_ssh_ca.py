@@ -261,13 +261,13 @@ def test_concurrent_signing_records_the_latest_valid_before(tmp_path: Path, ca: 
 
     def work(i: int) -> str:
         return ca.sign_user_certificate(
-            user_line, f"grant-{i}", ["root"], T0, T0 + dt.timedelta(minutes=5 + i), new_serial(), True, False, False
+            user_line, f"grant-{i}", ["root"], T0, T0 + dt.timedelta(minutes=5, seconds=i), new_serial(), True, False, False
         )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         certs = list(pool.map(work, range(64)))
     assert len({parse_certificate(c).serial for c in certs}) == 64
-    latest = T0 + dt.timedelta(minutes=5 + 63)
+    latest = T0 + dt.timedelta(minutes=5, seconds=63)
     old_line = ca.public_key_line()
     restarted = SSHCertificateAuthority.load_or_create(tmp_path / "ca", PASS, "jitgate-user-ca")
     restarted.rotate(T0)
