@@ -14,14 +14,20 @@ PUBLIC_NAME = "recorder_key.pub"
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    # O_EXCL + 0600 from the first byte: the key is never readable by others, and
-    # two processes racing to create it cannot both win.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write the key whole under a temporary name, then link it into place: readers never
+    see a half-written key, and of two processes racing to create it exactly one wins
+    (FileExistsError for the other). 0600 from the first byte."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
     finally:
-        os.close(fd)
+        os.unlink(tmp)
 
 
 def load_or_create_signing_key(key_dir: Path, passphrase: bytes) -> Ed25519PrivateKey:

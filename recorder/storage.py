@@ -120,40 +120,45 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileSink:
-    """A recording's files in its directory; appends are plain writes, `finish` fsyncs."""
+    """A recording's files in its directory; appends are plain writes, `finish` fsyncs.
+
+    Files are opened per flush (at most about once a second per busy session) rather
+    than held open: a broker with thousands of sessions already spends two
+    descriptors on each, and idle sessions should cost none here."""
 
     def __init__(self, directory: Path, kind: Kind, meta: dict[str, Any]) -> None:
         self._dir = directory
         self._meta = meta
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-        self._data_fd = os.open(directory / data_name(kind), flags, 0o600)
-        self._chain_fd = os.open(directory / CHAIN_NAME, flags, 0o600)
+        self._data_path = directory / data_name(kind)
+        self._chain_path = directory / CHAIN_NAME
+        for path in (self._data_path, self._chain_path):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    @staticmethod
+    def _append(path: Path, data: bytes, sync: bool = False) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def append(self, data: bytes, chain_lines: bytes) -> None:
-        _write_all(self._data_fd, data)  # data before its hashes: see verify.py
-        _write_all(self._chain_fd, chain_lines)
+        self._append(self._data_path, data)  # data before its hashes: see verify.py
+        self._append(self._chain_path, chain_lines)
 
     def finish(self, seal: chain.Seal) -> None:
-        os.fsync(self._data_fd)
-        os.fsync(self._chain_fd)
-        _write_all(self._chain_fd, seal.to_line().encode("utf-8") + b"\n")
-        os.fsync(self._chain_fd)
-        self._close_fds()
+        self._append(self._data_path, b"", sync=True)
+        self._append(self._chain_path, b"", sync=True)
+        self._append(self._chain_path, seal.to_line().encode("utf-8") + b"\n", sync=True)
         meta = dict(self._meta)
         meta["seal"] = {k: v for k, v in asdict(seal).items() if k != "signature"}
         _write_json_atomic(self._dir / META_NAME, meta)
         _fsync_dir(self._dir)
 
     def abort(self) -> None:
-        self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in (self._data_fd, self._chain_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._data_fd = self._chain_fd = -1
+        pass  # nothing held open
 
 
 class FileRecordingStore:

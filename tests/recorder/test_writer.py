@@ -257,7 +257,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(text=_text, params=st.none() | st.lists(st.none() | _text, max_size=4),
        rows=st.none() | st.integers(0, 10**12), tag=st.none() | _text,
        state=st.none() | st.text("0123456789ABCDEFP", min_size=5, max_size=5), message=st.none() | _text,
