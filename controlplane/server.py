@@ -14,8 +14,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, IO
 
 import grpc
@@ -90,19 +92,40 @@ def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: fro
     )
 
 
-def load_recommender(data_dir: DataDir) -> Any:
-    """The duration model in `<data dir>/model` (trained by `jitgate recommend train`).
+class LazyRecommender:
+    """recommend.Recommender on `<data dir>/model`, imported and loaded on first use (or `warm()`).
 
-    Without a model the recommender answers from per-resource statistics; if
-    recommend/ cannot even load, requests without a duration are refused plainly.
+    Importing LightGBM costs about a second; the server listens first and warms
+    the model in the background. Without a trained model the recommender answers
+    from per-resource statistics.
     """
-    try:
-        from recommend import Recommender
 
-        return Recommender(data_dir.root / "model")
-    except Exception:
-        log.exception("duration recommender unavailable")
-        return None
+    def __init__(self, model_dir: Path) -> None:
+        self._model_dir = model_dir
+        self._lock = threading.Lock()
+        self._inner: Any = None
+        self._failed = False
+
+    def warm(self) -> Any:
+        with self._lock:
+            if self._inner is None and not self._failed:
+                try:
+                    from recommend import Recommender
+
+                    self._inner = Recommender(self._model_dir)
+                except Exception:
+                    self._failed = True
+                    log.exception("duration recommender unavailable")
+            return self._inner
+
+    def recommend(self, *args: Any, **kwargs: Any) -> Any:
+        inner = self.warm()
+        return inner.recommend(*args, **kwargs) if inner is not None else None
+
+
+def load_recommender(data_dir: DataDir) -> LazyRecommender:
+    """The duration recommender for the data directory (lazy; see LazyRecommender)."""
+    return LazyRecommender(data_dir.root / "model")
 
 
 def load_policies(config: ServerConfig) -> PolicyHolder:
@@ -175,6 +198,8 @@ class ControlPlaneServer:
             self.address = f"{config.host}:{port}"
             write_server_addr(data_dir, self.address)
             holder.start_watching(config.policy_poll_seconds)
+            if core.recommender is not None:
+                loop.run_in_executor(executor, core.recommender.warm)
             self._stopping = asyncio.Event()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
             loop.add_signal_handler(signal.SIGINT, self._stopping.set)
