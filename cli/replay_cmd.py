@@ -141,6 +141,13 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
             title += f": {header.command}"
         click.echo(title, err=info.kind is Kind.TERMINAL)
     if info.kind is Kind.TERMINAL:
+        if sys.stdout.isatty():
+            import shutil
+
+            cols, rows = shutil.get_terminal_size()
+            if header.width > cols or header.height > rows:
+                click.echo(f"note: recorded at {header.width}x{header.height}, this terminal is "
+                           f"{cols}x{rows}: enlarge it if the replay looks garbled", err=True)
         try:  # recordings are UTF-8 whatever the locale says
             sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
