@@ -346,30 +346,23 @@ class AccessCore:
             user = actor
         if to_approve:
             states = [PENDING, ACTIVE]
-        out: list[RequestRecord] = []
-        last_num: int | None = None
-        more = False
-        while True:
+        kept: list[tuple[int, RequestRecord]] = []
+        limit = max(50, page_size * 2)
+        while len(kept) <= page_size:
             with self.store.read() as tx:
                 batch = tx.query_requests(user=user, resource=resource, states=states, since=since,
-                                          before_num=before, limit=page_size * 2)
+                                          before_num=before, limit=limit)
             for num, rec in batch:
-                keep = (self.can_approve_now(actor, rec) if to_approve else self._visible(actor, rec))
-                if keep:
-                    if len(out) == page_size:
-                        more = True
+                if self.can_approve_now(actor, rec) if to_approve else self._visible(actor, rec):
+                    kept.append((num, rec))
+                    if len(kept) > page_size:
                         break
-                    out.append(rec)
-                    last_num = num
-            if more or len(batch) < page_size * 2:
+            if len(batch) < limit:
                 break
             before = batch[-1][0]
-            if len(out) == page_size:
-                # the page is full but the batch ended exactly on it: there may be more
-                last_num = before if last_num is None else last_num
-                more = True
-                break
-        return out, (str(last_num) if more and last_num is not None else "")
+        page = kept[:page_size]
+        token = str(page[-1][0]) if len(kept) > page_size else ""
+        return [rec for _n, rec in page], token
 
     def live_requests(self) -> list[RequestRecord]:
         """Every PENDING and ACTIVE request (the watch snapshot)."""
@@ -1050,26 +1043,29 @@ class AccessCore:
             return nxt
         with self.store.write() as tx:
             expired, timed_out, cancelled = tx.end_due(now)
-            ended = tx.get_requests(expired + timed_out) if (expired or timed_out) else []
             if expired:
                 tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
-            events = []
-            for rec in ended:
-                if rec.state == "EXPIRED":
-                    events.append(("grant.expired", SYSTEM, rec.id, {"expires_at": _iso(rec.expires_at)}, now))
-                else:
-                    events.append(("request.timed_out", SYSTEM, rec.id, {"created_at": _iso(rec.created_at)}, now))
-            for ext_id in cancelled:
-                events.append(("extension.cancelled", SYSTEM, ext_id, {"reason": "the grant ended"}, now))
+            events: list[tuple[str, str, str, dict[str, Any], datetime]] = []
+            events += [("grant.expired", SYSTEM, rid, {"reason": "expired"}, now) for rid in expired]
+            events += [("request.timed_out", SYSTEM, rid, {"reason": "pending timeout"}, now) for rid in timed_out]
+            events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
             recs = tx.append_audit_many(events)
             nxt = tx.next_deadline()
-        by_id = {r.id: r for r in ended}
-        changes = []
-        for r in recs:
-            rid = r.subject.split(".", 1)[0]
-            changes.append(Change(r.seq, r.type, r.at, request=by_id.get(rid)))
-        self._publish(changes)
+        # Listeners get the ended records, loaded after the commit (the states are already final).
+        self._publish_loaded(recs)
         return nxt
+
+    def _publish_loaded(self, recs: Sequence[AuditRecord]) -> None:
+        if not recs:
+            return
+        with self._listeners_lock:
+            if not self._listeners:
+                return
+        ids = list(dict.fromkeys(r.subject.split(".", 1)[0] for r in recs))
+        with self.store.read() as tx:
+            by_id = {r.id: r for r in tx.get_requests(ids)}
+        self._publish([Change(r.seq, r.type, r.at, request=by_id.get(r.subject.split(".", 1)[0]))
+                       for r in recs])
 
     # -- audit ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ The queries are dialect-neutral Core; only connection set-up differs.
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,7 +59,9 @@ def _decision_to_text(decision: Any) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def _decision_from_text(text: str) -> Any:
+    """Decisions repeat (one per rule combination): parse each text once. Decisions are frozen."""
     d = json.loads(text)
     if d is None:
         return None
@@ -172,16 +175,16 @@ class Tx:
         assert self.writable and self._head is not None
         seq, prev = self._head
         out: list[AuditRecord] = []
+        rows: list[dict[str, Any]] = []
         for type_, actor, subject, data, at in events:
             seq += 1
-            rec = chain.make_record(seq, at, type_, actor, subject, data, prev)
+            rec, text = chain.make_record(seq, at, type_, actor, subject, data, prev)
             prev = rec.hash
             out.append(rec)
+            rows.append(dict(seq=seq, at_us=to_us(at), type=type_, actor=actor, subject=subject,
+                             data=text, prev_hash=rec.prev_hash, hash=rec.hash))
         if not out:
             return out
-        rows = [dict(seq=r.seq, at_us=to_us(r.at), type=r.type, actor=r.actor, subject=r.subject,
-                     data=json.dumps(r.data, sort_keys=True), prev_hash=r.prev_hash, hash=r.hash)
-                for r in out]
         for part in _chunks(rows):
             self.conn.execute(_INSERT_AUDIT, list(part))
         self.conn.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": prev})
