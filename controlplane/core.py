@@ -752,9 +752,9 @@ class AccessCore:
             active=[r for r in live if r.state == ACTIVE],
             pending=[r for r in live if r.state == PENDING or r.pending_extension is not None],
             expired_24h=sum(1 for r in seen if r.state == "EXPIRED" and r.ended_at and r.ended_at >= now - timedelta(hours=24)),
-            avg_granted_minutes=round(statistics.fmean(granted_minutes), 2) if granted_minutes else 0.0,
-            avg_used_minutes=round(statistics.fmean(used.values()), 2) if used else 0.0,
-            approval_rate=round(sum(1 for r in decided if r.activated_at is not None) / len(decided), 4) if decided else 0.0,
+            avg_granted_minutes=statistics.fmean(granted_minutes) if granted_minutes else 0.0,
+            avg_used_minutes=statistics.fmean(used.values()) if used else 0.0,
+            approval_rate=sum(1 for r in decided if r.activated_at is not None) / len(decided) if decided else 0.0,
             reviews_owed=owed,
         )
 
