@@ -92,7 +92,7 @@ def summary(d: Decision) -> str:
 
 def request_label(r: PolicyRequest) -> str:
     what = r.login or r.role
-    label = f"{r.user} -> {r.resource}" + (f" as {what}" if what else "")
+    label = (f"{r.id}: " if r.id else "") + f"{r.user} -> {r.resource}" + (f" as {what}" if what else "")
     label += f" for {r.to_mapping()['duration']}"
     if r.emergency:
         label += " (emergency)"
