@@ -14,7 +14,9 @@ The relay's framing (look at headers only, copy nothing) is in `tracker.py`.
 from __future__ import annotations
 
 import struct
+import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 PROTOCOL_3_0 = 196608
 SSL_REQUEST_CODE = 80877103
@@ -361,8 +363,49 @@ def parse_bind_names(body: bytes) -> tuple[bytes, bytes]:
     return portal, stmt
 
 
-def parse_bind_parameters(body: bytes) -> list[str | None]:
-    """Bind ('B') body -> its parameters as text (None for NULL, "\\x.." hex for binary)."""
+_BINARY_DECODERS: dict[int, Callable[[bytes], str]] = {
+    16: lambda v: "true" if v == b"\x01" else "false",  # bool
+    20: lambda v: str(struct.unpack("!q", v)[0]),  # int8
+    21: lambda v: str(struct.unpack("!h", v)[0]),  # int2
+    23: lambda v: str(struct.unpack("!i", v)[0]),  # int4
+    26: lambda v: str(struct.unpack("!I", v)[0]),  # oid
+    700: lambda v: repr(struct.unpack("!f", v)[0]),  # float4
+    701: lambda v: repr(struct.unpack("!d", v)[0]),  # float8
+    25: lambda v: v.decode("utf-8", "replace"),  # text
+    1043: lambda v: v.decode("utf-8", "replace"),  # varchar
+    19: lambda v: v.decode("utf-8", "replace"),  # name
+    2950: lambda v: str(uuid.UUID(bytes=v)),  # uuid
+}
+
+
+def parse_parse_types(body: bytes) -> list[int]:
+    """Parse ('P') body -> the parameter type OIDs the client declared (0: unspecified)."""
+    _, pos = cstring(body, 0)
+    _, pos = cstring(body, pos)
+    try:
+        (n,) = _I16.unpack_from(body, pos)
+        return list(struct.unpack_from(f"!{n}I", body, pos + 2)) if n > 0 else []
+    except struct.error:
+        return []
+
+
+def _binary_text(value: bytes, oid: int) -> str:
+    decode = _BINARY_DECODERS.get(oid)
+    if decode is not None:
+        try:
+            return decode(value)
+        except (struct.error, ValueError):
+            pass
+    return "\\x" + value.hex()
+
+
+def parse_bind_parameters(body: bytes, types: list[int] | None = None) -> list[str | None]:
+    """Bind ('B') body -> its parameters as text (None for NULL).
+
+    Binary parameters of common types (`types`: OIDs from the Parse) are shown as
+    text; any other binary value as "\\x" hex.
+    """
+    types = types or []
     _, pos = cstring(body, 0)
     _, pos = cstring(body, pos)
     try:
@@ -384,7 +427,10 @@ def parse_bind_parameters(body: bytes) -> list[str | None]:
                 raise ProtocolError("truncated Bind parameter")
             pos += size
             fmt = formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
-            out.append("\\x" + bytes(value).hex() if fmt == 1 else bytes(value).decode("utf-8", "replace"))
+            if fmt == 1:
+                out.append(_binary_text(bytes(value), types[i] if i < len(types) else 0))
+            else:
+                out.append(bytes(value).decode("utf-8", "replace"))
         return out
     except struct.error:
         raise ProtocolError("malformed Bind message") from None

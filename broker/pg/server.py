@@ -114,6 +114,7 @@ class PgBroker:
         self._cancel: dict[tuple[int, int], _CancelTarget] = {}
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: Any = None
         self.address: tuple[str, int] | None = None
 
     @property
@@ -121,9 +122,11 @@ class PgBroker:
         """Live relayed sessions."""
         return len(self._sessions)
 
-    async def start(self) -> tuple[str, int]:
-        """Listen; returns the bound (host, port)."""
+    async def start(self, watch: bool = True) -> tuple[str, int]:
+        """Subscribe to grant changes (extensions, revocations), listen; returns the bound (host, port)."""
         loop = asyncio.get_running_loop()
+        if watch and hasattr(self.cp, "watch"):
+            self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self.hub.sync)  # type: ignore[attr-defined]
         self._server = await loop.create_server(self._accept, self.config.host, self.config.port,
                                                 reuse_address=True)
         sock = self._server.sockets[0]
@@ -149,6 +152,9 @@ class PgBroker:
                 s.close_now()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        if self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -244,7 +250,7 @@ class PgBroker:
         user = params.get("user", "")
         if self.config.require_tls and not tls:
             raise Refusal("28000", "jitgate requires TLS: connect with sslmode=require, or sslmode=verify-full "
-                          "and the jitgate CA file as sslrootcert", "tls.required", user,
+                          "and the jitgate CA file as sslrootcert", "tls.required", user, user.rpartition("@")[2],
                           hint="psql \"sslmode=verify-full sslrootcert=ca.pem ...\"")
         try:
             role, resource = parse_user(user)
@@ -502,6 +508,7 @@ class _Session:
     async def _finish(self) -> None:
         ref = self.writer.ref
         final_hash = ""
+        self.writer.bytes_in, self.writer.bytes_out = self.bytes_in, self.bytes_out
         try:
             seal = await self.writer.close(self.end_reason)
             final_hash = seal.final_hash

@@ -25,6 +25,7 @@ from typing import Callable
 from broker.pg.protocol import (
     ProtocolError,
     parse_bind_parameters,
+    parse_parse_types,
     parse_error_fields,
     rows_from_tag,
 )
@@ -354,7 +355,8 @@ def decode_statement(raw: RawStatement) -> DbStatement:
     params = None
     if bind:
         try:
-            params = parse_bind_parameters(bind)
+            types = parse_parse_types(stmt) if stmt is not None and kind != F_QUERY else None
+            params = parse_bind_parameters(bind, types)
         except ProtocolError:
             params = ["<malformed bind>"]
     tag = None

@@ -1,0 +1,271 @@
+"""`jitgate psql`, `jitgate db-connect` (user side) and `jitgate pg-broker` (the PostgreSQL broker).
+
+A database connection through jitgate: user name `ROLE@RESOURCE`, password = a
+short-lived token from `IssueDatabaseToken`, TLS verified against the jitgate CA.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from cli.client import (
+    IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
+    server_address, when,
+)
+
+_TERMINAL = ("DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED")
+
+
+def _state(req: Any) -> str:
+    from jitgate.v1 import types_pb2
+
+    return types_pb2.RequestState.Name(req.state).removeprefix("REQUEST_STATE_")
+
+
+def _find_grant(client: Client, resource: str, role: str) -> Any | None:
+    from jitgate.v1 import access_pb2, types_pb2
+
+    resp = client.access.ListRequests(access_pb2.ListRequestsRequest(
+        resource=resource, mine=True, states=[types_pb2.REQUEST_STATE_ACTIVE], page_size=100),
+        timeout=client.timeout)
+    grants = [g for g in resp.requests if g.kind in ("postgres", "") and (not role or g.role == role)]
+    if not grants:
+        return None
+    return max(grants, key=lambda g: g.expires_at.seconds)
+
+
+def grant_and_token(client: Client, resource: str, role: str, reason: str | None, duration: str | None,
+                    wait: bool, broker: str | None) -> tuple[Any, Any, str]:
+    """An ACTIVE grant on `resource` (found, or asked for), its database token and the broker address."""
+    from google.protobuf import duration_pb2
+
+    from jitgate.v1 import access_pb2
+
+    grant = _find_grant(client, resource, role)
+    if grant is None:
+        if not reason:
+            fail(f"you have no active grant on `{resource}`{f' as `{role}`' if role else ''}; "
+                 "ask for one with --reason (and --duration)")
+        if not role:
+            fail("give --role to ask for a new grant")
+        req = access_pb2.CreateRequestRequest(resource=resource, role=role, reason=reason or "")
+        if duration:
+            d = duration_pb2.Duration()
+            d.FromTimedelta(parse_span(duration))
+            req.duration.CopyFrom(d)
+        grant = client.access.CreateRequest(req, timeout=client.timeout).request
+        click.echo(f"request {grant.id}: {_state(grant)}", err=True)
+        while _state(grant) == "PENDING" and wait:
+            time.sleep(2)
+            grant = client.access.GetRequest(access_pb2.GetRequestRequest(id=grant.id), timeout=client.timeout)
+        if _state(grant) != "ACTIVE":
+            hint = " (use --wait to wait for approval)" if _state(grant) == "PENDING" else ""
+            fail(f"request {grant.id} is {_state(grant)}{hint}{': ' + grant.message if grant.message else ''}")
+    token = client.access.IssueDatabaseToken(access_pb2.IssueDatabaseTokenRequest(grant_id=grant.id),
+                                             timeout=client.timeout)
+    address = broker or token.broker_address
+    if not address:
+        fail("the control plane does not know the PostgreSQL broker's address; give --broker HOST:PORT")
+    return grant, token, address
+
+
+def _ca_file(pem: str) -> Path:
+    """The jitgate CA as a file psql can verify the broker with (sslrootcert)."""
+    directory = Path.home() / ".jitgate" / "pg"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / "ca.pem"
+    if not path.exists() or path.read_text() != pem:
+        tmp = directory / f".ca.{os.getpid()}"
+        tmp.write_text(pem)
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    return path
+
+
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1"), (port or "6432")
+
+
+def connection_params(token: Any, address: str, ca_path: Path) -> dict[str, str]:
+    host, port = _host_port(address)
+    return {"host": host, "port": port, "user": token.user, "password": token.token,
+            "dbname": token.database or token.user, "sslmode": "verify-full", "sslrootcert": str(ca_path)}
+
+
+_request_options = [
+    click.argument("resource"),
+    click.option("--role", default="", help="database role (default: the role of your active grant)"),
+    click.option("--reason", "-r", default=None, help="ask for a grant with this reason if you have none"),
+    click.option("--duration", "-d", default=None, help="with --reason: how long, e.g. 30m"),
+    click.option("--wait", is_flag=True, help="with --reason: wait until the request is approved"),
+    click.option("--broker", default=None, help="the PostgreSQL broker's HOST:PORT (default: from the control plane)"),
+]
+
+
+def request_options(f: Any) -> Any:
+    for option in reversed(_request_options):
+        f = option(f)
+    return f
+
+
+@click.command("psql")
+@request_options
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@command_options
+def psql(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+         wait: bool, broker: str | None, psql_args: tuple[str, ...]) -> None:
+    """Run psql on RESOURCE through the jitgate broker (gets a token for your active grant).
+
+    Extra arguments after `--` go to psql, e.g. `jitgate psql orders-db -- -c 'select 1'`.
+    """
+    grant, token, address = grant_and_token(client, resource, role, reason, duration, wait, broker)
+    exe = shutil.which("psql")
+    if exe is None:
+        fail("psql is not installed; `jitgate db-connect` prints the connection settings instead")
+        return
+    params = connection_params(token, address, _ca_file(token.ca_pem))
+    env = dict(os.environ)
+    env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
+                "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"], "PGSSLMODE": "verify-full",
+                "PGSSLROOTCERT": params["sslrootcert"], "PGAPPNAME": "jitgate-psql"})
+    click.echo(f"jitgate: {grant.role}@{grant.resource} until {when(token.expires_at)} (grant {grant.id})", err=True)
+    sys.stdout.flush()
+    os.execvpe(exe, [exe, *psql_args], env)
+
+
+@click.command("db-connect")
+@request_options
+@click.option("--format", "fmt", type=click.Choice(["uri", "env"]), default="uri", show_default=True)
+@command_options
+def db_connect(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+               wait: bool, broker: str | None, fmt: str) -> None:
+    """Print how to connect any PostgreSQL client to RESOURCE through the broker (URI or env)."""
+    grant, token, address = grant_and_token(client, resource, role, reason, duration, wait, broker)
+    params = connection_params(token, address, _ca_file(token.ca_pem))
+    uri = (f"postgresql://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}@"
+           f"{params['host']}:{params['port']}/{quote(params['dbname'], safe='')}"
+           f"?sslmode=verify-full&sslrootcert={quote(params['sslrootcert'])}")
+    if output == "json":
+        print_json({**params, "uri": uri, "grant_id": grant.id,
+                    "expires_at": when(token.expires_at)})
+        return
+    if fmt == "env":
+        for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
+                          ("dbname", "PGDATABASE"), ("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT")):
+            click.echo(f"export {name}={_sh(params[key])}")
+        return
+    click.echo(uri)
+    click.echo(f"# valid until {when(token.expires_at)} (grant {grant.id})", err=True)
+
+
+def _sh(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+# ---------------------------------------------------------------- the broker
+
+
+@click.command("pg-broker")
+@click.option("--listen", default="127.0.0.1:6432", show_default=True, help="HOST:PORT for PostgreSQL clients")
+@click.option("--identity", default=None, help=f"the broker's identity bundle directory (default ${IDENTITY_ENV})")
+@click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
+@click.option("--data-dir", default="~/.jitgate/pg-broker", show_default=True,
+              help="recordings, recorder key and (tls/cert.pem, tls/key.pem) the TLS certificate")
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="server certificate (PEM) from the jitgate CA")
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False), help="its private key (PEM)")
+@click.option("--issue-tls-from", "ca_data_dir", default=None, type=click.Path(file_okay=False),
+              help="make the TLS certificate now from the control plane's data directory (its X.509 CA)")
+@click.option("--tls-hostname", "hostnames", multiple=True,
+              help="with --issue-tls-from: DNS names clients use (localhost and 127.0.0.1 are always in)")
+@click.option("--max-message", default=64 * 1024 * 1024, show_default=True,
+              help="largest client message in bytes; a larger one ends that connection (54000)")
+@click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
+@click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
+              tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
+              allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
+    """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
+    from broker.pg.config import ConfigError, PgBrokerConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    data = Path(data_dir).expanduser()
+    try:
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames))
+        config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, require_tls=not allow_plaintext,
+                                max_message=max_message)
+    except (ConfigError, ValueError, OSError) as exc:
+        fail(str(exc))
+        return
+    runner = asyncio.run
+    if uvloop:
+        import uvloop as _uvloop
+
+        runner = _uvloop.run
+    try:
+        runner(_serve(config, identity_dir(identity), server_address(server), data))
+    except Exception as exc:  # start-up failures: one plain line
+        fail(f"pg broker stopped: {exc}")
+
+
+def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
+               hostnames: list[str]) -> tuple[Path | None, Path | None]:
+    tls_dir = data / "tls"
+    if ca_data_dir:
+        from ca.keystore import ensure_private_dir, write_private_file
+        from controlplane.identity import DataDir, open_x509_ca
+
+        bundle = open_x509_ca(DataDir(Path(ca_data_dir).expanduser())).issue_server_certificate(hostnames, [])
+        ensure_private_dir(tls_dir)
+        write_private_file(tls_dir / "cert.pem", bundle.cert_pem)
+        write_private_file(tls_dir / "key.pem", bundle.key_pem)
+    if cert or key:
+        return (Path(cert) if cert else None), (Path(key) if key else None)
+    if (tls_dir / "cert.pem").exists():
+        return tls_dir / "cert.pem", tls_dir / "key.pem"
+    return None, None
+
+
+async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
+    from broker.cpclient import ControlPlaneClient
+    from broker.pg.server import PgBroker
+    from ca.keystore import passphrase_from_env_or_dir
+    from recorder import FileRecordingStore
+
+    passphrase = passphrase_from_env_or_dir(data / "keys")
+    store = FileRecordingStore(data, passphrase=passphrase)
+    cp = ControlPlaneClient.from_identity_dir(server, identity)
+    broker = PgBroker(config, cp, store)
+    host, port = await broker.start()
+    click.echo(f"jitgate pg broker on {host}:{port} (TLS {'required' if config.require_tls else 'optional'})",
+               err=True)
+    addr_file = data / "listen.addr"
+    addr_file.write_text(f"{host}:{port}\n")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        addr_file.unlink(missing_ok=True)
+        await broker.stop()
+        await cp.close()
+
+
+__all__ = ["db_connect", "grant_and_token", "pg_broker", "psql"]

@@ -1,0 +1,352 @@
+"""The PostgreSQL broker end to end: real control plane, real broker process, real PostgreSQL, psql, psycopg."""
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broker.pg import protocol as p
+from jitgate.v1 import access_pb2
+from tests.broker.pg.harness import PgStack, Token, local_pg_available, pg_bin
+from tests.support import require, require_binary
+
+MAX_MESSAGE = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgStack]:
+    require(local_pg_available(), "PostgreSQL on 127.0.0.1:5432 (trust, user postgres, db test)")
+    require(pg_bin("initdb") is not None, "initdb (postgresql server binaries)")
+    with PgStack(tmp_path_factory.mktemp("pg"), broker_args=("--max-message", str(MAX_MESSAGE))) as s:
+        yield s
+
+
+def connect(stack: PgStack, token: Token, **kw: Any) -> psycopg.Connection:
+    return psycopg.connect(**stack.dsn(token, **kw))
+
+
+def session_recording(stack: PgStack, grant_id: str, timeout: float = 15.0) -> list[Any]:
+    """Statements of the (ended) sessions of a grant, from the broker's recordings; chain verified."""
+    client = stack.client("admin")
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = client.access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions
+        if sessions and all(s.recording_ref for s in sessions):
+            break
+        assert time.monotonic() < deadline, f"sessions of {grant_id} not ended: {sessions}"
+        time.sleep(0.05)
+    store = stack.recordings()
+    events: list[Any] = []
+    for s in sorted(sessions, key=lambda s: s.started_at.ToNanoseconds()):
+        result = store.verify(s.recording_ref, expected_final_hash=s.recording_hash)
+        assert result.ok, result
+        events += list(store.open(s.recording_ref).events())
+    return events
+
+
+def statements(events: list[Any]) -> list[Any]:
+    return [e for e in events if getattr(e, "type", "") == "statement"]
+
+
+# ---------------------------------------------------------------- clients that work
+
+
+def test_psql_verify_full_simple_protocol(stack: PgStack) -> None:
+    psql = require_binary("psql")
+    token = stack.login("alice", "testdb", stack.ro)
+    env = {**os.environ, "PGPASSWORD": token.token}
+    conninfo = (f"host=localhost port={stack.broker_port} user={token.user} dbname={token.database} "
+                f"sslmode=verify-full sslrootcert={stack.ca_file}")
+    out = subprocess.run([psql, conninfo, "-XAtc", "select current_user, 40 + 2"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{stack.ro}|42"
+    # The broker's certificate does not name 127.0.0.2: verify-full must fail there (TLS is really checked).
+    bad = subprocess.run([psql, conninfo.replace("host=localhost", "host=127.0.0.2 hostaddr=127.0.0.1"), "-Xc",
+                          "select 1"], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "does not match" in bad.stderr
+
+
+def test_psycopg_extended_protocol_transaction_and_recording(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.rw)
+    with connect(stack, token) as conn:
+        conn.execute("create table items (id int primary key, name text)")
+        with conn.transaction():
+            conn.execute("insert into items values (%s, %s), (%s, %s)", (1, "one", 2, "two"))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with conn.transaction():
+                conn.execute("insert into items values (%s, %s)", (3, "three"))
+                conn.execute("insert into items values (%s, %s)", (1, "dup"))
+        rows = conn.execute("select id, name from items where id >= %s order by id", (1,)).fetchall()
+        assert rows == [(1, "one"), (2, "two")]  # the failed transaction was rolled back
+        assert conn.execute("select %s::bytea", (b"\x00\x01",), binary=True).fetchone() == (b"\x00\x01",)
+        conn.commit()
+    recs = statements(session_recording(stack, token.grant_id))
+    by_text = {(r.text, tuple(r.parameters or ())): r for r in recs}
+    ins = by_text[("insert into items values ($1, $2), ($3, $4)", ("1", "one", "2", "two"))]
+    assert ins.protocol == "extended" and ins.rows == 2 and ins.command_tag == "INSERT 0 2"
+    dup = by_text[("insert into items values ($1, $2)", ("1", "dup"))]
+    assert dup.error_sqlstate == "23505" and "duplicate key" in (dup.error_message or "")
+    sel = by_text[("select id, name from items where id >= $1 order by id", ("1",))]
+    assert sel.rows == 2 and sel.duration_ms >= 0 and sel.started_at > 1.7e9
+    assert any(r.text == "create table items (id int primary key, name text)" for r in recs)
+    assert any(r.text == "COMMIT" or r.command_tag == "COMMIT" for r in recs)
+
+
+def test_copy_in_and_out(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.rw)
+    with connect(stack, token, autocommit=True) as conn:
+        conn.execute("create table copied (n int, s text)")
+        with conn.cursor() as cur:
+            with cur.copy("copy copied from stdin") as copy:
+                for i in range(500):
+                    copy.write_row((i, f"row {i}"))
+            out = bytearray()
+            with cur.copy("copy (select * from copied order by n) to stdout") as copy:
+                for chunk in copy:
+                    out += chunk
+        assert out.count(b"\n") == 500 and out.startswith(b"0\trow 0\n")
+        assert conn.execute("select count(*) from copied").fetchone() == (500,)
+    recs = statements(session_recording(stack, token.grant_id))
+    copies = [r for r in recs if r.protocol == "copy"]
+    assert [(r.text, r.rows) for r in copies] == [
+        ("copy copied from stdin", 500), ("copy (select * from copied order by n) to stdout", 500)]
+
+
+def test_query_cancel_reaches_the_upstream_backend(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token) as conn:
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(20)")
+        assert time.monotonic() - started < 15
+        conn.rollback()
+        assert conn.execute("select 1").fetchone() == (1,)  # the session goes on
+
+
+def test_readonly_role_cannot_write(stack: PgStack) -> None:
+    rw = stack.login("alice", "testdb", stack.rw)
+    with connect(stack, rw, autocommit=True) as conn:
+        conn.execute("create table ledger (v int)")
+    ro = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, ro, autocommit=True) as conn:
+        assert conn.execute("select current_user").fetchone() == (stack.ro,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            conn.execute("insert into ledger values (1)")
+        assert conn.execute("select count(*) from ledger").fetchone() == (0,)
+    recs = statements(session_recording(stack, ro.grant_id))
+    assert any(r.text == "insert into ledger values (1)" and r.error_sqlstate == "42501" for r in recs)
+
+
+def test_scram_and_md5_credential_injection(stack: PgStack) -> None:
+    assert stack.private is not None
+    for role in (stack.scram_role, stack.md5_role):
+        token = stack.login("alice", "scramdb", role)
+        with connect(stack, token) as conn:
+            assert conn.execute("select current_user").fetchone() == (role,)
+    # The private cluster really demands the password: the role cannot log in without it.
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(host="127.0.0.1", port=stack.private.port, user=stack.scram_role, dbname="postgres",
+                        password="wrong", connect_timeout=5)
+    kinds = stack.private.psql(f"select rolname, left(rolpassword, 5) from pg_authid where rolname in "
+                               f"('{stack.scram_role}', '{stack.md5_role}') order by 1")
+    assert "SCRAM" in kinds and "md5" in kinds
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def refused(stack: PgStack, token: Token, **kw: Any) -> psycopg.OperationalError:
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(**stack.dsn(token, **kw)).close()
+    return info.value
+
+
+def test_refusals_are_readable_errors(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    bad = refused(stack, Token("not-a-token", token.user, "test", ""))
+    assert "jitgate refused access" in str(bad)
+    other_resource = refused(stack, Token(token.token, f"{stack.ro}@otherdb", "test", ""))
+    assert "jitgate refused access" in str(other_resource)
+    other_role = refused(stack, Token(token.token, f"{stack.rw}@testdb", "test", ""))
+    assert "jitgate refused access" in str(other_role)
+    plain = refused(stack, token, sslmode="disable")
+    assert "requires TLS" in str(plain)
+    syntax = refused(stack, Token(token.token, "just-a-name", "test", ""))
+    assert "ROLE@RESOURCE" in str(syntax)
+    # Grant ended: revoke it, then its token no longer opens anything.
+    stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=token.grant_id, reason="test"))
+    gone = refused(stack, token)
+    assert "jitgate refused access" in str(gone)
+
+
+def raw_login(stack: PgStack, user: str, password: str) -> tuple[ssl.SSLSocket, list[p.Message]]:
+    """A hand-made client: SSLRequest, TLS, startup, password; returns the socket and the messages read."""
+    sock = socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10)
+    sock.sendall(p.ssl_request())
+    assert sock.recv(1) == b"S"
+    ctx = ssl.create_default_context(cafile=str(stack.ca_file))
+    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(p.startup_message({"user": user, "database": "test"}))
+    reader = p.MessageReader(max_length=1 << 20)
+    msgs = read_until(tls, reader, b"R")
+    assert p.parse_auth(msgs[-1].body)[0] == p.AUTH_CLEARTEXT
+    tls.sendall(p.password_message(password.encode() + b"\x00"))
+    return tls, read_until(tls, reader, b"Z")
+
+
+def read_until(sock: socket.socket, reader: p.MessageReader, kind: bytes) -> list[p.Message]:
+    out: list[p.Message] = []
+    while True:
+        m = reader.next_message()
+        if m is not None:
+            out.append(m)
+            if m.type in (kind, b"E"):
+                return out
+            continue
+        data = sock.recv(65536)
+        if not data:
+            return out
+        reader.receive_data(data)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    return out
+
+
+def test_startup_phase_guards(stack: PgStack) -> None:
+    # Bytes after SSLRequest and before the handshake: dropped without an answer.
+    with socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10) as s:
+        s.sendall(p.ssl_request() + p.startup_message({"user": "x@y"}))
+        assert read_all(s) == b""
+    # GSSENCRequest is declined, the connection continues with SSLRequest.
+    with socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10) as s:
+        s.sendall(struct.pack("!ii", 8, p.GSSENC_REQUEST_CODE))
+        assert s.recv(1) == b"N"
+        s.sendall(p.ssl_request())
+        assert s.recv(1) == b"S"
+    # An unknown CancelRequest is ignored; the connection just closes.
+    with socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10) as s:
+        s.sendall(p.cancel_request(1, 2))
+        assert read_all(s) == b""
+
+
+def test_backend_key_is_the_brokers_and_oversized_message_ends_only_that_client(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    tls, msgs = raw_login(stack, token.user, token.token)
+    kinds = [m.type for m in msgs]
+    assert kinds[0] == b"R" and b"S" in kinds and kinds[-1] == b"Z"
+    [key] = [m for m in msgs if m.type == b"K"]
+    pid, secret = p.parse_backend_key_data(key.body)
+    tls.sendall(p.message(b"Q", b"select pg_backend_pid()\x00"))
+    rows = read_until(tls, p.MessageReader(), b"Z")
+    data_row = [m for m in rows if m.type == b"D"][0]
+    assert int(data_row.body[6:]) == pid  # the upstream's real pid, with the broker's own secret
+    assert secret != 0
+    tls.sendall(b"Q" + struct.pack("!I", MAX_MESSAGE + 100))
+    reply = p.MessageReader()
+    reply.receive_data(read_all(tls))
+    m = reply.next_message()
+    assert m is not None and m.type == b"E" and p.parse_error_fields(m.body)["sqlstate"] == "54000"
+    # The broker still serves everyone else.
+    other = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, other) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+# ---------------------------------------------------------------- deadline, extension, revocation
+
+
+def test_warning_then_cut_at_expiry(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro, seconds=3)
+    notices: list[str] = []
+    with connect(stack, token, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
+        with pytest.raises(psycopg.OperationalError) as info:
+            conn.execute("select pg_sleep(20)")
+        assert info.value.sqlstate == "57P01"
+        assert "access expired" in str(info.value)
+    assert any(n.startswith("WARNING: jitgate: access to testdb ends at") for n in notices), notices
+    events = session_recording(stack, token.grant_id)
+    notes = [e.text for e in events if getattr(e, "type", "") == "note"]
+    assert any("ends at" in n for n in notes) and any("expired" in n for n in notes)
+
+
+def test_extension_and_revocation_on_live_connections(stack: PgStack) -> None:
+    extended = stack.grant("alice", "testdb", stack.ro, seconds=3)
+    revoked = stack.grant("bob", "testdb", stack.ro, seconds=3600)
+    with connect(stack, stack.token("alice", extended.id), autocommit=True) as a, \
+            connect(stack, stack.token("bob", revoked.id), autocommit=True) as b:
+        notices: list[str] = []
+        a.add_notice_handler(lambda d: notices.append(d.message_primary))
+        from google.protobuf import duration_pb2
+
+        more = duration_pb2.Duration(seconds=600)
+        stack.client("alice").access.Extend(access_pb2.ExtendRequest(id=extended.id, duration=more,
+                                                                       justification="need more"))
+        stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=revoked.id, reason="incident over"))
+        with pytest.raises(psycopg.OperationalError) as info:
+            b.execute("select pg_sleep(20)")
+        assert info.value.sqlstate == "57P01" and "access revoked" in str(info.value)
+        a.execute("select pg_sleep(4)")  # past the first deadline: still alive
+        assert a.execute("select 1").fetchone() == (1,)
+        assert any("extended until" in n for n in notices), notices
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.binary(min_size=1, max_size=200), as_startup=st.booleans())
+def test_fuzz_random_bytes_leave_the_broker_serving(stack: PgStack, data: bytes, as_startup: bool) -> None:
+    if as_startup:
+        with socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            read_all(s)
+    else:
+        tls, msgs = raw_login(stack, FUZZ_TOKEN[0].user, FUZZ_TOKEN[0].token)
+        assert msgs[-1].type == b"Z", msgs
+        tls.sendall(data)
+        tls.sendall(p.message(b"Q", b"select 1\x00"))
+        tls.settimeout(5)
+        read_all(tls)
+        tls.close()
+
+
+FUZZ_TOKEN: list[Token] = []
+
+
+@pytest.fixture(autouse=True)
+def _fuzz_token(request: pytest.FixtureRequest) -> None:
+    if request.node.name.startswith("test_fuzz") and not FUZZ_TOKEN:
+        stack = request.getfixturevalue("stack")
+        FUZZ_TOKEN.append(stack.login("alice", "testdb", stack.ro))
+
+
+def test_still_serving_after_fuzz(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token) as conn:
+        assert conn.execute("select 'alive'").fetchone() == ("alive",)
+    assert stack.broker_proc is not None and stack.broker_proc.poll() is None
+    assert "Traceback" not in stack.broker_log_text()
+
