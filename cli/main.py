@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "replay": "cli.replay_cmd:replay",
     "recordings": "cli.replay_cmd:recordings",
     "recommend": "cli.recommend_cmd:recommend",
+    "psql": "cli.pg_cmd:psql",
+    "db-connect": "cli.pg_cmd:db_connect",
+    "pg-broker": "cli.pg_cmd:pg_broker",
 }
 
 
