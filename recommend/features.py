@@ -183,6 +183,59 @@ def history_before(rows: Iterable[HistoryRow], user: str, at: datetime) -> Perso
     return history
 
 
+@dataclass(frozen=True)
+class Served:
+    """What serving needs from the requester's past for one ask."""
+
+    raw: RawFeatures
+    recent_on_resource: list[float]  # used minutes, oldest first (at most 10)
+    recent_same_task: list[float]  # used minutes of the same task on any resource (at most 10)
+
+
+def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
+    """The features of one ask from the requester's finished grants in `rows`.
+
+    Equal to `PersonalHistory.features` over the same past (a test holds them
+    together), but one pass with plain lists: this runs on every request.
+    """
+    task = task_of(ask.reason, ask.ticket)
+    user, resource, kind, at = ask.user, ask.resource, ask.kind, ask.at
+    mine = [(r.finished_at, r.requested_at, r) for r in rows if r.user == user and r.finished_at <= at]
+    mine.sort(key=lambda item: (item[0], item[1]))
+    res: list[float] = []
+    res_task: list[float] = []
+    same_task: list[float] = []
+    same_kind: list[float] = []
+    for _, _, row in mine:
+        used = row.used_minutes
+        row_task = task_of(row.reason, row.ticket)
+        if row.resource == resource:
+            res.append(used)
+            if row_task == task:
+                res_task.append(used)
+        if row_task == task:
+            same_task.append(used)
+        if row.kind == kind:
+            same_kind.append(used)
+    extended = [row.extensions > 0 for _, _, row in mine[-20:]]
+    recent = res[-_RECENT:]
+    after_hours = at.weekday() >= 5 or at.hour < 7 or at.hour >= 19
+    raw = (
+        task, kind, ask.labels.get("env", ""), ask.labels.get("sensitivity", ""), ask.access, user, resource,
+        float(at.hour) + at.minute / 60.0, float(at.weekday()), float(after_hours),
+        float(len(res)),
+        _median(recent),
+        quantile(recent, 0.8) if recent else math.nan,
+        recent[-1] if recent else math.nan,
+        _median(res_task[-5:]),
+        _median(same_task[-_RECENT:]),
+        float(len(same_kind)),
+        _median(same_kind[-_RECENT:]),
+        (sum(extended) / len(extended)) if extended else math.nan,
+    )
+    return Served(raw=raw, recent_on_resource=recent, recent_same_task=same_task[-_RECENT:])
+
+
 Vocabularies = dict[str, list[str]]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from recommend.durations import format_minutes
 from recommend.errors import ModelError
-from recommend.features import CATEGORICAL, FEATURES, Ask, PersonalHistory, history_before, quantile, task_of
+from recommend.features import CATEGORICAL, FEATURES, Ask, Served, features_for, quantile, task_of
 from recommend.history import HistoryRow
 from recommend.model import ModelBundle, load_model
 from recommend.rounding import offer
@@ -128,10 +128,10 @@ class Recommender:
         when there is no model or it knows too little of the resource; rounded up to
         `step` and clamped to `max_duration`."""
         ask = req.ask()
-        personal = history_before(history, ask.user, ask.at)
+        served = features_for(ask, history)
         loaded = self._loaded
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
-            minutes = self._predict(loaded, personal.features(ask))
+            minutes = self._predict(loaded, served.raw)
             basis, why = "model", self._similar(loaded, ask)
         else:
             reason = (f"the model knows too little of {ask.resource}" if loaded is not None
@@ -139,7 +139,7 @@ class Recommender:
             minutes, basis, stats_text = self._fallback(ask, history, loaded)
             why = f"fallback ({reason}): {stats_text}"
         duration = offer(minutes, max_duration, step)
-        parts = [why, self._yours(ask, personal)]
+        parts = [why, self._yours(ask, served)]
         if max_duration is not None and duration == max_duration and minutes * 60 > max_duration.total_seconds():
             parts.append(f"capped at the policy maximum of {format_minutes(max_duration.total_seconds() / 60)}")
         return Recommendation(
@@ -189,13 +189,13 @@ class Recommender:
         return DEFAULT_MINUTES, "default", f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}"
 
     @staticmethod
-    def _yours(ask: Ask, personal: PersonalHistory) -> str:
+    def _yours(ask: Ask, served: Served) -> str:
         """`your last 5 on orders-db used 35-50 min`, else the same for this task type elsewhere."""
-        task = task_of(ask.reason, ask.ticket)
-        recent = personal.recent_on(ask.user, ask.resource)[-5:]
+        task = served.raw[0]
+        recent = served.recent_on_resource[-5:]
         where = f"on {ask.resource}"
         if not recent and task != "other":
-            recent, where = personal.recent_task(ask.user, task)[-5:], f"{task} grants elsewhere"
+            recent, where = served.recent_same_task[-5:], f"{task} grants elsewhere"
         if not recent:
             return f"you have no finished grants on {ask.resource} yet"
         if len(recent) == 1:

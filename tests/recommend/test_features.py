@@ -4,7 +4,7 @@ import math
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from recommend.features import FEATURES, ask_of, history_before, in_time_order, past_features
+from recommend.features import FEATURES, ask_of, features_for, history_before, in_time_order, past_features
 from recommend.history import HistoryRow
 
 T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
@@ -43,10 +43,13 @@ def test_features_do_not_change_when_the_future_changes(rows: list[HistoryRow]) 
 def test_serving_features_equal_training_features(rows: list[HistoryRow]) -> None:
     ordered = in_time_order(rows[:800])
     trained = past_features(ordered)
-    for i in range(0, len(ordered), 37):
+    for i in range(0, len(ordered), 7):
         ask = ask_of(ordered[i])
-        served = history_before(ordered, ask.user, ask.at).features(ask)
-        assert _same(trained[i], served), f"row {i}: training and serving features differ"
+        personal = history_before(ordered, ask.user, ask.at)
+        served = features_for(ask, ordered)
+        assert _same(trained[i], personal.features(ask)), f"row {i}: history_before differs from training"
+        assert _same(trained[i], served.raw), f"row {i}: serving features differ from training"
+        assert served.recent_on_resource == personal.recent_on(ask.user, ask.resource)
 
 
 def _same(a: tuple, b: tuple) -> bool:
