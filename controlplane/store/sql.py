@@ -89,8 +89,9 @@ class SqlStore:
         """A SQLite file store in WAL mode (created and migrated when new)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False,
-                                                                   "timeout": busy_timeout_ms / 1000})
+        # Pool sized for a threaded gRPC server: readers never wait on each other in WAL mode.
+        engine = create_engine(f"sqlite:///{path}", pool_size=16, max_overflow=16,
+                               connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
