@@ -19,7 +19,7 @@ from recommend.errors import ModelError, TrainingError
 from recommend.evaluate import BASELINES, Evaluation, baseline_predictions, score, split_index
 from recommend.features import (CATEGORICAL, FEATURES, RawFeatures, encode, in_time_order, make_vocabularies,
                                 past_features)
-from recommend.history import HistoryRow, format_time
+from recommend.history import HistoryRow, format_time, parse_time
 from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
                              pinball_loss, save_model, train_booster)
 from recommend.rounding import offer_minutes
@@ -155,7 +155,11 @@ def _compare(prepared: Prepared, predicted: np.ndarray, old: ModelBundle, alpha:
     (when there are enough of them), else on all held-out rows."""
     test_rows = prepared.rows[prepared.cut:]
     used = prepared.used[prepared.cut:]
-    fresh = np.array([format_time(r.requested_at) > old.metadata.trained_until for r in test_rows], dtype=bool)
+    try:
+        old_until = parse_time(old.metadata.trained_until)
+    except ValueError:
+        old_until = None
+    fresh = np.array([old_until is not None and r.requested_at > old_until for r in test_rows], dtype=bool)
     mask = fresh if fresh.sum() >= MIN_FRESH_ROWS else np.ones(len(test_rows), dtype=bool)
     x_old = encode(prepared.raw[prepared.cut:], old.metadata.vocabularies)
     old_pred = old.predict_minutes(x_old, num_threads=1)

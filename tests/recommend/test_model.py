@@ -106,3 +106,13 @@ def _rewrite_meta(directory: Path, **changes: object) -> None:
     meta = json.loads((directory / META_FILE).read_text())
     meta.update(changes)
     (directory / META_FILE).write_text(json.dumps(meta))
+
+
+def test_comparison_uses_only_rows_the_old_model_never_saw(rows: list[HistoryRow], tmp_path: Path) -> None:
+    directory = tmp_path / "model"
+    ordered = sorted(rows, key=lambda r: r.requested_at)
+    old = train_and_save(ordered[:1500], directory, FAST)
+    grown = train_and_save(ordered, directory, FAST)  # a history that only grew
+    newer = [r for r in ordered[len(ordered) - len(ordered) // 5:]
+             if r.requested_at > ordered[int(1500 * 0.8) - 1].requested_at]
+    assert grown.previous_version == old.version and grown.compared_rows == len(newer)
