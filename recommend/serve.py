@@ -130,12 +130,18 @@ class Recommender:
         ask = req.ask()
         served = features_for(ask, history)
         loaded = self._loaded
+        minutes, failure = math.nan, ""
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
-            minutes = self._predict(loaded, served.raw)
-            basis, why = "model", self._similar(loaded, ask)
+            try:
+                minutes = self._predict(loaded, served.raw)
+            except Exception as exc:  # a broken booster must not fail a request: fall back, say why
+                log.warning("duration model failed, using fallback statistics: %s", exc)
+                failure = "the model failed"
+        if math.isfinite(minutes):
+            basis, why = "model", self._similar(loaded, ask)  # type: ignore[arg-type]
         else:
-            reason = (f"the model knows too little of {ask.resource}" if loaded is not None
-                      else "no trained model")
+            reason = failure or (f"the model knows too little of {ask.resource}" if loaded is not None
+                                 else "no trained model")
             minutes, basis, stats_text = self._fallback(ask, history, loaded)
             why = f"fallback ({reason}): {stats_text}"
         duration = offer(minutes, max_duration, step)

@@ -143,3 +143,17 @@ def test_same_answers_from_many_threads(rows: list[HistoryRow], trained_dir: Pat
 def test_bad_requests_refused(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RecommendRequest(**fields)
+
+
+def test_a_failing_booster_falls_back_instead_of_failing_the_request(rows: list[HistoryRow], trained_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    recommender = Recommender(trained_dir)
+    loaded = recommender._loaded
+    assert loaded is not None
+
+    def fake_broken_predict(*args: object, **kwargs: object) -> None:  # a fake: LightGBM cannot be made to fail here
+        raise RuntimeError("booster exploded")
+
+    monkeypatch.setattr(loaded.bundle.booster, "predict", fake_broken_predict)
+    result = recommender.recommend(_request(_busy_pair(rows)), timedelta(hours=2), STEP, rows)
+    assert result.fallback and result.explanation.startswith("fallback (the model failed)")
