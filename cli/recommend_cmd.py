@@ -137,9 +137,10 @@ def train(history_path: str, model_dir: str | None, data_dir: str | None, max_te
               help="history file (JSON lines)")
 @_limits_options
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True)
 @_output_option
 @_fail_plainly
-def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, output: str) -> None:
+def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rounds: int, output: str) -> None:
     """Model vs baselines on the newest 20% of a history (trained on the older 80%; nothing is saved).
 
     coverage: share of grants whose used time fits; excess: mean offered minus used
@@ -152,7 +153,7 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, out
 
     rows = read_history(history_path)
     max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
-    evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha), max_d.total_seconds() / 60,
+    evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha, num_rounds=rounds), max_d.total_seconds() / 60,
                                      step.total_seconds() / 60)
     if output == "json":
         click.echo(json.dumps(evaluation.to_json(), indent=2))

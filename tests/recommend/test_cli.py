@@ -33,7 +33,7 @@ def test_synth_writes_valid_deterministic_history(history: Path, tmp_path: Path)
 
 
 def test_evaluate_json_shape(history: Path) -> None:
-    code, out, err = _run("evaluate", "--history", str(history), "--output", "json", "--max", "2h")
+    code, out, err = _run("evaluate", "--history", str(history), "--output", "json", "--max", "2h", "--rounds", "60")
     assert code == 0, err
     data = json.loads(out)
     assert list(data) == ["model", "baselines", "rows_train", "rows_test"]
@@ -42,7 +42,7 @@ def test_evaluate_json_shape(history: Path) -> None:
         assert list(metrics) == ["coverage", "excess_minutes", "extension_rate"]
         assert 0.0 <= metrics["coverage"] <= 1.0
     assert data["rows_train"] == 1200 and data["rows_test"] == 300
-    code, table, _ = _run("evaluate", "--history", str(history))
+    code, table, _ = _run("evaluate", "--history", str(history), "--rounds", "20")
     assert code == 0 and "user_resource_p80" in table and "coverage" in table
 
 
