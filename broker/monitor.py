@@ -178,6 +178,7 @@ class SessionMonitor:
         """Move the deadline (an extension, or a correction from the control plane)."""
         if self._closed or self._pending or expires_at == self._deadline:
             return
+        log.debug("session %s: deadline %s -> %s", self.session_id, self._deadline, expires_at)
         later = expires_at > self._deadline
         self._deadline = expires_at
         if expires_at - self.clock.now() > self._grace:
@@ -314,7 +315,7 @@ class MonitorHub:
         if change.seq:
             self._last_seq[change.grant_id] = change.seq
         if change.active:
-            if change.expires_at is not None:
+            if change.expires_at is not None and change.expires_at > self._expires.get(change.grant_id, change.expires_at - dt.timedelta(1)):
                 self._expires[change.grant_id] = change.expires_at
         elif change.state in ("REVOKED", "EXPIRED", "CANCELLED", "DENIED", "TIMED_OUT"):
             self._expires.pop(change.grant_id, None)
@@ -356,7 +357,10 @@ class MonitorHub:
 
     def _apply_to(self, mon: SessionMonitor, change: GrantChange) -> None:
         if change.active:
-            if change.expires_at is not None:
+            # Deadlines only move later: an ACTIVE grant is never shortened (revocation and
+            # expiry are state changes), and an event may carry a request state read before
+            # an extension committed (seen: `credential.upstream_issued` after `grant.extended`).
+            if change.expires_at is not None and change.expires_at > mon.deadline:
                 mon.extend(change.expires_at)
         elif change.state == "EXPIRED":
             mon.expire_now()

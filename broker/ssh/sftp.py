@@ -45,6 +45,7 @@ class _Pending:
     target: str | None = None
     flags: str | None = None
     handle: bytes = b""
+    size: int = 0
 
 
 class _Reader:
@@ -163,10 +164,7 @@ class SftpLog:
         elif kind == WRITE:
             handle = r.raw()
             r.u64()
-            n = r.skip_string()
-            h = self._handles.get(handle)
-            if h is not None:
-                h.bytes += n
+            self._pending[req_id] = _Pending("write", handle=handle, size=r.skip_string())
         elif kind in (REMOVE, MKDIR, RMDIR, SETSTAT):
             op = {REMOVE: "remove", MKDIR: "mkdir", RMDIR: "rmdir", SETSTAT: "setstat"}[kind]
             self._pending[req_id] = _Pending(op, r.text())
@@ -209,6 +207,11 @@ class SftpLog:
         error = None if ok else (message or f"status {code}")
         if pending.op == "read":
             return  # EOF or an error on a read: the close carries the total
+        if pending.op == "write":
+            h = self._handles.get(pending.handle)
+            if h is not None and ok:
+                h.bytes += pending.size
+            return
         if pending.op == "close":
             h = self._handles.pop(pending.handle, None)
             if h is not None and not h.is_dir:

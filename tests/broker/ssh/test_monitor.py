@@ -181,3 +181,19 @@ async def test_naive_deadline_is_refused() -> None:
     with pytest.raises(ValueError):
         SessionMonitor(session_id="s", grant_id="g", resource="r", expires_at=dt.datetime(2026, 1, 1),
                        grace_period=dt.timedelta(0), clock=FakeClock(), on_cut=lambda c: None)
+
+
+async def test_hub_never_shortens_an_active_deadline() -> None:
+    clock = FakeClock(T0)
+    hub = MonitorHub(clock)
+    seen = Seen()
+    mon = hub.start_monitor(session_id="s", grant_id="g1", resource="r", expires_at=T0 + dt.timedelta(seconds=60),
+                            grace_period=dt.timedelta(seconds=10), on_cut=seen.cut)
+    hub.apply(change("ACTIVE", T0 + dt.timedelta(seconds=120), seq=6))
+    # A later event carrying a request state read before the extension committed.
+    hub.apply(change("ACTIVE", T0 + dt.timedelta(seconds=60), seq=7))
+    await settle()
+    assert mon.deadline == T0 + dt.timedelta(seconds=120)
+    clock.advance(61)
+    await settle()
+    assert seen.cuts == []

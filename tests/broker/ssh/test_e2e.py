@@ -1,0 +1,342 @@
+"""End to end: OpenSSH client -> jitgate SSH broker -> real sshd, with a real control plane.
+
+One control plane, target and broker per module (see harness.SshStack). The
+test policies auto-approve `web-01`/`web-02`, restrict `locked` to exec only
+and pin a wrong host key for `badkey`; grace is 2 s so expiry tests are short.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from google.protobuf import duration_pb2
+
+from ca import SSHCertificateAuthority, new_serial, parse_certificate
+from jitgate.v1 import access_pb2, audit_pb2, types_pb2
+from recorder import FileRecordingStore
+from tests.broker.ssh.harness import SshStack, UserKey, wait_for
+from tests.support import require_binary
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> SshStack:
+    for binary in ("sshd", "ssh", "scp", "sftp", "ssh-keygen"):
+        require_binary(binary)
+    with SshStack(tmp_path_factory.mktemp("ssh-e2e")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def alice(stack: SshStack) -> UserKey:
+    grant = stack.grant("alice", "web-01")
+    return stack.user_key("alice", grant.id)
+
+
+def sessions_of(stack: SshStack, grant_id: str) -> list[types_pb2.Session]:
+    return list(stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions)
+
+
+def ended_session(stack: SshStack, grant_id: str, count: int = 1) -> list[types_pb2.Session]:
+    """The grant's sessions once `count` of them have ended (ReportSessionEnd arrived)."""
+    def done() -> list[types_pb2.Session]:
+        ended = [s for s in sessions_of(stack, grant_id) if s.end_reason]
+        return ended if len(ended) >= count else []
+    return wait_for(done, timeout=15)
+
+
+def recordings(stack: SshStack) -> FileRecordingStore:
+    return FileRecordingStore(stack.broker_dir)
+
+
+def refusals(stack: SshStack) -> list[dict]:
+    events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="session.refused", page_size=500))
+    return [json.loads(e.data_json) for e in events.events]
+
+
+def text(r: subprocess.CompletedProcess[bytes]) -> str:
+    return (r.stdout + r.stderr).decode(errors="replace")
+
+
+# ------------------------------------------------------------------ relay
+
+
+def test_exec_relays_stdin_stdout_stderr_and_exit_status(stack: SshStack, alice: UserKey) -> None:
+    r = stack.ssh(alice, "web-01", "cat; echo to-stderr >&2; exit 7", input=b"hello through the broker\n")
+    assert r.returncode == 7, text(r)
+    assert r.stdout == b"hello through the broker\n"
+    assert b"to-stderr" in r.stderr
+
+    session = ended_session(stack, alice.grant_id)[0]
+    assert session.end_reason == "client_exit"
+    assert session.bytes_in >= len(b"hello through the broker\n")
+    assert session.bytes_out >= len(b"hello through the broker\nto-stderr\n")
+    store = recordings(stack)
+    result = store.verify(session.recording_ref, expected_final_hash=session.recording_hash)
+    assert result.ok, result.problems
+    records = [json.loads(line) for line in
+               (stack.broker_dir / "recordings" / session.recording_ref / "events.jsonl").read_text().splitlines()]
+    by_type = {r.get("type"): r for r in records[1:]}
+    assert records[0]["command"] == "cat; echo to-stderr >&2; exit 7"
+    assert by_type["stdin"]["data"] == "hello through the broker\n"
+    assert by_type["stderr"]["data"] == "to-stderr\n"
+    assert by_type["exit"]["status"] == 7
+
+
+def test_large_exec_output_arrives_whole(stack: SshStack, alice: UserKey) -> None:
+    r = stack.ssh(alice, "web-01", "head -c 3000000 /dev/zero | tr '\\0' x")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) == 3_000_000 and set(r.stdout) == {ord("x")}
+
+
+def test_pty_shell_with_input_from_a_pipe(stack: SshStack, alice: UserKey) -> None:
+    before = len(sessions_of(stack, alice.grant_id))
+    r = stack.ssh(alice, "web-01", extra=("-tt",), input=b"stty size; echo $((6*7))\nexit 3\n")
+    assert r.returncode == 3, text(r)
+    assert b"42" in r.stdout
+    sessions = ended_session(stack, alice.grant_id, before + 1)
+    session = max(sessions, key=lambda s: s.started_at.ToDatetime())
+    store = recordings(stack)
+    assert store.verify(session.recording_ref).ok
+    cast = next(p for p in (stack.broker_dir / "recordings" / session.recording_ref).iterdir() if p.suffix == ".cast")
+    lines = cast.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["version"] == 2
+    outputs = "".join(json.loads(line)[2] for line in lines[1:] if json.loads(line)[1] == "o")
+    inputs = "".join(json.loads(line)[2] for line in lines[1:] if json.loads(line)[1] == "i")
+    assert "42" in outputs and "echo $((6*7))" in inputs
+
+
+def test_scp_both_ways_and_sftp(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    src = tmp_path / "up.bin"
+    src.write_bytes(payload)
+    r = subprocess.run(stack.scp_argv(alice, str(src), stack.remote("web-01", "/tmp/jitgate-up.bin")),
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, text(r)
+    back = tmp_path / "down.bin"
+    r = subprocess.run(stack.scp_argv(alice, stack.remote("web-01", "/tmp/jitgate-up.bin"), str(back)),
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, text(r)
+    assert back.read_bytes() == payload
+
+    batch = tmp_path / "batch"
+    batch.write_text("mkdir /tmp/jitgate-sftp-dir\nput {0} /tmp/jitgate-sftp-dir/a\nrename /tmp/jitgate-sftp-dir/a "
+                     "/tmp/jitgate-sftp-dir/b\nget /tmp/jitgate-sftp-dir/b {1}\nrm /tmp/jitgate-sftp-dir/b\n"
+                     "rmdir /tmp/jitgate-sftp-dir\n".format(src, tmp_path / "sftp-back.bin"))
+    r = subprocess.run(stack.sftp_argv(alice, "web-01", batch), capture_output=True, timeout=30)
+    assert r.returncode == 0, text(r)
+    assert (tmp_path / "sftp-back.bin").read_bytes() == payload
+
+    store = recordings(stack)
+    infos = [i for i in store.list() if i.kind.value == "sftp"]
+    assert len(infos) >= 3
+    # The client may exit a moment before the broker seals the recording.
+    wait_for(lambda: all(store.verify(i.ref).ok for i in infos))
+    ops = []
+    for info in infos:
+        reader = store.open(info.ref)
+        ops += [e for e in reader.events() if getattr(e, "type", "") == "sftp"]
+    done = {(o.op, o.path, o.bytes) for o in ops if o.ok}
+    assert ("close", "/tmp/jitgate-up.bin", len(payload)) in done
+    assert ("mkdir", "/tmp/jitgate-sftp-dir", 0) in done
+    assert any(o.op == "rename" and o.target == "/tmp/jitgate-sftp-dir/b" for o in ops)
+    assert ("remove", "/tmp/jitgate-sftp-dir/b", 0) in done
+
+
+def test_policy_options_are_enforced(stack: SshStack) -> None:
+    grant = stack.grant("alice", "locked")
+    key = stack.user_key("alice", grant.id)
+    r = stack.ssh(key, "locked", "echo allowed")
+    assert r.returncode == 0 and r.stdout == b"allowed\n", text(r)
+    r = stack.ssh(key, "locked", "echo no", extra=("-tt",))
+    # The certificate lacks permit-pty, so the pty request itself is refused.
+    assert r.returncode != 0 and r.stdout == b"", text(r)
+    assert b"PTY allocation request failed" in r.stderr or b"not allowed" in r.stderr
+    r = subprocess.run(stack.scp_argv(key, stack.remote("locked", "/etc/hostname"), "/dev/null"),
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"not allowed" in r.stderr
+
+
+def test_wrong_pinned_host_key_is_refused(stack: SshStack) -> None:
+    grant = stack.grant("alice", "badkey")
+    key = stack.user_key("alice", grant.id)
+    r = stack.ssh(key, "badkey", "echo should-not-run")
+    assert r.returncode != 0
+    assert b"should-not-run" not in r.stdout
+    assert b"does not match its pinned key" in r.stderr
+
+
+# ------------------------------------------------------------------ deadline
+
+
+def test_warning_then_cut_at_expiry(stack: SshStack) -> None:
+    grant = stack.grant("bob", "web-01", seconds=4)
+    key = stack.user_key("bob", grant.id)
+    r = stack.ssh(key, "web-01", "for i in $(seq 60); do echo tick; sleep 0.25; done", timeout=30)
+    assert r.returncode != 0
+    err = r.stderr.decode()
+    assert "jitgate: access to web-01 ends at" in err, err
+    assert "jitgate: access to web-01 expired at" in err
+    assert err.index("ends at") < err.index("expired at")
+    assert r.stdout.count(b"tick") < 40  # cut long before the loop ends
+    session = ended_session(stack, grant.id)[0]
+    assert session.end_reason == "expired"
+    result = recordings(stack).verify(session.recording_ref, expected_final_hash=session.recording_hash)
+    assert result.ok and result.seal.end_reason == "expired"
+
+
+def test_pty_sees_the_cut_line_in_the_terminal(stack: SshStack) -> None:
+    grant = stack.grant("bob", "web-01", seconds=3)
+    key = stack.user_key("bob", grant.id)
+    r = stack.ssh(key, "web-01", "sleep 30", extra=("-tt",), timeout=30)
+    assert b"expired at" in r.stdout, text(r)
+
+
+def test_live_extension_moves_the_deadline(stack: SshStack) -> None:
+    grant = stack.grant("bob", "web-02", seconds=4)
+    key = stack.user_key("bob", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-02", "sleep 6; echo survived"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    wait_for(lambda: any(not s.end_reason for s in sessions_of(stack, grant.id)))
+    d = duration_pb2.Duration(seconds=60)
+    stack.client("bob").access.Extend(access_pb2.ExtendRequest(id=grant.id, duration=d, justification="need more"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out == b"survived\n"
+    assert b"extended until" in err
+
+
+def test_revocation_cuts_live_session(stack: SshStack) -> None:
+    grant = stack.grant("bob", "web-02")
+    key = stack.user_key("bob", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-02", "sleep 60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: any(not s.end_reason for s in sessions_of(stack, grant.id)))
+    time.sleep(0.3)  # let the relay settle into the running command
+    stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="incident 7"))
+    revoked_at = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - revoked_at
+    assert proc.returncode != 0
+    assert b"was revoked" in err and b"incident 7" in err, err
+    session = ended_session(stack, grant.id)[0]
+    assert session.end_reason == "revoked"
+    print(f"revocation to disconnect: {elapsed * 1000:.0f} ms")
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def refused(r: subprocess.CompletedProcess[bytes], words: str) -> None:
+    assert r.returncode == 255, text(r)
+    err = r.stderr.decode()
+    assert "jitgate: access refused" in err and words in err, err
+    assert b"should-not-run" not in r.stdout
+
+
+def sign_with(ca: SSHCertificateAuthority, key: Path, key_id: str, principal: str,
+              after: dt.datetime, before: dt.datetime) -> UserKey:
+    line = ca.sign_user_certificate(public_key=key.with_suffix(".pub").read_text(), key_id=key_id,
+                                    principals=[principal], valid_after=after, valid_before=before,
+                                    serial=new_serial(), permit_pty=True, permit_port_forwarding=False,
+                                    permit_agent_forwarding=False)
+    cert = key.parent / (key.name + "-cert.pub")
+    cert.write_text(line + "\n")
+    return UserKey(key=key, cert=cert, grant_id=key_id)
+
+
+def test_expired_certificate_is_refused(stack: SshStack, alice: UserKey) -> None:
+    from controlplane.identity import open_ssh_cas
+
+    user_ca, _ = open_ssh_cas(stack.cp.data)
+    now = dt.datetime.now(dt.timezone.utc)
+    key = sign_with(user_ca, stack.new_key(), alice.grant_id, "root@web-01",
+                    now - dt.timedelta(hours=2), now - dt.timedelta(hours=1))
+    refused(stack.ssh(key, "web-01", "echo should-not-run"), "expired")
+    assert any(e["code"] == "cert.expired" for e in refusals(stack))
+
+
+def test_revoked_grant_certificate_is_refused(stack: SshStack) -> None:
+    grant = stack.grant("alice", "web-02")
+    key = stack.user_key("alice", grant.id)
+    stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="test"))
+    refused(wait_for(lambda: (r := stack.ssh(key, "web-02", "echo should-not-run")).returncode == 255 and r),
+            "revoked")
+    assert any(e["code"] == "cert.revoked" for e in refusals(stack))
+
+
+def test_foreign_ca_certificate_is_refused(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
+    foreign = SSHCertificateAuthority.load_or_create(tmp_path / "foreign", b"p" * 32, name="user-ca")
+    now = dt.datetime.now(dt.timezone.utc)
+    key = sign_with(foreign, stack.new_key(), alice.grant_id, "root@web-01", now - dt.timedelta(minutes=1),
+                    now + dt.timedelta(hours=1))
+    refused(stack.ssh(key, "web-01", "echo should-not-run"), "untrusted CA")
+    assert any(e["code"] == "cert.untrusted_ca" for e in refusals(stack))
+
+
+def test_wrong_target_certificate_is_refused(stack: SshStack, alice: UserKey) -> None:
+    refused(stack.ssh(alice, "web-02", "echo should-not-run"), "another target")
+    assert any(e["code"] == "cert.principal_mismatch" and e["resource"] == "web-02" for e in refusals(stack))
+
+
+def test_tampered_certificate_is_refused(stack: SshStack, alice: UserKey) -> None:
+    import base64
+
+    line = alice.cert.read_text().split()
+    blob = bytearray(base64.b64decode(line[1]))
+    info = parse_certificate(alice.cert.read_text())
+    idx = blob.find(info.key_id.encode())
+    blob[idx] ^= 0x01  # another grant id, same signature
+    key = stack.new_key()
+    (key.parent / (key.name + ".pub")).write_text(alice.key.with_suffix(".pub").read_text())
+    key.write_bytes(alice.key.read_bytes())
+    cert = key.parent / (key.name + "-cert.pub")
+    cert.write_text(f"{line[0]} {base64.b64encode(bytes(blob)).decode()}\n")
+    # OpenSSH's client checks the CA signature itself and drops the altered certificate, so
+    # only the plain key reaches the broker (the broker's own signature check is in test_auth.py).
+    refused(stack.ssh(UserKey(key, cert, alice.grant_id), "web-01", "echo should-not-run"), "certificate")
+
+
+def test_plain_key_and_malformed_user_name_are_refused(stack: SshStack, alice: UserKey) -> None:
+    refused(stack.ssh(stack.new_key(), "web-01", "echo should-not-run"), "certificate is required")
+    r = subprocess.run(["ssh", "-p", str(stack.broker_port), *stack.ssh_options(alice), "root@127.0.0.1",
+                        "echo should-not-run"], capture_output=True, timeout=30)
+    refused(r, "LOGIN@RESOURCE")
+
+
+def test_user_certificate_opens_nothing_on_the_target(stack: SshStack, alice: UserKey) -> None:
+    known = stack.tmp / "target_known_hosts"
+    known.write_text(f"[127.0.0.1]:{stack.target.port} {stack.target.host_key_line}\n")
+    r = subprocess.run(["ssh", "-p", str(stack.target.port), "-F", "/dev/null", "-i", str(alice.key),
+                        "-o", f"CertificateFile={alice.cert}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                        "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+                        "root@127.0.0.1", "echo should-not-run"], capture_output=True, timeout=30)
+    assert r.returncode == 255 and b"Permission denied" in r.stderr
+    assert b"should-not-run" not in r.stdout
+
+
+# ------------------------------------------------------------------ recordings
+
+
+def test_edited_recording_fails_verification(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
+    import shutil
+
+    before = len(sessions_of(stack, alice.grant_id))
+    r = stack.ssh(alice, "web-01", "echo original-output")
+    assert r.returncode == 0
+    sessions = ended_session(stack, alice.grant_id, before + 1)
+    session = max(sessions, key=lambda s: s.started_at.ToDatetime())
+    copy = tmp_path / "copy"
+    shutil.copytree(stack.broker_dir, copy, ignore=shutil.ignore_patterns("*.sock"))
+    store = FileRecordingStore(copy)
+    assert store.verify(session.recording_ref).ok
+    data = next(p for p in (copy / "recordings" / session.recording_ref).iterdir() if p.suffix == ".jsonl")
+    data.write_text(data.read_text().replace("original-output", "innocent-output"))
+    result = store.verify(session.recording_ref)
+    assert not result.ok and not result.intact
