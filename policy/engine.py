@@ -122,13 +122,13 @@ def evaluate_naive(rules: Iterable[Rule], programs: Mapping[str, cel.Compiled],
 
 
 def evaluate_indexed(candidates: Iterable[Candidate], programs: Mapping[str, cel.Compiled],
-                     req: PolicyRequest, act: Mapping[str, Any]) -> Outcome:
+                     req: PolicyRequest, act: Mapping[str, Any], groups: frozenset[str]) -> Outcome:
     """Only the candidates of the request's resource; static matches skip CEL."""
     out = Outcome([], [])
     for c in candidates:
         if not considered(c.rule, req):
             continue
-        if not request_passes(c.request_preds, req.emergency, req.login, req.role):
+        if not request_passes(c.request_preds, req.emergency, req.login, req.role, req.user, groups):
             continue
         if not c.needs_cel:
             out.matched.append(c.rule)

@@ -6,6 +6,8 @@ understood statically (string literals only):
     resource.kind / resource.name / request.resource  ==  "x"   (or `in ["x", "y"]`)
     resource.labels.K  or  resource.labels["K"]        ==  "x"   (or `in [...]`)
     request.login / request.role                       ==  "x"   (or `in [...]`)
+    user.name / request.user                           ==  "x"   (or `in [...]`)
+    "g" in user.groups
     request.emergency, !request.emergency
     has(resource.labels.K)
 
@@ -30,7 +32,7 @@ from policy.model import Resource, Rule
 _PLAIN_STRING = re.compile(r"""^(?:"([^"\\\n]*)"|'([^'\\\n]*)')$""")
 
 RESOURCE_FIELDS = ("kind", "name", "label", "has_label")
-REQUEST_FIELDS = ("emergency", "login", "role")
+REQUEST_FIELDS = ("emergency", "login", "role", "user", "group")
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def _field_of(path: list[str] | None) -> tuple[str, str] | None:
         return "login", ""
     if path == ["request", "role"]:
         return "role", ""
+    if path in (["user", "name"], ["request", "user"]):
+        return "user", ""
     return None
 
 
@@ -196,6 +200,9 @@ def _pred(leaf: Any) -> Pred | None:
         f, values = _field_of(_path(lhs)), _string_list(rhs)
         if f is not None and values is not None:
             return Pred(f[0], f[1], values)
+        group = _string(lhs)
+        if group is not None and _path(rhs) == ["user", "groups"]:
+            return Pred("group", "", frozenset([group]))
     return None
 
 
@@ -218,7 +225,8 @@ def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
     return None if unknown else True
 
 
-def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str) -> bool:
+def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str, user: str,
+                   groups: frozenset[str]) -> bool:
     """Whether the request-side conjuncts hold (they are always decidable)."""
     for p in preds:
         if p.field == "emergency":
@@ -229,6 +237,12 @@ def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str
                 return False
         elif p.field == "role":
             if role not in p.values:
+                return False
+        elif p.field == "user":
+            if user not in p.values:
+                return False
+        elif p.field == "group":
+            if not p.values <= groups:
                 return False
     return True
 

@@ -32,6 +32,7 @@ class PolicySet:
     _user_cel: dict[str, Any] = field(repr=False)
     _resource_cel: dict[str, Any] = field(repr=False)
     warnings: list[PolicyError] = field(default_factory=list)
+    _groups: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def _from_checked(cls, c: Checked, source: Path | None) -> "PolicySet":
@@ -44,6 +45,7 @@ class PolicySet:
             _user_cel={n: engine.user_value(u) for n, u in c.users.items()},
             _resource_cel={n: engine.resource_value(r) for n, r in c.resources.items()},
             warnings=_label_warnings(idx, analyses, c.resources),
+            _groups={n: frozenset(u.groups) for n, u in c.users.items()},
         )
 
     def groups_of(self, user: str) -> frozenset[str]:
@@ -57,7 +59,8 @@ class PolicySet:
         if refused is not None:
             return refused
         act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
-        outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act)
+        outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act,
+                                          self._groups[req.user])
         return engine.combine(outcome, req, self.settings, self.version)
 
     def naive_decide(self, req: PolicyRequest) -> Decision:

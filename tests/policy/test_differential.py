@@ -22,7 +22,7 @@ ATOMS = [
     'resource.kind == "ssh"', 'resource.kind == "postgres"', 'resource.name == "r1"',
     'request.resource in ["r0", "r2"]', 'request.login == "root"', 'request.role == "rw"',
     'request.login in ["ops", "root"]', 'request.emergency', '!request.emergency', '!!request.emergency',
-    '"a" in user.groups', 'user.name == "u1"', 'now.getHours("UTC") < 12',
+    '"a" in user.groups', 'user.name == "u1"', 'request.user in ["u0", "u2"]', '"c" in user.groups', 'now.getHours("UTC") < 12',
     'now.getHours("Europe/Berlin") >= 18', 'history.granted_90d >= 3', 'history.median_minutes > 30.0',
     'request.duration > duration("1h")', 'request.extension == 0', "true", "false",
     '(resource.labels.env == "prod" || request.emergency)', 'resource.labels.tier != "gold"',
