@@ -340,3 +340,54 @@ def test_edited_recording_fails_verification(stack: SshStack, alice: UserKey, tm
     data.write_text(data.read_text().replace("original-output", "innocent-output"))
     result = store.verify(session.recording_ref)
     assert not result.ok and not result.intact
+
+
+# ------------------------------------------------------------------ command line
+
+
+def jitgate(stack: SshStack, user: str, ssh_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    import os
+    import sys
+
+    env = {**stack.cp.cli_env(user), "JITGATE_SSH_DIR": str(ssh_dir),
+           "JITGATE_SSH_BROKER": f"127.0.0.1:{stack.broker_port}",
+           "JITGATE_SSH_BROKER_HOST_KEY": str(stack.broker_dir / "ssh_host_ed25519_key.pub")}
+    env.pop("SSH_AUTH_SOCK", None)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, timeout=60,
+                          input=b"", cwd=os.getcwd())
+
+
+def test_jitgate_ssh_finds_grant_and_refreshes_certificate_after_extension(stack: SshStack, tmp_path: Path) -> None:
+    grant = stack.grant("alice", "web-02")
+    ssh_dir = tmp_path / "ssh"
+    r = jitgate(stack, "alice", ssh_dir, "ssh", "web-02", "--", "echo", "via-cli")
+    assert r.returncode == 0 and r.stdout == b"via-cli\n", text(r)
+    cert = ssh_dir / "certs" / "web-02-cert.pub"
+    first = parse_certificate(cert.read_text())
+    assert first.key_id == grant.id and oct(ssh_dir.joinpath("id_ed25519").stat().st_mode & 0o777) == "0o600"
+
+    extended = stack.client("alice").access.Extend(access_pb2.ExtendRequest(
+        id=grant.id, duration=duration_pb2.Duration(seconds=3600), justification="longer"))
+    r = jitgate(stack, "alice", ssh_dir, "ssh", "web-02", "--", "true")
+    assert r.returncode == 0, text(r)
+    second = parse_certificate(cert.read_text())
+    assert second.serial != first.serial
+    assert second.valid_before == extended.expires_at.ToDatetime(tzinfo=dt.timezone.utc).replace(microsecond=0)
+
+    r = jitgate(stack, "alice", ssh_dir, "ssh-config")
+    assert r.returncode == 0, text(r)
+    config = tmp_path / "config"
+    config.write_text(r.stdout.decode())
+    assert "Host web-02" in config.read_text() and "User root@web-02" in config.read_text()
+    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "web-02", "echo", "plain-ssh"],
+                           capture_output=True, timeout=30)
+    assert plain.returncode == 0 and plain.stdout == b"plain-ssh\n", text(plain)
+
+
+def test_jitgate_ssh_asks_for_a_grant_or_says_how(stack: SshStack, tmp_path: Path) -> None:
+    r = jitgate(stack, "admin", tmp_path / "ssh", "ssh", "web-01", "--", "echo", "x")
+    assert r.returncode == 1 and b"no active grant" in r.stderr and b"Traceback" not in r.stderr
+    r = jitgate(stack, "admin", tmp_path / "ssh", "ssh", "web-01", "--login", "root", "--reason", "cli test",
+                "--duration", "10m", "--", "echo", "granted")
+    assert r.returncode == 0 and r.stdout == b"granted\n", text(r)
+    assert b"access granted" in r.stderr
