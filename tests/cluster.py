@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -67,6 +68,7 @@ class ControlPlane:
         self.proc: subprocess.Popen[bytes] | None = None
         self._channels: list[grpc.Channel] = []
         self._ca = None
+        self._lock = threading.Lock()
         if start:
             self.start()
 
@@ -173,11 +175,12 @@ class ControlPlane:
     def identity(self, name: str, days: int = 1) -> Path:
         """A client bundle (ca.pem, cert.pem, key.pem) for identity `name`, issued once and cached."""
         out = self.tmp / "identities" / name
-        if not (out / "key.pem").exists():
-            if self._ca is None:
-                self._ca = open_x509_ca(self.data)
-            (self.tmp / "identities").mkdir(mode=0o700, exist_ok=True)
-            issue_identity_bundle(self._ca, name, out, days)
+        with self._lock:  # threads of one test may ask for the same identity at once
+            if not (out / "key.pem").exists():
+                if self._ca is None:
+                    self._ca = open_x509_ca(self.data)
+                (self.tmp / "identities").mkdir(mode=0o700, exist_ok=True)
+                issue_identity_bundle(self._ca, name, out, days)
         return out
 
     def credentials(self, name: str) -> grpc.ChannelCredentials:
