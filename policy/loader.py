@@ -61,9 +61,11 @@ class Raw:
 
 
 def policy_files(path: Path) -> list[Path]:
-    """The YAML files of a policy set: the file itself, or a folder's *.yaml/*.yml, sorted."""
+    """The YAML files of a policy set: the file itself, or every *.yaml/*.yml below a folder,
+    sorted by path; hidden files and folders (`.github/`, `.ci.yml`) are not policy."""
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml")
+                      and not any(part.startswith(".") for part in p.relative_to(path).parts))
     return [path]
 
 

@@ -54,23 +54,32 @@ class PolicySet:
         return frozenset(u.groups) if u else frozenset()
 
     def decide(self, req: PolicyRequest) -> Decision:
-        """The decision for a request, evaluating only the rules the index keeps."""
-        refused = engine.precheck(req, self.users, self.resources, self.version)
-        if refused is not None:
-            return refused
-        act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
-        outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act,
-                                          self._groups[req.user])
-        return engine.combine(outcome, req, self.settings, self.version)
+        """The decision for a request, evaluating only the rules the index keeps.
+
+        Never raises: anything unexpected becomes a deny that says why (fail closed).
+        """
+        try:
+            refused = engine.precheck(req, self.users, self.resources, self.version)
+            if refused is not None:
+                return refused
+            act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
+            outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act,
+                                              self._groups[req.user])
+            return engine.combine(outcome, req, self.settings, self.version)
+        except Exception as e:  # a bug must refuse access, not crash a server thread
+            return _internal_deny(self.version, e)
 
     def naive_decide(self, req: PolicyRequest) -> Decision:
         """The reference: the same decision, evaluating every rule's CEL in file order."""
-        refused = engine.precheck(req, self.users, self.resources, self.version)
-        if refused is not None:
-            return refused
-        act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
-        outcome = engine.evaluate_naive(self.rules, self._programs, req, act)
-        return engine.combine(outcome, req, self.settings, self.version)
+        try:
+            refused = engine.precheck(req, self.users, self.resources, self.version)
+            if refused is not None:
+                return refused
+            act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
+            outcome = engine.evaluate_naive(self.rules, self._programs, req, act)
+            return engine.combine(outcome, req, self.settings, self.version)
+        except Exception as e:
+            return _internal_deny(self.version, e)
 
     def candidate_rules(self, resource: str) -> list[str]:
         """Names of the rules the index keeps for a resource (for tests and benchmarks)."""
@@ -90,6 +99,11 @@ class PolicySet:
     def run_tests(self) -> list[testing.TestResult]:
         """Run the set's `tests:`."""
         return testing.run(self.tests, self.decide)
+
+
+def _internal_deny(version: str, e: Exception) -> Decision:
+    text = f"internal error in the policy engine: {type(e).__name__}: {e}"
+    return engine.deny(version, "refused: " + text, errors=[text])
 
 
 def _label_warnings(idx: dict[str, tuple[index.Candidate, ...]], analyses: dict[str, index.Analysis],
@@ -147,8 +161,8 @@ def load_policy_set(path: str | Path, *, run_tests: bool = True) -> PolicySet:
         return _finish(raw, sink, p, run_tests)
     except PolicyLoadError:
         raise
-    except RecursionError:
-        raise PolicyLoadError([PolicyError(str(p), 1, 1, "policy.internal", "policy nested too deeply")]) from None
+    except Exception as e:  # fail closed: the set is refused, the one in force keeps serving
+        raise PolicyLoadError(sink.errors + [_internal(str(p), e)]) from None
 
 
 def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: bool = True) -> PolicySet:
@@ -160,5 +174,11 @@ def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: b
         return _finish(raw, sink, None, run_tests)
     except PolicyLoadError:
         raise
-    except RecursionError:
-        raise PolicyLoadError([PolicyError(filename, 1, 1, "policy.internal", "policy nested too deeply")]) from None
+    except Exception as e:
+        raise PolicyLoadError(sink.errors + [_internal(filename, e)]) from None
+
+
+def _internal(file: str, e: Exception) -> PolicyError:
+    if isinstance(e, RecursionError):
+        return PolicyError(file, 1, 1, "policy.internal", "policy nested too deeply")
+    return PolicyError(file, 1, 1, "policy.internal", f"internal error while checking: {type(e).__name__}: {e}")

@@ -156,3 +156,22 @@ rules:
             "history": {"granted_90d": 4, "flagged_90d": 1, "median_minutes": 42.5}}
     assert ps.decide(PolicyRequest.from_mapping(base)).effect == "allow"
     assert ps.decide(PolicyRequest.from_mapping({**base, "ticket": "T-2"})).effect == "deny"
+
+
+def test_hidden_files_in_a_policy_folder_are_ignored(tmp_path: Path) -> None:
+    d = _folder(tmp_path, a_people=PEOPLE, b_hosts=HOSTS, c_rules=RULES)
+    (d / ".github" / "workflows").mkdir(parents=True)
+    (d / ".github" / "workflows" / "policy.yml").write_text("name: policy\non: [pull_request]\n")
+    (d / "more").mkdir()
+    (d / "more" / "x.yml").write_text("version: 1\nusers: {zoe: {}}\n")
+    ps = load_policy_set(d)
+    assert "zoe" in ps.users
+
+
+def test_decide_fails_closed_on_an_internal_error() -> None:
+    ps = load_policy_set(ROOT / "policies.yaml")
+    req = PolicyRequest.from_mapping({"user": "alice", "resource": "demo", "login": "demo", "duration": "1h", "time": T0})
+    ps._index.pop("demo")  # simulate a bug: the index lost a resource
+    d = ps.decide(req)
+    assert d.effect == "deny" and "internal error" in d.message and d.errors
+    assert ps.naive_decide(req).effect == "allow"
