@@ -167,9 +167,24 @@ def _v1(conn: Connection) -> None:
     conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
 
 
+def _v2(conn: Connection) -> None:
+    # Finished grants per user and per resource, newest first (recommender history).
+    for ix in V2_INDEXES:
+        ix.create(conn, checkfirst=True)
+
+
+V2_INDEXES = [
+    Index("ix_requests_user_ended", requests.c.user, requests.c.ended_us),
+    Index("ix_requests_resource_ended", requests.c.resource, requests.c.ended_us),
+    # Covers the history counters: an index-only scan per decision.
+    Index("ix_requests_user_history", requests.c.user, requests.c.created_us, requests.c.activated_us,
+          requests.c.state, requests.c.review_state),
+]
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
+    (2, _v2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

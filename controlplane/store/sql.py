@@ -331,14 +331,15 @@ class Tx:
         rows = self.conn.execute(_USED_OF, {"u": user, "res": resource, "since": to_us(since)})
         return [max(0.0, (int(b) - int(a)) / 60e6) for a, b in rows]
 
-    def finished_grants(self, user: str, resource: str, since: datetime, limit: int = 500) -> list[RequestRecord]:
-        """Ended grants of `user` (anywhere) or on `resource` (anyone), newest first, no details."""
-        q = select(t.requests).where(and_(
-            t.requests.c.activated_us.is_not(None), t.requests.c.ended_us.is_not(None),
-            t.requests.c.created_us >= to_us(since),
-            or_(t.requests.c.user == user, t.requests.c.resource == resource),
-        )).order_by(t.requests.c.num.desc()).limit(limit)
-        return [_request_row(r) for r in self.conn.execute(q)]
+    def finished_grants(self, user: str, resource: str, since: datetime, limit: int = 250) -> list[RequestRecord]:
+        """Grants that ended since `since`: `user`'s anywhere and anyone's on `resource`,
+        at most `limit` of each, newest first (no approvals or extensions loaded)."""
+        seen: dict[str, RequestRecord] = {}
+        for stmt, params in ((_FINISHED_BY_USER, {"u": user}), (_FINISHED_ON_RESOURCE, {"res": resource})):
+            for row in self.conn.execute(stmt, {**params, "since": to_us(since), "n": limit}):
+                if row.activated_us is not None and row.id not in seen:
+                    seen[row.id] = _request_row(row)
+        return sorted(seen.values(), key=lambda r: r.ended_at, reverse=True)  # type: ignore[arg-type,return-value]
 
     def used_minutes(self, grant_ids: Sequence[str]) -> dict[str, float]:
         """Minutes used per grant: first session start to last session end or activity."""
@@ -505,6 +506,11 @@ _USED_OF = (select(func.min(_s.started_us), func.max(func.coalesce(_s.ended_us, 
             .where(and_(_r.user == bindparam("u"), _r.resource == bindparam("res"),
                         _r.created_us >= bindparam("since")))
             .group_by(_s.grant_id))
+_FINISHED_BY_USER = (select(t.requests).where(and_(_r.user == bindparam("u"), _r.ended_us >= bindparam("since")))
+                     .order_by(_r.ended_us.desc()).limit(bindparam("n")))
+_FINISHED_ON_RESOURCE = (select(t.requests)
+                         .where(and_(_r.resource == bindparam("res"), _r.ended_us >= bindparam("since")))
+                         .order_by(_r.ended_us.desc()).limit(bindparam("n")))
 _GET_REQUEST = select(t.requests).where(_r.id == bindparam("rid"))
 _GET_EXTENSIONS = select(t.extensions).where(t.extensions.c.request_id == bindparam("rid")) \
     .order_by(t.extensions.c.number)

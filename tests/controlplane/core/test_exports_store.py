@@ -115,7 +115,8 @@ def test_store_is_wal_versioned_and_reopens(db_path, core):
     dev(core)
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(schema.LATEST,)]
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert versions == [(v,) for v, _step in schema.MIGRATIONS]
     again = SqlStore.open_sqlite(db_path)  # no migration runs twice
     try:
         assert again.schema_version() == schema.LATEST
@@ -123,6 +124,23 @@ def test_store_is_wal_versioned_and_reopens(db_path, core):
             assert len(tx.query_requests()) == 1
     finally:
         again.close()
+
+
+def test_an_old_database_is_migrated_in_order(tmp_path):
+    from sqlalchemy import create_engine, insert
+    path = tmp_path / "v1.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # a database as version 1 left it
+        schema.metadata.create_all(conn, tables=[schema.schema_version])
+        schema.MIGRATIONS[0][1](conn)
+        conn.execute(insert(schema.schema_version).values(version=1, applied_us=0))
+    engine.dispose()
+    store = SqlStore.open_sqlite(path)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ix_requests_user_ended", "ix_requests_user_history"} <= names
 
 
 def test_store_refuses_a_newer_schema(tmp_path):
