@@ -170,6 +170,15 @@ def _bench_serving(bundle, rows: list[HistoryRow], cut: int, args, max_minutes: 
     for label, (wall, cpu) in results:
         print(f"{label:<48}{np.percentile(wall, 50):>9.3f}{np.percentile(wall, 99):>9.3f}"
               f"{np.percentile(cpu, 50):>9.3f}{np.percentile(cpu, 99):>9.3f}")
+    fields = [dict(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.requested_at,
+                   asked_minutes=r.asked_minutes, used_minutes=r.used_minutes, labels=r.labels, login=r.login,
+                   role=r.role, reason=r.reason, ticket=r.ticket, extensions=r.extensions) for r in rows[:5000]]
+    started = time.thread_time()
+    for kwargs in fields:
+        HistoryRow(**kwargs)
+    build_us = (time.thread_time() - started) / len(fields) * 1e6
+    print(f"building one HistoryRow from store fields (task type included): {build_us:.1f} us CPU "
+          f"(a caller that rebuilds {args.recent} rows per call adds {build_us * args.recent / 1000:.2f} ms)")
     ref_wall, ref_cpu = results[0][1]
     wall, cpu = results[1][1]
     print(f"ratio recommend()/predict at p50: {np.percentile(wall, 50) / np.percentile(ref_wall, 50):.1f}x; "

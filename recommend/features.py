@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 
 import numpy as np
 
@@ -31,6 +32,7 @@ NUMERIC: tuple[str, ...] = (
 )
 FEATURES: tuple[str, ...] = CATEGORICAL + NUMERIC
 _RECENT = 10  # how many past grants per key the history features look at
+_BY_FINISH = itemgetter(0, 1)  # (finished_at, requested_at, row) -> order in which grants became known
 
 RawFeatures = tuple  # CATEGORICAL as str, then NUMERIC as float (nan = unknown)
 
@@ -88,7 +90,7 @@ class PersonalHistory:
 
     def add(self, row: HistoryRow) -> None:
         """Count one finished grant (called in the order grants finished)."""
-        task = task_of(row.reason, row.ticket)
+        task = row.task
         used, user = row.used_minutes, row.user
         res_key, kind_key = (user, row.resource), (user, row.kind)
         _push(self._res, res_key, used, _RECENT)
@@ -177,7 +179,7 @@ def history_before(rows: Iterable[HistoryRow], user: str, at: datetime) -> Perso
             finished = row.finished_at
             if finished <= at:
                 mine.append((finished, row.requested_at, row))
-    mine.sort(key=lambda item: (item[0], item[1]))
+    mine.sort(key=_BY_FINISH)
     for _, _, row in mine:
         history.add(row)
     return history
@@ -201,14 +203,14 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
     task = task_of(ask.reason, ask.ticket)
     user, resource, kind, at = ask.user, ask.resource, ask.kind, ask.at
     mine = [(r.finished_at, r.requested_at, r) for r in rows if r.user == user and r.finished_at <= at]
-    mine.sort(key=lambda item: (item[0], item[1]))
+    mine.sort(key=_BY_FINISH)
     res: list[float] = []
     res_task: list[float] = []
     same_task: list[float] = []
     same_kind: list[float] = []
     for _, _, row in mine:
         used = row.used_minutes
-        row_task = task_of(row.reason, row.ticket)
+        row_task = row.task
         if row.resource == resource:
             res.append(used)
             if row_task == task:

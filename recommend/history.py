@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from recommend.errors import HistoryError
+from recommend.tasks import classify_task
 
 _REQUIRED = ("user", "resource", "kind", "requested_at", "asked_minutes", "used_minutes")
 _OPTIONAL = ("labels", "login", "role", "reason", "ticket", "extensions")
@@ -42,10 +43,13 @@ class HistoryRow:
     extensions: int = 0
     finished_at: datetime = field(init=False, repr=False, compare=False)
     """When the grant's use ended: the earliest moment its used time is known."""
+    task: str = field(init=False, repr=False, compare=False)
+    """Task type from reason and ticket (recommend.tasks.classify_task)."""
 
     def __post_init__(self) -> None:
-        # Computed once: training and serving compare it for every row.
+        # Computed once per row: training and serving read them for every row, every call.
         object.__setattr__(self, "finished_at", self.requested_at + timedelta(minutes=self.used_minutes))
+        object.__setattr__(self, "task", classify_task(self.reason, self.ticket))
 
     @property
     def access(self) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from recommend.features import task_of
 from recommend.history import HistoryRow
 
 SECTIONS = ("resource", "kind_env", "kind_env_task", "kind", "all")
@@ -46,7 +45,7 @@ def summarize(rows: Iterable[HistoryRow]) -> StatsTable:
     """Statistics of every group present in `rows`."""
     values: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in SECTIONS}
     for row in rows:
-        keys = group_keys(row.kind, row.labels.get("env", ""), task_of(row.reason, row.ticket), row.resource)
+        keys = group_keys(row.kind, row.labels.get("env", ""), row.task, row.resource)
         for section, key in keys.items():
             values[section][key].append(row.used_minutes)
     return {s: {k: GroupStats.of(v) for k, v in sorted(values[s].items())} for s in SECTIONS}
