@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recommend.durations import parse_duration  # noqa: E402
-from recommend.evaluate import BASELINES, Evaluation, Metrics, baseline_predictions, score  # noqa: E402
+from recommend.evaluate import BASELINES, Evaluation, baseline_predictions, score  # noqa: E402
 from recommend.features import encode, make_vocabularies  # noqa: E402
 from recommend.history import HistoryRow, read_history  # noqa: E402
 from recommend.model import TrainParams, pinball_loss, save_model, train_booster  # noqa: E402

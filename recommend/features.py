@@ -101,14 +101,6 @@ class PersonalHistory:
         self._res_n[res_key] = self._res_n.get(res_key, 0) + 1
         self._kind_n[kind_key] = self._kind_n.get(kind_key, 0) + 1
 
-    def recent_on(self, user: str, resource: str) -> list[float]:
-        """Used minutes of the person's last grants on a resource, oldest first."""
-        return list(self._res.get((user, resource), ()))
-
-    def recent_task(self, user: str, task: str) -> list[float]:
-        """Used minutes of the person's last grants of one task type (any resource), oldest first."""
-        return list(self._task.get((user, task), ()))
-
     def features(self, ask: Ask) -> RawFeatures:
         """The raw feature tuple of one ask, in FEATURES order."""
         task = task_of(ask.reason, ask.ticket)
@@ -168,21 +160,6 @@ def past_features(rows: Sequence[HistoryRow]) -> list[RawFeatures]:
             history.add(past)
         out.append(history.features(ask_of(row)))
     return out
-
-
-def history_before(rows: Iterable[HistoryRow], user: str, at: datetime) -> PersonalHistory:
-    """The person's finished grants before `at`, as serving sees them."""
-    history = PersonalHistory()
-    mine = []
-    for row in rows:
-        if row.user == user:
-            finished = row.finished_at
-            if finished <= at:
-                mine.append((finished, row.requested_at, row))
-    mine.sort(key=_BY_FINISH)
-    for _, _, row in mine:
-        history.add(row)
-    return history
 
 
 @dataclass(frozen=True)
