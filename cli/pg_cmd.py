@@ -243,14 +243,13 @@ def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str |
 
 async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
     from broker.cpclient import ControlPlaneClient
+    from broker.pg.recording import RecorderProcess
     from broker.pg.server import PgBroker
     from ca.keystore import passphrase_from_env_or_dir
-    from recorder import FileRecordingStore
 
     passphrase = passphrase_from_env_or_dir(data / "keys")
-    store = FileRecordingStore(data, passphrase=passphrase)
     cp = ControlPlaneClient.from_identity_dir(server, identity)
-    broker = PgBroker(config, cp, store)
+    broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval))
     host, port = await broker.start()
     click.echo(f"jitgate pg broker on {host}:{port} (TLS {'required' if config.require_tls else 'optional'})",
                err=True)

@@ -48,7 +48,7 @@ class PgBrokerConfig:
     max_message: int = 64 * 1024 * 1024  # larger client messages end the connection (54000)
     login_timeout: float = 30.0  # startup + token + upstream login
     upstream_timeout: float = 10.0
-    record_interval: float = 0.2  # how often finished statements go to the recording
+    record_interval: float = 0.05  # how often finished statements are shipped to the recording process
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
 
     def __post_init__(self) -> None:

@@ -34,7 +34,8 @@ from broker.pg.credentials import CredentialError, resolve_login
 from broker.pg.pipe import Pipe, PipeClosed
 from broker.pg.tracker import StatementTracker, decode_statement
 from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
-from recorder import EndReason, Kind, Note, RecordingError, RecordingWriter
+from broker.pg.recording import RecorderProcess
+from recorder import EndReason, RecordingError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,6 @@ class ControlPlane(Protocol):
 
     async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
                              client_address: str) -> None: ...
-
-
-class RecordingStore(Protocol):
-    def create(self, session_id: str, kind: Kind | str, metadata: Any = None, **kw: Any) -> RecordingWriter: ...
 
 
 class Refusal(Exception):
@@ -104,11 +101,11 @@ def _refusal_from_cp(exc: ControlPlaneError, user: str, resource: str) -> Refusa
 class PgBroker:
     """Accepts PostgreSQL clients, authorizes them with tokens, relays and records."""
 
-    def __init__(self, config: PgBrokerConfig, control_plane: ControlPlane, store: RecordingStore,
+    def __init__(self, config: PgBrokerConfig, control_plane: ControlPlane, recorder: RecorderProcess,
                  hub: MonitorHub | None = None) -> None:
         self.config = config
         self.cp = control_plane
-        self.store = store
+        self.recorder = recorder
         self.hub = hub or MonitorHub()
         self._server: asyncio.AbstractServer | None = None
         self._cancel: dict[tuple[int, int], _CancelTarget] = {}
@@ -125,6 +122,8 @@ class PgBroker:
     async def start(self, watch: bool = True) -> tuple[str, int]:
         """Subscribe to grant changes (extensions, revocations), listen; returns the bound (host, port)."""
         loop = asyncio.get_running_loop()
+        if not self.recorder.alive:
+            await self.recorder.start()
         if watch and hasattr(self.cp, "watch"):
             self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self.hub.sync)  # type: ignore[attr-defined]
         self._server = await loop.create_server(self._accept, self.config.host, self.config.port,
@@ -155,6 +154,7 @@ class PgBroker:
         if self._watcher is not None:
             await self._watcher.stop()
             self._watcher = None
+        await self.recorder.stop()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -287,19 +287,20 @@ class PgBroker:
         while (pid, secret) in self._cancel:
             secret = secrets.randbits(32)
         self._cancel[(pid, secret)] = _CancelTarget(upstream.host, upstream.port, upstream.pid, upstream.secret)
+        session = _Session(self, pipe, upstream, auth, (pid, secret), peer)
         try:
-            writer = self.store.create(auth.session_id, Kind.DB, {
+            await self.recorder.open(session, {
                 "user": auth.user, "resource": auth.resource, "role": auth.role, "grant_id": auth.grant_id,
                 "database": auth.target.database or params.get("database", ""), "client_address": peer,
                 "broker": getattr(self.cp, "name", self.config.name)})
-        except (RecordingError, OSError) as exc:
+        except RecordingError as exc:
             self._cancel.pop((pid, secret), None)
             upstream.pipe.write(p.terminate())
             upstream.pipe.close()
             await self._end_unstarted(auth, "recording unavailable")
             raise Refusal("58030", f"jitgate cannot record this session, so it is refused ({exc})",
                           "recording.unavailable", user, resource, audit=False) from None
-        return _Session(self, pipe, upstream, auth, writer, (pid, secret), peer)
+        return session
 
     async def _end_unstarted(self, auth: Authorization, why: str) -> None:
         try:
@@ -333,12 +334,13 @@ class _Session:
     """One relayed session: the hot path (`_c2s`, `_s2c`), recording and the cut."""
 
     def __init__(self, broker: PgBroker, client: Pipe, upstream: UpstreamSession, auth: Authorization,
-                 writer: RecordingWriter, cancel_key: tuple[int, int], peer: str) -> None:
+                 cancel_key: tuple[int, int], peer: str) -> None:
         self.broker = broker
+        self.recorder = broker.recorder
+        self.session_id = auth.session_id
         self.client = client
         self.upstream = upstream
         self.auth = auth
-        self.writer = writer
         self.cancel_key = cancel_key
         self.peer = peer
         self.tracker = StatementTracker(max_message=broker.config.max_message)
@@ -347,7 +349,7 @@ class _Session:
         self.bytes_out = 0
         self.end_reason = EndReason.CLIENT_EXIT.value
         self._inject: list[bytes] = []
-        self._record_timer: asyncio.TimerHandle | None = None
+        self._dirty = False  # finished statements wait for the recorder's next pull
         self._closing = False
         self._last_activity = time.time()
 
@@ -372,36 +374,35 @@ class _Session:
             return
         self.client.transport.write(data)  # type: ignore[union-attr]
         self.bytes_out += len(data)
-        if tracker.completed and self._record_timer is None:
-            self._record_timer = asyncio.get_running_loop().call_later(
-                self.broker.config.record_interval, self._record)
-        if self._inject and tracker.server.at_boundary:
+        if tracker.completed and not self._dirty:
+            self._dirty = True
+            self.recorder.mark_dirty(self)
+        if self._inject and tracker.server_at_boundary:
             self._flush_inject()
             if self._closing:
                 self.close_now()
 
     # ------------------------------------------------------------ recording (off the hot path)
 
-    def _record(self) -> None:
-        self._record_timer = None
+    def take_statements(self) -> list[tuple[Any, ...]]:
+        """The finished statements since the last pull (called by the recorder)."""
+        self._dirty = False
         raw = self.tracker.take_completed()
         if raw:
             self._last_activity = raw[-1][4]
-        writer = self.writer
-        try:
-            for item in raw:
-                writer.write_event(decode_statement(item))
-        except RecordingError as exc:
-            # Fail closed: a session that can no longer be recorded is ended.
-            log.error("recording of session %s failed: %s", self.auth.session_id, exc)
-            self.end_reason = EndReason.ERROR.value
-            self._say_and_close(p.error_response("58030", "jitgate can no longer record this session; closing it"))
+        return raw
+
+    def recording_failed(self, message: str) -> None:
+        """Fail closed: a session that can no longer be recorded is ended."""
+        if self._closing:
+            return
+        log.error("recording of session %s failed: %s", self.session_id, message)
+        self.end_reason = EndReason.ERROR.value
+        self._say_and_close(p.error_response("58030", "jitgate can no longer record this session; closing it"))
+        asyncio.get_running_loop().call_later(self.broker.config.cut_wait, self.close_now)
 
     def _note(self, text: str) -> None:
-        try:
-            self.writer.write_event(Note(text))
-        except RecordingError:
-            pass
+        self.recorder.note(self.session_id, text)
 
     # ------------------------------------------------------------ messages from the broker
 
@@ -413,7 +414,7 @@ class _Session:
     def inject(self, data: bytes) -> None:
         """Send a broker message to the client at the next message boundary."""
         self._inject.append(data)
-        if self.tracker.server.at_boundary:
+        if self.tracker.server_at_boundary:
             self._flush_inject()
 
     def _on_warning(self, line: str) -> None:
@@ -500,24 +501,18 @@ class _Session:
         await asyncio.gather(client.closed, up.closed)
         if self.monitor.cut is None:
             self.monitor.close()
-        if self._record_timer is not None:
-            self._record_timer.cancel()
-        self._record()
         await self._finish()
 
     async def _finish(self) -> None:
-        ref = self.writer.ref
-        final_hash = ""
-        self.writer.bytes_in, self.writer.bytes_out = self.bytes_in, self.bytes_out
+        ref = final_hash = ""
         try:
-            seal = await self.writer.close(self.end_reason)
-            final_hash = seal.final_hash
+            ref, final_hash = await self.recorder.close(self, self.end_reason, self.bytes_in, self.bytes_out)
         except RecordingError as exc:
-            log.error("could not seal the recording of session %s: %s", self.auth.session_id, exc)
+            log.error("could not seal the recording of session %s: %s", self.session_id, exc)
         try:
             await self.broker.cp.report_session_end(
-                self.auth.session_id, self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                self.session_id, self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
                 recording_ref=ref, recording_hash=final_hash,
                 last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc))
         except ControlPlaneError as exc:
-            log.warning("could not report the end of session %s: %s", self.auth.session_id, exc)
+            log.warning("could not report the end of session %s: %s", self.session_id, exc)

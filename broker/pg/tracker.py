@@ -172,143 +172,265 @@ class Walker:
         return p
 
 
-class _Op:
-    """One frontend request awaiting its backend answer."""
-
-    __slots__ = ("kind", "stmt", "bind", "start", "tags", "error", "copy", "mark")
-
-    def __init__(self, kind: int, stmt: bytes | None = None, bind: bytes | None = None,
-                 start: float = 0.0) -> None:
-        self.kind = kind
-        self.stmt = stmt  # Query body, or the Parse body of the statement
-        self.bind = bind  # Bind body (parameters), extended protocol
-        self.start = start
-        self.tags: list[bytes] = []
-        self.error: bytes | None = None
-        self.copy = False
-        self.mark = 0
-
+# One frontend request awaiting its backend answer, as a list (cheaper than an object here):
+# [kind, statement body (Query body or the Parse body), Bind body, start time, tags, error body, copy?]
+_K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY = range(7)
 
 # A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind).
 RawStatement = tuple
 
+_SERVER_OTHER = frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
+                           B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA})
+_unpack_u32 = _U32.unpack_from
+
 
 class StatementTracker:
-    """Matches frontend requests to backend answers; appends finished statements to `completed`."""
+    """Matches frontend requests to backend answers; appends finished statements to `completed`.
+
+    `from_client(chunk)` / `from_server(chunk)` take the stream as it is relayed.
+    The backend direction is walked by a loop specialised for the common
+    messages (DataRow, CommandComplete, ReadyForQuery), the hot path of any relay.
+    """
 
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE,
                  clock: Callable[[], float] = time.time) -> None:
         self.completed: list[RawStatement] = []
         self._clock = clock
-        self._ops: deque[_Op] = deque()
+        self._ops: deque[list] = deque()
         self._statements: dict[bytes, bytes] = {}  # statement name -> Parse body
         self._portals: dict[bytes, tuple[bytes | None, bytes]] = {}  # portal -> (Parse body, Bind body)
         self._skipping = False  # after an extended-protocol error, until the client's Sync
-        self._mark = 0
+        self._rows = 0  # DataRows seen since the last finished statement
+        self._max = max_message
         self.client = Walker(
             frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION}),
             frozenset({F_DESCRIBE, F_CLOSE, F_SYNC}),
             self._on_client, max_length=max_message)
-        self.server = Walker(
-            frozenset({B_COMPLETE, B_ERROR, B_READY}),
-            frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
-                       B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA}),
-            self._on_server, count_type=B_DATAROW, max_length=1 << 31)
-        self.from_client = self.client.feed
-        self.from_server = self.server.feed
+        # Backend direction state (see from_server).
+        self._s_skip = 0
+        self._s_part: bytearray | None = None
+        self._s_type = -1
+        self._s_need = 0
 
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered (0 when the session is idle)."""
         return len(self._ops)
 
+    @property
+    def server_at_boundary(self) -> bool:
+        """True between two backend messages (a broker message may be inserted here)."""
+        return self._s_skip == 0 and self._s_part is None
+
     # ------------------------------------------------------------ frontend
+
+    def from_client(self, data: bytes) -> None:
+        """One chunk from the client (ProtocolError on a malformed or oversized message)."""
+        client = self.client
+        # Fast path: one whole simple Query in the chunk (what interactive clients and pgbench send).
+        if (data and data[0] == F_QUERY and client._skip == 0 and client._partial is None and len(data) > 5
+                and _unpack_u32(data, 1)[0] + 1 == len(data) and not self._skipping and len(data) <= self._max):
+            self._ops.append([F_QUERY, data[5:], None, self._clock(), None, None, False])
+            return
+        client.feed(data)
 
     def _on_client(self, t: int, body: bytes) -> None:
         if t == F_SYNC:
             self._skipping = False
-            self._ops.append(_Op(F_SYNC))
+            self._ops.append([F_SYNC, None, None, 0.0, None, None, False])
             return
         if self._skipping:
             return  # the backend ignores these until Sync
         if t == F_QUERY:
-            self._ops.append(_Op(F_QUERY, body, None, self._clock()))
+            self._ops.append([F_QUERY, body, None, self._clock(), None, None, False])
         elif t == F_PARSE:
             name = body[: body.find(b"\x00")]
             self._statements[name] = body
-            self._ops.append(_Op(F_PARSE, body))
+            self._ops.append([F_PARSE, body, None, 0.0, None, None, False])
         elif t == F_BIND:
             i = body.find(b"\x00")
             portal = body[:i]
             stmt_name = body[i + 1: body.find(b"\x00", i + 1)]
             parse = self._statements.get(stmt_name)
             self._portals[portal] = (parse, body)
-            self._ops.append(_Op(F_BIND, parse, body))
+            self._ops.append([F_BIND, parse, body, 0.0, None, None, False])
         elif t == F_EXECUTE:
             portal = body[: body.find(b"\x00")]
             parse, bind = self._portals.get(portal, (None, b""))
-            self._ops.append(_Op(F_EXECUTE, parse, bind, self._clock()))
+            self._ops.append([F_EXECUTE, parse, bind, self._clock(), None, None, False])
         elif t == F_FUNCTION:
-            self._ops.append(_Op(F_FUNCTION, body, None, self._clock()))
+            self._ops.append([F_FUNCTION, body, None, self._clock(), None, None, False])
         else:  # Describe, Close
-            self._ops.append(_Op(t))
+            self._ops.append([t, None, None, 0.0, None, None, False])
 
     # ------------------------------------------------------------ backend
 
-    def _finish(self, op: _Op) -> None:
-        count = self.server.count
-        protocol = "copy" if op.copy else ("simple" if op.kind in (F_QUERY, F_FUNCTION) else "extended")
-        self.completed.append((protocol, op.stmt, op.bind, op.start, self._clock(),
-                               count - self._mark, op.tags, op.error, op.kind))
-        self._mark = count
+    def from_server(self, data: bytes) -> None:
+        """One chunk from the upstream (ProtocolError on a message length below 4)."""
+        n = len(data)
+        p = 0
+        if self._s_skip:
+            if self._s_skip >= n:
+                self._s_skip -= n
+                return
+            p = self._s_skip
+            self._s_skip = 0
+        elif self._s_part is not None:
+            p = self._s_resume(data)
+            if p < 0:
+                return
+        while p < n:
+            if n - p < 5:
+                self._s_part = bytearray(data[p:])
+                self._s_type = -1
+                return
+            t = data[p]
+            length = _unpack_u32(data, p + 1)[0]
+            if length < 4:
+                raise ProtocolError(f"invalid message length {length} from the database")
+            end = p + 1 + length
+            if t == B_DATAROW:
+                self._rows += 1
+            elif t == B_READY:
+                self._ready()
+            elif t == B_COMPLETE or t == B_ERROR:
+                if end > n:
+                    self._s_part = bytearray(data[p + 5:])
+                    self._s_type = t
+                    self._s_need = end - n
+                    return
+                if t == B_COMPLETE:
+                    self._complete(data[p + 5:end])
+                else:
+                    self._error(data[p + 5:end])
+            elif t in _SERVER_OTHER:
+                self._other(t)
+            p = end
+        if p > n:
+            self._s_skip = p - n
 
-    def _on_server(self, t: int, body: bytes) -> None:
+    def _s_resume(self, data: bytes) -> int:
+        """Finish a backend header or body split across chunks; where to go on from, or -1."""
+        part = self._s_part
+        assert part is not None
+        n = len(data)
+        p = 0
+        if self._s_type < 0:
+            take = 5 - len(part)
+            part += data[:take]
+            if len(part) < 5:
+                return -1
+            p = take
+            t = part[0]
+            length = _unpack_u32(part, 1)[0]
+            if length < 4:
+                raise ProtocolError(f"invalid message length {length} from the database")
+            self._s_part = None
+            body_len = length - 4
+            if t == B_COMPLETE or t == B_ERROR:
+                self._s_part = bytearray()
+                self._s_type = t
+                self._s_need = body_len
+            else:
+                if t == B_DATAROW:
+                    self._rows += 1
+                elif t == B_READY:
+                    self._ready()
+                elif t in _SERVER_OTHER:
+                    self._other(t)
+                if body_len > n - p:
+                    self._s_skip = body_len - (n - p)
+                    return -1
+                return p + body_len
+        part = self._s_part
+        take = min(self._s_need, n - p)
+        part += data[p:p + take]
+        self._s_need -= take
+        p += take
+        if self._s_need:
+            return -1
+        self._s_part = None
+        if self._s_type == B_COMPLETE:
+            self._complete(bytes(part))
+        else:
+            self._error(bytes(part))
+        return p
+
+    def _finish(self, op: list) -> None:
+        kind = op[_K]
+        protocol = "copy" if op[_COPY] else ("simple" if kind == F_QUERY or kind == F_FUNCTION else "extended")
+        self.completed.append((protocol, op[_STMT], op[_BIND], op[_START], self._clock(),
+                               self._rows, op[_TAGS], op[_ERR], kind))
+        self._rows = 0
+
+    def _ready(self) -> None:
+        # Answers a Sync, a Query or a FunctionCall; anything before it is done with.
         ops = self._ops
-        if not ops:
-            if t == B_ERROR or t == B_COMPLETE:
-                self._mark = self.server.count
-            return
-        head = ops[0]
-        k = head.kind
-        if t == B_READY:
-            # Answers a Sync, a Query or a FunctionCall; anything before it is done with.
-            while ops:
-                op = ops.popleft()
-                if op.kind in (F_QUERY, F_FUNCTION):
-                    self._finish(op)
-                    return
-                if op.kind == F_SYNC:
-                    return
-            return
-        if t == B_COMPLETE:
-            if k == F_EXECUTE:
-                ops.popleft()
-                head.tags.append(body)
-                self._finish(head)
-            elif k in (F_QUERY, F_FUNCTION):
-                head.tags.append(body)
-            return
-        if t == B_ERROR:
-            if k in (F_QUERY, F_FUNCTION):
-                if head.error is None:
-                    head.error = body
+        while ops:
+            op = ops.popleft()
+            k = op[_K]
+            if k == F_QUERY or k == F_FUNCTION:
+                self._finish(op)
                 return
             if k == F_SYNC:
-                return  # an error outside a request (e.g. termination notice before Sync answer)
-            # Extended protocol: this request failed, the backend skips to Sync.
-            ops.popleft()
-            if k in (F_EXECUTE, F_PARSE, F_BIND):
-                head.error = body
-                if head.start == 0.0:
-                    head.start = self._clock()
-                self._finish(head)
-            while ops and ops[0].kind != F_SYNC:
-                ops.popleft()
-            if not ops:
-                self._skipping = True
+                return
+
+    def _complete(self, body: bytes) -> None:
+        ops = self._ops
+        if not ops:
+            self._rows = 0
             return
-        if t == B_COPY_IN or t == B_COPY_OUT or t == B_COPY_BOTH:
-            head.copy = True
+        head = ops[0]
+        k = head[_K]
+        if k == F_EXECUTE:
+            ops.popleft()
+            head[_TAGS] = body
+            self._finish(head)
+        elif k == F_QUERY or k == F_FUNCTION:
+            tags = head[_TAGS]
+            if tags is None:
+                head[_TAGS] = body
+            elif isinstance(tags, list):
+                tags.append(body)
+            else:
+                head[_TAGS] = [tags, body]
+
+    def _error(self, body: bytes) -> None:
+        ops = self._ops
+        if not ops:
+            self._rows = 0
+            return
+        head = ops[0]
+        k = head[_K]
+        if k == F_QUERY or k == F_FUNCTION:
+            if head[_ERR] is None:
+                head[_ERR] = body
+            return
+        if k == F_SYNC:
+            return  # an error outside a request (e.g. a termination notice before the Sync's answer)
+        # Extended protocol: this request failed, the backend skips to Sync.
+        ops.popleft()
+        if k == F_EXECUTE or k == F_PARSE or k == F_BIND:
+            head[_ERR] = body
+            if not head[_START]:
+                head[_START] = self._clock()
+            self._finish(head)
+        while ops and ops[0][_K] != F_SYNC:
+            ops.popleft()
+        if not ops:
+            self._skipping = True
+
+    def _other(self, t: int) -> None:
+        ops = self._ops
+        if not ops:
+            return
+        head = ops[0]
+        k = head[_K]
+        if t == B_ROWDESC or t == B_NODATA:
+            if k == F_DESCRIBE:
+                ops.popleft()
+        elif t == B_COPY_IN or t == B_COPY_OUT or t == B_COPY_BOTH:
+            head[_COPY] = True
         elif t == B_PARSE_OK:
             if k == F_PARSE:
                 ops.popleft()
@@ -318,9 +440,6 @@ class StatementTracker:
         elif t == B_CLOSE_OK:
             if k == F_CLOSE:
                 ops.popleft()
-        elif t == B_ROWDESC or t == B_NODATA:
-            if k == F_DESCRIBE:
-                ops.popleft()
         elif t == B_EMPTY:
             if k == F_EXECUTE:
                 ops.popleft()
@@ -328,7 +447,7 @@ class StatementTracker:
         elif t == B_SUSPENDED:
             if k == F_EXECUTE:
                 ops.popleft()
-                head.tags.append(b"SUSPENDED\x00")
+                head[_TAGS] = b"SUSPENDED\x00"
                 self._finish(head)
 
     def take_completed(self) -> list[RawStatement]:
@@ -361,6 +480,8 @@ def decode_statement(raw: RawStatement) -> DbStatement:
             params = ["<malformed bind>"]
     tag = None
     rows: int | None = None
+    if tags is not None and not isinstance(tags, list):
+        tags = [tags]
     if tags:
         decoded = [t.rstrip(b"\x00").decode("utf-8", "replace") for t in tags]
         tag = decoded[-1]

@@ -1,0 +1,247 @@
+"""PostgreSQL relay benchmark: pgbench direct, through jitgate's broker (recording on), through pgbouncer.
+
+    .venv/bin/python bench/pg_bench.py [--seconds 8] [--clients 8] [--scale 10] [--tls off|on|both]
+
+One run: a real control plane (tests/cluster.py) grants `postgres@bench-db`
+and issues a token; `jitgate pg-broker` relays and records every statement;
+pgbouncer (apt; installed when missing) runs in session mode with the same
+client TLS setting. pgbench runs select-only (-S) and the default TPC-B-like
+script against each, interleaved so that drift hits all three alike. Prints the
+three TPS figures per script and the ratios broker/pgbouncer (goals: select-only
+>= 0.6, TPC-B-like >= 0.8) and broker/direct; then counts the recorded statements.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DB = "jitgate_bench"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
+GOALS = {"select-only": 0.6, "tpcb-like": 0.8}
+STATEMENTS_PER_TX = {"select-only": 1, "tpcb-like": 7}
+
+
+def sh(cmd: list[str], env: dict[str, str] | None = None, check: bool = True, timeout: float = 600) -> str:
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise SystemExit(f"bench: `{' '.join(cmd[:3])} ...` failed: {out.stderr.strip()[-500:]}")
+    return out.stdout + out.stderr
+
+
+def ensure_pgbouncer() -> str:
+    path = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+    if path is None:
+        print("installing pgbouncer (apt-get) ...", flush=True)
+        sh(["apt-get", "install", "-y", "pgbouncer"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        path = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    return path
+
+
+def ensure_database(scale: int) -> None:
+    env = {**os.environ, "PGPASSWORD": ""}
+    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    exists = sh(["psql", *base, "-d", "postgres", "-Atc", f"select 1 from pg_database where datname = '{DB}'"], env)
+    if exists.strip() != "1":
+        sh(["createdb", *base, DB], env)
+    have = sh(["psql", *base, "-d", DB, "-Atc",
+               "select count(*) from pg_class where relname = 'pgbench_branches'"], env).strip()
+    branches = sh(["psql", *base, "-d", DB, "-Atc", "select count(*) from pgbench_branches"], env,
+                  check=False).strip() if have == "1" else ""
+    if branches != str(scale):
+        print(f"pgbench -i -s {scale} ...", flush=True)
+        sh(["pgbench", *base, "-i", "-q", "-s", str(scale), DB], env)
+
+
+def policy(tmp: Path) -> Path:
+    import yaml
+
+    doc = {
+        "version": 1,
+        "settings": {"grace_period": "5m", "pending_timeout": "1h", "default_max_extensions": 2, "duration_step": "1m"},
+        "users": {"alice": {"groups": ["sre"]}, "admin": {"groups": ["admins"]}},
+        "resources": {"bench-db": {"kind": "postgres", "address": "127.0.0.1:5432", "database": DB,
+                                   "labels": {"env": "dev"}, "roles": ["postgres"], "owners": ["group:sre"]}},
+        "rules": [{"name": "auto", "when": "true", "approval": "auto", "max_duration": "8h"}],
+    }
+    path = tmp / "policies.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def start_broker(cp: object, tmp: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    from controlplane.identity import open_x509_ca
+
+    bundle = open_x509_ca(cp.data).issue_server_certificate(["localhost"], [])  # type: ignore[attr-defined]
+    tls = tmp / "tls"
+    tls.mkdir(mode=0o755)
+    (tls / "cert.pem").write_bytes(bundle.cert_pem)
+    (tls / "key.pem").write_bytes(bundle.key_pem)
+    os.chmod(tls / "key.pem", 0o644 if os.geteuid() == 0 else 0o600)  # pgbouncer (user postgres) reads it too
+    data = tmp / "broker"
+    cmd = [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0",
+           "--identity", str(cp.identity("broker")), "--server", cp.address,  # type: ignore[attr-defined]
+           "--data-dir", str(data), "--tls-cert", str(tls / "cert.pem"), "--tls-key", str(tls / "key.pem"),
+           "--allow-plaintext", "--log-level", "warning"]
+    env = {**os.environ, "JITGATE_CA_PASSPHRASE": "pg-bench-passphrase"}
+    log = open(tmp / "broker.log", "ab")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    addr = data / "listen.addr"
+    deadline = time.monotonic() + 30
+    while not addr.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"bench: broker did not start:\n{(tmp / 'broker.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    return proc, int(addr.read_text().strip().rsplit(":", 1)[1]), data, tls
+
+
+def start_pgbouncer(exe: str, tmp: Path, tls: Path) -> tuple[subprocess.Popen[bytes], int]:
+    from tests.broker.pg.harness import free_port
+
+    port = free_port()
+    d = tmp / "pgbouncer"
+    d.mkdir(mode=0o755)
+    (d / "userlist.txt").write_text('"postgres" ""\n')
+    (d / "pgbouncer.ini").write_text(f"""[databases]
+{DB} = host=127.0.0.1 port=5432 dbname={DB}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {d}/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = {d}/pgbouncer.log
+client_tls_sslmode = allow
+client_tls_cert_file = {tls}/cert.pem
+client_tls_key_file = {tls}/key.pem
+""")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        run_as = ["runuser", "-u", "postgres", "--"]
+        for path in (tmp, d, tls):
+            os.chmod(path, 0o755)
+        shutil.chown(d, "postgres")
+    proc = subprocess.Popen([*run_as, exe, str(d / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while True:
+        probe = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", DB, "-Atc",
+                                "select 1"], capture_output=True, text=True, env={**os.environ, "PGSSLMODE": "disable"})
+        if probe.stdout.strip() == "1":
+            return proc, port
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"bench: pgbouncer did not start: {probe.stderr.strip()}")
+        time.sleep(0.1)
+
+
+def pgbench(script: str, port: int, user: str, password: str, sslmode: str, seconds: int, clients: int) -> tuple[float, int]:
+    env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": sslmode, "PGGSSENCMODE": "disable"}
+    args = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-n", "-c", str(clients),
+            "-j", str(min(clients, 2)), "-T", str(seconds)]
+    if script == "select-only":
+        args.append("-S")
+    out = sh([*args, DB], env, timeout=seconds * 4 + 60)
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
+    if not tps or not done:
+        raise SystemExit(f"bench: cannot read pgbench output:\n{out[-1500:]}")
+    return float(tps.group(1)), int(done.group(1))
+
+
+def count_recorded(data: Path) -> int:
+    from recorder import FileRecordingStore
+
+    store = FileRecordingStore(data)
+    total = 0
+    for info in store.list():
+        total += sum(1 for e in store.open(info.ref).events() if getattr(e, "type", "") == "statement")
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--tls", choices=["off", "on", "both"], default="both",
+                    help="client-side TLS for the broker and pgbouncer (direct is always plain)")
+    args = ap.parse_args()
+
+    from google.protobuf import duration_pb2
+
+    from jitgate.v1 import access_pb2
+    from tests.cluster import ControlPlane
+
+    bouncer_exe = ensure_pgbouncer()
+    ensure_database(args.scale)
+    tmp = Path(tempfile.mkdtemp(prefix="jgt-pgbench-"))
+    cp = ControlPlane(tmp / "cp", policies=policy(tmp))
+    broker = bouncer = None
+    try:
+        broker, broker_port, broker_data, tls = start_broker(cp, tmp)
+        bouncer, bouncer_port = start_pgbouncer(bouncer_exe, tmp, tls)
+        alice = cp.client("alice")
+        d = duration_pb2.Duration()
+        d.FromTimedelta(dt.timedelta(hours=1))
+        grant = alice.access.CreateRequest(access_pb2.CreateRequestRequest(
+            resource="bench-db", role="postgres", duration=d, reason="benchmark")).request
+        token = alice.access.IssueDatabaseToken(access_pb2.IssueDatabaseTokenRequest(grant_id=grant.id))
+        modes = {"off": ["disable"], "on": ["require"], "both": ["disable", "require"]}[args.tls]
+        print(f"pgbench: {args.clients} clients, {args.seconds} s per run, scale {args.scale}, one run; "
+              f"broker records every statement", flush=True)
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        expected = 0
+        for sslmode in modes:
+            for script in ("select-only", "tpcb-like"):
+                row: dict[str, float] = {}
+                row["direct"], _ = pgbench(script, 5432, "postgres", "", "disable", args.seconds, args.clients)
+                row["pgbouncer"], _ = pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
+                                              args.clients)
+                row["broker"], done = pgbench(script, broker_port, token.user, token.token, sslmode, args.seconds,
+                                              args.clients)
+                expected += done * STATEMENTS_PER_TX[script]
+                results[(sslmode, script)] = row
+                print(f"  {'TLS' if sslmode == 'require' else 'plain':5} {script:11}  direct {row['direct']:9.0f}  "
+                      f"pgbouncer {row['pgbouncer']:9.0f}  jitgate broker {row['broker']:9.0f} TPS", flush=True)
+        print()
+        print("| client TLS | script | direct TPS | pgbouncer TPS | broker TPS | broker/pgbouncer (goal) | broker/direct |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for (sslmode, script), row in results.items():
+            ratio = row["broker"] / row["pgbouncer"]
+            goal = GOALS[script]
+            print(f"| {'on' if sslmode == 'require' else 'off'} | {script} | {row['direct']:.0f} | {row['pgbouncer']:.0f} "
+                  f"| {row['broker']:.0f} | {ratio:.2f}x (>= {goal}: {'met' if ratio >= goal else 'NOT met'}) "
+                  f"| {row['broker'] / row['direct']:.2f}x |")
+        # Sessions end when pgbench disconnects; wait for the broker to seal their recordings.
+        time.sleep(1.5)
+        recorded = count_recorded(broker_data)
+        print(f"\nrecorded statements: {recorded} (pgbench completed {expected} statements in its transactions; "
+              f"the difference is pgbench's own setup queries)")
+    finally:
+        for proc in (broker, bouncer):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        cp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
