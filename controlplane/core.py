@@ -736,18 +736,8 @@ class AccessCore:
         decided = [r for r in seen if r.activated_at is not None or r.state == DENIED]
         granted_minutes = [((r.ended_at or r.expires_at or now) - r.activated_at).total_seconds() / 60  # type: ignore[operator]
                            for r in granted]
-        owed: list[RequestRecord] = []
-        before = None
-        while True:
-            with self.store.read() as tx:
-                batch = tx.query_requests(before_num=before, limit=1000, with_details=False)
-            ids = [rec.id for _n, rec in batch if rec.review_state == REVIEW_OWED]
-            if ids:
-                with self.store.read() as tx:
-                    owed.extend(r for r in tx.get_requests(ids) if self._visible(actor, r))
-            if len(batch) < 1000:
-                break
-            before = batch[-1][0]
+        with self.store.read() as tx:
+            owed = [r for r in tx.owed_reviews() if self._visible(actor, r)]
         return Dashboard(
             active=[r for r in live if r.state == ACTIVE],
             pending=[r for r in live if r.state == PENDING or r.pending_extension is not None],

@@ -181,10 +181,19 @@ V2_INDEXES = [
           requests.c.state, requests.c.review_state),
 ]
 
+def _v3(conn: Connection) -> None:
+    # Owed break-glass reviews (the dashboard).
+    for ix in V3_INDEXES:
+        ix.create(conn, checkfirst=True)
+
+
+V3_INDEXES = [Index("ix_requests_review", requests.c.review_state)]
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
+    (3, _v3),
 ]
 LATEST = MIGRATIONS[-1][0]
 

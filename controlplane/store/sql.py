@@ -280,6 +280,12 @@ class Tx:
             recs = self._attach(recs)
         return [(r.num, rec) for r, rec in zip(rows, recs)]
 
+    def owed_reviews(self) -> list[RequestRecord]:
+        """Break-glass grants whose review is still owed, oldest first."""
+        rows = self.conn.execute(select(t.requests).where(t.requests.c.review_state == "OWED")
+                                 .order_by(t.requests.c.num)).all()
+        return self._attach([_request_row(r) for r in rows])
+
     def requests_with_pending_extensions(self) -> list[str]:
         q = select(t.extensions.c.request_id).where(t.extensions.c.state == EXT_PENDING)
         return [r.request_id for r in self.conn.execute(q)]

@@ -138,9 +138,9 @@ def test_an_old_database_is_migrated_in_order(tmp_path):
     store = SqlStore.open_sqlite(path)
     store.close()
     with sqlite3.connect(path) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"ix_requests_user_ended", "ix_requests_user_history"} <= names
+    assert {"ix_requests_user_ended", "ix_requests_user_history", "ix_requests_review"} <= names
 
 
 def test_store_refuses_a_newer_schema(tmp_path):
