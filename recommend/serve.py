@@ -90,8 +90,9 @@ class _Loaded:
 
 
 class Recommender:
-    """Loads the model in `model_dir` once; a missing or corrupt model is logged
-    (see `load_error`) and every answer is then a fallback. Thread-safe."""
+    """Loads the model in `model_dir` once (call `reload` after retraining); a missing
+    or corrupt model is logged (see `load_error`) and answers are then fallbacks.
+    Thread-safe: share one instance between worker threads."""
 
     def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS) -> None:
         self._dir = Path(model_dir) if model_dir is not None else None
@@ -107,15 +108,17 @@ class Recommender:
         return loaded.bundle.metadata.version if loaded else None
 
     def reload(self) -> bool:
-        """(Re)load the model from disk; on failure keep serving fallbacks. True if a model is loaded."""
+        """(Re)load the model from disk. True if the model on disk was loaded; on failure
+        `load_error` says why and a model loaded earlier keeps serving (else fallbacks)."""
         if self._dir is None:
             return False
         try:
             bundle = load_model(self._dir)
-        except ModelError as exc:
-            log.warning("duration model not loaded, using fallback statistics: %s", exc)
+        except Exception as exc:  # never a crash: a model that cannot load means fallbacks
+            reason = str(exc) if isinstance(exc, ModelError) else f"{self._dir}: cannot load the model ({exc})"
+            log.warning("duration model not loaded: %s", reason)
             with self._lock:
-                self._loaded, self.load_error = None, str(exc)
+                self.load_error = reason
             return False
         index = tuple({v: i for i, v in enumerate(bundle.metadata.vocabularies.get(name, []))} for name in CATEGORICAL)
         with self._lock:

@@ -105,8 +105,11 @@ def test_corrupt_model_file_falls_back_and_reload_recovers(rows: list[HistoryRow
     (copy / MODEL_FILE).write_text(good)
     assert recommender.reload() and recommender.load_error is None
     assert not recommender.recommend(_request(row), timedelta(hours=2), STEP, rows).fallback
+    version = recommender.model_version
     (copy / MODEL_FILE).unlink()
     assert not recommender.reload() and "missing" in (recommender.load_error or "")
+    assert recommender.model_version == version, "a broken file on disk dropped the model already in memory"
+    assert not recommender.recommend(_request(row), timedelta(hours=2), STEP, rows).fallback
 
 
 def test_only_finished_past_is_used(rows: list[HistoryRow], trained_dir: Path) -> None:
