@@ -132,8 +132,9 @@ def _push(table: dict, key: object, value: object, keep: int) -> None:
 
 
 def in_time_order(rows: Iterable[HistoryRow]) -> list[HistoryRow]:
-    """Rows sorted by requested_at (stable, so equal times keep file order)."""
-    return sorted(rows, key=lambda r: r.requested_at)
+    """Rows sorted by requested_at; ties broken by user, resource and used time so that
+    the order of a file's lines never changes the features (or the model)."""
+    return sorted(rows, key=lambda r: (r.requested_at, r.user, r.resource, r.used_minutes))
 
 
 def with_finished_past(rows: Sequence[HistoryRow]) -> Iterator[tuple[HistoryRow, list[HistoryRow]]]:
