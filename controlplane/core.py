@@ -144,25 +144,25 @@ class AccessCore:
         return name in self.brokers
 
     def _is_approver(self, ps: Any, name: str) -> bool:
+        """Whether the policy names `name` in any approval level or review (by user, group,
+        as someone's manager or as a resource owner): a label for WhoAmI, not a permission."""
         key = (ps.version, name)
         hit = self._approver_cache.get(key)
         if hit is not None:
             return hit
+        groups = ps.groups_of(name)
         words: set[str] = set()
         for rule in ps.rules:
             if rule.approval is not None:
                 for level in rule.approval.levels:
                     words.update(level.approvers)
             words.update(rule.review)
-        found = any(u.manager == name for u in ps.users.values())
-        if not found:
-            for res in ps.resources:
-                for requester in ps.users:
-                    if requester != name and ps.is_eligible(sorted(words), name, requester, res):
-                        found = True
-                        break
-                if found:
-                    break
+        found = f"user:{name}" in words or any(f"group:{g}" in words for g in groups)
+        if not found and "manager" in words:
+            found = any(u.manager == name for u in ps.users.values())
+        if not found and "owner" in words:
+            mine = {name, f"user:{name}"} | {f"group:{g}" for g in groups}
+            found = any(mine.intersection(res.owners) for res in ps.resources.values())
         if len(self._approver_cache) > 10_000:
             self._approver_cache.clear()
         self._approver_cache[key] = found

@@ -334,6 +334,7 @@ def test_listeners_hear_changes_after_commit(core):
 def test_roles(core):
     assert core.roles_of("ada") >= {"user", "admin"}
     assert "approver" in core.roles_of("bob") and "approver" in core.roles_of("sam")
+    assert "approver" in core.roles_of("owen")  # owner of web-prod-01 (owner approves level 1)
     assert core.roles_of("dave") == frozenset({"user"})
     assert core.roles_of("broker-1") == frozenset({"broker"})
     assert core.roles_of("stranger") == frozenset()
