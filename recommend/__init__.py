@@ -9,7 +9,17 @@ Public API (what the control plane and the CLI use):
 - synthetic history: `generate`
 - errors: `RecommendError`, `HistoryError`, `ModelError`, `TrainingError`
 
-LightGBM is imported lazily (through the submodules) by whoever uses these.
+Serving, as the control plane does it (one Recommender per process, shared by
+worker threads; `history` = the requester's recent finished grants, e.g. the last
+200, plus anyone's on the same resource if the fallback should use them):
+
+    rec = Recommender(data_dir / "model")          # never raises; see rec.load_error
+    answer = rec.recommend(RecommendRequest(user="alice", resource="orders-db", kind="postgres",
+                                            labels={"env": "prod"}, role="readonly", reason="report"),
+                           max_duration=timedelta(hours=2), step=timedelta(minutes=15), history=rows)
+    answer.duration, answer.explanation, answer.fallback
+
+Importing this package imports LightGBM.
 """
 from __future__ import annotations
 
