@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 # Event types after which the broker fetches its trust again (revoked serials, CA rotation).
 _TRUST_EVENTS = ("revoked", "ca.", "rotat", "trust", "certificate")
-REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Back-off of ReportSessionEnd while the control plane is unreachable (about 10 minutes in
+# all); a re-sync of the event watch (the control plane is back) retries at once.
+REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
 
 
 def load_or_create_host_key(path: Any, passphrase: bytes) -> tuple[asyncssh.SSHKey, str]:
@@ -72,6 +74,7 @@ class SSHBroker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: Any = None
         self._trust_lock = asyncio.Lock()
+        self._cp_back = asyncio.Event()  # set (and replaced) at each watch re-sync
 
     # -------------------------------------------------------- life cycle
 
@@ -144,6 +147,8 @@ class SSHBroker:
 
     async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
         self.hub.sync(snapshot)
+        back, self._cp_back = self._cp_back, asyncio.Event()
+        back.set()
         await self.refresh_trust()
 
     async def _on_event(self, event_type: str) -> None:
@@ -181,7 +186,11 @@ class SSHBroker:
         ended = dt.datetime.now(dt.timezone.utc)
         for delay in (0.0, *REPORT_RETRIES):
             if delay:
-                await asyncio.sleep(delay)
+                back = self._cp_back
+                try:
+                    await asyncio.wait_for(back.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
             try:
                 await self.cp.report_session_end(session_id, reason, bytes_in=bytes_in, bytes_out=bytes_out,
                                                  recording_ref=ref, recording_hash=final_hash, ended_at=ended,

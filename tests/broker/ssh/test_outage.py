@@ -1,0 +1,46 @@
+"""The broker without its control plane: live sessions still end at their deadline, new ones are refused
+with a plain message, and after the control plane is back the broker re-syncs and serves again."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from jitgate.v1 import access_pb2
+from tests.broker.ssh.harness import SshStack, wait_for
+from tests.support import require_binary
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_deadline_holds_and_new_sessions_are_refused_while_control_plane_is_down(tmp_path) -> None:
+    for binary in ("sshd", "ssh", "ssh-keygen"):
+        require_binary(binary)
+    with SshStack(tmp_path) as stack:
+        assert stack.cp is not None
+        short = stack.grant("alice", "web-01", seconds=5)
+        short_key = stack.user_key("alice", short.id)
+        other = stack.grant("bob", "web-02")
+        other_key = stack.user_key("bob", other.id)
+        live = subprocess.Popen(stack.ssh_argv(short_key, "web-01", "echo started; sleep 60"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert live.stdout is not None
+        assert live.stdout.readline() == b"started\n"  # relaying from the target
+
+        stack.cp.kill()
+        _, err = live.communicate(timeout=30)
+        assert live.returncode != 0
+        assert b"expired at" in err, err  # the broker's own timer, no control plane
+
+        r = stack.ssh(other_key, "web-02", "echo should-not-run")
+        assert r.returncode != 0 and b"should-not-run" not in r.stdout
+        assert b"control plane is unreachable" in r.stderr, r.stderr
+
+        stack.cp.start()
+        admin = stack.client("admin")
+        r = wait_for(lambda: (res := stack.ssh(other_key, "web-02", "echo back")).returncode == 0 and res,
+                     timeout=30, interval=0.3)
+        # The cut made during the outage reaches the control plane once it is back.
+        ended = wait_for(lambda: [s for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
+            grant_id=short.id)).sessions if s.end_reason], timeout=40, interval=0.5)
+        assert ended[0].end_reason == "expired" and ended[0].recording_ref
