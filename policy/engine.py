@@ -128,7 +128,7 @@ def evaluate_indexed(candidates: Iterable[Candidate], programs: Mapping[str, cel
     for c in candidates:
         if not considered(c.rule, req):
             continue
-        if not request_passes(c.request_preds, req.emergency, req.login, req.role, req.user, groups):
+        if not request_passes(c.request_preds, req, groups):
             continue
         if not c.needs_cel:
             out.matched.append(c.rule)

@@ -10,6 +10,10 @@ understood statically (string literals only):
     "g" in user.groups
     request.emergency, !request.emergency
     has(resource.labels.K)
+    resource.labels.K != "x"
+    history.<counter> OP 3, request.extension OP 1      (OP: == != < <= > >=, whole numbers)
+    request.duration OP duration("1h30m")
+    request.ticket / request.reason  == or !=  "x"
 
 Resource conjuncts are resolved per resource when the set is loaded; request
 conjuncts are checked per decision. CEL's `&&` is false as soon as one side is
@@ -20,19 +24,30 @@ A rule whose conjuncts are all static and true matches without running CEL.
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from datetime import timedelta
+from typing import Any, Callable, Iterable
 
 import lark
 
 from policy.cel import unwrap
+from policy.durations import parse_duration
 from policy.model import Resource, Rule
+from policy.request import HISTORY_COUNTERS, PolicyRequest
 
 _PLAIN_STRING = re.compile(r"""^(?:"([^"\\\n]*)"|'([^'\\\n]*)')$""")
+_WHOLE = re.compile(r"^[0-9]{1,15}$")
+_HMS = re.compile(r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$")
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "relation_eq": operator.eq, "relation_ne": operator.ne, "relation_lt": operator.lt,
+    "relation_le": operator.le, "relation_gt": operator.gt, "relation_ge": operator.ge}
+_FLIP = {"relation_eq": "relation_eq", "relation_ne": "relation_ne", "relation_lt": "relation_gt",
+         "relation_le": "relation_ge", "relation_gt": "relation_lt", "relation_ge": "relation_le"}
 
 RESOURCE_FIELDS = ("kind", "name", "label", "has_label")
-REQUEST_FIELDS = ("emergency", "login", "role", "user", "group")
+REQUEST_FIELDS = ("emergency", "login", "role", "user", "group", "cmp")
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,9 @@ class Pred:
     field: str
     key: str = ""
     values: frozenset[str] = frozenset()
-    flag: bool = True  # for emergency
+    flag: bool = True  # emergency: wanted value; label: False for `!=`
+    op: str = ""  # cmp: relation_eq, relation_lt, ...
+    value: Any = None  # cmp: the literal (int, timedelta or str)
 
 
 @dataclass(frozen=True)
@@ -188,9 +205,20 @@ def _pred(leaf: Any) -> Pred | None:
         return None
     if node.data == "relation" and len(node.children) == 2 and isinstance(node.children[0], lark.Tree):
         op = node.children[0]
-        if op.data not in ("relation_eq", "relation_in") or len(op.children) != 1:
+        if op.data not in _OPS and op.data != "relation_in" or len(op.children) != 1:
             return None
         lhs, rhs = op.children[0], node.children[1]
+        cmp = _comparison(op.data, lhs, rhs)
+        if cmp is not None:
+            return cmp
+        if op.data == "relation_ne":
+            for a, b in ((lhs, rhs), (rhs, lhs)):
+                f, s = _field_of(_path(a)), _string(b)
+                if f is not None and f[0] == "label" and s is not None:
+                    return Pred("label", f[1], frozenset([s]), flag=False)
+            return None
+        if op.data != "relation_in" and op.data != "relation_eq":
+            return None
         if op.data == "relation_eq":
             for a, b in ((lhs, rhs), (rhs, lhs)):
                 f, s = _field_of(_path(a)), _string(b)
@@ -206,6 +234,67 @@ def _pred(leaf: Any) -> Pred | None:
     return None
 
 
+def _comparison(op: str, lhs: Any, rhs: Any) -> Pred | None:
+    """history/extension vs a whole number, duration vs duration("..."), ticket/reason vs text."""
+    if op == "relation_in":
+        return None
+    for a, b, o in ((lhs, rhs, op), (rhs, lhs, _FLIP[op])):
+        path = _path(a)
+        if path is None or len(path) != 2:
+            continue
+        if (path[0] == "history" and path[1] in HISTORY_COUNTERS) or path == ["request", "extension"]:
+            n = _whole(b)
+            if n is not None:
+                return Pred("cmp", ".".join(path), op=o, value=n)
+        elif path == ["request", "duration"]:
+            d = _duration_literal(b)
+            if d is not None:
+                return Pred("cmp", "request.duration", op=o, value=d)
+        elif path in (["request", "ticket"], ["request", "reason"]) and o in ("relation_eq", "relation_ne"):
+            text = _string(b)
+            if text is not None:
+                return Pred("cmp", ".".join(path), op=o, value=text)
+    return None
+
+
+def _whole(tree: Any) -> int | None:
+    tree = unwrap(tree)
+    if isinstance(tree, lark.Tree) and tree.data == "literal" and tree.children:
+        tree = tree.children[0]
+    if isinstance(tree, lark.Token) and _WHOLE.match(str(tree)):
+        return int(str(tree))
+    return None
+
+
+def _duration_literal(tree: Any) -> timedelta | None:
+    tree = unwrap(tree)
+    if not (isinstance(tree, lark.Tree) and tree.data == "ident_arg" and len(tree.children) == 2
+            and str(tree.children[0]) == "duration"):
+        return None
+    exprlist = tree.children[1]
+    if not (isinstance(exprlist, lark.Tree) and len(exprlist.children) == 1):
+        return None
+    text = _string(exprlist.children[0])
+    if text is None or not text or not _HMS.match(text):
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return None
+
+
+def _request_value(key: str, req: PolicyRequest) -> Any:
+    if key == "request.duration":
+        return timedelta(seconds=int(req.duration.total_seconds()))
+    if key == "request.extension":
+        return req.extension
+    if key == "request.ticket":
+        return req.ticket
+    if key == "request.reason":
+        return req.reason
+    return req.history_value(key.split(".", 1)[1])
+
+
 def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
     """True/False when the resource conjuncts decide, None when CEL must (missing label)."""
     unknown = False
@@ -217,7 +306,7 @@ def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
         elif p.field == "has_label":
             ok = p.key in resource.labels
         else:
-            ok = resource.labels[p.key] in p.values if p.key in resource.labels else None
+            ok = (resource.labels[p.key] in p.values) == p.flag if p.key in resource.labels else None
         if ok is False:
             return False
         if ok is None:
@@ -225,21 +314,23 @@ def resource_verdict(preds: Iterable[Pred], resource: Resource) -> bool | None:
     return None if unknown else True
 
 
-def request_passes(preds: Iterable[Pred], emergency: bool, login: str, role: str, user: str,
-                   groups: frozenset[str]) -> bool:
+def request_passes(preds: Iterable[Pred], req: PolicyRequest, groups: frozenset[str]) -> bool:
     """Whether the request-side conjuncts hold (they are always decidable)."""
     for p in preds:
         if p.field == "emergency":
-            if emergency != p.flag:
+            if req.emergency != p.flag:
                 return False
         elif p.field == "login":
-            if login not in p.values:
+            if req.login not in p.values:
                 return False
         elif p.field == "role":
-            if role not in p.values:
+            if req.role not in p.values:
                 return False
         elif p.field == "user":
-            if user not in p.values:
+            if req.user not in p.values:
+                return False
+        elif p.field == "cmp":
+            if not _OPS[p.op](_request_value(p.key, req), p.value):
                 return False
         elif p.field == "group":
             if not p.values <= groups:
@@ -270,6 +361,8 @@ def build(rules: list[Rule], analyses: dict[str, Analysis],
         names = all_names
         for p in a.resource_preds:
             hits: set[str] = set()
+            if p.field == "label" and not p.flag:
+                continue  # `!=`: decided per resource below
             if p.field == "has_label":
                 hits = set(has_label.get(p.key, set()))
             for v in p.values:

@@ -26,7 +26,10 @@ ATOMS = [
     'now.getHours("Europe/Berlin") >= 18', 'history.granted_90d >= 3', 'history.median_minutes > 30.0',
     'request.duration > duration("1h")', 'request.extension == 0', "true", "false",
     '(resource.labels.env == "prod" || request.emergency)', 'resource.labels.tier != "gold"',
-    'user.attributes.level > 2',
+    'user.attributes.level > 2', 'history.revoked_90d >= 1', '2 > history.granted_90d', 'history.flagged_90d == 0',
+    'request.duration <= duration("1h30m")', 'duration("1h") < request.duration', 'request.ticket != ""',
+    'request.ticket == "T-1"', 'request.extension > 0', 'resource.labels.env != "prod"',
+    'resource.labels.tier != "gold"', 'request.duration == duration("60m")',
 ]
 APPROVERS = ["manager", "owner", "group:a", "group:b", "user:u0", "user:u3"]
 USERS = ["u0", "u1", "u2", "u3"]
@@ -99,7 +102,9 @@ def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
         duration=timedelta(minutes=draw(st.sampled_from([15, 60, 90, 300]))),
         time=datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(hours=draw(st.integers(0, 23))),
         emergency=draw(st.booleans()), extension=draw(st.integers(0, 3)),
-        history={"granted_90d": draw(st.integers(0, 5)), "median_minutes": float(draw(st.integers(0, 60)))},
+        ticket=draw(st.sampled_from(["", "T-1", "T-2"])),
+        history={"granted_90d": draw(st.integers(0, 5)), "revoked_90d": draw(st.integers(0, 2)),
+                 "median_minutes": float(draw(st.integers(0, 60)))},
         **extra)
 
 
