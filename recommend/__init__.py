@@ -37,7 +37,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "HistoryError", "HistoryRow", "ModelBundle", "ModelError", "ModelMetadata", "RecommendError",
-    "Recommendation", "RecommendRequest", "Recommender", "TrainOutcome", "TrainParams", "TrainingError",
+    "RecommendRequest", "Recommendation", "Recommender", "TrainOutcome", "TrainParams", "TrainingError",
     "evaluate_history", "generate", "load_model", "parse_lines", "read_history", "train_and_save",
     "write_history",
 ]
