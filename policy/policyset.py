@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy import approvals, approvers, engine, index, testing
+from policy import approvals, engine, index, testing
+from policy.approvers import is_eligible as _is_eligible
 from policy.checker import Checked, check
 from policy.decision import Decision
 from policy.errors import PolicyError, PolicyLoadError
@@ -85,10 +86,15 @@ class PolicySet:
         """Names of the rules the index keeps for a resource (for tests and benchmarks)."""
         return [c.rule.name for c in self._index.get(resource, ())]
 
-    def is_eligible(self, approvers_: list[str], approver: str, requester: str, resource: str) -> bool:
-        """Whether `approver` may approve a level named by `approvers_` (POLICY.md rules 5-6)."""
-        return approvers.is_eligible(approvers_, approver, requester, self.resources.get(resource),
-                                     self.users, self.groups_of)
+    def is_eligible(self, approvers: list[str], approver: str, requester: str, resource: str) -> bool:
+        """Whether `approver` may approve a level named by `approvers` (POLICY.md rules 5-6).
+
+        Words: user:NAME, group:NAME, manager (the requester's), owner (the resource's
+        `owners`, whose entries are group:NAME, user:NAME or a bare user name).
+        The requester is never eligible; unknown words never match.
+        """
+        return _is_eligible(approvers, approver, requester, self.resources.get(resource),
+                            self.users, self.groups_of)
 
     def approval_progress(self, decision: Decision, requester: str, resource: str,
                           votes: list[tuple[str, str]]) -> approvals.ApprovalProgress:

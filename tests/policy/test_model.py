@@ -139,3 +139,11 @@ def test_decide_is_safe_from_many_threads() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_is_eligible_takes_the_documented_keywords() -> None:
+    ps = load_policy_set(ROOT / "policies.yaml")
+    assert ps.is_eligible(approvers=["manager"], approver="bob", requester="alice", resource="web-prod-01")
+    assert not ps.is_eligible(approvers=["manager"], approver="alice", requester="alice", resource="web-prod-01")
+    assert ps.is_eligible(approvers=["owner"], approver="admin", requester="alice", resource="web-prod-01")
+    assert not ps.is_eligible(approvers=["owner"], approver="admin", requester="alice", resource="orders-db")
