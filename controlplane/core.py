@@ -21,7 +21,7 @@ from controlplane.audit import ChainVerifier
 from controlplane.errors import JitError
 from controlplane.model import (
     ACTIVE, CANCELLED, DENIED, EXT_APPROVED, EXT_CANCELLED, EXT_DENIED, EXT_PENDING, FLAGGED,
-    PENDING, REQUEST_STATES, REVIEW_NONE, REVIEW_OWED, REVIEWED, REVOKED,
+    PENDING, REQUEST_STATES, REVIEW_OWED, REVIEWED, REVOKED,
     ApprovalRecord, AuditRecord, Change, Dashboard, ExtensionRecord, Recommendation,
     RequestRecord, SessionRecord,
 )

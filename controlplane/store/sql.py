@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Connection, Engine, and_, bindparam, case, create_engine, delete, event, func, insert, or_, select,
-    update,
+    Connection, Engine, and_, bindparam, case, create_engine, delete, event, func, insert, select,
+    text, update,
 )
 from sqlalchemy.exc import OperationalError
 
@@ -36,11 +36,11 @@ _IN_CHUNK = 500  # ids per IN (...) clause: below SQLite's variable limit
 
 
 def to_us(dt: datetime | None) -> int | None:
-    """Aware datetime -> integer microseconds since the epoch."""
+    """Datetime -> integer microseconds since the epoch (a naive datetime is taken as UTC)."""
     if dt is None:
         return None
     if dt.tzinfo is None:
-        raise ValueError("naive datetime given to the store")
+        dt = dt.replace(tzinfo=timezone.utc)
     return (dt - EPOCH) // timedelta(microseconds=1)
 
 
@@ -82,6 +82,9 @@ class SqlStore:
         self.sqlite = sqlite
         self._write_lock = threading.Lock()  # one writer per process; the database lock covers others
         with self.engine.begin() as conn:
+            if not sqlite and engine.dialect.name == "postgresql":
+                # Two servers starting at once must not both migrate (SQLite: BEGIN IMMEDIATE does it).
+                conn.execute(text("SELECT pg_advisory_xact_lock(7283540)"))
             t.migrate(conn, to_us(datetime.now(timezone.utc)) or 0)
 
     @classmethod
