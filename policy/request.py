@@ -16,12 +16,12 @@ _REQUEST_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PolicyRequest:
     """Who asks for what, how long and why, at `time`, with the requester's `history`.
 
     `id` is an optional label (e.g. the control plane's request id) that diff
-    output shows; it never influences a decision.
+    output shows; it never influences a decision. Fields are keyword-only.
     """
 
     user: str
