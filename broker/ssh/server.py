@@ -73,6 +73,7 @@ class SSHBroker:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: Any = None
+        self._periodic_task: asyncio.Task[Any] | None = None
         self._trust_lock = asyncio.Lock()
         self._cp_back = asyncio.Event()  # set (and replaced) at each watch re-sync
 
@@ -97,7 +98,7 @@ class SSHBroker:
             allow_scp=False, public_key_auth=True, password_auth=False, kbdint_auth=False,
             gss_host=None, login_timeout=cfg.login_grace_time, keepalive_interval=30,
             encryption_algs=list(FAST_CIPHERS))
-        self.spawn(self._periodic())
+        self._periodic_task = self.spawn(self._periodic())
         log.info("ssh broker listening on %s:%d, host key %s", cfg.listen_host, self.port, self.host_key_line)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -112,6 +113,8 @@ class SSHBroker:
             conn.disconnect("jitgate: the broker is shutting down")
         if self._watcher is not None:
             await self._watcher.stop()
+        if self._periodic_task is not None:
+            self._periodic_task.cancel()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))

@@ -44,3 +44,14 @@ def test_deadline_holds_and_new_sessions_are_refused_while_control_plane_is_down
         ended = wait_for(lambda: [s for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
             grant_id=short.id)).sessions if s.end_reason], timeout=40, interval=0.5)
         assert ended[0].end_reason == "expired" and ended[0].recording_ref
+
+        # Broker shutdown: live sessions are cut with a line saying why, and reported.
+        live = subprocess.Popen(stack.ssh_argv(other_key, "web-02", "echo started; sleep 60"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert live.stdout is not None and live.stdout.readline() == b"started\n"
+        assert stack.stop_broker() == 0
+        _, err = live.communicate(timeout=30)
+        assert live.returncode != 0 and b"broker is shutting down" in err, err
+        ended = wait_for(lambda: [s for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
+            grant_id=other.id)).sessions if s.end_reason == "broker_shutdown"], timeout=10)
+        assert ended[0].recording_ref
