@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
-from cli.client import Client, command_options, parse_span, print_json, print_table, span, to_dict
+from cli.client import (
+    Client, command_options, connect, handle_errors, parse_span, print_json, print_table, span, to_dict,
+)
 from cli.render import print_outcome, print_request, print_requests, state_name
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
@@ -173,12 +175,24 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
 
 @click.group("requests", invoke_without_command=True)
 @_list_options
-@command_options
+@click.option("--identity", "identity", type=click.Path(file_okay=False), default=None, help="identity bundle directory")
+@click.option("--server", "server", default=None, help="server host:port")
+@click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def requests(ctx: click.Context, client: Client, output: str, **filters: Any) -> None:
+def requests(ctx: click.Context, identity: str | None, server: str | None, output: str, **filters: Any) -> None:
     """List requests (same as `requests list`), or `requests show ID`."""
-    if ctx.invoked_subcommand is None:
-        _list(client, output, **filters)
+    if ctx.invoked_subcommand is not None:
+        return  # the sub-command connects with its own options
+
+    @handle_errors
+    def run() -> None:
+        client = connect(identity, server)
+        try:
+            _list(client, output, **filters)
+        finally:
+            client.close()
+
+    run()
 
 
 @requests.command("list")

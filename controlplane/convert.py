@@ -79,13 +79,37 @@ def decision_dict(decision: Any) -> dict[str, Any]:
 
 
 def decision(value: Any) -> types_pb2.Decision | None:
-    """POLICY.md's decision JSON -> Decision message (fields match one to one)."""
-    data = decision_dict(value)
-    if not data:
+    """A policy Decision (or POLICY.md's decision JSON) -> Decision message (fields match one to one)."""
+    if value is None:
         return None
-    msg = types_pb2.Decision()
-    json_format.ParseDict(_decision_for_proto(data), msg, ignore_unknown_fields=True)
-    return msg
+    if isinstance(value, dict) or not hasattr(value, "approval"):
+        data = decision_dict(value)
+        if not data:
+            return None
+        msg = types_pb2.Decision()
+        json_format.ParseDict(_decision_for_proto(data), msg, ignore_unknown_fields=True)
+        return msg
+    # Built straight from the dataclass: json_format costs ~0.5 ms per call on the hot path.
+    ap = value.approval
+    s = value.session
+    return types_pb2.Decision(
+        effect=value.effect,
+        approval=types_pb2.Approval(
+            mode=ap.mode, review=list(ap.review),
+            levels=[types_pb2.ApprovalLevel(approvers=list(lv.approvers), min=lv.min) for lv in ap.levels],
+        ) if ap is not None else None,
+        max_duration=_format_duration(value.max_duration) if value.max_duration is not None else "",
+        max_extensions=value.max_extensions or 0,
+        session=types_pb2.SessionOptions(pty=s.pty, exec=s.exec, sftp=s.sftp, port_forwarding=s.port_forwarding)
+        if s is not None else None,
+        rules=list(value.rules), message=value.message or "", policy_version=value.policy_version or "",
+    )
+
+
+def _format_duration(value: dt.timedelta) -> str:
+    from policy.durations import format_duration
+
+    return format_duration(value)
 
 
 def _decision_for_proto(data: dict[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,8 @@ class EventHub:
 
     def publish(self, change: Any) -> None:
         """Core listener (any thread): convert once, then fan out on the loop."""
+        if not self._subs:
+            return  # nobody watching: skip the conversion (a watcher subscribes before its snapshot)
         try:
             event = convert.change_event(change)
         except Exception:  # a listener must never break the core's commit path

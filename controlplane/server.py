@@ -177,7 +177,7 @@ class ControlPlaneServer:
             core.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
-            deps = Deps(config, core, holder, hub, pki, executor)
+            deps = Deps(config, core, holder, hub, pki, executor, inline=os.environ.get("JITGATE_INLINE_CORE") == "1")
             server = grpc.aio.server(
                 interceptors=[Guard(core.roles_of)],
                 options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
@@ -242,8 +242,17 @@ def configure_logging(level: str = "INFO") -> None:
 def run_server(config: ServerConfig) -> int:
     """Run until stopped; returns the process exit code (StartError: printed, 2)."""
     configure_logging(os.environ.get("JITGATE_LOG_LEVEL", "INFO"))
+    # The event loop thread and the core's worker threads hand the GIL back and forth on
+    # every call; the default 5 ms switch interval would add up to 5 ms of waiting to each.
+    sys.setswitchinterval(float(os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005")))
     try:
-        asyncio.run(ControlPlaneServer(config).run())
+        profile = os.environ.get("JITGATE_PROFILE")  # a path: cProfile the event loop thread into it
+        if profile:
+            import cProfile
+
+            cProfile.runctx("asyncio.run(ControlPlaneServer(config).run())", globals(), locals(), profile)
+        else:
+            asyncio.run(ControlPlaneServer(config).run())
     except StartError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

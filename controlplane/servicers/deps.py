@@ -25,8 +25,11 @@ class Deps:
     hub: EventHub
     pki: ServerPki
     executor: ThreadPoolExecutor
+    inline: bool = False  # run core calls on the event loop thread (benchmark switch)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking (store) call in the worker pool and await its result."""
+        if self.inline:
+            return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))

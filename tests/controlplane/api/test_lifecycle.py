@@ -217,3 +217,37 @@ def test_dashboard_and_to_approve(cp):
     dash = cp.client("ada").access.GetDashboard(access_pb2.GetDashboardRequest())
     assert req.id in [r.id for r in dash.pending]
     assert 0.0 <= dash.approval_rate <= 1.0
+
+
+def test_ssh_certificate_then_broker_authorizes_it(cp):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from jitgate.v1 import broker_pb2
+
+    alice, broker = cp.client("alice"), cp.client("broker")
+    grant = create(alice, resource="web-dev-01", login="deploy", reason="ssh in", seconds=900)
+    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    refused(lambda: cp.client("bob").access.IssueSshCertificate(access_pb2.IssueSshCertificateRequest(
+        grant_id=grant.id, public_key=public)), grpc.StatusCode.PERMISSION_DENIED)  # not bob's grant
+    cert = alice.access.IssueSshCertificate(access_pb2.IssueSshCertificateRequest(grant_id=grant.id, public_key=public))
+    assert cert.certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
+    assert list(cert.principals) == ["deploy@web-dev-01"] and cert.serial > 0
+    assert cert.valid_before.ToSeconds() == grant.expires_at.ToSeconds()
+
+    auth = broker.broker.AuthorizeSession(broker_pb2.AuthorizeSessionRequest(
+        kind="ssh", resource="web-dev-01", login="deploy", client_address="127.0.0.1:40000", channel="shell",
+        ssh=broker_pb2.SshCredential(key_id=grant.id, serial=cert.serial, principal="deploy@web-dev-01",
+                                     certificate=cert.certificate)))
+    assert auth.grant.id == grant.id and auth.session.pty and not auth.session.sftp
+    upstream = broker.broker.IssueUpstreamCertificate(broker_pb2.IssueUpstreamCertificateRequest(
+        session_id=auth.session_id, public_key=public))
+    assert upstream.certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
+
+    cp.client("ada").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="done"))
+    assert cert.serial in broker.broker.GetTrust(broker_pb2.GetTrustRequest()).revoked_serials
+    detail = refused(lambda: broker.broker.AuthorizeSession(broker_pb2.AuthorizeSessionRequest(
+        kind="ssh", resource="web-dev-01", login="deploy", channel="shell",
+        ssh=broker_pb2.SshCredential(key_id=grant.id, serial=cert.serial))), grpc.StatusCode.UNAUTHENTICATED)
+    assert "revoked" in detail

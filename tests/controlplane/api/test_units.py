@@ -1,0 +1,88 @@
+"""Unit tests of the API side's plain parts: config, event fan-out, conversions."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from controlplane import convert
+from controlplane.config import ConfigError, build_config
+from controlplane.events import EventHub, type_matches
+from controlplane.model import Change, RequestRecord
+from jitgate.v1 import types_pb2
+
+
+def _record(user: str = "alice", rid: str = "r1") -> RequestRecord:
+    now = dt.datetime(2026, 11, 18, 10, tzinfo=dt.timezone.utc)
+    return RequestRecord(id=rid, user=user, resource="web-dev-01", kind="ssh", login="deploy", role="",
+                         duration=dt.timedelta(minutes=30), reason="r", ticket="", emergency=False,
+                         state="ACTIVE", decision=None, created_at=now, activated_at=now,
+                         expires_at=now + dt.timedelta(minutes=30))
+
+
+def test_config_precedence_and_refusals(tmp_path: Path):
+    cfg_file = tmp_path / "server.yaml"
+    cfg_file.write_text("listen: 127.0.0.1:9000\nadmins: [sam]\npolicies: /etc/p.yaml\n")
+    cfg = build_config(config_file=cfg_file, data_dir=tmp_path, listen="127.0.0.1:9100")
+    assert (cfg.listen, cfg.admins, cfg.brokers, cfg.policies) == (
+        "127.0.0.1:9100", frozenset({"sam"}), frozenset({"broker"}), Path("/etc/p.yaml"))
+    cfg_file.write_text("listne: 1\n")
+    with pytest.raises(ConfigError, match="unknown key `listne`"):
+        build_config(config_file=cfg_file, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="host:port"):
+        build_config(data_dir=tmp_path, policies=tmp_path / "p.yaml", listen="nohost")
+    with pytest.raises(ConfigError, match="no policies"):
+        build_config(data_dir=tmp_path / "empty")
+    env_cfg = build_config(policies=tmp_path / "p.yaml", environ={"JITGATE_DATA_DIR": str(tmp_path / "d")})
+    assert env_cfg.data_dir == tmp_path / "d"
+
+
+def test_type_filter_words():
+    assert type_matches("grant.expired", ())
+    assert type_matches("grant.expired", ("grant.",))
+    assert not type_matches("grant.expired", ("grant",))
+    assert type_matches("grant.expired", ("request.created", "grant.expired"))
+
+
+def test_hub_fans_out_by_owner_and_cuts_off_slow_watchers():
+    async def scenario() -> None:
+        hub = EventHub(asyncio.get_running_loop(), queue_size=10)
+        admin = hub.subscribe("ada", see_all=True)
+        alice = hub.subscribe("alice", see_all=False)
+        hub.publish(Change(1, "grant.activated", _record().created_at, request=_record("alice", "a")))
+        hub.publish(Change(2, "grant.activated", _record().created_at, request=_record("bob", "b")))
+        await asyncio.sleep(0)  # publish hands over with call_soon_threadsafe
+        assert [admin.queue.get_nowait().request.id for _ in range(2)] == ["a", "b"]
+        assert alice.queue.get_nowait().request.id == "a" and alice.queue.empty()
+        hub.unsubscribe(admin)
+        for n in range(11):  # nobody reads alice's queue: she is cut off, not silently skipped
+            hub.publish_event(types_pb2.Event(seq=10 + n, type="x", request=types_pb2.AccessRequest(user="alice")))
+        assert alice.overflowed and hub.subscribers == 0
+        items = [alice.queue.get_nowait() for _ in range(alice.queue.qsize())]
+        assert items[-1] is None and len(items) == 11
+
+    asyncio.run(scenario())
+
+
+def test_request_conversion_round_trips_times_and_states():
+    msg = convert.access_request(_record())
+    assert msg.state == types_pb2.REQUEST_STATE_ACTIVE
+    assert msg.expires_at.ToSeconds() - msg.activated_at.ToSeconds() == 1800
+    assert not msg.HasField("ended_at") and not msg.HasField("decision")
+    assert convert.request_state_name(msg.state) == "ACTIVE"
+
+
+def test_decision_conversion_matches_policy_json():
+    from policy import Approval, ApprovalLevel, Decision, SessionOptions
+
+    d = Decision("allow", Approval("levels", [ApprovalLevel(["manager", "owner"], 1)]), dt.timedelta(hours=2), 1,
+                 SessionOptions(True, True, False, False), ["prod"], "", "sha256:x")
+    msg = convert.decision(d)
+    from google.protobuf import json_format
+
+    assert json_format.MessageToDict(msg, preserving_proto_field_name=True) == {
+        k: v for k, v in convert.decision_dict(d).items() if k != "errors" and v not in ("", [], None, False)
+    } | {"session": {"pty": True, "exec": True}, "approval": {"mode": "levels", "levels": [
+        {"approvers": ["manager", "owner"], "min": 1}]}}
