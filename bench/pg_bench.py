@@ -174,7 +174,8 @@ def count_recorded(data: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--seconds", type=int, default=4, help="length of one pgbench run")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target (TPS is their mean)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="both",
@@ -201,22 +202,28 @@ def main() -> None:
             resource="bench-db", role="postgres", duration=d, reason="benchmark")).request
         token = alice.access.IssueDatabaseToken(access_pb2.IssueDatabaseTokenRequest(grant_id=grant.id))
         modes = {"off": ["disable"], "on": ["require"], "both": ["disable", "require"]}[args.tls]
-        print(f"pgbench: {args.clients} clients, {args.seconds} s per run, scale {args.scale}, one run; "
+        print(f"pgbench: {args.clients} clients, {args.rounds} x {args.seconds} s per target, scale {args.scale}; "
               f"broker records every statement", flush=True)
         results: dict[tuple[str, str], dict[str, float]] = {}
         expected = 0
         for sslmode in modes:
             for script in ("select-only", "tpcb-like"):
-                row: dict[str, float] = {}
-                row["direct"], _ = pgbench(script, 5432, "postgres", "", "disable", args.seconds, args.clients)
-                row["pgbouncer"], _ = pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
-                                              args.clients)
-                row["broker"], done = pgbench(script, broker_port, token.user, token.token, sslmode, args.seconds,
-                                              args.clients)
-                expected += done * STATEMENTS_PER_TX[script]
+                # Rounds interleave the three targets so that drift on a shared machine hits all alike.
+                runs: dict[str, list[float]] = {"direct": [], "pgbouncer": [], "broker": []}
+                for _ in range(args.rounds):
+                    runs["direct"].append(pgbench(script, 5432, "postgres", "", "disable", args.seconds,
+                                                  args.clients)[0])
+                    runs["pgbouncer"].append(pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
+                                                     args.clients)[0])
+                    tps, done = pgbench(script, broker_port, token.user, token.token, sslmode, args.seconds,
+                                        args.clients)
+                    runs["broker"].append(tps)
+                    expected += done * STATEMENTS_PER_TX[script]
+                row = {k: sum(v) / len(v) for k, v in runs.items()}
                 results[(sslmode, script)] = row
                 print(f"  {'TLS' if sslmode == 'require' else 'plain':5} {script:11}  direct {row['direct']:9.0f}  "
-                      f"pgbouncer {row['pgbouncer']:9.0f}  jitgate broker {row['broker']:9.0f} TPS", flush=True)
+                      f"pgbouncer {row['pgbouncer']:9.0f}  jitgate broker {row['broker']:9.0f} TPS "
+                      f"(mean of {args.rounds} interleaved rounds)", flush=True)
         print()
         print("| client TLS | script | direct TPS | pgbouncer TPS | broker TPS | broker/pgbouncer (goal) | broker/direct |")
         print("| --- | --- | --- | --- | --- | --- | --- |")

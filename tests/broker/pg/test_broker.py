@@ -1,6 +1,7 @@
 """The PostgreSQL broker end to end: real control plane, real broker process, real PostgreSQL, psql, psycopg."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.pg import protocol as p
-from jitgate.v1 import access_pb2
+from jitgate.v1 import access_pb2, audit_pb2, types_pb2
 from tests.broker.pg.harness import PgStack, Token, local_pg_available, pg_bin
 from tests.support import require, require_binary
 
@@ -175,22 +176,45 @@ def refused(stack: PgStack, token: Token, **kw: Any) -> psycopg.OperationalError
     return info.value
 
 
-def test_refusals_are_readable_errors(stack: PgStack) -> None:
+def refusal(stack: PgStack, user: str, password: str) -> dict[str, str]:
+    """The ErrorResponse fields a hand-made client gets for this user and password."""
+    tls, msgs = raw_login(stack, user, password)
+    tls.close()
+    assert msgs and msgs[-1].type == b"E", msgs
+    return p.parse_error_fields(msgs[-1].body)
+
+
+def test_refusals_are_readable_errors_with_sqlstate_and_audited(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.ro)
-    bad = refused(stack, Token("not-a-token", token.user, "test", ""))
-    assert "jitgate refused access" in str(bad)
-    other_resource = refused(stack, Token(token.token, f"{stack.ro}@otherdb", "test", ""))
-    assert "jitgate refused access" in str(other_resource)
-    other_role = refused(stack, Token(token.token, f"{stack.rw}@testdb", "test", ""))
-    assert "jitgate refused access" in str(other_role)
+    bad = refusal(stack, token.user, "not-a-token")
+    assert bad["sqlstate"] == "28P01" and bad["severity"] == "FATAL" and "jitgate refused access" in bad["message"]
+    for user in (f"{stack.ro}@otherdb", f"{stack.rw}@testdb"):  # another resource, another role
+        other = refusal(stack, user, token.token)
+        assert other["sqlstate"] in ("28000", "28P01") and "jitgate refused access" in other["message"], other
+    syntax = refusal(stack, "just-a-name", token.token)
+    assert syntax["sqlstate"] == "28000" and "ROLE@RESOURCE" in syntax["message"]
+    # libpq shows the same messages to people.
+    assert "jitgate refused access" in str(refused(stack, Token("not-a-token", token.user, "test", "")))
     plain = refused(stack, token, sslmode="disable")
     assert "requires TLS" in str(plain)
-    syntax = refused(stack, Token(token.token, "just-a-name", "test", ""))
-    assert "ROLE@RESOURCE" in str(syntax)
-    # Grant ended: revoke it, then its token no longer opens anything.
+    # A grant that ran out: its token no longer opens anything.
+    short = stack.login("alice", "testdb", stack.ro, seconds=1)
+    client = stack.client("alice")
+    deadline = time.monotonic() + 15
+    while client.access.GetRequest(access_pb2.GetRequestRequest(id=short.grant_id)).state != \
+            types_pb2.REQUEST_STATE_EXPIRED:
+        assert time.monotonic() < deadline, "the grant did not expire"
+        time.sleep(0.1)
+    expired = refusal(stack, short.user, short.token)
+    assert expired["sqlstate"] in ("28000", "28P01") and "jitgate refused access" in expired["message"], expired
+    # A revoked grant too.
     stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=token.grant_id, reason="test"))
-    gone = refused(stack, token)
-    assert "jitgate refused access" in str(gone)
+    assert "jitgate refused access" in str(refused(stack, token))
+    # Every refusal is in the audit log, the broker's own (TLS) included.
+    events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="session.refused",
+                                                                                page_size=1000)).events
+    codes = {json.loads(e.data_json).get("code") for e in events}
+    assert "tls.required" in codes and "user.malformed" in codes and len(events) >= 6, codes
 
 
 def raw_login(stack: PgStack, user: str, password: str) -> tuple[ssl.SSLSocket, list[p.Message]]:
@@ -203,6 +227,8 @@ def raw_login(stack: PgStack, user: str, password: str) -> tuple[ssl.SSLSocket, 
     tls.sendall(p.startup_message({"user": user, "database": "test"}))
     reader = p.MessageReader(max_length=1 << 20)
     msgs = read_until(tls, reader, b"R")
+    if msgs[-1].type == b"E":
+        return tls, msgs
     assert p.parse_auth(msgs[-1].body)[0] == p.AUTH_CLEARTEXT
     tls.sendall(p.password_message(password.encode() + b"\x00"))
     return tls, read_until(tls, reader, b"Z")
