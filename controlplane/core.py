@@ -119,7 +119,7 @@ class AccessCore:
                 try:
                     listener(change)
                 except Exception:  # a bad listener must not undo or block a committed change
-                    pass
+                    log.exception("change listener failed on %s", change.type)
 
     # -- identities -----------------------------------------------------------------
 
