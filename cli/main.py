@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "psql": "cli.pg_cmd:psql",
     "db-connect": "cli.pg_cmd:db_connect",
     "pg-broker": "cli.pg_cmd:pg_broker",
+    "demo": "cli.demo_cmd:demo",
 }
 
 
