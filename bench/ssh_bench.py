@@ -1,0 +1,254 @@
+"""SSH broker benchmark: real control plane, real sshd target, the broker as `jitgate ssh-broker`.
+
+All on loopback, in one run, each figure beside its baseline:
+- bulk download (`head -c N /dev/zero` read by OpenSSH's ssh): through the broker vs
+  straight to the same sshd with an upstream certificate (ratio);
+- keystroke round trip (one byte to `cat` and back, asyncssh client): broker vs direct,
+  p50/p99 and the difference the broker adds;
+- concurrent idle interactive sessions through one broker: broker RSS per session;
+- sessions whose grants expire together: lateness of the cut (p50/p99) after expires_at;
+- revocation to disconnect (p50/p99).
+
+    .venv/bin/python bench/ssh_bench.py [--mb 200] [--rtt 300] [--sessions 100] [--expiring 50] [--revoked 50]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncssh  # noqa: E402
+from google.protobuf import duration_pb2  # noqa: E402
+
+from ca import new_serial  # noqa: E402
+from jitgate.v1 import access_pb2  # noqa: E402
+from tests.broker.ssh.harness import SshStack  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Bench:
+    def __init__(self, stack: SshStack, args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.args = args
+        from controlplane.identity import open_ssh_cas
+
+        assert stack.cp is not None
+        _, self.upstream_ca = open_ssh_cas(stack.cp.data)
+        self.direct_key = stack.new_key()
+        now = dt.datetime.now(dt.timezone.utc)
+        line = self.upstream_ca.sign_user_certificate(
+            public_key=self.direct_key.with_suffix(".pub").read_text(), key_id="bench-direct", principals=["root"],
+            valid_after=now - dt.timedelta(minutes=1), valid_before=now + dt.timedelta(hours=2), serial=new_serial(),
+            permit_pty=True, permit_port_forwarding=False, permit_agent_forwarding=False)
+        self.direct_cert = self.direct_key.parent / (self.direct_key.name + "-cert.pub")
+        self.direct_cert.write_text(line + "\n")
+        self.target_known = stack.tmp / "target_known_hosts"
+        self.target_known.write_text(f"[127.0.0.1]:{stack.target.port} {stack.target.host_key_line}\n")
+
+    # -------------------------------------------------------- bulk
+
+    def _direct_argv(self, *cmd: str, cipher: str | None) -> list[str]:
+        c = ["-c", cipher] if cipher else []
+        return ["ssh", "-p", str(self.stack.target.port), "-F", "/dev/null", "-i", str(self.direct_key),
+                "-o", f"CertificateFile={self.direct_cert}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.target_known}", *c, "root@127.0.0.1", *cmd]
+
+    def bulk(self, cipher: str | None) -> tuple[float, float]:
+        grant = self.stack.grant("alice", "web-01")
+        key = self.stack.user_key("alice", grant.id)
+        n = self.args.mb * 1_000_000
+        cmd = f"head -c {n} /dev/zero"
+        c = ("-c", cipher) if cipher else ()
+
+        def run(argv: list[str]) -> float:
+            best = 0.0
+            for _ in range(2):
+                t0 = time.perf_counter()
+                r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                elapsed = time.perf_counter() - t0
+                assert r.returncode == 0 and len(r.stdout) == n, r.stderr
+                best = max(best, n / elapsed / 1e6)
+            return best
+
+        direct = run(self._direct_argv(cmd, cipher=cipher))
+        broker = run(self.stack.ssh_argv(key, "web-01", cmd, extra=c))
+        return broker, direct
+
+    # -------------------------------------------------------- asyncssh clients
+
+    async def connect_broker(self, key: Path, cert: Path, resource: str = "web-01") -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            "127.0.0.1", self.stack.broker_port, username=f"root@{resource}",
+            client_keys=[(asyncssh.read_private_key(str(key)), asyncssh.read_certificate(str(cert)))],
+            known_hosts=str(self.stack.known_hosts), agent_path=None, config=[])
+
+    async def connect_direct(self) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            "127.0.0.1", self.stack.target.port, username="root",
+            client_keys=[(asyncssh.read_private_key(str(self.direct_key)),
+                          asyncssh.read_certificate(str(self.direct_cert)))],
+            known_hosts=str(self.target_known), agent_path=None, config=[])
+
+    async def rtt(self, conn: asyncssh.SSHClientConnection, n: int) -> list[float]:
+        proc = await conn.create_process("cat", encoding=None)
+        samples = []
+        for i in range(n + 10):
+            t0 = time.perf_counter()
+            proc.stdin.write(b"x")
+            await proc.stdout.readexactly(1)
+            if i >= 10:  # warm-up
+                samples.append((time.perf_counter() - t0) * 1000)
+        proc.stdin.write_eof()
+        await proc.wait()
+        return samples
+
+    async def keystrokes(self) -> tuple[list[float], list[float]]:
+        grant = await asyncio.to_thread(self.stack.grant, "alice", "web-01")
+        key = await asyncio.to_thread(self.stack.user_key, "alice", grant.id)
+        async with await self.connect_direct() as direct:
+            d = await self.rtt(direct, self.args.rtt)
+        async with await self.connect_broker(key.key, key.cert) as broker:
+            b = await self.rtt(broker, self.args.rtt)
+        return b, d
+
+    # -------------------------------------------------------- many sessions
+
+    async def idle_sessions(self) -> tuple[int, float]:
+        n = self.args.sessions
+        grant = await asyncio.to_thread(self.stack.grant, "alice", "web-01")
+        key = await asyncio.to_thread(self.stack.user_key, "alice", grant.id)
+        pid = self.stack.broker_proc.pid  # type: ignore[union-attr]
+        before = rss_kib(pid)
+        conns, procs = [], []
+        sem = asyncio.Semaphore(20)  # sshd's MaxStartups and 2 cores: open in waves
+
+        async def one() -> None:
+            async with sem:
+                conn = await self.connect_broker(key.key, key.cert)
+                proc = await conn.create_process("cat", term_type="xterm", encoding=None)
+                proc.stdin.write(b"ready\n")
+                await proc.stdout.readuntil(b"ready")
+                conns.append(conn)
+                procs.append(proc)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        await asyncio.sleep(1.0)
+        after = rss_kib(pid)
+        for c in conns:
+            c.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+        return len(conns), (after - before) / max(1, len(conns))
+
+    async def _open_sleepers(self, count: int, seconds: float) -> list[tuple[str, asyncssh.SSHClientConnection]]:
+        d = duration_pb2.Duration()
+        d.FromTimedelta(dt.timedelta(seconds=seconds))
+        sem = asyncio.Semaphore(20)
+        out: list[tuple[str, asyncssh.SSHClientConnection]] = []
+
+        async def one(i: int) -> None:
+            user = ("alice", "bob")[i % 2]
+            grant = await asyncio.to_thread(self.stack.grant, user, "web-02", seconds)
+            key = await asyncio.to_thread(self.stack.user_key, user, grant.id)
+            async with sem:
+                conn = await self.connect_broker(key.key, key.cert, "web-02")
+                proc = await conn.create_process("echo up; sleep 600", encoding=None)
+                await proc.stdout.readline()
+            out.append((grant.id, conn))
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return out
+
+    async def expiry(self) -> list[float]:
+        """Grants of one length opened together; lateness = disconnect time - that grant's expires_at."""
+        n = self.args.expiring
+        seconds = max(8.0, n * 0.25)
+        live = await self._open_sleepers(n, seconds)
+        admin = self.stack.client("admin")
+        expires = {}
+        for gid, _ in live:
+            g = await asyncio.to_thread(admin.access.GetRequest, access_pb2.GetRequestRequest(id=gid))
+            expires[gid] = g.expires_at.ToDatetime(tzinfo=dt.timezone.utc)
+
+        async def lateness(gid: str, conn: asyncssh.SSHClientConnection) -> float:
+            await conn.wait_closed()
+            return (dt.datetime.now(dt.timezone.utc) - expires[gid]).total_seconds() * 1000
+
+        return list(await asyncio.gather(*(lateness(g, c) for g, c in live)))
+
+    async def revocation(self) -> list[float]:
+        live = await self._open_sleepers(self.args.revoked, 3600)
+        admin = self.stack.client("admin")
+        out = []
+        for gid, conn in live:
+            t0 = time.perf_counter()
+            await asyncio.to_thread(admin.access.Revoke, access_pb2.RevokeRequest(id=gid, reason="bench"))
+            await conn.wait_closed()
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+
+async def async_parts(bench: Bench) -> dict[str, object]:
+    b, d = await bench.keystrokes()
+    n, per = await bench.idle_sessions()
+    late = await bench.expiry()
+    rev = await bench.revocation()
+    return {"rtt": (b, d), "idle": (n, per), "expiry": late, "revocation": rev}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--rtt", type=int, default=300)
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--expiring", type=int, default=50)
+    parser.add_argument("--revoked", type=int, default=50)
+    parser.add_argument("--no-uvloop", action="store_true", help="run the broker on plain asyncio")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ssh-bench-") as tmp:
+        broker_args = ("--log-level", "warning") + (("--no-uvloop",) if args.no_uvloop else ())
+        with SshStack(Path(tmp), broker_args=broker_args) as stack:
+            bench = Bench(stack, args)
+            loop = "asyncio" if args.no_uvloop else "uvloop"
+            print(f"jitgate SSH broker benchmark (broker on {loop}, sshd target, loopback, 2 cores shared)")
+            for cipher in (None, "aes128-gcm@openssh.com"):
+                b, d = bench.bulk(cipher)
+                name = cipher or "client default (chacha20-poly1305)"
+                print(f"bulk download {args.mb} MB, {name}: broker {b:.0f} MB/s, direct {d:.0f} MB/s, "
+                      f"ratio {b / d:.2f}")
+            res = asyncio.run(async_parts(bench))
+            b, d = res["rtt"]  # type: ignore[misc]
+            print(f"keystroke round trip ({args.rtt}): broker p50 {pct(b, 50):.3f} ms p99 {pct(b, 99):.3f} ms; "
+                  f"direct p50 {pct(d, 50):.3f} ms p99 {pct(d, 99):.3f} ms; added p50 "
+                  f"{pct(b, 50) - pct(d, 50):.3f} ms, p99 {pct(b, 99) - pct(d, 99):.3f} ms")
+            n, per = res["idle"]  # type: ignore[misc]
+            print(f"idle interactive sessions: {n} through one broker, broker RSS {per:.0f} KiB per session")
+            late = res["expiry"]  # type: ignore[assignment]
+            print(f"expiry ({len(late)} sessions): cut lateness p50 {pct(late, 50):.0f} ms, p99 {pct(late, 99):.0f} ms,"
+                  f" max {max(late):.0f} ms")
+            rev = res["revocation"]  # type: ignore[assignment]
+            print(f"revocation ({len(rev)}): revoke call to disconnect p50 {pct(rev, 50):.0f} ms, "
+                  f"p99 {pct(rev, 99):.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
