@@ -391,3 +391,29 @@ def test_jitgate_ssh_asks_for_a_grant_or_says_how(stack: SshStack, tmp_path: Pat
                 "--duration", "10m", "--", "echo", "granted")
     assert r.returncode == 0 and r.stdout == b"granted\n", text(r)
     assert b"access granted" in r.stderr
+
+
+def test_window_change_and_signal_reach_the_target(stack: SshStack, alice: UserKey) -> None:
+    import asyncio
+
+    import asyncssh
+
+    async def run() -> bytes:
+        async with asyncssh.connect(
+                "127.0.0.1", stack.broker_port, username="root@web-01", agent_path=None, config=[],
+                client_keys=[(asyncssh.read_private_key(str(alice.key)), asyncssh.read_certificate(str(alice.cert)))],
+                known_hosts=str(stack.known_hosts)) as conn:
+            proc = await conn.create_process("read go; stty size; sleep 30", term_type="xterm", term_size=(80, 24),
+                                             encoding=None)
+            proc.change_terminal_size(132, 43)
+            proc.stdin.write(b"go\n")
+            out = await asyncio.wait_for(proc.stdout.readuntil(b"132\r\n"), 10)
+            proc.send_signal("INT")
+            await asyncio.sleep(0.2)
+            proc.close()
+            return out
+
+    out = asyncio.run(run())
+    assert b"43 132" in out
+    # sshd refuses signals for root sessions ("requires privilege separation") but logs that one arrived.
+    wait_for(lambda: "session_signal_req" in (stack.target.directory / "sshd.log").read_text())
