@@ -7,9 +7,11 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -376,3 +378,34 @@ def test_still_serving_after_fuzz(stack: PgStack) -> None:
     assert stack.broker_proc is not None and stack.broker_proc.poll() is None
     assert "Traceback" not in stack.broker_log_text()
 
+
+
+# ---------------------------------------------------------------- the user's commands
+
+
+def test_jitgate_db_connect_and_psql(stack: PgStack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    require_binary("psql")
+    assert stack.cp is not None
+    home = tmp_path_factory.mktemp("home")
+    env = {**stack.cp.cli_env("alice"), "HOME": str(home)}
+    jitgate = [sys.executable, "-m", "cli.main"]
+    broker = f"127.0.0.1:{stack.broker_port}"
+    # No grant yet and no reason: a plain refusal, exit 1.
+    none = subprocess.run([*jitgate, "db-connect", "otherdb", "--broker", broker], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert none.returncode == 1 and "no active grant" in none.stderr and "Traceback" not in none.stderr
+    # With a reason it asks for one (auto-approved here) and prints the connection settings.
+    out = subprocess.run([*jitgate, "db-connect", "otherdb", "--role", stack.ro, "--reason", "incident 42",
+                          "--duration", "10m", "--broker", broker, "--output", "json"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["user"] == f"{stack.ro}@otherdb" and info["sslmode"] == "verify-full"
+    assert Path(info["sslrootcert"]).read_bytes() == stack.cp.ca_pem
+    with psycopg.connect(info["uri"]) as conn:
+        assert conn.execute("select current_user").fetchone() == (stack.ro,)
+    # `jitgate psql` finds that grant and runs psql with verify-full.
+    ran = subprocess.run([*jitgate, "psql", "otherdb", "--broker", broker, "--", "-XAtc", "select 'via jitgate'"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "via jitgate"
