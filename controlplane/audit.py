@@ -32,6 +32,8 @@ def format_at(at: datetime) -> str:
 
 def data_text(data: dict[str, Any]) -> str:
     """The canonical JSON text of event data (also what the store keeps)."""
+    if not data:
+        return "{}"
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1036,8 +1036,8 @@ class AccessCore:
             if expired:
                 tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
             events: list[tuple[str, str, str, dict[str, Any], datetime]] = []
-            events += [("grant.expired", SYSTEM, rid, {"reason": "expired"}, now) for rid in expired]
-            events += [("request.timed_out", SYSTEM, rid, {"reason": "pending timeout"}, now) for rid in timed_out]
+            events += [("grant.expired", SYSTEM, rid, {}, now) for rid in expired]
+            events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in timed_out]
             events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
             recs = tx.append_audit_many(events)
             nxt = tx.next_deadline()
@@ -1045,17 +1045,19 @@ class AccessCore:
         self._publish_loaded(recs)
         return nxt
 
-    def _publish_loaded(self, recs: Sequence[AuditRecord]) -> None:
-        if not recs:
-            return
+    def _publish_loaded(self, recs: Sequence[AuditRecord], chunk: int = 500) -> None:
+        """Publish changes with their records loaded after the commit, a chunk at a time
+        (the first watchers hear of a mass expiry without waiting for all of it)."""
         with self._listeners_lock:
             if not self._listeners:
                 return
-        ids = list(dict.fromkeys(r.subject.split(".", 1)[0] for r in recs))
-        with self.store.read() as tx:
-            by_id = {r.id: r for r in tx.get_requests(ids)}
-        self._publish([Change(r.seq, r.type, r.at, request=by_id.get(r.subject.split(".", 1)[0]))
-                       for r in recs])
+        for i in range(0, len(recs), chunk):
+            part = recs[i:i + chunk]
+            ids = list(dict.fromkeys(r.subject.split(".", 1)[0] for r in part))
+            with self.store.read() as tx:
+                by_id = {r.id: r for r in tx.get_requests(ids)}
+            self._publish([Change(r.seq, r.type, r.at, request=by_id.get(r.subject.split(".", 1)[0]))
+                           for r in part])
 
     # -- audit ----------------------------------------------------------------------
 

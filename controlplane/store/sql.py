@@ -69,6 +69,16 @@ def _decision_from_text(text: str) -> Any:
     return Decision.from_json(d)
 
 
+@functools.lru_cache(maxsize=4096)
+def _history_cached(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def _history_from_text(text: str) -> dict[str, Any]:
+    """Histories repeat a lot (mostly zeros): parse once, hand out copies."""
+    return dict(_history_cached(text))
+
+
 def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -369,21 +379,17 @@ class Tx:
         Returns (expired ids, timed-out ids, cancelled extension ids).
         """
         now_us = to_us(now)
+        # One UPDATE ... RETURNING per kind (SQLite >= 3.35 and PostgreSQL both have it).
         expired = [r.id for r in self.conn.execute(
-            select(t.requests.c.id).where(and_(t.requests.c.state == ACTIVE,
-                                               t.requests.c.expires_us <= now_us)))]
+            update(t.requests).where(and_(t.requests.c.state == ACTIVE, t.requests.c.expires_us <= now_us))
+            .values(state=EXPIRED, ended_us=t.requests.c.expires_us, end_reason="expired")
+            .returning(t.requests.c.id))]
         timed_out = [r.id for r in self.conn.execute(
-            select(t.requests.c.id).where(and_(t.requests.c.state == PENDING,
-                                               t.requests.c.pending_deadline_us <= now_us)))]
-        if expired:
-            self.conn.execute(update(t.requests).where(and_(
-                t.requests.c.state == ACTIVE, t.requests.c.expires_us <= now_us))
-                .values(state=EXPIRED, ended_us=t.requests.c.expires_us, end_reason="expired"))
-        if timed_out:
-            self.conn.execute(update(t.requests).where(and_(
-                t.requests.c.state == PENDING, t.requests.c.pending_deadline_us <= now_us))
-                .values(state=TIMED_OUT, ended_us=now_us, end_reason="pending timeout",
-                        message="nobody decided in time"))
+            update(t.requests).where(and_(t.requests.c.state == PENDING,
+                                          t.requests.c.pending_deadline_us <= now_us))
+            .values(state=TIMED_OUT, ended_us=now_us, end_reason="pending timeout",
+                    message="nobody decided in time")
+            .returning(t.requests.c.id))]
         cancelled: list[str] = []
         ended = expired + timed_out
         for part in _chunks(ended):
@@ -557,7 +563,7 @@ def _request_row(row: Any) -> RequestRecord:
         ended_at=from_us(row.ended_us), extensions_used=row.extensions_used,
         current_level=row.current_level, review_state=row.review_state, end_reason=row.end_reason,
         message=row.message, pending_deadline=from_us(row.pending_deadline_us),
-        history=json.loads(row.history or "{}"), review_by=row.review_by,
+        history=_history_from_text(row.history or "{}"), review_by=row.review_by,
         review_comment=row.review_comment,
     )
 
