@@ -29,6 +29,7 @@ from broker.cpclient import ControlPlaneClient, ControlPlaneError, GrantChange, 
 from broker.monitor import Clock, MonitorHub
 from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
 from broker.ssh.config import BrokerConfig
+from broker.ssh.forward import open_forward
 from broker.ssh.relay import BrokerSession
 from broker.ssh.upstream import FAST_CIPHERS
 from ca.keystore import load_private_key, passphrase_from_env_or_dir, save_private_key
@@ -294,8 +295,11 @@ class BrokerConnection(asyncssh.SSHServer):
             return False
         return BrokerSession(self.broker, self)
 
-    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
-        return False  # port forwarding is not relayed (yet); refused
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+        # asyncssh has already checked the certificate's permit-port-forwarding.
+        if self.credential is None or self.target is None:
+            return False
+        return open_forward(self.broker, self, dest_host, dest_port)  # awaited by asyncssh
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False

@@ -417,3 +417,20 @@ def test_window_change_and_signal_reach_the_target(stack: SshStack, alice: UserK
     assert b"43 132" in out
     # sshd refuses signals for root sessions ("requires privilege separation") but logs that one arrived.
     wait_for(lambda: "session_signal_req" in (stack.target.directory / "sshd.log").read_text())
+
+
+def test_port_forwarding_only_when_the_grant_allows(stack: SshStack, alice: UserKey) -> None:
+    # `ssh -W` opens a direct-tcpip channel; through the target to its own sshd port.
+    dest = f"127.0.0.1:{stack.target.port}"
+    r = stack.ssh(alice, "web-01", extra=("-W", dest), input=b"", timeout=30)
+    assert r.stdout.startswith(b"SSH-2.0-OpenSSH"), text(r)
+    store = recordings(stack)
+    info = wait_for(lambda: [i for i in store.list() if i.command == f"direct-tcpip {dest}" and i.sealed])[0]
+    assert store.verify(info.ref).ok
+    assert any(getattr(e, "stream", "") == "stdout" and e.data.startswith(b"SSH-2.0-")
+               for e in store.open(info.ref).events())
+    grant = stack.grant("alice", "locked")  # port_forwarding: false
+    key = stack.user_key("alice", grant.id)
+    r = stack.ssh(key, "locked", extra=("-W", dest), input=b"", timeout=30)
+    assert r.returncode != 0 and not r.stdout.startswith(b"SSH-"), text(r)
+    assert b"prohibited" in r.stderr or b"not permitted" in r.stderr, r.stderr
