@@ -434,3 +434,24 @@ def test_port_forwarding_only_when_the_grant_allows(stack: SshStack, alice: User
     r = stack.ssh(key, "locked", extra=("-W", dest), input=b"", timeout=30)
     assert r.returncode != 0 and not r.stdout.startswith(b"SSH-"), text(r)
     assert b"prohibited" in r.stderr or b"not permitted" in r.stderr, r.stderr
+
+
+def test_rsync_over_the_broker(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
+    import shlex
+    import shutil as sh
+
+    require_binary("rsync")
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
+    ssh_cmd = shlex.join(["ssh", "-p", str(stack.broker_port), *stack.ssh_options(alice)])
+    remote = stack.remote("web-01", "/tmp/jitgate-rsync/")
+    r = subprocess.run(["rsync", "-a", "-e", ssh_cmd, f"{src}/", remote], capture_output=True, timeout=30)
+    assert r.returncode == 0, text(r)
+    back = tmp_path / "back"
+    r = subprocess.run(["rsync", "-a", "-e", ssh_cmd, remote, f"{back}/"], capture_output=True, timeout=30)
+    assert r.returncode == 0, text(r)
+    assert (back / "a.txt").read_text() == "alpha\n"
+    assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+    sh.rmtree("/tmp/jitgate-rsync", ignore_errors=True)
