@@ -50,6 +50,7 @@ class PgBrokerConfig:
     upstream_timeout: float = 10.0
     record_interval: float = 0.05  # how often finished statements are shipped to the recording process
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
+    activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
 
     def __post_init__(self) -> None:
         self.host, self.port = split_listen(self.listen)

@@ -61,6 +61,9 @@ class ControlPlane(Protocol):
     async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
                              client_address: str) -> None: ...
 
+    async def report_activity(self, session_id: str, last_activity_at: dt.datetime,
+                              bytes_in: int = 0, bytes_out: int = 0) -> None: ...
+
 
 class Refusal(Exception):
     """A login the broker refuses: sent as a FATAL ErrorResponse with `sqlstate`."""
@@ -112,6 +115,8 @@ class PgBroker:
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: Any = None
+        self._periodic_task: asyncio.Task[None] | None = None
+        self._unreported: list[dict[str, Any]] = []  # session ends the control plane did not take yet
         self.address: tuple[str, int] | None = None
 
     @property
@@ -130,6 +135,7 @@ class PgBroker:
                                                 reuse_address=True)
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
+        self._periodic_task = loop.create_task(self._periodic())
         log.info("pg broker listening on %s:%s", *self.address)
         return self.address
 
@@ -154,9 +160,40 @@ class PgBroker:
         if self._watcher is not None:
             await self._watcher.stop()
             self._watcher = None
+        if self._periodic_task is not None:
+            self._periodic_task.cancel()
+            await asyncio.gather(self._periodic_task, return_exceptions=True)
+        await self._report_unreported()
         await self.recorder.stop()
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def _periodic(self) -> None:
+        """Report live sessions' activity; retry session ends the control plane missed."""
+        while True:
+            await asyncio.sleep(self.config.activity_interval)
+            await self._report_unreported()
+            for s in list(self._sessions):
+                try:
+                    await self.cp.report_activity(
+                        s.session_id, dt.datetime.fromtimestamp(s.last_activity, dt.timezone.utc),
+                        bytes_in=s.bytes_in, bytes_out=s.bytes_out)
+                except ControlPlaneError:
+                    break
+
+    async def report_end(self, **end: Any) -> None:
+        """Report a session's end; kept and retried if the control plane cannot take it now."""
+        try:
+            await self.cp.report_session_end(**end)
+        except ControlPlaneError as exc:
+            log.warning("could not report the end of session %s (will retry): %s", end["session_id"], exc)
+            if exc.unavailable:
+                self._unreported.append(end)
+
+    async def _report_unreported(self) -> None:
+        pending, self._unreported = self._unreported, []
+        for end in pending:
+            await self.report_end(**end)
 
     # ------------------------------------------------------------ one connection
 
@@ -350,8 +387,14 @@ class _Session:
         self.end_reason = EndReason.CLIENT_EXIT.value
         self._inject: list[bytes] = []
         self._dirty = False  # finished statements wait for the recorder's next pull
+        self._to_client = client.send  # plain or TLS, fixed once the login is done
+        self._to_upstream = upstream.pipe.send
         self._closing = False
         self._last_activity = time.time()
+
+    @property
+    def last_activity(self) -> float:
+        return self._last_activity
 
     # ------------------------------------------------------------ hot path
 
@@ -361,7 +404,7 @@ class _Session:
         except p.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        self.upstream.pipe.transport.write(data)  # type: ignore[union-attr]
+        self._to_upstream(data)
         self.bytes_in += len(data)
 
     def _s2c(self, data: bytes) -> None:
@@ -372,7 +415,7 @@ class _Session:
             self.end_reason = EndReason.ERROR.value
             self.close_now()
             return
-        self.client.transport.write(data)  # type: ignore[union-attr]
+        self._to_client(data)
         self.bytes_out += len(data)
         if tracker.completed and not self._dirty:
             self._dirty = True
@@ -509,10 +552,8 @@ class _Session:
             ref, final_hash = await self.recorder.close(self, self.end_reason, self.bytes_in, self.bytes_out)
         except RecordingError as exc:
             log.error("could not seal the recording of session %s: %s", self.session_id, exc)
-        try:
-            await self.broker.cp.report_session_end(
-                self.session_id, self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                recording_ref=ref, recording_hash=final_hash,
-                last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc))
-        except ControlPlaneError as exc:
-            log.warning("could not report the end of session %s: %s", self.session_id, exc)
+        await self.broker.report_end(
+            session_id=self.session_id, reason=self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+            recording_ref=ref, recording_hash=final_hash,
+            ended_at=dt.datetime.now(dt.timezone.utc),
+            last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc))
