@@ -671,9 +671,11 @@ class AccessCore:
             with self.store.read() as tx:
                 past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
                 used = tx.used_minutes([r.id for r in past]) if past else {}
+                imported = tx.imported_history(user, res.name)
             resources = self.policy.current.resources
-            rows = []
-            for r in past:
+            # Imported history (no time window: it is the past someone chose to bring in), oldest first.
+            rows = [HistoryRow(**fields) for fields in reversed(imported)]
+            for r in reversed(past):  # oldest first
                 if r.id not in used:
                     continue
                 labels = dict(resources[r.resource].labels) if r.resource in resources else {}
@@ -682,7 +684,6 @@ class AccessCore:
                                        labels=labels, login=r.login if r.kind == "ssh" else None,
                                        role=r.role if r.kind != "ssh" else None, reason=r.reason,
                                        ticket=r.ticket, extensions=r.extensions_used))
-            rows.reverse()  # oldest first
             got = self.recommender.recommend(ask, max_duration, self.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
             log.exception("duration recommendation failed")
@@ -1090,6 +1091,49 @@ class AccessCore:
         with self.store.write() as tx:
             recs = tx.append_audit_many([("identity.issued", actor, name, {"name": name}, now)])
         self._publish([Change(r.seq, r.type, r.at) for r in recs])
+
+    def import_history(self, actor: str, rows: Sequence[Any], source: str, sha256: str) -> int:
+        """Store past grants from a history file for the duration recommender only, with one
+        `history.imported` audit event (row count, file hash) in the same transaction.
+
+        `rows` are `recommend.HistoryRow`s. They never become requests or grants, so they
+        count in no policy history. A file (by `sha256`) is imported once. Local use only:
+        no gRPC method calls this, the actor is whoever runs the import.
+        """
+        if not rows:
+            raise JitError("invalid.argument", f"`{source}` holds no history rows")
+        fields = [dict(user=r.user, resource=r.resource, kind=r.kind, labels=dict(r.labels), login=r.login,
+                       role=r.role, reason=r.reason, ticket=r.ticket, requested_at=r.requested_at,
+                       asked_minutes=r.asked_minutes, used_minutes=r.used_minutes, extensions=r.extensions)
+                  for r in rows]
+        now = self.clock()
+        with self.store.write() as tx:
+            if tx.imported_batch_exists(sha256):
+                raise JitError("history.already_imported",
+                               f"`{source}` (sha256 {sha256[:12]}...) was imported before")
+            count = tx.insert_imported_history(fields, sha256, now)
+            recs = tx.append_audit_many([("history.imported", actor, source,
+                                          {"rows": count, "sha256": sha256, "file": source}, now)])
+        self._publish([Change(r.seq, r.type, r.at) for r in recs])
+        return count
+
+    def export_imported_history(self, days: float | None = None) -> Iterator[dict[str, Any]]:
+        """Imported history rows (requested in the last `days`, None: all) in the history
+        JSON shape of `export_history`, in import order."""
+        since = self.clock() - timedelta(days=days) if days is not None else None
+        with self.store.read() as tx:
+            found = list(tx.iter_imported_history(since))
+        for r in found:
+            row: dict[str, Any] = {"user": r["user"], "resource": r["resource"], "kind": r["kind"],
+                                   "labels": r["labels"]}
+            if r["login"] is not None:
+                row["login"] = r["login"]
+            else:
+                row["role"] = r["role"]
+            row.update(reason=r["reason"], ticket=r["ticket"], requested_at=_iso(r["requested_at"]),
+                       asked_minutes=r["asked_minutes"], used_minutes=r["used_minutes"],
+                       extensions=r["extensions"])
+            yield row
 
     # -- exports --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Connection, Index, Integer, MetaData, String, Table, Text,
+    BigInteger, Boolean, Column, Connection, Float, Index, Integer, MetaData, String, Table, Text,
     insert, select,
 )
 
@@ -189,11 +189,45 @@ def _v3(conn: Connection) -> None:
 
 V3_INDEXES = [Index("ix_requests_review", requests.c.review_state)]
 
+# Past grants imported from a history file (`jitgate recommend import`): the duration
+# recommender's history only. They are never requests or grants (no policy history
+# counters, no exports of requests); one `history.imported` audit event per file.
+imported_history = Table(
+    "imported_history", metadata,
+    Column("num", _AutoKey, primary_key=True, autoincrement=True),
+    Column("batch", String(64), nullable=False),  # SHA-256 of the imported file
+    Column("user", String(200), nullable=False),
+    Column("resource", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("labels", Text, nullable=False, default="{}"),
+    Column("login", String(200)),  # exactly one of login (ssh) / role (database)
+    Column("role", String(200)),
+    Column("reason", Text, nullable=False, default=""),
+    Column("ticket", Text, nullable=False, default=""),
+    Column("requested_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=False),  # requested + used: when the use was known
+    Column("asked_minutes", Float, nullable=False),
+    Column("used_minutes", Float, nullable=False),
+    Column("extensions", Integer, nullable=False, default=0),
+    Column("imported_us", BigInteger, nullable=False),
+)
+V4_INDEXES = [
+    Index("ix_imported_user_finished", imported_history.c.user, imported_history.c.finished_us),
+    Index("ix_imported_resource_finished", imported_history.c.resource, imported_history.c.finished_us),
+    Index("ix_imported_batch", imported_history.c.batch),
+    Index("ix_imported_requested", imported_history.c.requested_us),
+]
+
+
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[imported_history])  # with its V4_INDEXES
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
+    (4, _v4),
 ]
 LATEST = MIGRATIONS[-1][0]
 

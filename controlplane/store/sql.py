@@ -371,6 +371,51 @@ class Tx:
                 out[gid] = max(0.0, (int(stop) - int(start)) / 60e6)
         return out
 
+    # -- imported history (recommender only) ------------------------------------------
+
+    def insert_imported_history(self, rows: Sequence[dict[str, Any]], batch: str, at: datetime) -> int:
+        """Store imported history rows (dicts of HistoryRow fields) under `batch`; returns the count."""
+        at_us = to_us(at)
+        values = [_imported_values(r, batch, at_us) for r in rows]  # type: ignore[arg-type]
+        for part in _chunks(values):
+            self.conn.execute(insert(t.imported_history), list(part))
+        return len(values)
+
+    def imported_batch_exists(self, batch: str) -> bool:
+        return self.conn.execute(select(t.imported_history.c.num)
+                                 .where(t.imported_history.c.batch == batch).limit(1)).first() is not None
+
+    def imported_history(self, user: str, resource: str, limit: int = 250) -> list[dict[str, Any]]:
+        """Imported rows: `user`'s anywhere and anyone's on `resource`, at most `limit` of
+        each, newest finished first, as dicts of HistoryRow fields."""
+        seen: dict[int, dict[str, Any]] = {}
+        for stmt, params in ((_IMPORTED_BY_USER, {"u": user}), (_IMPORTED_ON_RESOURCE, {"res": resource})):
+            for row in self.conn.execute(stmt, {**params, "n": limit}):
+                if row.num not in seen:
+                    seen[row.num] = row
+        ordered = sorted(seen.values(), key=lambda r: (r.finished_us, r.num), reverse=True)
+        return [_imported_row(r) for r in ordered]
+
+    def iter_imported_history(self, since: datetime | None = None, page: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every imported row requested since `since`, in import order, as dicts of HistoryRow fields."""
+        h = t.imported_history.c
+        last = None
+        while True:
+            q = select(t.imported_history).order_by(h.num).limit(page)
+            if since is not None:
+                q = q.where(h.requested_us >= to_us(since))
+            if last is not None:
+                q = q.where(h.num > last)
+            rows = self.conn.execute(q).all()
+            if not rows:
+                return
+            for r in rows:
+                yield _imported_row(r)
+            last = rows[-1].num
+
+    def count_imported_history(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t.imported_history)).scalar() or 0)
+
     # -- deadlines ------------------------------------------------------------------
 
     def end_due(self, now: datetime) -> tuple[list[str], list[str], list[str]]:
@@ -526,6 +571,11 @@ _FINISHED_BY_USER = (select(t.requests).where(and_(_r.user == bindparam("u"), _r
 _FINISHED_ON_RESOURCE = (select(t.requests)
                          .where(and_(_r.resource == bindparam("res"), _r.ended_us >= bindparam("since")))
                          .order_by(_r.ended_us.desc()).limit(bindparam("n")))
+_h = t.imported_history.c
+_IMPORTED_BY_USER = (select(t.imported_history).where(_h.user == bindparam("u"))
+                     .order_by(_h.finished_us.desc()).limit(bindparam("n")))
+_IMPORTED_ON_RESOURCE = (select(t.imported_history).where(_h.resource == bindparam("res"))
+                         .order_by(_h.finished_us.desc()).limit(bindparam("n")))
 _GET_REQUEST = select(t.requests).where(_r.id == bindparam("rid"))
 _GET_EXTENSIONS = select(t.extensions).where(t.extensions.c.request_id == bindparam("rid")) \
     .order_by(t.extensions.c.number)
@@ -600,6 +650,24 @@ def _session_row(row: Any) -> SessionRecord:
         ended_at=from_us(row.ended_us), end_reason=row.end_reason, bytes_in=row.bytes_in,
         bytes_out=row.bytes_out, recording_ref=row.recording_ref, recording_hash=row.recording_hash,
         last_activity_at=from_us(row.last_activity_us), channel=row.channel)
+
+
+def _imported_values(r: dict[str, Any], batch: str, at_us: int) -> dict[str, Any]:
+    requested: datetime = r["requested_at"]
+    used = float(r["used_minutes"])
+    return dict(batch=batch, user=r["user"], resource=r["resource"], kind=r["kind"],
+                labels=json.dumps(dict(r.get("labels") or {}), sort_keys=True),
+                login=r.get("login"), role=r.get("role"), reason=r.get("reason", ""), ticket=r.get("ticket", ""),
+                requested_us=to_us(requested), finished_us=to_us(requested + timedelta(minutes=used)),
+                asked_minutes=float(r["asked_minutes"]), used_minutes=used,
+                extensions=int(r.get("extensions", 0)), imported_us=at_us)
+
+
+def _imported_row(row: Any) -> dict[str, Any]:
+    return dict(user=row.user, resource=row.resource, kind=row.kind, labels=_history_from_text(row.labels),
+                login=row.login, role=row.role, reason=row.reason, ticket=row.ticket,
+                requested_at=from_us(row.requested_us), asked_minutes=float(row.asked_minutes),
+                used_minutes=float(row.used_minutes), extensions=int(row.extensions))
 
 
 def _audit_row(row: Any) -> AuditRecord:
