@@ -35,6 +35,20 @@ def _duration(text: str | None, what: str) -> timedelta | None:
         raise click.ClickException(f"{what}: {exc}") from None
 
 
+def _load_policies(path: str | None, data_dir: Path) -> Any:
+    """The policy set for resource labels: --policies, else <data dir>/policies.yaml, else None."""
+    candidate = Path(path) if path else data_dir / "policies.yaml"
+    if path is None and not candidate.exists():
+        return None
+    from policy import PolicyLoadError, load_policy_set
+
+    try:
+        return load_policy_set(candidate, run_tests=False)
+    except PolicyLoadError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        raise click.ClickException(f"--policies: {first}") from None
+
+
 def _fail_plainly(func: F) -> F:
     """Turn this package's errors into one plain line on stderr and exit code 1."""
     import functools
@@ -95,8 +109,13 @@ def synth(rows: int, seed: int, out_path: str) -> None:
 
 
 @recommend.command()
-@click.option("--history", "history_path", type=click.Path(dir_okay=False), required=True,
-              help="history file (JSON lines); reading the control plane's store is not wired yet")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False), default=None,
+              help="history file (JSON lines) [default: the store of --data-dir: its grants and imported rows]")
+@click.option("--policies", "policies_path", type=click.Path(), default=None,
+              help="without --history: policies giving the grants' resource labels "
+                   "[default <data dir>/policies.yaml if there]")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="without --history: only grants requested in the last DAYS [default: all]")
 @_model_options
 @_limits_options
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True,
@@ -106,27 +125,46 @@ def synth(rows: int, seed: int, out_path: str) -> None:
 @click.option("--force", is_flag=True, help="save the new model even if it is worse than the saved one")
 @_output_option
 @_fail_plainly
-def train(history_path: str, model_dir: str | None, data_dir: str | None, max_text: str, step_text: str,
-          alpha: float, rounds: int, seed: int, force: bool, output: str) -> None:
-    """Train on the older 80% of a history; replace the saved model only if not worse on the newest 20%."""
+def train(history_path: str | None, policies_path: str | None, days: float | None, model_dir: str | None,
+          data_dir: str | None, max_text: str, step_text: str, alpha: float, rounds: int, seed: int, force: bool,
+          output: str) -> None:
+    """Train on the older 80% of a history; replace the saved model only if not worse on the newest 20%.
+
+    Without --history it trains on the store of --data-dir (finished grants with
+    sessions, plus imported history) and saves into <data dir>/model, where a
+    running server picks the new model up within seconds.
+    """
     from recommend.history import read_history
     from recommend.model import TrainParams
     from recommend.training import train_and_save
 
-    rows = read_history(history_path)
     max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
     target = _model_dir(model_dir, data_dir)
+    warnings: list[str] = []
+    if history_path is not None:
+        if policies_path is not None or days is not None:
+            raise click.ClickException("--policies and --days apply to training from the store, not with --history")
+        rows = read_history(history_path)
+        source = history_path
+    else:
+        from recommend.store import history_from_store
+
+        root = _data_dir(data_dir)
+        found = history_from_store(root, _load_policies(policies_path, root), days)
+        rows, warnings = found.rows, list(found.warnings)
+        source = f"{root} ({found.grants} grants, {found.imported} imported)"
     outcome = train_and_save(rows, target, TrainParams(alpha=alpha, num_rounds=rounds, seed=seed), force=force,
                              max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60)
-    for warning in outcome.warnings:
+    for warning in [*warnings, *outcome.warnings]:
         click.echo(f"warning: {warning}", err=True)
     if output == "json":
         click.echo(json.dumps({"replaced": outcome.replaced, "reason": outcome.reason, "version": outcome.version,
                                "previous_version": outcome.previous_version, "model_dir": str(target),
-                               "metrics": outcome.metrics}, indent=2))
+                               "rows": len(rows), "source": source, "metrics": outcome.metrics}, indent=2))
         return
     verb = "saved" if outcome.replaced else "not saved"
     m = outcome.metrics
+    click.echo(f"trained on {len(rows)} grants from {source}")
     click.echo(f"model {outcome.version} {verb} in {target}: {outcome.reason}")
     click.echo(f"held-out: coverage {m['coverage']:.1%}, excess {m['excess_minutes']:.1f} min, "
                f"{m['extension_rate']:.2f} extensions per grant")
@@ -235,19 +273,60 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
 
 
 @recommend.command("import")
-@click.argument("history_path", type=click.Path(dir_okay=False))
+@click.argument("history_path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="the server's data directory (created if new) [env JITGATE_DATA_DIR, default ~/.jitgate]")
+@_output_option
 @_fail_plainly
-def import_history(history_path: str) -> None:
-    """Import a history file into the control plane's store (not wired yet: validates only)."""
-    from recommend.history import read_history
+def import_history(history_path: str, data_dir: str | None, output: str) -> None:
+    """Import a history file (JSON lines) into the store of a data directory.
 
-    rows = read_history(history_path)
-    raise click.ClickException(f"{history_path}: {len(rows)} grants are valid, but importing into the control "
-                               "plane's store is not available yet")
+    The rows feed only the duration recommender (explanations, fallbacks,
+    training); they never become requests or grants. One audit event records
+    the row count and the file's SHA-256; the same file is refused a second time.
+    """
+    from recommend.store import import_history_file
+
+    target = _data_dir(data_dir)
+    result = import_history_file(target, history_path)
+    if output == "json":
+        click.echo(json.dumps({"rows": result.rows, "sha256": result.sha256, "store": str(result.db_path)}, indent=2))
+        return
+    click.echo(f"imported {result.rows} grants from {history_path} (sha256 {result.sha256[:12]}) into {result.db_path}")
 
 
 @recommend.command("export")
-@_fail_plainly
-def export_history() -> None:
-    """Export the control plane's grant history as JSON lines (not wired yet)."""
-    raise click.ClickException("exporting the control plane's history is not available yet")
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True, help="how far back")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              help="history file to write (JSON lines); - for stdout")
+@click.option("--identity", type=click.Path(file_okay=False), default=None,
+              help="identity bundle directory (default $JITGATE_IDENTITY or ~/.jitgate/identity)")
+@click.option("--server", default=None, help="server host:port (default $JITGATE_SERVER or 127.0.0.1:7443)")
+def export_history(days: int, out_path: str, identity: str | None, server: str | None) -> None:
+    """Export the control plane's finished grants (with sessions) as a history file, over gRPC.
+
+    Needs an admin identity. The file is what `import`, `train --history` and
+    `evaluate --history` read.
+    """
+    from cli.client import handle_errors
+
+    handle_errors(_fail_plainly(_export))(days, out_path, identity, server)
+
+
+def _export(days: int, out_path: str, identity: str | None, server: str | None) -> None:
+    from cli.client import connect
+    from jitgate.v1 import audit_pb2
+    from recommend.history import parse_lines, write_history, write_rows
+
+    client = connect(identity, server)
+    try:
+        stream = client.audit.ExportHistory(audit_pb2.ExportHistoryRequest(days=days), timeout=client.timeout * 10)
+        # Checked line by line: a file this writes always reads back (`server` names the source of a bad line).
+        rows = list(parse_lines((line.json for line in stream), "server"))
+    finally:
+        client.close()
+    if out_path == "-":
+        write_rows(rows, sys.stdout)
+        return
+    count = write_history(rows, out_path)
+    click.echo(f"wrote {count} grants to {out_path}", err=True)

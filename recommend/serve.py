@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,7 +24,7 @@ from recommend.durations import format_minutes
 from recommend.errors import ModelError
 from recommend.features import CATEGORICAL, FEATURES, Ask, Served, features_for, quantile, task_of
 from recommend.history import HistoryRow
-from recommend.model import ModelBundle, load_model
+from recommend.model import META_FILE, MODEL_FILE, ModelBundle, load_model
 from recommend.rounding import offer
 from recommend.stats import GroupStats, group_keys
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MIN_RESOURCE_ROWS = 20  # training rows on a resource before the model is trusted for it
 MIN_STAT_ROWS = 5  # grants in a group before its statistics are used
 DEFAULT_MINUTES = 60.0
+CHECK_EVERY_SECONDS = 2.0  # how often a serving Recommender looks for a new model on disk
 _KIND_NOUN = {"postgres": "databases", "ssh": "hosts"}
 
 
@@ -90,15 +92,26 @@ class _Loaded:
 
 
 class Recommender:
-    """Loads the model in `model_dir` once (call `reload` after retraining); a missing
-    or corrupt model is logged (see `load_error`) and answers are then fallbacks.
-    Thread-safe: share one instance between worker threads."""
+    """Loads the model in `model_dir` once; a missing or corrupt model is logged (see
+    `load_error`) and answers are then fallbacks. Thread-safe: share one instance
+    between worker threads.
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS) -> None:
+    A new model is picked up without a restart: at most every `check_every` seconds
+    a call to `recommend` looks at the model files' size and modification time and
+    reloads when they changed (`train` writes model.json last, atomically). None
+    turns that off; `reload()` can always be called directly (e.g. on SIGHUP).
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS,
+                 check_every: float | None = CHECK_EVERY_SECONDS) -> None:
         self._dir = Path(model_dir) if model_dir is not None else None
         self._min_resource_rows = min_resource_rows
+        self._check_every = check_every
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._loaded: _Loaded | None = None
+        self._seen: tuple | None = None  # what the files looked like at the last (re)load attempt
+        self._next_check = 0.0
         self.load_error: str | None = "no model directory configured"
         self.reload()
 
@@ -107,29 +120,65 @@ class Recommender:
         loaded = self._loaded
         return loaded.bundle.metadata.version if loaded else None
 
+    def _files_now(self) -> tuple:
+        out = []
+        for name in (MODEL_FILE, META_FILE):
+            try:
+                st = os.stat(self._dir / name)  # type: ignore[operator]
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
     def reload(self) -> bool:
         """(Re)load the model from disk. True if the model on disk was loaded; on failure
         `load_error` says why and a model loaded earlier keeps serving (else fallbacks)."""
         if self._dir is None:
             return False
-        try:
-            bundle = load_model(self._dir)
-        except Exception as exc:  # never a crash: a model that cannot load means fallbacks
-            reason = str(exc) if isinstance(exc, ModelError) else f"{self._dir}: cannot load the model ({exc})"
-            log.warning("duration model not loaded: %s", reason)
+        with self._reload_lock:
+            self._seen = self._files_now()  # before loading: a write during the load is seen next time
+            try:
+                bundle = load_model(self._dir)
+            except Exception as exc:  # never a crash: a model that cannot load means fallbacks
+                reason = str(exc) if isinstance(exc, ModelError) else f"{self._dir}: cannot load the model ({exc})"
+                log.warning("duration model not loaded: %s", reason)
+                with self._lock:
+                    self.load_error = reason
+                return False
+            index = tuple({v: i for i, v in enumerate(bundle.metadata.vocabularies.get(name, []))}
+                          for name in CATEGORICAL)
             with self._lock:
-                self.load_error = reason
-            return False
-        index = tuple({v: i for i, v in enumerate(bundle.metadata.vocabularies.get(name, []))} for name in CATEGORICAL)
-        with self._lock:
-            self._loaded, self.load_error = _Loaded(bundle, index), None
+                previous = self._loaded
+                self._loaded, self.load_error = _Loaded(bundle, index), None
+        if previous is not None and previous.bundle.metadata.version != bundle.metadata.version:
+            log.info("duration model %s replaced by %s", previous.bundle.metadata.version,
+                     bundle.metadata.version)
         return True
+
+    def check_for_new_model(self) -> bool:
+        """Reload if the model files changed since the last attempt; True if a reload ran."""
+        if self._dir is None or self._files_now() == self._seen:
+            return False
+        self.reload()
+        return True
+
+    def _maybe_reload(self) -> None:
+        if self._check_every is None or self._dir is None:
+            return
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._check_every  # racing threads may both stat: harmless
+        if self._reload_lock.locked():
+            return  # another thread is loading; keep serving what is loaded
+        self.check_for_new_model()
 
     def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[HistoryRow]) -> Recommendation:
         """A duration for `req`: the model's quantile, or per-resource/per-kind statistics
         when there is no model or it knows too little of the resource; rounded up to
         `step` and clamped to `max_duration`."""
+        self._maybe_reload()
         ask = req.ask()
         served = features_for(ask, history)
         loaded = self._loaded
@@ -218,7 +267,7 @@ def _span(low: float, high: float) -> str:
     a, b = format_minutes(low), format_minutes(high)
     if a == b:
         return a
-    if a.endswith(" min") and b.endswith(" min"):
+    if a.endswith(" min") and b.endswith(" min") and " h" not in a + b:  # `1 h 30 min` is not plain minutes
         return f"{a.removesuffix(' min')}-{b}"
     return f"{a} to {b}"
 

@@ -28,12 +28,17 @@ The generative story (every number below is a constant in this file):
   that needs more than that is cut at the end of the last extension.
 
 Deterministic: the same (rows, seed, start) give the same rows, in time order.
+
+`generate(..., resources=[ResourceSpec...], people=[PersonSpec...])` tells the same
+story about a given set of resources and people instead of the built-in ones
+(the demo uses the example policies' resources and users).
 """
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from recommend.history import HistoryRow
@@ -96,12 +101,38 @@ _FIRST = ["alice", "bob", "carol", "dan", "erin", "frank", "grace", "heidi", "iv
 
 
 @dataclass(frozen=True)
+class ResourceSpec:
+    """A resource to generate history for. `labels` are written as they are (use the
+    policy's); its `env` label picks the environment story (other values: staging).
+    `logins`/`roles`, when given, are the only ones used."""
+
+    name: str
+    kind: str  # "ssh" or "postgres"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    logins: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PersonSpec:
+    """A person to generate history for: an archetype (sre, dba, developer, analyst,
+    support; None: drawn at random) and the resources they may use (None: any)."""
+
+    name: str
+    archetype: str | None = None
+    resources: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class _Resource:
     name: str
     kind: str
     env: str
     sensitivity: str
     size: float
+    labels: Mapping[str, str] | None = None  # None: env and sensitivity
+    logins: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +179,7 @@ def _people(rng: random.Random, count: int, resources: list[_Resource]) -> list[
         pg_share = _ARCHETYPES[archetype][0]
         homes: list[_Resource] = []
         for _ in range(rng.randint(3, 7)):
-            pool = by_kind["postgres" if rng.random() < pg_share else "ssh"]
+            pool = by_kind["postgres" if rng.random() < pg_share else "ssh"] or resources
             choice = rng.choice(pool)
             if choice not in homes:
                 homes.append(choice)
@@ -164,6 +195,57 @@ def _people(rng: random.Random, count: int, resources: list[_Resource]) -> list[
             activity=rng.lognormvariate(0.0, 0.6),
         ))
     return people
+
+
+def _spec_resources(rng: random.Random, specs: Sequence[ResourceSpec]) -> list[_Resource]:
+    out = []
+    for spec in specs:
+        if spec.kind not in _KIND_TASKS:
+            raise ValueError(f"resource `{spec.name}`: kind must be ssh or postgres, got `{spec.kind}`")
+        env = spec.labels.get("env", "")
+        out.append(_Resource(spec.name, spec.kind, env if env in ENV_FACTOR else "staging",
+                             spec.labels.get("sensitivity", ""), rng.lognormvariate(0.0, 0.2),
+                             dict(spec.labels), tuple(spec.logins), tuple(spec.roles)))
+    return out
+
+
+def _spec_people(rng: random.Random, specs: Sequence[PersonSpec], resources: list[_Resource]) -> list[_Person]:
+    archetypes = list(_ARCHETYPE_WEIGHTS)
+    people = []
+    for spec in specs:
+        archetype = spec.archetype or rng.choices(archetypes, weights=[_ARCHETYPE_WEIGHTS[a] for a in archetypes])[0]
+        if archetype not in _ARCHETYPES:
+            raise ValueError(f"person `{spec.name}`: unknown archetype `{archetype}` (known: {', '.join(archetypes)})")
+        allowed = [r for r in resources if spec.resources is None or r.name in spec.resources]
+        if not allowed:
+            continue  # nothing this person may use: no history
+        pg_share = _ARCHETYPES[archetype][0]
+        weights = tuple(rng.lognormvariate(0.0, 0.8) * (pg_share if r.kind == "postgres" else 1.0 - pg_share)
+                        + 1e-3 for r in allowed)
+        people.append(_Person(
+            name=spec.name, archetype=archetype, homes=tuple(allowed), home_weights=weights,
+            start_hour=rng.uniform(7.0, 10.5), speed=rng.lognormvariate(0.0, 0.30),
+            task_habit={task: rng.lognormvariate(0.0, 0.25) for task in TASK_MEDIAN_MIN},
+            generosity=rng.uniform(1.0, 2.5), activity=rng.lognormvariate(0.0, 0.6),
+        ))
+    if not people:
+        raise ValueError("no person may use any of the resources: nothing to generate")
+    return people
+
+
+def _allowed_access(rng: random.Random, resource: _Resource, login: str | None,
+                    role: str | None) -> tuple[str | None, str | None]:
+    """The drawn login/role, or one the resource has when it names its own."""
+    if login is not None and resource.logins and login not in resource.logins:
+        plain = [name for name in resource.logins if name != "root"] or list(resource.logins)
+        login = "root" if login == "root" and "root" in resource.logins else rng.choice(plain)
+    if role is not None and resource.roles and role not in resource.roles:
+        if role != "readonly" and "readwrite" in resource.roles:
+            role = "readwrite"
+        else:
+            reads = [name for name in resource.roles if "read" in name and "write" not in name]
+            role = reads[0] if reads and role == "readonly" else rng.choice(list(resource.roles))
+    return login, role
 
 
 def _pick_task(rng: random.Random, person: _Person, kind: str) -> str:
@@ -182,9 +264,10 @@ def _access(rng: random.Random, kind: str, task: str) -> tuple[str | None, str |
     return ("deploy" if task in ("deploy", "migration") or rng.random() < 0.5 else "app"), None
 
 
-def _when(rng: random.Random, person: _Person, task: str, start: datetime) -> tuple[datetime, bool]:
+def _when(rng: random.Random, person: _Person, task: str, start: datetime,
+          span_days: int = SPAN_DAYS) -> tuple[datetime, bool]:
     """A request time; True when it is after hours (before 7, from 19, or a weekend)."""
-    day = start + timedelta(days=rng.randrange(SPAN_DAYS))
+    day = start + timedelta(days=rng.randrange(span_days))
     if task == "incident" and rng.random() < 0.33:
         moment = day + timedelta(hours=rng.uniform(0.0, 24.0))
     else:
@@ -216,26 +299,39 @@ def _ask(person: _Person, typical: float, env: str) -> float:
     return float(min(ENV_MAX_MIN[env], max(unit, math.ceil(guess / unit) * unit)))
 
 
-def generate(rows: int, seed: int = 0, start: datetime = DEFAULT_START) -> list[HistoryRow]:
-    """`rows` synthetic grants over one year from `start`, in time order."""
+def generate(rows: int, seed: int = 0, start: datetime = DEFAULT_START, *,
+             resources: Sequence[ResourceSpec] | None = None, people: Sequence[PersonSpec] | None = None,
+             span_days: int = SPAN_DAYS) -> list[HistoryRow]:
+    """`rows` synthetic grants over `span_days` (one year) from `start`, in time order,
+    about the built-in resources and people or the given ones."""
     if rows < 0:
         raise ValueError("rows must be >= 0")
+    if span_days < 1:
+        raise ValueError("span_days must be >= 1")
     rng = random.Random(seed)
-    resources = _resources(rng)
-    people = _people(rng, max(12, min(150, rows // 300)), resources)
-    weights = [p.activity for p in people]
+    if resources is None:
+        resource_list = _resources(rng)
+    elif resources:
+        resource_list = _spec_resources(rng, resources)
+    else:
+        raise ValueError("no resources to generate history for")
+    cast = (_people(rng, max(12, min(150, rows // 300)), resource_list) if people is None
+            else _spec_people(rng, people, resource_list))
+    weights = [p.activity for p in cast]
     drafts = []
     for _ in range(rows):
-        person = rng.choices(people, weights=weights)[0]
+        person = rng.choices(cast, weights=weights)[0]
         resource = rng.choices(person.homes, weights=person.home_weights)[0]
         task = _pick_task(rng, person, resource.kind)
-        when, after_hours = _when(rng, person, task, start)
+        when, after_hours = _when(rng, person, task, start, span_days)
         drafts.append((when, person, resource, task, after_hours, rng.random()))
     drafts.sort(key=lambda d: (d[0], d[5]))
     seen: dict[tuple[str, str], int] = {}
     out = []
     for when, person, resource, task, after_hours, _ in drafts:
         login, role = _access(rng, resource.kind, task)
+        if resource.logins or resource.roles:
+            login, role = _allowed_access(rng, resource, login, role)
         repeats = seen.get((person.name, resource.name), 0)
         seen[(person.name, resource.name)] = repeats + 1
         typical = (TASK_MEDIAN_MIN[task] * ENV_FACTOR[resource.env] * resource.size * person.speed
@@ -254,7 +350,8 @@ def generate(rows: int, seed: int = 0, start: datetime = DEFAULT_START) -> list[
         reason, ticket = _reason(rng, task)
         out.append(HistoryRow(
             user=person.name, resource=resource.name, kind=resource.kind,
-            labels={"env": resource.env, "sensitivity": resource.sensitivity},
+            labels=dict(resource.labels) if resource.labels is not None
+            else {"env": resource.env, "sensitivity": resource.sensitivity},
             login=login, role=role, reason=reason, ticket=ticket, requested_at=when,
             asked_minutes=asked, used_minutes=max(used, 0.5), extensions=extensions))
     return out
