@@ -98,10 +98,11 @@ def _local_core(data_dir: Path, policy: Any, *, create: bool) -> Iterator[Any]:
     if not create and not path.exists():
         raise StoreError(f"{data_dir}: no control plane store here ({path.name}); start the server on it "
                          "or import a history first")
-    try:
-        ensure_private_dir(Path(data_dir))  # the server refuses a data directory others can read
-    except CAError as exc:
-        raise StoreError(exc.message) from None
+    if create:
+        try:
+            ensure_private_dir(Path(data_dir))  # the server refuses a data directory others can read
+        except CAError as exc:
+            raise StoreError(exc.message) from None
     try:
         store = open_store(str(path))
     except Exception as exc:  # sqlalchemy / sqlite errors, a newer schema: one plain line

@@ -85,8 +85,10 @@ def test_explain_without_model_warns_and_falls_back(tmp_path: Path) -> None:
     (["explain", "--request", "[1]"], "must be a JSON object"),
     (["explain", "--request", "{\"user\": \"a\", \"resource\": \"r\", \"kind\": \"ssh\", \"when\": 1}"], "unknown field `when`"),
     (["explain"], "give the request as JSON"),
-    (["import", "{small}"], "not available yet"),
-    (["export"], "not available yet"),
+    (["import", "{bad}"], "{bad}:2: not valid JSON"),
+    (["import", "{missing}"], "no such file"),
+    (["train"], "no control plane store here"),
+    (["export", "--identity", "{missing}", "--server", "127.0.0.1:1"], "identity directory `{missing}` does not exist"),
 ])
 def test_errors_are_one_plain_line(history: Path, tmp_path: Path, args: list[str], message: str) -> None:
     lines = history.read_text().splitlines()
@@ -94,7 +96,7 @@ def test_errors_are_one_plain_line(history: Path, tmp_path: Path, args: list[str
     bad.write_text(lines[0] + "\n{oops\n")
     small.write_text("\n".join(lines[:30]) + "\n")
     paths = {"{bad}": str(bad), "{small}": str(small), "{missing}": str(tmp_path / "none.jsonl")}
-    code, _, err = _run(*[paths.get(a, a) for a in args], "--data-dir", str(tmp_path)) if args[0] in ("train", "explain") \
+    code, _, err = _run(*[paths.get(a, a) for a in args], "--data-dir", str(tmp_path)) if args[0] in ("train", "explain", "import") \
         else _run(*[paths.get(a, a) for a in args])
     assert code == 1
     for placeholder, path in paths.items():
