@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -43,33 +44,58 @@ class RecorderProcess:
         self.data_dir = Path(data_dir)
         self._passphrase = passphrase
         self.interval = interval
-        self._proc: asyncio.subprocess.Process | None = None
+        self._pid = 0
+        self._stdin: asyncio.WriteTransport | None = None
+        self._stdout: asyncio.StreamReader | None = None
         self._reader: asyncio.Task[None] | None = None
         self._dirty: dict[str, Recorded] = {}
         self._sessions: dict[str, Recorded] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[tuple[str, str], asyncio.Future[tuple[Any, ...]]] = {}
         self.alive = False
+        self._stopping = False
+        self.restarts = 0
         self.on_death: Callable[[], None] | None = None
 
     async def start(self) -> None:
+        """Start the child. posix_spawn, not fork: no fork handlers run, which matters once
+        gRPC's threads exist (a fork then can abort the child or corrupt gRPC's state)."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "broker.pg.recordproc", str(self.data_dir),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        loop = asyncio.get_running_loop()
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        try:
+            self._pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-m", "broker.pg.recordproc", str(self.data_dir)], dict(os.environ),
+                file_actions=[(os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1)])
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        self._stdout = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._stdout),
+                                     os.fdopen(from_child, "rb", buffering=0))
+        self._stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_child, "wb", buffering=0))
         self.alive = True
         self._send(("init", self._passphrase))
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._reader = loop.create_task(self._read())
 
     def _send(self, item: tuple[Any, ...]) -> None:
-        if not self.alive or self._proc is None or self._proc.stdin is None:
+        if not self.alive or self._stdin is None or self._stdin.is_closing():
             raise RecordingError("the recording process is not running")
-        self._proc.stdin.write(frame(item))
+        try:
+            self._stdin.write(frame(item))
+        except (RuntimeError, OSError):
+            raise RecordingError("the recording process is not running") from None
+
+    async def _reap(self) -> None:
+        pid, self._pid = self._pid, 0
+        if pid:
+            await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
 
     async def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._stdout is not None
         while True:
-            item = await read_frame(self._proc.stdout)
+            item = await read_frame(self._stdout)
             if item is None:
                 break
             kind, sid = item[0], item[1]
@@ -86,14 +112,28 @@ class RecorderProcess:
             if waiter is not None and not waiter.done():
                 waiter.set_result(item)
         self.alive = False
+        if self._stdin is not None:
+            self._stdin.close()
+        await self._reap()
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(RecordingError("the recording process ended"))
         self._waiters.clear()
-        for session in list(self._sessions.values()):
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        self._dirty.clear()
+        for session in sessions:  # their statements since the last pull are lost: fail closed
             session.recording_failed("the recording process ended")
         if self.on_death is not None:
             self.on_death()
+        if not self._stopping:
+            log.error("the recording process ended unexpectedly; starting a new one")
+            await asyncio.sleep(0.2)
+            self.restarts += 1
+            try:
+                await self.start()
+            except OSError as exc:  # logins stay refused (fail closed) until the broker restarts
+                log.error("cannot start a new recording process: %s", exc)
 
     async def _request(self, item: tuple[Any, ...], answer: str, timeout: float = 30.0) -> tuple[Any, ...]:
         fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
@@ -153,19 +193,19 @@ class RecorderProcess:
 
     async def stop(self, timeout: float = 15.0) -> None:
         """Flush, let the child seal what is open, and wait for it."""
+        self._stopping = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self.alive:
             self.flush()
-        if self._proc is None:
+        if self._stdin is not None:
+            self._stdin.close()  # EOF: the child seals what is open and exits
+        if self._reader is None:
             return
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
         try:
-            await asyncio.wait_for(self._proc.wait(), timeout)
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
         except TimeoutError:
-            self._proc.kill()
-            await self._proc.wait()
-        if self._reader is not None:
+            if self._pid:
+                os.kill(self._pid, 9)
             await asyncio.gather(self._reader, return_exceptions=True)

@@ -409,3 +409,54 @@ def test_jitgate_db_connect_and_psql(stack: PgStack, tmp_path_factory: pytest.Te
                          env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "via jitgate"
+
+
+# ---------------------------------------------------------------- failing closed
+
+
+def test_recording_process_death_cuts_live_sessions_then_recovers(stack: PgStack) -> None:
+    assert stack.broker_proc is not None
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token, autocommit=True) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        children = subprocess.run(["pgrep", "-P", str(stack.broker_proc.pid), "-f", "broker.pg.recordproc"],
+                                  capture_output=True, text=True).stdout.split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), 9)
+        with pytest.raises(psycopg.OperationalError) as info:
+            conn.execute("select pg_sleep(10)")
+        assert info.value.sqlstate == "58030" and "can no longer record" in str(info.value)
+    # A new recording process took over: new sessions are recorded again.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with connect(stack, stack.login("alice", "testdb", stack.ro)) as conn:
+                assert conn.execute("select 'recorded again'").fetchone() == ("recorded again",)
+            break
+        except psycopg.OperationalError as exc:
+            assert "cannot record" in str(exc) and time.monotonic() < deadline, exc
+            time.sleep(0.1)
+
+
+def test_control_plane_down_refuses_logins_and_comes_back(stack: PgStack) -> None:
+    assert stack.cp is not None
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token, autocommit=True) as live:
+        stack.cp.kill()
+        try:
+            down = refusal(stack, token.user, token.token)
+            assert down["sqlstate"] == "57P03" and "cannot reach its control plane" in down["message"]
+            assert live.execute("select 'still relayed'").fetchone() == ("still relayed",)
+        finally:
+            stack.cp.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with connect(stack, stack.login("alice", "testdb", stack.ro)) as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+            break
+        except psycopg.OperationalError as exc:
+            assert time.monotonic() < deadline, exc
+            time.sleep(0.2)
+    log = stack.broker_log_text()
+    assert "Traceback" not in log and "Check failed" not in log
