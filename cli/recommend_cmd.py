@@ -94,13 +94,24 @@ def recommend() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
               help="history file to write (JSON lines); - for stdout")
+@click.option("--policies", "policies_path", type=click.Path(exists=True), default=None,
+              help="tell the story about these policies' resources and users, over the last 180 days "
+                   "(as the demo does) instead of the built-in ones")
 @_fail_plainly
-def synth(rows: int, seed: int, out_path: str) -> None:
+def synth(rows: int, seed: int, out_path: str, policies_path: str | None) -> None:
     """Write a synthetic history (same seed, same file); see recommend/synth.py for its story."""
     from recommend.history import write_history, write_rows
     from recommend.synth import generate
 
-    history = generate(rows, seed)
+    if policies_path is not None:
+        from recommend.demo import demo_history
+
+        try:
+            history = demo_history(_load_policies(policies_path, Path(".")), rows, seed)
+        except ValueError as exc:
+            raise click.ClickException(f"{policies_path}: {exc}") from None
+    else:
+        history = generate(rows, seed)
     if out_path == "-":
         write_rows(history, sys.stdout)
         return

@@ -8,6 +8,9 @@ Public API (what the control plane and the CLI use):
 - model files: `load_model`, `ModelBundle`, `ModelMetadata`
 - synthetic history: `generate`
 - errors: `RecommendError`, `HistoryError`, `ModelError`, `TrainingError`
+- the control plane's store (recommend.store, imports controlplane): `import_history_file(data_dir, path)`,
+  `history_from_store(data_dir, policies=None, days=None)`, `train_from_store(data_dir, policies, ...)`
+- the demo (recommend.demo): `ensure_demo_model(server_data_dir, policies) -> DemoModel`
 
 Serving, as the control plane does it (one Recommender per process, shared by
 worker threads; `history` = the requester's recent finished grants, e.g. the last
@@ -18,6 +21,9 @@ worker threads; `history` = the requester's recent finished grants, e.g. the las
                                             labels={"env": "prod"}, role="readonly", reason="report"),
                            max_duration=timedelta(hours=2), step=timedelta(minutes=15), history=rows)
     answer.duration, answer.explanation, answer.fallback
+
+A serving Recommender notices a retrained model by itself (it stats the model files
+at most every 2 s from `recommend`), so `jitgate recommend train` needs no restart.
 
 Importing this package imports LightGBM.
 """
