@@ -64,8 +64,9 @@ def pg_bin(name: str) -> str | None:
 class PrivateCluster:
     """A throw-away PostgreSQL cluster (initdb) on a free port with password authentication."""
 
-    def __init__(self, roles: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, roles: dict[str, tuple[str, str]], tls: tuple[bytes, bytes] | None = None) -> None:
         self.roles = roles  # name -> (password, "scram-sha-256" | "md5")
+        self.tls = tls  # (certificate PEM, key PEM): the cluster also offers TLS
         self.dir = Path(tempfile.mkdtemp(prefix="jgt-pg-"))
         self.port = free_port()
         self._run_as: list[str] = []
@@ -85,8 +86,16 @@ class PrivateCluster:
             hba.append(f"host all {name} 127.0.0.1/32 {method}")
         hba.append("host all all 127.0.0.1/32 reject")
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        if self.tls is not None:
+            for name, pem in (("server.crt", self.tls[0]), ("server.key", self.tls[1])):
+                (data / name).write_bytes(pem)
+                os.chmod(data / name, 0o600)
+                if self._run_as:
+                    shutil.chown(data / name, "postgres", "postgres")
+            options += " -c ssl=on"
         self._run(pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-w", "-l", str(self.dir / "log"), "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                  options, "start")
         for name, (password, method) in self.roles.items():
             enc = "md5" if method == "md5" else "scram-sha-256"
             self.psql(f"set password_encryption = '{enc}'; create role {name} login password '{password}'")
@@ -147,9 +156,18 @@ class PgStack:
         self.scram_role = f"jgt_scram_{suffix}"
         self.md5_role = f"jgt_md5_{suffix}"
         self.private_password = secrets.token_urlsafe(12)
+        # The private cluster offers TLS with a certificate from a CA of its own; the broker logs in
+        # as the SCRAM role over verify-full TLS (its credentials URI says so), as the md5 role in plain.
+        from ca.x509 import X509CA
+
+        self.upstream_ca = X509CA.load_or_create(self.tmp / "upstream-ca", b"upstream-ca-passphrase")
+        self.upstream_ca_file = self.tmp / "upstream-ca.pem"
+        self.upstream_ca_file.write_bytes(self.upstream_ca.ca_cert_pem)
+        bundle = self.upstream_ca.issue_server_certificate([], [])
         self.private: PrivateCluster | None = (
             PrivateCluster({self.scram_role: (self.private_password, "scram-sha-256"),
-                            self.md5_role: (self.private_password, "md5")}) if private else None)
+                            self.md5_role: (self.private_password, "md5")},
+                           tls=(bundle.cert_pem, bundle.key_pem)) if private else None)
         self.cp: ControlPlane | None = None
         self.broker_proc: subprocess.Popen[bytes] | None = None
         self.broker_dir = self.tmp / "pg-broker"
@@ -199,6 +217,9 @@ class PgStack:
                "--tls-key", str(tls / "key.pem"), *self._broker_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "JITGATE_CA_PASSPHRASE": "pg-broker-test-passphrase"}
         env["JGT_PRIVATE_DB"] = self.private_password
+        role_env = "JGT_PRIVATE_DB_" + self.scram_role.upper()
+        env[role_env] = (f"postgresql://{self.scram_role}:{self.private_password}@db.invalid/x"
+                         f"?sslmode=verify-full&sslrootcert={self.upstream_ca_file}")
         with open(self.broker_log, "ab") as log:
             self.broker_proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -156,10 +156,12 @@ def test_readonly_role_cannot_write(stack: PgStack) -> None:
 
 def test_scram_and_md5_credential_injection(stack: PgStack) -> None:
     assert stack.private is not None
-    for role in (stack.scram_role, stack.md5_role):
+    for role, upstream_tls in ((stack.scram_role, True), (stack.md5_role, False)):
         token = stack.login("alice", "scramdb", role)
         with connect(stack, token) as conn:
             assert conn.execute("select current_user").fetchone() == (role,)
+            # The broker's own upstream connection: TLS verify-full for the SCRAM role (its URI asks so).
+            assert conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (upstream_tls,)
     # The private cluster really demands the password: the role cannot log in without it.
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(host="127.0.0.1", port=stack.private.port, user=stack.scram_role, dbname="postgres",
