@@ -13,6 +13,7 @@ import logging
 import secrets
 import statistics
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ SYSTEM = "system"
 CERT_SKEW = timedelta(seconds=60)           # valid_after = now - skew: clocks drift
 UPSTREAM_CERT_LIFETIME = timedelta(minutes=5)  # the broker logs in once; OpenSSH checks only at login
 HISTORY_WINDOW = timedelta(days=90)
+IMPORTED_CACHE_SIZE = 512  # users + resources whose parsed imported history is kept
 DASHBOARD_WINDOW = timedelta(days=30)
 MAX_PAGE = 1000
 # A broker's channel -> the session option that allows it ("" = connection-level check only).
@@ -97,6 +99,10 @@ class AccessCore:
         self._listeners: list[Callable[[Change], None]] = []
         self._listeners_lock = threading.Lock()
         self._approver_cache: dict[tuple[str, str], bool] = {}
+        # Parsed imported history per ("user", name) / ("resource", name), valid for one import generation:
+        # imported rows never change, and parsing ~500 rows costs milliseconds on every request.
+        self._imported_cache: OrderedDict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = OrderedDict()
+        self._imported_lock = threading.Lock()
 
     # -- listeners ------------------------------------------------------------------
 
@@ -671,10 +677,9 @@ class AccessCore:
             with self.store.read() as tx:
                 past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
                 used = tx.used_minutes([r.id for r in past]) if past else {}
-                imported = tx.imported_history(user, res.name)
+                # Imported history: no time window (it is the past someone chose to bring in).
+                rows = self._imported_rows(tx, user, res.name, HistoryRow)
             resources = self.policy.current.resources
-            # Imported history (no time window: it is the past someone chose to bring in), oldest first.
-            rows = [HistoryRow(**fields) for fields in reversed(imported)]
             for r in reversed(past):  # oldest first
                 if r.id not in used:
                     continue
@@ -693,6 +698,28 @@ class AccessCore:
         return Recommendation(duration=got.duration, minutes=int(got.minutes), explanation=got.explanation,
                               fallback=bool(got.fallback), model_version=got.model_version or "",
                               max_duration=max_duration)
+
+    def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
+        """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""
+        generation = tx.imported_generation()
+        if generation == 0:
+            return []
+        merged: dict[int, Any] = {}
+        for key in (("user", user), ("resource", resource)):
+            with self._imported_lock:
+                hit = self._imported_cache.get(key)
+                if hit is not None and hit[0] == generation:
+                    self._imported_cache.move_to_end(key)
+            if hit is None or hit[0] != generation:
+                found = tx.imported_by_user(user) if key[0] == "user" else tx.imported_on_resource(resource)
+                hit = (generation, [(num, row_type(**fields)) for num, fields in found])
+                with self._imported_lock:
+                    self._imported_cache[key] = hit
+                    self._imported_cache.move_to_end(key)
+                    while len(self._imported_cache) > IMPORTED_CACHE_SIZE:
+                        self._imported_cache.popitem(last=False)
+            merged.update(hit[1])
+        return [row for _num, row in sorted(merged.items(), key=lambda item: (item[1].finished_at, item[0]))]
 
     def recommend(self, actor: str, resource: str, login: str = "", role: str = "",
                   reason: str = "", ticket: str = "") -> Recommendation:

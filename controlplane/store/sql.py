@@ -385,16 +385,18 @@ class Tx:
         return self.conn.execute(select(t.imported_history.c.num)
                                  .where(t.imported_history.c.batch == batch).limit(1)).first() is not None
 
-    def imported_history(self, user: str, resource: str, limit: int = 250) -> list[dict[str, Any]]:
-        """Imported rows: `user`'s anywhere and anyone's on `resource`, at most `limit` of
-        each, newest finished first, as dicts of HistoryRow fields."""
-        seen: dict[int, dict[str, Any]] = {}
-        for stmt, params in ((_IMPORTED_BY_USER, {"u": user}), (_IMPORTED_ON_RESOURCE, {"res": resource})):
-            for row in self.conn.execute(stmt, {**params, "n": limit}):
-                if row.num not in seen:
-                    seen[row.num] = row
-        ordered = sorted(seen.values(), key=lambda r: (r.finished_us, r.num), reverse=True)
-        return [_imported_row(r) for r in ordered]
+    def imported_generation(self) -> int:
+        """Changes whenever rows are imported (the highest row number; rows are never deleted)."""
+        return int(self.conn.execute(select(func.max(t.imported_history.c.num))).scalar() or 0)
+
+    def imported_by_user(self, user: str, limit: int = 250) -> list[tuple[int, dict[str, Any]]]:
+        """`user`'s newest finished imported rows: (row number, dict of HistoryRow fields)."""
+        return [(r.num, _imported_row(r)) for r in self.conn.execute(_IMPORTED_BY_USER, {"u": user, "n": limit})]
+
+    def imported_on_resource(self, resource: str, limit: int = 250) -> list[tuple[int, dict[str, Any]]]:
+        """Anyone's newest finished imported rows on `resource`: (row number, dict of HistoryRow fields)."""
+        return [(r.num, _imported_row(r))
+                for r in self.conn.execute(_IMPORTED_ON_RESOURCE, {"res": resource, "n": limit})]
 
     def iter_imported_history(self, since: datetime | None = None, page: int = 5000) -> Iterator[dict[str, Any]]:
         """Every imported row requested since `since`, in import order, as dicts of HistoryRow fields."""

@@ -80,14 +80,22 @@ def test_imported_history_feeds_recommendations_and_nothing_else(tmp_path: Path,
     finally:
         core.store.close()
 
-    code, _, err = _run("import", str(history), "--data-dir", str(data))  # the same file again
-    assert code == 1 and "was imported before" in err and "Traceback" not in err
-    core = _core(data, policy_set, None)
+    core = _core(data, policy_set, Recommender(None))  # a serving core, as a running server keeps it
     try:
+        before = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        code, _, err = _run("import", str(history), "--data-dir", str(data))  # the same file again
+        assert code == 1 and "was imported before" in err and "Traceback" not in err
         assert len(core.audit_events(type="history.*")) == 1
+        newer = tmp_path / "newer.jsonl"
+        write_history([_row("alice", "orders-db", 90 + i, days_ago=5 - i) for i in range(5)], newer)
+        assert _run("import", str(newer), "--data-dir", str(data))[0] == 0  # another process imports
+        after = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        assert "your last 5 on orders-db used 35-50 min" in before.explanation
+        assert "your last 5 on orders-db used 1 h 30 min to 1 h 34 min" in after.explanation, after
+        assert [e.data["rows"] for e in core.audit_events(type="history.*")] == [16, 5]
         assert core.verify_audit()[0]
         with core.store.read() as tx:
-            assert tx.count_imported_history() == 16
+            assert tx.count_imported_history() == 21
     finally:
         core.store.close()
 
