@@ -1,9 +1,26 @@
 """The PostgreSQL wire broker: TLS, token login, upstream login as the approved role, relay, record, cut.
 
-- `broker.pg.protocol`: sans-I/O protocol 3.0 (startup, typed messages, builders, parsers).
-- `broker.pg.tracker`: the relay's header-only framing and statement matching.
-- `broker.pg.upstream`: upstream login (SCRAM-SHA-256, md5, cleartext, trust).
-- `broker.pg.credentials`: `credentials:` references (env:NAME, file:PATH) -> upstream login.
-- `broker.pg.config`: `PgBrokerConfig`, the `ROLE@RESOURCE` user-name syntax.
-- `broker.pg.server`: `PgBroker`, the asyncio server.
+Connecting (any libpq-style client, psycopg, JDBC):
+
+    user      = ROLE@RESOURCE            e.g. readonly@orders-db (the last `@` separates them)
+    password  = the token from IssueDatabaseToken (`jitgate db-connect RESOURCE` prints it all)
+    sslmode   = verify-full, sslrootcert = the jitgate CA (IssueDatabaseToken's ca_pem)
+    dbname    = the resource's `database:` (the broker uses it whatever the client names)
+
+`jitgate psql RESOURCE [--role R]` does all of this and runs psql. Refusals are
+FATAL ErrorResponses: 28P01 (bad token), 28000 (no grant for this resource/role,
+plaintext when TLS is required, malformed user name), 57P03 (control plane
+unreachable), 58030 (the session cannot be recorded). At the deadline, or on
+revocation, the session ends with FATAL 57P01 saying why; a WARNING notice
+comes `grace_period` before the deadline.
+
+Modules:
+- `protocol`: sans-I/O protocol 3.0 (startup, typed messages, builders, parsers).
+- `tracker`: the relay's header-only framing and statement matching (the hot path).
+- `pipe`: one side of a connection as an asyncio protocol; TLS on memory BIOs.
+- `upstream`: upstream login (SCRAM-SHA-256, md5, cleartext, trust; optional TLS).
+- `credentials`: `credentials:` references (env:NAME, file:PATH) -> upstream login.
+- `config`: `PgBrokerConfig`, the `ROLE@RESOURCE` user-name syntax.
+- `recording`, `recordproc`: statements recorded through `recorder/` in a child process.
+- `server`: `PgBroker`, the asyncio server.
 """

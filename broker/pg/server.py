@@ -311,32 +311,43 @@ class PgBroker:
                                                    client_address=peer, channel="pg")
         except ControlPlaneError as exc:
             raise _refusal_from_cp(exc, user, resource) from None
+        try:
+            return await self._open_session(pipe, auth, role, params, peer, user)
+        except BaseException as exc:
+            # The control plane opened a session: tell it this one never started (in the
+            # background, so a login timeout's cancellation cannot swallow the report).
+            why = exc.message if isinstance(exc, Refusal) else type(exc).__name__
+            task = asyncio.get_running_loop().create_task(self._end_unstarted(auth, why))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            raise
+
+    async def _open_session(self, pipe: Pipe, auth: Authorization, role: str, params: dict[str, str], peer: str,
+                            user: str) -> _Session:
+        """After authorization: upstream login, cancel key, recording. Refusal when any fails."""
+        resource = auth.resource
         if auth.expires_at <= self.hub.clock.now():
             raise Refusal("28000", f"jitgate refused access: the grant for {resource} has expired",
                           "grant.expired", user, resource)
-        try:
-            upstream = await self._upstream(auth, role, params)
-        except Refusal as r:
-            await self._end_unstarted(auth, r.message)
-            raise
+        upstream = await self._upstream(auth, role, params)
         pid = upstream.pid
         secret = secrets.randbits(32)
         while (pid, secret) in self._cancel:
             secret = secrets.randbits(32)
-        self._cancel[(pid, secret)] = _CancelTarget(upstream.host, upstream.port, upstream.pid, upstream.secret)
         session = _Session(self, pipe, upstream, auth, (pid, secret), peer)
         try:
             await self.recorder.open(session, {
                 "user": auth.user, "resource": auth.resource, "role": auth.role, "grant_id": auth.grant_id,
                 "database": auth.target.database or params.get("database", ""), "client_address": peer,
                 "broker": getattr(self.cp, "name", self.config.name)})
-        except RecordingError as exc:
-            self._cancel.pop((pid, secret), None)
+        except BaseException as exc:
             upstream.pipe.write(p.terminate())
             upstream.pipe.close()
-            await self._end_unstarted(auth, "recording unavailable")
-            raise Refusal("58030", f"jitgate cannot record this session, so it is refused ({exc})",
-                          "recording.unavailable", user, resource, audit=False) from None
+            if isinstance(exc, RecordingError):
+                raise Refusal("58030", f"jitgate cannot record this session, so it is refused ({exc})",
+                              "recording.unavailable", user, resource, audit=False) from None
+            raise
+        self._cancel[(pid, secret)] = _CancelTarget(upstream.host, upstream.port, upstream.pid, upstream.secret)
         return session
 
     async def _end_unstarted(self, auth: Authorization, why: str) -> None:
