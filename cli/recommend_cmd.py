@@ -250,7 +250,8 @@ def _parse_request(text: str) -> Any:
 @click.option("--request", "request_opt", help='the request as JSON: {"user":..,"resource":..,"kind":..,'
               '"labels":{..},"login"|"role":..,"reason":..,"ticket":..,"time":RFC 3339}')
 @click.option("--history", "history_path", type=click.Path(dir_okay=False), default=None,
-              help="past grants (JSON lines) for the personal history and the fallback")
+              help="past grants (JSON lines) for the personal history and the fallback "
+                   "[default: the store of --data-dir, if there is one]")
 @_model_options
 @click.option("--max", "max_text", default=None, help="policy maximum duration (none: no clamp)")
 @click.option("--step", "step_text", default="15m", show_default=True)
@@ -267,7 +268,13 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
     if text is None:
         raise click.ClickException("give the request as JSON, with --request '{...}' or as the argument")
     req = _parse_request(text)
-    history = read_history(history_path) if history_path else []
+    if history_path:
+        history = read_history(history_path)
+    else:
+        from recommend.store import db_path, history_from_store
+
+        root = _data_dir(data_dir)
+        history = history_from_store(root, _load_policies(None, root)).rows if db_path(root).exists() else []
     recommender = Recommender(_model_dir(model_dir, data_dir))
     if recommender.load_error:
         click.echo(f"warning: {recommender.load_error}; answering from fallback statistics", err=True)

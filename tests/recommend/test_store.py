@@ -62,6 +62,11 @@ def test_imported_history_feeds_recommendations_and_nothing_else(tmp_path: Path,
     assert json.loads(out) == {"rows": 16, "sha256": sha, "store": str(data / "jitgate.db")}
     assert data.stat().st_mode & 0o077 == 0  # a data directory the server accepts
 
+    ask = {"user": "alice", "resource": "orders-db", "kind": "postgres", "labels": {"env": "prod"},
+           "role": "readonly", "reason": "monthly report"}
+    code, out, err = _run("explain", json.dumps(ask), "--data-dir", str(data))  # history from the store
+    assert code == 0 and "your last 5 on orders-db used 35-50 min" in out, err
+
     core = _core(data, policy_set, Recommender(data / "model"))  # no model yet: fallback statistics
     try:
         answer = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
