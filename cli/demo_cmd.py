@@ -92,6 +92,20 @@ def _prepare_demo_database(dsn_host: str, dsn_port: str) -> bool:
     return done.returncode == 0
 
 
+def _ensure_duration_model(server_dir: Path, policies: Path) -> None:
+    """Give a fresh demo a trained duration model (synthetic history about the example's people)."""
+    from recommend.demo import ensure_demo_model
+    from recommend.errors import RecommendError
+
+    try:
+        model = ensure_demo_model(server_dir, policies)
+    except RecommendError as exc:
+        click.echo(f"warning: no duration model ({exc}); recommendations are fallbacks", err=True)
+        return
+    if model.trained:
+        click.echo(f"trained the demo's duration model {model.version} on {model.train_rows} synthetic grants")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -139,6 +153,7 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
             if not (out / "cert.pem").exists():
                 subprocess.run(_jitgate("admin", "issue-identity", name, "--out", str(out), "--data-dir", str(server_dir)),
                                env=env, check=True, capture_output=True)
+        _ensure_duration_model(server_dir, served)
         upstream = subprocess.run(_jitgate("admin", "ssh-ca", "--upstream", "--data-dir", str(server_dir)),
                                   env=env, check=True, capture_output=True, text=True).stdout.split("\n")
         target.set_trusted_ca([line for line in upstream if line.strip()])
@@ -174,7 +189,7 @@ In another terminal:
   export JITGATE_SSH_BROKER_HOST_KEY={data / 'ssh-broker' / 'ssh_host_ed25519_key.pub'}
   {jg} ssh demo --login {login} --reason "first look"        # auto-approved; every byte recorded
   {jg} psql demo-db --role readonly --reason "first look"   # a database session through the broker
-  {jg} request web-prod-01 --login deploy --reason "incident follow-up"   # needs bob, then sam
+  {jg} request orders-db --role readonly --reason "monthly orders report"   # recommends a duration; needs bob, then sam
   JITGATE_IDENTITY={identities / 'bob'} {jg} requests --to-approve
   JITGATE_IDENTITY={identities / 'admin'} {jg} dashboard
   JITGATE_DATA_DIR={data / 'ssh-broker'} {jg} recordings list
