@@ -119,7 +119,8 @@ class PolicyHolder:
             except Exception as e:  # PolicyLoadError, or an unreadable file: refuse, keep serving
                 errors = error_lines(e)
                 log.error("policy reload refused, keeping %s:\n  %s", self._current.version, "\n  ".join(errors))
-                self._notify(new_fp, False, errors)
+                # The refused set has no policy version; its files' hash names it in the audit log.
+                self._notify(f"files:sha256:{new_fp}", False, errors)
                 return ReloadResult(False, True, self._current.version, errors)
             changed = candidate.version != self._current.version
             self._current = candidate

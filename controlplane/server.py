@@ -165,6 +165,7 @@ class ControlPlaneServer:
         config, data_dir = self.config, self.data_dir
         ensure_private_dir(data_dir.root)
         lock = DataDirLock.acquire(data_dir)
+        data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
         core = sweeper = holder = None
         try:
@@ -221,6 +222,8 @@ class ControlPlaneServer:
             executor.shutdown(wait=True, cancel_futures=True)
             if core is not None:
                 core.store.close()
+            if self.address:
+                data_dir.addr_path.unlink(missing_ok=True)
             lock.release()
 
     def _start_sweeper(self, core: Any) -> Any:
