@@ -66,12 +66,17 @@ class Pipe(asyncio.Protocol):
             return b""
         chunks = []
         tls = self._tls
+        incoming = self._tls_in
         try:
+            # Read record by record until the input is used up; stopping on an empty input
+            # (not on SSLWantReadError) saves raising an exception for every chunk.
             while True:
                 chunk = tls.read(262144)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                if not incoming.pending and not tls.pending():
+                    break
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:  # close_notify

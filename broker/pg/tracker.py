@@ -462,8 +462,9 @@ def decode_statement(raw: RawStatement) -> DbStatement:
     protocol, stmt, bind, start, end, datarows, tags, error, kind = raw
     if stmt is None:
         text = "<unknown prepared statement>"
-    elif kind in (F_QUERY,):
-        text = stmt[: stmt.find(b"\x00")].decode("utf-8", "replace") if b"\x00" in stmt else stmt.decode("utf-8", "replace")
+    elif kind == F_QUERY:
+        end_of_text = stmt.find(b"\x00")
+        text = (stmt[:end_of_text] if end_of_text >= 0 else stmt).decode("utf-8", "replace")
     elif kind == F_FUNCTION:
         oid = _U32.unpack_from(stmt, 0)[0] if len(stmt) >= 4 else 0
         text = f"<function call oid {oid}>"
@@ -480,13 +481,13 @@ def decode_statement(raw: RawStatement) -> DbStatement:
             params = ["<malformed bind>"]
     tag = None
     rows: int | None = None
-    if tags is not None and not isinstance(tags, list):
-        tags = [tags]
-    if tags:
+    if isinstance(tags, bytes):  # one command (the usual case)
+        tag = tags.rstrip(b"\x00").decode("utf-8", "replace")
+        rows = rows_from_tag(tag)
+    elif tags:
         decoded = [t.rstrip(b"\x00").decode("utf-8", "replace") for t in tags]
         tag = decoded[-1]
-        counts = [rows_from_tag(t) for t in decoded]
-        known = [c for c in counts if c is not None]
+        known = [c for c in map(rows_from_tag, decoded) if c is not None]
         rows = sum(known) if known else None
     if rows is None and datarows:
         rows = datarows
