@@ -203,8 +203,8 @@ class StatementTracker:
         self._rows = 0  # DataRows seen since the last finished statement
         self._max = max_message
         self.client = Walker(
-            frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION}),
-            frozenset({F_DESCRIBE, F_CLOSE, F_SYNC}),
+            frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION, F_CLOSE}),
+            frozenset({F_DESCRIBE, F_SYNC}),
             self._on_client, max_length=max_message)
         # Backend direction state (see from_server).
         self._s_skip = 0
@@ -261,6 +261,9 @@ class StatementTracker:
         elif t == F_FUNCTION:
             self._ops.append([F_FUNCTION, body, None, self._clock(), None, None, False])
         else:  # Describe, Close
+            if t == F_CLOSE and body:  # forget what the client closed: long sessions stay small
+                name = body[1: body.find(b"\x00", 1)]
+                (self._statements if body[:1] == b"S" else self._portals).pop(name, None)  # type: ignore[attr-defined]
             self._ops.append([t, None, None, 0.0, None, None, False])
 
     # ------------------------------------------------------------ backend

@@ -94,6 +94,8 @@ def test_psycopg_extended_protocol_transaction_and_recording(stack: PgStack) -> 
         rows = conn.execute("select id, name from items where id >= %s order by id", (1,)).fetchall()
         assert rows == [(1, "one"), (2, "two")]  # the failed transaction was rolled back
         assert conn.execute("select %s::bytea", (b"\x00\x01",), binary=True).fetchone() == (b"\x00\x01",)
+        for i in range(8):  # psycopg prepares a named statement from the 5th execution on
+            assert conn.execute("select %s::int + 1", (i,)).fetchone() == (i + 1,)
         conn.commit()
     recs = statements(session_recording(stack, token.grant_id))
     by_text = {(r.text, tuple(r.parameters or ())): r for r in recs}
@@ -105,6 +107,9 @@ def test_psycopg_extended_protocol_transaction_and_recording(stack: PgStack) -> 
     assert sel.rows == 2 and sel.duration_ms >= 0 and sel.started_at > 1.7e9
     assert any(r.text == "create table items (id int primary key, name text)" for r in recs)
     assert any(r.text == "COMMIT" or r.command_tag == "COMMIT" for r in recs)
+    prepared = [r for r in recs if r.text == "select $1::int + 1"]
+    assert [r.parameters for r in prepared] == [[str(i)] for i in range(8)]
+    assert all(r.rows == 1 and r.protocol == "extended" for r in prepared)
 
 
 def test_copy_in_and_out(stack: PgStack) -> None:

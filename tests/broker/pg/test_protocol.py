@@ -263,3 +263,13 @@ def test_tracker_never_fails_on_random_server_bytes(data: bytes) -> None:
         pass
     for r in t.take_completed():
         decode_statement(r)
+
+
+def test_closed_statements_are_forgotten() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"P", cstr("s9") + cstr("select 9") + b"\x00\x00") + msg(b"S"))
+    t.from_server(msg(b"1") + ready())
+    assert b"s9" in t._statements
+    t.from_client(msg(b"C", b"S" + cstr("s9")) + msg(b"S"))
+    t.from_server(msg(b"3") + ready())
+    assert b"s9" not in t._statements and t.in_flight == 0
