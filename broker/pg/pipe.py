@@ -44,6 +44,19 @@ class Pipe(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.send = transport.write  # type: ignore[attr-defined]  # the transport's own method: no extra frame
+
+    def relay_to(self, handler: Callable[[bytes], None]) -> None:
+        """From now on every chunk read goes to `handler` (decrypted first under TLS).
+
+        Without TLS the handler becomes this protocol's `data_received` itself, and the
+        transport is told again about its protocol because the event loop keeps the
+        method it found at connection time.
+        """
+        self.on_data = handler
+        if self._tls is None and self.transport is not None:
+            self.data_received = handler  # type: ignore[method-assign]
+            self.transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
         if self._tls is not None:

@@ -509,7 +509,7 @@ class _Session:
     def _protocol_error(self, exc: p.ProtocolError) -> None:
         self.end_reason = EndReason.ERROR.value
         self._note(f"protocol error from the client: {exc.message}")
-        self.client.on_data = lambda data: None  # read nothing more from this client
+        self.client.relay_to(lambda data: None)  # read nothing more from this client
         self._say_and_close(p.error_response(exc.sqlstate, exc.message, "FATAL"))
         if self._inject:
             asyncio.get_running_loop().call_later(self.broker.config.cut_wait, self.close_now)
@@ -537,8 +537,8 @@ class _Session:
             on_cut=self._on_cut, on_warning=self._on_warning, on_extended=self._on_extended)
         early = client.take_buffer()
         late = up.take_buffer()
-        client.on_data = self._c2s
-        up.on_data = self._s2c
+        client.relay_to(self._c2s)
+        up.relay_to(self._s2c)
         client.on_close = up.close
         up.on_close = client.close
         hello = [p.auth_request(p.AUTH_OK), *self.upstream.parameter_status, *self.upstream.notices,
