@@ -62,6 +62,7 @@ class ServerConfig:
     policy_poll_seconds: float = 1.0
     watch_queue_size: int = 10000
     workers: int = 8
+    recommender: bool = True  # false: no duration model (every request must give a duration)
 
     def __post_init__(self) -> None:
         split_listen(self.listen)

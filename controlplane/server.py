@@ -173,7 +173,7 @@ class ControlPlaneServer:
             holder = load_policies(config)
             loop = asyncio.get_running_loop()
             core = await loop.run_in_executor(
-                executor, open_core, data_dir, holder, pki, config.admins, config.brokers)
+                executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender)
             hub = EventHub(loop, config.watch_queue_size)
             core.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
