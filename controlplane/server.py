@@ -118,6 +118,12 @@ class LazyRecommender:
                     log.exception("duration recommender unavailable")
             return self._inner
 
+    def reload(self) -> None:
+        """Load the model files again (SIGHUP); the recommender also notices new files itself."""
+        inner = self.warm()
+        if inner is not None:
+            inner.reload()
+
     def recommend(self, *args: Any, **kwargs: Any) -> Any:
         inner = self.warm()
         return inner.recommend(*args, **kwargs) if inner is not None else None
@@ -204,8 +210,7 @@ class ControlPlaneServer:
             self._stopping = asyncio.Event()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
             loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: loop.run_in_executor(executor, holder.reload, True))
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, self._reload, holder, core))
             print(
                 f"jitgate server listening on {self.address} (data dir {data_dir.root}, "
                 f"policy {holder.current.version})", flush=True)
@@ -225,6 +230,13 @@ class ControlPlaneServer:
             if self.address:
                 data_dir.addr_path.unlink(missing_ok=True)
             lock.release()
+
+    @staticmethod
+    def _reload(holder: PolicyHolder, core: Any) -> None:
+        """SIGHUP: the policies (audited either way) and the duration model."""
+        holder.reload(force=True)
+        if core.recommender is not None:
+            core.recommender.reload()
 
     def _start_sweeper(self, core: Any) -> Any:
         from controlplane.sweeper import Sweeper
