@@ -467,3 +467,21 @@ def test_control_plane_down_refuses_logins_and_comes_back(stack: PgStack) -> Non
             time.sleep(0.2)
     log = stack.broker_log_text()
     assert "Traceback" not in log and "Check failed" not in log
+
+
+def test_broker_shutdown_cuts_sessions_with_a_reason_and_seals_recordings(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    conn = connect(stack, token, autocommit=True)
+    try:
+        assert conn.execute("select 'before shutdown'").fetchone() == ("before shutdown",)
+        assert stack.stop_broker() == 0
+        with pytest.raises(psycopg.OperationalError) as info:
+            conn.execute("select 1")
+        assert "shutting down" in str(info.value)
+    finally:
+        conn.close()
+        stack.start_broker()
+    events = session_recording(stack, token.grant_id)
+    assert any(getattr(e, "text", "") == "select 'before shutdown'" for e in events)
+    [session] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+    assert session.end_reason == "broker_shutdown"
