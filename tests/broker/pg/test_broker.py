@@ -112,6 +112,21 @@ def test_psycopg_extended_protocol_transaction_and_recording(stack: PgStack) -> 
     assert all(r.rows == 1 and r.protocol == "extended" for r in prepared)
 
 
+def test_pipeline_mode_with_an_error_inside(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with conn.pipeline():
+                first = conn.execute("select %s::int * 2", (21,))
+                conn.execute("select 1 / %s::int", (0,))
+                conn.execute("select %s::text", ("skipped after the error",))
+        assert first.fetchone() == (42,)
+        assert conn.execute("select 'after'").fetchone() == ("after",)
+    recs = statements(session_recording(stack, token.grant_id))
+    assert [(r.text, r.parameters, r.error_sqlstate) for r in recs if r.protocol == "extended"] == [
+        ("select $1::int * 2", ["21"], None), ("select 1 / $1::int", ["0"], "22012")]
+
+
 def test_copy_in_and_out(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.rw)
     with connect(stack, token, autocommit=True) as conn:

@@ -273,3 +273,37 @@ def test_closed_statements_are_forgotten() -> None:
     t.from_client(msg(b"C", b"S" + cstr("s9")) + msg(b"S"))
     t.from_server(msg(b"3") + ready())
     assert b"s9" not in t._statements and t.in_flight == 0
+
+
+def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(stream)) for c in cuts})
+    chunks, prev = [], 0
+    for c in points + [len(stream)]:
+        chunks.append(stream[prev:c])
+        prev = c
+    return [c for c in chunks if c]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+       st.lists(st.integers(min_value=0, max_value=400), max_size=10))
+@settings(max_examples=200, deadline=None)
+def test_tracker_same_records_for_any_chunking(client_cuts: list[int], server_cuts: list[int]) -> None:
+    client = (msg(b"Q", cstr("select 1")) + msg(b"P", cstr("s") + cstr("select $1") + b"\x00\x00")
+              + bind("s", "5") + execute() + msg(b"S") + msg(b"Q", cstr("bad")))
+    server = (msg(b"T", b"x" * 40) + ROW + msg(b"C", cstr("SELECT 1")) + ready()
+              + msg(b"1") + msg(b"2") + ROW + ROW + msg(b"C", cstr("SELECT 2")) + ready()
+              + msg(b"E", b"SERROR\x00C42601\x00Msyntax error at or near \"bad\"\x00\x00") + ready())
+
+    def run(cc: list[bytes], sc: list[bytes]) -> list[tuple]:
+        t = StatementTracker(clock=lambda: 1.0)
+        for c in cc:
+            t.from_client(c)
+        for c in sc:
+            t.from_server(c)
+        return [(r.text, r.parameters, r.rows, r.command_tag, r.error_sqlstate)
+                for r in map(decode_statement, t.take_completed())]
+
+    expected = [("select 1", None, 1, "SELECT 1", None), ("select $1", ["5"], 2, "SELECT 2", None),
+                ("bad", None, None, None, "42601")]
+    assert run([client], [server]) == expected
+    assert run(_split(client, client_cuts), _split(server, server_cuts)) == expected
