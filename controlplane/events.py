@@ -1,8 +1,10 @@
 """Watch fan-out: core changes -> every WatchEvents subscriber, each with a bounded queue.
 
 The core calls `EventHub.publish` after each commit, from whatever thread made
-the change; the event is converted to protobuf once there and handed to the
-event loop, which copies it into each subscriber's queue. A subscriber that
+the change; publish only queues the change, so neither the caller's RPC nor a
+sweep of thousands of expiries waits for it. One converter thread turns queued
+changes into protobuf once each and hands them, in batches, to the event loop,
+which copies them into each subscriber's queue (order of publication is kept). A subscriber that
 falls more than `queue_size` events behind is cut off (its stream ends with
 RESOURCE_EXHAUSTED) rather than silently missing events: it reconnects and
 gets a fresh snapshot.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +76,20 @@ class EventHub:
         self._loop = loop
         self._queue_size = queue_size
         self._subs: set[Subscription] = set()
+        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the converter thread (publish before start() queues until then)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._convert_loop, name="event-hub", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
 
     def subscribe(self, name: str, see_all: bool, types: tuple[str, ...] = ()) -> Subscription:
         """Start receiving changes (call on the loop, before reading the snapshot)."""
@@ -87,18 +105,38 @@ class EventHub:
         return len(self._subs)
 
     def publish(self, change: Any) -> None:
-        """Core listener (any thread): convert once, then fan out on the loop."""
-        if not self._subs:
-            return  # nobody watching: skip the conversion (a watcher subscribes before its snapshot)
-        try:
-            event = convert.change_event(change)
-        except Exception:  # a listener must never break the core's commit path
-            log.exception("cannot convert change %s", getattr(change, "type", "?"))
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._fanout, event)
-        except RuntimeError:
-            pass  # the loop is closed: the server is stopping, nobody is watching
+        """Core listener (any thread, right after a commit): queue the change, return at once."""
+        if self._subs:  # nobody watching: nothing to convert (a watcher subscribes before its snapshot)
+            self._pending.put(change)
+
+    def _convert_loop(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < 1000:  # take what else is waiting: one hand-over per batch
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(c is None for c in batch)
+            events = []
+            for change in batch:
+                if change is None:
+                    continue
+                try:
+                    events.append(convert.change_event(change))
+                except Exception:  # one bad change must not stop the stream of the others
+                    log.exception("cannot convert change %s", getattr(change, "type", "?"))
+            if events:
+                try:
+                    self._loop.call_soon_threadsafe(self._fanout_many, events)
+                except RuntimeError:
+                    return  # the loop is closed: the server is stopping
+            if stop:
+                return
+
+    def _fanout_many(self, events: list[types_pb2.Event]) -> None:
+        for event in events:
+            self._fanout(event)
 
     def publish_event(self, event: types_pb2.Event) -> None:
         """Fan out an already built event (on the loop)."""

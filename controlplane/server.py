@@ -181,6 +181,7 @@ class ControlPlaneServer:
             core = await loop.run_in_executor(
                 executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender)
             hub = EventHub(loop, config.watch_queue_size)
+            hub.start()
             core.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
@@ -219,6 +220,7 @@ class ControlPlaneServer:
             log.info("stopping")
             await health_servicer.enter_graceful_shutdown()
             await server.stop(grace=2)
+            hub.stop()
         finally:
             if holder is not None:
                 holder.stop()

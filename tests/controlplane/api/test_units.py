@@ -49,12 +49,15 @@ def test_type_filter_words():
 def test_hub_fans_out_by_owner_and_cuts_off_slow_watchers():
     async def scenario() -> None:
         hub = EventHub(asyncio.get_running_loop(), queue_size=10)
+        hub.start()
         admin = hub.subscribe("ada", see_all=True)
         alice = hub.subscribe("alice", see_all=False)
         hub.publish(Change(1, "grant.activated", _record().created_at, request=_record("alice", "a")))
         hub.publish(Change(2, "grant.activated", _record().created_at, request=_record("bob", "b")))
-        await asyncio.sleep(0)  # publish hands over with call_soon_threadsafe
-        assert [admin.queue.get_nowait().request.id for _ in range(2)] == ["a", "b"]
+        first = await asyncio.wait_for(admin.queue.get(), 5)  # converted in the hub's thread
+        second = await asyncio.wait_for(admin.queue.get(), 5)
+        hub.stop()
+        assert [first.request.id, second.request.id] == ["a", "b"]
         assert alice.queue.get_nowait().request.id == "a" and alice.queue.empty()
         hub.unsubscribe(admin)
         for n in range(11):  # nobody reads alice's queue: she is cut off, not silently skipped
