@@ -32,6 +32,7 @@ from broker.pg.protocol import (
 from recorder.events import DbStatement
 
 _U32 = struct.Struct("!I")
+_I16 = struct.Struct("!h")
 
 # Frontend type bytes.
 F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_DESCRIBE, F_CLOSE, F_SYNC, F_FUNCTION = (
@@ -41,6 +42,7 @@ B_COMPLETE, B_ERROR, B_READY, B_EMPTY, B_SUSPENDED = ord("C"), ord("E"), ord("Z"
 B_COPY_IN, B_COPY_OUT, B_COPY_BOTH = ord("G"), ord("H"), ord("W")
 B_PARSE_OK, B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA = ord("1"), ord("2"), ord("3"), ord("T"), ord("n")
 B_DATAROW = ord("D")
+B_PARAMDESC = ord("t")
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -173,10 +175,12 @@ class Walker:
 
 
 # One frontend request awaiting its backend answer, as a list (cheaper than an object here):
-# [kind, statement body (Query body or the Parse body), Bind body, start time, tags, error body, copy?]
-_K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY = range(7)
+# [kind, statement body (Query body or the Parse body), Bind body, start time, tags, error body, copy?,
+#  statement name (extended protocol; a Describe's statement name)]
+_K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY, _NAME = range(8)
 
-# A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind).
+# A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind,
+# ParameterDescription body or None).
 RawStatement = tuple
 
 _SERVER_OTHER = frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
@@ -198,13 +202,14 @@ class StatementTracker:
         self._clock = clock
         self._ops: deque[list] = deque()
         self._statements: dict[bytes, bytes] = {}  # statement name -> Parse body
-        self._portals: dict[bytes, tuple[bytes | None, bytes]] = {}  # portal -> (Parse body, Bind body)
+        self._portals: dict[bytes, tuple[bytes | None, bytes, bytes]] = {}  # portal -> (Parse, Bind, stmt name)
+        self._described: dict[bytes, bytes] = {}  # statement name -> ParameterDescription body (types)
         self._skipping = False  # after an extended-protocol error, until the client's Sync
         self._rows = 0  # DataRows seen since the last finished statement
         self._max = max_message
         self.client = Walker(
-            frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION, F_CLOSE}),
-            frozenset({F_DESCRIBE, F_SYNC}),
+            frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION, F_CLOSE, F_DESCRIBE}),
+            frozenset({F_SYNC}),
             self._on_client, max_length=max_message)
         # Backend direction state (see from_server).
         self._s_skip = 0
@@ -230,41 +235,45 @@ class StatementTracker:
         # Fast path: one whole simple Query in the chunk (what interactive clients and pgbench send).
         if (data and data[0] == F_QUERY and client._skip == 0 and client._partial is None and len(data) > 5
                 and _unpack_u32(data, 1)[0] + 1 == len(data) and not self._skipping and len(data) <= self._max):
-            self._ops.append([F_QUERY, data[5:], None, self._clock(), None, None, False])
+            self._ops.append([F_QUERY, data[5:], None, self._clock(), None, None, False, None])
             return
         client.feed(data)
 
     def _on_client(self, t: int, body: bytes) -> None:
         if t == F_SYNC:
             self._skipping = False
-            self._ops.append([F_SYNC, None, None, 0.0, None, None, False])
+            self._ops.append([F_SYNC, None, None, 0.0, None, None, False, None])
             return
         if self._skipping:
             return  # the backend ignores these until Sync
         if t == F_QUERY:
-            self._ops.append([F_QUERY, body, None, self._clock(), None, None, False])
+            self._ops.append([F_QUERY, body, None, self._clock(), None, None, False, None])
         elif t == F_PARSE:
             name = body[: body.find(b"\x00")]
             self._statements[name] = body
-            self._ops.append([F_PARSE, body, None, 0.0, None, None, False])
+            self._described.pop(name, None)  # a new statement under this name
+            self._ops.append([F_PARSE, body, None, 0.0, None, None, False, None])
         elif t == F_BIND:
             i = body.find(b"\x00")
             portal = body[:i]
             stmt_name = body[i + 1: body.find(b"\x00", i + 1)]
             parse = self._statements.get(stmt_name)
-            self._portals[portal] = (parse, body)
-            self._ops.append([F_BIND, parse, body, 0.0, None, None, False])
+            self._portals[portal] = (parse, body, stmt_name)
+            self._ops.append([F_BIND, parse, body, 0.0, None, None, False, None])
         elif t == F_EXECUTE:
             portal = body[: body.find(b"\x00")]
-            parse, bind = self._portals.get(portal, (None, b""))
-            self._ops.append([F_EXECUTE, parse, bind, self._clock(), None, None, False])
+            parse, bind, stmt_name = self._portals.get(portal, (None, b"", b""))
+            self._ops.append([F_EXECUTE, parse, bind, self._clock(), None, None, False, stmt_name])
         elif t == F_FUNCTION:
-            self._ops.append([F_FUNCTION, body, None, self._clock(), None, None, False])
+            self._ops.append([F_FUNCTION, body, None, self._clock(), None, None, False, None])
         else:  # Describe, Close
+            name = body[1: body.find(b"\x00", 1)] if body else b""
             if t == F_CLOSE and body:  # forget what the client closed: long sessions stay small
-                name = body[1: body.find(b"\x00", 1)]
                 (self._statements if body[:1] == b"S" else self._portals).pop(name, None)  # type: ignore[attr-defined]
-            self._ops.append([t, None, None, 0.0, None, None, False])
+                if body[:1] == b"S":
+                    self._described.pop(name, None)
+            described = name if t == F_DESCRIBE and body[:1] == b"S" else None
+            self._ops.append([t, None, None, 0.0, None, None, False, described])
 
     # ------------------------------------------------------------ backend
 
@@ -296,7 +305,7 @@ class StatementTracker:
                 self._rows += 1
             elif t == B_READY:
                 self._ready()
-            elif t == B_COMPLETE or t == B_ERROR:
+            elif t == B_COMPLETE or t == B_ERROR or t == B_PARAMDESC:
                 if end > n:
                     self._s_part = bytearray(data[p + 5:])
                     self._s_type = t
@@ -304,8 +313,10 @@ class StatementTracker:
                     return
                 if t == B_COMPLETE:
                     self._complete(data[p + 5:end])
-                else:
+                elif t == B_ERROR:
                     self._error(data[p + 5:end])
+                else:
+                    self._param_types(data[p + 5:end])
             elif t in _SERVER_OTHER:
                 self._other(t)
             p = end
@@ -330,7 +341,7 @@ class StatementTracker:
                 raise ProtocolError(f"invalid message length {length} from the database")
             self._s_part = None
             body_len = length - 4
-            if t == B_COMPLETE or t == B_ERROR:
+            if t == B_COMPLETE or t == B_ERROR or t == B_PARAMDESC:
                 self._s_part = bytearray()
                 self._s_type = t
                 self._s_need = body_len
@@ -355,16 +366,26 @@ class StatementTracker:
         self._s_part = None
         if self._s_type == B_COMPLETE:
             self._complete(bytes(part))
-        else:
+        elif self._s_type == B_ERROR:
             self._error(bytes(part))
+        else:
+            self._param_types(bytes(part))
         return p
 
     def _finish(self, op: list) -> None:
         kind = op[_K]
         protocol = "copy" if op[_COPY] else ("simple" if kind == F_QUERY or kind == F_FUNCTION else "extended")
+        name = op[_NAME]
         self.completed.append((protocol, op[_STMT], op[_BIND], op[_START], self._clock(),
-                               self._rows, op[_TAGS], op[_ERR], kind))
+                               self._rows, op[_TAGS], op[_ERR], kind,
+                               self._described.get(name) if name is not None else None))
         self._rows = 0
+
+    def _param_types(self, body: bytes) -> None:
+        """ParameterDescription: the statement's parameter types, to show binary parameters as text."""
+        ops = self._ops
+        if ops and ops[0][_K] == F_DESCRIBE and ops[0][_NAME] is not None:
+            self._described[ops[0][_NAME]] = body
 
     def _ready(self) -> None:
         # Answers a Sync, a Query or a FunctionCall; anything before it is done with.
@@ -462,7 +483,7 @@ class StatementTracker:
 
 def decode_statement(raw: RawStatement) -> DbStatement:
     """Turn a raw finished statement into a recorder event (runs off the hot path)."""
-    protocol, stmt, bind, start, end, datarows, tags, error, kind = raw
+    protocol, stmt, bind, start, end, datarows, tags, error, kind, described = raw
     if stmt is None:
         text = "<unknown prepared statement>"
     elif kind == F_QUERY:
@@ -477,8 +498,16 @@ def decode_statement(raw: RawStatement) -> DbStatement:
         text = stmt[i + 1: j if j >= 0 else len(stmt)].decode("utf-8", "replace")
     params = None
     if bind:
+        types: list[int] | None = None
         try:
-            types = parse_parse_types(stmt) if stmt is not None and kind != F_QUERY else None
+            if described:  # the server's ParameterDescription knows the types the client left open
+                count = _I16.unpack_from(described, 0)[0]
+                types = list(struct.unpack_from(f"!{count}I", described, 2))
+            elif stmt is not None and kind != F_QUERY:
+                types = parse_parse_types(stmt)
+        except struct.error:
+            types = None
+        try:
             params = parse_bind_parameters(bind, types)
         except ProtocolError:
             params = ["<malformed bind>"]

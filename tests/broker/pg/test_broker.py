@@ -1,6 +1,7 @@
 """The PostgreSQL broker end to end: real control plane, real broker process, real PostgreSQL, psql, psycopg."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from broker.pg import protocol as p
 from jitgate.v1 import access_pb2, audit_pb2, types_pb2
 from tests.broker.pg.harness import PgStack, Token, local_pg_available, pg_bin
-from tests.support import require, require_binary
+from tests.support import in_ci, require, require_binary
 
 MAX_MESSAGE = 1 << 20
 
@@ -125,6 +126,31 @@ def test_pipeline_mode_with_an_error_inside(stack: PgStack) -> None:
     recs = statements(session_recording(stack, token.grant_id))
     assert [(r.text, r.parameters, r.error_sqlstate) for r in recs if r.protocol == "extended"] == [
         ("select $1::int * 2", ["21"], None), ("select 1 / $1::int", ["0"], "22012")]
+
+
+def test_asyncpg_binary_extended_protocol(stack: PgStack) -> None:
+    asyncpg = pytest.importorskip("asyncpg") if not in_ci() else __import__("asyncpg")
+    token = stack.login("alice", "testdb", stack.ro)
+
+    async def run() -> list[Any]:
+        tls = ssl.create_default_context(cafile=str(stack.ca_file))
+        conn = await asyncpg.connect(host="localhost", port=stack.broker_port, user=token.user,
+                                     password=token.token, database=token.database, ssl=tls)
+        try:
+            rows = await conn.fetch("select g, g * $1::int8 as twice from generate_series(1, 3) g", 2)
+            one = await conn.fetchval("select $1::text || '!'", "asyncpg")
+            async with conn.transaction():
+                await conn.execute("select 1")
+            return [[tuple(r) for r in rows], one]
+        finally:
+            await conn.close()
+
+    rows, one = asyncio.run(run())
+    assert rows == [(1, 2), (2, 4), (3, 6)] and one == "asyncpg!"
+    recs = statements(session_recording(stack, token.grant_id))
+    twice = [r for r in recs if r.text.startswith("select g, g * $1::int8")]
+    assert [(r.parameters, r.rows) for r in twice] == [(["2"], 3)]
+    assert any(r.text == "select $1::text || '!'" and r.parameters == ["asyncpg"] for r in recs)
 
 
 def test_copy_in_and_out(stack: PgStack) -> None:
