@@ -270,6 +270,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--grants", type=int, default=10000)
     parser.add_argument("--no-recommender", action="store_true", help="server config `recommender: false`")
+    parser.add_argument("--threads", action="store_true", help="server config `inline_core: false`")
     parser.add_argument("--echo-server", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -278,8 +279,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        cp = ControlPlane(tmp / "cp", POLICIES, config={"recommender": not args.no_recommender}, env={"JITGATE_LOG_LEVEL": "WARNING",
-                                                     "JITGATE_INLINE_CORE": os.environ.get("JITGATE_INLINE_CORE", ""),
+        cp = ControlPlane(tmp / "cp", POLICIES, config={"recommender": not args.no_recommender, "inline_core": not args.threads}, env={"JITGATE_LOG_LEVEL": "WARNING",
                                                      "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005"),
                                                      "JITGATE_PROFILE": os.environ.get("JITGATE_PROFILE", "")})
         echo_proc, echo_port = start_echo(echo_identity(cp, tmp / "echo-server"), tmp)

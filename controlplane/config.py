@@ -63,6 +63,7 @@ class ServerConfig:
     watch_queue_size: int = 10000
     workers: int = 8
     recommender: bool = True  # false: no duration model (every request must give a duration)
+    inline_core: bool = True  # quick core calls on the event loop thread; false: all in `workers` threads
 
     def __post_init__(self) -> None:
         split_listen(self.listen)

@@ -185,7 +185,7 @@ class ControlPlaneServer:
             core.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
-            deps = Deps(config, core, holder, hub, pki, executor, inline=os.environ.get("JITGATE_INLINE_CORE") == "1")
+            deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
             server = grpc.aio.server(
                 interceptors=[Guard(core.roles_of)],
                 options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],

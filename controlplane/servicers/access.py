@@ -48,7 +48,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def ListRequests(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListRequestsResponse:
         if request.page_size < 0:
             raise JitError("invalid.argument", "page_size must not be negative")
-        records, token = await self.d.run(
+        records, token = await self.d.run_slow(
             self.d.core.list_requests, caller().name, user=request.user or None,
             resource=request.resource or None, states=_states(request.states), to_approve=request.to_approve,
             mine=request.mine, since=convert.from_ts(request.since) if request.HasField("since") else None,
@@ -91,7 +91,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         return convert.recommendation(rec) or types_pb2.Recommendation()
 
     async def GetDashboard(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.Dashboard:
-        return convert.dashboard(await self.d.run(self.d.core.dashboard, caller().name))
+        return convert.dashboard(await self.d.run_slow(self.d.core.dashboard, caller().name))
 
     async def IssueSshCertificate(
         self, request: Any, context: grpc.aio.ServicerContext
@@ -122,7 +122,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         return out
 
     async def ListSessions(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListSessionsResponse:
-        records, token = await self.d.run(
+        records, token = await self.d.run_slow(
             self.d.core.list_sessions, caller().name, grant_id=request.grant_id or None,
             user=request.user or None, resource=request.resource or None, live_only=request.live_only,
             page_size=min(request.page_size or 50, 1000), page_token=request.page_token,
@@ -143,7 +143,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         who = caller()
         sub = self.d.hub.subscribe(who.name, who.sees_all, tuple(request.types))
         try:
-            live = await self.d.run(self.d.core.live_requests)
+            live = await self.d.run_slow(self.d.core.live_requests)
             for record in live:
                 if who.sees_all or record.user == who.name:
                     yield convert.snapshot_event(record)

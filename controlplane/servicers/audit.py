@@ -21,7 +21,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.ListEventsResponse:
         require_role("admin", "read the audit log")
         limit = min(request.page_size or 100, 1000)
-        events = await self.d.run(
+        events = await self.d.run_slow(
             self.d.core.audit_events, after_seq=request.after_seq, type=request.type,
             subject=request.subject, limit=limit)
         out = audit_pb2.ListEventsResponse(last_seq=events[-1].seq if events else request.after_seq)
@@ -32,7 +32,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         require_role("admin", "export the audit log")
         after = request.after_seq
         while True:
-            events = await self.d.run(self.d.core.audit_events, after_seq=after, limit=_EXPORT_PAGE)
+            events = await self.d.run_slow(self.d.core.audit_events, after_seq=after, limit=_EXPORT_PAGE)
             for event in events:
                 yield convert.audit_event(event)
             if len(events) < _EXPORT_PAGE:
@@ -41,11 +41,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def VerifyChain(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.VerifyChainResponse:
         require_role("admin", "verify the audit log")
-        ok, count, problems = await self.d.run(self.d.core.verify_audit)
+        ok, count, problems = await self.d.run_slow(self.d.core.verify_audit)
         return audit_pb2.VerifyChainResponse(ok=ok, events=count, problems=list(problems))
 
     async def _lines(self, fn: Any, days: int) -> AsyncIterator[audit_pb2.JsonLine]:
-        rows = await self.d.run(lambda: list(fn(days)))
+        rows = await self.d.run_slow(lambda: list(fn(days)))
         for row in rows:
             yield audit_pb2.JsonLine(json=json.dumps(row, sort_keys=True, default=str))
 

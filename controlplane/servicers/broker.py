@@ -109,7 +109,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
 
     async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:
         self._broker()
-        serials = await self.d.run(self.d.core.revoked_serials)
+        serials = await self.d.run_slow(self.d.core.revoked_serials)
         return broker_pb2.Trust(
             user_ca_keys=self.d.pki.ssh_user_ca.trusted_public_key_lines(), revoked_serials=serials,
             ca_pem=self.d.pki.ca_pem.decode(),

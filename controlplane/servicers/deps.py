@@ -25,11 +25,19 @@ class Deps:
     hub: EventHub
     pki: ServerPki
     executor: ThreadPoolExecutor
-    inline: bool = False  # run core calls on the event loop thread (benchmark switch)
+    inline: bool = True  # quick core calls on the event loop thread (config `inline_core`)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking (store) call in the worker pool and await its result."""
+        """A quick core call (one request's worth of work): on the loop thread when `inline`.
+
+        SQLite serializes writes anyway; running short calls inline saves two GIL
+        hand-offs per call (measured: ~20% more throughput, lower p99).
+        """
         if self.inline:
             return fn(*args, **kwargs)
+        return await self.run_slow(fn, *args, **kwargs)
+
+    async def run_slow(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A call that may take long (lists, exports, chain checks): always in the worker pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))

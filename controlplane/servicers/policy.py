@@ -60,7 +60,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def ValidatePolicy(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ValidatePolicyResponse:
-        return await self.d.run(_validate, request.content, request.filename)
+        return await self.d.run_slow(_validate, request.content, request.filename)
 
     async def DryRun(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Decision:
         from policy import PolicyRequest
