@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

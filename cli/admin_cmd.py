@@ -60,9 +60,10 @@ def admin() -> None:
 @click.option("--remote", is_flag=True, help="ask the server over gRPC (needs an admin identity)")
 @click.option("--identity", default=None, type=click.Path(file_okay=False), help="with --remote: your identity bundle")
 @click.option("--server", default=None, help="with --remote: the server")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
 @handle_errors
 def issue_identity(name: str, out: str, days: int, data_dir: str | None, remote: bool, identity: str | None,
-                   server: str | None) -> None:
+                   server: str | None, output: str) -> None:
     """Write a client certificate bundle for identity NAME into --out."""
     if remote:
         from ca.x509 import CertBundle, write_identity_bundle
@@ -76,7 +77,10 @@ def issue_identity(name: str, out: str, days: int, data_dir: str | None, remote:
         path = write_identity_bundle(CertBundle(resp.cert_pem.encode(), resp.key_pem.encode()), resp.ca_pem.encode(), Path(out))
     else:
         path = issue_identity_locally(_data_dir(data_dir), name, Path(out), days)
-    click.echo(f"identity `{name}` written to {path} (use --identity {path} or JITGATE_IDENTITY={path})")
+    if output == "json":
+        print_json({"name": name, "identity": str(path), "days": days})
+    else:
+        click.echo(f"identity `{name}` written to {path} (use --identity {path} or JITGATE_IDENTITY={path})")
 
 
 @admin.command("ssh-ca")

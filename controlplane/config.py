@@ -16,7 +16,7 @@ pg_broker_address: broker.internal:6432
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
