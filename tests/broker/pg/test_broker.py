@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.pg import protocol as p
@@ -391,32 +391,28 @@ def test_extension_and_revocation_on_live_connections(stack: PgStack) -> None:
 # ---------------------------------------------------------------- fuzz
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.fixture(scope="module")
+def fuzz_token(stack: PgStack) -> Token:
+    return stack.login("alice", "testdb", stack.ro)
+
+
+@settings(max_examples=25, deadline=None)
 @given(data=st.binary(min_size=1, max_size=200), as_startup=st.booleans())
-def test_fuzz_random_bytes_leave_the_broker_serving(stack: PgStack, data: bytes, as_startup: bool) -> None:
-    if as_startup:
+def test_fuzz_random_bytes_leave_the_broker_serving(stack: PgStack, fuzz_token: Token, data: bytes,
+                                                    as_startup: bool) -> None:
+    if as_startup:  # random bytes instead of a startup packet
         with socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10) as s:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
             read_all(s)
-    else:
-        tls, msgs = raw_login(stack, FUZZ_TOKEN[0].user, FUZZ_TOKEN[0].token)
+    else:  # random bytes inside an authorized session
+        tls, msgs = raw_login(stack, fuzz_token.user, fuzz_token.token)
         assert msgs[-1].type == b"Z", msgs
         tls.sendall(data)
         tls.sendall(p.message(b"Q", b"select 1\x00"))
         tls.settimeout(5)
         read_all(tls)
         tls.close()
-
-
-FUZZ_TOKEN: list[Token] = []
-
-
-@pytest.fixture(autouse=True)
-def _fuzz_token(request: pytest.FixtureRequest) -> None:
-    if request.node.name.startswith("test_fuzz") and not FUZZ_TOKEN:
-        stack = request.getfixturevalue("stack")
-        FUZZ_TOKEN.append(stack.login("alice", "testdb", stack.ro))
 
 
 def test_still_serving_after_fuzz(stack: PgStack) -> None:
