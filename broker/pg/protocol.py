@@ -269,6 +269,13 @@ def auth_request(code: int, data: bytes = b"") -> bytes:
     return message(b"R", _I32.pack(code) + data)
 
 
+def negotiate_protocol_version(newest_minor: int, unsupported: list[str]) -> bytes:
+    """NegotiateProtocolVersion ('v'): the newest 3.x minor version served, and options not understood."""
+    body = _I32.pack(newest_minor) + _I32.pack(len(unsupported)) + b"".join(
+        o.encode() + b"\x00" for o in unsupported)
+    return message(b"v", body)
+
+
 def backend_key_data(pid: int, secret: int) -> bytes:
     return message(b"K", struct.pack("!iI", pid, secret))
 

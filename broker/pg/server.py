@@ -295,6 +295,10 @@ class PgBroker:
             raise Refusal("28000", str(exc), "user.malformed", user) from None
         messages = p.MessageReader(max_length=4096)
         messages.receive_data(reader.take_rest())
+        options = [k for k in params if k.startswith("_pq_.")]
+        if event.version & 0xFFFF or options:
+            # The broker speaks 3.0 on both sides: say so, as PostgreSQL does to newer clients.
+            pipe.write(p.negotiate_protocol_version(0, options))
         pipe.write(p.auth_request(p.AUTH_CLEARTEXT))
         msg = messages.next_message()
         while msg is None:
@@ -363,7 +367,7 @@ class PgBroker:
             raise Refusal("28000", f"jitgate cannot log in to {auth.resource}: {exc}", "credentials.unresolved",
                           auth.user, auth.resource, audit=False) from None
         database = auth.target.database or params.get("database") or role
-        forwarded = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS}
+        forwarded = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS and not k.startswith("_pq_.")}
         forwarded.setdefault("application_name", "jitgate")
         try:
             return await connect(auth.target.address, database, login, forwarded, self.config.upstream_timeout)

@@ -326,6 +326,23 @@ def test_startup_phase_guards(stack: PgStack) -> None:
         assert read_all(s) == b""
 
 
+def test_newer_protocol_minor_is_negotiated_down_to_3_0(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    sock = socket.create_connection(("127.0.0.1", stack.broker_port), timeout=10)
+    sock.sendall(p.ssl_request())
+    assert sock.recv(1) == b"S"
+    tls = ssl.create_default_context(cafile=str(stack.ca_file)).wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(p.startup_message({"user": token.user, "database": "test", "_pq_.future": "1"},
+                                  version=(3 << 16) | 2))
+    reader = p.MessageReader()
+    msgs = read_until(tls, reader, b"R")
+    assert [m.type for m in msgs] == [b"v", b"R"]
+    assert struct.unpack_from("!ii", msgs[0].body) == (0, 1) and b"_pq_.future" in msgs[0].body
+    tls.sendall(p.password_message(token.token.encode() + b"\x00"))
+    assert read_until(tls, reader, b"Z")[-1].type == b"Z"
+    tls.close()
+
+
 def test_backend_key_is_the_brokers_and_oversized_message_ends_only_that_client(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.ro)
     tls, msgs = raw_login(stack, token.user, token.token)

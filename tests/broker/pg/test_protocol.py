@@ -307,3 +307,12 @@ def test_tracker_same_records_for_any_chunking(client_cuts: list[int], server_cu
                 ("bad", None, None, None, "42601")]
     assert run([client], [server]) == expected
     assert run(_split(client, client_cuts), _split(server, server_cuts)) == expected
+
+
+def test_negotiate_protocol_version_message() -> None:
+    raw = p.negotiate_protocol_version(0, ["_pq_.x"])
+    r = p.MessageReader()
+    r.receive_data(raw)
+    m = r.next_message()
+    assert m is not None and m.type == b"v"
+    assert struct.unpack_from("!ii", m.body) == (0, 1) and m.body[8:] == b"_pq_.x\x00"
