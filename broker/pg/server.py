@@ -32,9 +32,9 @@ from broker.pg import protocol as p
 from broker.pg.config import PgBrokerConfig, parse_user
 from broker.pg.credentials import CredentialError, resolve_login
 from broker.pg.pipe import Pipe, PipeClosed
-from broker.pg.tracker import StatementTracker, decode_statement
-from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
 from broker.pg.recording import RecorderProcess
+from broker.pg.tracker import StatementTracker
+from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
 from recorder import EndReason, RecordingError
 
 log = logging.getLogger(__name__)
