@@ -4,10 +4,11 @@ The relay forwards every chunk it reads unchanged (the stream is never copied
 or re-framed); it also hands the chunk to `StatementTracker.from_client` /
 `from_server`, which walk the message headers, skip what is not recorded,
 count DataRows without decoding them, and keep the raw bodies of only the
-messages a statement record needs (Query, Parse, Bind, Execute,
-CommandComplete, ErrorResponse). A finished statement is one tuple appended
-to `completed`; turning it into text (`decode_statement`) happens later, off
-the hot path, in the recording task.
+messages a statement record needs (Query, Parse, Bind, Execute, Describe,
+Close, CommandComplete, ErrorResponse, ParameterDescription). A finished
+statement is one tuple appended to `completed`; turning it into text
+(`decode_statement`) happens later, off the relay's loop, in the recording
+process (`broker.pg.recordproc`).
 
 How responses are matched to requests: every frontend message that the
 backend answers is queued in order (Query, Parse, Bind, Describe, Execute,
