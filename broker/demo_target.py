@@ -98,7 +98,13 @@ def sshd_config(directory: Path, port: int, host: str = "127.0.0.1") -> str:
         "MaxStartups 2000",
         "MaxSessions 100",
         "LogLevel VERBOSE",
+        # A home of its own for sessions: the machine's login scripts (root's ~/.bashrc runs
+        # `pyenv init`, which takes a lock; a session cut at expiry can leave it stale) stay out.
+        f"SetEnv HOME={directory / 'home'}",
         f"Subsystem sftp {_sftp_server()}",
+        # Sessions start in a home of the target's own, so a login shell's rc files
+        # on this machine (pyenv's rehash lock, say) never stall or change them.
+        f"SetEnv HOME={directory / 'home'}",
         "",
     ])
 
@@ -120,7 +126,9 @@ class DemoTarget:
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
+        (directory / "home").mkdir(exist_ok=True)
         line = make_host_key(directory / HOST_KEY)
+        (directory / "home").mkdir(mode=0o700, exist_ok=True)
         trusted = directory / TRUSTED_CA
         if not trusted.exists():
             trusted.write_text("")

@@ -54,6 +54,8 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nTrustedUserCAKeys {trusted}\n"
         "AuthorizedKeysFile none\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPidFile none\nLogLevel VERBOSE\n"
+        # a home of the test's own: the machine's shell rc files must not stall the session
+        f"SetEnv HOME={tmp_path}\n"
     )
     proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
     try:
