@@ -137,8 +137,8 @@ class RecorderProcess:
 
     async def _request(self, item: tuple[Any, ...], answer: str, timeout: float = 30.0) -> tuple[Any, ...]:
         fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        self._waiters[(answer, item[1])] = fut
-        self._send(item)
+        self._send(item)  # raises when the child is gone: then no waiter is left behind
+        self._waiters[(answer, item[1])] = fut  # the answer can only be read after this returns
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
