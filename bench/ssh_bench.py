@@ -136,7 +136,15 @@ class Bench:
         n = self.args.sessions
         grant = await asyncio.to_thread(self.stack.grant, "alice", "web-01")
         key = await asyncio.to_thread(self.stack.user_key, "alice", grant.id)
+        # A fresh broker process: memory pools grown by the bulk phase would hide the cost.
+        await asyncio.to_thread(self.stack.stop_broker)
+        await asyncio.to_thread(self.stack.start_broker)
         pid = self.stack.broker_proc.pid  # type: ignore[union-attr]
+        warm = await self.connect_broker(key.key, key.cert)  # imports and caches warmed by one session
+        proc = await warm.create_process("true")
+        await proc.wait()
+        warm.close()
+        await asyncio.sleep(0.5)
         before = rss_kib(pid)
         conns, procs = [], []
         sem = asyncio.Semaphore(20)  # sshd's MaxStartups and 2 cores: open in waves
