@@ -23,9 +23,6 @@ from cli.client import (
     server_address, when,
 )
 
-_TERMINAL = ("DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED")
-
-
 def _state(req: Any) -> str:
     from jitgate.v1 import types_pb2
 
