@@ -559,6 +559,13 @@ class _Session:
         await asyncio.gather(client.closed, up.closed)
         if self.monitor.cut is None:
             self.monitor.close()
+        if self.tracker.in_flight:
+            cut = self.monitor.cut
+            self.tracker.abandon("57P01" if cut is not None else "08006",
+                                 f"the session ended before the statement completed ({self.end_reason})")
+            if self.tracker.completed and not self._dirty:
+                self._dirty = True
+                self.recorder.mark_dirty(self)
         await self._finish()
 
     async def _finish(self) -> None:

@@ -475,6 +475,17 @@ class StatementTracker:
                 head[_TAGS] = b"SUSPENDED\x00"
                 self._finish(head)
 
+    def abandon(self, sqlstate: str, message: str) -> None:
+        """The session ended with requests unanswered: record the statements among them as
+        ended with `sqlstate` (a statement cut mid-way is still on the record)."""
+        body = b"SFATAL\x00C" + sqlstate.encode() + b"\x00M" + message.encode() + b"\x00\x00"
+        while self._ops:
+            op = self._ops.popleft()
+            if op[_K] in (F_QUERY, F_FUNCTION, F_EXECUTE) and op[_START]:
+                if op[_ERR] is None:
+                    op[_ERR] = body
+                self._finish(op)
+
     def take_completed(self) -> list[RawStatement]:
         """Hand over the finished statements (the list is replaced, not copied)."""
         done = self.completed

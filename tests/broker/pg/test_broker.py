@@ -382,6 +382,8 @@ def test_warning_then_cut_at_expiry(stack: PgStack) -> None:
     events = session_recording(stack, token.grant_id)
     notes = [e.text for e in events if getattr(e, "type", "") == "note"]
     assert any("ends at" in n for n in notes) and any("expired" in n for n in notes)
+    [cut] = [e for e in statements(events) if e.text == "select pg_sleep(20)"]  # cut mid-way, still recorded
+    assert cut.error_sqlstate == "57P01" and "before the statement completed" in (cut.error_message or "")
 
 
 def test_extension_and_revocation_on_live_connections(stack: PgStack) -> None:

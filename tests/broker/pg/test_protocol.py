@@ -316,3 +316,12 @@ def test_negotiate_protocol_version_message() -> None:
     m = r.next_message()
     assert m is not None and m.type == b"v"
     assert struct.unpack_from("!ii", m.body) == (0, 1) and m.body[8:] == b"_pq_.x\x00"
+
+
+def test_unanswered_statements_are_recorded_when_the_session_ends() -> None:
+    t = StatementTracker()
+    t.from_client(msg(b"Q", cstr("select pg_sleep(60)")))
+    t.abandon("57P01", "cut")
+    [r] = [decode_statement(x) for x in t.take_completed()]
+    assert (r.text, r.error_sqlstate, r.error_message) == ("select pg_sleep(60)", "57P01", "cut")
+    assert t.in_flight == 0
