@@ -76,6 +76,8 @@ def test_psql_verify_full_simple_protocol(stack: PgStack) -> None:
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{stack.ro}|42"
+    [rec] = statements(session_recording(stack, token.grant_id))
+    assert (rec.text, rec.protocol, rec.rows, rec.command_tag) == ("select current_user, 40 + 2", "simple", 1, "SELECT 1")
     # The broker's certificate does not name 127.0.0.2: verify-full must fail there (TLS is really checked).
     bad = subprocess.run([psql, conninfo.replace("host=localhost", "host=127.0.0.2 hostaddr=127.0.0.1"), "-Xc",
                           "select 1"], env=env, capture_output=True, text=True, timeout=30)
