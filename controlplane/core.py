@@ -208,8 +208,11 @@ class AccessCore:
                                  role=role, reason=reason, ticket=ticket, emergency=emergency,
                                  extension=0, history=history)
 
+        # The model is asked only when its answer is used: no duration given (it becomes the
+        # duration) or a dry run (which shows it). It used to run on every request (~25% of the
+        # server's time under load) for an answer nobody read.
         recommendation: Recommendation | None = None
-        if self.recommender is not None or duration is None:
+        if self.recommender is not None and (duration is None or dry_run):
             probe = ps.decide(policy_request(timedelta(minutes=1)))
             recommendation = self._recommend(actor, res, login, role, reason, ticket, now,
                                              probe.max_duration if probe.allowed else None)
