@@ -1,7 +1,7 @@
 """SSH broker benchmark: real control plane, real sshd target, the broker as `jitgate ssh-broker`.
 
 All on loopback, in one run, each figure beside its baseline:
-- bulk download (`head -c N /dev/zero` read by OpenSSH's ssh): through the broker vs
+- bulk download (N bytes of text lines, and of zeros, read by OpenSSH's ssh): through the broker vs
   straight to the same sshd with an upstream certificate (ratio);
 - keystroke round trip (one byte to `cat` and back, asyncssh client): broker vs direct,
   p50/p99 and the difference the broker adds;
@@ -72,11 +72,13 @@ class Bench:
                 "-o", f"CertificateFile={self.direct_cert}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                 "-o", f"UserKnownHostsFile={self.target_known}", *c, "root@127.0.0.1", *cmd]
 
-    def bulk(self, cipher: str | None) -> tuple[float, float]:
+    def bulk(self, cipher: str | None, source: str) -> tuple[float, float]:
+        """MB/s through the broker and direct, reading `source` (text lines, or zeros: the recorder's worst case)."""
         grant = self.stack.grant("alice", "web-01")
         key = self.stack.user_key("alice", grant.id)
         n = self.args.mb * 1_000_000
-        cmd = f"head -c {n} /dev/zero"
+        produce = "yes 'jitgate benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz'" if source == "text" else "cat /dev/zero"
+        cmd = f"{produce} | head -c {n}"
         c = ("-c", cipher) if cipher else ()
 
         def run(argv: list[str]) -> float:
@@ -237,10 +239,10 @@ def main() -> int:
             bench = Bench(stack, args)
             loop = "asyncio" if args.no_uvloop else "uvloop"
             print(f"jitgate SSH broker benchmark (broker on {loop}, sshd target, loopback, 2 cores shared)")
-            for cipher in (None, "aes128-gcm@openssh.com"):
-                b, d = bench.bulk(cipher)
+            for cipher, source in ((None, "text"), ("aes128-gcm@openssh.com", "text"), (None, "zeros")):
+                b, d = bench.bulk(cipher, source)
                 name = cipher or "client default (chacha20-poly1305)"
-                print(f"bulk download {args.mb} MB, {name}: broker {b:.0f} MB/s, direct {d:.0f} MB/s, "
+                print(f"bulk download {args.mb} MB of {source}, {name}: broker {b:.0f} MB/s, direct {d:.0f} MB/s, "
                       f"ratio {b / d:.2f}")
             res = asyncio.run(async_parts(bench))
             b, d = res["rtt"]  # type: ignore[misc]
