@@ -203,7 +203,8 @@ def main() -> None:
         token = alice.access.IssueDatabaseToken(access_pb2.IssueDatabaseTokenRequest(grant_id=grant.id))
         modes = {"off": ["disable"], "on": ["require"], "both": ["disable", "require"]}[args.tls]
         print(f"pgbench: {args.clients} clients, {args.rounds} x {args.seconds} s per target, scale {args.scale}; "
-              f"broker records every statement", flush=True)
+              f"broker records every statement; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+              flush=True)
         results: dict[tuple[str, str], dict[str, float]] = {}
         expected = 0
         for sslmode in modes:
