@@ -95,7 +95,8 @@ class SSHBroker:
         self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event)
         self._server = await asyncssh.create_server(
             lambda: BrokerConnection(self), cfg.listen_host, cfg.listen_port,
-            server_host_keys=[host_key], encoding=None, agent_forwarding=False, x11_forwarding=False,
+            server_host_keys=[host_key], encoding=None, line_editor=False,  # bytes through untouched
+            agent_forwarding=False, x11_forwarding=False,
             allow_scp=False, public_key_auth=True, password_auth=False, kbdint_auth=False,
             gss_host=None, login_timeout=cfg.login_grace_time, keepalive_interval=30,
             encryption_algs=list(FAST_CIPHERS))

@@ -403,11 +403,15 @@ def test_window_change_and_signal_reach_the_target(stack: SshStack, alice: UserK
                 "127.0.0.1", stack.broker_port, username="root@web-01", agent_path=None, config=[],
                 client_keys=[(asyncssh.read_private_key(str(alice.key)), asyncssh.read_certificate(str(alice.cert)))],
                 known_hosts=str(stack.known_hosts)) as conn:
-            proc = await conn.create_process("read go; stty size; sleep 30", term_type="xterm", term_size=(80, 24),
-                                             encoding=None)
+            proc = await conn.create_process("read go; stty size; bash --norc -i", term_type="xterm",
+                                             term_size=(80, 24), encoding=None)
             proc.change_terminal_size(132, 43)
             proc.stdin.write(b"go\n")
             out = await asyncio.wait_for(proc.stdout.readuntil(b"132\r\n"), 10)
+            # One key without Enter reaches the target at once: the broker edits no lines.
+            proc.stdin.write(b"read -n 1 k; echo got-$k\n")
+            proc.stdin.write(b"q")
+            out += await asyncio.wait_for(proc.stdout.readuntil(b"got-q"), 10)
             proc.send_signal("INT")
             await asyncio.sleep(0.2)
             proc.close()
