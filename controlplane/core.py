@@ -15,6 +15,7 @@ import statistics
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -78,6 +79,25 @@ def _iso(dt: datetime | None) -> str | None:
 
 def _approvers_text(words: Sequence[str]) -> str:
     return " or ".join(words) or "nobody"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a new request asks for, validated (the parts of a PolicyRequest that do not vary)."""
+
+    user: str
+    res: Any  # policy.Resource
+    login: str
+    role: str
+    reason: str
+    ticket: str
+    emergency: bool
+
+    def policy_request(self, duration: timedelta, now: datetime, history: dict[str, int | float]) -> Any:
+        from policy import PolicyRequest
+        return PolicyRequest(user=self.user, resource=self.res.name, duration=duration, time=now, login=self.login,
+                             role=self.role, reason=self.reason, ticket=self.ticket, emergency=self.emergency,
+                             extension=0, history=history)
 
 
 class AccessCore:
@@ -190,8 +210,11 @@ class AccessCore:
                        duration: timedelta | None = None, reason: str = "", ticket: str = "",
                        emergency: bool = False, dry_run: bool = False
                        ) -> tuple[RequestRecord, Recommendation | None]:
-        """Validate, decide with the requester's history, store. A policy deny is stored as DENIED."""
-        from policy import PolicyRequest
+        """Validate, decide with the requester's history, store. A policy deny is stored as DENIED.
+
+        The history is read and the decision made inside the write transaction that stores
+        the request, so the counters a decision saw are the ones in force when it commits.
+        """
         ps = self._require_user(actor)
         res = ps.resources.get(resource)
         if res is None:
@@ -201,19 +224,15 @@ class AccessCore:
         if not reason:
             raise JitError("invalid.argument", "a reason is required: say what you will do")
         now = self.clock()
-        history = self._history(actor, resource, now)
-
-        def policy_request(d: timedelta) -> Any:
-            return PolicyRequest(user=actor, resource=resource, duration=d, time=now, login=login,
-                                 role=role, reason=reason, ticket=ticket, emergency=emergency,
-                                 extension=0, history=history)
+        target = _Target(actor, res, login, role, reason, ticket, emergency)
 
         # The model is asked only when its answer is used: no duration given (it becomes the
         # duration) or a dry run (which shows it). It used to run on every request (~25% of the
         # server's time under load) for an answer nobody read.
         recommendation: Recommendation | None = None
         if self.recommender is not None and (duration is None or dry_run):
-            probe = ps.decide(policy_request(timedelta(minutes=1)))
+            history = self._history(actor, resource, now)
+            probe = ps.decide(target.policy_request(timedelta(minutes=1), now, history))
             recommendation = self._recommend(actor, res, login, role, reason, ticket, now,
                                              probe.max_duration if probe.allowed else None)
         if duration is None:
@@ -222,30 +241,17 @@ class AccessCore:
             duration = recommendation.duration
         if duration <= timedelta(0):
             raise JitError("invalid.argument", "the duration must be longer than 0s")
-
-        decision = ps.decide(policy_request(duration))
-        rec = RequestRecord(
-            id="" if dry_run else secrets.token_hex(8), user=actor, resource=resource, kind=res.kind,
-            login=login, role=role, duration=duration, reason=reason, ticket=ticket, emergency=emergency,
-            state=PENDING, decision=decision, created_at=now, history=dict(history))
-        code = ""
-        if not decision.allowed:
-            rec.state, rec.ended_at, rec.message, rec.end_reason = DENIED, now, decision.message, "denied by policy"
-            if decision.max_duration is not None and duration > decision.max_duration:
-                code = "duration.over_max"
-        elif decision.approval.mode in ("auto", "break_glass") or not decision.approval.levels:
-            self._activate(rec, now)
-            if decision.approval.mode == "break_glass":
-                rec.review_state = REVIEW_OWED
-                rec.message = f"break-glass: a review by {_approvers_text(decision.approval.review)} is owed"
-        else:
-            rec.pending_deadline = now + ps.settings.pending_timeout
-            rec.message = self._waiting_text(decision, 0)
         if dry_run:
+            with self.store.read() as tx:
+                history = self._history_in(tx, actor, resource, now)
+            rec, _code = self._decided(ps, target, duration, now, history, "")
             return rec, recommendation
 
         with self.store.write() as tx:
+            history = self._history_in(tx, actor, resource, now)
+            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8))
             tx.insert_request(rec)
+            decision = rec.decision
             data = {"resource": resource, "kind": res.kind, "login": login, "role": role,
                     "duration": _fmt_td(duration), "reason": reason, "ticket": ticket,
                     "emergency": emergency, "history": history, "decision": decision.to_json(),
@@ -262,6 +268,30 @@ class AccessCore:
             recs = tx.append_audit_many(events)
         self._publish([Change(r.seq, r.type, r.at, request=rec) for r in recs])
         return rec, recommendation
+
+    def _decided(self, ps: Any, target: "_Target", duration: timedelta, now: datetime,
+                 history: dict[str, int | float], request_id: str) -> tuple[RequestRecord, str]:
+        """The new request as the policy decides it (one decision); and the deny code, if any."""
+        decision = ps.decide(target.policy_request(duration, now, history))
+        res = target.res
+        rec = RequestRecord(
+            id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,
+            role=target.role, duration=duration, reason=target.reason, ticket=target.ticket,
+            emergency=target.emergency, state=PENDING, decision=decision, created_at=now, history=dict(history))
+        code = ""
+        if not decision.allowed:
+            rec.state, rec.ended_at, rec.message, rec.end_reason = DENIED, now, decision.message, "denied by policy"
+            if decision.max_duration is not None and duration > decision.max_duration:
+                code = "duration.over_max"
+        elif decision.approval.mode in ("auto", "break_glass") or not decision.approval.levels:
+            self._activate(rec, now)
+            if decision.approval.mode == "break_glass":
+                rec.review_state = REVIEW_OWED
+                rec.message = f"break-glass: a review by {_approvers_text(decision.approval.review)} is owed"
+        else:
+            rec.pending_deadline = now + ps.settings.pending_timeout
+            rec.message = self._waiting_text(decision, 0)
+        return rec, code
 
     def _check_target(self, res: Any, login: str, role: str) -> None:
         if res.kind == "ssh":
@@ -662,8 +692,13 @@ class AccessCore:
     def _history(self, user: str, resource: str, now: datetime) -> dict[str, int | float]:
         """POLICY.md's `history` for a requester from the store (last 90 days)."""
         with self.store.read() as tx:
-            counts: dict[str, int | float] = dict(tx.history_counts(user, now - HISTORY_WINDOW))
-            minutes = tx.used_minutes_of(user, resource, now - HISTORY_WINDOW)
+            return self._history_in(tx, user, resource, now)
+
+    @staticmethod
+    def _history_in(tx: Tx, user: str, resource: str, now: datetime) -> dict[str, int | float]:
+        """`_history` inside a transaction the caller holds."""
+        counts: dict[str, int | float] = dict(tx.history_counts(user, now - HISTORY_WINDOW))
+        minutes = tx.used_minutes_of(user, resource, now - HISTORY_WINDOW)
         counts["median_minutes"] = round(float(statistics.median(minutes)), 3) if minutes else 0.0
         return counts
 

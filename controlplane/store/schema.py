@@ -222,12 +222,87 @@ V4_INDEXES = [
 def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[imported_history])  # with its V4_INDEXES
 
+# POLICY.md's `history` counters per requester and UTC day of creation, kept by triggers
+# on `requests` in the transaction of every change (so any writer, any replica, stays exact).
+# A decision sums the whole days inside its 90-day window here and counts only the first,
+# partial day from `requests`: constant work instead of a scan of the requester's rows.
+history_days = Table(
+    "history_days", metadata,
+    Column("user", String(200), primary_key=True),
+    Column("day", BigInteger, primary_key=True, autoincrement=False),  # created_us // DAY_US
+    Column("granted", BigInteger, nullable=False, default=0),  # activated at some point
+    Column("denied", BigInteger, nullable=False, default=0),   # state DENIED
+    Column("revoked", BigInteger, nullable=False, default=0),  # state REVOKED
+    Column("flagged", BigInteger, nullable=False, default=0),  # review FLAGGED
+)
+DAY_US = 86_400_000_000
+
+# Each counter as an SQL expression of a row (0 or 1); `{r}` is NEW or OLD.
+_FLAGS = {
+    "granted": "CASE WHEN {r}.activated_us IS NULL THEN 0 ELSE 1 END",
+    "denied": "CASE WHEN {r}.state = 'DENIED' THEN 1 ELSE 0 END",
+    "revoked": "CASE WHEN {r}.state = 'REVOKED' THEN 1 ELSE 0 END",
+    "flagged": "CASE WHEN {r}.review_state = 'FLAGGED' THEN 1 ELSE 0 END",
+}
+_COUNTERS = list(_FLAGS)
+
+
+def _upsert(row: str, sign: str) -> str:
+    """Add (sign "+") or take away ("-") `row`'s flags on its (user, day) counters."""
+    cols = ", ".join(_COUNTERS)
+    vals = ", ".join(f"{sign}({_FLAGS[c].format(r=row)})" for c in _COUNTERS)
+    sets = ", ".join(f"{c} = history_days.{c} + excluded.{c}" for c in _COUNTERS)
+    return (f'INSERT INTO history_days ("user", day, {cols}) VALUES ({row}."user", {row}.created_us / {DAY_US}, '
+            f'{vals}) ON CONFLICT ("user", day) DO UPDATE SET {sets}')
+
+
+# An update touches the counters only when a counted flag (or the row's key) changes:
+# the sweeper's mass expiry (ACTIVE -> EXPIRED) changes none.
+_CHANGED = " OR ".join(
+    [f"({_FLAGS[c].format(r='OLD')}) <> ({_FLAGS[c].format(r='NEW')})" for c in _COUNTERS]
+    + ['OLD."user" <> NEW."user"', "OLD.created_us <> NEW.created_us"])
+
+
+def _history_triggers(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER history_days_insert AFTER INSERT ON requests BEGIN {_upsert('NEW', '+')}; END",
+            f"CREATE TRIGGER history_days_update AFTER UPDATE ON requests WHEN {_CHANGED} "
+            f"BEGIN {_upsert('OLD', '-')}; {_upsert('NEW', '+')}; END",
+            f"CREATE TRIGGER history_days_delete AFTER DELETE ON requests BEGIN {_upsert('OLD', '-')}; END",
+        ]
+    # PostgreSQL: one plpgsql function for the three events.
+    return [
+        "CREATE OR REPLACE FUNCTION jitgate_history_days() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF TG_OP <> 'INSERT' THEN {_upsert('OLD', '-')}; END IF; "
+        f"IF TG_OP <> 'DELETE' THEN {_upsert('NEW', '+')}; END IF; "
+        "RETURN NULL; END $$",
+        "CREATE TRIGGER history_days_insert AFTER INSERT ON requests "
+        "FOR EACH ROW EXECUTE FUNCTION jitgate_history_days()",
+        f"CREATE TRIGGER history_days_update AFTER UPDATE ON requests FOR EACH ROW WHEN ({_CHANGED}) "
+        "EXECUTE FUNCTION jitgate_history_days()",
+        "CREATE TRIGGER history_days_delete AFTER DELETE ON requests "
+        "FOR EACH ROW EXECUTE FUNCTION jitgate_history_days()",
+    ]
+
+
+def _v5(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[history_days])
+    sums = ", ".join(f"SUM({_FLAGS[c].format(r='requests')})" for c in _COUNTERS)
+    conn.exec_driver_sql(
+        f'INSERT INTO history_days ("user", day, {", ".join(_COUNTERS)}) '
+        f'SELECT "user", created_us / {DAY_US}, {sums} FROM requests GROUP BY "user", created_us / {DAY_US}')
+    for ddl in _history_triggers(conn.dialect.name):
+        conn.exec_driver_sql(ddl)
+
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
     (4, _v4),
+    (5, _v5),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -30,6 +30,7 @@ from controlplane.model import (
     ApprovalRecord, AuditRecord, ExtensionRecord, RequestRecord, SessionRecord,
 )
 from controlplane.store import schema as t
+from controlplane.store.prebuilt import Prebuilt, dbapi_cursor
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _IN_CHUNK = 500  # ids per IN (...) clause: below SQLite's variable limit
@@ -91,6 +92,9 @@ class SqlStore:
         self.engine = engine
         self.sqlite = sqlite
         self._write_lock = threading.Lock()  # one writer per process; the database lock covers others
+        # Prebuilt statements raise the driver's own errors (not wrapped by SQLAlchemy).
+        self._dbapi_operational: type[Exception] = getattr(
+            engine.dialect.loaded_dbapi, "OperationalError", OperationalError)
         with self.engine.begin() as conn:
             if not sqlite and engine.dialect.name == "postgresql":
                 # Two servers starting at once must not both migrate (SQLite: BEGIN IMMEDIATE does it).
@@ -149,7 +153,7 @@ class SqlStore:
                         tx = Tx(conn, self, writable=True)
                         tx._lock_head()
                         yield tx
-            except OperationalError as e:
+            except (OperationalError, self._dbapi_operational) as e:
                 if "locked" in str(e) or "busy" in str(e):
                     raise JitError("store.busy", "the database is busy; try again") from None
                 raise
@@ -171,12 +175,21 @@ class Tx:
         self.writable = writable
         self._head: tuple[int, str] | None = None
         self.appended: list[AuditRecord] = []
+        self.dialect = conn.dialect
+        self._cur: Any = None
+
+    @property
+    def cur(self) -> Any:
+        """The DBAPI cursor prebuilt statements run on (inside this transaction)."""
+        if self._cur is None:
+            self._cur = dbapi_cursor(self.conn)
+        return self._cur
 
     # -- audit chain ----------------------------------------------------------------
 
     def _lock_head(self) -> None:
-        row = self.conn.execute(_LOCK_HEAD).one()
-        self._head = (int(row.seq), row.hash)
+        seq, hash_ = _LOCK_HEAD.run(self.cur, self.dialect).fetchone()
+        self._head = (int(seq), hash_)
 
     def append_audit(self, type_: str, actor: str, subject: str, data: dict[str, Any],
                      at: datetime) -> AuditRecord:
@@ -199,9 +212,8 @@ class Tx:
                              data=text, prev_hash=rec.prev_hash, hash=rec.hash))
         if not out:
             return out
-        for part in _chunks(rows):
-            self.conn.execute(_INSERT_AUDIT, list(part))
-        self.conn.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": prev})
+        _INSERT_AUDIT.run_many(self.cur, self.dialect, rows)
+        _UPDATE_HEAD.run(self.cur, self.dialect, {"new_seq": seq, "new_hash": prev})
         self._head = (seq, prev)
         self.appended.extend(out)
         return out
@@ -242,22 +254,22 @@ class Tx:
     # -- requests -------------------------------------------------------------------
 
     def insert_request(self, r: RequestRecord) -> None:
-        self.conn.execute(_INSERT_REQUEST, dict(id=r.id, **_request_values(r)))
+        _INSERT_REQUEST.run(self.cur, self.dialect, dict(id=r.id, **_request_values(r)))
 
     def update_request(self, r: RequestRecord) -> None:
-        self.conn.execute(_UPDATE_REQUEST, dict(key_id=r.id, **_request_values(r)))
+        _UPDATE_REQUEST.run(self.cur, self.dialect, dict(key_id=r.id, **_request_values(r)))
 
     def get_request(self, request_id: str) -> RequestRecord | None:
-        row = self.conn.execute(_GET_REQUEST, {"rid": request_id}).first()
+        row = _GET_REQUEST.first(self.cur, self.dialect, {"rid": request_id})
         if row is None:
             return None
         rec = _request_row(row)
         exts = {}
-        for erow in self.conn.execute(_GET_EXTENSIONS, {"rid": request_id}):
+        for erow in _GET_EXTENSIONS.rows(self.cur, self.dialect, {"rid": request_id}):
             ext = _extension_row(erow)
             exts[ext.id] = ext
             rec.extensions.append(ext)
-        for arow in self.conn.execute(_GET_APPROVALS, {"rid": request_id}):
+        for arow in _GET_APPROVALS.rows(self.cur, self.dialect, {"rid": request_id}):
             _add_approval(rec, exts, arow)
         return rec
 
@@ -341,13 +353,31 @@ class Tx:
     # -- history --------------------------------------------------------------------
 
     def history_counts(self, user: str, since: datetime) -> dict[str, int]:
-        """POLICY.md's history counters for `user` since `since`, in one aggregate query."""
-        g, d, rv, f = self.conn.execute(_HISTORY_COUNTS, {"u": user, "since": to_us(since)}).one()
+        """POLICY.md's history counters for `user`'s requests created at or after `since`.
+
+        Whole days after `since`'s day come from the `history_days` counters; only the rows
+        of `since`'s own (partial) day are counted in `requests`. Same figures as counting
+        every row, in constant work.
+        """
+        since_us = to_us(since)
+        assert since_us is not None
+        day = since_us // t.DAY_US
+        cur = self.cur
+        whole = _HISTORY_DAYS.run(cur, self.dialect, {"u": user, "day": day}).fetchone()
+        edge = _HISTORY_COUNTS.run(cur, self.dialect, {"u": user, "since": since_us,
+                                                        "until": (day + 1) * t.DAY_US}).fetchone()
+        g, d, rv, f = (int(a or 0) + int(b or 0) for a, b in zip(whole, edge))
+        return {"granted_90d": g, "denied_90d": d, "revoked_90d": rv, "flagged_90d": f}
+
+    def history_counts_scan(self, user: str, since: datetime) -> dict[str, int]:
+        """The same counters by counting every row (the reference `history_counts` must equal)."""
+        g, d, rv, f = _HISTORY_COUNTS.run(self.cur, self.dialect, {"u": user, "since": to_us(since),
+                                                                   "until": 2**62}).fetchone()
         return {"granted_90d": int(g), "denied_90d": int(d), "revoked_90d": int(rv), "flagged_90d": int(f)}
 
     def used_minutes_of(self, user: str, resource: str, since: datetime) -> list[float]:
         """Minutes used per grant of `user` on `resource` since `since` (grants with sessions)."""
-        rows = self.conn.execute(_USED_OF, {"u": user, "res": resource, "since": to_us(since)})
+        rows = _USED_OF.run(self.cur, self.dialect, {"u": user, "res": resource, "since": to_us(since)}).fetchall()
         return [max(0.0, (int(b) - int(a)) / 60e6) for a, b in rows]
 
     def finished_grants(self, user: str, resource: str, since: datetime, limit: int = 250) -> list[RequestRecord]:
@@ -557,17 +587,25 @@ def _add_approval(rec: RequestRecord, exts: dict[str, ExtensionRecord], row: Any
 
 # Hot statements, built once (SQLAlchemy then only binds parameters).
 _r, _s = t.requests.c, t.sessions.c
-_HISTORY_COUNTS = select(
+_HISTORY_COUNTS = Prebuilt(select(
     func.count(_r.activated_us),
     func.coalesce(func.sum(case((_r.state == "DENIED", 1), else_=0)), 0),
     func.coalesce(func.sum(case((_r.state == "REVOKED", 1), else_=0)), 0),
     func.coalesce(func.sum(case((_r.review_state == "FLAGGED", 1), else_=0)), 0),
-).where(and_(_r.user == bindparam("u"), _r.created_us >= bindparam("since")))
-_USED_OF = (select(func.min(_s.started_us), func.max(func.coalesce(_s.ended_us, _s.last_activity_us, _s.started_us)))
-            .select_from(t.sessions.join(t.requests, _r.id == _s.grant_id))
-            .where(and_(_r.user == bindparam("u"), _r.resource == bindparam("res"),
-                        _r.created_us >= bindparam("since")))
-            .group_by(_s.grant_id))
+).where(and_(_r.user == bindparam("u"), _r.created_us >= bindparam("since"),
+             _r.created_us < bindparam("until"))))
+_hd = t.history_days.c
+_HISTORY_DAYS = Prebuilt(select(func.sum(_hd.granted), func.sum(_hd.denied), func.sum(_hd.revoked),
+                                func.sum(_hd.flagged))
+                         .where(and_(_hd.user == bindparam("u"), _hd.day > bindparam("day"))))
+# Driven from the requester's sessions on the resource (a session has its grant's user and
+# resource): a user's many grants without sessions cost nothing here.
+_USED_OF = Prebuilt(
+    select(func.min(_s.started_us), func.max(func.coalesce(_s.ended_us, _s.last_activity_us, _s.started_us)))
+    .select_from(t.sessions.join(t.requests, _r.id == _s.grant_id))
+    .where(and_(_s.user == bindparam("u"), _s.resource == bindparam("res"),
+                _r.created_us >= bindparam("since")))
+    .group_by(_s.grant_id))
 _FINISHED_BY_USER = (select(t.requests).where(and_(_r.user == bindparam("u"), _r.ended_us >= bindparam("since")))
                      .order_by(_r.ended_us.desc()).limit(bindparam("n")))
 _FINISHED_ON_RESOURCE = (select(t.requests)
@@ -578,17 +616,21 @@ _IMPORTED_BY_USER = (select(t.imported_history).where(_h.user == bindparam("u"))
                      .order_by(_h.finished_us.desc()).limit(bindparam("n")))
 _IMPORTED_ON_RESOURCE = (select(t.imported_history).where(_h.resource == bindparam("res"))
                          .order_by(_h.finished_us.desc()).limit(bindparam("n")))
-_GET_REQUEST = select(t.requests).where(_r.id == bindparam("rid"))
-_GET_EXTENSIONS = select(t.extensions).where(t.extensions.c.request_id == bindparam("rid")) \
-    .order_by(t.extensions.c.number)
-_GET_APPROVALS = select(t.approvals).where(t.approvals.c.request_id == bindparam("rid")) \
-    .order_by(t.approvals.c.num)
-_LOCK_HEAD = select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
-_UPDATE_HEAD = update(t.audit_head).where(t.audit_head.c.id == 1).values(
-    seq=bindparam("new_seq"), hash=bindparam("new_hash"))
-_INSERT_AUDIT = insert(t.audit)
-_INSERT_REQUEST = insert(t.requests)
-_UPDATE_REQUEST = update(t.requests).where(t.requests.c.id == bindparam("key_id"))
+_GET_REQUEST = Prebuilt(select(t.requests).where(_r.id == bindparam("rid")))
+_GET_EXTENSIONS = Prebuilt(select(t.extensions).where(t.extensions.c.request_id == bindparam("rid"))
+                           .order_by(t.extensions.c.number))
+_GET_APPROVALS = Prebuilt(select(t.approvals).where(t.approvals.c.request_id == bindparam("rid"))
+                          .order_by(t.approvals.c.num))
+_LOCK_HEAD = Prebuilt(select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
+                      .with_for_update())
+_UPDATE_HEAD = Prebuilt(update(t.audit_head).where(t.audit_head.c.id == 1).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+_AUDIT_KEYS = ["seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash"]
+_INSERT_AUDIT = Prebuilt(insert(t.audit), _AUDIT_KEYS)
+_REQUEST_KEYS = [c.key for c in t.requests.c if c.key != "num"]
+_INSERT_REQUEST = Prebuilt(insert(t.requests), _REQUEST_KEYS)
+_UPDATE_REQUEST = Prebuilt(update(t.requests).where(t.requests.c.id == bindparam("key_id")),
+                           [k for k in _REQUEST_KEYS if k != "id"])
 
 
 # -- row <-> record ---------------------------------------------------------------------

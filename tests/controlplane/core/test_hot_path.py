@@ -68,3 +68,81 @@ def test_one_policy_decision_per_request_with_a_duration(make_core, policy_set, 
     core = make_core(policy=CountingPolicy(), recommender=counting)
     dev(core, minutes=45)
     assert calls == [timedelta(minutes=45)]
+
+
+# -- history counters (schema v5: per-day counters kept by triggers) ---------------------------
+
+def _every_since(core, users, start, end):
+    """history_counts against counting every row, for each user and many window starts:
+    day boundaries, the instants requests were created at, and between them."""
+    from controlplane.store.sql import from_us, to_us
+    with core.store.read() as tx:
+        created = [from_us(us) for (us,) in tx.conn.exec_driver_sql("SELECT created_us FROM requests")]
+        points = set(created) | {c + timedelta(microseconds=1) for c in created}
+        day = start.replace(hour=0, minute=0)
+        while day <= end + timedelta(days=1):
+            points |= {day, day - timedelta(microseconds=1), day + timedelta(hours=13)}
+            day += timedelta(days=1)
+        checked = 0
+        for user in users:
+            for since in sorted(points):
+                assert tx.history_counts(user, since) == tx.history_counts_scan(user, since), (user, since)
+                checked += 1
+        assert to_us(start) is not None
+    return checked
+
+
+def test_history_counters_equal_counting_every_row(core, clock):
+    from tests.controlplane.core.helpers import prod
+    start = clock.now
+    ids = {}
+    for day in range(6):
+        for user in ("alice", "mia"):
+            ids[(day, user, "dev")] = dev(core, user=user, minutes=30).id     # granted
+            ids[(day, user, "over")] = prod(core, user=user, minutes=600).id  # denied (over the maximum)
+            ids[(day, user, "pending")] = prod(core, user=user).id           # pending, approved later or not
+            bg, _ = core.create_request(user, "web-prod-01", login="deploy", duration=timedelta(minutes=30),
+                                        reason="outage", emergency=True)
+            ids[(day, user, "bg")] = bg.id
+            clock.advance(hours=7)
+        clock.advance(hours=10)
+    # later changes to rows of earlier days move those days' counters
+    core.revoke("ada", ids[(1, "alice", "dev")], "suspicious")
+    core.revoke("mia", ids[(3, "mia", "dev")])
+    core.review("sam", ids[(2, "alice", "bg")], True, "wrong host")
+    core.review("sam", ids[(4, "alice", "bg")], False, "fine")
+    core.approve("bob", ids[(5, "alice", "pending")])
+    core.approve("sam", ids[(5, "alice", "pending")])
+    core.deny("bob", ids[(0, "mia", "pending")])
+    core.cancel("alice", ids[(1, "alice", "pending")])
+    clock.advance(days=1)
+    core.sweep()  # expiries and pending timeouts change no counter, and must not break one
+    with core.store.read() as tx:
+        assert tx.history_counts("alice", start)["revoked_90d"] == 1
+        assert tx.history_counts("alice", start)["flagged_90d"] == 1
+        assert tx.history_counts("mia", start)["denied_90d"] == 6 + 1
+        assert tx.history_counts("nobody", start) == {"granted_90d": 0, "denied_90d": 0, "revoked_90d": 0,
+                                                      "flagged_90d": 0}
+    assert _every_since(core, ("alice", "mia", "nobody"), start, clock.now) > 100
+
+
+def test_history_counters_are_backfilled_by_the_migration(tmp_path, make_core, clock):
+    """A database from before v5 (requests, no counters) gets exact counters when opened."""
+    import sqlite3
+    core = make_core()
+    start = clock.now
+    for i in range(5):
+        dev(core, minutes=30)
+        clock.advance(hours=9)
+    core.revoke("ada", dev(core).id, "x")
+    with sqlite3.connect(core.store.engine.url.database) as conn:  # back to v4: no counters, no triggers
+        for name in ("history_days_insert", "history_days_update", "history_days_delete"):
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP TABLE history_days")
+        conn.execute("DELETE FROM schema_version WHERE version = 5")
+    core.store.close()
+    again = make_core()
+    with again.store.read() as tx:
+        assert tx.history_counts("alice", start) == {"granted_90d": 6, "denied_90d": 0, "revoked_90d": 1,
+                                                     "flagged_90d": 0}
+    assert _every_since(again, ("alice",), start, clock.now) > 20

@@ -12,6 +12,7 @@ import pytest
 from controlplane.core import AccessCore, StaticPolicy
 from controlplane.store import SqlStore
 from tests.controlplane.core import test_exports_store as ex
+from tests.controlplane.core import test_hot_path as hp
 from tests.controlplane.core import test_lifecycle as lc
 from tests.controlplane.core import test_sweeper_race as sr
 from tests.support import require
@@ -62,6 +63,7 @@ WITH_CORE_AND_CLOCK = [
     lc.test_expiry_and_pending_timeout_via_sweep,
     ex.test_dashboard,
     ex.test_export_history_rows,
+    hp.test_history_counters_equal_counting_every_row,
 ]
 WITH_CORE = [
     lc.test_nobody_counts_for_two_levels,
