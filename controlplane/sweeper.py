@@ -2,7 +2,9 @@
 
 No polling interval: it asks the core for the next deadline (a grant's
 `expires_at` or a pending request's timeout), waits on a condition until then,
-and is woken early by any committed change (a new grant may end sooner). It
+and is woken early by a committed change whose deadline comes sooner than the one
+it waits for (a change with a later deadline, or none, cannot need an earlier sweep:
+under load that is nearly every change, and each sweep is a write transaction). It
 sweeps once at start, so grants that expired while the server was down end at once.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from controlplane.core import AccessCore, utcnow
-from controlplane.model import Change
+from controlplane.model import ACTIVE, PENDING, Change
 
 log = logging.getLogger("jitgate.sweeper")
 
@@ -30,6 +32,10 @@ class Sweeper:
         self.clock = clock
         self._cond = threading.Condition()
         self._dirty = False
+        # The earliest deadline among changes published since the current sweep began
+        # (None: none), and the instant the thread waits for (None: no deadline known).
+        self._announced: datetime | None = None
+        self._target: datetime | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -62,8 +68,17 @@ class Sweeper:
         # expiry events would only wake it for nothing.
         if change.type in ("grant.expired", "request.timed_out", "extension.cancelled"):
             return
-        if change.request is not None:
-            self.poke()
+        rec = change.request
+        if rec is None:
+            return
+        deadline = rec.expires_at if rec.state == ACTIVE else rec.pending_deadline if rec.state == PENDING else None
+        if deadline is None:
+            return  # ended or refused: no deadline of its own (waking early for an old one is harmless)
+        with self._cond:
+            if self._announced is None or deadline < self._announced:
+                self._announced = deadline
+            if self._target is None or deadline < self._target:
+                self._cond.notify_all()
 
     def _sweep_once(self) -> datetime | None | bool:
         try:
@@ -76,19 +91,25 @@ class Sweeper:
     def _run(self, nxt: datetime | None | bool) -> None:
         while True:
             with self._cond:
-                if self._stopping:
-                    return
-                if not self._dirty:
+                while not self._stopping and not self._dirty:
                     if nxt is False:
-                        timeout = ERROR_BACKOFF
-                    elif nxt is None:
-                        timeout = MAX_SLEEP
+                        target, timeout = None, ERROR_BACKOFF
                     else:
-                        assert isinstance(nxt, datetime)
-                        timeout = min(MAX_SLEEP, max(0.0, (nxt - self.clock() + EARLY_WAKE_SLACK).total_seconds()))
-                    if timeout > 0:
-                        self._cond.wait(timeout)
+                        found = [d for d in (nxt, self._announced) if isinstance(d, datetime)]
+                        target = min(found) if found else None
+                        timeout = MAX_SLEEP if target is None else \
+                            min(MAX_SLEEP, (target - self.clock() + EARLY_WAKE_SLACK).total_seconds())
+                    if timeout <= 0:
+                        break
+                    self._target = target
+                    # Until then (or the hourly re-check, or the error back-off): sweep. Woken
+                    # sooner by an earlier deadline or a poke: look again.
+                    if not self._cond.wait(timeout) or nxt is False:
+                        break
                 if self._stopping:
                     return
+                # The sweep below sees every change committed before this point; later ones announce again.
                 self._dirty = False
+                self._announced = None
+                self._target = None
             nxt = self._sweep_once()

@@ -185,3 +185,25 @@ def test_approval_race_across_two_stores_on_one_file(make_core):
         assert [e.type for e in b.audit_events(subject=rec.id)].count("grant.activated") == 1
     ok, _n, problems = a.verify_audit()
     assert ok, problems
+
+
+def test_sweeper_wakes_only_for_an_earlier_deadline(make_core):
+    """Changes whose deadline is later than the one awaited cause no sweep (each is a write
+    transaction); a change with an earlier deadline still ends on time."""
+    core = make_core(clock=utcnow)
+    dev(core, minutes=60)
+    done, seen = wait_for(core, "grant.expired")
+    sweeper = Sweeper(core)
+    sweeper.start()
+    try:
+        first = sweeper.sweeps
+        for _ in range(30):
+            dev(core, minutes=120)  # later than the awaited deadline: nothing to do
+        core.revoke("alice", dev(core, minutes=90).id)  # no deadline left at all
+        short = dev(core, minutes=0.01)  # 0.6 s: earlier, so the sweeper must wake for it
+        assert done.wait(10), "the grant did not expire"
+        assert seen[0].request.id == short.id
+        assert core.get_request("alice", short.id).state == "EXPIRED"
+        assert sweeper.sweeps - first <= 2
+    finally:
+        sweeper.stop()
