@@ -31,6 +31,7 @@ from broker.ssh.auth import Refusal, Target, check_certificate, install_certific
 from broker.ssh.config import BrokerConfig
 from broker.ssh.forward import open_forward
 from broker.ssh.relay import BrokerSession
+from broker.ssh.spool import EndReport, EndReportSpool
 from broker.ssh.upstream import FAST_CIPHERS
 from ca.keystore import load_private_key, passphrase_from_env_or_dir, save_private_key
 from recorder import FileRecordingStore
@@ -71,6 +72,7 @@ class SSHBroker:
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
+        self.spool: EndReportSpool
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: Any = None
@@ -91,6 +93,11 @@ class SSHBroker:
         passphrase = passphrase_from_env_or_dir(cfg.key_dir)
         host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
         self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase)
+        self.spool = EndReportSpool(cfg.data_dir)
+        # Ends not yet acknowledged before a restart, and sessions a crash left open.
+        self.spool.crashed_sessions(self.recordings, self.cp.name, live=set())
+        for report in self.spool.pending():
+            self.spawn(self._send_report(report))
         await self.refresh_trust()
         self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event)
         self._server = await asyncssh.create_server(
@@ -187,8 +194,18 @@ class SSHBroker:
 
     async def report_end(self, session_id: str, reason: str, bytes_in: int, bytes_out: int, ref: str,
                          final_hash: str, last_activity: dt.datetime) -> None:
-        """ReportSessionEnd, retried in the background while the control plane is unreachable."""
-        ended = dt.datetime.now(dt.timezone.utc)
+        """ReportSessionEnd; kept on disk and retried until the control plane has it."""
+        report = EndReport(session_id=session_id, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out,
+                           recording_ref=ref, recording_hash=final_hash,
+                           ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                           last_activity_at=last_activity.isoformat())
+        try:
+            self.spool.put(report)
+        except OSError as exc:
+            log.error("cannot spool the end of session %s: %s", session_id, exc)
+        await self._send_report(report)
+
+    async def _send_report(self, report: EndReport) -> None:
         for delay in (0.0, *REPORT_RETRIES):
             if delay:
                 back = self._cp_back
@@ -197,15 +214,19 @@ class SSHBroker:
                 except asyncio.TimeoutError:
                     pass
             try:
-                await self.cp.report_session_end(session_id, reason, bytes_in=bytes_in, bytes_out=bytes_out,
-                                                 recording_ref=ref, recording_hash=final_hash, ended_at=ended,
-                                                 last_activity_at=last_activity)
+                await self.cp.report_session_end(
+                    report.session_id, report.reason, bytes_in=report.bytes_in, bytes_out=report.bytes_out,
+                    recording_ref=report.recording_ref, recording_hash=report.recording_hash,
+                    ended_at=report.ended(), last_activity_at=report.last_activity())
+                self.spool.done(report.session_id)
                 return
             except ControlPlaneError as exc:
                 if not exc.unavailable:
-                    log.error("session end of %s refused by the control plane: %s", session_id, exc)
+                    log.error("session end of %s refused by the control plane: %s", report.session_id, exc)
+                    self.spool.done(report.session_id)
                     return
-        log.error("session end of %s could not be reported (control plane unreachable)", session_id)
+        log.error("session end of %s not reported yet (control plane unreachable); kept in %s",
+                  report.session_id, self.spool.pending_dir)
 
 
 class BrokerConnection(asyncssh.SSHServer):

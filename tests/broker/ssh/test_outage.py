@@ -55,3 +55,25 @@ def test_deadline_holds_and_new_sessions_are_refused_while_control_plane_is_down
         ended = wait_for(lambda: [s for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
             grant_id=other.id)).sessions if s.end_reason == "broker_shutdown"], timeout=10)
         assert ended[0].recording_ref
+
+        # Broker crash (kill -9) mid-session: the restarted broker reports the session ended
+        # (reason error) with the recording as far as it got, intact but unsealed.
+        stack.start_broker()
+        live = subprocess.Popen(stack.ssh_argv(other_key, "web-02", "echo crash-me; sleep 60"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert live.stdout is not None and live.stdout.readline() == b"crash-me\n"
+        assert stack.broker_proc is not None
+        stack.broker_proc.kill()
+        stack.broker_proc.wait()
+        live.communicate(timeout=30)
+        before = {s.id for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
+            grant_id=other.id)).sessions if s.end_reason}
+        stack.start_broker()
+        crashed = wait_for(lambda: [s for s in admin.access.ListSessions(access_pb2.ListSessionsRequest(
+            grant_id=other.id)).sessions if s.end_reason and s.id not in before], timeout=15)
+        assert crashed[0].end_reason == "error" and crashed[0].recording_ref
+        from recorder import FileRecordingStore
+
+        result = FileRecordingStore(stack.broker_dir).verify(crashed[0].recording_ref)
+        assert result.intact and not result.sealed
+        assert result.final_hash == crashed[0].recording_hash
