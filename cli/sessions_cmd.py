@@ -12,6 +12,7 @@ from cli.main import LazyGroup
 from cli.render import SESSION_COLUMNS, session_row
 
 SUBCOMMANDS: dict[str, str] = {
+    "watch": "cli.session_watch_cmd:watch",
 }
 
 

@@ -459,3 +459,26 @@ def test_rsync_over_the_broker(stack: SshStack, alice: UserKey, tmp_path: Path) 
     assert (back / "a.txt").read_text() == "alpha\n"
     assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
     sh.rmtree("/tmp/jitgate-rsync", ignore_errors=True)
+
+
+def test_sessions_watch_follows_a_live_session(stack: SshStack, tmp_path: Path) -> None:
+    import sys
+
+    grant = stack.grant("bob", "web-01")
+    key = stack.user_key("bob", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-01", "echo watch-1; sleep 1; echo watch-2; sleep 1; echo watch-3"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    live = wait_for(lambda: [s for s in sessions_of(stack, grant.id) if not s.end_reason])[0]
+    watcher = subprocess.run([sys.executable, "-m", "cli.main", "sessions", "watch", live.id,
+                              "--data-dir", str(stack.broker_dir)], env=stack.cp.cli_env("admin"),
+                             capture_output=True, timeout=60)
+    proc.communicate(timeout=30)
+    assert watcher.returncode == 0, watcher.stderr
+    out = watcher.stdout.decode()
+    assert "watch-1" in out and "watch-3" in out and "[jitgate] exit 0" in out
+    assert out.index("watch-1") < out.index("watch-3")
+    # Someone who is neither admin nor approver of bob's grant is refused by the control plane.
+    other = subprocess.run([sys.executable, "-m", "cli.main", "sessions", "watch", live.id,
+                            "--data-dir", str(stack.broker_dir)], env=stack.cp.cli_env("alice"),
+                           capture_output=True, timeout=60)
+    assert other.returncode == 1 and b"watch-1" not in other.stdout, other.stderr

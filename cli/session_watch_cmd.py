@@ -1,0 +1,80 @@
+"""`jitgate sessions watch SESSION`: follow a live session as it happens.
+
+The control plane decides who may see the session (GetSession); the bytes come
+from the recording as the broker writes it (within about a second), read from
+the broker's data directory (`--data-dir`, else $JITGATE_DATA_DIR, else
+~/.jitgate). Terminal output is replayed raw; exec streams, sftp operations and
+notes (warnings, cuts) as lines. Ends when the session's recording is sealed.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.client import command_options, fail
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("JITGATE_DATA_DIR") or "~/.jitgate").expanduser()
+
+
+def render(event: Any, out: Any = None) -> None:
+    """Write one recording event to the terminal."""
+    from recorder import ExecData, ExecExit, Note, SftpOp, TerminalEvent
+
+    out = out or sys.stdout.buffer
+    if isinstance(event, TerminalEvent):
+        if event.code == "o":
+            out.write(event.data.encode("utf-8", "replace"))
+        elif event.code == "m":
+            out.write(f"\r\n[jitgate] {event.data}\r\n".encode())
+        elif event.code == "r":
+            out.write(f"\r\n[jitgate] terminal resized to {event.data}\r\n".encode())
+    elif isinstance(event, ExecData):
+        if event.stream != "stdin":
+            out.write(event.data)
+    elif isinstance(event, ExecExit):
+        out.write(f"[jitgate] exit {event.status if event.signal is None else 'signal ' + event.signal}\n".encode())
+    elif isinstance(event, SftpOp):
+        target = f" -> {event.target}" if event.target else ""
+        size = f" ({event.bytes} bytes)" if event.bytes else ""
+        status = "" if event.ok else f" FAILED: {event.error}"
+        out.write(f"[sftp] {event.op} {event.path}{target}{size}{status}\n".encode())
+    elif isinstance(event, Note):
+        out.write(f"[jitgate] {event.text}\n".encode())
+    out.flush()
+
+
+async def follow(store: Any, ref: str) -> None:
+    async for event in store.follow(ref, poll_interval=0.1):
+        render(event)
+
+
+@click.command("watch")
+@click.argument("session_id")
+@click.option("--data-dir", default=None, help="the broker's data directory (default $JITGATE_DATA_DIR, else ~/.jitgate)")
+@command_options
+def watch(client: Any, output: str, session_id: str, data_dir: str | None) -> None:
+    """Follow SESSION live from its recording (admins and the grant's approvers)."""
+    from jitgate.v1 import access_pb2
+    from recorder import FileRecordingStore, RecordingError
+
+    session = client.access.GetSession(access_pb2.GetSessionRequest(id=session_id), timeout=client.timeout)
+    store = FileRecordingStore(_data_dir(data_dir))
+    refs = [session.recording_ref] if session.recording_ref else store.refs_for(session_id)
+    if not refs:
+        fail(f"no recording of session `{session_id}` in {store.root} (use --data-dir of its broker)")
+    if output == "table":
+        click.echo(f"[jitgate] session {session.id}: {session.user} as {session.login} on {session.resource}"
+                   f"{'' if not session.end_reason else ' (ended: ' + session.end_reason + ')'}", err=True)
+    try:
+        asyncio.run(follow(store, refs[-1]))
+    except RecordingError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
