@@ -95,6 +95,13 @@ def test_large_exec_output_arrives_whole(stack: SshStack, alice: UserKey) -> Non
     assert len(r.stdout) == 3_000_000 and set(r.stdout) == {ord("x")}
 
 
+def test_large_stdin_reaches_the_target_before_eof(stack: SshStack, alice: UserKey) -> None:
+    payload = b"0123456789abcdef" * 400_000  # 6.4 MB
+    r = stack.ssh(alice, "web-01", "wc -c", input=payload)
+    assert r.returncode == 0, text(r)
+    assert r.stdout.strip() == str(len(payload)).encode()
+
+
 def test_pty_shell_with_input_from_a_pipe(stack: SshStack, alice: UserKey) -> None:
     before = len(sessions_of(stack, alice.grant_id))
     r = stack.ssh(alice, "web-01", extra=("-tt",), input=b"stty size; echo $((6*7))\nexit 3\n")
@@ -196,7 +203,8 @@ def test_pty_sees_the_cut_line_in_the_terminal(stack: SshStack) -> None:
     grant = stack.grant("bob", "web-01", seconds=3)
     key = stack.user_key("bob", grant.id)
     r = stack.ssh(key, "web-01", "sleep 30", extra=("-tt",), timeout=30)
-    assert b"expired at" in r.stdout, text(r)
+    assert b"ends at" in r.stdout and b"expired at" in r.stdout, text(r)
+    assert r.stdout.index(b"ends at") < r.stdout.index(b"expired at")
 
 
 def test_live_extension_moves_the_deadline(stack: SshStack) -> None:
