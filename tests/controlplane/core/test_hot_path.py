@@ -146,3 +146,34 @@ def test_history_counters_are_backfilled_by_the_migration(tmp_path, make_core, c
         assert tx.history_counts("alice", start) == {"granted_90d": 6, "denied_90d": 0, "revoked_90d": 1,
                                                      "flagged_90d": 0}
     assert _every_since(again, ("alice",), start, clock.now) > 20
+
+
+# -- WAL checkpoints off the request path ---------------------------------------------------
+
+def test_commits_never_checkpoint_and_the_checkpointer_thread_does(core, db_path):
+    import time
+    with core.store.read() as tx:
+        assert tx.cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert tx.cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cp = core.store.checkpointer
+    size = db_path.stat().st_size
+    for _ in range(50):
+        dev(core)
+    rounds = cp.checkpoints
+    deadline = time.monotonic() + 10
+    while cp.checkpoints < rounds + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting on another thread's periodic work (no event to await)
+    assert cp.checkpoints >= rounds + 2
+    assert db_path.stat().st_size > size  # the pages moved from the WAL into the database file
+
+
+def test_a_closed_store_leaves_everything_in_the_database_file(make_core, db_path):
+    import sqlite3
+    core = make_core()
+    ids = [dev(core).id for _ in range(20)]
+    core.store.close()
+    assert not db_path.with_name(db_path.name + "-wal").exists() or \
+        db_path.with_name(db_path.name + "-wal").stat().st_size == 0
+    with sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True) as conn:  # reads the file only
+        found = {i for (i,) in conn.execute("SELECT id FROM requests")}
+    assert set(ids) <= found
