@@ -6,7 +6,7 @@ All on loopback, in one run, each figure beside its baseline:
 - keystroke round trip (one byte to `cat` and back, asyncssh client): broker vs direct,
   p50/p99 and the difference the broker adds;
 - concurrent idle interactive sessions through one broker: broker RSS per session;
-- sessions whose grants expire together: lateness of the cut (p50/p99) after expires_at;
+- sessions whose grants all end in the same second: lateness of the cut (p50/p99) after expires_at;
 - revocation to disconnect (p50/p99).
 
     .venv/bin/python bench/ssh_bench.py [--mb 200] [--rtt 300] [--sessions 100] [--expiring 50] [--revoked 50]
@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncssh  # noqa: E402
-from google.protobuf import duration_pb2  # noqa: E402
 
 from ca import new_serial  # noqa: E402
 from jitgate.v1 import access_pb2  # noqa: E402
@@ -168,14 +167,14 @@ class Bench:
         await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
         return len(conns), (after - before) / max(1, len(conns))
 
-    async def _open_sleepers(self, count: int, seconds: float) -> list[tuple[str, asyncssh.SSHClientConnection]]:
-        d = duration_pb2.Duration()
-        d.FromTimedelta(dt.timedelta(seconds=seconds))
+    async def _open_sleepers(self, count: int, until: dt.datetime) -> list[tuple[str, asyncssh.SSHClientConnection]]:
+        """`count` sessions running `sleep`, each under its own grant ending at `until`."""
         sem = asyncio.Semaphore(20)
         out: list[tuple[str, asyncssh.SSHClientConnection]] = []
 
         async def one(i: int) -> None:
             user = ("alice", "bob")[i % 2]
+            seconds = (until - dt.datetime.now(dt.timezone.utc)).total_seconds()
             grant = await asyncio.to_thread(self.stack.grant, user, "web-02", seconds)
             key = await asyncio.to_thread(self.stack.user_key, user, grant.id)
             async with sem:
@@ -188,10 +187,10 @@ class Bench:
         return out
 
     async def expiry(self) -> list[float]:
-        """Grants of one length opened together; lateness = disconnect time - that grant's expires_at."""
+        """Grants that all end in the same second; lateness = disconnect time - that grant's expires_at."""
         n = self.args.expiring
-        seconds = max(8.0, n * 0.25)
-        live = await self._open_sleepers(n, seconds)
+        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=max(8.0, n * 0.12))
+        live = await self._open_sleepers(n, until)
         admin = self.stack.client("admin")
         expires = {}
         for gid, _ in live:
@@ -202,10 +201,12 @@ class Bench:
             await conn.wait_closed()
             return (dt.datetime.now(dt.timezone.utc) - expires[gid]).total_seconds() * 1000
 
+        spread = (max(expires.values()) - min(expires.values())).total_seconds() * 1000
+        print(f"  ({n} grants end within {spread:.0f} ms of each other)")
         return list(await asyncio.gather(*(lateness(g, c) for g, c in live)))
 
     async def revocation(self) -> list[float]:
-        live = await self._open_sleepers(self.args.revoked, 3600)
+        live = await self._open_sleepers(self.args.revoked, dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
         admin = self.stack.client("admin")
         out = []
         for gid, conn in live:
