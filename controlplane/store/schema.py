@@ -296,6 +296,20 @@ def _v5(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+# Every index is one more B-tree page written (to the WAL) by each new request. The
+# history counters make the covering history index redundant, ix_requests_resource is a
+# prefix of ix_requests_resource_ended, and only owed reviews are ever looked up by
+# review state (a partial index: other rows never touch it).
+V6_DROPPED = ["ix_requests_user_history", "ix_requests_resource", "ix_requests_review"]
+
+
+def _v6(conn: Connection) -> None:
+    for name in V6_DROPPED:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_requests_review_owed ON requests (review_state) "
+                         "WHERE review_state = 'OWED'")
+
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
@@ -303,6 +317,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (3, _v3),
     (4, _v4),
     (5, _v5),
+    (6, _v6),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -317,7 +317,8 @@ class Tx:
 
     def owed_reviews(self) -> list[RequestRecord]:
         """Break-glass grants whose review is still owed, oldest first."""
-        rows = self.conn.execute(select(t.requests).where(t.requests.c.review_state == "OWED")
+        # The literal (not a bound parameter) lets SQLite use the partial index ix_requests_review_owed.
+        rows = self.conn.execute(select(t.requests).where(text("requests.review_state = 'OWED'"))
                                  .order_by(t.requests.c.num)).all()
         return self._attach([_request_row(r) for r in rows])
 
