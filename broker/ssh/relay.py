@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -38,6 +39,7 @@ CLIENT_EXIT = "client_exit"
 ERROR = "error"
 # How long a cut waits for the user's client to acknowledge the final line.
 CUT_FLUSH_TIMEOUT = 1.0
+FINISH_DELAY_AFTER_CUT = (0.2, 1.0)  # seconds, uniform
 
 
 def utcnow() -> dt.datetime:
@@ -374,6 +376,10 @@ class BrokerSession(asyncssh.SSHServerSession):
             return
         self._cutting = True
         self.end_reason = cut.reason
+        if self.monitor is not None:
+            late = (utcnow() - self.monitor.deadline).total_seconds() * 1000
+            log.info("session %s cut (%s), %.0f ms after its deadline", self.auth.session_id if self.auth else "?",
+                     cut.reason, late)
         self._line(cut.message)
         if self.recording is not None and self.recording.error is None:
             self.recording.mark(cut.message)
@@ -411,6 +417,10 @@ class BrokerSession(asyncssh.SSHServerSession):
         if self._finished or self.auth is None:
             return
         self._finished = True
+        if self._cutting:
+            # Many grants may end in the same second: let every cut start before the
+            # bookkeeping (seal, report) of the first ones takes the CPU.
+            await asyncio.sleep(random.uniform(*FINISH_DELAY_AFTER_CUT))
         self._broker.sessions.discard(self)
         if self.monitor is not None:
             self.monitor.close()
