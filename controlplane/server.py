@@ -34,7 +34,7 @@ from controlplane.servicers.admin import AdminServicer
 from controlplane.servicers.audit import AuditServicer
 from controlplane.servicers.broker import BrokerServicer
 from controlplane.servicers.deps import Deps
-from controlplane.servicers.guard import Guard
+from controlplane.servicers.guard import Guard, GuardedRegistry
 from controlplane.servicers.policy import PolicyServicer
 from jitgate.v1 import access_pb2, access_pb2_grpc, admin_pb2, admin_pb2_grpc, audit_pb2, audit_pb2_grpc
 from jitgate.v1 import broker_pb2, broker_pb2_grpc, policy_pb2, policy_pb2_grpc
@@ -145,11 +145,13 @@ def load_policies(config: ServerConfig) -> PolicyHolder:
 
 
 def _add_services(server: grpc.aio.Server, deps: Deps) -> health.aio.HealthServicer:
-    access_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(deps), server)
-    broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerServicer(deps), server)
-    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), server)
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), server)
+    # Every jitgate service behind the Guard, wrapped once at registration (not per call).
+    guarded = GuardedRegistry(server, Guard(deps.core.roles_of))
+    access_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(deps), guarded)
+    broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerServicer(deps), guarded)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), guarded)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), guarded)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), guarded)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -187,7 +189,6 @@ class ControlPlaneServer:
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
             server = grpc.aio.server(
-                interceptors=[Guard(core.roles_of)],
                 options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
             )
             health_servicer = _add_services(server, deps)
