@@ -89,14 +89,21 @@ class SshStack:
         from broker.demo_target import free_port
         from controlplane.identity import open_ssh_cas
 
-        # The target's port must be known before the policy names its address.
-        self.target.port = free_port()
+        # The target runs first, on a port the policy then names; another process may take
+        # a free port between the probe and sshd's bind, so try a few.
+        for attempt in range(3):
+            try:
+                self.target.start(free_port())
+                break
+            except RuntimeError:
+                self.target.stop()
+                if attempt == 2:
+                    raise
         self.policies.write_text(policy_text(self.target))
         self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
         _, upstream = open_ssh_cas(self.cp.data)
         self.upstream_ca_line = upstream.public_key_line()
-        self.target.set_trusted_ca([self.upstream_ca_line])
-        self.target.start(self.target.port)
+        self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login
         self.start_broker()
         return self
 
