@@ -250,7 +250,7 @@ def main() -> int:
             print(f"jitgate SSH broker benchmark (broker on {loop}, sshd target, loopback, 2 cores shared)")
             for cipher, source in ((None, "text"), ("aes128-gcm@openssh.com", "text"), (None, "zeros")):
                 b, d = bench.bulk(cipher, source)
-                name = cipher or "client default (chacha20-poly1305)"
+                name = cipher or "negotiated (aes128-gcm to the broker, chacha20-poly1305 direct)"
                 print(f"bulk download {args.mb} MB of {source}, {name}: broker {b:.0f} MB/s, direct {d:.0f} MB/s, "
                       f"ratio {b / d:.2f}")
             res = asyncio.run(async_parts(bench))
