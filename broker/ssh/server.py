@@ -102,7 +102,12 @@ class SSHBroker:
         self.spool.crashed_sessions(self.recordings, self.cp.name, live=set())
         for report in self.spool.pending():
             self.spawn(self._send_report(report))
-        await self.refresh_trust()
+        try:
+            self.trust = await self.cp.get_trust()
+        except ControlPlaneError as exc:
+            if not exc.unavailable:  # e.g. an identity without the broker role: fail at start
+                raise RuntimeError(f"the control plane refuses this broker ({self.cp.name}): {exc.message}") from None
+            log.warning("control plane unreachable at start; refusing logins until it answers")
         self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event)
         self._server = await asyncssh.create_server(
             lambda: BrokerConnection(self), cfg.listen_host, cfg.listen_port,
