@@ -23,7 +23,7 @@ def test_deadline_holds_and_new_sessions_are_refused_while_control_plane_is_down
         r = subprocess.run([sys.executable, "-m", "cli.main", "ssh-broker", "--listen", "127.0.0.1:0",
                             "--identity", str(stack.cp.identity("alice")), "--server", stack.cp.address,
                             "--data-dir", str(tmp_path / "not-a-broker")], capture_output=True, timeout=60)
-        assert r.returncode == 1 and b"needs the broker role" in r.stderr and b"Traceback" not in r.stderr
+        assert r.returncode == 1 and b"refuses this broker (alice)" in r.stderr and b"Traceback" not in r.stderr
 
         short = stack.grant("alice", "web-01", seconds=5)
         short_key = stack.user_key("alice", short.id)
