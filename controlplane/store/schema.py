@@ -310,6 +310,26 @@ def _v6(conn: Connection) -> None:
                          "WHERE review_state = 'OWED'")
 
 
+# Indexes a new request does not need to touch: finished grants are looked up only by the
+# time they ended (`ended_us >= ?` implies NOT NULL, so the partial indexes serve it) and
+# pending deadlines only among PENDING requests (queried with the literal state). Lists
+# by resource, newest first, get back their own index (v6 left them a sort).
+V7_DROPPED = ["ix_requests_user_ended", "ix_requests_resource_ended", "ix_requests_state_pending"]
+V7_CREATED = {
+    "ix_requests_user_ended_p": 'requests ("user", ended_us) WHERE ended_us IS NOT NULL',
+    "ix_requests_resource_ended_p": "requests (resource, ended_us) WHERE ended_us IS NOT NULL",
+    "ix_requests_pending_p": "requests (pending_deadline_us) WHERE state = 'PENDING'",
+    "ix_requests_resource": "requests (resource)",
+}
+
+
+def _v7(conn: Connection) -> None:
+    for name in V7_DROPPED:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for name, spec in V7_CREATED.items():
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
+
+
 # Ordered migrations: version -> step. Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
@@ -318,6 +338,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (4, _v4),
     (5, _v5),
     (6, _v6),
+    (7, _v7),
 ]
 LATEST = MIGRATIONS[-1][0]
 

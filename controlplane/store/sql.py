@@ -473,8 +473,7 @@ class Tx:
             .values(state=EXPIRED, ended_us=t.requests.c.expires_us, end_reason="expired")
             .returning(t.requests.c.id))]
         timed_out = [r.id for r in self.conn.execute(
-            update(t.requests).where(and_(t.requests.c.state == PENDING,
-                                          t.requests.c.pending_deadline_us <= now_us))
+            update(t.requests).where(and_(_IS_PENDING, t.requests.c.pending_deadline_us <= now_us))
             .values(state=TIMED_OUT, ended_us=now_us, end_reason="pending timeout",
                     message="nobody decided in time")
             .returning(t.requests.c.id))]
@@ -494,7 +493,7 @@ class Tx:
         a = self.conn.execute(select(func.min(t.requests.c.expires_us))
                               .where(t.requests.c.state == ACTIVE)).scalar()
         b = self.conn.execute(select(func.min(t.requests.c.pending_deadline_us))
-                              .where(t.requests.c.state == PENDING)).scalar()
+                              .where(_IS_PENDING)).scalar()
         vals = [v for v in (a, b) if v is not None]
         return from_us(min(vals)) if vals else None
 
@@ -596,6 +595,8 @@ def _add_approval(rec: RequestRecord, exts: dict[str, ExtensionRecord], row: Any
         rec.approvals.append(a)
 
 
+# The state as a literal, so the partial index ix_requests_pending_p can serve the query.
+_IS_PENDING = text(f"requests.state = '{PENDING}'")
 # Hot statements, built once (SQLAlchemy then only binds parameters).
 _r, _s = t.requests.c, t.sessions.c
 _HISTORY_COUNTS = Prebuilt(select(
