@@ -13,13 +13,17 @@ from google.protobuf import duration_pb2, json_format, timestamp_pb2
 from jitgate.v1 import access_pb2, types_pb2
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_US = dt.timedelta(microseconds=1)
+
+
 def ts(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp, or None for an unset time (so the proto field stays unset)."""
+    """A Timestamp, or None for an unset time (so the proto field stays unset). A naive time is UTC."""
     if value is None:
         return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value.astimezone(dt.timezone.utc) if value.tzinfo else value)
-    return out
+    # Integer arithmetic, not Timestamp.FromDatetime (pure Python, ~4x slower on the hot path).
+    seconds, micros = divmod((value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)) - _EPOCH, _US * 10**6)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=(micros // _US) * 1000)
 
 
 def from_ts(value: timestamp_pb2.Timestamp) -> dt.datetime:
@@ -29,9 +33,10 @@ def from_ts(value: timestamp_pb2.Timestamp) -> dt.datetime:
 def dur(value: dt.timedelta | None) -> duration_pb2.Duration | None:
     if value is None:
         return None
-    out = duration_pb2.Duration()
-    out.FromTimedelta(value)
-    return out
+    # Duration's sign rule: seconds and nanos share the sign (FromTimedelta's result, without its cost).
+    micros = value // _US
+    seconds = abs(micros) // 10**6 * (1 if micros >= 0 else -1)
+    return duration_pb2.Duration(seconds=seconds, nanos=(micros - seconds * 10**6) * 1000)
 
 
 def from_dur(value: duration_pb2.Duration) -> dt.timedelta:
@@ -50,9 +55,18 @@ def _set(msg: Any, **fields: Any) -> Any:
     return msg
 
 
+_REQUEST_STATES = {v.name.removeprefix("REQUEST_STATE_"): v.number
+                   for v in types_pb2.RequestState.DESCRIPTOR.values}
+_REVIEW_STATES = {v.name.removeprefix("REVIEW_STATE_"): v.number
+                  for v in types_pb2.ReviewState.DESCRIPTOR.values}
+
+
 def request_state(name: str) -> int:
     """"ACTIVE" -> REQUEST_STATE_ACTIVE."""
-    return types_pb2.RequestState.Value(f"REQUEST_STATE_{name}")
+    try:
+        return _REQUEST_STATES[name]
+    except KeyError:
+        raise ValueError(f"unknown request state `{name}`") from None
 
 
 def request_state_name(value: int) -> str:
@@ -61,7 +75,12 @@ def request_state_name(value: int) -> str:
 
 
 def _review_state(name: str) -> int:
-    return types_pb2.ReviewState.Value(f"REVIEW_STATE_{name}") if name else types_pb2.REVIEW_STATE_UNSPECIFIED
+    if not name:
+        return types_pb2.REVIEW_STATE_UNSPECIFIED
+    try:
+        return _REVIEW_STATES[name]
+    except KeyError:
+        raise ValueError(f"unknown review state `{name}`") from None
 
 
 def _extension_state(name: str) -> int:
@@ -146,22 +165,22 @@ def extension(rec: Any) -> types_pb2.Extension:
 
 
 def access_request(rec: Any) -> types_pb2.AccessRequest:
-    """RequestRecord -> AccessRequest."""
-    msg = _set(
-        types_pb2.AccessRequest(), id=rec.id, user=rec.user, resource=rec.resource, kind=rec.kind or "",
+    """RequestRecord -> AccessRequest (one constructor call: unset times stay unset)."""
+    extensions = []
+    for ext in rec.extensions or []:
+        ext_msg = extension(ext)
+        ext_msg.approvals.extend(approval(a) for a in ext.approvals or [])
+        extensions.append(ext_msg)
+    return types_pb2.AccessRequest(
+        id=rec.id, user=rec.user, resource=rec.resource, kind=rec.kind or "",
         login=rec.login or "", role=rec.role or "", duration=dur(rec.duration), reason=rec.reason or "",
         ticket=rec.ticket or "", emergency=bool(rec.emergency), state=request_state(rec.state),
         decision=decision(rec.decision), created_at=ts(rec.created_at), activated_at=ts(rec.activated_at),
         expires_at=ts(rec.expires_at), ended_at=ts(rec.ended_at), extensions_used=rec.extensions_used or 0,
         current_level=rec.current_level or 0, review_state=_review_state(rec.review_state or ""),
         end_reason=rec.end_reason or "", message=rec.message or "",
+        approvals=[approval(a) for a in rec.approvals or []], extensions=extensions,
     )
-    msg.approvals.extend(approval(a) for a in rec.approvals or [])
-    for ext in rec.extensions or []:
-        ext_msg = extension(ext)
-        ext_msg.approvals.extend(approval(a) for a in ext.approvals or [])
-        msg.extensions.append(ext_msg)
-    return msg
 
 
 def session(rec: Any) -> types_pb2.Session:

@@ -89,3 +89,56 @@ def test_decision_conversion_matches_policy_json():
         k: v for k, v in convert.decision_dict(d).items() if k != "errors" and v not in ("", [], None, False)
     } | {"session": {"pty": True, "exec": True}, "approval": {"mode": "levels", "levels": [
         {"approvers": ["manager", "owner"], "min": 1}]}}
+
+
+# -- fast conversions equal the protobuf helpers ------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_TIMES = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1),
+                      timezones=st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-7)),
+                                                 dt.timezone(dt.timedelta(hours=5, minutes=30))]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TIMES, st.timedeltas(min_value=dt.timedelta(days=-10**5), max_value=dt.timedelta(days=10**5)))
+def test_ts_and_dur_equal_the_protobuf_helpers(when, span):
+    from google.protobuf import duration_pb2, timestamp_pb2
+
+    want_ts = timestamp_pb2.Timestamp()
+    want_ts.FromDatetime(when.astimezone(dt.timezone.utc) if when.tzinfo else when)
+    want_dur = duration_pb2.Duration()
+    want_dur.FromTimedelta(span)
+    assert convert.ts(when) == want_ts and convert.dur(span) == want_dur
+    assert convert.from_ts(convert.ts(when)) == (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
+    assert convert.from_dur(convert.dur(span)) == span
+
+
+def test_full_request_conversion_sets_every_field():
+    from controlplane.model import ApprovalRecord, ExtensionRecord
+    from google.protobuf import json_format
+
+    rec = _record()
+    now = rec.created_at
+    rec.state, rec.review_state, rec.ended_at, rec.end_reason, rec.message = "REVOKED", "FLAGGED", now, "gone", "m"
+    rec.extensions_used, rec.current_level = 1, 2
+    rec.approvals = [ApprovalRecord("bob", 0, True, "ok", now), ApprovalRecord("sam", 1, False, "", now)]
+    rec.extensions = [ExtensionRecord(id="r1.1", request_id="r1", number=1, duration=dt.timedelta(minutes=15),
+                                      justification="more", state="APPROVED", decision=None,
+                                      approvals=[ApprovalRecord("sam", 0, True, "", now)], created_at=now,
+                                      decided_at=now)]
+    got = json_format.MessageToDict(convert.access_request(rec), preserving_proto_field_name=True)
+    at = "2026-11-18T10:00:00Z"
+    assert got == {
+        "id": "r1", "user": "alice", "resource": "web-dev-01", "kind": "ssh", "login": "deploy", "duration": "1800s",
+        "reason": "r", "state": "REQUEST_STATE_REVOKED", "created_at": at, "activated_at": at,
+        "expires_at": "2026-11-18T10:30:00Z", "ended_at": at, "extensions_used": 1, "current_level": 2,
+        "review_state": "REVIEW_STATE_FLAGGED", "end_reason": "gone", "message": "m",
+        "approvals": [{"approver": "bob", "approved": True, "comment": "ok", "at": at},
+                      {"approver": "sam", "level": 1, "at": at}],
+        "extensions": [{"id": "r1.1", "request_id": "r1", "number": 1, "duration": "900s", "justification": "more",
+                        "state": "EXTENSION_STATE_APPROVED", "created_at": at, "decided_at": at,
+                        "approvals": [{"approver": "sam", "approved": True, "at": at}]}],
+    }
+    with pytest.raises(ValueError):
+        convert.request_state("SLEEPING")
