@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -176,8 +177,12 @@ class Bench:
 
         async def one(i: int) -> None:
             user = ("alice", "bob")[i % 2]
-            seconds = (until - dt.datetime.now(dt.timezone.utc)).total_seconds()
-            grant = await asyncio.to_thread(self.stack.grant, user, "web-02", seconds)
+
+            def grant() -> Any:
+                # The duration is computed in the worker thread, right before the call.
+                return self.stack.grant(user, "web-02", (until - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+            grant = await asyncio.to_thread(grant)
             key = await asyncio.to_thread(self.stack.user_key, user, grant.id)
             async with sem:
                 conn = await self.connect_broker(key.key, key.cert, "web-02")
