@@ -249,6 +249,7 @@ class BrokerConnection(asyncssh.SSHServer):
         self.target: Target | None = None
         self.credential: SshCredential | None = None
         self._pending: SshCredential | None = None
+        self._checked: dict[tuple[str, bytes], Any] = {}
         self._banners: set[str] = set()
         self._reported: set[str] = set()
 
@@ -292,8 +293,14 @@ class BrokerConnection(asyncssh.SSHServer):
 
     def _on_key(self, username: str, key_data: bytes, signed: bool) -> bool:
         trust = self.broker.trust
+        # OpenSSH offers a key (query), then signs with it: check each certificate once.
+        cached = self._checked.get((username, key_data))
         try:
-            info = check_certificate(key_data, username, trust.user_ca_keys, trust.revoked_serials)
+            if cached is not None and cached.serial not in trust.revoked_serials:
+                info = cached
+            else:
+                info = check_certificate(key_data, username, trust.user_ca_keys, trust.revoked_serials)
+                self._checked = {(username, key_data): info}
         except Refusal as refusal:
             self._refuse(refusal)
             return False
