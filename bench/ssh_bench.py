@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import re
 import datetime as dt
-import statistics
 import subprocess
 import sys
 import tempfile
