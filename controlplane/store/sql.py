@@ -126,7 +126,10 @@ class SqlStore:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("jit_write", True)
+            options = conn.get_execution_options()
+            if options.get("jit_in_tx"):
+                return  # a Tx's Connection: the transaction is already open
+            write = options.get("jit_write", True)
             # On the DBAPI connection: SQLAlchemy's statement path costs ~30 us per transaction here.
             conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
                 "BEGIN IMMEDIATE" if write else "BEGIN")
@@ -158,11 +161,9 @@ class SqlStore:
         """A write transaction: serialized with every other writer, committed on success."""
         with self._write_lock:
             try:
-                with self.engine.connect().execution_options(jit_write=True) as conn:
-                    with conn.begin():
-                        tx = Tx(conn, self, writable=True)
-                        tx._lock_head()
-                        yield tx
+                with self._transaction(write=True) as tx:
+                    tx._lock_head()
+                    yield tx
             except (OperationalError, self._dbapi_operational) as e:
                 if "locked" in str(e) or "busy" in str(e):
                     raise JitError("store.busy", "the database is busy; try again") from None
@@ -171,29 +172,73 @@ class SqlStore:
     @contextmanager
     def read(self) -> Iterator["Tx"]:
         """A read-only snapshot."""
-        with self.engine.connect().execution_options(jit_write=False) as conn:
-            with conn.begin():
-                yield Tx(conn, self, writable=False)
+        with self._transaction(write=False) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator["Tx"]:
+        """A transaction on a pooled DBAPI connection: BEGIN (SQLite; PostgreSQL's driver begins
+        by itself), then COMMIT on success or ROLLBACK. SQLAlchemy's Connection and transaction
+        objects cost ~30 us per transaction; a Tx builds a Connection only when a statement
+        needs one (`Tx.conn`), and the hot path runs prebuilt statements on the cursor only."""
+        raw = self.engine.raw_connection()
+        try:
+            if self.sqlite:
+                raw.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+            tx = Tx(None, self, writable=write, raw=raw)
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            yield tx
+        except BaseException:
+            tx._end(commit=False)
+            raise
+        tx._end(commit=True)
 
 
 class Tx:
     """The store's operations inside one transaction."""
 
-    def __init__(self, conn: Connection, store: SqlStore, writable: bool) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection | None, store: SqlStore, writable: bool, raw: Any = None) -> None:
+        self._conn = conn
+        self._raw = raw  # the pooled DBAPI connection this transaction runs on (None: `conn`'s)
         self.store = store
         self.writable = writable
         self._head: tuple[int, str] | None = None
         self.appended: list[AuditRecord] = []
-        self.dialect = conn.dialect
+        self.dialect = store.engine.dialect
         self._cur: Any = None
+
+    @property
+    def conn(self) -> Connection:
+        """A SQLAlchemy Connection inside this transaction (made on first use)."""
+        if self._conn is None:
+            # Already in our transaction: the begin hook must not BEGIN again.
+            self._conn = Connection(self.store.engine, connection=self._raw).execution_options(jit_in_tx=True)
+        return self._conn
 
     @property
     def cur(self) -> Any:
         """The DBAPI cursor prebuilt statements run on (inside this transaction)."""
         if self._cur is None:
-            self._cur = dbapi_cursor(self.conn)
+            self._cur = self._raw.cursor() if self._raw is not None else dbapi_cursor(self.conn)
         return self._cur
+
+    def _end(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK on the DBAPI connection, then give it back to the pool."""
+        try:
+            if commit:
+                self._raw.commit()
+            else:
+                self._raw.rollback()
+        finally:
+            if self._cur is not None:
+                self._cur.close()
+            if self._conn is not None:
+                self._conn.close()  # its own transaction object (if any) rolls back: a no-op now
+            else:
+                self._raw.close()
 
     # -- audit chain ----------------------------------------------------------------
 

@@ -177,3 +177,30 @@ def test_a_closed_store_leaves_everything_in_the_database_file(make_core, db_pat
     with sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True) as conn:  # reads the file only
         found = {i for (i,) in conn.execute("SELECT id FROM requests")}
     assert set(ids) <= found
+
+
+# -- transactions on pooled DBAPI connections ------------------------------------------------
+
+def test_a_transaction_is_one_whether_statements_are_prebuilt_or_not(core):
+    """Prebuilt statements (the cursor) and SQLAlchemy ones (`tx.conn`, made on first use) run
+    in one transaction: each sees the other's uncommitted rows, and a failure undoes both."""
+    from sqlalchemy import text
+    rec = dev(core)
+    with pytest.raises(RuntimeError):
+        with core.store.write() as tx:
+            tx.cur.execute("UPDATE requests SET reason = 'changed' WHERE id = ?", (rec.id,))
+            assert tx.conn.execute(text("SELECT reason FROM requests WHERE id = :i"), {"i": rec.id}).scalar() \
+                == "changed"
+            tx.conn.execute(text("UPDATE requests SET message = 'm' WHERE id = :i"), {"i": rec.id})
+            assert tx.get_request(rec.id).message == "m"
+            raise RuntimeError("undo")
+    again = core.get_request("alice", rec.id)
+    assert again.reason == rec.reason and again.message == rec.message
+    with core.store.write() as tx:
+        tx.conn.execute(text("UPDATE requests SET message = 'kept' WHERE id = :i"), {"i": rec.id})
+        tx.cur.execute("UPDATE requests SET reason = 'kept too' WHERE id = ?", (rec.id,))
+    kept = core.get_request("alice", rec.id)
+    assert (kept.message, kept.reason) == ("kept", "kept too")
+    with core.store.read() as tx:  # a read sees committed data only, through either path
+        assert tx.conn.execute(text("SELECT count(*) FROM requests")).scalar() == 1
+        assert tx.get_request(rec.id).message == "kept"
