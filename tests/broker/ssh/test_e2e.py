@@ -488,3 +488,44 @@ def test_sessions_watch_follows_a_live_session(stack: SshStack, tmp_path: Path) 
                             "--data-dir", str(stack.broker_dir)], env=stack.cp.cli_env("alice"),
                            capture_output=True, timeout=60)
     assert other.returncode == 1 and b"watch-1" not in other.stdout, other.stderr
+
+
+def test_two_brokers_share_one_control_plane(stack: SshStack, tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    from tests.cluster import REPO
+
+    data = tmp_path / "broker-2"
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ssh-broker", "--listen", "127.0.0.1:0",
+                             "--identity", str(stack.cp.identity("broker")), "--server", stack.cp.address,
+                             "--data-dir", str(data)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ})
+    try:
+        port = int(wait_for(lambda: (data / "listen.addr").exists() and (data / "listen.addr").read_text())
+                   .strip().rsplit(":", 1)[1])
+        known = tmp_path / "known_hosts_2"
+        known.write_text(f"[127.0.0.1]:{port} {(data / 'ssh_host_ed25519_key.pub').read_text().strip()}\n")
+        grant = stack.grant("alice", "web-01")
+        key = stack.user_key("alice", grant.id)
+        opts = [o if not o.startswith("UserKnownHostsFile=") else f"UserKnownHostsFile={known}"
+                for o in stack.ssh_options(key)]
+
+        def via_second(*cmd: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(["ssh", "-p", str(port), *opts, "root@web-01@127.0.0.1", *cmd],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        one = subprocess.Popen(stack.ssh_argv(key, "web-01", "echo started; sleep 60"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        two = via_second("echo started; sleep 60")
+        for p in (one, two):
+            assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="both brokers"))
+        for p in (one, two):
+            _, err = p.communicate(timeout=30)
+            assert b"was revoked" in err, err
+        assert {s.end_reason for s in ended_session(stack, grant.id, 2)} == {"revoked"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
