@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import click
 
+from broker.listen_file import publish_listen_address
+
 from cli.client import (
     IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
     server_address, when,
@@ -256,7 +258,7 @@ async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
     click.echo(f"jitgate pg broker on {host}:{port} (TLS {'required' if config.require_tls else 'optional'})",
                err=True)
     addr_file = data / "listen.addr"
-    addr_file.write_text(f"{host}:{port}\n")
+    publish_listen_address(addr_file, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

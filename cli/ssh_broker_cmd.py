@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from broker.listen_file import publish_listen_address
+
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
 
 
@@ -59,7 +61,7 @@ async def _serve(config: object) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     addr_file = config.data_dir / "listen.addr"  # type: ignore[attr-defined]
-    addr_file.write_text(f"{config.listen_host}:{broker.port}\n")  # type: ignore[attr-defined]
+    publish_listen_address(addr_file, config.listen_host, broker.port)  # type: ignore[attr-defined]
     try:
         await stop.wait()
     finally:
