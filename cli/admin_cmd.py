@@ -1,8 +1,9 @@
-"""`jitgate admin issue-identity/ssh-ca`: identities and CA keys.
+"""`jitgate admin issue-identity/ssh-ca/rotate-ssh-ca`: identities and CA keys.
 
-Both work locally against the data directory (the first admin is made this
-way, before anyone can call the server) or, with `--remote`, over gRPC with an
-admin identity.
+The first two work locally against the data directory (the first admin is made
+this way, before anyone can call the server) or, with `--remote`, over gRPC with
+an admin identity. Rotation is local only, with the server stopped: the server
+holds its CAs in memory and one process alone may sign with a CA directory.
 """
 from __future__ import annotations
 
@@ -27,11 +28,16 @@ def _data_dir(value: str | None) -> Any:
     return DataDir(Path(value).expanduser() if value else default_data_dir())
 
 
-def record_identity_issued_locally(data_dir: Any, actor: str, name: str) -> None:
-    """Audit an identity issued without the server, through a short-lived core on the same store."""
+def _local_core(data_dir: Any) -> Any:
+    """A short-lived core on the data directory's store, for audit events written without the server."""
     from controlplane.server import open_core
 
-    core = open_core(data_dir, _NoPolicies(), None, with_recommender=False)
+    return open_core(data_dir, _NoPolicies(), None, with_recommender=False)
+
+
+def record_identity_issued_locally(data_dir: Any, actor: str, name: str) -> None:
+    """Audit an identity issued without the server."""
+    core = _local_core(data_dir)
     try:
         core.record_identity_issued(actor, name)
     finally:
@@ -112,3 +118,44 @@ def ssh_ca(upstream: bool, data_dir: str | None, remote: bool, identity: str | N
     else:
         for line in lines:
             click.echo(line)
+
+
+@admin.command("rotate-ssh-ca")
+@click.option("--upstream", is_flag=True, help="rotate the upstream CA (targets' TrustedUserCAKeys) instead of the user CA")
+@click.option("--drop-old", is_flag=True, help="stop trusting the old key at once (a key believed compromised)")
+@click.option("--data-dir", default=None, help="the server's data directory (default $JITGATE_DATA_DIR or ~/.jitgate)")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def rotate_ssh_ca(upstream: bool, drop_old: bool, data_dir: str | None, output: str) -> None:
+    """Make a new SSH CA signing key; the old one stays trusted until its last certificate expires.
+
+    Run it with the server stopped; brokers pick up the trusted keys when they
+    re-sync with the restarted server. After rotating the upstream CA, put the
+    printed lines in the targets' TrustedUserCAKeys.
+    """
+    from controlplane.identity import open_ssh_cas
+    from controlplane.server import DataDirLock, StartError
+
+    data = _data_dir(data_dir)
+    try:
+        lock = DataDirLock.acquire(data)
+    except StartError as exc:
+        raise click.ClickException(f"{exc}: stop the server before rotating a CA") from None
+    try:
+        user_ca, upstream_ca = open_ssh_cas(data)
+        ca = upstream_ca if upstream else user_ca
+        new_key = ca.rotate(keep_old_trusted=not drop_old)
+        trusted = ca.trusted_public_key_lines()
+        core = _local_core(data)
+        try:
+            core.record_ca_rotated("local-admin", ca.name, new_key, trusted)
+        finally:
+            core.store.close()
+    finally:
+        lock.release()
+    if output == "json":
+        print_json({"ca": ca.name, "new_key": new_key, "trusted": trusted})
+    else:
+        click.echo(f"{ca.name} rotated; it now signs with:\n  {new_key}\ntrusted until their last certificates expire:")
+        for line in trusted:
+            click.echo(f"  {line}")

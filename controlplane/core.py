@@ -1157,6 +1157,14 @@ class AccessCore:
             recs = tx.append_audit_many([("identity.issued", actor, name, {"name": name}, now)])
         self._publish([Change(r.seq, r.type, r.at) for r in recs])
 
+    def record_ca_rotated(self, actor: str, ca_name: str, new_key: str, still_trusted: Sequence[str]) -> None:
+        """Audit an SSH CA rotation: the new signing key and every key still trusted (public lines only)."""
+        now = self.clock()
+        with self.store.write() as tx:
+            recs = tx.append_audit_many([("ca.rotated", actor, ca_name,
+                                          {"ca": ca_name, "new_key": new_key, "trusted": list(still_trusted)}, now)])
+        self._publish([Change(r.seq, r.type, r.at) for r in recs])
+
     def import_history(self, actor: str, rows: Sequence[Any], source: str, sha256: str) -> int:
         """Store past grants from a history file for the duration recommender only, with one
         `history.imported` audit event (row count, file hash) in the same transaction.
