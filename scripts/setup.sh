@@ -24,7 +24,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[test]'
+  # pip's notices go to a log; on failure the log is shown.
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[test]'; } >"$VENV/setup.log" 2>&1; then
+    cat "$VENV/setup.log" >&2
+    echo "setup: installing jitgate into $VENV failed (log above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
