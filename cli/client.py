@@ -195,15 +195,10 @@ def span(d: Any) -> str:
     """A Duration (or timedelta) as `1h30m`."""
     if d is None:
         return ""
+    from policy.durations import format_duration
+
     seconds = int(d.total_seconds()) if isinstance(d, dt.timedelta) else int(d.seconds)
-    if seconds <= 0:
-        return "0s"
-    out = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        n, seconds = divmod(seconds, size)
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)
+    return format_duration(dt.timedelta(seconds=max(seconds, 0)))
 
 
 def parse_span(text: str) -> dt.timedelta:

@@ -260,7 +260,7 @@ def _parse_request(text: str) -> Any:
 def explain(request_arg: str | None, request_opt: str | None, history_path: str | None, model_dir: str | None,
             data_dir: str | None, max_text: str | None, step_text: str, output: str) -> None:
     """Recommend a duration for one request and say why."""
-    from recommend.durations import format_duration
+    from policy.durations import format_duration
     from recommend.history import read_history
     from recommend.serve import Recommender
 

@@ -1,4 +1,7 @@
-"""Durations as people write them (`90s`, `30m`, `1h30m`) and as they read them."""
+"""Durations as people write them (`90s`, `30m`, `1h30m`) and as the explanation shows them.
+
+Written back as `1h30m` text by `policy.format_duration`.
+"""
 from __future__ import annotations
 
 import re
@@ -27,12 +30,3 @@ def format_minutes(minutes: float) -> str:
         return f"{total} min"
     hours, rest = divmod(total, 60)
     return f"{hours} h" if rest == 0 else f"{hours} h {rest} min"
-
-
-def format_duration(value: timedelta) -> str:
-    """`1h30m`-style text, the inverse of parse_duration for whole seconds."""
-    seconds = int(value.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts) or "0s"
