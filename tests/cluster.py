@@ -210,4 +210,34 @@ class ControlPlane:
         self._channels.clear()
 
 
-__all__ = ["ControlPlane", "ControlPlaneError", "REPO"]
+def spawn_broker(cmd: list[str], env: dict[str, str], log_path: Path, addr_file: Path, what: str,
+                 timeout: float = START_TIMEOUT) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a broker subprocess (output appended to `log_path`) and wait for its `listen.addr`.
+
+    Returns the process and the port it listens on; raises with the log tail if it does not start.
+    """
+    addr_file.unlink(missing_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not addr_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise RuntimeError(f"{what} did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.02)
+    return proc, int(addr_file.read_text().strip().rsplit(":", 1)[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM and wait; SIGKILL after `timeout`. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+__all__ = ["ControlPlane", "ControlPlaneError", "REPO", "spawn_broker", "stop_process"]

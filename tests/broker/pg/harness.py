@@ -18,12 +18,9 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -32,17 +29,12 @@ from typing import Any
 import yaml
 from google.protobuf import duration_pb2
 
+from broker.demo_target import free_port
 from jitgate.v1 import access_pb2, types_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import ControlPlane, spawn_broker, stop_process
 
 LOCAL_PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 GRACE = "1s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local_pg_available() -> bool:
@@ -209,7 +201,6 @@ class PgStack:
         self.ca_file = self.tmp / "jitgate-ca.pem"
         self.ca_file.write_bytes(self.cp.ca_pem)
         addr = self.broker_dir / "listen.addr"
-        addr.unlink(missing_ok=True)
         self.broker_log = self.tmp / "pg-broker.log"
         cmd = [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0",
                "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
@@ -220,26 +211,12 @@ class PgStack:
         role_env = "JGT_PRIVATE_DB_" + self.scram_role.upper()
         env[role_env] = (f"postgresql://{self.scram_role}:{self.private_password}@db.invalid/x"
                          f"?sslmode=verify-full&sslrootcert={self.upstream_ca_file}")
-        with open(self.broker_log, "ab") as log:
-            self.broker_proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not addr.exists():
-            if self.broker_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pg broker did not start:\n{self.broker_log.read_text()[-3000:]}")
-            time.sleep(0.02)
-        self.broker_port = int(addr.read_text().strip().rsplit(":", 1)[1])
+        self.broker_proc, self.broker_port = spawn_broker(cmd, env, self.broker_log, addr, "pg broker", timeout=30)
 
     def stop_broker(self) -> int | None:
         if self.broker_proc is None:
             return None
-        if self.broker_proc.poll() is None:
-            self.broker_proc.send_signal(signal.SIGTERM)
-            try:
-                self.broker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.broker_proc.kill()
-                self.broker_proc.wait()
-        code = self.broker_proc.returncode
+        code = stop_process(self.broker_proc)
         self.broker_proc = None
         return code
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from google.protobuf import duration_pb2
 
 from broker.demo_target import DemoTarget
 from jitgate.v1 import access_pb2, types_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import ControlPlane, spawn_broker, stop_process
 
 GRACE = "2s"
 
@@ -110,20 +109,12 @@ class SshStack:
     def start_broker(self) -> None:
         assert self.cp is not None
         addr = self.broker_dir / "listen.addr"
-        addr.unlink(missing_ok=True)
         self.broker_log = self.tmp / "broker.log"
         cmd = [sys.executable, "-m", "cli.main", "ssh-broker", "--listen", "127.0.0.1:0",
                "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
                "--data-dir", str(self.broker_dir), *self._broker_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.broker_log, "ab") as log:
-            self.broker_proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not addr.exists():
-            if self.broker_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"broker did not start:\n{self.broker_log.read_text()[-3000:]}")
-            time.sleep(0.02)
-        self.broker_port = int(addr.read_text().strip().rsplit(":", 1)[1])
+        self.broker_proc, self.broker_port = spawn_broker(cmd, env, self.broker_log, addr, "broker", timeout=30)
         self.broker_host_key = (self.broker_dir / "ssh_host_ed25519_key.pub").read_text().strip()
         self.known_hosts = self.tmp / "known_hosts"
         self.known_hosts.write_text(f"[127.0.0.1]:{self.broker_port} {self.broker_host_key}\n")
@@ -131,14 +122,7 @@ class SshStack:
     def stop_broker(self) -> int | None:
         if self.broker_proc is None:
             return None
-        if self.broker_proc.poll() is None:
-            self.broker_proc.send_signal(signal.SIGTERM)
-            try:
-                self.broker_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.broker_proc.kill()
-                self.broker_proc.wait()
-        code = self.broker_proc.returncode
+        code = stop_process(self.broker_proc)
         self.broker_proc = None
         return code
 
