@@ -5,11 +5,8 @@ short-lived token from `IssueDatabaseToken`, TLS verified against the jitgate CA
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,12 +15,12 @@ from urllib.parse import quote
 
 import click
 
-from broker.listen_file import publish_listen_address
-
 from cli.client import (
     IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
     server_address, when,
 )
+from cli.foreground import run_foreground, serve_until_signal, start_logging
+
 
 def _state(req: Any) -> str:
     from jitgate.v1 import types_pb2
@@ -200,8 +197,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -211,15 +207,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
     except (ConfigError, ValueError, OSError) as exc:
         fail(str(exc))
         return
-    runner = asyncio.run
-    if uvloop:
-        import uvloop as _uvloop
-
-        runner = _uvloop.run
-    try:
-        runner(_serve(config, identity_dir(identity), server_address(server), data))
-    except Exception as exc:  # start-up failures: one plain line
-        fail(f"pg broker stopped: {exc}")
+    run_foreground(_serve(config, identity_dir(identity), server_address(server), data), uvloop, "pg broker")
 
 
 def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
@@ -257,16 +245,9 @@ async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
     gc.freeze()
     click.echo(f"jitgate pg broker on {host}:{port} (TLS {'required' if config.require_tls else 'optional'})",
                err=True)
-    addr_file = data / "listen.addr"
-    publish_listen_address(addr_file, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await serve_until_signal(data / "listen.addr", host, port)
     finally:
-        addr_file.unlink(missing_ok=True)
         await broker.stop()
         await cp.close()
 

@@ -1,16 +1,12 @@
 """`jitgate ssh-broker`: run the SSH broker in the foreground until SIGTERM/SIGINT."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import sys
 
 import click
 
-from broker.listen_file import publish_listen_address
-
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
+from cli.foreground import run_foreground, serve_until_signal, start_logging
 
 
 @click.command("ssh-broker")
@@ -30,23 +26,14 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     """
     from broker.ssh.config import BrokerConfig
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    start_logging(log_level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir)
     except ValueError as exc:
         fail(str(exc))
         return
-    runner = asyncio.run
-    if uvloop:
-        import uvloop as _uvloop
-
-        runner = _uvloop.run
-    try:
-        runner(_serve(config))
-    except Exception as exc:  # start-up failures: one plain line
-        fail(f"ssh broker stopped: {exc}")
+    run_foreground(_serve(config), uvloop, "ssh broker")
 
 
 async def _serve(config: object) -> None:
@@ -56,14 +43,8 @@ async def _serve(config: object) -> None:
     await broker.start()
     click.echo(f"jitgate ssh broker on {config.listen_host}:{broker.port}", err=True)  # type: ignore[attr-defined]
     click.echo(f"host key: {broker.host_key_line}", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    addr_file = config.data_dir / "listen.addr"  # type: ignore[attr-defined]
-    publish_listen_address(addr_file, config.listen_host, broker.port)  # type: ignore[attr-defined]
     try:
-        await stop.wait()
+        await serve_until_signal(config.data_dir / "listen.addr",  # type: ignore[attr-defined]
+                                 config.listen_host, broker.port)  # type: ignore[attr-defined]
     finally:
-        addr_file.unlink(missing_ok=True)
         await broker.stop()
