@@ -61,15 +61,11 @@ def _sftp_server() -> str:
 def make_host_key(path: Path) -> str:
     """Write an Ed25519 host key (OpenSSH format, 0600) unless present; its public line."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ca.keystore import new_openssh_key
 
     if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+        return new_openssh_key(path)
     key = serialization.load_ssh_private_key(path.read_bytes(), None)
     return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                          serialization.PublicFormat.OpenSSH).decode()

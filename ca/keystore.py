@@ -18,6 +18,10 @@ The passphrase comes from, in order:
 
 PKCS#8's PBKDF2 uses few iterations, so the passphrase must be high-entropy
 (the generated one is); a short human passphrase would be guessable offline.
+
+`new_openssh_key` is the one exception: an unencrypted OpenSSH-format key
+(0600) for OpenSSH programs that read it unattended (a user's client key, a
+demo target's host key).
 """
 from __future__ import annotations
 
@@ -147,6 +151,23 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def new_openssh_key(path: Path) -> str:
+    """Write a new Ed25519 key to `path` (OpenSSH format, unencrypted, 0600, never replacing a file).
+
+    Returns its public line (`ssh-ed25519 AAAA...`).
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
 
 
 def read_private_file(path: Path, what: str = "key file") -> bytes:

@@ -44,19 +44,11 @@ def ssh_dir_path(value: str | None) -> Path:
 
 def user_key(directory: Path) -> Path:
     """The user's Ed25519 key (OpenSSH format, 0600), made on first use."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ca.keystore import new_openssh_key
 
     path = directory / "id_ed25519"
     if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        (directory / "id_ed25519.pub").write_bytes(pub + b" jitgate\n")
+        (directory / "id_ed25519.pub").write_text(new_openssh_key(path) + " jitgate\n")
     return path
 
 
