@@ -49,16 +49,6 @@ def _write_demo_policies(source: Path, out: Path, target_address: str, host_key:
     out.write_text("# Written by `jitgate demo` from %s: do not edit.\n%s" % (source, yaml.safe_dump(doc, sort_keys=False)))
 
 
-def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise click.ClickException(f"{what} exited with {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"{what} did not start within {timeout:.0f}s; see {log}")
-        time.sleep(0.05)
-
-
 def _wait_for_port(address: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0) -> None:
     import socket
 

@@ -128,12 +128,6 @@ def is_bool(value: Any) -> bool:
 
 # --- static checks ---------------------------------------------------------
 
-def _token_pos(tree: lark.Tree) -> tuple[int, int]:
-    for tok in tree.scan_values(lambda v: isinstance(v, lark.Token)):
-        return tok.line or 1, tok.column or 1
-    return 1, 1
-
-
 def check_names(ast: lark.Tree) -> None:
     """Unknown top-level names and unknown fields of request/user/resource/history fail here."""
     bound: set[str] = set()
@@ -177,9 +171,6 @@ def _root_ident(tree: Any) -> str | None:
     if _is_plain_ident(tree):
         return str(tree.children[0].children[0].children[0])
     return None
-
-
-_LITERAL_KINDS = (("true", "bool"), ("false", "bool"), ("null", "null"))
 
 
 def unwrap(tree: Any) -> Any:

@@ -47,7 +47,6 @@ _FLIP = {"relation_eq": "relation_eq", "relation_ne": "relation_ne", "relation_l
          "relation_le": "relation_ge", "relation_gt": "relation_lt", "relation_ge": "relation_le"}
 
 RESOURCE_FIELDS = ("kind", "name", "label", "has_label")
-REQUEST_FIELDS = ("emergency", "login", "role", "user", "group", "cmp")
 
 
 @dataclass(frozen=True)

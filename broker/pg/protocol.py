@@ -335,12 +335,6 @@ def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
     return password_message(mechanism.encode() + b"\x00" + _I32.pack(len(data)) + data)
 
 
-def parse_parameter_status(body: bytes) -> tuple[str, str]:
-    name, _, rest = body.partition(b"\x00")
-    value, _, _ = rest.partition(b"\x00")
-    return name.decode("utf-8", "replace"), value.decode("utf-8", "replace")
-
-
 def cstring(body: bytes | memoryview, pos: int) -> tuple[bytes, int]:
     """The NUL-terminated string at `pos` and the position after its NUL."""
     raw = bytes(body)
@@ -348,26 +342,6 @@ def cstring(body: bytes | memoryview, pos: int) -> tuple[bytes, int]:
     if end < 0:
         raise ProtocolError("string is not NUL-terminated")
     return raw[pos:end], end + 1
-
-
-def parse_query(body: bytes) -> str:
-    """Query ('Q') body -> SQL text."""
-    text, _ = cstring(body, 0)
-    return text.decode("utf-8", "replace")
-
-
-def parse_parse(body: bytes) -> tuple[bytes, str]:
-    """Parse ('P') body -> (statement name, SQL text)."""
-    name, pos = cstring(body, 0)
-    text, _ = cstring(body, pos)
-    return name, text.decode("utf-8", "replace")
-
-
-def parse_bind_names(body: bytes) -> tuple[bytes, bytes]:
-    """Bind ('B') body -> (portal name, statement name), the cheap part."""
-    portal, pos = cstring(body, 0)
-    stmt, _ = cstring(body, pos)
-    return portal, stmt
 
 
 _BINARY_DECODERS: dict[int, Callable[[bytes], str]] = {
@@ -441,11 +415,6 @@ def parse_bind_parameters(body: bytes, types: list[int] | None = None) -> list[s
         return out
     except struct.error:
         raise ProtocolError("malformed Bind message") from None
-
-
-def parse_execute_portal(body: bytes) -> bytes:
-    portal, _ = cstring(body, 0)
-    return portal
 
 
 def rows_from_tag(tag: str) -> int | None:
