@@ -7,7 +7,7 @@ Nothing here touches a socket. Three pieces:
 - `MessageReader`: typed messages (`type byte, int32 length, body`) for the
   login phase, where every message is looked at.
 - builders (`error_response`, `notice_response`, `auth_request`, ...) and
-  parsers (`parse_error_fields`, `parse_bind`, ...) of single messages.
+  parsers (`parse_error_fields`, `parse_bind_parameters`, ...) of single messages.
 
 The relay's framing (look at headers only, copy nothing) is in `tracker.py`.
 """
