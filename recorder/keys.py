@@ -7,27 +7,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ca.keystore import write_private_file
 from recorder.events import RecordingError
 
 PRIVATE_NAME = "recorder_key.pem"
 PUBLIC_NAME = "recorder_key.pub"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write the key whole under a temporary name, then link it into place: readers never
-    see a half-written key, and of two processes racing to create it exactly one wins
-    (FileExistsError for the other). 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
 
 
 def load_or_create_signing_key(key_dir: Path, passphrase: bytes) -> Ed25519PrivateKey:
@@ -44,7 +28,9 @@ def load_or_create_signing_key(key_dir: Path, passphrase: bytes) -> Ed25519Priva
             serialization.BestAvailableEncryption(passphrase),
         )
         try:
-            _write_private(private_path, pem)
+            # Written whole, then linked into place: readers never see a half-written key, and of
+            # two processes racing to create it exactly one wins (FileExistsError for the other).
+            write_private_file(private_path, pem, exclusive=True)
         except FileExistsError:
             pass  # another process created it first: load theirs
         else:
