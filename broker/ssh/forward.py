@@ -11,25 +11,21 @@ never relayed.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
 import asyncssh
 
 from broker.cpclient import Authorization, ControlPlaneError
-from broker.monitor import Cut, SessionMonitor
+from broker.monitor import Cut, SessionMonitor, utcnow
+from broker.ssh.relay import seal_recording
 from broker.ssh.upstream import UpstreamError, connect_upstream
-from recorder import EndReason, Kind, RecordingError, RecordingWriter
+from recorder import Kind, RecordingError, RecordingWriter
 
 if TYPE_CHECKING:
     from broker.ssh.server import BrokerConnection, SSHBroker
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class _UpstreamTCP(asyncssh.SSHTCPSession):
@@ -204,13 +200,6 @@ class ForwardSession(asyncssh.SSHTCPSession):
         self._broker.sessions.discard(self)  # type: ignore[arg-type]
         if self.monitor is not None:
             self.monitor.close()
-        ref = final_hash = ""
-        if self.recording is not None:
-            try:
-                seal = await self.recording.close(EndReason(self.end_reason))
-                ref, final_hash = self.recording.ref, seal.final_hash
-            except (RecordingError, OSError, ValueError) as exc:
-                log.error("cannot seal recording of session %s: %s", self.auth.session_id, exc)
-                ref = self.recording.ref
+        ref, final_hash = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
         await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
                                       ref, final_hash, self.last_activity)

@@ -16,7 +16,6 @@ flushed, then disconnects.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from broker.cpclient import Authorization, ControlPlaneError, SshCredential
-from broker.monitor import Cut, SessionMonitor
+from broker.monitor import Cut, SessionMonitor, utcnow
 from broker.ssh.sftp import SftpLog
 from broker.ssh.upstream import UpstreamError, connect_upstream
 from recorder import EndReason, ExecExit, Kind, RecordingError, RecordingWriter
@@ -42,8 +41,19 @@ CUT_FLUSH_TIMEOUT = 1.0
 FINISH_DELAY_AFTER_CUT = (0.2, 1.0)  # seconds, uniform
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+async def seal_recording(recording: RecordingWriter | None, reason: str, session_id: str) -> tuple[str, str]:
+    """Close `recording` with end `reason`: its (ref, final hash); ("", "") when there is none.
+
+    A recording that cannot be sealed is logged, and its ref still reported (with no hash).
+    """
+    if recording is None:
+        return "", ""
+    try:
+        seal = await recording.close(EndReason(reason))
+        return recording.ref, seal.final_hash
+    except (RecordingError, OSError, ValueError) as exc:
+        log.error("cannot seal recording of session %s: %s", session_id, exc)
+        return recording.ref, ""
 
 
 class UpstreamSession(asyncssh.SSHClientSession):
@@ -424,15 +434,8 @@ class BrokerSession(asyncssh.SSHServerSession):
         self._broker.sessions.discard(self)
         if self.monitor is not None:
             self.monitor.close()
-        ref = final_hash = ""
-        if self.recording is not None:
-            if self._sftp is not None and self.recording.error is None:
-                self._sftp.close()
-            try:
-                seal = await self.recording.close(EndReason(self.end_reason))
-                ref, final_hash = self.recording.ref, seal.final_hash
-            except (RecordingError, OSError, ValueError) as exc:
-                log.error("cannot seal recording of session %s: %s", self.auth.session_id, exc)
-                ref = self.recording.ref
+        if self.recording is not None and self._sftp is not None and self.recording.error is None:
+            self._sftp.close()
+        ref, final_hash = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
         await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
                                       ref, final_hash, self.last_activity)
