@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
 from cli.foreground import run_foreground, serve_until_signal, start_logging
+
+if TYPE_CHECKING:
+    from broker.ssh.config import BrokerConfig
 
 
 @click.command("ssh-broker")
@@ -36,15 +40,14 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     run_foreground(_serve(config), uvloop, "ssh broker")
 
 
-async def _serve(config: object) -> None:
+async def _serve(config: BrokerConfig) -> None:
     from broker.ssh.server import SSHBroker
 
-    broker = SSHBroker(config)  # type: ignore[arg-type]
+    broker = SSHBroker(config)
     await broker.start()
-    click.echo(f"jitgate ssh broker on {config.listen_host}:{broker.port}", err=True)  # type: ignore[attr-defined]
+    click.echo(f"jitgate ssh broker on {config.listen_host}:{broker.port}", err=True)
     click.echo(f"host key: {broker.host_key_line}", err=True)
     try:
-        await serve_until_signal(config.data_dir / "listen.addr",  # type: ignore[attr-defined]
-                                 config.listen_host, broker.port)  # type: ignore[attr-defined]
+        await serve_until_signal(config.data_dir / "listen.addr", config.listen_host, broker.port)
     finally:
         await broker.stop()
