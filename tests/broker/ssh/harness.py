@@ -133,7 +133,11 @@ class SshStack:
             self.cp.stop()
 
     def __enter__(self) -> SshStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # what did start (target, control plane) must not outlive a failed start
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
