@@ -166,7 +166,7 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         _wait_for_port(f"127.0.0.1:{ssh_port}", ssh_broker, "the SSH broker", ssh_log)
         _wait_for_port(f"127.0.0.1:{pg_port}", pg_broker, "the PostgreSQL broker", pg_log)
 
-        jg = "jitgate" if Path(sys.argv[0]).name == "jitgate" else f"{sys.executable} -m cli.main"
+        jg = sys.argv[0] if Path(sys.argv[0]).name == "jitgate" else f"{sys.executable} -m cli.main"
         click.echo(f"""
 jitgate demo is running (data in {data}, logs in {logs}):
   control plane     {server_address}   (mTLS; policies {served})
