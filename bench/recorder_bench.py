@@ -38,6 +38,16 @@ async def terminal(store: FileRecordingStore, session: str, chunks: list[bytes])
     return hot, time.perf_counter() - start
 
 
+async def exec_out(store: FileRecordingStore, session: str, chunks: list[bytes]) -> float:
+    w = store.create(session, Kind.EXEC, {"bench": True}, command="cat /bulk")
+    start = time.perf_counter()
+    for c in chunks:
+        w.write_output(c)
+    hot = time.perf_counter() - start
+    await w.close()
+    return hot
+
+
 async def db(store: FileRecordingStore, session: str, n: int) -> float:
     w = store.create(session, Kind.DB, {"bench": True})
     now = time.time()
@@ -94,6 +104,16 @@ def main() -> None:
                   f"({mb / hot:7.1f} MB/s, {hot / n * 1e6:.2f} µs/event; with close+fsync "
                   f"{n / total:,.0f} ev/s) | baseline file.write {n / base:>11,.0f} ev/s "
                   f"({mb / base:7.1f} MB/s) | ratio writer/baseline {base / hot:.3f}x")
+        n = args.events // 10
+        for name, chunk in (("text", (b"x" * 62 + b"\n") * 512), ("zeros", bytes(32768)),
+                            ("random", os.urandom(32768))):
+            chunks = [chunk] * n
+            base = min(baseline(Path(tmp) / f"base-exec-{name}-{r}", chunks) for r in range(args.repeat))
+            hot = min(asyncio.run(exec_out(store, f"x{name}-{r}", chunks)) for r in range(args.repeat))
+            mb = n * len(chunk) / 1e6
+            print(f"exec stdout, 32 KiB chunks of {name:<6}: writer {mb / hot:7.1f} MB/s "
+                  f"({hot / n * 1e6:.1f} µs/chunk) | baseline file.write {mb / base:7.1f} MB/s "
+                  f"| ratio writer/baseline {base / hot:.3f}x")
         n = args.events // 2
         hot = statistics.median(asyncio.run(db(store, f"db-{r}", n)) for r in range(args.repeat))
         print(f"database statements (extended, 1 param): writer {n / hot:,.0f} statements/s "

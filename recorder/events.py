@@ -1,7 +1,10 @@
 """What a recording holds: its kind, header and the typed events of each kind.
 
 Terminal recordings are asciicast v2 lines (`[t, code, data]`); exec, sftp and
-database recordings are JSON lines (`{"t": ..., "type": ..., ...}`). The command
+database recordings are JSON lines (`{"t": ..., "type": ..., ...}`). Exec data
+is always base64 (`{"t":..,"type":"stdout","b64":".."}`): bulk output costs a
+fixed 4/3 and is built without a JSON encoder, where JSON escaping turned each
+NUL byte into six characters. The command
 of a terminal or exec session is in the header, not an event. Every event
 class here turns itself into that record (`to_record`) and back (`event_from_*`).
 `t` is seconds since the recording started; the writer fills it when left None.
@@ -9,6 +12,7 @@ class here turns itself into that record (`to_record`) and back (`event_from_*`)
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 import json
 import re
@@ -60,7 +64,7 @@ class TerminalEvent:
 
 @dataclass(slots=True)
 class ExecData:
-    """Bytes on one stream of an exec session; kept exact (base64 when not UTF-8)."""
+    """Bytes on one stream of an exec session; kept exact (always base64 in the file)."""
 
     stream: str  # "stdin" | "stdout" | "stderr"
     data: bytes
@@ -74,12 +78,24 @@ class ExecData:
         return self.data.decode("utf-8", "replace")
 
     def to_record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {"t": self.t, "type": self.stream}
-        try:
-            rec["data"] = self.data.decode("utf-8")
-        except UnicodeDecodeError:
-            rec["b64"] = base64.b64encode(self.data).decode("ascii")
-        return rec
+        return {"t": self.t, "type": self.stream, "b64": base64.b64encode(self.data).decode("ascii")}
+
+    def to_line_bytes(self) -> bytes:
+        """`to_record` as one JSON line, encoded: built directly because this runs once
+        per chunk of bulk output, and base64 needs no JSON escaping."""
+        return exec_line(self.stream, 0.0 if self.t is None else float(self.t), self.data)
+
+
+_EXEC_PREFIX = {s: f',"type":"{s}","b64":"'.encode("ascii") for s in ("stdin", "stdout", "stderr")}
+
+
+def exec_line(stream: str, t: float, data: bytes) -> bytes:
+    """The data-file line of one exec chunk (without newline): the exact bytes the chain hashes."""
+    prefix = _EXEC_PREFIX.get(stream)
+    if prefix is None:
+        raise RecordingError(f"unknown exec stream `{stream}`")
+    return b"".join((b'{"t":', repr(t).encode("ascii"), prefix,
+                     base64.b64encode(data), b'"}'))
 
 
 @dataclass(slots=True)
@@ -231,8 +247,7 @@ def event_from_record(rec: Any) -> RecordEvent:
     t = rec.get("t")
     try:
         if kind in ("stdin", "stdout", "stderr"):
-            raw = base64.b64decode(rec["b64"]) if "b64" in rec else rec["data"].encode("utf-8")
-            return ExecData(stream=kind, data=raw, t=t)
+            return ExecData(stream=kind, data=base64.b64decode(rec["b64"], validate=True), t=t)
         if kind == "exit":
             return ExecExit(status=rec.get("status"), signal=rec.get("signal"), t=t)
         if kind == "sftp":
@@ -248,7 +263,7 @@ def event_from_record(rec: Any) -> RecordEvent:
                                protocol=rec.get("protocol", "simple"), t=t)
         if kind == "note":
             return Note(text=rec["text"], t=t)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise ValueError(f"malformed `{kind}` record: {exc}") from None
     raise ValueError(f"unknown event type `{kind}`")
 

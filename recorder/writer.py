@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from recorder import chain
 from recorder.events import (
     DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
-    SftpOp, TerminalEvent,
+    SftpOp, TerminalEvent, exec_line,
 )
 from recorder.header import RecordingHeader
 
@@ -219,7 +219,9 @@ class RecordingWriter:
                 self.bytes_in += len(event.data)
             else:
                 self.bytes_out += len(event.data)
-        elif isinstance(event, SftpOp):
+            self._add_raw(event.to_line_bytes(), now)
+            return
+        if isinstance(event, SftpOp):
             if event.op == "write":
                 self.bytes_in += event.bytes
             elif event.op == "read":
@@ -231,8 +233,7 @@ class RecordingWriter:
         self._add(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), now)
 
     def _write_exec(self, stream: str, data: bytes, now: float) -> None:
-        ev = ExecData(stream=stream, data=data, t=round(now - self._t0, 6))
-        self._add(json.dumps(ev.to_record(), ensure_ascii=False, separators=(",", ":")), now)
+        self._add_raw(exec_line(stream, round(now - self._t0, 6), data), now)
 
     def _check(self) -> None:
         if self._error is not None:
@@ -241,7 +242,10 @@ class RecordingWriter:
             raise RecordingError(f"recording {self.ref} is closed")
 
     def _add(self, line: str, now: float) -> None:
-        raw = line.encode("utf-8")
+        self._add_raw(line.encode("utf-8"), now)
+
+    def _add_raw(self, raw: bytes, now: float) -> None:
+        """Chain and buffer one encoded line: the hash covers exactly these bytes."""
         self._hash = chain.link(self._hash, raw)
         self._data.append(raw)
         self._chain.append(self._hash.hex())

@@ -6,6 +6,7 @@ and pin a wrong host key for `badkey`; grace is 2 s so expiry tests are short.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -83,8 +84,8 @@ def test_exec_relays_stdin_stdout_stderr_and_exit_status(stack: SshStack, alice:
                (stack.broker_dir / "recordings" / session.recording_ref / "events.jsonl").read_text().splitlines()]
     by_type = {r.get("type"): r for r in records[1:]}
     assert records[0]["command"] == "cat; echo to-stderr >&2; exit 7"
-    assert by_type["stdin"]["data"] == "hello through the broker\n"
-    assert by_type["stderr"]["data"] == "to-stderr\n"
+    assert base64.b64decode(by_type["stdin"]["b64"]) == b"hello through the broker\n"
+    assert base64.b64decode(by_type["stderr"]["b64"]) == b"to-stderr\n"
     assert by_type["exit"]["status"] == 7
 
 
