@@ -251,9 +251,11 @@ class RecordingWriter:
         self._chain.append(self._hash.hex())
         self._pending += len(raw)
         self._events += 1
-        if self._pending >= self._max_buffer or now - self._last_flush >= self._interval:
+        if self._pending >= self._max_buffer or (self._loop is None and now - self._last_flush >= self._interval):
             self.flush()
         elif self._timer is None and self._loop is not None:
+            # On a loop, the timer bounds the loss at `flush_interval` and keeps write
+            # syscalls off the path of whatever produced the event.
             self._timer = self._loop.call_later(self._interval, self._timed_flush)
 
     # ------------------------------------------------------------ flushing

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -38,7 +37,6 @@ CLIENT_EXIT = "client_exit"
 ERROR = "error"
 # How long a cut waits for the user's client to acknowledge the final line.
 CUT_FLUSH_TIMEOUT = 1.0
-FINISH_DELAY_AFTER_CUT = (0.2, 1.0)  # seconds, uniform
 
 
 async def seal_recording(recording: RecordingWriter | None, reason: str, session_id: str) -> tuple[str, str]:
@@ -385,19 +383,26 @@ class BrokerSession(asyncssh.SSHServerSession):
         if self._cutting or self._finished:
             return
         self._cutting = True
+        with self._broker.cutting():
+            await self._cut_user_side(cut)
+
+    async def _cut_user_side(self, cut: Cut) -> None:
+        """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
         self.end_reason = cut.reason
         if self.monitor is not None:
             late = (utcnow() - self.monitor.deadline).total_seconds() * 1000
             log.info("session %s cut (%s), %.0f ms after its deadline", self.auth.session_id if self.auth else "?",
                      cut.reason, late)
-        self._line(cut.message)
+        chan = self._chan
+        # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
+        # the same second, sends are most of what a cut costs.
+        with self._conn.corked():
+            self._line(cut.message)
+            if chan is not None:
+                chan.close()  # sends the line first, then CHANNEL_CLOSE
         if self.recording is not None and self.recording.error is None:
             self.recording.mark(cut.message)
-        if self._up_conn is not None:
-            self._up_conn.close()
-        chan = self._chan
         if chan is not None:
-            chan.close()  # sends the line first, then CHANNEL_CLOSE
             try:
                 await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
             except (asyncio.TimeoutError, OSError):
@@ -414,7 +419,9 @@ class BrokerSession(asyncssh.SSHServerSession):
     # -------------------------------------------------------- end
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._up_conn is not None:
+        # After a cut the target side is closed by `_finish`, once the other cuts went out:
+        # nothing is relayed once `_cutting` is set.
+        if self._up_conn is not None and not self._cutting:
             self._up_conn.close()
         if self.auth is not None and not self._finished:
             self._broker.spawn(self._finish())
@@ -428,9 +435,9 @@ class BrokerSession(asyncssh.SSHServerSession):
             return
         self._finished = True
         if self._cutting:
-            # Many grants may end in the same second: let every cut start before the
-            # bookkeeping (seal, report) of the first ones takes the CPU.
-            await asyncio.sleep(random.uniform(*FINISH_DELAY_AFTER_CUT))
+            await self._broker.after_cuts()
+            if self._up_conn is not None:
+                self._up_conn.close()
         self._broker.sessions.discard(self)
         if self.monitor is not None:
             self.monitor.close()

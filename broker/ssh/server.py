@@ -16,9 +16,11 @@ plane. Each session channel is then authorized, relayed and recorded by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Coroutine
+import socket
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import asyncssh
@@ -46,6 +48,8 @@ _TRUST_EVENTS = ("revoked", "ca.", "rotat", "trust", "certificate")
 USER_CIPHERS = tuple(c for c in FAST_CIPHERS if not c.startswith("chacha20"))
 # Back-off of ReportSessionEnd while the control plane is unreachable (about 10 minutes in
 # all); a re-sync of the event watch (the control plane is back) retries at once.
+# How long the bookkeeping of ended sessions yields to cuts still under way, at most.
+CUT_QUIET_LIMIT = 5.0
 REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
 
 
@@ -83,6 +87,9 @@ class SSHBroker:
         self._periodic_task: asyncio.Task[Any] | None = None
         self._trust_lock = asyncio.Lock()
         self._cp_back = asyncio.Event()  # set (and replaced) at each watch re-sync
+        self._cuts = 0  # cuts under way (line sent, waiting for the client to close)
+        self._no_cuts = asyncio.Event()
+        self._no_cuts.set()
 
     # -------------------------------------------------------- life cycle
 
@@ -139,6 +146,32 @@ class SSHBroker:
         for t in self._tasks:
             t.cancel()
         await self.cp.close()
+
+    # -------------------------------------------------------- cuts first, bookkeeping after
+
+    @contextlib.contextmanager
+    def cutting(self) -> Iterator[None]:
+        """Mark one cut under way (see `after_cuts`)."""
+        self._cuts += 1
+        self._no_cuts.clear()
+        try:
+            yield
+        finally:
+            self._cuts -= 1
+            if not self._cuts:
+                self._no_cuts.set()
+
+    async def after_cuts(self) -> None:
+        """Until no cut is under way (at most CUT_QUIET_LIMIT seconds).
+
+        When many grants end in the same second, sealing recordings, reporting
+        and closing target connections wait here so that every user's cut goes
+        out first.
+        """
+        try:
+            await asyncio.wait_for(self._no_cuts.wait(), CUT_QUIET_LIMIT)
+        except asyncio.TimeoutError:
+            pass
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a task the broker owns (kept referenced, errors logged)."""
@@ -262,6 +295,23 @@ class BrokerConnection(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold this connection's small writes back (TCP_CORK) and send them as one segment on exit."""
+        sock = self.conn.get_extra_info("socket") if self.conn is not None else None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            sock = None  # not TCP, or not Linux: the writes simply go one by one
+        try:
+            yield
+        finally:
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+                except OSError:
+                    pass
 
     def disconnect(self, reason: str) -> None:
         if self.conn is not None:

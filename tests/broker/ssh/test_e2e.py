@@ -238,6 +238,28 @@ def test_revocation_cuts_live_session(stack: SshStack) -> None:
     print(f"revocation to disconnect: {elapsed * 1000:.0f} ms")
 
 
+def connections_to(port: int) -> int:
+    """ESTABLISHED TCP connections (IPv4 loopback) whose remote end is `port`, from /proc/net/tcp."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2].endswith(f":{port:04X}") and row.split()[3] == "01")
+
+
+def test_cut_closes_the_target_side_too(stack: SshStack) -> None:
+    # The broker closes its own connection to the target after the user's cut went out
+    # (so that a burst of cuts is not slowed by target teardowns); it must still close it.
+    before = connections_to(stack.target.port)
+    grant = stack.grant("bob", "web-02")
+    key = stack.user_key("bob", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-02", "echo started; sleep 60"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+    assert connections_to(stack.target.port) == before + 1
+    stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="target side"))
+    proc.communicate(timeout=30)
+    assert wait_for(lambda: connections_to(stack.target.port) == before, timeout=10)
+    assert ended_session(stack, grant.id)[0].end_reason == "revoked"
+
+
 # ------------------------------------------------------------------ refusals
 
 
