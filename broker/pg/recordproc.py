@@ -23,7 +23,7 @@ import struct
 import sys
 from typing import Any
 
-from broker.pg.tracker import decode_statement
+from broker.pg.tracker import statement_lines
 from recorder import EndReason, FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
 
 _LEN = struct.Struct("!I")
@@ -71,8 +71,7 @@ class _Child:
                 if writer is None:
                     continue
                 try:
-                    for raw in raws:
-                        writer.write_event(decode_statement(raw))
+                    writer.write_statement_lines(statement_lines(raws, writer.header.started_at))
                 except RecordingError as exc:
                     self.fail(sid, exc)
         elif op == "open":

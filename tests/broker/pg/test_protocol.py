@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from broker.pg import protocol as p
 from broker.pg.config import parse_user
 from broker.pg.credentials import CredentialError, resolve_login
-from broker.pg.tracker import StatementTracker, Walker, decode_statement
+from broker.pg.tracker import StatementTracker, Walker, decode_statement, statement_lines
 
 
 def msg(kind: bytes, body: bytes = b"") -> bytes:
@@ -325,3 +325,35 @@ def test_unanswered_statements_are_recorded_when_the_session_ends() -> None:
     [r] = [decode_statement(x) for x in t.take_completed()]
     assert (r.text, r.error_sqlstate, r.error_message) == ("select pg_sleep(60)", "57P01", "cut")
     assert t.in_flight == 0
+
+
+def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
+    # The recording process writes `statement_lines`; replay reads them as DbStatements.
+    # Every shape of statement must come out as `decode_statement(raw).to_line()` would.
+    t = StatementTracker()
+    t.from_client(msg(b"Q", cstr("select 1")))
+    t.from_server(msg(b"T", b"...") + ROW + ROW + msg(b"C", cstr("SELECT 2")) + ready())
+    t.from_client(msg(b"Q", cstr("begin")))
+    t.from_server(msg(b"C", cstr("BEGIN")) + ready())
+    t.from_client(msg(b"Q", cstr("fetch 2 from c")))  # a tag without a count: the DataRows count
+    t.from_server(ROW + ROW + msg(b"C", cstr("FETCH")) + ready())
+    t.from_client(msg(b"Q", cstr("select 'é\"\\\n'; update x set a = 1")))  # two commands, escapes
+    t.from_server(ROW + msg(b"C", cstr("SELECT 1")) + msg(b"C", cstr("UPDATE 3")) + ready())
+    t.from_client(msg(b"Q", cstr("insert into x values (1)")))
+    t.from_server(msg(b"E", b"SERROR\x00C42501\x00Mpermission denied\x00\x00") + ready())
+    t.from_client(msg(b"Q", cstr("copy t from stdin")))
+    t.from_server(msg(b"G", b"\x00\x00\x00"))
+    t.from_client(msg(b"d", b"1\n") + msg(b"c"))
+    t.from_server(msg(b"C", cstr("COPY 1")) + ready())
+    t.from_client(msg(b"P", cstr("s1") + cstr("select $1::int") + b"\x00\x00") + bind("s1", "7") + execute()
+                  + msg(b"S"))
+    t.from_server(msg(b"1") + msg(b"2") + ROW + msg(b"C", cstr("SELECT 1")) + ready())
+    raws = t.take_completed()
+    assert len(raws) == 7
+    start = raws[0][3] - 2.5
+    lines = list(statement_lines(raws, start))
+    for raw, (line, text_len) in zip(raws, lines):
+        event = decode_statement(raw)
+        event.t = round(max(0.0, event.started_at - start), 6)
+        assert line == event.to_line().encode("utf-8")
+        assert text_len == len(event.text.encode("utf-8"))
