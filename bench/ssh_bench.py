@@ -9,7 +9,7 @@ All on loopback, in one run, each figure beside its baseline:
 - sessions whose grants all end in the same second: lateness of the cut (p50/p99) after expires_at;
 - revocation to disconnect (p50/p99).
 
-    .venv/bin/python bench/ssh_bench.py [--mb 200] [--rtt 300] [--sessions 100] [--expiring 50] [--revoked 50]
+    .venv/bin/python bench/ssh_bench.py [--mb 200] [--rtt 300] [--sessions 500] [--expiring 500] [--revoked 50]
 """
 from __future__ import annotations
 
@@ -241,8 +241,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rtt", type=int, default=300)
-    parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--expiring", type=int, default=50)
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--expiring", type=int, default=500)
     parser.add_argument("--revoked", type=int, default=50)
     parser.add_argument("--no-uvloop", action="store_true", help="run the broker on plain asyncio")
     args = parser.parse_args()
