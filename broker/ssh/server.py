@@ -46,10 +46,10 @@ _TRUST_EVENTS = ("revoked", "ca.", "rotat", "trust", "certificate")
 # passes (about 20% less bulk throughput through the broker, bench/ssh_bench.py): the broker offers
 # AES-GCM (and AES-CTR for old clients) only.
 USER_CIPHERS = tuple(c for c in FAST_CIPHERS if not c.startswith("chacha20"))
-# Back-off of ReportSessionEnd while the control plane is unreachable (about 10 minutes in
-# all); a re-sync of the event watch (the control plane is back) retries at once.
 # How long the bookkeeping of ended sessions yields to cuts still under way, at most.
 CUT_QUIET_LIMIT = 5.0
+# Back-off of ReportSessionEnd while the control plane is unreachable (about 10 minutes in
+# all); a re-sync of the event watch (the control plane is back) retries at once.
 REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
 
 

@@ -269,3 +269,28 @@ def test_fast_statement_line_equals_json_of_its_record(text, params, rows, tag, 
     ev = DbStatement(text=text, parameters=params, rows=rows, command_tag=tag, error_sqlstate=state,
                      error_message=message, started_at=started, duration_ms=duration, protocol="extended", t=t)
     assert json.loads(ev.to_line()) == json.loads(json.dumps(ev.to_record()))
+
+
+def test_statement_lines_in_bulk_read_back_and_verify(store: FileRecordingStore) -> None:
+    from recorder.events import statement_line, statement_tail
+
+    w = store.create("bulk", Kind.DB, {"user": "alice"})
+    start = w.header.started_at
+    w.write_event(DbStatement(text="begin", started_at=start + 0.5, duration_ms=0.2, command_tag="BEGIN"))
+    lines = [(statement_line(1.0 + i, "simple", f"select {i} -- é", start + 1.0 + i, 0.125,
+                             statement_tail(None, 1, "SELECT 1", None, None)).encode(), len(f"select {i} -- é".encode()))
+             for i in range(3)]
+    w.write_statement_lines(lines)
+    w.write_statement_lines([])
+    w.close_sync()
+    events = list(store.open(w.ref).events())
+    assert [e.text for e in events] == ["begin", "select 0 -- é", "select 1 -- é", "select 2 -- é"]
+    assert [(e.t, e.rows, e.command_tag, e.duration_ms) for e in events[1:]] == [
+        (1.0, 1, "SELECT 1", 0.125), (2.0, 1, "SELECT 1", 0.125), (3.0, 1, "SELECT 1", 0.125)]
+    result = store.verify(w.ref)
+    assert result.ok and result.seal.events == 4
+    assert result.seal.bytes_in == len(b"begin") + sum(n for _, n in lines)
+    terminal = store.create("not-db", Kind.TERMINAL, {})
+    with pytest.raises(RecordingError, match="do not belong"):
+        terminal.write_statement_lines(lines)
+    terminal.close_sync()
