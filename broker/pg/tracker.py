@@ -281,6 +281,14 @@ class StatementTracker:
     def from_server(self, data: bytes) -> None:
         """One chunk from the upstream (ProtocolError on a message length below 4)."""
         n = len(data)
+        # Fast path: one CommandComplete then ReadyForQuery, the whole answer to most
+        # statements of a write workload (INSERT, UPDATE, BEGIN, COMMIT).
+        if n > 11 and data[0] == B_COMPLETE and not self._s_skip and self._s_part is None:
+            end = 1 + _unpack_u32(data, 1)[0]
+            if end + 6 == n and data[end] == B_READY and end >= 5 and data[end + 1:end + 5] == b"\x00\x00\x00\x05":
+                self._complete(data[5:end])
+                self._ready()
+                return
         p = 0
         if self._s_skip:
             if self._s_skip >= n:

@@ -277,9 +277,10 @@ def test_statement_lines_in_bulk_read_back_and_verify(store: FileRecordingStore)
     w = store.create("bulk", Kind.DB, {"user": "alice"})
     start = w.header.started_at
     w.write_event(DbStatement(text="begin", started_at=start + 0.5, duration_ms=0.2, command_tag="BEGIN"))
-    lines = [(statement_line(1.0 + i, "simple", f"select {i} -- é", start + 1.0 + i, 0.125,
-                             statement_tail(None, 1, "SELECT 1", None, None)).encode(), len(f"select {i} -- é".encode()))
-             for i in range(3)]
+    tail = statement_tail(None, 1, "SELECT 1", None, None)
+    texts = [f"select {i} -- é" for i in range(3)]
+    lines = [(statement_line(1.0 + i, "simple", text, start + 1.0 + i, 0.125, tail).encode(), len(text.encode()))
+             for i, text in enumerate(texts)]
     w.write_statement_lines(lines)
     w.write_statement_lines([])
     w.close_sync()
