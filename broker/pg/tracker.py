@@ -514,12 +514,8 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
         stmt, start, end, tags = raw[1], raw[3], raw[4], raw[6]
         if raw[8] != F_QUERY or raw[7] is not None or stmt is None or not isinstance(tags, bytes):
             event = decode_statement(raw)
-            text = event.text
-            line = statement_line(max(0.0, start - recording_start), event.protocol, text, float(start),
-                                  event.duration_ms, statement_tail(
-                                      event.parameters, event.rows, event.command_tag, event.error_sqlstate,
-                                      event.error_message))
-            yield line.encode("utf-8"), len(text.encode("utf-8"))
+            event.t = max(0.0, start - recording_start)
+            yield event.to_line().encode("utf-8"), len(event.text.encode("utf-8"))
             continue
         known = tails.get(tags)
         if known is None:
