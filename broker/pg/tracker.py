@@ -30,7 +30,7 @@ from broker.pg.protocol import (
     parse_error_fields,
     rows_from_tag,
 )
-from recorder.events import DbStatement, statement_line, statement_tail
+from recorder.events import DbStatement, json_line, statement_record
 
 _U32 = struct.Struct("!I")
 _I16 = struct.Struct("!h")
@@ -503,34 +503,34 @@ class StatementTracker:
 
 def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterator[tuple[bytes, int]]:
     """Each raw statement as its recording line and the byte length of its text, for
-    `RecordingWriter.write_statement_lines`: the same line `decode_statement(raw).to_line()`
+    `RecordingWriter.write_statement_lines`: the line `decode_statement(raw).to_line()`
     gives, with `t` counted from `recording_start`.
 
     The usual statement (a simple query, one command, no error) skips the event
-    object, and its tag's JSON is made once per batch.
+    object, and its command tag is decoded once per batch.
     """
-    tails: dict[bytes, tuple[str, str | None, str]] = {}  # tag -> (tag, tail if it counts rows, tail without rows)
+    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
     for raw in raws:
         stmt, start, end, tags = raw[1], raw[3], raw[4], raw[6]
         if raw[8] != F_QUERY or raw[7] is not None or stmt is None or not isinstance(tags, bytes):
             event = decode_statement(raw)
             event.t = max(0.0, start - recording_start)
-            yield event.to_line().encode("utf-8"), len(event.text.encode("utf-8"))
+            yield json_line(event.to_record()), len(event.text.encode("utf-8"))
             continue
-        known = tails.get(tags)
+        known = tags_seen.get(tags)
         if known is None:
             tag = tags.rstrip(b"\x00").decode("utf-8", "replace")
-            rows = rows_from_tag(tag)
-            known = tails[tags] = (tag, None if rows is None else statement_tail(None, rows, tag, None, None),
-                                   statement_tail(None, None, tag, None, None))
-        tail = known[1]
-        if tail is None:  # a tag without a count: the rows are the DataRows seen
-            tail = statement_tail(None, raw[5], known[0], None, None) if raw[5] else known[2]
+            known = tags_seen[tags] = (tag, rows_from_tag(tag))
+        rows = known[1]
+        if rows is None and raw[5]:  # a tag without a count: the rows are the DataRows seen
+            rows = raw[5]
         cut = stmt.find(b"\x00")
         text_bytes = stmt[:cut] if cut >= 0 else stmt
-        line = statement_line(max(0.0, start - recording_start), raw[0], text_bytes.decode("utf-8", "replace"),
-                              start, max(0.0, (end - start) * 1000.0), tail)
-        yield line.encode("utf-8"), len(text_bytes)
+        t = start - recording_start
+        duration = (end - start) * 1000.0
+        record = statement_record(t if t > 0.0 else 0.0, raw[0], text_bytes.decode("utf-8", "replace"), start,
+                                  duration if duration > 0.0 else 0.0, None, rows, known[0], None, None)
+        yield json_line(record), len(text_bytes)
 
 
 def decode_statement(raw: RawStatement) -> DbStatement:

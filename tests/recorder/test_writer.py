@@ -272,14 +272,14 @@ def test_fast_statement_line_equals_json_of_its_record(text, params, rows, tag, 
 
 
 def test_statement_lines_in_bulk_read_back_and_verify(store: FileRecordingStore) -> None:
-    from recorder.events import statement_line, statement_tail
+    from recorder.events import json_line, statement_record
 
     w = store.create("bulk", Kind.DB, {"user": "alice"})
     start = w.header.started_at
     w.write_event(DbStatement(text="begin", started_at=start + 0.5, duration_ms=0.2, command_tag="BEGIN"))
-    tail = statement_tail(None, 1, "SELECT 1", None, None)
     texts = [f"select {i} -- é" for i in range(3)]
-    lines = [(statement_line(1.0 + i, "simple", text, start + 1.0 + i, 0.125, tail).encode(), len(text.encode()))
+    lines = [(json_line(statement_record(1.0 + i, "simple", text, start + 1.0 + i, 0.125, None, 1, "SELECT 1",
+                                         None, None)), len(text.encode()))
              for i, text in enumerate(texts)]
     w.write_statement_lines(lines)
     w.write_statement_lines([])

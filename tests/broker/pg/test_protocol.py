@@ -354,6 +354,6 @@ def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
     lines = list(statement_lines(raws, start))
     for raw, (line, text_len) in zip(raws, lines):
         event = decode_statement(raw)
-        event.t = round(max(0.0, event.started_at - start), 6)
+        event.t = max(0.0, event.started_at - start)
         assert line == event.to_line().encode("utf-8")
         assert text_len == len(event.text.encode("utf-8"))
