@@ -45,6 +45,8 @@ class Pipe(asyncio.Protocol):
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
         self._handshaking = False
+        self._tls_read: Callable[[int], bytes] | None = None
+        self._tls_write: Callable[[bytes], int] | None = None
         self.send: Callable[[bytes], None] = self._send_plain
 
     # ------------------------------------------------------------ asyncio callbacks
@@ -56,13 +58,13 @@ class Pipe(asyncio.Protocol):
     def relay_to(self, handler: Callable[[bytes], None]) -> None:
         """From now on every chunk read goes to `handler` (decrypted first under TLS).
 
-        Without TLS the handler becomes this protocol's `data_received` itself, and the
-        transport is told again about its protocol because the event loop keeps the
-        method it found at connection time.
+        The handler (or, under TLS, `_relay_tls`) becomes this protocol's
+        `data_received` itself, and the transport is told again about its protocol
+        because the event loop keeps the method it found at connection time.
         """
         self.on_data = handler
-        if self._tls is None and self.transport is not None:
-            self.data_received = handler  # type: ignore[method-assign]
+        if self.transport is not None:
+            self.data_received = handler if self._tls is None else self._relay_tls  # type: ignore[method-assign]
             self.transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
@@ -70,45 +72,51 @@ class Pipe(asyncio.Protocol):
             data = self._decrypt(data)
             if not data:
                 return
-        on_data = self.on_data
-        if on_data is not None:
-            on_data(data)
-            return
         self._buf += data
         self._wake()
 
+    def _relay_tls(self, raw: bytes) -> None:
+        """`data_received` of a relaying TLS pipe: decrypt, hand on."""
+        data = self._decrypt(raw)
+        if data:
+            self.on_data(data)  # type: ignore[misc]
+
     def _decrypt(self, raw: bytes) -> bytes:
         """Feed TLS records in, return the plaintext they held (b"" if none yet)."""
-        assert self._tls is not None and self._tls_in is not None
-        self._tls_in.write(raw)
+        incoming = self._tls_in
+        incoming.write(raw)  # type: ignore[union-attr]
         if self._handshaking:
             self._wake()
             return b""
-        chunks = []
-        tls = self._tls
-        incoming = self._tls_in
+        # One read per record: a record's plaintext fits in one read, so the input
+        # running dry is the end (no SSLWantReadError raised for every chunk).
         try:
-            # Read record by record until the input is used up; stopping on an empty input
-            # (not on SSLWantReadError) saves raising an exception for every chunk.
-            while True:
-                chunk = tls.read(_TLS_READ)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if not incoming.pending and not tls.pending():
-                    break
-        except ssl.SSLWantReadError:
-            pass
+            data = self._tls_read(_TLS_READ)
+            if incoming.pending:  # type: ignore[union-attr]  # more records came in this chunk
+                data = self._read_records(data)
+        except ssl.SSLWantReadError:  # the rest of the record is still to come
+            data = b""
         except ssl.SSLZeroReturnError:  # close_notify
             self._eof = True
+            data = b""
         except ssl.SSLError:
             self.abort()
             return b""
-        if self._tls_out is not None and self._tls_out.pending:
-            self._send_plain(self._tls_out.read())
-        if not chunks:
-            return b""
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self._tls_out.pending:  # type: ignore[union-attr]  # e.g. an answer to a TLS 1.3 KeyUpdate
+            self._send_plain(self._tls_out.read())  # type: ignore[union-attr]
+        return data
+
+    def _read_records(self, first: bytes) -> bytes:
+        """The plaintext of the further records in the input, after `first`."""
+        parts = [first]
+        try:
+            while self._tls_in.pending:  # type: ignore[union-attr]
+                parts.append(self._tls_read(_TLS_READ))
+        except ssl.SSLWantReadError:  # the last record is not complete yet
+            pass
+        except ssl.SSLZeroReturnError:  # close_notify after the data
+            self._eof = True
+        return b"".join(parts)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -174,9 +182,8 @@ class Pipe(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
 
     def _send_tls(self, data: bytes) -> None:
-        assert self._tls is not None and self._tls_out is not None
         try:
-            self._tls.write(data)
+            self._tls_write(data)
         except ssl.SSLError:
             self.abort()
             return
@@ -193,6 +200,7 @@ class Pipe(asyncio.Protocol):
         self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=server_side,
                                      server_hostname=server_hostname)
+        self._tls_read, self._tls_write = self._tls.read, self._tls.write  # bound once, for the hot path
         self._handshaking = True
         try:
             while True:
