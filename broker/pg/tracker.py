@@ -286,6 +286,15 @@ class StatementTracker:
         if n > 11 and data[0] == B_COMPLETE and not self._s_skip and self._s_part is None:
             end = 1 + _unpack_u32(data, 1)[0]
             if end + 6 == n and data[end] == B_READY and end >= 5 and data[end + 1:end + 5] == b"\x00\x00\x00\x05":
+                ops = self._ops
+                if len(ops) == 1 and ops[0][_K] == F_QUERY and ops[0][_TAGS] is None and not ops[0][_COPY]:
+                    # The one simple query waiting, answered by one command: what _complete,
+                    # _ready and _finish would do, in one step.
+                    op = ops.pop()
+                    self.completed.append(("simple", op[_STMT], None, op[_START], self._clock(), self._rows,
+                                           data[5:end], op[_ERR], F_QUERY, None))
+                    self._rows = 0
+                    return
                 self._complete(data[5:end])
                 self._ready()
                 return
