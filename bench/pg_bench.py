@@ -1,14 +1,17 @@
 """PostgreSQL relay benchmark: pgbench direct, through jitgate's broker (recording on), through pgbouncer.
 
-    .venv/bin/python bench/pg_bench.py [--seconds 8] [--clients 8] [--scale 10] [--tls off|on|both]
+    .venv/bin/python bench/pg_bench.py [--seconds 3] [--rounds 5] [--clients 8] [--scale 10] [--tls off|on|both]
 
 One run: a real control plane (tests/cluster.py) grants `postgres@bench-db`
 and issues a token; `jitgate pg-broker` relays and records every statement;
 pgbouncer (apt; installed when missing) runs in session mode with the same
 client TLS setting. pgbench runs select-only (-S) and the default TPC-B-like
-script against each, interleaved so that drift hits all three alike. Prints the
-three TPS figures per script and the ratios broker/pgbouncer (goals: select-only
->= 0.6, TPC-B-like >= 0.8) and broker/direct; then counts the recorded statements.
+script against each, in rounds that interleave the three so that drift hits all
+alike. Prints the three TPS figures per script (means of the rounds) and the
+ratio broker/pgbouncer as the median of the rounds' ratios (goals: select-only
+>= 0.6, TPC-B-like >= 0.8; a burst of noise on this shared machine moves one
+round, not the median), also as the ratio of the means, and broker/direct; then
+counts the recorded statements.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +66,16 @@ def ensure_database(scale: int) -> None:
     if branches != str(scale):
         print(f"pgbench -i -s {scale} ...", flush=True)
         sh(["pgbench", *base, "-i", "-q", "-s", str(scale), DB], env)
+
+
+def reset_tables() -> None:
+    """What pgbench does before a run unless told not to (vacuum the small tables, empty the
+    history), and a checkpoint: every run starts from the same state, not from the bloat and
+    dirty pages the previous runs left (with -n and no autovacuum, that drift was larger
+    than the differences measured)."""
+    sh(["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", DB, "-q",
+        "-c", "vacuum pgbench_branches", "-c", "vacuum pgbench_tellers", "-c", "truncate pgbench_history",
+        "-c", "checkpoint"], {**os.environ, "PGPASSWORD": ""})
 
 
 def policy(tmp: Path) -> Path:
@@ -174,8 +188,8 @@ def count_recorded(data: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=int, default=4, help="length of one pgbench run")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target (TPS is their mean)")
+    ap.add_argument("--seconds", type=int, default=3, help="length of one pgbench run")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per target (TPS is their mean)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="both",
@@ -209,31 +223,41 @@ def main() -> None:
         expected = 0
         for sslmode in modes:
             for script in ("select-only", "tpcb-like"):
-                # Rounds interleave the three targets so that drift on a shared machine hits all alike.
+                # Rounds interleave the three targets, in turn forwards and backwards, so that
+                # drift on a shared machine hits all alike; broker and pgbouncer always run
+                # next to each other, and their ratio is taken per round.
                 runs: dict[str, list[float]] = {"direct": [], "pgbouncer": [], "broker": []}
-                for _ in range(args.rounds):
-                    runs["direct"].append(pgbench(script, 5432, "postgres", "", "disable", args.seconds,
-                                                  args.clients)[0])
-                    runs["pgbouncer"].append(pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
-                                                     args.clients)[0])
-                    tps, done = pgbench(script, broker_port, token.user, token.token, sslmode, args.seconds,
-                                        args.clients)
-                    runs["broker"].append(tps)
-                    expected += done * STATEMENTS_PER_TX[script]
+                for n in range(args.rounds):
+                    order = ["direct", "pgbouncer", "broker"]
+                    for target in (order if n % 2 == 0 else order[::-1]):
+                        reset_tables()
+                        if target == "direct":
+                            tps, _ = pgbench(script, 5432, "postgres", "", "disable", args.seconds, args.clients)
+                        elif target == "pgbouncer":
+                            tps, _ = pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
+                                             args.clients)
+                        else:
+                            tps, done = pgbench(script, broker_port, token.user, token.token, sslmode,
+                                                args.seconds, args.clients)
+                            expected += done * STATEMENTS_PER_TX[script]
+                        runs[target].append(tps)
                 row = {k: sum(v) / len(v) for k, v in runs.items()}
+                row["ratio"] = statistics.median(b / p for b, p in zip(runs["broker"], runs["pgbouncer"]))
                 results[(sslmode, script)] = row
                 print(f"  {'TLS' if sslmode == 'require' else 'plain':5} {script:11}  direct {row['direct']:9.0f}  "
                       f"pgbouncer {row['pgbouncer']:9.0f}  jitgate broker {row['broker']:9.0f} TPS "
-                      f"(mean of {args.rounds} interleaved rounds)", flush=True)
+                      f"(mean of {args.rounds} rounds); broker/pgbouncer per round: "
+                      + " ".join(f"{b / p:.2f}" for b, p in zip(runs["broker"], runs["pgbouncer"])), flush=True)
         print()
-        print("| client TLS | script | direct TPS | pgbouncer TPS | broker TPS | broker/pgbouncer (goal) | broker/direct |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| client TLS | script | direct TPS | pgbouncer TPS | broker TPS | broker/pgbouncer, median of rounds "
+              "(goal) | broker/pgbouncer, of means | broker/direct |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for (sslmode, script), row in results.items():
-            ratio = row["broker"] / row["pgbouncer"]
+            ratio = row["ratio"]
             goal = GOALS[script]
             print(f"| {'on' if sslmode == 'require' else 'off'} | {script} | {row['direct']:.0f} | {row['pgbouncer']:.0f} "
                   f"| {row['broker']:.0f} | {ratio:.2f}x (>= {goal}: {'met' if ratio >= goal else 'NOT met'}) "
-                  f"| {row['broker'] / row['direct']:.2f}x |")
+                  f"| {row['broker'] / row['pgbouncer']:.2f}x | {row['broker'] / row['direct']:.2f}x |")
         # Sessions end when pgbench disconnects; wait for the broker to seal their recordings.
         time.sleep(1.5)
         recorded = count_recorded(broker_data)
