@@ -233,8 +233,9 @@ class RecordingWriter:
         self._add(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), now)
 
     def write_statement_lines(self, lines: Iterable[tuple[bytes, int]]) -> None:
-        """Database statements in bulk: (line, bytes of statement text) pairs whose lines
-        `recorder.events.statement_line` made (what `write_event` would write for each).
+        """Database statements in bulk: (line, bytes of statement text) pairs, each line
+        `json_line(statement_record(...))` from `recorder.events` (what `write_event`
+        would write for the statement).
 
         One call per batch: a database broker records every statement of every
         session, and per-event checks and object building were half the cost.
