@@ -58,36 +58,26 @@ class Pipe(asyncio.Protocol):
     def relay_to(self, handler: Callable[[bytes], None]) -> None:
         """From now on every chunk read goes to `handler` (decrypted first under TLS).
 
-        The handler (or, under TLS, `_relay_tls`) becomes this protocol's
-        `data_received` itself, and the transport is told again about its protocol
-        because the event loop keeps the method it found at connection time.
+        Without TLS the handler becomes this protocol's `data_received` itself, and the
+        transport is told again about its protocol because the event loop keeps the
+        method it found at connection time.
         """
         self.on_data = handler
-        if self.transport is not None:
-            self.data_received = handler if self._tls is None else self._relay_tls  # type: ignore[method-assign]
+        if self._tls is None and self.transport is not None:
+            self.data_received = handler  # type: ignore[method-assign]
             self.transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._tls is not None:
-            data = self._decrypt(data)
-            if not data:
-                return
         self._buf += data
         self._wake()
 
-    def _relay_tls(self, raw: bytes) -> None:
-        """`data_received` of a relaying TLS pipe: decrypt, hand on."""
-        data = self._decrypt(raw)
-        if data:
-            self.on_data(data)  # type: ignore[misc]
-
-    def _decrypt(self, raw: bytes) -> bytes:
-        """Feed TLS records in, return the plaintext they held (b"" if none yet)."""
+    def _tls_received(self, raw: bytes) -> None:
+        """`data_received` once TLS starts: decrypt, then buffer (login) or hand on (relay)."""
         incoming = self._tls_in
         incoming.write(raw)  # type: ignore[union-attr]
         if self._handshaking:
             self._wake()
-            return b""
+            return
         # One read per record: a record's plaintext fits in one read, so the input
         # running dry is the end (no SSLWantReadError raised for every chunk).
         try:
@@ -98,13 +88,20 @@ class Pipe(asyncio.Protocol):
             data = b""
         except ssl.SSLZeroReturnError:  # close_notify
             self._eof = True
-            data = b""
+            self._wake()
+            return
         except ssl.SSLError:
             self.abort()
-            return b""
+            return
         if self._tls_out.pending:  # type: ignore[union-attr]  # e.g. an answer to a TLS 1.3 KeyUpdate
             self._send_plain(self._tls_out.read())  # type: ignore[union-attr]
-        return data
+        if data:
+            on_data = self.on_data
+            if on_data is not None:
+                on_data(data)
+            else:
+                self._buf += data
+                self._wake()
 
     def _read_records(self, first: bytes) -> bytes:
         """The plaintext of the further records in the input, after `first`."""
@@ -202,6 +199,8 @@ class Pipe(asyncio.Protocol):
                                      server_hostname=server_hostname)
         self._tls_read, self._tls_write = self._tls.read, self._tls.write  # bound once, for the hot path
         self._handshaking = True
+        self.data_received = self._tls_received  # type: ignore[method-assign]
+        self.transport.set_protocol(self)
         try:
             while True:
                 try:
@@ -223,9 +222,7 @@ class Pipe(asyncio.Protocol):
             self._send_plain(self._tls_out.read())
         self.send = self._send_tls
         if self._tls_in.pending:  # records that came with the end of the handshake
-            plain = self._decrypt(b"")
-            if plain:
-                self._buf += plain
+            self._tls_received(b"")
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -181,7 +181,8 @@ class Walker:
 _K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY, _NAME = range(8)
 
 # A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind,
-# ParameterDescription body or None).
+# ParameterDescription body or None); or, for a simple query answered by one command (most statements),
+# a QuickStatement: (Query message, answer chunk, datarows, start, end). Both have start and end at 3 and 4.
 RawStatement = tuple
 
 _SERVER_OTHER = frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
@@ -208,6 +209,10 @@ class StatementTracker:
         self._skipping = False  # after an extended-protocol error, until the client's Sync
         self._rows = 0  # DataRows seen since the last finished statement
         self._max = max_message
+        # The hot path: a simple Query sent when nothing else waits is kept here as the
+        # message itself, not queued; answered by one command, it becomes a QuickStatement.
+        self._query: bytes | None = None
+        self._query_at = 0.0
         self.client = Walker(
             frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION, F_CLOSE, F_DESCRIBE}),
             frozenset({F_SYNC}),
@@ -221,7 +226,7 @@ class StatementTracker:
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet answered (0 when the session is idle)."""
-        return len(self._ops)
+        return len(self._ops) + (self._query is not None)
 
     @property
     def server_at_boundary(self) -> bool:
@@ -233,12 +238,23 @@ class StatementTracker:
     def from_client(self, data: bytes) -> None:
         """One chunk from the client (ProtocolError on a malformed or oversized message)."""
         client = self.client
+        if self._query is not None:
+            self._queue_query()
         # Fast path: one whole simple Query in the chunk (what interactive clients and pgbench send).
         if (data and data[0] == F_QUERY and client._skip == 0 and client._partial is None and len(data) > 5
                 and _unpack_u32(data, 1)[0] + 1 == len(data) and not self._skipping and len(data) <= self._max):
-            self._ops.append([F_QUERY, data[5:], None, self._clock(), None, None, False, None])
+            if self._ops:
+                self._ops.append([F_QUERY, data[5:], None, self._clock(), None, None, False, None])
+            else:
+                self._query = data
+                self._query_at = self._clock()
             return
         client.feed(data)
+
+    def _queue_query(self) -> None:
+        """Put the Query kept aside in the queue, where everything but the hot path looks."""
+        query, self._query = self._query, None
+        self._ops.append([F_QUERY, query[5:], None, self._query_at, None, None, False, None])  # type: ignore[index]
 
     def _on_client(self, t: int, body: bytes) -> None:
         if t == F_SYNC:
@@ -286,18 +302,17 @@ class StatementTracker:
         if n > 11 and data[0] == B_COMPLETE and not self._s_skip and self._s_part is None:
             end = 1 + _unpack_u32(data, 1)[0]
             if end + 6 == n and data[end] == B_READY and end >= 5 and data[end + 1:end + 5] == b"\x00\x00\x00\x05":
-                ops = self._ops
-                if len(ops) == 1 and ops[0][_K] == F_QUERY and ops[0][_TAGS] is None and not ops[0][_COPY]:
-                    # The one simple query waiting, answered by one command: what _complete,
-                    # _ready and _finish would do, in one step.
-                    op = ops.pop()
-                    self.completed.append(("simple", op[_STMT], None, op[_START], self._clock(), self._rows,
-                                           data[5:end], op[_ERR], F_QUERY, None))
+                query = self._query
+                if query is not None:  # the Query kept aside, answered by one command
+                    self._query = None
+                    self.completed.append((query, data, self._rows, self._query_at, self._clock()))
                     self._rows = 0
                     return
                 self._complete(data[5:end])
                 self._ready()
                 return
+        if self._query is not None:
+            self._queue_query()
         p = 0
         if self._s_skip:
             if self._s_skip >= n:
@@ -496,6 +511,8 @@ class StatementTracker:
         """The session ended with requests unanswered: record the statements among them as
         ended with `sqlstate` (a statement cut mid-way is still on the record)."""
         body = b"SFATAL\x00C" + sqlstate.encode() + b"\x00M" + message.encode() + b"\x00\x00"
+        if self._query is not None:
+            self._queue_query()
         while self._ops:
             op = self._ops.popleft()
             if op[_K] in (F_QUERY, F_FUNCTION, F_EXECUTE) and op[_START]:
@@ -520,30 +537,43 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
     """
     tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
     for raw in raws:
-        stmt, start, end, tags = raw[1], raw[3], raw[4], raw[6]
-        if raw[8] != F_QUERY or raw[7] is not None or stmt is None or not isinstance(tags, bytes):
+        if len(raw) == 5:  # a QuickStatement
+            query, answer, datarows, start, end = raw
+            protocol, stmt, tags = "simple", query[5:], answer[5:1 + _unpack_u32(answer, 1)[0]]
+        elif raw[8] != F_QUERY or raw[7] is not None or raw[1] is None or not isinstance(raw[6], bytes):
             event = decode_statement(raw)
-            event.t = max(0.0, start - recording_start)
+            event.t = max(0.0, raw[3] - recording_start)
             yield json_line(event.to_record()), len(event.text.encode("utf-8"))
             continue
+        else:
+            protocol, stmt, start, end, datarows, tags = raw[0], raw[1], raw[3], raw[4], raw[5], raw[6]
         known = tags_seen.get(tags)
         if known is None:
             tag = tags.rstrip(b"\x00").decode("utf-8", "replace")
             known = tags_seen[tags] = (tag, rows_from_tag(tag))
         rows = known[1]
-        if rows is None and raw[5]:  # a tag without a count: the rows are the DataRows seen
-            rows = raw[5]
+        if rows is None and datarows:  # a tag without a count: the rows are the DataRows seen
+            rows = datarows
         cut = stmt.find(b"\x00")
         text_bytes = stmt[:cut] if cut >= 0 else stmt
         t = start - recording_start
         duration = (end - start) * 1000.0
-        record = statement_record(t if t > 0.0 else 0.0, raw[0], text_bytes.decode("utf-8", "replace"), start,
+        record = statement_record(t if t > 0.0 else 0.0, protocol, text_bytes.decode("utf-8", "replace"), start,
                                   duration if duration > 0.0 else 0.0, None, rows, known[0], None, None)
         yield json_line(record), len(text_bytes)
 
 
+def _full_raw(quick: RawStatement) -> RawStatement:
+    """A QuickStatement in the general raw form."""
+    query, answer, datarows, start, end = quick
+    return ("simple", query[5:], None, start, end, datarows, answer[5:1 + _unpack_u32(answer, 1)[0]], None,
+            F_QUERY, None)
+
+
 def decode_statement(raw: RawStatement) -> DbStatement:
     """Turn a raw finished statement into a recorder event (runs off the hot path)."""
+    if len(raw) == 5:
+        raw = _full_raw(raw)
     protocol, stmt, bind, start, end, datarows, tags, error, kind, described = raw
     if stmt is None:
         text = "<unknown prepared statement>"
