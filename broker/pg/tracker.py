@@ -535,32 +535,41 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
     The usual statement (a simple query, one command, no error) skips the event
     object, and its command tag is decoded once per batch.
     """
-    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
+    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # answer chunk or raw tag -> (tag, rows it counts)
     for raw in raws:
         if len(raw) == 5:  # a QuickStatement
             query, answer, datarows, start, end = raw
-            protocol, stmt, tags = "simple", query[5:], answer[5:1 + _unpack_u32(answer, 1)[0]]
+            known = tags_seen.get(answer)
+            if known is None:
+                known = tags_seen[answer] = _tag_and_rows(answer[5:1 + _unpack_u32(answer, 1)[0]])
+            cut = query.find(b"\x00", 5)
+            text_bytes = query[5:cut] if cut >= 0 else query[5:]
+            protocol = "simple"
         elif raw[8] != F_QUERY or raw[7] is not None or raw[1] is None or not isinstance(raw[6], bytes):
             event = decode_statement(raw)
             event.t = max(0.0, raw[3] - recording_start)
             yield json_line(event.to_record()), len(event.text.encode("utf-8"))
             continue
         else:
-            protocol, stmt, start, end, datarows, tags = raw[0], raw[1], raw[3], raw[4], raw[5], raw[6]
-        known = tags_seen.get(tags)
-        if known is None:
-            tag = tags.rstrip(b"\x00").decode("utf-8", "replace")
-            known = tags_seen[tags] = (tag, rows_from_tag(tag))
+            protocol, stmt, start, end, datarows = raw[0], raw[1], raw[3], raw[4], raw[5]
+            known = tags_seen.get(raw[6])
+            if known is None:
+                known = tags_seen[raw[6]] = _tag_and_rows(raw[6])
+            cut = stmt.find(b"\x00")
+            text_bytes = stmt[:cut] if cut >= 0 else stmt
         rows = known[1]
         if rows is None and datarows:  # a tag without a count: the rows are the DataRows seen
             rows = datarows
-        cut = stmt.find(b"\x00")
-        text_bytes = stmt[:cut] if cut >= 0 else stmt
         t = start - recording_start
         duration = (end - start) * 1000.0
         record = statement_record(t if t > 0.0 else 0.0, protocol, text_bytes.decode("utf-8", "replace"), start,
                                   duration if duration > 0.0 else 0.0, None, rows, known[0], None, None)
         yield json_line(record), len(text_bytes)
+
+
+def _tag_and_rows(raw_tag: bytes) -> tuple[str, int | None]:
+    tag = raw_tag.rstrip(b"\x00").decode("utf-8", "replace")
+    return tag, rows_from_tag(tag)
 
 
 def _full_raw(quick: RawStatement) -> RawStatement:
