@@ -327,6 +327,28 @@ def test_unanswered_statements_are_recorded_when_the_session_ends() -> None:
     assert t.in_flight == 0
 
 
+def test_query_kept_aside_keeps_its_place_among_pipelined_and_split_answers() -> None:
+    # The hot path keeps a lone simple Query aside; anything else must queue it first.
+    t = StatementTracker(clock=lambda: 1.0)
+    t.from_client(msg(b"Q", cstr("update a set x = 1")))
+    assert t.in_flight == 1
+    t.from_client(msg(b"Q", cstr("select 2")))  # sent before the first is answered
+    assert t.in_flight == 2
+    t.from_server(msg(b"C", cstr("UPDATE 3")) + ready())
+    t.from_server(msg(b"T", b"...") + ROW)  # the second answer, in two chunks
+    t.from_server(msg(b"C", cstr("SELECT 1")) + ready())
+    t.from_client(msg(b"Q", cstr("update b set y = 2")))
+    t.from_server(msg(b"C", cstr("UPDATE 1")) + ready())  # the quick way
+    t.from_client(msg(b"Q", cstr("select pg_sleep(9)")))
+    t.abandon("57P01", "cut")  # the session ends with it unanswered
+    raws = t.take_completed()
+    assert [len(r) for r in raws] == [10, 10, 5, 10]
+    assert [(r.text, r.rows, r.command_tag, r.error_sqlstate) for r in map(decode_statement, raws)] == [
+        ("update a set x = 1", 3, "UPDATE 3", None), ("select 2", 1, "SELECT 1", None),
+        ("update b set y = 2", 1, "UPDATE 1", None), ("select pg_sleep(9)", None, None, "57P01")]
+    assert t.in_flight == 0
+
+
 def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
     # The recording process writes `statement_lines`; replay reads them as DbStatements.
     # Every shape of statement must come out as `decode_statement(raw).to_line()` would.
