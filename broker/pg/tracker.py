@@ -535,13 +535,14 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
     The usual statement (a simple query, one command, no error) skips the event
     object, and its command tag is decoded once per batch.
     """
-    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # answer chunk or raw tag -> (tag, rows it counts)
+    answers_seen: dict[bytes, tuple[str, int | None]] = {}  # a QuickStatement's answer -> (tag, rows it counts)
+    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
     for raw in raws:
         if len(raw) == 5:  # a QuickStatement
             query, answer, datarows, start, end = raw
-            known = tags_seen.get(answer)
+            known = answers_seen.get(answer)
             if known is None:
-                known = tags_seen[answer] = _tag_and_rows(answer[5:1 + _unpack_u32(answer, 1)[0]])
+                known = answers_seen[answer] = _tag_and_rows(answer[5:1 + _unpack_u32(answer, 1)[0]])
             cut = query.find(b"\x00", 5)
             text_bytes = query[5:cut] if cut >= 0 else query[5:]
             protocol = "simple"
