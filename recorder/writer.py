@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from recorder import chain
 from recorder.events import (
     DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
-    SftpOp, TerminalEvent, exec_line,
+    SftpOp, TerminalEvent, exec_line, json_line,
 )
 from recorder.header import RecordingHeader
 
@@ -228,7 +228,7 @@ class RecordingWriter:
                 self.bytes_out += event.bytes
         elif isinstance(event, DbStatement):
             self.bytes_in += len(event.text.encode("utf-8"))
-            self._add(event.to_line(), now)
+            self._add_raw(json_line(event.to_record()), now)
             return
         self._add(json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")), now)
 

@@ -542,7 +542,7 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
             query, answer, datarows, start, end = raw
             known = answers_seen.get(answer)
             if known is None:
-                known = answers_seen[answer] = _tag_and_rows(answer[5:1 + _unpack_u32(answer, 1)[0]])
+                known = answers_seen[answer] = _tag_and_rows(_answer_tag(answer))
             cut = query.find(b"\x00", 5)
             text_bytes = query[5:cut] if cut >= 0 else query[5:]
             protocol = "simple"
@@ -568,6 +568,11 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
         yield json_line(record), len(text_bytes)
 
 
+def _answer_tag(answer: bytes) -> bytes:
+    """The CommandComplete body that opens a QuickStatement's answer."""
+    return answer[5:1 + _unpack_u32(answer, 1)[0]]
+
+
 def _tag_and_rows(raw_tag: bytes) -> tuple[str, int | None]:
     tag = raw_tag.rstrip(b"\x00").decode("utf-8", "replace")
     return tag, rows_from_tag(tag)
@@ -576,8 +581,7 @@ def _tag_and_rows(raw_tag: bytes) -> tuple[str, int | None]:
 def _full_raw(quick: RawStatement) -> RawStatement:
     """A QuickStatement in the general raw form."""
     query, answer, datarows, start, end = quick
-    return ("simple", query[5:], None, start, end, datarows, answer[5:1 + _unpack_u32(answer, 1)[0]], None,
-            F_QUERY, None)
+    return ("simple", query[5:], None, start, end, datarows, _answer_tag(answer), None, F_QUERY, None)
 
 
 def decode_statement(raw: RawStatement) -> DbStatement:
