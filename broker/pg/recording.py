@@ -192,7 +192,8 @@ class RecorderProcess:
         return str(reply[2]), str(reply[3])
 
     async def stop(self, timeout: float = 15.0) -> None:
-        """Flush, let the child seal what is open, and wait for it."""
+        """Flush, let the child end and wait for it. A recording still open then (its session
+        did not end in time) stays unsealed: the next start reports it as a crashed session."""
         self._stopping = True
         if self._timer is not None:
             self._timer.cancel()

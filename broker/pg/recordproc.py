@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from broker.pg.tracker import statement_lines
-from recorder import EndReason, FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
+from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
 
 _LEN = struct.Struct("!I")
 
@@ -114,12 +114,11 @@ class _Child:
             if item is None:
                 break
             await self.handle(item)
-        # The broker went away: seal what is open (its sessions are gone too).
-        for sid, writer in list(self.writers.items()):
-            try:
-                await writer.close(EndReason.BROKER_SHUTDOWN)
-            except RecordingError:
-                pass
+        # The broker went away with sessions open: it died (a clean stop closes them all first).
+        # Their recordings stay unsealed, as far as they got; the broker's next start finds them
+        # and reports those sessions ended in error, as the SSH broker does after a crash.
+        for writer in self.writers.values():
+            writer.abort()
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Coroutine, Protocol
 
 from broker.cpclient import Authorization, ControlPlaneError
 from broker.monitor import EXPIRED, REVOKED, Cut, MonitorHub, SessionMonitor, format_time
@@ -35,7 +35,8 @@ from broker.pg.pipe import Pipe, PipeClosed
 from broker.pg.recording import RecorderProcess
 from broker.pg.tracker import StatementTracker
 from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
-from recorder import EndReason, RecordingError
+from broker.spool import EndReport, EndReportSpool
+from recorder import EndReason, FileRecordingStore, RecordingError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ class PgBroker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: Any = None
         self._periodic_task: asyncio.Task[None] | None = None
-        self._unreported: list[dict[str, Any]] = []  # session ends the control plane did not take yet
+        self.name: str = getattr(control_plane, "name", config.name)
+        self.spool = EndReportSpool(recorder.data_dir)  # session ends the control plane does not have yet
         self.address: tuple[str, int] | None = None
 
     @property
@@ -127,6 +129,12 @@ class PgBroker:
     async def start(self, watch: bool = True) -> tuple[str, int]:
         """Subscribe to grant changes (extensions, revocations), listen; returns the bound (host, port)."""
         loop = asyncio.get_running_loop()
+        # Before the recorder opens anything: recordings a crash left unsealed are reported ended.
+        crashed = await asyncio.to_thread(self.spool.crashed_sessions, FileRecordingStore(self.recorder.data_dir),
+                                          self.name, set())
+        for report in crashed:
+            log.warning("session %s was open when this broker last stopped unexpectedly; reporting it ended "
+                        "in error (recording %s, unsealed)", report.session_id, report.recording_ref)
         if not self.recorder.alive:
             await self.recorder.start()
         if watch and hasattr(self.cp, "watch"):
@@ -136,15 +144,20 @@ class PgBroker:
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
         self._periodic_task = loop.create_task(self._periodic())
+        self._track(self._send_pending())
         log.info("pg broker listening on %s:%s", *self.address)
         return self.address
 
     def _accept(self) -> Pipe:
         pipe = Pipe()
-        task = asyncio.get_running_loop().create_task(self._handle(pipe))
+        self._track(self._handle(pipe))
+        return pipe
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background; `stop` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return pipe
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop listening, cut live sessions (broker_shutdown) and wait for them."""
@@ -163,7 +176,7 @@ class PgBroker:
         if self._periodic_task is not None:
             self._periodic_task.cancel()
             await asyncio.gather(self._periodic_task, return_exceptions=True)
-        await self._report_unreported()
+        await self._send_pending()
         await self.recorder.stop()
         if self._server is not None:
             await self._server.wait_closed()
@@ -172,7 +185,7 @@ class PgBroker:
         """Report live sessions' activity; retry session ends the control plane missed."""
         while True:
             await asyncio.sleep(self.config.activity_interval)
-            await self._report_unreported()
+            await self._send_pending()
             for s in list(self._sessions):
                 try:
                     await self.cp.report_activity(
@@ -181,19 +194,20 @@ class PgBroker:
                 except ControlPlaneError:
                     break
 
-    async def report_end(self, **end: Any) -> None:
-        """Report a session's end; kept and retried if the control plane cannot take it now."""
+    async def report_end(self, report: EndReport) -> None:
+        """Report a session's end; kept on disk and retried until the control plane has it."""
         try:
-            await self.cp.report_session_end(**end)
-        except ControlPlaneError as exc:
-            log.warning("could not report the end of session %s (will retry): %s", end["session_id"], exc)
-            if exc.unavailable:
-                self._unreported.append(end)
+            self.spool.put(report)
+        except OSError as exc:
+            log.error("cannot spool the end of session %s: %s", report.session_id, exc)
+        if not await self.spool.send(self.cp, report):
+            log.warning("could not report the end of session %s (control plane unreachable); kept in %s",
+                        report.session_id, self.spool.pending_dir)
 
-    async def _report_unreported(self) -> None:
-        pending, self._unreported = self._unreported, []
-        for end in pending:
-            await self.report_end(**end)
+    async def _send_pending(self) -> None:
+        for report in self.spool.pending():
+            if not await self.spool.send(self.cp, report):
+                return  # unreachable: the next round tries again
 
     # ------------------------------------------------------------ one connection
 
@@ -321,9 +335,7 @@ class PgBroker:
             # The control plane opened a session: tell it this one never started (in the
             # background, so a login timeout's cancellation cannot swallow the report).
             why = exc.message if isinstance(exc, Refusal) else type(exc).__name__
-            task = asyncio.get_running_loop().create_task(self._end_unstarted(auth, why))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._track(self._end_unstarted(auth, why))
             raise
 
     async def _open_session(self, pipe: Pipe, auth: Authorization, role: str, params: dict[str, str], peer: str,
@@ -343,7 +355,7 @@ class PgBroker:
             await self.recorder.open(session, {
                 "user": auth.user, "resource": auth.resource, "role": auth.role, "grant_id": auth.grant_id,
                 "database": auth.target.database or params.get("database", ""), "client_address": peer,
-                "broker": getattr(self.cp, "name", self.config.name)})
+                "broker": self.name})
         except BaseException as exc:
             upstream.pipe.write(p.terminate())
             upstream.pipe.close()
@@ -579,8 +591,7 @@ class _Session:
             ref, final_hash = await self.recorder.close(self, self.end_reason, self.bytes_in, self.bytes_out)
         except RecordingError as exc:
             log.error("could not seal the recording of session %s: %s", self.session_id, exc)
-        await self.broker.report_end(
+        await self.broker.report_end(EndReport(
             session_id=self.session_id, reason=self.end_reason, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-            recording_ref=ref, recording_hash=final_hash,
-            ended_at=dt.datetime.now(dt.timezone.utc),
-            last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc))
+            recording_ref=ref, recording_hash=final_hash, ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            last_activity_at=dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc).isoformat()))

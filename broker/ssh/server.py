@@ -33,7 +33,7 @@ from broker.ssh.auth import Refusal, Target, check_certificate, install_certific
 from broker.ssh.config import BrokerConfig
 from broker.ssh.forward import open_forward
 from broker.ssh.relay import BrokerSession
-from broker.ssh.spool import EndReport, EndReportSpool
+from broker.spool import EndReport, EndReportSpool
 from broker.ssh.upstream import FAST_CIPHERS
 from ca.keystore import load_private_key, passphrase_from_env_or_dir, save_private_key
 from recorder import FileRecordingStore
@@ -255,18 +255,8 @@ class SSHBroker:
                     await asyncio.wait_for(back.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
-            try:
-                await self.cp.report_session_end(
-                    report.session_id, report.reason, bytes_in=report.bytes_in, bytes_out=report.bytes_out,
-                    recording_ref=report.recording_ref, recording_hash=report.recording_hash,
-                    ended_at=report.ended(), last_activity_at=report.last_activity())
-                self.spool.done(report.session_id)
+            if await self.spool.send(self.cp, report):
                 return
-            except ControlPlaneError as exc:
-                if not exc.unavailable:
-                    log.error("session end of %s refused by the control plane: %s", report.session_id, exc)
-                    self.spool.done(report.session_id)
-                    return
         log.error("session end of %s not reported yet (control plane unreachable); kept in %s",
                   report.session_id, self.spool.pending_dir)
 

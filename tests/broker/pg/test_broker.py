@@ -527,6 +527,76 @@ def test_control_plane_down_refuses_logins_and_comes_back(stack: PgStack) -> Non
     assert "Traceback" not in log and "Check failed" not in log
 
 
+def ended_sessions(stack: PgStack, grant_id: str, timeout: float = 20.0) -> list[Any]:
+    """The grant's sessions once every one of them is reported ended."""
+    client = stack.client("admin")
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = client.access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions
+        if sessions and all(s.end_reason for s in sessions):
+            return list(sessions)
+        assert time.monotonic() < deadline, f"sessions of {grant_id} not reported ended: {sessions}"
+        time.sleep(0.1)
+
+
+def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stack: PgStack) -> None:
+    assert stack.cp is not None
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token, autocommit=True) as conn:
+        assert conn.execute("select 'ended during the outage'").fetchone() == ("ended during the outage",)
+        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        stack.cp.kill()
+    spooled = stack.broker_dir / "pending-ends" / f"{live.id}.json"
+    try:
+        deadline = time.monotonic() + 15
+        while not spooled.exists():  # the end is on disk before it is sent
+            assert time.monotonic() < deadline, "the session end was not spooled"
+            time.sleep(0.05)
+        assert stack.stop_broker() == 0
+        assert json.loads(spooled.read_text())["reason"] == "client_exit"
+    finally:
+        stack.cp.start()
+        stack.start_broker()
+    [session] = ended_sessions(stack, token.grant_id)
+    assert session.end_reason == "client_exit" and session.recording_ref
+    assert any(e.text == "select 'ended during the outage'" for e in statements(session_recording(stack, token.grant_id)))
+    deadline = time.monotonic() + 5
+    while spooled.exists():  # acknowledged, so no longer kept
+        assert time.monotonic() < deadline, "an acknowledged end stayed in the spool"
+        time.sleep(0.05)
+
+
+def test_a_killed_broker_reports_its_open_sessions_ended_in_error_at_restart(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    store = stack.recordings()
+    conn = connect(stack, token, autocommit=True)
+    try:
+        assert conn.execute("select 'before the crash'").fetchone() == ("before the crash",)
+        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        deadline = time.monotonic() + 10
+        while not any(getattr(e, "text", "") == "select 'before the crash'" for e in store.open(live.id).events()):
+            assert time.monotonic() < deadline, "the statement did not reach the recording"
+            time.sleep(0.1)
+        assert stack.broker_proc is not None
+        stack.broker_proc.kill()  # SIGKILL: no shutdown path runs
+        stack.broker_proc.wait()
+        stack.broker_proc = None
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("select 1")
+    finally:
+        conn.close()
+        stack.start_broker()
+    [session] = ended_sessions(stack, token.grant_id)
+    assert session.id == live.id and session.end_reason == "error" and session.recording_ref
+    result = store.verify(session.recording_ref)
+    assert result.intact and not result.sealed  # as far as it got: unsealed, not tampered
+    assert result.final_hash == session.recording_hash
+    # Recovered once: a second restart leaves it be.
+    assert stack.stop_broker() == 0
+    stack.start_broker()
+    assert stack.broker_log_text().count(f"session {live.id} was open when this broker last stopped") == 1
+
+
 def test_broker_shutdown_cuts_sessions_with_a_reason_and_seals_recordings(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.ro)
     conn = connect(stack, token, autocommit=True)

@@ -1,4 +1,4 @@
-"""Session-end reports kept on disk until the control plane has them.
+"""Session-end reports kept on disk until the control plane has them (both brokers).
 
 A report is written to `<data>/pending-ends/<session>.json` before it is sent
 and removed once the control plane acknowledged it, so neither an unreachable
@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+from broker.cpclient import ControlPlaneError
 from recorder import FileRecordingStore, RecordingError
+
+log = logging.getLogger(__name__)
+
+
+class EndReceiver(Protocol):
+    """The control plane call a report goes to (`broker.cpclient.ControlPlaneClient`)."""
+
+    async def report_session_end(self, session_id: str, reason: str, **details: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,21 @@ class EndReportSpool:
 
     def done(self, session_id: str) -> None:
         self._path(session_id).unlink(missing_ok=True)
+
+    async def send(self, cp: EndReceiver, report: EndReport) -> bool:
+        """ReportSessionEnd once. True when it is settled and left the spool (acknowledged, or
+        refused for good); False when the control plane is unreachable (kept for a retry)."""
+        try:
+            await cp.report_session_end(
+                report.session_id, report.reason, bytes_in=report.bytes_in, bytes_out=report.bytes_out,
+                recording_ref=report.recording_ref, recording_hash=report.recording_hash,
+                ended_at=report.ended(), last_activity_at=report.last_activity())
+        except ControlPlaneError as exc:
+            if exc.unavailable:
+                return False
+            log.error("session end of %s refused by the control plane: %s", report.session_id, exc)
+        self.done(report.session_id)
+        return True
 
     def pending(self) -> list[EndReport]:
         out = []
