@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything jitgate needs on a fresh machine: the virtualenv with the
 # project and its test tools, and the system programs the tests and the demo run
-# for real (OpenSSH's sshd and client, psql).
+# for real (OpenSSH's sshd and client, psql, Java's PostgreSQL JDBC driver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -10,6 +10,9 @@ need_apt=()
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+# A real JDBC client for the PostgreSQL broker's tests: a JDK runs the one-file test client.
+command -v javac >/dev/null || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -13,6 +13,7 @@ The relay's framing (look at headers only, copy nothing) is in `tracker.py`.
 """
 from __future__ import annotations
 
+import datetime as dt
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -344,6 +345,54 @@ def cstring(body: bytes | memoryview, pos: int) -> tuple[bytes, int]:
     return raw[pos:end], end + 1
 
 
+def _numeric_text(v: bytes) -> str:
+    """numeric_send's format -> numeric's text: base-10000 digits, weight, sign, display scale."""
+    ndigits, weight, sign, dscale = struct.unpack_from("!hhHH", v)
+    special = {0xC000: "NaN", 0xD000: "Infinity", 0xF000: "-Infinity"}.get(sign)
+    if special is not None:
+        return special
+    if sign not in (0, 0x4000) or ndigits < 0 or len(v) != 8 + 2 * ndigits:
+        raise ValueError("malformed numeric")
+    n = 0
+    for digit in struct.unpack_from(f"!{ndigits}h", v, 8):
+        if not 0 <= digit < 10000:
+            raise ValueError("malformed numeric")
+        n = n * 10000 + digit
+    shift = 4 * (weight - ndigits + 1) + dscale  # n * 10**shift is the value scaled by 10**dscale
+    n = n * 10 ** shift if shift >= 0 else n // 10 ** -shift
+    text = str(n).rjust(dscale + 1, "0")
+    if dscale:
+        text = text[:-dscale] + "." + text[-dscale:]
+    return "-" + text if sign == 0x4000 and n else text
+
+
+_PG_EPOCH = dt.datetime(2000, 1, 1)
+_INFINITE_TIME = {2**63 - 1: "infinity", -2**63: "-infinity"}
+
+
+def _timestamp_text(v: bytes, zone: str = "") -> str:
+    """timestamp(tz)_send's microseconds since 2000-01-01 -> ISO text (timestamptz in UTC, "+00")."""
+    (us,) = struct.unpack("!q", v)
+    if us in _INFINITE_TIME:
+        return _INFINITE_TIME[us]
+    t = _PG_EPOCH + dt.timedelta(microseconds=us)
+    fraction = f".{t.microsecond:06d}".rstrip("0") if t.microsecond else ""
+    return t.replace(microsecond=0).isoformat(" ") + fraction + zone
+
+
+def _date_text(v: bytes) -> str:
+    (days,) = struct.unpack("!i", v)
+    if days in (2**31 - 1, -2**31):
+        return "infinity" if days > 0 else "-infinity"
+    return (_PG_EPOCH + dt.timedelta(days=days)).date().isoformat()
+
+
+def _jsonb_text(v: bytes) -> str:
+    if v[:1] != b"\x01":
+        raise ValueError("unknown jsonb version")
+    return v[1:].decode("utf-8", "replace")
+
+
 _BINARY_DECODERS: dict[int, Callable[[bytes], str]] = {
     16: lambda v: "true" if v == b"\x01" else "false",  # bool
     20: lambda v: str(struct.unpack("!q", v)[0]),  # int8
@@ -356,6 +405,13 @@ _BINARY_DECODERS: dict[int, Callable[[bytes], str]] = {
     1043: lambda v: v.decode("utf-8", "replace"),  # varchar
     19: lambda v: v.decode("utf-8", "replace"),  # name
     2950: lambda v: str(uuid.UUID(bytes=v)),  # uuid
+    1042: lambda v: v.decode("utf-8", "replace"),  # bpchar
+    114: lambda v: v.decode("utf-8", "replace"),  # json
+    3802: _jsonb_text,  # jsonb
+    1700: _numeric_text,  # numeric (JDBC sends BigDecimal so)
+    1082: _date_text,  # date
+    1114: _timestamp_text,  # timestamp
+    1184: lambda v: _timestamp_text(v, "+00"),  # timestamptz, shown in UTC
 }
 
 
@@ -375,7 +431,7 @@ def _binary_text(value: bytes, oid: int) -> str:
     if decode is not None:
         try:
             return decode(value)
-        except (struct.error, ValueError):
+        except (struct.error, ValueError, OverflowError):
             pass
     return "\\x" + value.hex()
 

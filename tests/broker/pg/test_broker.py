@@ -155,6 +155,31 @@ def test_asyncpg_binary_extended_protocol(stack: PgStack) -> None:
     assert any(r.text == "select $1::text || '!'" and r.parameters == ["asyncpg"] for r in recs)
 
 
+PGJDBC = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java (scripts/setup.sh installs it)
+
+
+def test_jdbc_batch_transaction_and_prepared_statements(stack: PgStack) -> None:
+    java = require_binary("java")
+    require(Path(PGJDBC).is_file(), f"the PostgreSQL JDBC driver ({PGJDBC})")
+    token = stack.login("alice", "testdb", stack.rw)
+    url = (f"jdbc:postgresql://localhost:{stack.broker_port}/{token.database}"
+           f"?sslmode=verify-full&sslrootcert={stack.ca_file}")
+    out = subprocess.run([java, "-cp", PGJDBC, str(Path(__file__).with_name("JdbcClient.java")), url, token.user],
+                         env={**os.environ, "JGT_TOKEN": token.token}, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [f"user {token.user}", "batch 3", "names item-1 item-2 item-3",
+                                       "error 23505", "count 3"]
+    recs = statements(session_recording(stack, token.grant_id))
+    inserts = [r for r in recs if r.text == "insert into jdbc_items values ($1, $2, $3)"]
+    assert [(r.parameters, r.rows, r.error_sqlstate) for r in inserts] == [
+        (["1", "item-1", "1.50"], 1, None), (["2", "item-2", "2.50"], 1, None), (["3", "item-3", "3.50"], 1, None),
+        (["1", "duplicate", "1"], None, "23505")]
+    assert all(r.protocol == "extended" for r in inserts)
+    selects = [r for r in recs if r.text == "select name from jdbc_items where id = $1"]
+    assert [(r.parameters, r.rows) for r in selects] == [(["1"], 1), (["2"], 1), (["3"], 1)]
+    assert any(r.command_tag == "COMMIT" for r in recs) and any(r.command_tag == "ROLLBACK" for r in recs)
+
+
 def test_copy_in_and_out(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.rw)
     with connect(stack, token, autocommit=True) as conn:

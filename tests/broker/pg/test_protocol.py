@@ -11,6 +11,8 @@ from broker.pg import protocol as p
 from broker.pg.config import parse_user
 from broker.pg.credentials import CredentialError, resolve_login
 from broker.pg.tracker import StatementTracker, Walker, decode_statement, statement_lines
+from tests.broker.pg.harness import LOCAL_PG, local_pg_available
+from tests.support import require
 
 
 def msg(kind: bytes, body: bytes = b"") -> bytes:
@@ -93,6 +95,44 @@ def test_bind_parameters_text_binary_null() -> None:
     assert p.parse_bind_parameters(body) == ["42", "\\x00ff", None]
     with pytest.raises(p.ProtocolError):
         p.parse_bind_parameters(body[:20])
+
+
+# Values whose binary form (PostgreSQL's own *_send) is shown as PostgreSQL's text output.
+BINARY_CASES = {
+    1700: ["0", "1.50", "-1.50", "0.00001", "123456789012345678901234567890.123456789", "-0.5", "10000",
+           "1e-20", "-99999999.99990000", "NaN", "Infinity", "-Infinity"],
+    1082: ["2000-01-01", "1999-12-31", "0099-07-04", "9999-12-31", "infinity", "-infinity"],
+    1114: ["2000-01-01 00:00:00", "2024-02-29 23:59:59.5", "1970-01-01 00:00:00.000001", "infinity"],
+    1184: ["2024-02-29 23:59:59.123+00", "1960-06-01 12:00:00+00", "-infinity"],
+    3802: ['{"a": [1, 2.5, null]}'],
+}
+TYPE_NAMES = {1700: "numeric", 1082: "date", 1114: "timestamp", 1184: "timestamptz", 3802: "jsonb"}
+
+
+def test_binary_parameters_read_as_postgresql_writes_them() -> None:
+    require(local_pg_available(), "PostgreSQL on 127.0.0.1:5432 (trust, user postgres, db test)")
+    import psycopg
+
+    with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:
+        conn.execute("set timezone = 'UTC'")
+        for oid, values in BINARY_CASES.items():
+            name = TYPE_NAMES[oid]
+            for value in values:
+                sent, text = conn.execute(f"select {name}_send(%s::{name}), %s::{name}::text", (value, value)).fetchone()
+                shown = p.parse_bind_parameters(bind_body([bytes(sent)], binary=True), [oid])
+                assert shown == [text], (name, value)
+    # Malformed binary values are shown as hex, never raise.
+    for oid, junk in ((1700, b"\x00\x01\x00\x00\x00\x00\x00\x00"), (1700, b"\x00\x01\x00\x00\x12\x34\x00\x00\x00\x01"),
+                      (1700, b"\x00\x01\x00\x00\x00\x00\x00\x00\x27\x10"), (1082, b"\x00"),
+                      (1114, b"\x7f" + b"\x00" * 7), (3802, b"\x02{}")):
+        assert p.parse_bind_parameters(bind_body([junk], binary=True), [oid]) == ["\\x" + junk.hex()], junk
+
+
+def bind_body(values: list[bytes], binary: bool) -> bytes:
+    body = cstr("") + cstr("") + struct.pack("!hh", 1, 1 if binary else 0) + struct.pack("!h", len(values))
+    for v in values:
+        body += struct.pack("!i", len(v)) + v
+    return body + struct.pack("!h", 0)
 
 
 def test_rows_from_tag() -> None:
