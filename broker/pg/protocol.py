@@ -353,6 +353,8 @@ def _numeric_text(v: bytes) -> str:
         return special
     if sign not in (0, 0x4000) or ndigits < 0 or len(v) != 8 + 2 * ndigits:
         raise ValueError("malformed numeric")
+    if ndigits > 64 or abs(weight) > 256 or dscale > 1000:  # big-int work a client could make huge
+        raise ValueError("numeric too long to show")
     n = 0
     for digit in struct.unpack_from(f"!{ndigits}h", v, 8):
         if not 0 <= digit < 10000:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +40,26 @@ def connect(stack: PgStack, token: Token, **kw: Any) -> psycopg.Connection:
     return psycopg.connect(**stack.dsn(token, **kw))
 
 
-def session_recording(stack: PgStack, grant_id: str, timeout: float = 15.0) -> list[Any]:
-    """Statements of the (ended) sessions of a grant, from the broker's recordings; chain verified."""
+def sessions_once(stack: PgStack, grant_id: str, settled: Callable[[Any], bool], timeout: float) -> list[Any]:
+    """The grant's sessions, once there are some and every one is `settled`."""
     client = stack.client("admin")
     deadline = time.monotonic() + timeout
     while True:
         sessions = client.access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions
-        if sessions and all(s.recording_ref for s in sessions):
-            break
-        assert time.monotonic() < deadline, f"sessions of {grant_id} not ended: {sessions}"
+        if sessions and all(settled(s) for s in sessions):
+            return list(sessions)
+        assert time.monotonic() < deadline, f"sessions of {grant_id} not settled: {sessions}"
         time.sleep(0.05)
+
+
+def ended_sessions(stack: PgStack, grant_id: str, timeout: float = 20.0) -> list[Any]:
+    """The grant's sessions once every one of them is reported ended."""
+    return sessions_once(stack, grant_id, lambda s: s.end_reason, timeout)
+
+
+def session_recording(stack: PgStack, grant_id: str, timeout: float = 15.0) -> list[Any]:
+    """Statements of the (ended) sessions of a grant, from the broker's recordings; chain verified."""
+    sessions = sessions_once(stack, grant_id, lambda s: s.recording_ref, timeout)
     store = stack.recordings()
     events: list[Any] = []
     for s in sorted(sessions, key=lambda s: s.started_at.ToNanoseconds()):
@@ -550,18 +560,6 @@ def test_control_plane_down_refuses_logins_and_comes_back(stack: PgStack) -> Non
             time.sleep(0.2)
     log = stack.broker_log_text()
     assert "Traceback" not in log and "Check failed" not in log
-
-
-def ended_sessions(stack: PgStack, grant_id: str, timeout: float = 20.0) -> list[Any]:
-    """The grant's sessions once every one of them is reported ended."""
-    client = stack.client("admin")
-    deadline = time.monotonic() + timeout
-    while True:
-        sessions = client.access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions
-        if sessions and all(s.end_reason for s in sessions):
-            return list(sessions)
-        assert time.monotonic() < deadline, f"sessions of {grant_id} not reported ended: {sessions}"
-        time.sleep(0.1)
 
 
 def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stack: PgStack) -> None:

@@ -124,6 +124,7 @@ def test_binary_parameters_read_as_postgresql_writes_them() -> None:
     # Malformed binary values are shown as hex, never raise.
     for oid, junk in ((1700, b"\x00\x01\x00\x00\x00\x00\x00\x00"), (1700, b"\x00\x01\x00\x00\x12\x34\x00\x00\x00\x01"),
                       (1700, b"\x00\x01\x00\x00\x00\x00\x00\x00\x27\x10"), (1082, b"\x00"),
+                      (1700, struct.pack("!hhHH", 1, 30000, 0, 0) + b"\x00\x01"),  # 10**120000: not computed
                       (1114, b"\x7f" + b"\x00" * 7), (3802, b"\x02{}")):
         assert p.parse_bind_parameters(bind_body([junk], binary=True), [oid]) == ["\\x" + junk.hex()], junk
 
