@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 @click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/ssh-broker", show_default=True,
               help="host key, key passphrase and recordings")
+@click.option("--record-keystrokes", is_flag=True,
+              help="also record what users type in terminals (passwords typed at prompts that do not echo too)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, uvloop: bool,
-               log_level: str) -> None:
+def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
+               uvloop: bool, log_level: str) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.
 
     The broker's host key is made on first start in DATA_DIR (ssh_host_ed25519_key.pub);
@@ -33,7 +35,8 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     start_logging(log_level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
-        config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir)
+        config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
+                                    record_keystrokes=record_keystrokes)
     except ValueError as exc:
         fail(str(exc))
         return

@@ -197,9 +197,12 @@ class FileRecordingStore:
     def create(self, session_id: str, kind: Kind | str, metadata: Mapping[str, Any] | None = None, *,
                width: int = 80, height: int = 24, command: str | None = None, title: str | None = None,
                env: Mapping[str, str] | None = None,
-               on_error: Callable[[RecordingError], None] | None = None) -> RecordingWriter:
+               on_error: Callable[[RecordingError], None] | None = None,
+               keystrokes: bool = True) -> RecordingWriter:
         """Start a recording of `session_id`. Terminal options: width, height, env (TERM, SHELL),
-        title, command; exec: command. Call from the event loop when used with asyncio."""
+        title, command, keystrokes (False: what the user typed is counted, not written; the
+        output shows what the terminal echoed); exec: command. Call from the event loop when
+        used with asyncio."""
         if self._signing_key is None:
             raise RecordingError("this recording store was opened without the recorder key passphrase")
         if not _SESSION_ID.fullmatch(session_id):
@@ -219,7 +222,7 @@ class FileRecordingStore:
         sink = FileSink(directory, kind, meta)  # files first: a listed recording has its files
         _write_json_atomic(directory / META_NAME, meta)
         return RecordingWriter(sink, header, self._signing_key, flush_interval=self._flush_interval,
-                               on_error=on_error)
+                               on_error=on_error, keystrokes=keystrokes)
 
     def _allocate(self, session_id: str) -> tuple[str, Path]:
         # mkdir is atomic: two writers of one session never share a directory.

@@ -67,11 +67,13 @@ class RecordingWriter:
         on_error: Callable[[RecordingError], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        keystrokes: bool = True,
     ) -> None:
         self._sink = sink
         self._header = header
         self._kind = header.kind
         self._terminal = header.kind is Kind.TERMINAL
+        self._keystrokes = keystrokes
         self._key = signing_key
         self._interval = flush_interval
         self._max_buffer = max_buffer
@@ -160,11 +162,14 @@ class RecordingWriter:
             self._write_exec("stdout", data, now)
 
     def write_input(self, data: bytes) -> None:
-        """Bytes from the user to the target (terminal keystrokes, exec stdin)."""
+        """Bytes from the user to the target (terminal keystrokes, exec stdin). Keystrokes
+        are only counted when the recording was made with `keystrokes=False`."""
         self._check()
         now = self._clock()
         self.bytes_in += len(data)
         if self._terminal:
+            if not self._keystrokes:
+                return
             text = self._in_dec.decode(data)
             if text:
                 self._add(f'[{now - self._t0:.6f}, "i", {encode_basestring(text)}]', now)

@@ -5,6 +5,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _HOSTPORT = re.compile(r"^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$")
 
@@ -43,6 +44,9 @@ class BrokerConfig:
     activity_interval: float = 30.0  # seconds between ReportActivity rounds
     trust_refresh_interval: float = 60.0
     login_grace_time: float = 60.0
+    # Terminal keystrokes are not recorded (what the terminal echoed is, in the output): a
+    # password typed at a prompt that does not echo must not end up in a recording.
+    record_keystrokes: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535:
@@ -58,7 +62,7 @@ class BrokerConfig:
 
     @classmethod
     def build(cls, listen: str, identity_dir: str | Path, server: str, data_dir: str | Path,
-              **kwargs: float) -> BrokerConfig:
+              **kwargs: Any) -> BrokerConfig:
         host, port = parse_listen(listen)
         return cls(listen_host=host, listen_port=port, identity_dir=Path(identity_dir).expanduser(),
                    server=server, data_dir=Path(data_dir).expanduser(), **kwargs)

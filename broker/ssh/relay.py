@@ -249,7 +249,8 @@ class BrokerSession(asyncssh.SSHServerSession):
             _, (width, height, _, _), _ = self._term
             self.recording = store.create(auth.session_id, Kind.TERMINAL, meta, width=width or 80,
                                           height=height or 24, command=self._command,
-                                          env={"TERM": self._term[0]}, on_error=self._recording_failed)
+                                          env={"TERM": self._term[0]}, on_error=self._recording_failed,
+                                          keystrokes=self._broker.config.record_keystrokes)
         elif self._subsystem is not None:
             self.recording = store.create(auth.session_id, Kind.SFTP, meta, on_error=self._recording_failed)
             writer = self.recording

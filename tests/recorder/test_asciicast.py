@@ -50,6 +50,17 @@ def test_terminal_recording_is_asciicast_v2(store: FileRecordingStore) -> None:
     assert "chain" not in header and "hash" not in json.dumps(events)  # integrity data is in the sidecar
 
 
+def test_keystrokes_off_counts_input_but_writes_none(store: FileRecordingStore) -> None:
+    w = store.create("s-quiet", Kind.TERMINAL, {"user": "alice"}, keystrokes=False)
+    w.write_output(b"Password: ")
+    w.write_input(b"s3cret\r")
+    w.write_output(b"\r\nok\r\n")
+    seal = w.close_sync()
+    events = _check_v2(store.root / "s-quiet" / "session.cast")
+    assert [e[1] for e in events] == ["o", "o"] and "s3cret" not in json.dumps(events)
+    assert seal.bytes_in == 7 and store.verify("s-quiet").ok
+
+
 def test_asciinema_reads_and_plays_it(store: FileRecordingStore) -> None:
     asciinema = _asciinema()
     w = store.create("s-play", Kind.TERMINAL, {"user": "alice"}, command="/bin/bash")

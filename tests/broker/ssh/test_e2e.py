@@ -111,13 +111,62 @@ def test_pty_shell_with_input_from_a_pipe(stack: SshStack, alice: UserKey) -> No
     session = max(sessions, key=lambda s: s.started_at.ToDatetime())
     store = recordings(stack)
     assert store.verify(session.recording_ref).ok
-    cast = next(p for p in (stack.broker_dir / "recordings" / session.recording_ref).iterdir() if p.suffix == ".cast")
-    lines = cast.read_text().splitlines()
-    header = json.loads(lines[0])
+    header, events = cast_of(stack, session.recording_ref)
     assert header["version"] == 2
-    outputs = "".join(json.loads(line)[2] for line in lines[1:] if json.loads(line)[1] == "o")
-    inputs = "".join(json.loads(line)[2] for line in lines[1:] if json.loads(line)[1] == "i")
-    assert "42" in outputs and "echo $((6*7))" in inputs
+    outputs = "".join(data for _, code, data in events if code == "o")
+    # What the terminal echoed is in the output; keystrokes themselves are not recorded.
+    assert "42" in outputs and "echo $((6*7))" in outputs
+    assert not [e for e in events if e[1] == "i"]
+    assert store.info(session.recording_ref).bytes_in == len(b"stty size; echo $((6*7))\nexit 3\n")
+
+
+def cast_of(stack: SshStack, ref: str) -> tuple[dict, list[list]]:
+    """A terminal recording's asciicast header and events, read from its file."""
+    cast = next(p for p in (stack.broker_dir / "recordings" / ref).iterdir() if p.suffix == ".cast")
+    lines = cast.read_text().splitlines()
+    return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+
+
+def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytearray, timeout: float = 20) -> None:
+    """Read the process's output into `seen` until `marker` is in it."""
+    import os
+    import select
+
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} not seen in {bytes(seen)!r}"
+        if select.select([proc.stdout], [], [], left)[0]:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"output ended before {marker!r}: {bytes(seen)!r}"
+            seen += chunk
+
+
+def test_a_password_typed_at_a_silent_prompt_is_not_recorded(stack: SshStack, alice: UserKey) -> None:
+    before = len(sessions_of(stack, alice.grant_id))
+    proc = subprocess.Popen(stack.ssh_argv(alice, "web-01", extra=("-tt",)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    seen = bytearray()
+    try:
+        # Typed as a person would: the secret only after the prompt (echo is off by then).
+        proc.stdin.write(b"read -rs -p \"Secret$((1+1)): \" pw; echo; echo got ${#pw}\n")
+        proc.stdin.flush()
+        read_until(proc, b"Secret2: ", seen)
+        proc.stdin.write(b"hunter2-secret\n")
+        proc.stdin.flush()
+        read_until(proc, b"got 14", seen)
+        proc.stdin.write(b"exit\n")
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert b"hunter2-secret" not in seen  # the terminal did not echo it
+    sessions = ended_session(stack, alice.grant_id, before + 1)
+    session = max(sessions, key=lambda s: s.started_at.ToDatetime())
+    data = b"".join(p.read_bytes() for p in (stack.broker_dir / "recordings" / session.recording_ref).iterdir())
+    assert b"got 14" in data and b"hunter2" not in data
 
 
 def test_scp_both_ways_and_sftp(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
