@@ -1,6 +1,6 @@
 """PostgreSQL relay benchmark: pgbench direct, through jitgate's broker (recording on), through pgbouncer.
 
-    .venv/bin/python bench/pg_bench.py [--seconds 3] [--rounds 5] [--clients 8] [--scale 10] [--tls off|on|both]
+    .venv/bin/python bench/pg_bench.py [--seconds 3] [--rounds 9] [--clients 8] [--scale 10] [--tls off|on|both]
 
 One run: a real control plane (tests/cluster.py) grants `postgres@bench-db`
 and issues a token; `jitgate pg-broker` relays and records every statement;
@@ -189,7 +189,7 @@ def count_recorded(data: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=3, help="length of one pgbench run")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per target (TPS is their mean)")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds per target (TPS is their mean)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="both",

@@ -188,12 +188,14 @@ def _sh(value: str) -> str:
               help="with --issue-tls-from: DNS names clients use (localhost and 127.0.0.1 are always in)")
 @click.option("--max-message", default=64 * 1024 * 1024, show_default=True,
               help="largest client message in bytes; a larger one ends that connection (54000)")
+@click.option("--record-backlog", default=4 * 1024 * 1024, show_default=True,
+              help="bytes of statements waiting to be recorded beyond which clients are paused until recording catches up")
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
-              allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
+              record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
 
@@ -203,7 +205,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames))
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, require_tls=not allow_plaintext,
-                                max_message=max_message)
+                                max_message=max_message, record_backlog=record_backlog)
     except (ConfigError, ValueError, OSError) as exc:
         fail(str(exc))
         return
@@ -236,7 +238,8 @@ async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
 
     passphrase = passphrase_from_env_or_dir(data / "keys")
     cp = ControlPlaneClient.from_identity_dir(server, identity)
-    broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval))
+    broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval,
+                                                  backlog=config.record_backlog))
     host, port = await broker.start()
     # Everything loaded so far (gRPC, protobuf, crypto) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise pause the relay for ~10 ms now and then.

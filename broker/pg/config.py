@@ -49,6 +49,7 @@ class PgBrokerConfig:
     login_timeout: float = 30.0  # startup + token + upstream login
     upstream_timeout: float = 10.0
     record_interval: float = 0.05  # how often finished statements are shipped to the recording process
+    record_backlog: int = 4 * 1024 * 1024  # unrecorded statement bytes beyond which clients are paused
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
     activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
 
@@ -63,6 +64,8 @@ class PgBrokerConfig:
                 raise ConfigError(f"TLS file `{path}` does not exist")
         if self.max_message < 1024:
             raise ConfigError("max_message must be at least 1024 bytes")
+        if self.record_backlog < 64 * 1024:
+            raise ConfigError("record_backlog must be at least 64 KiB")
         if self.login_timeout <= 0 or self.upstream_timeout <= 0:
             raise ConfigError("timeouts must be positive")
         self._ssl: ssl.SSLContext | None = None

@@ -3,7 +3,8 @@
 During login a `Pipe` buffers what it reads and the broker awaits it
 (`read`); once the session relays, `on_data` is set and every chunk goes
 straight to it, with no buffering and no copy. Flow control is passed to the
-peer: when this side's writes back up, the peer stops reading.
+peer: when this side's writes back up, the peer stops reading (`hold`); the
+broker holds clients' reads the same way while recording is behind.
 
 TLS is done here with `ssl.SSLObject` over memory BIOs on the plain TCP
 transport, not with the event loop's TLS transport: for the small records of a
@@ -47,6 +48,7 @@ class Pipe(asyncio.Protocol):
         self._handshaking = False
         self._tls_read: Callable[[int], bytes] | None = None
         self._tls_write: Callable[[bytes], int] | None = None
+        self._holds: set[str] = set()
         self.send: Callable[[bytes], None] = self._send_plain
 
     # ------------------------------------------------------------ asyncio callbacks
@@ -129,12 +131,25 @@ class Pipe(asyncio.Protocol):
             self.on_close()
 
     def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+        if self.peer is not None:
+            self.peer.hold("peer")
 
     def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None and not self.peer.transport.is_closing():
-            self.peer.transport.resume_reading()
+        if self.peer is not None:
+            self.peer.release("peer")
+
+    def hold(self, reason: str) -> None:
+        """Stop reading for `reason`; reading resumes once every reason is released."""
+        if not self._holds and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _wake(self) -> None:
         w = self._waiter

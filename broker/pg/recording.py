@@ -10,7 +10,11 @@
 
 Statements of every session are pulled every `interval` seconds and sent in one
 frame, so the relay's loop pays a few microseconds per statement; decoding and
-the hash-chained writing happen in `broker.pg.recordproc`.
+the hash-chained writing happen in `broker.pg.recordproc`, at the lowest CPU
+priority. When more than `backlog` bytes wait for it, `behind` turns true and
+`on_behind(True)` is called (the broker then stops reading from clients), until
+it has caught up (`on_behind(False)`): recording lags by a bounded amount, never
+more.
 """
 from __future__ import annotations
 
@@ -37,13 +41,30 @@ class Recorded(Protocol):
     def recording_failed(self, message: str) -> None: ...
 
 
+class _Backlog(asyncio.Protocol):
+    """The pipe to the recording process: its transport says when too much waits in it."""
+
+    def __init__(self, on_change: Callable[[bool], None]) -> None:
+        self._on_change = on_change
+
+    def pause_writing(self) -> None:
+        self._on_change(True)
+
+    def resume_writing(self) -> None:
+        self._on_change(False)
+
+
 class RecorderProcess:
     """Owns the recording child process and talks to it."""
 
-    def __init__(self, data_dir: str | Path, passphrase: bytes, interval: float = 0.05) -> None:
+    def __init__(self, data_dir: str | Path, passphrase: bytes, interval: float = 0.05,
+                 backlog: int = 4 * 1024 * 1024) -> None:
         self.data_dir = Path(data_dir)
         self._passphrase = passphrase
         self.interval = interval
+        self.backlog = backlog
+        self.behind = False
+        self.on_behind: Callable[[bool], None] | None = None
         self._pid = 0
         self._stdin: asyncio.WriteTransport | None = None
         self._stdout: asyncio.StreamReader | None = None
@@ -71,13 +92,27 @@ class RecorderProcess:
         finally:
             os.close(child_in)
             os.close(child_out)
+        # The lowest CPU priority: recording is throughput work that can wait a few milliseconds,
+        # while the relay and the database are latency work (a statement holds its locks while
+        # its answer travels). pgbench TPC-B-like, A/B on one broker: +6% TPS plain, +12% TLS.
+        # Clients are paused when it falls behind (`backlog`), so a busy machine delays
+        # recording by a bounded amount and never starves it for good.
+        os.setpriority(os.PRIO_PROCESS, self._pid, 19)
         self._stdout = asyncio.StreamReader(limit=1 << 20)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._stdout),
                                      os.fdopen(from_child, "rb", buffering=0))
-        self._stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_child, "wb", buffering=0))
+        self._stdin, _ = await loop.connect_write_pipe(lambda: _Backlog(self._set_behind),
+                                                       os.fdopen(to_child, "wb", buffering=0))
+        self._stdin.set_write_buffer_limits(high=self.backlog, low=self.backlog // 4)
         self.alive = True
         self._send(("init", self._passphrase))
         self._reader = loop.create_task(self._read())
+
+    def _set_behind(self, behind: bool) -> None:
+        if behind != self.behind:
+            self.behind = behind
+            if self.on_behind is not None:
+                self.on_behind(behind)
 
     def _send(self, item: tuple[Any, ...]) -> None:
         if not self.alive or self._stdin is None or self._stdin.is_closing():
@@ -112,6 +147,7 @@ class RecorderProcess:
             if waiter is not None and not waiter.done():
                 waiter.set_result(item)
         self.alive = False
+        self._set_behind(False)  # nothing waits for a dead process; its sessions fail below
         if self._stdin is not None:
             self._stdin.close()
         await self._reap()

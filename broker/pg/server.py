@@ -119,6 +119,7 @@ class PgBroker:
         self._periodic_task: asyncio.Task[None] | None = None
         self.name: str = getattr(control_plane, "name", config.name)
         self.spool = EndReportSpool(recorder.data_dir)  # session ends the control plane does not have yet
+        recorder.on_behind = self._recording_behind
         self.address: tuple[str, int] | None = None
 
     @property
@@ -247,6 +248,8 @@ class PgBroker:
         if session is None:
             return
         self._sessions.add(session)
+        if self.recorder.behind:
+            session.client.hold("recording")
         try:
             await session.run()
         except Exception:
@@ -255,6 +258,20 @@ class PgBroker:
         finally:
             self._sessions.discard(session)
             self._cancel.pop(session.cancel_key, None)
+
+    def _recording_behind(self, behind: bool) -> None:
+        """While the recording process is behind, no client is read from: what is relayed
+        never runs further ahead of what is recorded than the recorder's backlog."""
+        for s in self._sessions:
+            if behind:
+                s.client.hold("recording")
+            else:
+                s.client.release("recording")
+        if behind:
+            log.warning("recording is behind (over %d bytes wait); clients are paused until it catches up",
+                        self.recorder.backlog)
+        else:
+            log.info("recording caught up; clients are read again")
 
     async def _report_refusal(self, r: Refusal, peer: str) -> None:
         try:

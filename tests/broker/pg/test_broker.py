@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -26,13 +27,15 @@ from tests.broker.pg.harness import PgStack, Token, local_pg_available, pg_bin
 from tests.support import in_ci, require, require_binary
 
 MAX_MESSAGE = 1 << 20
+RECORD_BACKLOG = 256 * 1024
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgStack]:
     require(local_pg_available(), "PostgreSQL on 127.0.0.1:5432 (trust, user postgres, db test)")
     require(pg_bin("initdb") is not None, "initdb (postgresql server binaries)")
-    with PgStack(tmp_path_factory.mktemp("pg"), broker_args=("--max-message", str(MAX_MESSAGE))) as s:
+    with PgStack(tmp_path_factory.mktemp("pg"), broker_args=("--max-message", str(MAX_MESSAGE),
+                                                             "--record-backlog", str(RECORD_BACKLOG))) as s:
         yield s
 
 
@@ -560,6 +563,63 @@ def test_control_plane_down_refuses_logins_and_comes_back(stack: PgStack) -> Non
             time.sleep(0.2)
     log = stack.broker_log_text()
     assert "Traceback" not in log and "Check failed" not in log
+
+
+def recording_process(stack: PgStack) -> int:
+    assert stack.broker_proc is not None
+    pid = stack.broker_proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    [rec] = [int(c) for c in children if b"broker.pg.recordproc" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return rec
+
+
+def test_a_recording_process_that_falls_behind_pauses_clients_and_loses_nothing(stack: PgStack) -> None:
+    token = stack.login("alice", "testdb", stack.ro)
+    rec = recording_process(stack)
+    assert os.getpriority(os.PRIO_PROCESS, rec) == 19  # recording yields to the relay and the database
+    done = [0]
+    stop = threading.Event()
+    conn = connect(stack, token, autocommit=True)
+    conn.execute("select 'backlog'")  # the session and its recording are open before the recorder stops
+    done[0] += 1
+
+    def client() -> None:
+        while not stop.is_set():
+            conn.execute("select 'backlog'")
+            done[0] += 1
+
+    def stalls(within: float) -> bool:
+        """True once the client made no progress for a second."""
+        deadline = time.monotonic() + within
+        last, since = done[0], time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if done[0] != last:
+                last, since = done[0], time.monotonic()
+            elif time.monotonic() - since >= 1.0:
+                return True
+        return False
+
+    os.kill(rec, signal.SIGSTOP)  # the recorder falls behind, as on a machine too busy to run it
+    worker = threading.Thread(target=client, daemon=True)
+    try:
+        worker.start()
+        assert stalls(within=30), f"the client went on while nothing was recorded ({done[0]} statements)"
+        held = done[0]
+        assert held > 100  # it ran until the backlog filled
+    finally:
+        os.kill(rec, signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while done[0] < held + 200:  # caught up: the client is read again
+        assert time.monotonic() < deadline, "the client stayed paused after recording caught up"
+        time.sleep(0.05)
+    stop.set()
+    worker.join(15)
+    conn.close()
+    recorded = [r for r in statements(session_recording(stack, token.grant_id)) if r.text == "select 'backlog'"]
+    assert len(recorded) == done[0]
+    log = stack.broker_log_text()
+    assert "recording is behind" in log and "recording caught up" in log
 
 
 def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stack: PgStack) -> None:
