@@ -139,7 +139,7 @@ class PgBroker:
         if not self.recorder.alive:
             await self.recorder.start()
         if watch and hasattr(self.cp, "watch"):
-            self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self.hub.sync)  # type: ignore[attr-defined]
+            self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync)  # type: ignore[attr-defined]
         self._server = await loop.create_server(self._accept, self.config.host, self.config.port,
                                                 reuse_address=True)
         sock = self._server.sockets[0]
@@ -153,6 +153,11 @@ class PgBroker:
         pipe = Pipe()
         self._track(self._handle(pipe))
         return pipe
+
+    def _on_sync(self, snapshot: dict[str, Any]) -> None:
+        """The grant stream (re)connected: the control plane is back, so ends it missed go now."""
+        self.hub.sync(snapshot)
+        self._track(self._send_pending())
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background; `stop` waits for it."""

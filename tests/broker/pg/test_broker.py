@@ -649,6 +649,25 @@ def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stac
         time.sleep(0.05)
 
 
+def test_an_end_missed_during_an_outage_is_sent_once_the_control_plane_is_back(stack: PgStack) -> None:
+    assert stack.cp is not None
+    token = stack.login("alice", "testdb", stack.ro)
+    with connect(stack, token, autocommit=True) as conn:
+        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        stack.cp.kill()
+    spooled = stack.broker_dir / "pending-ends" / f"{live.id}.json"
+    try:
+        deadline = time.monotonic() + 15
+        while not spooled.exists():
+            assert time.monotonic() < deadline, "the session end was not spooled"
+            time.sleep(0.05)
+    finally:
+        stack.cp.start()
+    # Sent when the grant stream re-syncs, not at the next activity round (30 s away).
+    [session] = ended_sessions(stack, token.grant_id, timeout=20)
+    assert session.end_reason == "client_exit" and session.recording_ref
+
+
 def test_a_killed_broker_reports_its_open_sessions_ended_in_error_at_restart(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.ro)
     store = stack.recordings()
