@@ -619,12 +619,11 @@ def decode_statement(raw: RawStatement) -> DbStatement:
     tag = None
     rows: int | None = None
     if isinstance(tags, bytes):  # one command (the usual case)
-        tag = tags.rstrip(b"\x00").decode("utf-8", "replace")
-        rows = rows_from_tag(tag)
+        tag, rows = _tag_and_rows(tags)
     elif tags:
-        decoded = [t.rstrip(b"\x00").decode("utf-8", "replace") for t in tags]
-        tag = decoded[-1]
-        known = [c for c in map(rows_from_tag, decoded) if c is not None]
+        decoded = [_tag_and_rows(t) for t in tags]
+        tag = decoded[-1][0]
+        known = [c for _, c in decoded if c is not None]
         rows = sum(known) if known else None
     if rows is None and datarows:
         rows = datarows
