@@ -145,7 +145,8 @@ class PgBroker:
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
         self._periodic_task = loop.create_task(self._periodic())
-        self._track(self._send_pending())
+        if self._watcher is None:  # else the stream's first sync sends what a restart left pending
+            self._track(self._send_pending())
         log.info("pg broker listening on %s:%s", *self.address)
         return self.address
 
