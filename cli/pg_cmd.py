@@ -181,7 +181,8 @@ def _sh(value: str) -> str:
 @click.option("--data-dir", default="~/.jitgate/pg-broker", show_default=True,
               help="recordings, recorder key and (tls/cert.pem, tls/key.pem) the TLS certificate")
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="server certificate (PEM) from the jitgate CA")
-@click.option("--tls-key", default=None, type=click.Path(dir_okay=False), help="its private key (PEM)")
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
+              help="its private key (PEM, mode 0600; plain or encrypted with the broker's passphrase)")
 @click.option("--issue-tls-from", "ca_data_dir", default=None, type=click.Path(file_okay=False),
               help="make the TLS certificate now from the control plane's data directory (its X.509 CA)")
 @click.option("--tls-hostname", "hostnames", multiple=True,
@@ -199,44 +200,55 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
 
+    from ca.errors import CAError
+    from ca.keystore import passphrase_from_env_or_dir
+
     start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames))
-        config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, require_tls=not allow_plaintext,
-                                max_message=max_message, record_backlog=record_backlog)
-    except (ConfigError, ValueError, OSError) as exc:
+        passphrase = passphrase_from_env_or_dir(data / "keys")
+        cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
+        config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
+                                require_tls=not allow_plaintext, max_message=max_message,
+                                record_backlog=record_backlog)
+    except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
         return
-    run_foreground(_serve(config, identity_dir(identity), server_address(server), data), uvloop, "pg broker")
+    run_foreground(_serve(config, identity_dir(identity), server_address(server), data, passphrase), uvloop,
+                   "pg broker")
 
 
 def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
-               hostnames: list[str]) -> tuple[Path | None, Path | None]:
+               hostnames: list[str], passphrase: bytes) -> tuple[Path | None, Path | None]:
     tls_dir = data / "tls"
     if ca_data_dir:
-        from ca.keystore import ensure_private_dir, write_private_file
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        from ca.keystore import ensure_private_dir, save_private_key, write_private_file
         from controlplane.identity import DataDir, open_x509_ca
 
         bundle = open_x509_ca(DataDir(Path(ca_data_dir).expanduser())).issue_server_certificate(hostnames, [])
         ensure_private_dir(tls_dir)
         write_private_file(tls_dir / "cert.pem", bundle.cert_pem)
-        write_private_file(tls_dir / "key.pem", bundle.key_pem)
+        # Encrypted at rest with the broker's passphrase, like its recording key.
+        save_private_key(tls_dir / "key.pem", load_pem_private_key(bundle.key_pem, password=None), passphrase)
     if cert or key:
+        if key:
+            from ca.keystore import check_private_mode
+
+            check_private_mode(Path(key), what="TLS key")
         return (Path(cert) if cert else None), (Path(key) if key else None)
     if (tls_dir / "cert.pem").exists():
         return tls_dir / "cert.pem", tls_dir / "key.pem"
     return None, None
 
 
-async def _serve(config: Any, identity: Path, server: str, data: Path) -> None:
+async def _serve(config: Any, identity: Path, server: str, data: Path, passphrase: bytes) -> None:
     from broker.cpclient import ControlPlaneClient
     from broker.pg.recording import RecorderProcess
     from broker.pg.server import PgBroker
-    from ca.keystore import passphrase_from_env_or_dir
 
-    passphrase = passphrase_from_env_or_dir(data / "keys")
     cp = ControlPlaneClient.from_identity_dir(server, identity)
     broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval,
                                                   backlog=config.record_backlog))

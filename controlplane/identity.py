@@ -3,7 +3,8 @@
 The data directory (0700) holds:
 
     ca/             X.509 CA (mTLS), SSH user CA, SSH upstream CA, their passphrase
-    server/         the server's certificate and key (cert.pem, key.pem)
+    server/         the server's certificate and key (cert.pem, key.pem: encrypted
+                    with the CA passphrase, decrypted in memory for gRPC)
     jitgate.db      the store (SQLite, WAL)
     server.lock     held by the running server (one server per data directory)
     server.addr     the address the running server listens on
@@ -21,8 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from ca.keystore import ensure_private_dir, passphrase_from_env_or_dir, write_private_file
+from ca.errors import KeyStoreError
+from ca.keystore import (
+    ensure_private_dir,
+    load_private_key,
+    passphrase_from_env_or_dir,
+    save_private_key,
+    write_private_file,
+)
 from ca.ssh import UPSTREAM_CA_NAME, USER_CA_NAME, SSHCertificateAuthority
 from ca.x509 import X509CA, peer_name_from_cert, write_identity_bundle
 
@@ -116,14 +125,32 @@ def init_pki(data_dir: DataDir, server_names: list[str] | None = None, server_ip
     names = list(server_names or [])
     ips = list(server_ips or [])
     ca = open_x509_ca(data_dir)
+    passphrase = passphrase_from_env_or_dir(data_dir.ca_dir)
     server_dir = ensure_private_dir(data_dir.server_dir)
     cert_path, key_path = server_dir / "cert.pem", server_dir / "key.pem"
-    if not (key_path.exists() and _server_cert_fits(cert_path, ca, names, ips)):
+    key_pem = _read_server_key(key_path, passphrase)
+    if key_pem is None or not _server_cert_fits(cert_path, ca, names, ips):
         bundle = ca.issue_server_certificate(names, ips)
-        write_private_file(key_path, bundle.key_pem)
+        save_private_key(key_path, serialization.load_pem_private_key(bundle.key_pem, password=None), passphrase)
         write_private_file(cert_path, bundle.cert_pem)
+        key_pem = bundle.key_pem
     user_ca, upstream_ca = open_ssh_cas(data_dir)
-    return ServerPki(ca, cert_path.read_bytes(), key_path.read_bytes(), user_ca, upstream_ca)
+    return ServerPki(ca, cert_path.read_bytes(), key_pem, user_ca, upstream_ca)
+
+
+def _read_server_key(path: Path, passphrase: bytes) -> bytes | None:
+    """The server key as plain PEM (for gRPC, in memory only); None when there is none yet or it
+    was stored unencrypted by an earlier version (then a new key and certificate are made)."""
+    if not path.exists():
+        return None
+    try:
+        key = load_private_key(path, passphrase)
+    except KeyStoreError as exc:
+        if exc.code == "ca.key_not_encrypted":
+            return None
+        raise
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def issue_identity_bundle(ca: X509CA, name: str, out_dir: Path, days: int = 90) -> Path:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The one documented user-name syntax: `ROLE@RESOURCE`, e.g. `readonly@orders-db`.
@@ -36,13 +36,15 @@ class PgBrokerConfig:
     """How the PostgreSQL broker listens, encrypts and limits.
 
     `tls_cert` / `tls_key`: PEM files of the server certificate the internal CA
-    issued for the broker's host names (clients verify it with `sslmode=verify-full`).
+    issued for the broker's host names (clients verify it with `sslmode=verify-full`);
+    the key may be encrypted with `tls_key_passphrase`.
     `require_tls`: refuse clients that do not negotiate TLS (on by default).
     """
 
     listen: str = "127.0.0.1:6432"
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_key_passphrase: bytes | None = field(default=None, repr=False)
     require_tls: bool = True
     name: str = "pg-broker"
     max_message: int = 64 * 1024 * 1024  # larger client messages end the connection (54000)
@@ -78,7 +80,8 @@ class PgBrokerConfig:
     def _make_ssl(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        # An unencrypted key loads too; the password is only asked for by an encrypted one.
+        ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key), password=self.tls_key_passphrase or b"")
         return ctx
 
     @property

@@ -189,24 +189,18 @@ class PgStack:
         return self
 
     def start_broker(self) -> None:
-        from controlplane.identity import open_x509_ca
-
         assert self.cp is not None
-        bundle = open_x509_ca(self.cp.data).issue_server_certificate(["localhost"], [])
-        tls = self.tmp / "broker-tls"
-        tls.mkdir(mode=0o700, exist_ok=True)
-        (tls / "cert.pem").write_bytes(bundle.cert_pem)
-        (tls / "key.pem").write_bytes(bundle.key_pem)
-        os.chmod(tls / "key.pem", 0o600)
         self.ca_file = self.tmp / "jitgate-ca.pem"
         self.ca_file.write_bytes(self.cp.ca_pem)
         addr = self.broker_dir / "listen.addr"
         self.broker_log = self.tmp / "pg-broker.log"
+        # The broker makes its TLS certificate from the control plane's CA and keeps the key
+        # encrypted with its own passphrase (the passphrase files of the two data directories).
         cmd = [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0",
                "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
-               "--data-dir", str(self.broker_dir), "--tls-cert", str(tls / "cert.pem"),
-               "--tls-key", str(tls / "key.pem"), *self._broker_args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "JITGATE_CA_PASSPHRASE": "pg-broker-test-passphrase"}
+               "--data-dir", str(self.broker_dir), "--issue-tls-from", str(self.cp.data.root),
+               "--tls-hostname", "localhost", *self._broker_args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env["JGT_PRIVATE_DB"] = self.private_password
         role_env = "JGT_PRIVATE_DB_" + self.scram_role.upper()
         env[role_env] = (f"postgresql://{self.scram_role}:{self.private_password}@db.invalid/x"

@@ -97,6 +97,43 @@ def test_psql_verify_full_simple_protocol(stack: PgStack) -> None:
     assert bad.returncode != 0 and "does not match" in bad.stderr
 
 
+def test_the_brokers_tls_key_is_encrypted_at_rest(stack: PgStack) -> None:
+    key = stack.broker_dir / "tls" / "key.pem"
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_tls_key_it_cannot_use_stops_the_broker_with_one_plain_line(stack: PgStack, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from controlplane.identity import open_x509_ca
+
+    assert stack.cp is not None
+    bundle = open_x509_ca(stack.cp.data).issue_server_certificate(["localhost"], [])
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(bundle.cert_pem)
+    private = serialization.load_pem_private_key(bundle.key_pem, password=None)
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.BestAvailableEncryption(b"another passphrase")))
+
+    def broker(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0", "--data-dir",
+             str(tmp_path / "data"), "--identity", str(tmp_path / "none"), "--server", "127.0.0.1:1",
+             "--tls-cert", str(cert), "--tls-key", str(key), *extra],
+            env={**os.environ, "JITGATE_CA_PASSPHRASE": "the brokers passphrase"}, capture_output=True, text=True,
+            timeout=60)
+
+    os.chmod(key, 0o600)
+    wrong = broker()
+    assert wrong.returncode == 1 and "cannot load the TLS certificate" in wrong.stderr, wrong.stderr
+    os.chmod(key, 0o644)
+    loose = broker()
+    assert loose.returncode == 1 and "has mode 0644" in loose.stderr, loose.stderr
+    for out in (wrong, loose):
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 def test_psycopg_extended_protocol_transaction_and_recording(stack: PgStack) -> None:
     token = stack.login("alice", "testdb", stack.rw)
     with connect(stack, token) as conn:

@@ -1,6 +1,7 @@
 """mTLS only: identity = the certificate's CN; unknown and untrusted callers are refused."""
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import grpc
@@ -86,3 +87,29 @@ def test_issue_identity_over_grpc_needs_admin(cp):
             grpc.StatusCode.INVALID_ARGUMENT)
     lines = cp.client("alice").admin.GetSshCa(admin_pb2.GetSshCaRequest(upstream=True)).public_key_lines
     assert lines and lines[0].startswith("ssh-ed25519 ") and "upstream" in lines[0]
+
+
+def test_server_key_is_encrypted_at_rest(cp):
+    key = cp.data.server_dir / "key.pem"
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_a_plain_server_key_from_an_earlier_version_is_replaced(tmp_path: Path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from controlplane.identity import DataDir, init_pki
+
+    data = DataDir(tmp_path / "data")
+    first = init_pki(data)
+    key_path = data.server_dir / "key.pem"
+    key_path.write_bytes(first.server_key_pem)  # what earlier versions stored: the key in clear
+    second = init_pki(data)
+    assert key_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert second.server_cert_pem != first.server_cert_pem  # a new key, so a new certificate
+    cert_key = x509.load_pem_x509_certificate(second.server_cert_pem).public_key()
+    in_memory = serialization.load_pem_private_key(second.server_key_pem, password=None).public_key()
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert_key.public_bytes(*raw) == in_memory.public_bytes(*raw)
+    assert init_pki(data).server_cert_pem == second.server_cert_pem  # kept from now on
