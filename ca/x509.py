@@ -12,6 +12,8 @@ An identity bundle is a directory (0700) holding `ca.pem`, `cert.pem` and
 `ssl_server_credentials` take only a plain PEM key, so the key's protection is
 the file mode (0600) and the directory (0700), as with `~/.ssh/id_ed25519`
 without a passphrase. Certificates are short-lived by default for that reason.
+A server's key is stored encrypted (`write_server_certificate`) and decrypted in
+memory when it is loaded (`read_server_key`).
 """
 from __future__ import annotations
 
@@ -283,6 +285,23 @@ def write_identity_bundle(bundle: CertBundle, ca_cert_pem: bytes, out_dir: Path)
     write_private_file(out_dir / BUNDLE_CERT_FILE, bundle.cert_pem)
     write_private_file(out_dir / BUNDLE_KEY_FILE, bundle.key_pem)
     return out_dir
+
+
+def write_server_certificate(directory: Path, bundle: CertBundle, passphrase: bytes) -> tuple[Path, Path]:
+    """Write `cert.pem` and `key.pem` (encrypted with `passphrase`, 0600) into `directory` (0700)."""
+    directory = ensure_private_dir(Path(directory))
+    cert_path, key_path = directory / BUNDLE_CERT_FILE, directory / BUNDLE_KEY_FILE
+    save_private_key(key_path, serialization.load_pem_private_key(bundle.key_pem, password=None), passphrase)
+    write_private_file(cert_path, bundle.cert_pem)
+    return cert_path, key_path
+
+
+def read_server_key(path: Path, passphrase: bytes) -> bytes:
+    """A key written by `write_server_certificate`, as plain PEM for the TLS stack (in memory only).
+
+    KeyStoreError `ca.key_not_encrypted` for a key stored in clear, as earlier versions did.
+    """
+    return _key_pem_plain(load_private_key(Path(path), passphrase))  # type: ignore[arg-type]
 
 
 def read_identity_bundle(directory: Path) -> IdentityBundle:

@@ -199,7 +199,6 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
               record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
-
     from ca.errors import CAError
     from ca.keystore import passphrase_from_env_or_dir
 
@@ -223,16 +222,11 @@ def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str |
                hostnames: list[str], passphrase: bytes) -> tuple[Path | None, Path | None]:
     tls_dir = data / "tls"
     if ca_data_dir:
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-        from ca.keystore import ensure_private_dir, save_private_key, write_private_file
+        from ca.x509 import write_server_certificate
         from controlplane.identity import DataDir, open_x509_ca
 
         bundle = open_x509_ca(DataDir(Path(ca_data_dir).expanduser())).issue_server_certificate(hostnames, [])
-        ensure_private_dir(tls_dir)
-        write_private_file(tls_dir / "cert.pem", bundle.cert_pem)
-        # Encrypted at rest with the broker's passphrase, like its recording key.
-        save_private_key(tls_dir / "key.pem", load_pem_private_key(bundle.key_pem, password=None), passphrase)
+        write_server_certificate(tls_dir, bundle, passphrase)  # the key encrypted, like the recording key
     if cert or key:
         if key:
             from ca.keystore import check_private_mode

@@ -22,18 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ca.errors import KeyStoreError
-from ca.keystore import (
-    ensure_private_dir,
-    load_private_key,
-    passphrase_from_env_or_dir,
-    save_private_key,
-    write_private_file,
-)
+from ca.keystore import ensure_private_dir, passphrase_from_env_or_dir
 from ca.ssh import UPSTREAM_CA_NAME, USER_CA_NAME, SSHCertificateAuthority
-from ca.x509 import X509CA, peer_name_from_cert, write_identity_bundle
+from ca.x509 import X509CA, peer_name_from_cert, read_server_key, write_identity_bundle, write_server_certificate
 
 CA_DIR = "ca"
 SERVER_DIR = "server"
@@ -128,29 +121,26 @@ def init_pki(data_dir: DataDir, server_names: list[str] | None = None, server_ip
     passphrase = passphrase_from_env_or_dir(data_dir.ca_dir)
     server_dir = ensure_private_dir(data_dir.server_dir)
     cert_path, key_path = server_dir / "cert.pem", server_dir / "key.pem"
-    key_pem = _read_server_key(key_path, passphrase)
+    key_pem = _server_key(key_path, passphrase)
     if key_pem is None or not _server_cert_fits(cert_path, ca, names, ips):
         bundle = ca.issue_server_certificate(names, ips)
-        save_private_key(key_path, serialization.load_pem_private_key(bundle.key_pem, password=None), passphrase)
-        write_private_file(cert_path, bundle.cert_pem)
+        write_server_certificate(server_dir, bundle, passphrase)
         key_pem = bundle.key_pem
     user_ca, upstream_ca = open_ssh_cas(data_dir)
     return ServerPki(ca, cert_path.read_bytes(), key_pem, user_ca, upstream_ca)
 
 
-def _read_server_key(path: Path, passphrase: bytes) -> bytes | None:
-    """The server key as plain PEM (for gRPC, in memory only); None when there is none yet or it
-    was stored unencrypted by an earlier version (then a new key and certificate are made)."""
+def _server_key(path: Path, passphrase: bytes) -> bytes | None:
+    """The server key in plain PEM (memory only); None when there is none yet or an earlier
+    version stored it in clear (then a new key and certificate are made)."""
     if not path.exists():
         return None
     try:
-        key = load_private_key(path, passphrase)
+        return read_server_key(path, passphrase)
     except KeyStoreError as exc:
         if exc.code == "ca.key_not_encrypted":
             return None
         raise
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def issue_identity_bundle(ca: X509CA, name: str, out_dir: Path, days: int = 90) -> Path:

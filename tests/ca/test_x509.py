@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca.errors import CAError, KeyStoreError
-from ca.x509 import X509CA, CertBundle, peer_name_from_cert, read_identity_bundle, write_identity_bundle
+from ca.x509 import (
+    X509CA,
+    CertBundle,
+    peer_name_from_cert,
+    read_identity_bundle,
+    read_server_key,
+    write_identity_bundle,
+    write_server_certificate,
+)
 
 PASS = b"x509-test-passphrase"
 UTC = dt.timezone.utc
@@ -155,6 +163,26 @@ def _call(port: int, ca_pem: bytes, client: CertBundle | None, host: str = "loca
     options = [("grpc.ssl_target_name_override", host)]
     with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=options) as ch:
         return ch.unary_unary("/test.Who/AmI")(b"", timeout=5)
+
+
+def test_server_key_is_stored_encrypted_and_read_back_plain(ca: X509CA, tmp_path: Path) -> None:
+    bundle = ca.issue_server_certificate(["localhost"], [])
+    cert_path, key_path = write_server_certificate(tmp_path / "tls", bundle, b"server passphrase")
+    assert mode(tmp_path / "tls") == 0o700 and mode(key_path) == 0o600
+    assert cert_path.read_bytes() == bundle.cert_pem
+    stored = key_path.read_bytes()
+    assert stored.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") and bundle.key_pem not in stored
+    plain = read_server_key(key_path, b"server passphrase")
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert (serialization.load_pem_private_key(plain, None).public_key().public_bytes(*raw)
+            == x509.load_pem_x509_certificate(bundle.cert_pem).public_key().public_bytes(*raw))
+    with pytest.raises(KeyStoreError) as wrong:
+        read_server_key(key_path, b"another passphrase")
+    assert wrong.value.code == "ca.bad_passphrase"
+    key_path.write_bytes(bundle.key_pem)  # in clear, as earlier versions stored it
+    with pytest.raises(KeyStoreError) as clear:
+        read_server_key(key_path, b"server passphrase")
+    assert clear.value.code == "ca.key_not_encrypted"
 
 
 def test_grpc_mtls_accepts_issued_client_and_names_it(ca: X509CA, mtls_server: int) -> None:
