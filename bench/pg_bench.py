@@ -1,6 +1,7 @@
 """PostgreSQL relay benchmark: pgbench direct, through jitgate's broker (recording on), through pgbouncer.
 
     .venv/bin/python bench/pg_bench.py [--seconds 3] [--rounds 9] [--clients 8] [--scale 10] [--tls off|on|both]
+                                       [--bare-relay]
 
 One run: a real control plane (tests/cluster.py) grants `postgres@bench-db`
 and issues a token; `jitgate pg-broker` relays and records every statement;
@@ -13,7 +14,13 @@ ratio broker/pgbouncer as the median of the rounds' ratios (goals: select-only
 round, not the median) with a bootstrap 90% interval of that median (when the
 goal lies inside it, one run cannot tell the two apart: pool the rounds of
 several runs), also as the ratio of the means, and broker/direct; then counts
-the recorded statements.
+the recorded statements. Each proxy's CPU time per transaction (user + system,
+from /proc; the broker with its recording process, shown apart too) is printed
+beside the TPS: it is steadier than TPS on a noisy machine and says where the
+difference comes from. `--bare-relay` adds a fourth target to the plain
+rounds: `bench/bare_relay.py`, a uvloop byte relay that does nothing but relay,
+the floor for any relay in Python; its ratio to pgbouncer, measured in the same
+rounds, shows how much of the broker's gap is the event loop itself.
 """
 from __future__ import annotations
 
@@ -116,6 +123,15 @@ def start_broker(cp: object, tmp: Path) -> tuple[subprocess.Popen[bytes], int, P
     return proc, int(addr.read_text().strip().rsplit(":", 1)[1]), data
 
 
+def start_bare_relay(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "bare_relay.py"), PG["host"], PG["port"]],
+                            stdout=subprocess.PIPE, stderr=open(tmp / "bare_relay.log", "ab"))
+    line = proc.stdout.readline().decode()  # type: ignore[union-attr]
+    if not line.startswith("port "):
+        raise SystemExit(f"bench: the bare relay did not start:\n{(tmp / 'bare_relay.log').read_text()[-2000:]}")
+    return proc, int(line.split()[1])
+
+
 def pgbouncer_tls(cp: object, tmp: Path) -> Path:
     """pgbouncer's own certificate from the same CA; its key stays plain (pgbouncer cannot take
     a passphrase) in the bench's temporary directory, removed at the end."""
@@ -186,6 +202,31 @@ def pgbench(script: str, port: int, user: str, password: str, sslmode: str, seco
     return float(tps.group(1)), int(done.group(1))
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: the broker's recording process, pgbouncer under runuser."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*"):
+            try:
+                pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        i += 1
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (all their threads)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def median_interval(ratios: list[float], level: float = 0.9, resamples: int = 4000) -> tuple[float, float]:
     """A bootstrap confidence interval of the median of `ratios` (rounds resampled with
     replacement; seeded, so one run's figures print the same interval again)."""
@@ -213,6 +254,8 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--tls", choices=["off", "on", "both"], default="both",
                     help="client-side TLS for the broker and pgbouncer (direct is always plain)")
+    ap.add_argument("--bare-relay", action="store_true",
+                    help="also run a bare uvloop byte relay in the plain rounds (the floor for a Python relay)")
     args = ap.parse_args()
 
     from google.protobuf import duration_pb2
@@ -224,10 +267,13 @@ def main() -> None:
     ensure_database(args.scale)
     tmp = Path(tempfile.mkdtemp(prefix="jgt-pgbench-"))
     cp = ControlPlane(tmp / "cp", policies=policy(tmp))
-    broker = bouncer = None
+    broker = bouncer = bare = None
+    bare_port = 0
     try:
         broker, broker_port, broker_data = start_broker(cp, tmp)
         bouncer, bouncer_port = start_pgbouncer(bouncer_exe, tmp, pgbouncer_tls(cp, tmp))
+        if args.bare_relay:
+            bare, bare_port = start_bare_relay(tmp)
         alice = cp.client("alice")
         d = duration_pb2.Duration()
         d.FromTimedelta(dt.timedelta(hours=1))
@@ -239,28 +285,48 @@ def main() -> None:
               f"broker records every statement; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
               flush=True)
         results: dict[tuple[str, str], dict[str, float]] = {}
+        proxies = {"pgbouncer": bouncer.pid, "broker": broker.pid, **({"bare": bare.pid} if bare else {})}
+        floors: dict[str, tuple[float, float]] = {}  # script -> (bare relay TPS, bare/pgbouncer median)
         expected = 0
         for sslmode in modes:
             for script in ("select-only", "tpcb-like"):
-                # Rounds interleave the three targets, in turn forwards and backwards, so that
+                # Rounds interleave the targets, in turn forwards and backwards, so that
                 # drift on a shared machine hits all alike; broker and pgbouncer always run
                 # next to each other, and their ratio is taken per round.
-                runs: dict[str, list[float]] = {"direct": [], "pgbouncer": [], "broker": []}
+                order = ["direct", "pgbouncer", "broker"]
+                if bare is not None and sslmode == "disable":  # the bare relay cannot do TLS
+                    order.append("bare")
+                runs: dict[str, list[float]] = {target: [] for target in order}
+                cpu: dict[str, list[float]] = {target: [0.0, 0.0, 0] for target in proxies}  # s, recording s, tx
                 for n in range(args.rounds):
-                    order = ["direct", "pgbouncer", "broker"]
                     for target in (order if n % 2 == 0 else order[::-1]):
                         reset_tables()
-                        if target == "direct":
-                            tps, _ = pgbench(script, 5432, "postgres", "", "disable", args.seconds, args.clients)
-                        elif target == "pgbouncer":
-                            tps, _ = pgbench(script, bouncer_port, "postgres", "", sslmode, args.seconds,
-                                             args.clients)
-                        else:
-                            tps, done = pgbench(script, broker_port, token.user, token.token, sslmode,
-                                                args.seconds, args.clients)
+                        tree = process_tree(proxies[target]) if target in proxies else []
+                        before = cpu_seconds(tree), cpu_seconds(tree[1:])
+                        port, user, password, mode = {
+                            "direct": (5432, "postgres", "", "disable"),
+                            "pgbouncer": (bouncer_port, "postgres", "", sslmode),
+                            "bare": (bare_port, "postgres", "", "disable"),
+                            "broker": (broker_port, token.user, token.token, sslmode)}[target]
+                        tps, done = pgbench(script, port, user, password, mode, args.seconds, args.clients)
+                        if target == "broker":
                             expected += done * STATEMENTS_PER_TX[script]
+                        if tree:
+                            time.sleep(0.2)  # the recording process's last batch of the run
+                            cpu[target][0] += cpu_seconds(tree) - before[0]
+                            cpu[target][1] += cpu_seconds(tree[1:]) - before[1]
+                            cpu[target][2] += done
                         runs[target].append(tps)
                 row = {k: sum(v) / len(v) for k, v in runs.items()}
+                if "bare" in runs:
+                    floors[script] = (row["bare"], statistics.median(
+                        b / p for b, p in zip(runs["bare"], runs["pgbouncer"])))
+                    print(f"  {'':5} {script:11}  bare uvloop relay {row['bare']:9.0f} TPS; bare/pgbouncer per round: "
+                          + " ".join(f"{b / p:.2f}" for b, p in zip(runs["bare"], runs["pgbouncer"])), flush=True)
+                us = {t: (c[0] / c[2] * 1e6, c[1] / c[2] * 1e6) for t, c in cpu.items() if c[2]}
+                print(f"  {'':5} {script:11}  CPU per transaction (user + system): pgbouncer {us['pgbouncer'][0]:.0f} us, "
+                      f"jitgate broker {us['broker'][0]:.0f} us (its recording process {us['broker'][1]:.0f} us)"
+                      + (f", bare uvloop relay {us['bare'][0]:.0f} us" if "bare" in us else ""), flush=True)
                 ratios = [b / p for b, p in zip(runs["broker"], runs["pgbouncer"])]
                 row["ratio"] = statistics.median(ratios)
                 row["low"], row["high"] = median_interval(ratios)
@@ -280,13 +346,19 @@ def main() -> None:
                   f"| {row['broker']:.0f} | {ratio:.3f}x (>= {goal}: {'met' if ratio >= goal else 'NOT met'}) "
                   f"| {row['low']:.2f}-{row['high']:.2f}{' (the goal is inside: within noise)' if row['low'] < goal <= row['high'] else ''} "
                   f"| {row['broker'] / row['pgbouncer']:.2f}x | {row['broker'] / row['direct']:.2f}x |")
+        if floors:
+            print("\n| script (plain) | bare uvloop relay TPS | bare relay/pgbouncer, median of rounds "
+                  "| broker/bare relay, of medians |")
+            print("| --- | --- | --- | --- |")
+            for script, (tps, ratio) in floors.items():
+                print(f"| {script} | {tps:.0f} | {ratio:.3f}x | {results[('disable', script)]['ratio'] / ratio:.2f}x |")
         # Sessions end when pgbench disconnects; wait for the broker to seal their recordings.
         time.sleep(1.5)
         recorded = count_recorded(broker_data)
         print(f"\nrecorded statements: {recorded} (pgbench completed {expected} statements in its transactions; "
               f"the difference is pgbench's own setup queries)")
     finally:
-        for proc in (broker, bouncer):
+        for proc in (broker, bouncer, bare):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:

@@ -312,6 +312,8 @@ class StatementTracker:
                 self._ready()
                 return
         if self._query is not None:
+            if data and data[0] == B_ROWDESC and not self._s_skip and self._s_part is None and self._quick_rows(data):
+                return
             self._queue_query()
         p = 0
         if self._s_skip:
@@ -355,6 +357,33 @@ class StatementTracker:
             p = end
         if p > n:
             self._s_skip = p - n
+
+    def _quick_rows(self, data: bytes) -> bool:
+        """The Query kept aside answered in this one chunk by RowDescription, DataRows, one
+        CommandComplete and ReadyForQuery (a small SELECT): a QuickStatement. False, having
+        changed nothing, for anything else."""
+        n = len(data)
+        p = 0
+        rows = -1  # the RowDescription is counted out
+        while True:
+            if p + 5 > n:
+                return False
+            length = _unpack_u32(data, p + 1)[0]
+            if length < 4:
+                return False  # the general walk refuses it
+            if data[p] == B_COMPLETE:
+                break
+            if rows >= 0 and data[p] != B_DATAROW:
+                return False
+            rows += 1
+            p += 1 + length
+        end = p + 1 + length
+        if end + 6 != n or data[end] != B_READY or data[end + 1:end + 5] != b"\x00\x00\x00\x05":
+            return False
+        query, self._query = self._query, None
+        self.completed.append((query, data[p:], self._rows + rows, self._query_at, self._clock()))
+        self._rows = 0
+        return True
 
     def _s_resume(self, data: bytes) -> int:
         """Finish a backend header or body split across chunks; where to go on from, or -1."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from broker.pg import protocol as p
@@ -388,6 +388,57 @@ def test_query_kept_aside_keeps_its_place_among_pipelined_and_split_answers() ->
         ("update a set x = 1", 3, "UPDATE 3", None), ("select 2", 1, "SELECT 1", None),
         ("update b set y = 2", 1, "UPDATE 1", None), ("select pg_sleep(9)", None, None, "57P01")]
     assert t.in_flight == 0
+
+
+_ANSWER_PARTS = {"T": msg(b"T", b"x" * 30), "D": ROW, "C": msg(b"C", cstr("SELECT 2")),
+                 "SHOW": msg(b"C", cstr("SHOW")),  # a tag without a count: the rows are the DataRows
+                 "Z": msg(b"Z", b"I"), "N": msg(b"N", b"SNOTICE\x00Mhi\x00\x00"), "bad": b"D\x00\x00\x00\x02"}
+
+
+@given(st.lists(st.sampled_from(sorted(_ANSWER_PARTS)), max_size=8))
+@example(["C", "Z"])
+@example(["D", "D", "C", "Z"])
+@example(["D", "D", "D", "SHOW", "Z"])
+@example(["SHOW", "Z"])
+@example(["D", "bad", "C", "Z"])
+@example(["D", "N", "SHOW", "Z"])
+@example(["D", "C", "Z", "Z"])
+@example(["D", "T", "C", "Z"])
+@settings(max_examples=300, deadline=None)
+def test_a_lone_query_answered_in_one_chunk_is_recorded_as_when_split(parts: list[str]) -> None:
+    # A small SELECT's whole answer in one chunk takes a quick way (RowDescription, DataRows,
+    # CommandComplete, ReadyForQuery); anything else, or the same bytes split, the general walk.
+    # Both must give the same records, and refuse the same malformed answers.
+    answer = _ANSWER_PARTS["T"] + b"".join(_ANSWER_PARTS[k] for k in parts)
+
+    def run(chunks: list[bytes]) -> tuple[list[tuple], bool]:
+        t = StatementTracker(clock=lambda: 1.0)
+        t.from_client(msg(b"Q", cstr("select x from t")))
+        try:
+            for c in chunks:
+                t.from_server(c)
+        except p.ProtocolError:
+            return [], True
+        return [(r.text, r.rows, r.command_tag) for r in map(decode_statement, t.take_completed())], False
+
+    whole, split = run([answer]), run([answer[i:i + 1] for i in range(len(answer))])
+    assert whole == split
+    if parts in (["C", "Z"], ["D", "C", "Z"], ["D", "D", "C", "Z"]):
+        assert whole == ([("select x from t", 2, "SELECT 2")], False)
+    if parts == ["D", "D", "D", "SHOW", "Z"]:
+        assert whole == ([("select x from t", 3, "SHOW")], False)
+    if "bad" in parts:
+        assert whole[1]
+
+
+def test_a_small_select_answered_at_once_is_a_quick_statement() -> None:
+    t = StatementTracker(clock=lambda: 1.0)
+    t.from_client(msg(b"Q", cstr("select 1")))
+    t.from_server(msg(b"T", b"x" * 30) + ROW + msg(b"C", cstr("SELECT 1")) + ready())
+    [raw] = t.take_completed()
+    assert len(raw) == 5 and t.in_flight == 0
+    r = decode_statement(raw)
+    assert (r.text, r.rows, r.command_tag) == ("select 1", 1, "SELECT 1")
 
 
 def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
