@@ -54,6 +54,21 @@ class _Backlog(asyncio.Protocol):
         self._on_change(False)
 
 
+# The recording process frees nearly all that a batch allocated before the next batch comes.
+# By default glibc hands that memory back to the kernel (brk down, munmap) and faults it in
+# again for the next batch: pgbench TPC-B-like, strace -c over 3 s showed 364 brk, 53 mmap,
+# 43 mremap and 47 munmap, and the process spent 17-19 us of system time per transaction;
+# with these settings 0 mremap and munmap and 7-11 us. Its memory stays at its high-water mark.
+_MALLOC_TUNABLES = "glibc.malloc.trim_threshold=67108864:glibc.malloc.mmap_threshold=4194304"
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    own = env.get("GLIBC_TUNABLES")
+    env["GLIBC_TUNABLES"] = f"{own}:{_MALLOC_TUNABLES}" if own else _MALLOC_TUNABLES
+    return env
+
+
 class RecorderProcess:
     """Owns the recording child process and talks to it."""
 
@@ -87,7 +102,7 @@ class RecorderProcess:
         from_child, child_out = os.pipe()
         try:
             self._pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-m", "broker.pg.recordproc", str(self.data_dir)], dict(os.environ),
+                sys.executable, [sys.executable, "-m", "broker.pg.recordproc", str(self.data_dir)], _child_env(),
                 file_actions=[(os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1)])
         finally:
             os.close(child_in)

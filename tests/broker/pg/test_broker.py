@@ -562,6 +562,9 @@ def test_recording_process_death_cuts_live_sessions_then_recovers(stack: PgStack
         children = subprocess.run(["pgrep", "-P", str(stack.broker_proc.pid), "-f", "broker.pg.recordproc"],
                                   capture_output=True, text=True).stdout.split()
         assert len(children) == 1, children
+        # It keeps the memory its batches free for the next ones (see broker/pg/recording.py).
+        environ = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\x00")
+        assert any(v.startswith(b"GLIBC_TUNABLES=") and b"malloc.trim_threshold=" in v for v in environ)
         os.kill(int(children[0]), 9)
         with pytest.raises(psycopg.OperationalError) as info:
             conn.execute("select pg_sleep(10)")
