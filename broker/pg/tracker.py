@@ -1,10 +1,10 @@
 """The relay's view of a live PostgreSQL session, sans-I/O and built for the hot path.
 
 The relay forwards every chunk it reads unchanged (the stream is never copied
-or re-framed); it also hands the chunk to `StatementTracker.from_client` /
-`from_server`, which walk the message headers, skip what is not recorded,
-count DataRows without decoding them, and keep the raw bodies of only the
-messages a statement record needs (Query, Parse, Bind, Execute, Describe,
+or re-framed) and keeps it, with the time it passed, for `StatementTracker.feed`
+(`from_client` / `from_server` take one chunk at a time). The tracker walks the
+message headers, skips what is not recorded, counts DataRows without decoding
+them, and keeps the raw bodies of only the messages a statement record needs (Query, Parse, Bind, Execute, Describe,
 Close, CommandComplete, ErrorResponse, ParameterDescription). A finished
 statement is one tuple appended to `completed`; turning it into text
 (`decode_statement`) happens later, off the relay's loop, in the recording
@@ -548,6 +548,26 @@ class StatementTracker:
                 if op[_ERR] is None:
                     op[_ERR] = body
                 self._finish(op)
+
+    def feed(self, chunks: list[tuple[bytes, bool, float]]) -> tuple[bool, ProtocolError] | None:
+        """Walk chunks kept as they were relayed, in order: (data, from the client?, the time it
+        passed), each timed by its own time. Stops at the first chunk refused and returns
+        (from the client?, the ProtocolError); None when all were taken."""
+        own = self._clock
+        at = 0.0
+        self._clock = lambda: at  # reads the `at` of the chunk being walked
+        try:
+            for data, from_client, at in chunks:
+                try:
+                    if from_client:
+                        self.from_client(data)
+                    else:
+                        self.from_server(data)
+                except ProtocolError as exc:
+                    return from_client, exc
+        finally:
+            self._clock = own
+        return None
 
     def take_completed(self) -> list[RawStatement]:
         """Hand over the finished statements (the list is replaced, not copied)."""

@@ -441,6 +441,28 @@ def test_a_small_select_answered_at_once_is_a_quick_statement() -> None:
     assert (r.text, r.rows, r.command_tag) == ("select 1", 1, "SELECT 1")
 
 
+def test_feed_times_each_chunk_by_when_it_passed_and_stops_at_a_refused_one() -> None:
+    # The broker keeps relayed chunks and feeds them in batches, with the times they passed.
+    t = StatementTracker(clock=lambda: 99.0)
+    refused = t.feed([(msg(b"Q", cstr("update a set x = 1")), True, 10.0),
+                      (msg(b"C", cstr("UPDATE 2")) + ready(), False, 10.5),
+                      (msg(b"Q", cstr("select 1")), True, 11.0),
+                      (msg(b"T", b"x" * 30), False, 11.2),
+                      (ROW + msg(b"C", cstr("SELECT 1")) + ready(), False, 11.7)])
+    assert refused is None
+    assert [(r.text, r.started_at, round(r.duration_ms, 6), r.rows) for r in map(decode_statement, t.take_completed())] == [
+        ("update a set x = 1", 10.0, 500.0, 2), ("select 1", 11.0, 700.0, 1)]
+    t.from_client(msg(b"Q", cstr("select 2")))  # one at a time again: the tracker's own clock
+    t.abandon("57P01", "cut")
+    assert [r.started_at for r in map(decode_statement, t.take_completed())] == [99.0]
+    bad = b"Q\x00\x00\x00\x02"
+    refused = t.feed([(msg(b"Q", cstr("select 3")), True, 12.0), (bad, True, 12.1),
+                      (msg(b"Q", cstr("never walked")), True, 12.2)])
+    assert refused is not None and refused[0] is True and "invalid message length" in refused[1].message
+    server_bad = t.feed([(b"C\x00\x00\x00\x01", False, 13.0)])
+    assert server_bad is not None and server_bad[0] is False
+
+
 def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
     # The recording process writes `statement_lines`; replay reads them as DbStatements.
     # Every shape of statement must come out as `decode_statement(raw).to_line()` would.
