@@ -4,8 +4,9 @@ The relay forwards every chunk it reads unchanged (the stream is never copied
 or re-framed) and keeps it, with the time it passed, for `StatementTracker.feed`
 (`from_client` / `from_server` take one chunk at a time). The tracker walks the
 message headers, skips what is not recorded, counts DataRows without decoding
-them, and keeps the raw bodies of only the messages a statement record needs (Query, Parse, Bind, Execute, Describe,
-Close, CommandComplete, ErrorResponse, ParameterDescription). A finished
+them, and keeps the raw bodies of only the messages a statement record needs
+(Query, Parse, Bind, Execute, Describe, Close, CommandComplete, ErrorResponse,
+ParameterDescription). A finished
 statement is one tuple appended to `completed`; turning it into text
 (`decode_statement`) happens later, off the relay's loop, in the recording
 process (`broker.pg.recordproc`).
