@@ -302,7 +302,7 @@ def main() -> None:
                     for target in (order if n % 2 == 0 else order[::-1]):
                         reset_tables()
                         tree = process_tree(proxies[target]) if target in proxies else []
-                        before = cpu_seconds(tree), cpu_seconds(tree[1:])
+                        own, children = cpu_seconds(tree[:1]), cpu_seconds(tree[1:])
                         port, user, password, mode = {
                             "direct": (5432, "postgres", "", "disable"),
                             "pgbouncer": (bouncer_port, "postgres", "", sslmode),
@@ -313,16 +313,17 @@ def main() -> None:
                             expected += done * STATEMENTS_PER_TX[script]
                         if tree:
                             time.sleep(0.2)  # the recording process's last batch of the run
-                            cpu[target][0] += cpu_seconds(tree) - before[0]
-                            cpu[target][1] += cpu_seconds(tree[1:]) - before[1]
+                            children = cpu_seconds(tree[1:]) - children
+                            cpu[target][0] += cpu_seconds(tree[:1]) - own + children
+                            cpu[target][1] += children
                             cpu[target][2] += done
                         runs[target].append(tps)
                 row = {k: sum(v) / len(v) for k, v in runs.items()}
                 if "bare" in runs:
-                    floors[script] = (row["bare"], statistics.median(
-                        b / p for b, p in zip(runs["bare"], runs["pgbouncer"])))
+                    floor = [b / p for b, p in zip(runs["bare"], runs["pgbouncer"])]
+                    floors[script] = (row["bare"], statistics.median(floor))
                     print(f"  {'':5} {script:11}  bare uvloop relay {row['bare']:9.0f} TPS; bare/pgbouncer per round: "
-                          + " ".join(f"{b / p:.2f}" for b, p in zip(runs["bare"], runs["pgbouncer"])), flush=True)
+                          + " ".join(f"{r:.2f}" for r in floor), flush=True)
                 us = {t: (c[0] / c[2] * 1e6, c[1] / c[2] * 1e6) for t, c in cpu.items() if c[2]}
                 print(f"  {'':5} {script:11}  CPU per transaction (user + system): pgbouncer {us['pgbouncer'][0]:.0f} us, "
                       f"jitgate broker {us['broker'][0]:.0f} us (its recording process {us['broker'][1]:.0f} us)"
@@ -334,7 +335,7 @@ def main() -> None:
                 print(f"  {'TLS' if sslmode == 'require' else 'plain':5} {script:11}  direct {row['direct']:9.0f}  "
                       f"pgbouncer {row['pgbouncer']:9.0f}  jitgate broker {row['broker']:9.0f} TPS "
                       f"(mean of {args.rounds} rounds); broker/pgbouncer per round: "
-                      + " ".join(f"{b / p:.2f}" for b, p in zip(runs["broker"], runs["pgbouncer"])), flush=True)
+                      + " ".join(f"{r:.2f}" for r in ratios), flush=True)
         print()
         print("| client TLS | script | direct TPS | pgbouncer TPS | broker TPS | broker/pgbouncer, median of rounds "
               "(goal) | its 90% interval | broker/pgbouncer, of means | broker/direct |")
