@@ -5,6 +5,8 @@ reflection) so that:
 - the caller is authenticated: the CN of its client certificate (already
   verified by TLS against our CA) must be an identity the policies or the
   server config know, else UNAUTHENTICATED; its roles come from the server,
+- the request is within the API's bounds (`controlplane.bounds`), else
+  INVALID_ARGUMENT naming the field and the limit,
 - `JitError` becomes the status `errors.grpc_status_name(code)` with the plain
   message as detail; CA and policy input errors become INVALID_ARGUMENT,
 - anything else is logged with its traceback and the client gets INTERNAL
@@ -23,6 +25,7 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from ca.errors import CAError, IssueError
+from controlplane.bounds import check_request
 from controlplane.errors import JitError, grpc_status_name
 from controlplane.identity import caller_name
 
@@ -124,6 +127,7 @@ class Guard(grpc.aio.ServerInterceptor):
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._authenticate(context)
             try:
+                check_request(request)
                 return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -136,6 +140,7 @@ class Guard(grpc.aio.ServerInterceptor):
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._authenticate(context)
             try:
+                check_request(request)
                 async for item in inner(request, context):
                     yield item
             except (grpc.aio.AbortError, asyncio.CancelledError):
