@@ -332,17 +332,24 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
     return check_all
 
 
-def request_types() -> list[Descriptor]:
-    """The input message of every RPC of every jitgate.v1 service."""
+def _request_types_by_method() -> dict[str, Descriptor]:
+    """"/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
     out: dict[str, Descriptor] = {}
     for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
-                out[method.input_type.full_name] = method.input_type
-    return list(out.values())
+                out[f"/{service.full_name}/{method.name}"] = method.input_type
+    return out
+
+
+def request_types() -> list[Descriptor]:
+    """The input message of every RPC of every jitgate.v1 service."""
+    return list({d.full_name: d for d in _request_types_by_method().values()}.values())
 
 
 _CHECKERS: dict[str, Callable[[Any, str], None]] = {d.full_name: _compile(d) for d in request_types()}
+_CHECKERS_BY_METHOD: dict[str, Callable[[Any, str], None]] = {
+    method: _CHECKERS[d.full_name] for method, d in _request_types_by_method().items()}
 
 
 def check_request(msg: Any) -> None:
@@ -353,6 +360,15 @@ def check_request(msg: Any) -> None:
     checker(msg, "")
 
 
+def request_checker(method: str) -> Callable[[Any], None] | None:
+    """`check_request` for the input of RPC `method` ("/jitgate.v1.AccessService/CreateRequest");
+    None for a method outside jitgate.v1 (health, reflection)."""
+    checker = _CHECKERS_BY_METHOD.get(method)
+    if checker is None:
+        return None
+    return lambda msg: checker(msg, "")
+
+
 def page_limit(asked: int, maximum: int, default: int = 50) -> int:
     """The page size to serve: the default when 0, at most `maximum` (AIP-158: lowered, not refused)."""
     return min(asked or default, maximum)
@@ -361,5 +377,5 @@ def page_limit(asked: int, maximum: int, default: int = 50) -> int:
 __all__ = [
     "FIELDS", "FREE_TEXT", "MAX_DURATION", "MAX_REQUEST_PAGE", "MAX_ROW_BYTES", "MAX_SESSION_PAGE",
     "MAX_SESSION_ROW_BYTES", "MissingBound", "Many", "Range", "ROWS_BUDGET", "Text", "check_request", "clip",
-    "page_limit", "request_types",
+    "page_limit", "request_checker", "request_types",
 ]
