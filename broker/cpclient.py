@@ -448,7 +448,8 @@ class EventWatcher:
                         snapshot[change.grant_id] = change
                     continue
                 if event.type == "snapshot.end":
-                    snapshot = await self._apply_snapshot(snapshot or {}, complete)
+                    await self._apply_snapshot(snapshot or {}, complete)
+                    snapshot = None
                     continue
                 await self._apply_event(event)
         finally:
@@ -459,13 +460,12 @@ class EventWatcher:
         sessions): the stream's events still apply and live grants keep being asked for."""
         if not complete:
             log.warning("snapshot incomplete: asking for live grants directly while this stream lasts")
-            return None
+            return
         if self._on_sync is not None:
             await _maybe_await(self._on_sync(dict(snapshot)))
         await self._set_connected(True)
         self.syncs += 1
         self._synced.set()
-        return None
 
     async def _apply_event(self, event: Any) -> None:
         """One change event; one that cannot be applied is skipped (and its grant asked for), never fatal."""

@@ -31,6 +31,19 @@ within the transport's `MAX_MESSAGE_BYTES` (`jitgate.wire`).
 | page_size, after_seq, byte counters | not negative | page sizes above the page limit are lowered to it |
 | policy content, DryRun JSON | the message limit | `policy/` bounds them further |
 | ReportRefusal text | cut, not refused | attacker-chosen text a broker reports: the refusal is still audited |
+
+Responses (each within the 1 MiB message limit of `jitgate.wire`):
+
+| what | bound | how |
+| --- | --- | --- |
+| one request row (with approvals, extensions, decision) | 32 KiB | stored text over its bound is cut and marked `… [cut by jitgate: N bytes, limit L]`; a row still over 32 KiB is sent without its lists, said in `message` |
+| ListRequests page | 30 rows | 30 x 32 KiB fits; larger `page_size` is lowered (follow `next_page_token`) |
+| ListSessions page | 240 rows | session rows are ids, names and addresses (< 4 KiB) |
+| ListEvents page | cut by bytes | `last_seq` is the cursor: the next page starts after the last event sent |
+| audit event `data_json` | ~31 KiB | strings cut to 2 KiB, else a note with the size (still valid JSON; such an event cannot be re-hashed by a client) |
+| export lines (ExportRequests/History) | ~31 KiB each | as `data_json` |
+| dashboard lists | a third of a message each | rows in the core's order while they fit |
+| VerifyChain problems | as many as fit | then "... and N more" |
 """
 from __future__ import annotations
 
@@ -254,13 +267,15 @@ def _number_check(field: str, bound: Range, seconds: bool = False) -> Check:
         value = _seconds(getattr(msg, field)) if seconds else getattr(msg, field)
         low_ok = value > bound.low if bound.low_open else value >= bound.low
         if not (low_ok and value <= bound.high):
-            unit = " seconds" if seconds else ""
+            unit = f" seconds ({_num(bound.high / 86400)} days)" if seconds else ""
             raise JitError("invalid.out_of_range",
-                           f"`{prefix + field}` is {_num(value)}{unit}; it must be {_range_text(bound)}{unit}")
+                           f"`{prefix + field}` is {_num(value)}{' seconds' if seconds else ''}; "
+                           f"it must be {_range_text(bound)}{unit}")
     return check
 
 
 def _enum_check(fd: FieldDescriptor) -> Check:
+    assert fd.enum_type is not None
     allowed = frozenset(v.number for v in fd.enum_type.values)
     repeated = fd.is_repeated
 
@@ -306,6 +321,7 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
         if fd.type == FieldDescriptor.TYPE_BOOL or (fd.type == FieldDescriptor.TYPE_UINT64 and bound is None):
             continue
         if fd.type == FieldDescriptor.TYPE_MESSAGE:
+            assert fd.message_type is not None
             full = fd.message_type.full_name
             if full == "google.protobuf.Timestamp":
                 checks.append(_timestamp_check(fd.name))

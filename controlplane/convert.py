@@ -215,7 +215,8 @@ def session(rec: Any) -> types_pb2.Session:
     """SessionRecord -> Session."""
     return _set(
         types_pb2.Session(), id=clip(rec.id, bounds.ID), grant_id=clip(rec.grant_id, bounds.ID),
-        user=clip(rec.user, bounds.NAME), resource=clip(rec.resource, bounds.NAME), kind=clip(rec.kind or "", bounds.WORD),
+        user=clip(rec.user, bounds.NAME), resource=clip(rec.resource, bounds.NAME),
+        kind=clip(rec.kind or "", bounds.WORD),
         login=clip(rec.login or "", bounds.NAME), role=clip(rec.role or "", bounds.NAME),
         broker=clip(rec.broker or "", bounds.NAME), client_address=clip(rec.client_address or "", bounds.ADDRESS),
         started_at=ts(rec.started_at), ended_at=ts(rec.ended_at), end_reason=clip(rec.end_reason or "", bounds.WORD),

@@ -10,7 +10,6 @@ and the event stream keep working.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Iterator
 
 import grpc
@@ -89,7 +88,8 @@ def test_free_text_of_every_decision_is_bounded(cp: ControlPlane) -> None:
                 next(iter(result))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, info.value.details())
         assert f"`{field}`" in info.value.details()
-    assert admin.GetRequest(access_pb2.GetRequestRequest(id=grant.id), timeout=15).state == types_pb2.REQUEST_STATE_ACTIVE
+    state = admin.GetRequest(access_pb2.GetRequestRequest(id=grant.id), timeout=15).state
+    assert state == types_pb2.REQUEST_STATE_ACTIVE
 
 
 def test_bad_enum_days_and_durations_are_invalid_argument(cp: ControlPlane) -> None:
