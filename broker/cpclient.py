@@ -7,7 +7,8 @@ module is shared by the SSH broker and the PostgreSQL broker:
     auth = await client.authorize_session(kind="ssh", resource="web-01", login="root",
                                           ssh=SshCredential(key_id, serial, principal, cert_line),
                                           client_address="127.0.0.1:50000", channel="shell")
-    watcher = client.watch(on_change=..., on_sync=...)   # reconnects and re-syncs by itself
+    watcher = client.watch(on_change=..., on_sync=..., live_grants=hub.grant_ids)
+    # reconnects and re-syncs by itself; while the stream is down, polls the live grants
     ...
     await watcher.stop(); await client.close()
 
@@ -30,6 +31,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from ca import peer_name_from_cert, read_identity_bundle
+from jitgate import wire
 from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,13 @@ DEFAULT_TIMEOUT = 5.0
 # Reconnect back-off of the watch: short first, so a revocation during a
 # control-plane restart still reaches live sessions quickly.
 WATCH_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# While the event stream is down (or has not re-synced), the grants of live sessions are
+# asked for this often, so a revocation reaches them within about this long plus one call.
+RESYNC_INTERVAL = 1.0
+# One grant's poll may take this long; a slower answer waits for the next round.
+RESYNC_TIMEOUT = 2.0
+# Grants polled at once (a broker with many live grants does not open thousands of calls).
+RESYNC_CONCURRENCY = 16
 
 _STATE_NAMES = {v: k.removeprefix("REQUEST_STATE_") for k, v in types_pb2.RequestState.items()}
 
@@ -208,10 +217,9 @@ class ControlPlaneClient:
     def _chan(self) -> grpc.aio.Channel:
         # Created lazily so the channel binds to the running event loop.
         if self._channel is None:
+            # Message limits and keepalive as the server expects them (jitgate.wire).
             self._channel = grpc.aio.secure_channel(self.server, self._creds, options=[
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_timeout_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
+                *wire.client_options(),
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2_000),
             ])
@@ -297,6 +305,15 @@ class ControlPlaneClient:
             broker=self.name, kind=kind, user=user, resource=resource, code=code, message=message,
             client_address=client_address))
 
+    async def get_grant(self, grant_id: str, timeout: float | None = None) -> GrantChange:
+        """The grant's current state, asked directly (the re-sync while the event stream is down)."""
+        try:
+            resp = await self.access.GetRequest(access_pb2.GetRequestRequest(id=grant_id),
+                                                timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc, "get grant") from None
+        return grant_change(resp, "resync", 0)
+
     async def get_trust(self) -> Trust:
         resp = await self._call("get trust", self.broker.GetTrust, broker_pb2.GetTrustRequest())
         return Trust(user_ca_keys=tuple(resp.user_ca_keys), revoked_serials=frozenset(resp.revoked_serials),
@@ -308,9 +325,10 @@ class ControlPlaneClient:
               on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None = None,
               on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
               on_event: Callable[[str], Awaitable[None] | None] | None = None,
-              types: Iterable[str] = ()) -> EventWatcher:
+              types: Iterable[str] = (),
+              live_grants: Callable[[], Iterable[str]] | None = None) -> EventWatcher:
         """Start a reconnecting WatchEvents subscription (see EventWatcher)."""
-        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event)
+        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event, live_grants)
         watcher.start()
         return watcher
 
@@ -321,7 +339,7 @@ async def _maybe_await(value: Awaitable[None] | None) -> None:
 
 
 class EventWatcher:
-    """A WatchEvents subscription that survives control-plane restarts.
+    """A WatchEvents subscription that survives control-plane restarts and broken streams.
 
     After each (re)connect the stream starts with a snapshot of live grants;
     `on_sync(snapshot)` receives it whole (grant id -> GrantChange), so the
@@ -329,6 +347,13 @@ class EventWatcher:
     disconnected). Then every event with a request calls `on_change`.
     `on_connection(True/False)` reports whether the stream is up; `on_event(type)`
     sees the type of every change event (e.g. to refresh trust after a CA rotation).
+
+    The broker is never blind: an event it cannot apply is logged and skipped
+    (its grant is then asked for directly), and from the moment the stream
+    fails until a new one has re-synced, the grants of live sessions
+    (`live_grants()`) are asked for at once and then every RESYNC_INTERVAL,
+    each answer going to `on_change` like an event. A grant the control plane
+    no longer knows is reported REVOKED (fail closed).
     """
 
     def __init__(self, client: ControlPlaneClient,
@@ -336,21 +361,30 @@ class EventWatcher:
                  on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None,
                  on_connection: Callable[[bool], Awaitable[None] | None] | None,
                  types: tuple[str, ...],
-                 on_event: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+                 on_event: Callable[[str], Awaitable[None] | None] | None = None,
+                 live_grants: Callable[[], Iterable[str]] | None = None) -> None:
         self._client = client
         self._on_event = on_event
         self._on_change = on_change
         self._on_sync = on_sync
         self._on_connection = on_connection
         self._types = types
+        self._live_grants = live_grants
         self._task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        self._resync_wake = asyncio.Event()
+        self._suspects: set[str] = set()  # grants whose event could not be applied: ask for them
         self.connected = False
         self.syncs = 0  # how many snapshots were applied (tests await re-syncs)
+        self.resyncs = 0  # how many rounds of direct asking ran while the stream was down
+        self.skipped_events = 0  # events that could not be applied
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="jitgate-watch")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name="jitgate-watch")
+            self._resync_task = loop.create_task(self._resync_loop(), name="jitgate-resync")
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until the current stream's snapshot was applied; False on timeout."""
@@ -361,15 +395,18 @@ class EventWatcher:
             return False
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        for task in (self._task, self._resync_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._task = self._resync_task = None
 
     async def _set_connected(self, up: bool) -> None:
+        if not up:
+            self._resync_wake.set()  # blind from now on: ask for the live grants at once
         if up != self.connected:
             self.connected = up
             if not up:
@@ -396,24 +433,102 @@ class EventWatcher:
     async def _stream_once(self) -> None:
         call = self._client.access.WatchEvents(access_pb2.WatchEventsRequest(types=list(self._types)))
         snapshot: dict[str, GrantChange] | None = {}
+        complete = True  # every snapshot entry could be read
         try:
             async for event in call:
                 if event.type == "snapshot":
                     if snapshot is not None and event.HasField("request"):
-                        change = grant_change(event.request, "snapshot", 0)
+                        try:
+                            change = grant_change(event.request, "snapshot", 0)
+                        except Exception:
+                            log.exception("unreadable snapshot entry for grant %r", event.request.id)
+                            self._skipped(event.request.id)
+                            complete = False
+                            continue
                         snapshot[change.grant_id] = change
                     continue
                 if event.type == "snapshot.end":
-                    await self._set_connected(True)
-                    if self._on_sync is not None:
-                        await _maybe_await(self._on_sync(dict(snapshot or {})))
+                    await self._apply_snapshot(snapshot or {}, complete)
                     snapshot = None
-                    self.syncs += 1
-                    self._synced.set()
                     continue
-                if self._on_event is not None:
-                    await _maybe_await(self._on_event(event.type))
-                if event.HasField("request") and event.request.id:
-                    await _maybe_await(self._on_change(grant_change(event.request, event.type, event.seq)))
+                await self._apply_event(event)
         finally:
             call.cancel()
+
+    async def _apply_snapshot(self, snapshot: dict[str, GrantChange], complete: bool) -> None:
+        """Hand a whole snapshot over; an incomplete one is not (it would end the unread grants'
+        sessions): the stream's events still apply and live grants keep being asked for."""
+        if not complete:
+            log.warning("snapshot incomplete: asking for live grants directly while this stream lasts")
+            return
+        if self._on_sync is not None:
+            await _maybe_await(self._on_sync(dict(snapshot)))
+        await self._set_connected(True)
+        self.syncs += 1
+        self._synced.set()
+
+    async def _apply_event(self, event: Any) -> None:
+        """One change event; one that cannot be applied is skipped (and its grant asked for), never fatal."""
+        grant_id = event.request.id if event.HasField("request") else ""
+        try:
+            if self._on_event is not None:
+                await _maybe_await(self._on_event(event.type))
+            if grant_id:
+                await _maybe_await(self._on_change(grant_change(event.request, event.type, event.seq)))
+        except Exception:
+            log.exception("event %s (seq %s) could not be applied; skipped", event.type, event.seq)
+            self._skipped(grant_id)
+
+    def _skipped(self, grant_id: str) -> None:
+        self.skipped_events += 1
+        if grant_id:
+            self._suspects.add(grant_id)
+            self._resync_wake.set()
+
+    # -------------------------------------------------------- re-sync while blind
+
+    async def _resync_loop(self) -> None:
+        """Ask for grants directly: suspects whenever there are any; every live grant while blind."""
+        while True:
+            await self._resync_wake.wait()
+            self._resync_wake.clear()
+            grant_ids = set(self._suspects)
+            self._suspects.clear()
+            blind = not self.connected
+            if blind and self._live_grants is not None:
+                grant_ids.update(self._live_grants())
+            if grant_ids:
+                await self._resync(grant_ids)
+            if blind:
+                self.resyncs += 1
+                self._resync_wake.set()  # keep asking until a stream has re-synced
+                await asyncio.sleep(RESYNC_INTERVAL)
+
+    async def _resync(self, grant_ids: set[str]) -> None:
+        limit = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+        async def one(grant_id: str) -> None:
+            async with limit:
+                change = await self._ask(grant_id)
+            if change is not None:
+                try:
+                    await _maybe_await(self._on_change(change))
+                except Exception:
+                    log.exception("re-sync of grant %s could not be applied", grant_id)
+
+        await asyncio.gather(*(one(g) for g in sorted(grant_ids)))
+
+    async def _ask(self, grant_id: str) -> GrantChange | None:
+        """The grant's state from the control plane; None when it cannot answer now."""
+        try:
+            return await self._client.get_grant(grant_id, timeout=RESYNC_TIMEOUT)
+        except ControlPlaneError as exc:
+            if exc.code == "NOT_FOUND":
+                return GrantChange(grant_id=grant_id, state="REVOKED", expires_at=None,
+                                   message="the control plane no longer knows this grant",
+                                   event_type="resync", seq=0)
+            log.debug("re-sync of grant %s failed: %s", grant_id, exc)
+            return None
+        except Exception:
+            log.exception("re-sync of grant %s failed", grant_id)
+            return None

@@ -10,7 +10,8 @@ advance time instead of sleeping.
 
 A `MonitorHub` holds the monitors of one broker by grant id and applies the
 control plane's event stream (`broker.cpclient.GrantChange`) and its
-re-syncs to them. It remembers grants it saw end, so a revocation that races
+re-syncs to them; while the stream is down the watcher asks for the grants in
+`grant_ids()` directly and applies the answers the same way. It remembers grants it saw end, so a revocation that races
 with a session's start still cuts it (subscribe first, then check state).
 Deadlines are enforced by each monitor's own timer, with or without the
 control plane.
@@ -272,6 +273,10 @@ class MonitorHub:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_grant.values())
+
+    def grant_ids(self) -> list[str]:
+        """The grants with live sessions (what the watcher asks for while its stream is down)."""
+        return list(self._by_grant)
 
     def monitors(self, grant_id: str | None = None) -> list[SessionMonitor]:
         if grant_id is not None:

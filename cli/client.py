@@ -69,8 +69,11 @@ class Client:
 def connect(identity: str | os.PathLike[str] | None = None, server: str | None = None,
             timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A Client for the identity bundle and server (defaults as the module says)."""
+    from jitgate import wire
+
     creds = channel_credentials(identity_dir(identity))
-    return Client(grpc.secure_channel(server_address(server), creds), timeout)
+    # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
+    return Client(grpc.secure_channel(server_address(server), creds, options=wire.client_options()), timeout)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------

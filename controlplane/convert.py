@@ -2,6 +2,12 @@
 
 Model objects are the core's dataclasses (controlplane/model.py) and the policy
 engine's Decision; times are aware UTC datetimes, durations timedeltas.
+
+Every row sent fits the wire whatever the store holds: text written before the
+API's bounds existed (or by an older version) is cut to its bound with a visible
+mark (`bounds.clip`), and a request row still over `bounds.MAX_ROW_BYTES` is
+sent without its lists (`_slim`), so one row can never break a listing or the
+event stream.
 """
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import json
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
+
+from controlplane import bounds
+from controlplane.bounds import clip
 from jitgate.v1 import access_pb2, types_pb2
 
 
@@ -121,7 +130,8 @@ def decision(value: Any) -> types_pb2.Decision | None:
         max_extensions=value.max_extensions or 0,
         session=types_pb2.SessionOptions(pty=s.pty, exec=s.exec, sftp=s.sftp, port_forwarding=s.port_forwarding)
         if s is not None else None,
-        rules=list(value.rules), message=value.message or "", policy_version=value.policy_version or "",
+        rules=list(value.rules), message=clip(value.message or "", bounds.COMPOSED_TEXT),
+        policy_version=value.policy_version or "",
     )
 
 
@@ -150,48 +160,69 @@ def _decision_for_proto(data: dict[str, Any]) -> dict[str, Any]:
 
 def approval(rec: Any) -> types_pb2.ApprovalRecord:
     return _set(
-        types_pb2.ApprovalRecord(), approver=rec.approver, level=rec.level, approved=rec.approved,
-        comment=rec.comment or "", at=ts(rec.at),
+        types_pb2.ApprovalRecord(), approver=clip(rec.approver, bounds.NAME), level=rec.level,
+        approved=rec.approved, comment=clip(rec.comment or "", bounds.FREE_TEXT), at=ts(rec.at),
     )
 
 
 def extension(rec: Any) -> types_pb2.Extension:
     return _set(
         types_pb2.Extension(), id=rec.id, request_id=rec.request_id, number=rec.number,
-        duration=dur(rec.duration), justification=rec.justification or "",
+        duration=dur(rec.duration), justification=clip(rec.justification or "", bounds.FREE_TEXT),
         state=_extension_state(rec.state), decision=decision(rec.decision),
         created_at=ts(rec.created_at), decided_at=ts(rec.decided_at),
     ) if rec is not None else types_pb2.Extension()
 
 
 def access_request(rec: Any) -> types_pb2.AccessRequest:
-    """RequestRecord -> AccessRequest (one constructor call: unset times stay unset)."""
+    """RequestRecord -> AccessRequest (one constructor call: unset times stay unset), at most MAX_ROW_BYTES."""
     extensions = []
     for ext in rec.extensions or []:
         ext_msg = extension(ext)
         ext_msg.approvals.extend(approval(a) for a in ext.approvals or [])
         extensions.append(ext_msg)
-    return types_pb2.AccessRequest(
-        id=rec.id, user=rec.user, resource=rec.resource, kind=rec.kind or "",
-        login=rec.login or "", role=rec.role or "", duration=dur(rec.duration), reason=rec.reason or "",
-        ticket=rec.ticket or "", emergency=bool(rec.emergency), state=request_state(rec.state),
+    msg = types_pb2.AccessRequest(
+        id=clip(rec.id, bounds.ID), user=clip(rec.user, bounds.NAME), resource=clip(rec.resource, bounds.NAME),
+        kind=rec.kind or "", login=clip(rec.login or "", bounds.NAME), role=clip(rec.role or "", bounds.NAME),
+        duration=dur(rec.duration), reason=clip(rec.reason or "", bounds.FREE_TEXT),
+        ticket=clip(rec.ticket or "", bounds.TICKET), emergency=bool(rec.emergency), state=request_state(rec.state),
         decision=decision(rec.decision), created_at=ts(rec.created_at), activated_at=ts(rec.activated_at),
         expires_at=ts(rec.expires_at), ended_at=ts(rec.ended_at), extensions_used=rec.extensions_used or 0,
         current_level=rec.current_level or 0, review_state=_review_state(rec.review_state or ""),
-        end_reason=rec.end_reason or "", message=rec.message or "",
+        end_reason=clip(rec.end_reason or "", bounds.COMPOSED_TEXT),
+        message=clip(rec.message or "", bounds.COMPOSED_TEXT),
         approvals=[approval(a) for a in rec.approvals or []], extensions=extensions,
     )
+    return msg if msg.ByteSize() <= bounds.MAX_ROW_BYTES else _slim(msg)
+
+
+_SLIM_NOTE = ("[jitgate: this request is {size} bytes, over the {limit}-byte row limit; its approvals, "
+              "extensions and matched rules are left out here (the audit log has them)]")
+
+
+def _slim(msg: types_pb2.AccessRequest) -> types_pb2.AccessRequest:
+    """A request row over the row limit without its lists (state, times and text stay), marked in `message`."""
+    size = msg.ByteSize()
+    del msg.approvals[:]
+    del msg.extensions[:]
+    del msg.decision.rules[:]
+    note = _SLIM_NOTE.format(size=size, limit=bounds.MAX_ROW_BYTES)
+    msg.message = f"{msg.message} {note}" if msg.message else note
+    return msg
 
 
 def session(rec: Any) -> types_pb2.Session:
     """SessionRecord -> Session."""
     return _set(
-        types_pb2.Session(), id=rec.id, grant_id=rec.grant_id, user=rec.user, resource=rec.resource,
-        kind=rec.kind or "", login=rec.login or "", role=rec.role or "", broker=rec.broker or "",
-        client_address=rec.client_address or "", started_at=ts(rec.started_at), ended_at=ts(rec.ended_at),
-        end_reason=rec.end_reason or "", bytes_in=rec.bytes_in or 0, bytes_out=rec.bytes_out or 0,
-        recording_ref=rec.recording_ref or "", recording_hash=rec.recording_hash or "",
-        last_activity_at=ts(rec.last_activity_at),
+        types_pb2.Session(), id=clip(rec.id, bounds.ID), grant_id=clip(rec.grant_id, bounds.ID),
+        user=clip(rec.user, bounds.NAME), resource=clip(rec.resource, bounds.NAME),
+        kind=clip(rec.kind or "", bounds.WORD),
+        login=clip(rec.login or "", bounds.NAME), role=clip(rec.role or "", bounds.NAME),
+        broker=clip(rec.broker or "", bounds.NAME), client_address=clip(rec.client_address or "", bounds.ADDRESS),
+        started_at=ts(rec.started_at), ended_at=ts(rec.ended_at), end_reason=clip(rec.end_reason or "", bounds.WORD),
+        bytes_in=rec.bytes_in or 0, bytes_out=rec.bytes_out or 0,
+        recording_ref=clip(rec.recording_ref or "", bounds.RECORDING_REF),
+        recording_hash=clip(rec.recording_hash or "", bounds.DIGEST), last_activity_at=ts(rec.last_activity_at),
     )
 
 
@@ -217,11 +248,38 @@ def recommendation(rec: Any) -> types_pb2.Recommendation | None:
     )
 
 
+def _clip_strings(value: Any, limit: int) -> Any:
+    """`value` (JSON-like) with every string cut to `limit` bytes."""
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, dict):
+        return {k: _clip_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clip_strings(v, limit) for v in value]
+    return value
+
+
+def bounded_json(value: Any, limit: int = bounds.MAX_ROW_BYTES - bounds.KiB) -> str:
+    """`value` as JSON text of at most about `limit` bytes, still valid JSON.
+
+    Over the limit (a row stored before the bounds), its strings are cut to the
+    free-text bound (marked); if that is not enough, a note with the size stands in.
+    """
+    text = json.dumps(value, sort_keys=True, default=str)
+    if len(text) <= limit:
+        return text
+    text = json.dumps(_clip_strings(value, bounds.FREE_TEXT), sort_keys=True, default=str)
+    if len(text) <= limit:
+        return text
+    return json.dumps({"jitgate_cut": f"{len(text)} bytes even with its text cut, over the {limit}-byte row limit"})
+
+
 def audit_event(rec: Any) -> types_pb2.AuditEvent:
+    """AuditRecord -> AuditEvent; `data_json` of an oversized event is cut (so the client cannot re-hash it)."""
     return _set(
-        types_pb2.AuditEvent(), seq=rec.seq, at=ts(rec.at), type=rec.type, actor=rec.actor or "",
-        subject=rec.subject or "", data_json=json.dumps(rec.data or {}, sort_keys=True, default=str),
-        prev_hash=rec.prev_hash or "", hash=rec.hash or "",
+        types_pb2.AuditEvent(), seq=rec.seq, at=ts(rec.at), type=clip(rec.type, bounds.WORD),
+        actor=clip(rec.actor or "", bounds.NAME), subject=clip(rec.subject or "", bounds.NAME),
+        data_json=bounded_json(rec.data or {}), prev_hash=rec.prev_hash or "", hash=rec.hash or "",
     )
 
 
@@ -238,14 +296,28 @@ def snapshot_event(rec: Any) -> types_pb2.Event:
     return _set(types_pb2.Event(), seq=0, type="snapshot", request=access_request(rec))
 
 
+def fit(messages: Any, budget: int) -> list[Any]:
+    """The leading messages whose encoded sizes add up to at most `budget` bytes."""
+    out: list[Any] = []
+    used = 0
+    for msg in messages:
+        used += msg.ByteSize() + 8  # + the field's tag and length
+        if used > budget:
+            break
+        out.append(msg)
+    return out
+
+
 def dashboard(rec: Any) -> access_pb2.Dashboard:
+    """The dashboard; each list holds what fits in a third of a message (in the core's order)."""
     msg = access_pb2.Dashboard(
         expired_24h=int(rec.expired_24h), avg_granted_minutes=float(rec.avg_granted_minutes or 0.0),
         avg_used_minutes=float(rec.avg_used_minutes or 0.0), approval_rate=float(rec.approval_rate or 0.0),
     )
-    msg.active.extend(access_request(r) for r in rec.active)
-    msg.pending.extend(access_request(r) for r in rec.pending)
-    msg.reviews_owed.extend(access_request(r) for r in rec.reviews_owed)
+    share = bounds.ROWS_BUDGET // 3
+    msg.active.extend(fit((access_request(r) for r in rec.active), share))
+    msg.pending.extend(fit((access_request(r) for r in rec.pending), share))
+    msg.reviews_owed.extend(fit((access_request(r) for r in rec.reviews_owed), share))
     return msg
 
 
@@ -264,7 +336,7 @@ def audit_line(rec: types_pb2.AuditEvent) -> dict[str, Any]:
 
 
 __all__ = [
-    "access_request", "approval", "audit_event", "audit_line", "change_event", "dashboard", "decision",
-    "decision_dict", "dur", "extension", "from_dur", "from_ts", "recommendation", "request_state",
+    "access_request", "approval", "audit_event", "audit_line", "bounded_json", "change_event", "dashboard",
+    "decision", "decision_dict", "dur", "extension", "fit", "from_dur", "from_ts", "recommendation", "request_state",
     "request_state_name", "session", "snapshot_event", "to_dict", "ts",
 ]

@@ -36,6 +36,7 @@ from controlplane.servicers.broker import BrokerServicer
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import Guard, GuardedRegistry
 from controlplane.servicers.policy import PolicyServicer
+from jitgate import wire
 from jitgate.v1 import access_pb2, access_pb2_grpc, admin_pb2, admin_pb2_grpc, audit_pb2, audit_pb2_grpc
 from jitgate.v1 import broker_pb2, broker_pb2_grpc, policy_pb2, policy_pb2_grpc
 
@@ -188,9 +189,8 @@ class ControlPlaneServer:
             holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
-            server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
-            )
+            # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
+            server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *wire.server_options()])
             health_servicer = _add_services(server, deps)
             creds = grpc.ssl_server_credentials(
                 [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca_pem,

@@ -141,7 +141,8 @@ class PgBroker:
         if not self.recorder.alive:
             await self.recorder.start()
         if watch and hasattr(self.cp, "watch"):
-            self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync)  # type: ignore[attr-defined]
+            self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync,  # type: ignore[attr-defined]
+                                          live_grants=self.hub.grant_ids)
         self._server = await loop.create_server(self._accept, self.config.host, self.config.port,
                                                 reuse_address=True)
         sock = self._server.sockets[0]

@@ -115,7 +115,8 @@ class SSHBroker:
             if not exc.unavailable:  # e.g. an identity without the broker role: fail at start
                 raise RuntimeError(f"the control plane refuses this broker ({self.cp.name}): {exc.message}") from None
             log.warning("control plane unreachable at start; refusing logins until it answers")
-        self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event)
+        self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event,
+                                      live_grants=self.hub.grant_ids)
         self._server = await asyncssh.create_server(
             lambda: BrokerConnection(self), cfg.listen_host, cfg.listen_port,
             server_host_keys=[host_key], encoding=None, line_editor=False,  # bytes through untouched

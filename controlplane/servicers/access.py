@@ -5,7 +5,7 @@ from typing import Any, AsyncIterator
 
 import grpc
 
-from controlplane import convert
+from controlplane import bounds, convert
 from controlplane.errors import JitError
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import caller
@@ -46,13 +46,11 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         return convert.access_request(await self.d.run(self.d.core.get_request, caller().name, request.id))
 
     async def ListRequests(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListRequestsResponse:
-        if request.page_size < 0:
-            raise JitError("invalid.argument", "page_size must not be negative")
         records, token = await self.d.run_slow(
             self.d.core.list_requests, caller().name, user=request.user or None,
             resource=request.resource or None, states=_states(request.states), to_approve=request.to_approve,
             mine=request.mine, since=convert.from_ts(request.since) if request.HasField("since") else None,
-            page_size=min(request.page_size or 50, 1000), page_token=request.page_token,
+            page_size=bounds.page_limit(request.page_size, bounds.MAX_REQUEST_PAGE), page_token=request.page_token,
         )
         out = access_pb2.ListRequestsResponse(next_page_token=token or "")
         out.requests.extend(convert.access_request(r) for r in records)
@@ -125,7 +123,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         records, token = await self.d.run_slow(
             self.d.core.list_sessions, caller().name, grant_id=request.grant_id or None,
             user=request.user or None, resource=request.resource or None, live_only=request.live_only,
-            page_size=min(request.page_size or 50, 1000), page_token=request.page_token,
+            page_size=bounds.page_limit(request.page_size, bounds.MAX_SESSION_PAGE), page_token=request.page_token,
         )
         out = access_pb2.ListSessionsResponse(next_page_token=token or "")
         out.sessions.extend(convert.session(s) for s in records)

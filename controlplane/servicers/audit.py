@@ -1,17 +1,31 @@
 """AuditService: the hash-chained event log and history exports (admins only)."""
 from __future__ import annotations
 
-import json
 from typing import Any, AsyncIterator
 
 import grpc
 
-from controlplane import convert
+from controlplane import bounds, convert
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import require_role
 from jitgate.v1 import audit_pb2, audit_pb2_grpc, types_pb2
 
 _EXPORT_PAGE = 500
+_DEFAULT_DAYS = 90  # ExportRequests / ExportHistory with days = 0
+
+
+def _fit_problems(problems: list[str]) -> list[str]:
+    """The chain's problems, each cut to the free-text bound, as many as fit in one message (then a count)."""
+    out: list[str] = []
+    used = 0
+    for i, problem in enumerate(problems):
+        line = bounds.clip(problem, bounds.FREE_TEXT)
+        used += len(line.encode()) + 8
+        if used > bounds.ROWS_BUDGET:
+            out.append(f"... and {len(problems) - i} more problem(s) not shown")
+            break
+        out.append(line)
+    return out
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
@@ -20,12 +34,14 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.ListEventsResponse:
         require_role("admin", "read the audit log")
-        limit = min(request.page_size or 100, 1000)
+        limit = bounds.page_limit(request.page_size, 1000, default=100)
         events = await self.d.run_slow(
             self.d.core.audit_events, after_seq=request.after_seq, type=request.type,
             subject=request.subject, limit=limit)
-        out = audit_pb2.ListEventsResponse(last_seq=events[-1].seq if events else request.after_seq)
-        out.events.extend(convert.audit_event(e) for e in events)
+        # Cut by bytes: `last_seq` is the cursor, so the next page starts after the last event sent.
+        page = convert.fit((convert.audit_event(e) for e in events), bounds.ROWS_BUDGET)
+        out = audit_pb2.ListEventsResponse(last_seq=page[-1].seq if page else request.after_seq)
+        out.events.extend(page)
         return out
 
     async def ExportEvents(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[types_pb2.AuditEvent]:
@@ -42,19 +58,19 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def VerifyChain(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.VerifyChainResponse:
         require_role("admin", "verify the audit log")
         ok, count, problems = await self.d.run_slow(self.d.core.verify_audit)
-        return audit_pb2.VerifyChainResponse(ok=ok, events=count, problems=list(problems))
+        return audit_pb2.VerifyChainResponse(ok=ok, events=count, problems=_fit_problems(problems))
 
     async def _lines(self, fn: Any, days: int) -> AsyncIterator[audit_pb2.JsonLine]:
         rows = await self.d.run_slow(lambda: list(fn(days)))
         for row in rows:
-            yield audit_pb2.JsonLine(json=json.dumps(row, sort_keys=True, default=str))
+            yield audit_pb2.JsonLine(json=convert.bounded_json(row))
 
     async def ExportRequests(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export requests")
-        async for line in self._lines(self.d.core.export_requests, request.days or 90):
+        async for line in self._lines(self.d.core.export_requests, request.days or _DEFAULT_DAYS):
             yield line
 
     async def ExportHistory(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export history")
-        async for line in self._lines(self.d.core.export_history, request.days or 90):
+        async for line in self._lines(self.d.core.export_history, request.days or _DEFAULT_DAYS):
             yield line

@@ -5,6 +5,8 @@ reflection) so that:
 - the caller is authenticated: the CN of its client certificate (already
   verified by TLS against our CA) must be an identity the policies or the
   server config know, else UNAUTHENTICATED; its roles come from the server,
+- the request is within the API's bounds (`controlplane.bounds`), else
+  INVALID_ARGUMENT naming the field and the limit,
 - `JitError` becomes the status `errors.grpc_status_name(code)` with the plain
   message as detail; CA and policy input errors become INVALID_ARGUMENT,
 - anything else is logged with its traceback and the client gets INTERNAL
@@ -23,6 +25,7 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from ca.errors import CAError, IssueError
+from controlplane.bounds import request_checker
 from controlplane.errors import JitError, grpc_status_name
 from controlplane.identity import caller_name
 
@@ -75,6 +78,10 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_DETAIL
 
 
+def _no_check(request: Any) -> None:
+    """Methods outside jitgate.v1 (only in tests: the server guards jitgate.v1 services only)."""
+
+
 class Guard(grpc.aio.ServerInterceptor):
     """Authenticates callers and maps errors, for every service."""
 
@@ -92,10 +99,11 @@ class Guard(grpc.aio.ServerInterceptor):
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         """`handler` with the caller authenticated and errors mapped."""
+        check = request_checker(method) or _no_check
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, check))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method))
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, method, check))
         return handler  # no client-streaming RPCs in jitgate.v1
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
@@ -120,10 +128,11 @@ class Guard(grpc.aio.ServerInterceptor):
             log.info("%s refused: %s: %s", method, code.name, detail)
         await context.abort(code, detail)
 
-    def _unary(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _unary(self, inner: Callable[..., Any], method: str, check: Callable[[Any], None]) -> Callable[..., Any]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._authenticate(context)
             try:
+                check(request)
                 return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -132,10 +141,11 @@ class Guard(grpc.aio.ServerInterceptor):
 
         return behavior
 
-    def _stream(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _stream(self, inner: Callable[..., Any], method: str, check: Callable[[Any], None]) -> Callable[..., Any]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await self._authenticate(context)
             try:
+                check(request)
                 async for item in inner(request, context):
                     yield item
             except (grpc.aio.AbortError, asyncio.CancelledError):
