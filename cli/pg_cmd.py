@@ -20,6 +20,7 @@ from cli.client import (
     server_address, when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
+from cli.output import echo
 
 
 def _state(req: Any) -> str:
@@ -60,7 +61,7 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
             d.FromTimedelta(parse_span(duration))
             req.duration.CopyFrom(d)
         grant = client.access.CreateRequest(req, timeout=client.timeout).request
-        click.echo(f"request {grant.id}: {_state(grant)}", err=True)
+        echo(f"request {grant.id}: {_state(grant)}", err=True)
         while _state(grant) == "PENDING" and wait:
             time.sleep(2)
             grant = client.access.GetRequest(access_pb2.GetRequestRequest(id=grant.id), timeout=client.timeout)
@@ -135,7 +136,7 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
     env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
                 "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"], "PGSSLMODE": "verify-full",
                 "PGSSLROOTCERT": params["sslrootcert"], "PGAPPNAME": "jitgate-psql"})
-    click.echo(f"jitgate: {grant.role}@{grant.resource} until {when(token.expires_at)} (grant {grant.id})", err=True)
+    echo(f"jitgate: {grant.role}@{grant.resource} until {when(token.expires_at)} (grant {grant.id})", err=True)
     sys.stdout.flush()
     os.execvpe(exe, [exe, *psql_args], env)
 

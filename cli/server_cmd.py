@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from cli.output import echo
+
 
 @click.command("server")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
@@ -23,6 +25,6 @@ def server(data_dir: str | None, policies: str | None, listen: str | None, confi
             data_dir=Path(data_dir) if data_dir else None, policies=Path(policies) if policies else None,
             listen=listen, config_file=Path(config_file) if config_file else None)
     except ConfigError as e:
-        click.echo(f"error: {e}", err=True)
+        echo(f"error: {e}", err=True)
         sys.exit(2)
     sys.exit(run_server(config))
