@@ -21,6 +21,7 @@ from cli.client import (
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo
+from cli.passphrase_options import passphrase_options
 
 
 def _state(req: Any) -> str:
@@ -195,19 +196,20 @@ def _sh(value: str) -> str:
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@passphrase_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
               record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
     from ca.errors import CAError
-    from ca.keystore import passphrase_from_env_or_dir
+    from ca.keystore import passphrase_at_start
 
     start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        passphrase = passphrase_from_env_or_dir(data / "keys")
+        passphrase = passphrase_at_start(data / "keys")
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
                                 require_tls=not allow_plaintext, max_message=max_message,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.output import echo
+from cli.passphrase_options import passphrase_options
 
 
 @click.command("server")
@@ -15,6 +16,7 @@ from cli.output import echo
 @click.option("--policies", default=None, type=click.Path(), help="policies.yaml (a file or a folder)")
 @click.option("--listen", default=None, help="host:port (default 127.0.0.1:7443; port 0 picks one)")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), help="server.yaml")
+@passphrase_options
 def server(data_dir: str | None, policies: str | None, listen: str | None, config_file: str | None) -> None:
     """Run the control plane: gRPC over mTLS, with health and reflection."""
     from controlplane.config import ConfigError, build_config
