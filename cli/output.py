@@ -154,9 +154,13 @@ def echo_styled(*parts: Any, err: bool = False) -> None:
     console(err).print(Text.assemble(*(literal(p) for p in parts)))
 
 
+# JSON's own whitespace between tokens; inside strings json.dumps always escapes these.
+_JSON_WHITESPACE = frozenset("\t\n\r")
+
+
 def _json_escape(match: re.Match[str]) -> str:
     ch = match.group()
-    if not is_hidden(ch):
+    if ch in _JSON_WHITESPACE or not is_hidden(ch):
         return ch
     data = ch.encode("utf-16-be", "surrogatepass")
     return "".join(f"\\u{int.from_bytes(data[i:i + 2], 'big'):04x}" for i in range(0, len(data), 2))
@@ -171,8 +175,9 @@ def json_text(data: Any, *, ensure_ascii: bool = False, **dumps: Any) -> str:
 def safe_json(text: str) -> str:
     """JSON text (e.g. a line the server made) with hidden characters as `\\uXXXX` escapes.
 
-    In valid JSON such characters can only stand inside strings, where the escape
-    means the same character, so the value is unchanged.
+    In valid JSON such characters can only stand inside strings (tab, CR and LF
+    between tokens are left alone), where the escape means the same character, so
+    the value is unchanged.
     """
     if not _CANDIDATE.search(text):
         return text
