@@ -43,6 +43,8 @@ _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 # joiner): their categories are ordinary, their use in a name or reason is not.
 _INVISIBLE_GLYPHS = frozenset("\u034f\u115f\u1160\u3164\uffa0")
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# Columns of a table written to a pipe or file: wide enough that ids are never cut.
+NOT_A_TERMINAL_WIDTH = 200
 # Anything outside printable ASCII is a candidate; most of it (accents, CJK) is kept.
 _CANDIDATE = re.compile(r"[^\x20-\x7e]")
 
@@ -115,8 +117,8 @@ def console(err: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if err else sys.stdout
-    wide = {} if stream.isatty() else {"width": 200}
-    return Console(file=stream, markup=False, emoji=False, highlight=False, **wide)
+    width = None if stream.isatty() else NOT_A_TERMINAL_WIDTH
+    return Console(file=stream, width=width, markup=False, emoji=False, highlight=False)
 
 
 def print_table(title: Any, columns: Iterable[str | Col], rows: Iterable[Iterable[Any]], *,

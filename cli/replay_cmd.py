@@ -139,10 +139,10 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
         if sys.stdout.isatty():
             import shutil
 
-            cols, rows = shutil.get_terminal_size()
-            if header.width > cols or header.height > rows:
+            cols, lines = shutil.get_terminal_size()
+            if header.width > cols or header.height > lines:
                 echo(f"note: recorded at {header.width}x{header.height}, this terminal is "
-                           f"{cols}x{rows}: enlarge it if the replay looks garbled", err=True)
+                     f"{cols}x{lines}: enlarge it if the replay looks garbled", err=True)
         try:  # recordings are UTF-8 whatever the locale says
             sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
