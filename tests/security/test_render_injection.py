@@ -16,6 +16,7 @@ import ast
 import io
 import json
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -172,3 +173,36 @@ def test_rich_is_used_only_through_cli_output() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "rich"]
     assert not offenders, f"rich used outside cli/output.py (print through cli.output instead): {offenders}"
+
+
+# -- recordings: what a session's user typed reaches the auditor's screen literally -----------------
+
+
+def test_recordings_and_replay_tables_are_literal(tmp_path: Path) -> None:
+    import time
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from recorder import DbStatement, FileRecordingStore, Kind, SftpOp
+
+    store = FileRecordingStore(tmp_path, passphrase=b"recordings-test-passphrase-0123456789")
+    w = store.create("sess-db", Kind.DB, {"user": HOSTILE_TICKET, "resource": "orders", "role": "ro"})
+    w.write_event(DbStatement(text=f"SELECT '{HOSTILE_REASON}'", started_at=time.time(), duration_ms=1.0, rows=1))
+    w.close_sync("revoked")
+    w = store.create("sess-sftp", Kind.SFTP, {"user": "bob"})
+    w.write_event(SftpOp("open", f"/srv/{HOSTILE_REASON}", flags="w"))
+    w.close_sync()
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), env={"JITGATE_DATA_DIR": str(tmp_path)}, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = run("recordings", "list")
+    assert HOSTILE_TICKET in listed and ESC not in listed
+    assert_literal(run("recordings", "search", "hidden-words"))
+    assert_literal(run("replay", "sess-db"))
+    assert_literal(run("replay", "sess-sftp", "--output", "text"))
+    raw = run("recordings", "list", "--output", "json")
+    assert ESC not in raw and json.loads(raw)["recordings"][0]["metadata"]["user"] == HOSTILE_TICKET
