@@ -206,3 +206,12 @@ def test_recordings_and_replay_tables_are_literal(tmp_path: Path) -> None:
     assert_literal(run("replay", "sess-sftp", "--output", "text"))
     raw = run("recordings", "list", "--output", "json")
     assert ESC not in raw and json.loads(raw)["recordings"][0]["metadata"]["user"] == HOSTILE_TICKET
+
+
+def test_ssh_config_takes_only_plain_words() -> None:
+    """`jitgate ssh-config` writes names into an ssh_config: a newline there would add a directive."""
+    from cli.ssh_cmd import _config_word
+
+    assert _config_word("web-01") and _config_word("deploy")
+    for bad in ("", "web 01", "web\nProxyCommand sh", "a#b", 'a"b', "web\u202e", "web\x1b"):
+        assert not _config_word(bad), bad
