@@ -128,7 +128,7 @@ def passphrase_at_start(key_dir: Path, environ: Mapping[str, str] | None = None)
     """The passphrase for a service starting: resolved once (a command runs once), with one
     warning logged when it lies beside the keys it protects."""
     passphrase = resolve_passphrase(key_dir, environ)
-    log.info("key passphrase for `%s` from %s", key_dir, passphrase.source)
+    log.debug("key passphrase for `%s` from %s", key_dir, passphrase.source)
     warning = passphrase.warning()
     if warning:
         log.warning("%s", warning)
