@@ -9,6 +9,7 @@ import click
 from cli.client import (
     Client, command_options, connect, handle_errors, parse_span, print_json, print_table, span, to_dict,
 )
+from cli.output import echo
 from cli.render import print_outcome, print_request, print_requests, state_name
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
@@ -56,7 +57,7 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
     if resp.HasField("recommendation") and not duration:
         rec = resp.recommendation
         note = " (fallback: not enough history)" if rec.fallback else ""
-        click.echo(f"duration {span(rec.duration)} recommended{note}: {rec.explanation}")
+        echo(f"duration {span(rec.duration)} recommended{note}: {rec.explanation}")
     if dry_run:
         click.echo("dry run: nothing was stored")
     print_outcome(resp.request)
@@ -107,7 +108,7 @@ def extend(client: Client, output: str, id: str, duration: str, justification: s
         return
     pending = [e for e in req.extensions if e.state == 1]
     if pending:
-        click.echo(f"extension {pending[-1].id} waits for approval")
+        echo(f"extension {pending[-1].id} waits for approval")
     print_outcome(req)
 
 
@@ -251,7 +252,7 @@ def whoami(client: Client, output: str) -> None:
     if output == "json":
         print_json(me)
     else:
-        click.echo(f"{me.name} (groups: {', '.join(me.groups) or '-'}; roles: {', '.join(me.roles)})")
+        echo(f"{me.name} (groups: {', '.join(me.groups) or '-'}; roles: {', '.join(me.roles)})")
 
 
 __all__ = ["approve", "cancel", "dashboard", "deny", "extend", "request_cmd", "requests", "review", "revoke",

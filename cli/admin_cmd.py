@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cli.client import connect, handle_errors, print_json
+from cli.output import echo
 
 
 class _NoPolicies:
@@ -86,7 +87,7 @@ def issue_identity(name: str, out: str, days: int, data_dir: str | None, remote:
     if output == "json":
         print_json({"name": name, "identity": str(path), "days": days})
     else:
-        click.echo(f"identity `{name}` written to {path} (use --identity {path} or JITGATE_IDENTITY={path})")
+        echo(f"identity `{name}` written to {path} (use --identity {path} or JITGATE_IDENTITY={path})")
 
 
 @admin.command("ssh-ca")

@@ -7,6 +7,7 @@ import sys
 import click
 
 from cli.client import Client, command_options, print_json, print_table, when
+from cli.output import echo, safe_json
 
 
 @click.group("audit")
@@ -49,7 +50,7 @@ def audit_verify(client: Client, output: str) -> None:
     else:
         click.echo(f"audit chain BROKEN ({resp.events} events checked):", err=True)
         for problem in resp.problems:
-            click.echo(f"  {problem}", err=True)
+            echo(f"  {problem}", err=True)
     if not resp.ok:
         sys.exit(1)
 
@@ -94,7 +95,7 @@ def audit_export_requests(days: int, history: bool, identity: str | None, server
             rpc = client.audit.ExportHistory if history else client.audit.ExportRequests
             req = (audit_pb2.ExportHistoryRequest if history else audit_pb2.ExportRequestsRequest)(days=days)
             for line in rpc(req):
-                sys.stdout.write(line.json + "\n")
+                sys.stdout.write(safe_json(line.json) + "\n")
         finally:
             client.close()
 

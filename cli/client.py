@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
 import grpc
+
+from cli.output import echo, print_fields, print_json, print_table, to_dict  # noqa: F401 (re-exported)
 
 IDENTITY_ENV = "JITGATE_IDENTITY"
 SERVER_ENV = "JITGATE_SERVER"
@@ -102,8 +103,8 @@ def output_option(f: F) -> F:
 
 
 def fail(message: str) -> None:
-    """Print `error: message` on stderr and exit 1."""
-    click.echo(f"error: {message}", err=True)
+    """Print `error: message` on stderr (shown literally: it may quote user input) and exit 1."""
+    echo(f"error: {message}", err=True)
     sys.exit(1)
 
 
@@ -144,47 +145,6 @@ def command_options(f: F) -> F:
 
 
 # -- output -----------------------------------------------------------------------------------------
-
-
-def to_dict(msg: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
-
-
-def print_json(data: Any) -> None:
-    if hasattr(data, "DESCRIPTOR"):
-        data = to_dict(data)
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def console() -> Any:
-    """A rich console; when stdout is not a terminal, wide enough that ids are never cut."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def print_table(title: str | None, columns: list[str], rows: Iterable[list[Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console().print(table)
-
-
-def print_fields(title: str | None, pairs: list[tuple[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in pairs:
-        table.add_row(key, "" if value is None else str(value))
-    console().print(table)
 
 
 def when(ts: Any) -> str:

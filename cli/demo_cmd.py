@@ -9,6 +9,12 @@ the example's people; and prints what to type next. Ctrl-C stops everything.
 The example's `demo` resource names a placeholder address and no host key: the
 demo writes a copy of the policies with the target's real address and pinned
 host key into its data directory, and serves that copy.
+
+Unless a passphrase source is set (JITGATE_CA_PASSPHRASE, _FILE or _COMMAND),
+each data directory keeps its key passphrase in a `passphrase` file beside its
+keys, and each service logs a warning saying so. That is acceptable for a demo
+whose keys guard nothing beyond this machine; production keeps the passphrase
+outside the data directory (ca/keystore.py says why).
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from cli.client import (
     server_address, when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
+from cli.output import echo
+from cli.passphrase_options import passphrase_options
 
 
 def _state(req: Any) -> str:
@@ -60,7 +62,7 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
             d.FromTimedelta(parse_span(duration))
             req.duration.CopyFrom(d)
         grant = client.access.CreateRequest(req, timeout=client.timeout).request
-        click.echo(f"request {grant.id}: {_state(grant)}", err=True)
+        echo(f"request {grant.id}: {_state(grant)}", err=True)
         while _state(grant) == "PENDING" and wait:
             time.sleep(2)
             grant = client.access.GetRequest(access_pb2.GetRequestRequest(id=grant.id), timeout=client.timeout)
@@ -135,7 +137,7 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
     env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
                 "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"], "PGSSLMODE": "verify-full",
                 "PGSSLROOTCERT": params["sslrootcert"], "PGAPPNAME": "jitgate-psql"})
-    click.echo(f"jitgate: {grant.role}@{grant.resource} until {when(token.expires_at)} (grant {grant.id})", err=True)
+    echo(f"jitgate: {grant.role}@{grant.resource} until {when(token.expires_at)} (grant {grant.id})", err=True)
     sys.stdout.flush()
     os.execvpe(exe, [exe, *psql_args], env)
 
@@ -194,19 +196,20 @@ def _sh(value: str) -> str:
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@passphrase_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
               record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
     from ca.errors import CAError
-    from ca.keystore import passphrase_from_env_or_dir
+    from ca.keystore import passphrase_at_start
 
     start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        passphrase = passphrase_from_env_or_dir(data / "keys")
+        passphrase = passphrase_at_start(data / "keys")
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
                                 require_tls=not allow_plaintext, max_message=max_message,

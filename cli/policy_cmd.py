@@ -1,7 +1,6 @@
 """`jitgate policy check|test|eval|diff`: what a policy author runs, locally and in CI."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -10,9 +9,8 @@ from typing import Any, NoReturn
 
 import click
 import yaml
-from rich.console import Console
-from rich.table import Table
 
+from cli.output import Col, Styled, echo, echo_styled, json_text, print_table, visible
 from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set
 from policy.diff import diff as diff_sets
 from policy.diff import read_requests, request_label, summary, to_markdown
@@ -23,12 +21,12 @@ DEFAULT_PATH = "policies.yaml"
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(1)
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_text(data, indent=2))
 
 
 def _load(path: str, output: str) -> PolicySet:
@@ -42,8 +40,8 @@ def _load(path: str, output: str) -> PolicySet:
                 for x in e.errors]})
         else:
             for x in e.errors:
-                click.echo(str(x), err=True)
-            click.echo(f"{path}: {len(e.errors)} error(s)", err=True)
+                echo(str(x), err=True)
+            echo(f"{path}: {len(e.errors)} error(s)", err=True)
         sys.exit(1)
 
 
@@ -67,8 +65,8 @@ def check(path: str, output: str) -> None:
         _emit_json(info)
     else:
         for w in ps.warnings:
-            click.echo(f"{w} (warning)", err=True)
-        click.echo(f"{path}: ok: {info['users']} users, {info['resources']} resources, "
+            echo(f"{w} (warning)", err=True)
+        echo(f"{path}: ok: {info['users']} users, {info['resources']} resources, "
                    f"{info['rules']} rules, {info['tests']} tests ({ps.version})")
 
 
@@ -89,17 +87,15 @@ def test(path: str, output: str) -> None:
                                  "failures": r.failures, "expected": r.expected,
                                  "got": r.decision.to_json()} for r in results]})
     else:
-        console = Console(highlight=False)
         for r in results:
-            mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-            console.print(f"{mark} {r.name}", markup=True)
+            echo_styled(Styled("PASS", "green") if r.passed else Styled("FAIL", "red"), f" {r.name}")
         for r in failed:
-            console.print(f"\n[bold red]{r.where()}: test `{r.name}` failed[/bold red]", markup=True)
+            echo()
+            echo_styled(Styled(f"{r.where()}: test `{r.name}` failed", "bold red"))
             for f in r.failures:
-                console.print(f"  {f}", markup=False)
-            console.print(f"  got: {summary(r.decision)}", markup=False)
-        console.print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed in {elapsed:.2f}s",
-                      markup=False)
+                echo(f"  {f}")
+            echo(f"  got: {summary(r.decision)}")
+        echo(f"\n{len(results) - len(failed)} passed, {len(failed)} failed in {elapsed:.2f}s", keep_newlines=True)
     sys.exit(1 if failed else 0)
 
 
@@ -133,27 +129,24 @@ def eval_(path: str, request: str | None, request_file: str | None, output: str)
     if output == "json":
         _emit_json(d.to_json())
         return
-    t = Table(show_header=False, box=None)
-    t.add_column("field", no_wrap=True)
-    t.add_column("value", overflow="fold")
-    t.add_row("request", request_label(req))
-    t.add_row("effect", f"[green]allow[/green]" if d.allowed else "[red]deny[/red]")
+    rows: list[list[Any]] = [["request", request_label(req)],
+                             ["effect", Styled("allow", "green") if d.allowed else Styled("deny", "red")]]
     if d.approval is not None:
-        t.add_row("approval", d.approval.mode)
+        rows.append(["approval", d.approval.mode])
         for i, lv in enumerate(d.approval.levels, 1):
-            t.add_row(f"  level {i}", f"{lv.min} of {', '.join(lv.approvers)}")
+            rows.append([f"  level {i}", f"{lv.min} of {', '.join(lv.approvers)}"])
         if d.approval.review:
-            t.add_row("  review", ", ".join(d.approval.review))
-        t.add_row("max duration", format_duration(d.max_duration) if d.max_duration else "none")
-        t.add_row("max extensions", str(d.max_extensions))
-        t.add_row("session", ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in d.session.to_json().items()))
-    t.add_row("rules", ", ".join(d.rules) or "-")
+            rows.append(["  review", ", ".join(d.approval.review)])
+        rows.append(["max duration", format_duration(d.max_duration) if d.max_duration else "none"])
+        rows.append(["max extensions", str(d.max_extensions)])
+        rows.append(["session", ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in d.session.to_json().items())])
+    rows.append(["rules", ", ".join(d.rules) or "-"])
     if d.message:
-        t.add_row("message", d.message)
-    for e in d.errors:
-        t.add_row("error", e)
-    t.add_row("policy", d.policy_version)
-    Console(highlight=False).print(t)
+        rows.append(["message", d.message])
+    rows.extend(["error", e] for e in d.errors)
+    rows.append(["policy", d.policy_version])
+    print_table(None, [Col("field", no_wrap=True), Col("value", overflow="fold")], rows, show_header=False,
+                box=False)
 
 
 @policy.command()
@@ -180,16 +173,10 @@ def diff(old: str, new: str, requests_file: str, fmt: str, output: str) -> None:
                     "requests": len(requests), "changed": len(changes),
                     "changes": [c.to_json() for c in changes]})
     elif fmt == "markdown":
-        click.echo(to_markdown(changes, old_ps, new_ps, len(requests)), nl=False)
+        click.echo(visible(to_markdown(changes, old_ps, new_ps, len(requests)), keep_newlines=True), nl=False)
+    elif changes:
+        print_table(f"{len(changes)} of {len(requests)} decision(s) change", ["line", "request", "old", "new"],
+                    ([str(c.line), request_label(c.request), summary(c.old), summary(c.new)] for c in changes))
     else:
-        console = Console(highlight=False)
-        if changes:
-            t = Table(title=f"{len(changes)} of {len(requests)} decision(s) change")
-            for col in ("line", "request", "old", "new"):
-                t.add_column(col)
-            for c in changes:
-                t.add_row(str(c.line), request_label(c.request), summary(c.old), summary(c.new))
-            console.print(t)
-        else:
-            console.print(f"no decision changes ({len(requests)} request(s) replayed)")
+        echo(f"no decision changes ({len(requests)} request(s) replayed)")
     sys.exit(3 if changes else 0)

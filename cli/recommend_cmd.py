@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
+from cli.output import echo
+
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_FIELDS = {"user", "resource", "kind", "labels", "login", "role", "reason", "ticket", "time", "requested_at"}
 
@@ -116,7 +118,7 @@ def synth(rows: int, seed: int, out_path: str, policies_path: str | None) -> Non
         write_rows(history, sys.stdout)
         return
     count = write_history(history, out_path)
-    click.echo(f"wrote {count} grants to {out_path}", err=True)
+    echo(f"wrote {count} grants to {out_path}", err=True)
 
 
 @recommend.command()
@@ -167,7 +169,7 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
     outcome = train_and_save(rows, target, TrainParams(alpha=alpha, num_rounds=rounds, seed=seed), force=force,
                              max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60)
     for warning in [*warnings, *outcome.warnings]:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     if output == "json":
         click.echo(json.dumps({"replaced": outcome.replaced, "reason": outcome.reason, "version": outcome.version,
                                "previous_version": outcome.previous_version, "model_dir": str(target),
@@ -175,9 +177,9 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
         return
     verb = "saved" if outcome.replaced else "not saved"
     m = outcome.metrics
-    click.echo(f"trained on {len(rows)} grants from {source}")
-    click.echo(f"model {outcome.version} {verb} in {target}: {outcome.reason}")
-    click.echo(f"held-out: coverage {m['coverage']:.1%}, excess {m['excess_minutes']:.1f} min, "
+    echo(f"trained on {len(rows)} grants from {source}")
+    echo(f"model {outcome.version} {verb} in {target}: {outcome.reason}")
+    echo(f"held-out: coverage {m['coverage']:.1%}, excess {m['excess_minutes']:.1f} min, "
                f"{m['extension_rate']:.2f} extensions per grant")
 
 
@@ -207,15 +209,12 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rou
     if output == "json":
         click.echo(json.dumps(evaluation.to_json(), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from cli.output import Col, print_table
 
-    table = Table(title=f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train})")
-    for column in ("strategy", "coverage", "excess min", "extensions/grant"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for name, m in [("model", evaluation.model), *evaluation.baselines.items()]:
-        table.add_row(name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}")
-    Console().print(table)
+    print_table(f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train})",
+                [Col("strategy"), *(Col(c, justify="right") for c in ("coverage", "excess min", "extensions/grant"))],
+                ([name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}"]
+                 for name, m in [("model", evaluation.model), *evaluation.baselines.items()]))
 
 
 def _parse_request(text: str) -> Any:
@@ -277,7 +276,7 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
         history = history_from_store(root, _load_policies(None, root)).rows if db_path(root).exists() else []
     recommender = Recommender(_model_dir(model_dir, data_dir))
     if recommender.load_error:
-        click.echo(f"warning: {recommender.load_error}; answering from fallback statistics", err=True)
+        echo(f"warning: {recommender.load_error}; answering from fallback statistics", err=True)
     step = _duration(step_text, "--step")
     result = recommender.recommend(req, _duration(max_text, "--max"), step, history)  # type: ignore[arg-type]
     if output == "json":
@@ -286,8 +285,8 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
                                "basis": result.basis, "model_version": result.model_version}, indent=2))
         return
     label = " (fallback)" if result.fallback else f" (model {result.model_version})"
-    click.echo(f"recommended: {format_duration(result.duration)}{label}")
-    click.echo(f"why: {result.explanation}")
+    echo(f"recommended: {format_duration(result.duration)}{label}")
+    echo(f"why: {result.explanation}")
 
 
 @recommend.command("import")
@@ -310,7 +309,7 @@ def import_history(history_path: str, data_dir: str | None, output: str) -> None
     if output == "json":
         click.echo(json.dumps({"rows": result.rows, "sha256": result.sha256, "store": str(result.db_path)}, indent=2))
         return
-    click.echo(f"imported {result.rows} grants from {history_path} (sha256 {result.sha256[:12]}) into {result.db_path}")
+    echo(f"imported {result.rows} grants from {history_path} (sha256 {result.sha256[:12]}) into {result.db_path}")
 
 
 @recommend.command("export")
@@ -347,4 +346,4 @@ def _export(days: int, out_path: str, identity: str | None, server: str | None) 
         write_rows(rows, sys.stdout)
         return
     count = write_history(rows, out_path)
-    click.echo(f"wrote {count} grants to {out_path}", err=True)
+    echo(f"wrote {count} grants to {out_path}", err=True)

@@ -1,12 +1,15 @@
-"""Human text for requests, decisions and sessions (the `--output table` side)."""
+"""Human text for requests, decisions and sessions (the `--output table` side).
+
+Every line and cell goes out through `cli.output`, which shows what users wrote
+(reasons, tickets, comments, justifications, names) literally.
+"""
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-import click
-
-from cli.client import print_fields, print_table, span, when
+from cli.client import span, when
+from cli.output import echo, print_fields, print_table
 
 
 def state_name(value: int) -> str:
@@ -72,7 +75,7 @@ def outcome(req: Any) -> list[str]:
 
 def print_outcome(req: Any) -> None:
     for line in outcome(req):
-        click.echo(line)
+        echo(line)
 
 
 REQUEST_COLUMNS = ["id", "user", "target", "state", "duration", "expires", "level", "reason"]
@@ -103,14 +106,14 @@ def print_request(req: Any) -> None:
     ]
     print_fields(f"request {req.id}", [(k, v) for k, v in pairs if v not in ("", None)])
     for line in level_lines(req):
-        click.echo(line)
+        echo(line)
     for a in req.approvals:
         verb = "approved" if a.approved else "denied"
-        click.echo(f"  {when(a.at)} {a.approver} {verb} level {a.level + 1}" + (f": {a.comment}" if a.comment else ""))
+        echo(f"  {when(a.at)} {a.approver} {verb} level {a.level + 1}" + (f": {a.comment}" if a.comment else ""))
     for e in req.extensions:
         from jitgate.v1 import types_pb2
 
-        click.echo(f"  extension {e.id}: +{span(e.duration)} {types_pb2.ExtensionState.Name(e.state)[16:]}"
+        echo(f"  extension {e.id}: +{span(e.duration)} {types_pb2.ExtensionState.Name(e.state)[16:]}"
                    f" — {e.justification}")
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import click
 
+from cli.output import Col, echo, json_text, print_table
 from recorder.events import Kind, RecordingError, event_to_dict
 from recorder.reader import RecordingInfo
 from recorder.storage import FileRecordingStore, RecordingFilter
@@ -54,13 +54,8 @@ def _offset(t: float) -> str:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"jitgate: {message}", err=True)
+    echo(f"jitgate: {message}", err=True)
     sys.exit(1)
-
-
-def _console() -> Any:
-    from rich.console import Console
-    return Console()
 
 
 def _who(info: RecordingInfo) -> str:
@@ -107,7 +102,7 @@ def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_
                 if not result.ok:
                     _fail(f"recording {ref}: {result.summary()}")
                 if output != "json":
-                    click.echo(f"recording {ref}: {result.summary()}", err=True)
+                    echo(f"recording {ref}: {result.summary()}", err=True)
         if output == "json":
             body = []
             for ref in refs:
@@ -117,7 +112,7 @@ def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_
                 if ref in results:
                     item["verify"] = _verify_dict(results[ref])
                 body.append(item)
-            click.echo(json.dumps({"recordings": body}, ensure_ascii=False))
+            click.echo(json_text({"recordings": body}))
             return
         for ref in refs:
             _show(store, ref, speed=speed, idle_limit=idle_limit, text=output == "text",
@@ -139,15 +134,15 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
         title = f"recording {ref} ({info.kind.value}) {_when(info.started_at)} {_who(info)}".rstrip()
         if header.command:
             title += f": {header.command}"
-        click.echo(title, err=info.kind is Kind.TERMINAL)
+        echo(title, err=info.kind is Kind.TERMINAL)
     if info.kind is Kind.TERMINAL:
         if sys.stdout.isatty():
             import shutil
 
-            cols, rows = shutil.get_terminal_size()
-            if header.width > cols or header.height > rows:
-                click.echo(f"note: recorded at {header.width}x{header.height}, this terminal is "
-                           f"{cols}x{rows}: enlarge it if the replay looks garbled", err=True)
+            cols, lines = shutil.get_terminal_size()
+            if header.width > cols or header.height > lines:
+                echo(f"note: recorded at {header.width}x{header.height}, this terminal is "
+                     f"{cols}x{lines}: enlarge it if the replay looks garbled", err=True)
         try:  # recordings are UTF-8 whatever the locale says
             sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
@@ -162,25 +157,18 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
     if text:
         for r in rows:
             extra = "  ".join(x for x in (r.amount, r.status) if x)
-            click.echo(f"{_offset(r.t)}  {r.what:<9} {r.detail}" + (f"  ({extra})" if extra else ""))
+            echo(f"{_offset(r.t)}  {r.what:<9} {r.detail}" + (f"  ({extra})" if extra else ""))
         return
-    from rich.table import Table
-
-    table = Table(show_lines=False)
-    table.add_column("time", no_wrap=True)
-    if info.kind is Kind.DB:
-        table.add_column("ms", justify="right")
-    table.add_column("what")
-    table.add_column("statement" if info.kind is Kind.DB else "detail", overflow="fold")
-    table.add_column("amount", justify="right")
-    table.add_column("result")
+    db = info.kind is Kind.DB
+    columns = [Col("time", no_wrap=True), *([Col("ms", justify="right")] if db else []), Col("what"),
+               Col("statement" if db else "detail", overflow="fold"), Col("amount", justify="right"), Col("result")]
+    table = []
     for r in rows:
         cells = [_offset(r.t)]
-        if info.kind is Kind.DB:
+        if db:
             cells.append("" if r.duration_ms is None else f"{r.duration_ms:.1f}")
-        cells += [r.what, r.detail, r.amount, r.status]
-        table.add_row(*cells)
-    _console().print(table)
+        table.append(cells + [r.what, r.detail, r.amount, r.status])
+    print_table(None, columns, table)
 
 
 def _verify_dict(result: Any) -> dict[str, Any]:
@@ -221,22 +209,17 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
         _fail(str(exc))
         return
     if output == "json":
-        click.echo(json.dumps({"recordings": [i.to_dict() for i in infos]}, ensure_ascii=False))
+        click.echo(json_text({"recordings": [i.to_dict() for i in infos]}))
         return
     if not infos:
-        click.echo(f"no recordings in {store.root}")
+        echo(f"no recordings in {store.root}")
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("recording", "kind", "started", "duration", "who", "events", "state", "end"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("recording", "kind", "started", "duration"))
-    for i in infos:
-        duration = _offset(i.ended_at - i.started_at) if i.ended_at else ""
-        table.add_row(i.ref, i.kind.value, _when(i.started_at), duration, _who(i),
-                      "" if i.events is None else str(i.events),
-                      "sealed" if i.sealed else "open/unsealed", i.end_reason or "")
-    _console().print(table)
+    columns = [Col(c, overflow="fold", no_wrap=c in ("recording", "kind", "started", "duration"))
+               for c in ("recording", "kind", "started", "duration", "who", "events", "state", "end")]
+    print_table(None, columns, ([
+        i.ref, i.kind.value, _when(i.started_at), _offset(i.ended_at - i.started_at) if i.ended_at else "",
+        _who(i), "" if i.events is None else str(i.events), "sealed" if i.sealed else "open/unsealed",
+        i.end_reason or ""] for i in infos))
 
 
 @recordings.command("search")
@@ -264,19 +247,15 @@ def search_cmd(text: str, session_id: str | None, kind: str | None, case_sensiti
         _fail(str(exc))
         return
     if output == "json":
-        click.echo(json.dumps({"hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        click.echo(json_text({"hits": [h.to_dict() for h in hits]}))
         return
     if not hits:
-        click.echo(f"no recordings match `{text}`")
+        echo(f"no recordings match `{text}`")
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("recording", "session", "started", "at", "where", "match"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("started", "at"))
-    for h in hits:
-        table.add_row(h.ref, h.session_id, _when(h.started_at), _offset(h.t), h.where, h.snippet)
-    _console().print(table)
+    columns = [Col(c, overflow="fold", no_wrap=c in ("started", "at"))
+               for c in ("recording", "session", "started", "at", "where", "match")]
+    print_table(None, columns, ([h.ref, h.session_id, _when(h.started_at), _offset(h.t), h.where, h.snippet]
+                                for h in hits))
 
 
 @recordings.command("verify")
@@ -295,11 +274,11 @@ def verify_cmd(session_or_path: str, expect_hash: str | None, data_dir: str | No
         return
     bad = [ref for ref, r in results.items() if not r.ok]
     if output == "json":
-        click.echo(json.dumps({"results": {ref: _verify_dict(r) for ref, r in results.items()}}))
+        click.echo(json_text({"results": {ref: _verify_dict(r) for ref, r in results.items()}}))
     else:
         for ref, r in results.items():
-            click.echo(f"recording {ref}: {r.summary()}", err=not r.ok)
+            echo(f"recording {ref}: {r.summary()}", err=not r.ok)
             for note in r.notes:
-                click.echo(f"  note: {note}", err=not r.ok)
+                echo(f"  note: {note}", err=not r.ok)
     if bad:
         sys.exit(1)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from cli.output import echo
+from cli.passphrase_options import passphrase_options
+
 
 @click.command("server")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
@@ -13,6 +16,7 @@ import click
 @click.option("--policies", default=None, type=click.Path(), help="policies.yaml (a file or a folder)")
 @click.option("--listen", default=None, help="host:port (default 127.0.0.1:7443; port 0 picks one)")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), help="server.yaml")
+@passphrase_options
 def server(data_dir: str | None, policies: str | None, listen: str | None, config_file: str | None) -> None:
     """Run the control plane: gRPC over mTLS, with health and reflection."""
     from controlplane.config import ConfigError, build_config
@@ -23,6 +27,6 @@ def server(data_dir: str | None, policies: str | None, listen: str | None, confi
             data_dir=Path(data_dir) if data_dir else None, policies=Path(policies) if policies else None,
             listen=listen, config_file=Path(config_file) if config_file else None)
     except ConfigError as e:
-        click.echo(f"error: {e}", err=True)
+        echo(f"error: {e}", err=True)
         sys.exit(2)
     sys.exit(run_server(config))

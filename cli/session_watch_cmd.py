@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cli.client import command_options, fail
+from cli.output import echo, visible
 
 
 def _data_dir(value: str | None) -> Path:
@@ -24,7 +25,8 @@ def _data_dir(value: str | None) -> Path:
 
 
 def render(event: Any, out: Any = None) -> None:
-    """Write one recording event to the terminal."""
+    """Write one recording event to the terminal: terminal output and exec streams raw (what the
+    session showed), everything jitgate says about it (marks, sftp paths, notes) literally."""
     from recorder import ExecData, ExecExit, Note, SftpOp, TerminalEvent
 
     out = out or sys.stdout.buffer
@@ -32,9 +34,9 @@ def render(event: Any, out: Any = None) -> None:
         if event.code == "o":
             out.write(event.data.encode("utf-8", "replace"))
         elif event.code == "m":
-            out.write(f"\r\n[jitgate] {event.data}\r\n".encode())
+            out.write(f"\r\n[jitgate] {visible(event.data)}\r\n".encode())
         elif event.code == "r":
-            out.write(f"\r\n[jitgate] terminal resized to {event.data}\r\n".encode())
+            out.write(f"\r\n[jitgate] terminal resized to {visible(event.data)}\r\n".encode())
     elif isinstance(event, ExecData):
         if event.stream != "stdin":
             out.write(event.data)
@@ -44,9 +46,9 @@ def render(event: Any, out: Any = None) -> None:
         target = f" -> {event.target}" if event.target else ""
         size = f" ({event.bytes} bytes)" if event.bytes else ""
         status = "" if event.ok else f" FAILED: {event.error}"
-        out.write(f"[sftp] {event.op} {event.path}{target}{size}{status}\n".encode())
+        out.write(f"{visible(f'[sftp] {event.op} {event.path}{target}{size}{status}')}\n".encode())
     elif isinstance(event, Note):
-        out.write(f"[jitgate] {event.text}\n".encode())
+        out.write(f"[jitgate] {visible(event.text)}\n".encode())
     out.flush()
 
 
@@ -70,7 +72,7 @@ def watch(client: Any, output: str, session_id: str, data_dir: str | None) -> No
     if not refs:
         fail(f"no recording of session `{session_id}` in {store.root} (use --data-dir of its broker)")
     if output == "table":
-        click.echo(f"[jitgate] session {session.id}: {session.user} as {session.login} on {session.resource}"
+        echo(f"[jitgate] session {session.id}: {session.user} as {session.login} on {session.resource}"
                    f"{'' if not session.end_reason else ' (ended: ' + session.end_reason + ')'}", err=True)
     try:
         asyncio.run(follow(store, refs[-1]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from cli.client import Client, command_options, print_json, print_table, to_dict
+from cli.output import echo
 from cli.main import LazyGroup
 from cli.render import SESSION_COLUMNS, session_row
 
@@ -69,4 +70,4 @@ def sessions_show(client: Client, output: str, id: str) -> None:
     else:
         print_table(f"session {s.id}", SESSION_COLUMNS, [session_row(s)])
         if s.recording_ref:
-            click.echo(f"recording: {s.recording_ref} ({s.recording_hash})")
+            echo(f"recording: {s.recording_ref} ({s.recording_hash})")

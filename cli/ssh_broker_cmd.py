@@ -8,6 +8,7 @@ import click
 
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
 from cli.foreground import run_foreground, serve_until_signal, start_logging
+from cli.passphrase_options import passphrase_options
 
 if TYPE_CHECKING:
     from broker.ssh.config import BrokerConfig
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
               help="also record what users type in terminals (passwords typed at prompts that do not echo too)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@passphrase_options
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
                uvloop: bool, log_level: str) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.

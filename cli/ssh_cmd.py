@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from cli.client import connection_options, fail, handle_errors
+from cli.output import echo, visible
 
 BROKER_ENV = "JITGATE_SSH_BROKER"
 BROKER_KEY_ENV = "JITGATE_SSH_BROKER_HOST_KEY"
@@ -125,8 +126,14 @@ def find_or_request_grant(client: Any, resource: str, login: str | None, reason:
     if created.state != types_pb2.REQUEST_STATE_ACTIVE:
         fail(f"request `{created.id}` waits for approval ({created.message or 'pending'}); "
              f"run this again once it is approved")
-    click.echo(f"jitgate: access granted ({created.id}) until {_expiry(created):%H:%M:%S} UTC", err=True)
+    echo(f"jitgate: access granted ({created.id}) until {_expiry(created):%H:%M:%S} UTC", err=True)
     return created
+
+
+def _config_word(text: str) -> bool:
+    """True when `text` is one ssh_config word: no blanks, quotes, `#` or hidden characters
+    that would end the line or start another directive."""
+    return bool(text) and visible(text) == text and not any(c in text for c in " \"'#\\")
 
 
 def certificate_for(client: Any, directory: Path, grant: Any) -> tuple[Path, str]:
@@ -235,6 +242,10 @@ def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | N
     blocks = [f"# jitgate: OpenSSH through the broker (generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)"]
     pinned = False
     for resource, g in sorted(latest.items()):
+        if not _config_word(resource) or not _config_word(g.login):
+            echo(f"jitgate: skipped grant {g.id}: `{g.login}@{resource}` cannot be written into an ssh config",
+                 err=True)
+            continue
         cert, from_cert = certificate_for(client, directory, g)
         host, port = broker_address(broker, from_cert)
         if not pinned:

@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ca.errors import KeyStoreError
-from ca.keystore import ensure_private_dir, passphrase_from_env_or_dir
+from ca.keystore import ensure_private_dir, passphrase_at_start, passphrase_from_env_or_dir
 from ca.ssh import UPSTREAM_CA_NAME, USER_CA_NAME, SSHCertificateAuthority
 from ca.x509 import X509CA, peer_name_from_cert, read_server_key, write_identity_bundle, write_server_certificate
 
@@ -83,16 +83,17 @@ class ServerPki:
         return self.x509_ca.ca_cert_pem
 
 
-def open_x509_ca(data_dir: DataDir) -> X509CA:
+def open_x509_ca(data_dir: DataDir, passphrase: bytes | None = None) -> X509CA:
     """The X.509 CA of a data directory, created (0700, encrypted key) on first use."""
     ensure_private_dir(data_dir.root)
-    passphrase = passphrase_from_env_or_dir(data_dir.ca_dir)
+    passphrase = passphrase or passphrase_from_env_or_dir(data_dir.ca_dir)
     return X509CA.load_or_create(data_dir.ca_dir, passphrase)
 
 
-def open_ssh_cas(data_dir: DataDir) -> tuple[SSHCertificateAuthority, SSHCertificateAuthority]:
+def open_ssh_cas(data_dir: DataDir, passphrase: bytes | None = None
+                 ) -> tuple[SSHCertificateAuthority, SSHCertificateAuthority]:
     """(SSH user CA, SSH upstream CA), created on first use in `ca/ssh/`."""
-    passphrase = passphrase_from_env_or_dir(data_dir.ca_dir)
+    passphrase = passphrase or passphrase_from_env_or_dir(data_dir.ca_dir)
     ssh_dir = data_dir.ca_dir / "ssh"
     user = SSHCertificateAuthority.load_or_create(ssh_dir, passphrase, name=USER_CA_NAME)
     upstream = SSHCertificateAuthority.load_or_create(ssh_dir, passphrase, name=UPSTREAM_CA_NAME)
@@ -117,8 +118,8 @@ def init_pki(data_dir: DataDir, server_names: list[str] | None = None, server_ip
     """Load the CAs and the server certificate, creating what is missing (first start)."""
     names = list(server_names or [])
     ips = list(server_ips or [])
-    ca = open_x509_ca(data_dir)
-    passphrase = passphrase_from_env_or_dir(data_dir.ca_dir)
+    passphrase = passphrase_at_start(data_dir.ca_dir)  # once: a command runs once, a warning is logged once
+    ca = open_x509_ca(data_dir, passphrase)
     server_dir = ensure_private_dir(data_dir.server_dir)
     cert_path, key_path = server_dir / "cert.pem", server_dir / "key.pem"
     key_pem = _server_key(key_path, passphrase)
@@ -126,7 +127,7 @@ def init_pki(data_dir: DataDir, server_names: list[str] | None = None, server_ip
         bundle = ca.issue_server_certificate(names, ips)
         write_server_certificate(server_dir, bundle, passphrase)
         key_pem = bundle.key_pem
-    user_ca, upstream_ca = open_ssh_cas(data_dir)
+    user_ca, upstream_ca = open_ssh_cas(data_dir, passphrase)
     return ServerPki(ca, cert_path.read_bytes(), key_pem, user_ca, upstream_ca)
 
 

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ca.errors import CAError
 from ca.keystore import ensure_private_dir
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
@@ -271,7 +272,7 @@ def run_server(config: ServerConfig) -> int:
             cProfile.runctx("asyncio.run(ControlPlaneServer(config).run())", globals(), locals(), profile)
         else:
             asyncio.run(ControlPlaneServer(config).run())
-    except StartError as e:
+    except (StartError, CAError) as e:  # CAError: a key or its passphrase cannot be used
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ from broker.ssh.forward import open_forward
 from broker.ssh.relay import BrokerSession
 from broker.spool import EndReport, EndReportSpool
 from broker.ssh.upstream import FAST_CIPHERS
-from ca.keystore import load_private_key, passphrase_from_env_or_dir, save_private_key
+from ca.keystore import load_private_key, passphrase_at_start, save_private_key
 from recorder import FileRecordingStore
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class SSHBroker:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        passphrase = passphrase_from_env_or_dir(cfg.key_dir)
+        passphrase = passphrase_at_start(cfg.key_dir)
         host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
         self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase)
         self.spool = EndReportSpool(cfg.data_dir)

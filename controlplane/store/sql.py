@@ -31,6 +31,7 @@ from controlplane.model import (
 )
 from controlplane.store import schema as t
 from controlplane.store.checkpoint import Checkpointer
+from controlplane.store.files import prepare_private_db_file
 from controlplane.store.prebuilt import Prebuilt, dbapi_cursor
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -108,6 +109,7 @@ class SqlStore:
         """A SQLite file store in WAL mode (created and migrated when new)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_db_file(path)  # 0600 before SQLite makes it (and its -wal/-shm) 0644
         # Pool sized for a threaded gRPC server: readers never wait on each other in WAL mode.
         engine = create_engine(f"sqlite:///{path}", pool_size=16, max_overflow=16,
                                connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})

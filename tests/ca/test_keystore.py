@@ -122,8 +122,10 @@ def test_passphrase_from_file(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError) as e:
         passphrase_from_env_or_dir(tmp_path / "ca", {PASSPHRASE_FILE_ENV: str(tmp_path / "missing")})
     assert e.value.code == "ca.key_missing"
-    # The value wins over the file when both are set.
-    assert passphrase_from_env_or_dir(tmp_path / "ca", {PASSPHRASE_ENV: "v", PASSPHRASE_FILE_ENV: str(f)}) == b"v"
+    # Two sources at once are ambiguous (one would be silently ignored): refused.
+    with pytest.raises(KeyStoreError) as e:
+        passphrase_from_env_or_dir(tmp_path / "ca", {PASSPHRASE_ENV: "v", PASSPHRASE_FILE_ENV: str(f)})
+    assert e.value.code == "ca.passphrase_ambiguous"
 
 
 def test_dev_default_passphrase_file_made_once(tmp_path: Path) -> None:
