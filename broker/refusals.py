@@ -12,12 +12,14 @@ from one address costs the audit log a handful of events, not one per attempt:
     await gate.stop()                             # what is still counted goes out
 
 Per source (an IPv4 address, or an IPv6 /64: one host usually holds a whole
-/64) and window (`RefusalLimits.window`):
+/64). A source's streak lasts until it has been quiet for a whole window
+(`RefusalLimits.window`):
 
-- the first `report_first` refusals are audited one by one (text truncated);
-- the rest are counted and sent as one aggregate when the window ends: the
-  count, refusals per code, the first and last time, a few truncated user
-  names tried;
+- the first `report_first` refusals of a streak are audited one by one (text
+  truncated);
+- the rest are counted and sent as one aggregate per window, when it ends:
+  the count, refusals per code, the first and last time, a few truncated
+  user names tried. A steady flood is thus one event per source and window;
 - the tarpit: once a source has failed `free_failures` times (since it was
   last quiet for a whole window), each refusal it gets waits
   `delay_base * 2**k` seconds, at most `delay_max`, before it is answered.
@@ -96,7 +98,8 @@ class RefusalLimits:
     # Seconds one aggregate covers: a minute keeps a steady flood to one event per source
     # per minute while an operator still sees it within a minute.
     window: float = 60.0
-    # Refusals per source and window audited one by one: a person's few typos keep full detail.
+    # Refusals per source audited one by one (until it is quiet for a window): a person's few
+    # typos keep full detail.
     report_first: int = 3
     # Failures before the tarpit starts: OpenSSH allows 6 tries per connection (MaxAuthTries),
     # so a user whose agent offers a few plain keys first is never slowed.
@@ -184,7 +187,7 @@ class _Source:
     window_start: float
     streak: int = 0  # failures since the source was last quiet for a whole window
     failures: int = 0  # in this window
-    reported: int = 0  # audited one by one in this window
+    reported: int = 0  # audited one by one in this streak
     pending: _Aggregate | None = None
 
 
@@ -204,10 +207,18 @@ class RefusalLimiter:
         """Sources tracked now."""
         return len(self._sources)
 
-    def may_report(self, client_address: str) -> bool:
-        """Whether a refusal of this source now would still be audited one by one."""
-        entry = self._current(source_of(client_address))
-        return entry is None or entry.reported < self.limits.report_first
+    def claim_report(self, client_address: str) -> bool:
+        """Take one of this source's individual audits for an attempt someone else audits (the
+        control plane); False when the source is past them, so this broker counts the refusal.
+
+        Taken before the attempt, so concurrent attempts cannot all pass the check at once.
+        """
+        source = source_of(client_address)
+        entry = self._current(source) or self._add(source)
+        if entry.reported >= self.limits.report_first:
+            return False
+        entry.reported += 1
+        return True
 
     def delay(self, client_address: str, extra: int = 0) -> float:
         """Seconds a refusal of this source waits now: its failures so far (plus `extra` not yet
@@ -222,7 +233,8 @@ class RefusalLimiter:
                audited: bool = False) -> RefusalReport | None:
         """Count one refusal; the report to audit now, or None (counted for the window's aggregate).
 
-        `audited`: the control plane already audited this refusal itself; it only counts.
+        `audited`: the control plane already audited this refusal itself (under a `claim_report`);
+        it only counts.
         """
         source = source_of(client_address)
         entry = self._current(source) or self._add(source)
@@ -230,7 +242,6 @@ class RefusalLimiter:
         entry.streak += 1
         entry.failures += 1
         if audited:
-            entry.reported += 1
             return None
         lim = self.limits
         now = self._wall()
@@ -285,7 +296,7 @@ class RefusalLimiter:
         if entry.failures == 0:  # quiet for a whole window: its streak is forgiven
             del self._sources[source]
             return None
-        entry.window_start, entry.failures, entry.reported, entry.pending = now, 0, 0, None
+        entry.window_start, entry.failures, entry.pending = now, 0, None
         return entry
 
     def _add(self, source: str) -> _Source:
@@ -354,8 +365,8 @@ class RefusalGate:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
-    def may_report(self, client_address: str) -> bool:
-        return self.limiter.may_report(client_address)
+    def claim_report(self, client_address: str) -> bool:
+        return self.limiter.claim_report(client_address)
 
     def refused(self, client_address: str, code: str, user: str, resource: str, message: str,
                 audited: bool = False) -> None:

@@ -351,7 +351,7 @@ class PgBroker:
         if not token:
             raise Refusal("28P01", "password authentication failed: give the jitgate database token as the password",
                           "token.missing", user, resource)
-        counted = not self.refusals.may_report(peer)  # past its individual audits: the gate counts it
+        counted = not self.refusals.claim_report(peer)  # past its individual audits: the gate counts it
         try:
             auth = await self.cp.authorize_session(kind="postgres", resource=resource, role=role, db_token=token,
                                                    client_address=peer, channel="pg", refusal_counted=counted)
