@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from broker.pg import protocol as p
-from jitgate.v1 import audit_pb2
+from jitgate.v1 import audit_pb2, broker_pb2
 from tests.broker.pg.harness import PgStack, local_pg_available
 from tests.broker.ssh.harness import SshStack, UserKey
 from tests.support import require, require_binary
@@ -211,6 +211,22 @@ def test_pg_bad_token_flood_is_counted_by_the_broker_not_audited_one_by_one(pg: 
     asyncio.run(run())
     events = wait_for_total(pg.client("admin"), attacker, n)
     assert_contained(events, n)
+
+
+def test_refusal_reports_are_truncated_at_the_api(pg: PgStack) -> None:
+    # The control plane does not trust a report to be short: every text field is cut, the
+    # aggregate's tallies are bounded, and the refusal is still audited with its count.
+    huge = "y" * 2000  # past every field's bound, the message still well under gRPC's limits
+    req = broker_pb2.ReportRefusalRequest(
+        kind=huge, user=huge, resource=huge, code=huge, message=huge, client_address="127.0.0.9:1" + huge,
+        count=5000, codes={**{f"code.{i}": 1 for i in range(40)}, huge: 1}, samples=[huge] * 12)
+    req.first_at.GetCurrentTime()
+    req.last_at.GetCurrentTime()
+    pg.client("broker").broker.ReportRefusal(req)
+    [event] = refusals_from(pg.client("admin"), "127.0.0.9")
+    assert event["count"] == 5000 and len(json.dumps(event)) < 8_000, len(json.dumps(event))
+    assert all(len(event[k]) < 600 for k in ("kind", "user", "resource", "code", "message", "client_address"))
+    assert len(event["codes"]) <= 32 and len(event["samples"]) <= 8
 
 
 def test_pg_good_login_still_works(pg: PgStack) -> None:
