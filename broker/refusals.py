@@ -220,6 +220,12 @@ class RefusalLimiter:
         entry.reported += 1
         return True
 
+    def release_report(self, client_address: str) -> None:
+        """Give back a claimed individual audit: the attempt was not refused."""
+        entry = self._sources.get(source_of(client_address))
+        if entry is not None and entry.reported > 0:
+            entry.reported -= 1
+
     def delay(self, client_address: str, extra: int = 0) -> float:
         """Seconds a refusal of this source waits now: its failures so far (plus `extra` not yet
         recorded) past `free_failures` double `delay_base`, up to `delay_max`."""
@@ -268,7 +274,7 @@ class RefusalLimiter:
 
     def take_all(self) -> list[RefusalReport]:
         """Every aggregate still counted, windows ended or not (at shutdown)."""
-        for source, entry in self._sources.items():
+        for entry in self._sources.values():
             if entry.pending is not None:
                 self._ready.append(entry.pending.report())
                 entry.pending = None
@@ -367,6 +373,9 @@ class RefusalGate:
 
     def claim_report(self, client_address: str) -> bool:
         return self.limiter.claim_report(client_address)
+
+    def release_report(self, client_address: str) -> None:
+        self.limiter.release_report(client_address)
 
     def refused(self, client_address: str, code: str, user: str, resource: str, message: str,
                 audited: bool = False) -> None:

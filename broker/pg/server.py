@@ -357,6 +357,8 @@ class PgBroker:
                                                    client_address=peer, channel="pg", refusal_counted=counted)
         except ControlPlaneError as exc:
             raise _refusal_from_cp(exc, user, resource, counted) from None
+        if not counted:
+            self.refusals.release_report(peer)
         try:
             return await self._open_session(pipe, auth, role, params, peer, user)
         except BaseException as exc:

@@ -232,6 +232,13 @@ class SSHBroker:
 
     # -------------------------------------------------------- reports
 
+    async def report_refusal(self, conn: BrokerConnection, code: str, message: str) -> None:
+        try:
+            await self.cp.report_refusal(kind="ssh", user=conn.username, resource=conn.target.resource if conn.target else "",
+                                         code=code, message=message, client_address=conn.client_address)
+        except ControlPlaneError as exc:
+            log.warning("refusal %s of %s not reported: %s", code, conn.username, exc)
+
     async def report_end(self, session_id: str, reason: str, bytes_in: int, bytes_out: int, ref: str,
                          final_hash: str, last_activity: dt.datetime) -> None:
         """ReportSessionEnd; kept on disk and retried until the control plane has it."""

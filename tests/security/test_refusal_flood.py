@@ -16,13 +16,12 @@ import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from jitgate.v1 import audit_pb2, broker_pb2
 
 from broker.pg import protocol as p
-from jitgate.v1 import audit_pb2, broker_pb2
 from tests.broker.pg.harness import PgStack, local_pg_available
 from tests.broker.ssh.harness import SshStack, UserKey
 from tests.support import require, require_binary
@@ -290,7 +289,7 @@ def test_ssh_preauth_flood_is_aggregated_and_slowed(ssh: SshStack) -> None:
     assert refused_total(wait_for_total(ssh.client("admin"), fresh, 1)) == 1
 
 
-def test_ssh_good_login_from_the_flooding_source_is_unaffected(ssh: SshStack, tmp_path: Path) -> None:
+def test_ssh_good_login_from_the_flooding_source_is_unaffected(ssh: SshStack) -> None:
     grant = ssh.grant("alice", "web-01")
     alice: UserKey = ssh.user_key("alice", grant.id)
     # From the address that just flooded (OpenSSH binds it with -b).

@@ -6,7 +6,13 @@ import asyncio
 import pytest
 
 from broker.refusals import (
-    OVERFLOW_SOURCE, RefusalGate, RefusalLimiter, RefusalLimits, RefusalReport, clip, source_of,
+    OVERFLOW_SOURCE,
+    RefusalGate,
+    RefusalLimiter,
+    RefusalLimits,
+    RefusalReport,
+    clip,
+    source_of,
 )
 
 
@@ -100,6 +106,14 @@ def test_claimed_reports_bound_concurrent_attempts_audited_elsewhere() -> None:
         assert lim.record("10.0.0.7:1", "session.refused", "u@r", "r", "bad token", audited=claimed) is None
     [agg] = lim.take_all()
     assert agg.count == 7
+
+
+def test_good_logins_give_their_claimed_report_back() -> None:
+    lim, _ = limiter(report_first=3)
+    for _ in range(10):  # a busy client logging in fine
+        assert lim.claim_report("10.0.0.7:1")
+        lim.release_report("10.0.0.7:1")
+    assert lim.claim_report("10.0.0.7:1")  # its next bad token is still audited at once
 
 
 def test_tracked_sources_are_bounded_and_dropped_counts_are_kept() -> None:
