@@ -3,7 +3,7 @@
 Real stacks (tests/broker/*/harness.py): the control plane over mTLS, the PG broker in
 front of the local PostgreSQL, the SSH broker in front of a real sshd. Each attacker
 uses its own loopback address (127.0.0.x) as its source, so sources are told apart
-the way the brokers tell them apart. The brokers run with a 2 s window and a 1 s
+the way the brokers tell them apart. The brokers run with a 2 s window and a 0.5 s
 tarpit cap so the test does not wait a minute for the aggregates.
 
 Before the fix each of these floods wrote one audit event per attempt (per connection
@@ -27,10 +27,10 @@ from tests.broker.ssh.harness import SshStack, UserKey
 from tests.support import require, require_binary
 
 WINDOW = 2.0
-DELAY_MAX = 1.0
+DELAY_MAX = 0.5
 BROKER_ARGS = ("--refusal-window", str(WINDOW), "--refusal-delay-max", str(DELAY_MAX))
 FLOOD = 1000
-CONCURRENCY = 250
+CONCURRENCY = 400
 # Events one source may leave for a whole flood: its first refusals one by one (3), then one
 # aggregate per window the flood spans.
 HANDFUL = 12
