@@ -175,8 +175,9 @@ class _Aggregate:
                 self.samples.append(cut)
 
     def report(self, source: str | None = None) -> RefusalReport:
+        """The aggregate as one report; `source` names a merged one (its address too)."""
         f = self.first
-        return RefusalReport(source=source or f.source, client_address=f.client_address, user=f.user,
+        return RefusalReport(source=source or f.source, client_address=source or f.client_address, user=f.user,
                              resource=f.resource, code=f.code, message=f.message, count=self.count,
                              first_at=f.first_at, last_at=self.last_at, codes=dict(self.codes),
                              samples=tuple(self.samples))
@@ -260,7 +261,7 @@ class RefusalLimiter:
             return report
         if entry.pending is None:
             entry.pending = _Aggregate(first=report)
-            log.warning("refused logins from %s are now counted, not audited one by one, until %.0f s pass",
+            log.warning("refused logins from %s are now counted into one audit event per %.0f s window",
                         source, lim.window)
         entry.pending.add(report, lim)
         return None
