@@ -248,11 +248,15 @@ class ControlPlaneClient:
 
     async def authorize_session(self, *, kind: str, resource: str, client_address: str, channel: str,
                                 login: str = "", role: str = "", ssh: SshCredential | None = None,
-                                db_token: str = "") -> Authorization:
-        """Ask the control plane to open a session under an ACTIVE grant (refusals raise)."""
+                                db_token: str = "", refusal_counted: bool = False) -> Authorization:
+        """Ask the control plane to open a session under an ACTIVE grant (refusals raise).
+
+        `refusal_counted`: the broker counts a refusal in its per-source aggregate
+        (broker/refusals.py), so the control plane does not audit it one by one.
+        """
         req = broker_pb2.AuthorizeSessionRequest(
             broker=self.name, kind=kind, resource=resource, login=login, role=role,
-            client_address=client_address, channel=channel)
+            client_address=client_address, channel=channel, refusal_counted=refusal_counted)
         if ssh is not None:
             req.ssh.CopyFrom(broker_pb2.SshCredential(key_id=ssh.key_id, serial=ssh.serial,
                                                       principal=ssh.principal, certificate=ssh.certificate))
@@ -299,11 +303,18 @@ class ControlPlaneClient:
         await self._call("report activity", self.broker.ReportActivity, req)
 
     async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
-                             client_address: str) -> None:
-        """Audit a refusal the broker made itself (bad certificate, malformed user name, ...)."""
-        await self._call("report refusal", self.broker.ReportRefusal, broker_pb2.ReportRefusalRequest(
+                             client_address: str, count: int = 1, first_at: dt.datetime | None = None,
+                             last_at: dt.datetime | None = None, codes: dict[str, int] | None = None,
+                             samples: Iterable[str] = ()) -> None:
+        """Audit a refusal the broker made itself (bad certificate, malformed user name, ...), or
+        (`count` > 1) one source's refusals over a window with their tallies (broker/refusals.py)."""
+        req = broker_pb2.ReportRefusalRequest(
             broker=self.name, kind=kind, user=user, resource=resource, code=code, message=message,
-            client_address=client_address))
+            client_address=client_address, count=count, codes=codes or {}, samples=list(samples))
+        for name, value in (("first_at", first_at), ("last_at", last_at)):
+            if value is not None:
+                getattr(req, name).CopyFrom(to_timestamp(value))
+        await self._call("report refusal", self.broker.ReportRefusal, req)
 
     async def get_grant(self, grant_id: str, timeout: float | None = None) -> GrantChange:
         """The grant's current state, asked directly (the re-sync while the event stream is down)."""

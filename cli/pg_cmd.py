@@ -22,6 +22,7 @@ from cli.client import (
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo
 from cli.passphrase_options import passphrase_options
+from cli.refusal_options import refusal_limits, refusal_options
 
 
 def _state(req: Any) -> str:
@@ -197,9 +198,10 @@ def _sh(value: str) -> str:
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @passphrase_options
+@refusal_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
-              record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str) -> None:
+              record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str, **refusals: Any) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
     from ca.errors import CAError
@@ -213,7 +215,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
                                 require_tls=not allow_plaintext, max_message=max_message,
-                                record_backlog=record_backlog)
+                                record_backlog=record_backlog, refusals=refusal_limits(**refusals))
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
         return

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.passphrase_options import passphrase_options
+from cli.refusal_options import refusal_limits, refusal_options
 
 if TYPE_CHECKING:
     from broker.ssh.config import BrokerConfig
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @passphrase_options
+@refusal_options
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
-               uvloop: bool, log_level: str) -> None:
+               uvloop: bool, log_level: str, **refusals: Any) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.
 
     The broker's host key is made on first start in DATA_DIR (ssh_host_ed25519_key.pub);
@@ -38,7 +40,7 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
-                                    record_keystrokes=record_keystrokes)
+                                    record_keystrokes=record_keystrokes, refusals=refusal_limits(**refusals))
     except ValueError as exc:
         fail(str(exc))
         return

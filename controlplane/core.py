@@ -892,13 +892,16 @@ class AccessCore:
 
     def authorize_session(self, broker: str, kind: str, resource: str, login: str = "", role: str = "",
                           ssh_key_id: str = "", ssh_serial: int = 0, db_token: str = "",
-                          client_address: str = "", channel: str = ""
+                          client_address: str = "", channel: str = "", audit_refusal: bool = True
                           ) -> tuple[SessionRecord, RequestRecord, Any]:
-        """Check a presented credential against its grant and open a session; refusals are audited."""
+        """Check a presented credential against its grant and open a session; refusals are audited
+        (unless `audit_refusal` is False: the broker counts them in its per-source aggregate)."""
         try:
             return self._authorize(broker, kind, resource, login, role, ssh_key_id, ssh_serial, db_token,
                                    client_address, channel)
         except JitError as e:
+            if not audit_refusal:
+                raise
             who = ssh_key_id or ("token" if db_token else "")
             self._refuse_quietly(broker, kind, who, resource, e.code, e.message, client_address,
                                  {"login": login, "role": role, "channel": channel,
@@ -970,10 +973,11 @@ class AccessCore:
         self._publish([Change(r.seq, r.type, r.at) for r in recs])
 
     def record_refusal(self, broker: str, kind: str, user: str, resource: str, code: str, message: str,
-                       client_address: str = "") -> None:
-        """Audit a refusal the broker made itself (bad certificate, malformed name)."""
+                       client_address: str = "", aggregate: dict[str, Any] | None = None) -> None:
+        """Audit a refusal the broker made itself (bad certificate, malformed name), or one source's
+        refusals over a window (`aggregate`: count, first_at, last_at, codes, samples)."""
         self._require_broker(broker)
-        self._refuse_quietly(broker, kind, user, resource, code, message, client_address)
+        self._refuse_quietly(broker, kind, user, resource, code, message, client_address, aggregate)
 
     def _live_session(self, tx: Tx, broker: str, session_id: str) -> SessionRecord:
         sess = tx.get_session(session_id)

@@ -5,8 +5,14 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.refusals import RefusalLimits
+
 # The one documented user-name syntax: `ROLE@RESOURCE`, e.g. `readonly@orders-db`.
 USER_SYNTAX = "ROLE@RESOURCE"
+# PostgreSQL role names are at most 63 bytes (NAMEDATALEN - 1); resource names as the SSH
+# broker allows them (64): a longer user name is refused before anything else looks at it.
+MAX_ROLE_BYTES = 63
+MAX_RESOURCE = 64
 
 
 class ConfigError(ValueError):
@@ -18,7 +24,13 @@ def parse_user(user: str) -> tuple[str, str]:
 
     The last `@` separates them: role names may hold `@`, resource names may not.
     """
+    if len(user.encode()) > MAX_ROLE_BYTES + 1 + MAX_RESOURCE:
+        raise ValueError(f"user name of {len(user)} characters is too long for {USER_SYNTAX} "
+                         f"(role at most {MAX_ROLE_BYTES} bytes, resource at most {MAX_RESOURCE})")
     role, sep, resource = user.rpartition("@")
+    if len(role.encode()) > MAX_ROLE_BYTES or len(resource) > MAX_RESOURCE:
+        raise ValueError(f"user name is too long for {USER_SYNTAX} (role at most {MAX_ROLE_BYTES} bytes, "
+                         f"resource at most {MAX_RESOURCE} characters)")
     if not sep or not role or not resource:
         raise ValueError(f"user name `{user}` is not {USER_SYNTAX} (for example readonly@orders-db)")
     return role, resource
@@ -54,6 +66,7 @@ class PgBrokerConfig:
     record_backlog: int = 4 * 1024 * 1024  # unrecorded statement bytes beyond which clients are paused
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
     activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
+    refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
 
     def __post_init__(self) -> None:
         self.host, self.port = split_listen(self.listen)

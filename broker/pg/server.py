@@ -35,6 +35,7 @@ from broker.pg.pipe import Pipe, PipeClosed
 from broker.pg.recording import RecorderProcess
 from broker.pg.tracker import StatementTracker
 from broker.pg.upstream import UpstreamError, UpstreamSession, connect, send_cancel
+from broker.refusals import RefusalGate, control_plane_sender
 from broker.spool import EndReport, EndReportSpool
 from recorder import EndReason, FileRecordingStore, RecordingError
 
@@ -54,7 +55,7 @@ class ControlPlane(Protocol):
 
     async def authorize_session(self, *, kind: str, resource: str, client_address: str, channel: str,
                                 login: str = "", role: str = "", ssh: Any = None,
-                                db_token: str = "") -> Authorization: ...
+                                db_token: str = "", refusal_counted: bool = False) -> Authorization: ...
 
     async def report_session_end(self, session_id: str, reason: str, *, bytes_in: int = 0,
                                  bytes_out: int = 0, recording_ref: str = "", recording_hash: str = "",
@@ -62,7 +63,9 @@ class ControlPlane(Protocol):
                                  last_activity_at: dt.datetime | None = None) -> None: ...
 
     async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
-                             client_address: str) -> None: ...
+                             client_address: str, count: int = 1, first_at: dt.datetime | None = None,
+                             last_at: dt.datetime | None = None, codes: dict[str, int] | None = None,
+                             samples: Any = ()) -> None: ...
 
     async def report_activity(self, session_id: str, last_activity_at: dt.datetime,
                               bytes_in: int = 0, bytes_out: int = 0) -> None: ...
@@ -95,13 +98,14 @@ class _CancelTarget:
     secret: int
 
 
-def _refusal_from_cp(exc: ControlPlaneError, user: str, resource: str) -> Refusal:
+def _refusal_from_cp(exc: ControlPlaneError, user: str, resource: str, counted: bool = False) -> Refusal:
+    """`counted`: the control plane left the audit to the broker's refusal gate."""
     if exc.unavailable:
         return Refusal("57P03", "jitgate cannot reach its control plane, so access is refused; try again shortly",
                        "controlplane.unavailable", user, resource)
     sqlstate = "28P01" if exc.code == "UNAUTHENTICATED" else "28000"
     return Refusal(sqlstate, f"jitgate refused access: {exc.message}", "session.refused", user, resource,
-                   audit=False)
+                   audit=counted)
 
 
 class PgBroker:
@@ -121,6 +125,8 @@ class PgBroker:
         self._periodic_task: asyncio.Task[None] | None = None
         self.name: str = getattr(control_plane, "name", config.name)
         self.spool = EndReportSpool(recorder.data_dir)  # session ends the control plane does not have yet
+        # Refusals before authentication: audited per source and window, failing sources slowed.
+        self.refusals = RefusalGate("postgres", config.refusals, control_plane_sender(control_plane, "postgres"))
         recorder.on_behind = self._recording_behind
         self.address: tuple[str, int] | None = None
 
@@ -148,6 +154,7 @@ class PgBroker:
         sock = self._server.sockets[0]
         self.address = sock.getsockname()[:2]
         self._periodic_task = loop.create_task(self._periodic())
+        self.refusals.start()
         if self._watcher is None:  # else the stream's first sync sends what a restart left pending
             self._track(self._send_pending())
         log.info("pg broker listening on %s:%s", *self.address)
@@ -187,6 +194,7 @@ class PgBroker:
             self._periodic_task.cancel()
             await asyncio.gather(self._periodic_task, return_exceptions=True)
         await self._send_pending()
+        await self.refusals.stop()
         await self.recorder.stop()
         if self._server is not None:
             await self._server.wait_closed()
@@ -232,10 +240,11 @@ class PgBroker:
             async with asyncio.timeout(self.config.login_timeout):
                 session = await self._login(pipe, peer)
         except Refusal as r:
+            if r.audit or r.code == "session.refused":  # refused before authentication: counted, slowed
+                self.refusals.refused(peer, r.code, r.user, r.resource, r.message, audited=not r.audit)
+                await self.refusals.tarpit(peer)
             pipe.write(p.error_response(r.sqlstate, r.message, hint=r.hint))
             pipe.close()
-            if r.audit:
-                await self._report_refusal(r, peer)
             return
         except _Drop:
             pipe.abort()
@@ -281,13 +290,6 @@ class PgBroker:
                         self.recorder.backlog)
         else:
             log.info("recording caught up; clients are read again")
-
-    async def _report_refusal(self, r: Refusal, peer: str) -> None:
-        try:
-            await self.cp.report_refusal(kind="postgres", user=r.user, resource=r.resource, code=r.code,
-                                         message=r.message, client_address=peer)
-        except ControlPlaneError as exc:
-            log.warning("could not report a refusal to the control plane: %s", exc)
 
     async def _read_startup(self, pipe: Pipe, reader: p.StartupReader) -> p.StartupEvent:
         while True:
@@ -350,11 +352,14 @@ class PgBroker:
         if not token:
             raise Refusal("28P01", "password authentication failed: give the jitgate database token as the password",
                           "token.missing", user, resource)
+        counted = not self.refusals.claim_report(peer)  # past its individual audits: the gate counts it
         try:
             auth = await self.cp.authorize_session(kind="postgres", resource=resource, role=role, db_token=token,
-                                                   client_address=peer, channel="pg")
+                                                   client_address=peer, channel="pg", refusal_counted=counted)
         except ControlPlaneError as exc:
-            raise _refusal_from_cp(exc, user, resource) from None
+            raise _refusal_from_cp(exc, user, resource, counted) from None
+        if not counted:
+            self.refusals.release_report(peer)
         try:
             return await self._open_session(pipe, auth, role, params, peer, user)
         except BaseException as exc:

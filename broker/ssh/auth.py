@@ -16,15 +16,19 @@ only a signed, accepted attempt yields the credential.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from broker.refusals import clip
 from ca import CertificateRejected, SSHCertInfo, verify_certificate
 
 # Logins and resource names as POLICY.md allows them: no spaces, no control characters.
 _NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.+-]{0,63}")
+# Characters of a refused user name quoted back (it is the client's choice, of any length).
+_QUOTED_NAME = 2 * 64 + 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ def parse_user_name(username: str) -> Target:
     """`LOGIN@RESOURCE` -> Target, or Refusal("user.malformed")."""
     login, sep, resource = username.rpartition("@")
     if not sep or not _NAME.fullmatch(login) or not _NAME.fullmatch(resource):
-        raise Refusal("user.malformed",
-                      f"user name `{username}` must be LOGIN@RESOURCE, e.g. `ssh -p 2222 root@web-01@broker`")
+        raise Refusal("user.malformed", f"user name `{clip(username, _QUOTED_NAME)}` must be LOGIN@RESOURCE, "
+                      "e.g. `ssh -p 2222 root@web-01@broker`")
     return Target(login=login, resource=resource)
 
 
@@ -93,10 +97,10 @@ def check_certificate(key_data: bytes, username: str, trusted_ca_lines: Iterable
 Validator = Callable[[str, bytes, bytes, bytes], Awaitable[bool]]
 
 
-def install_certificate_hook(conn: Any, on_attempt: Callable[[str, bytes, bool], bool]) -> None:
+def install_certificate_hook(conn: Any, on_attempt: Callable[[str, bytes, bool], bool | Awaitable[bool]]) -> None:
     """Wrap `conn.validate_public_key` so `on_attempt(username, key_data, signed)` runs first.
 
-    `on_attempt` returns False to refuse the key before asyncssh looks at it.
+    `on_attempt` (plain or async) returns False to refuse the key before asyncssh looks at it.
     It is called for the unsigned query and again for the signed attempt;
     the caller keeps the credential only when a signed attempt succeeds,
     which `on_attempt` learns through the connection's `auth_completed`.
@@ -104,7 +108,10 @@ def install_certificate_hook(conn: Any, on_attempt: Callable[[str, bytes, bool],
     original: Validator = conn.validate_public_key
 
     async def validate_public_key(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
-        if not on_attempt(username, key_data, bool(msg)):
+        accepted = on_attempt(username, key_data, bool(msg))
+        if inspect.isawaitable(accepted):
+            accepted = await accepted
+        if not accepted:
             return False
         return await original(username, key_data, msg, signature)
 

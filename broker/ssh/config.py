@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from broker.refusals import RefusalLimits
 
 _HOSTPORT = re.compile(r"^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$")
 
@@ -47,6 +49,7 @@ class BrokerConfig:
     # Terminal keystrokes are not recorded (what the terminal echoed is, in the output): a
     # password typed at a prompt that does not echo must not end up in a recording.
     record_keystrokes: bool = False
+    refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535:

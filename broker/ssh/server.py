@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.cpclient import ControlPlaneClient, ControlPlaneError, GrantChange, SshCredential, Trust
 from broker.monitor import Clock, MonitorHub
+from broker.refusals import RefusalGate, control_plane_sender
 from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
 from broker.ssh.config import BrokerConfig
 from broker.ssh.forward import open_forward
@@ -75,6 +76,8 @@ class SSHBroker:
         self.config = config
         self.cp = cp or ControlPlaneClient.from_identity_dir(config.server, config.identity_dir)
         self.hub = MonitorHub(clock)
+        # Refusals before authentication: audited per source and window, failing sources slowed.
+        self.refusals = RefusalGate("ssh", config.refusals, control_plane_sender(self.cp, "ssh"))
         self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
         self.sessions: set[BrokerSession] = set()
         self.connections: set[BrokerConnection] = set()
@@ -125,6 +128,7 @@ class SSHBroker:
             gss_host=None, login_timeout=cfg.login_grace_time, keepalive_interval=30,
             encryption_algs=list(USER_CIPHERS))
         self._periodic_task = self.spawn(self._periodic())
+        self.refusals.start()
         log.info("ssh broker listening on %s:%d, host key %s", cfg.listen_host, self.port, self.host_key_line)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -146,6 +150,7 @@ class SSHBroker:
             await asyncio.wait(pending, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
         for t in self._tasks:
             t.cancel()
+        await self.refusals.stop()
         await self.cp.close()
 
     # -------------------------------------------------------- cuts first, bookkeeping after
@@ -275,17 +280,22 @@ class BrokerConnection(asyncssh.SSHServer):
         self._pending: SshCredential | None = None
         self._checked: dict[tuple[str, bytes], Any] = {}
         self._banners: set[str] = set()
-        self._reported: set[str] = set()
+        self._refused = 0  # refused attempts in this connection
+        self._refusal: Refusal | None = None  # the one reported if the connection never logs in
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
         self.client_address = f"{peer[0]}:{peer[1]}"
-        install_certificate_hook(conn, self._on_key)
+        install_certificate_hook(conn, self._attempt)
         self.broker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.broker.connections.discard(self)
+        if self.credential is None and self._refusal is not None:  # a refused login: one failure
+            r = self._refusal
+            self.broker.refusals.refused(self.client_address, r.code, self.username,
+                                         self.target.resource if self.target else "", r.message)
 
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
@@ -313,12 +323,13 @@ class BrokerConnection(asyncssh.SSHServer):
 
     # -------------------------------------------------------- authentication
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
         self.username = username
         try:
             self.target = parse_user_name(username)
         except Refusal as refusal:
             self._refuse(refusal)
+            await self._tarpit()
         return True
 
     def public_key_auth_supported(self) -> bool:
@@ -331,6 +342,17 @@ class BrokerConnection(asyncssh.SSHServer):
         # _on_key already checked the certificate against the same trust; asyncssh checks it again.
         data = key.public_data
         return any(_blob(line) == data for line in self.broker.trust.user_ca_keys)
+
+    async def _attempt(self, username: str, key_data: bytes, signed: bool) -> bool:
+        """`_on_key`, with a refusal answered as late as the source's failures call for."""
+        if self._on_key(username, key_data, signed):
+            return True
+        await self._tarpit()
+        return False
+
+    async def _tarpit(self) -> None:
+        # This connection's refusals count with the source's earlier failed logins.
+        await self.broker.refusals.tarpit(self.client_address, extra=self._refused)
 
     def _on_key(self, username: str, key_data: bytes, signed: bool) -> bool:
         trust = self.broker.trust
@@ -363,9 +385,11 @@ class BrokerConnection(asyncssh.SSHServer):
                 self.conn.send_auth_banner(line + "\r\n")
             except OSError:
                 pass
-        if refusal.code not in self._reported:
-            self._reported.add(refusal.code)
-            self.broker.spawn(self.broker.report_refusal(self, refusal.code, refusal.message))
+        self._refused += 1
+        # Reported when the connection ends without a login (connection_lost): the first
+        # refusal that says more than "a certificate is required".
+        if self._refusal is None or self._refusal.code == "cert.required":
+            self._refusal = refusal
 
     # -------------------------------------------------------- channels
 

@@ -15,6 +15,40 @@ from controlplane.servicers.guard import require_role
 from jitgate.v1 import broker_pb2, broker_pb2_grpc, types_pb2
 
 
+# ReportRefusal carries what an unauthenticated client chose (user names, messages quoting
+# them): each field is cut to its bound here rather than refused, so the refusal is still
+# audited. Bounds: a user name is LOGIN@RESOURCE (2 x 64) with room to see what was tried;
+# a message is one line; an address is at most an IPv6 address with port.
+REFUSAL_TEXT_LIMITS = {"kind": 16, "user": 256, "resource": 128, "code": 64, "message": 512,
+                       "client_address": 64}
+REFUSAL_MAX_CODES = 32  # distinct codes in one aggregate (there are about a dozen)
+REFUSAL_MAX_SAMPLES = 8  # user names kept from one aggregate
+REFUSAL_SAMPLE_LIMIT = 128  # characters of each
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
+
+
+def _refusal_fields(request: Any) -> dict[str, str]:
+    """The refusal report's text fields, each cut to its bound."""
+    return {name: _clip(getattr(request, name), limit) for name, limit in REFUSAL_TEXT_LIMITS.items()}
+
+
+def _refusal_aggregate(request: Any) -> dict[str, Any] | None:
+    """An aggregate report's count, window and tallies (None for a single refusal)."""
+    if request.count <= 1:
+        return None
+    codes = sorted(request.codes.items(), key=lambda kv: -kv[1])[:REFUSAL_MAX_CODES]
+    return {
+        "count": int(request.count),
+        "first_at": convert.from_ts(request.first_at).isoformat() if request.HasField("first_at") else None,
+        "last_at": convert.from_ts(request.last_at).isoformat() if request.HasField("last_at") else None,
+        "codes": {_clip(code, REFUSAL_TEXT_LIMITS["code"]): int(n) for code, n in codes},
+        "samples": [_clip(s, REFUSAL_SAMPLE_LIMIT) for s in request.samples[:REFUSAL_MAX_SAMPLES]],
+    }
+
+
 def _opt_ts(msg: Any, field: str) -> Any:
     return convert.from_ts(getattr(msg, field)) if msg.HasField(field) else None
 
@@ -57,7 +91,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         session, grant, resource = await self.d.run(
             self.d.core.authorize_session, broker, request.kind, request.resource, request.login, request.role,
             ssh.key_id if ssh else "", ssh.serial if ssh else 0, token, request.client_address,
-            request.channel,
+            request.channel, not request.refusal_counted,
         )
         grace = self.d.policies.current.settings.grace_period
         out = broker_pb2.AuthorizeSessionResponse(
@@ -102,9 +136,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> broker_pb2.ReportRefusalResponse:
         broker = self._broker()
+        f = _refusal_fields(request)
         await self.d.run(
-            self.d.core.record_refusal, broker, request.kind, request.user, request.resource, request.code,
-            request.message, request.client_address)
+            self.d.core.record_refusal, broker, f["kind"], f["user"], f["resource"], f["code"], f["message"],
+            f["client_address"], _refusal_aggregate(request))
         return broker_pb2.ReportRefusalResponse()
 
     async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:

@@ -27,41 +27,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jitgate.v1 import types_pb2 as jitgate_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/broker.proto\x12\njitgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"W\n\rSshCredential\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x04 \x01(\t\"#\n\x12\x44\x61tabaseCredential\x12\r\n\x05token\x18\x01 \x01(\t\"\xfb\x01\n\x17\x41uthorizeSessionRequest\x12\x0e\n\x06\x62roker\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05login\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x06 \x01(\t\x12(\n\x03ssh\x18\x07 \x01(\x0b\x32\x19.jitgate.v1.SshCredentialH\x00\x12\x32\n\x08\x64\x61tabase\x18\x08 \x01(\x0b\x32\x1e.jitgate.v1.DatabaseCredentialH\x00\x12\x0f\n\x07\x63hannel\x18\t \x01(\tB\x0c\n\ncredential\"\x7f\n\x06Target\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x10\n\x08host_key\x18\x04 \x01(\t\x12\x0f\n\x07host_ca\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x06 \x01(\t\x12\x13\n\x0b\x63redentials\x18\x07 \x01(\t\"\x8a\x02\n\x18\x41uthorizeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x05grant\x18\x02 \x01(\x0b\x32\x19.jitgate.v1.AccessRequest\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0cgrace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x07session\x18\x05 \x01(\x0b\x32\x1a.jitgate.v1.SessionOptions\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.jitgate.v1.Target\"I\n\x1fIssueUpstreamCertificateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"i\n IssueUpstreamCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\x30\n\x0cvalid_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf5\x01\n\x17ReportSessionEndRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x62ytes_in\x18\x03 \x01(\x03\x12\x11\n\tbytes_out\x18\x04 \x01(\x03\x12\x15\n\rrecording_ref\x18\x05 \x01(\t\x12\x16\n\x0erecording_hash\x18\x06 \x01(\t\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x15ReportActivityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x34\n\x10last_activity_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62ytes_in\x18\x03 \x01(\x03\x12\x11\n\tbytes_out\x18\x04 \x01(\x03\"\x18\n\x16ReportActivityResponse\"\x8b\x01\n\x14ReportRefusalRequest\x12\x0e\n\x06\x62roker\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x07 \x01(\t\"\x17\n\x15ReportRefusalResponse\"\x11\n\x0fGetTrustRequest\"F\n\x05Trust\x12\x14\n\x0cuser_ca_keys\x18\x01 \x03(\t\x12\x17\n\x0frevoked_serials\x18\x02 \x03(\x04\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t2\x9e\x04\n\rBrokerService\x12]\n\x10\x41uthorizeSession\x12#.jitgate.v1.AuthorizeSessionRequest\x1a$.jitgate.v1.AuthorizeSessionResponse\x12u\n\x18IssueUpstreamCertificate\x12+.jitgate.v1.IssueUpstreamCertificateRequest\x1a,.jitgate.v1.IssueUpstreamCertificateResponse\x12L\n\x10ReportSessionEnd\x12#.jitgate.v1.ReportSessionEndRequest\x1a\x13.jitgate.v1.Session\x12W\n\x0eReportActivity\x12!.jitgate.v1.ReportActivityRequest\x1a\".jitgate.v1.ReportActivityResponse\x12T\n\rReportRefusal\x12 .jitgate.v1.ReportRefusalRequest\x1a!.jitgate.v1.ReportRefusalResponse\x12:\n\x08GetTrust\x12\x1b.jitgate.v1.GetTrustRequest\x1a\x11.jitgate.v1.Trustb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/broker.proto\x12\njitgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"W\n\rSshCredential\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x04 \x01(\t\"#\n\x12\x44\x61tabaseCredential\x12\r\n\x05token\x18\x01 \x01(\t\"\x94\x02\n\x17\x41uthorizeSessionRequest\x12\x0e\n\x06\x62roker\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05login\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x06 \x01(\t\x12(\n\x03ssh\x18\x07 \x01(\x0b\x32\x19.jitgate.v1.SshCredentialH\x00\x12\x32\n\x08\x64\x61tabase\x18\x08 \x01(\x0b\x32\x1e.jitgate.v1.DatabaseCredentialH\x00\x12\x0f\n\x07\x63hannel\x18\t \x01(\t\x12\x17\n\x0frefusal_counted\x18\n \x01(\x08\x42\x0c\n\ncredential\"\x7f\n\x06Target\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x10\n\x08host_key\x18\x04 \x01(\t\x12\x0f\n\x07host_ca\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x06 \x01(\t\x12\x13\n\x0b\x63redentials\x18\x07 \x01(\t\"\x8a\x02\n\x18\x41uthorizeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x05grant\x18\x02 \x01(\x0b\x32\x19.jitgate.v1.AccessRequest\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0cgrace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x07session\x18\x05 \x01(\x0b\x32\x1a.jitgate.v1.SessionOptions\x12\"\n\x06target\x18\x06 \x01(\x0b\x32\x12.jitgate.v1.Target\"I\n\x1fIssueUpstreamCertificateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"i\n IssueUpstreamCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\x30\n\x0cvalid_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf5\x01\n\x17ReportSessionEndRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x62ytes_in\x18\x03 \x01(\x03\x12\x11\n\tbytes_out\x18\x04 \x01(\x03\x12\x15\n\rrecording_ref\x18\x05 \x01(\t\x12\x16\n\x0erecording_hash\x18\x06 \x01(\t\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x15ReportActivityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x34\n\x10last_activity_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62ytes_in\x18\x03 \x01(\x03\x12\x11\n\tbytes_out\x18\x04 \x01(\x03\"\x18\n\x16ReportActivityResponse\"\xf0\x02\n\x14ReportRefusalRequest\x12\x0e\n\x06\x62roker\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x07 \x01(\t\x12\r\n\x05\x63ount\x18\x08 \x01(\r\x12,\n\x08\x66irst_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07last_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x05\x63odes\x18\x0b \x03(\x0b\x32+.jitgate.v1.ReportRefusalRequest.CodesEntry\x12\x0f\n\x07samples\x18\x0c \x03(\t\x1a,\n\nCodesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x17\n\x15ReportRefusalResponse\"\x11\n\x0fGetTrustRequest\"F\n\x05Trust\x12\x14\n\x0cuser_ca_keys\x18\x01 \x03(\t\x12\x17\n\x0frevoked_serials\x18\x02 \x03(\x04\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t2\x9e\x04\n\rBrokerService\x12]\n\x10\x41uthorizeSession\x12#.jitgate.v1.AuthorizeSessionRequest\x1a$.jitgate.v1.AuthorizeSessionResponse\x12u\n\x18IssueUpstreamCertificate\x12+.jitgate.v1.IssueUpstreamCertificateRequest\x1a,.jitgate.v1.IssueUpstreamCertificateResponse\x12L\n\x10ReportSessionEnd\x12#.jitgate.v1.ReportSessionEndRequest\x1a\x13.jitgate.v1.Session\x12W\n\x0eReportActivity\x12!.jitgate.v1.ReportActivityRequest\x1a\".jitgate.v1.ReportActivityResponse\x12T\n\rReportRefusal\x12 .jitgate.v1.ReportRefusalRequest\x1a!.jitgate.v1.ReportRefusalResponse\x12:\n\x08GetTrust\x12\x1b.jitgate.v1.GetTrustRequest\x1a\x11.jitgate.v1.Trustb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jitgate.v1.broker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REPORTREFUSALREQUEST_CODESENTRY']._loaded_options = None
+  _globals['_REPORTREFUSALREQUEST_CODESENTRY']._serialized_options = b'8\001'
   _globals['_SSHCREDENTIAL']._serialized_start=128
   _globals['_SSHCREDENTIAL']._serialized_end=215
   _globals['_DATABASECREDENTIAL']._serialized_start=217
   _globals['_DATABASECREDENTIAL']._serialized_end=252
   _globals['_AUTHORIZESESSIONREQUEST']._serialized_start=255
-  _globals['_AUTHORIZESESSIONREQUEST']._serialized_end=506
-  _globals['_TARGET']._serialized_start=508
-  _globals['_TARGET']._serialized_end=635
-  _globals['_AUTHORIZESESSIONRESPONSE']._serialized_start=638
-  _globals['_AUTHORIZESESSIONRESPONSE']._serialized_end=904
-  _globals['_ISSUEUPSTREAMCERTIFICATEREQUEST']._serialized_start=906
-  _globals['_ISSUEUPSTREAMCERTIFICATEREQUEST']._serialized_end=979
-  _globals['_ISSUEUPSTREAMCERTIFICATERESPONSE']._serialized_start=981
-  _globals['_ISSUEUPSTREAMCERTIFICATERESPONSE']._serialized_end=1086
-  _globals['_REPORTSESSIONENDREQUEST']._serialized_start=1089
-  _globals['_REPORTSESSIONENDREQUEST']._serialized_end=1334
-  _globals['_REPORTACTIVITYREQUEST']._serialized_start=1337
-  _globals['_REPORTACTIVITYREQUEST']._serialized_end=1471
-  _globals['_REPORTACTIVITYRESPONSE']._serialized_start=1473
-  _globals['_REPORTACTIVITYRESPONSE']._serialized_end=1497
-  _globals['_REPORTREFUSALREQUEST']._serialized_start=1500
-  _globals['_REPORTREFUSALREQUEST']._serialized_end=1639
-  _globals['_REPORTREFUSALRESPONSE']._serialized_start=1641
-  _globals['_REPORTREFUSALRESPONSE']._serialized_end=1664
-  _globals['_GETTRUSTREQUEST']._serialized_start=1666
-  _globals['_GETTRUSTREQUEST']._serialized_end=1683
-  _globals['_TRUST']._serialized_start=1685
-  _globals['_TRUST']._serialized_end=1755
-  _globals['_BROKERSERVICE']._serialized_start=1758
-  _globals['_BROKERSERVICE']._serialized_end=2300
+  _globals['_AUTHORIZESESSIONREQUEST']._serialized_end=531
+  _globals['_TARGET']._serialized_start=533
+  _globals['_TARGET']._serialized_end=660
+  _globals['_AUTHORIZESESSIONRESPONSE']._serialized_start=663
+  _globals['_AUTHORIZESESSIONRESPONSE']._serialized_end=929
+  _globals['_ISSUEUPSTREAMCERTIFICATEREQUEST']._serialized_start=931
+  _globals['_ISSUEUPSTREAMCERTIFICATEREQUEST']._serialized_end=1004
+  _globals['_ISSUEUPSTREAMCERTIFICATERESPONSE']._serialized_start=1006
+  _globals['_ISSUEUPSTREAMCERTIFICATERESPONSE']._serialized_end=1111
+  _globals['_REPORTSESSIONENDREQUEST']._serialized_start=1114
+  _globals['_REPORTSESSIONENDREQUEST']._serialized_end=1359
+  _globals['_REPORTACTIVITYREQUEST']._serialized_start=1362
+  _globals['_REPORTACTIVITYREQUEST']._serialized_end=1496
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_start=1498
+  _globals['_REPORTACTIVITYRESPONSE']._serialized_end=1522
+  _globals['_REPORTREFUSALREQUEST']._serialized_start=1525
+  _globals['_REPORTREFUSALREQUEST']._serialized_end=1893
+  _globals['_REPORTREFUSALREQUEST_CODESENTRY']._serialized_start=1849
+  _globals['_REPORTREFUSALREQUEST_CODESENTRY']._serialized_end=1893
+  _globals['_REPORTREFUSALRESPONSE']._serialized_start=1895
+  _globals['_REPORTREFUSALRESPONSE']._serialized_end=1918
+  _globals['_GETTRUSTREQUEST']._serialized_start=1920
+  _globals['_GETTRUSTREQUEST']._serialized_end=1937
+  _globals['_TRUST']._serialized_start=1939
+  _globals['_TRUST']._serialized_end=2009
+  _globals['_BROKERSERVICE']._serialized_start=2012
+  _globals['_BROKERSERVICE']._serialized_end=2554
 # @@protoc_insertion_point(module_scope)

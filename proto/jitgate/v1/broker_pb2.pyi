@@ -30,7 +30,7 @@ class DatabaseCredential(_message.Message):
     def __init__(self, token: _Optional[str] = ...) -> None: ...
 
 class AuthorizeSessionRequest(_message.Message):
-    __slots__ = ("broker", "kind", "resource", "login", "role", "client_address", "ssh", "database", "channel")
+    __slots__ = ("broker", "kind", "resource", "login", "role", "client_address", "ssh", "database", "channel", "refusal_counted")
     BROKER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class AuthorizeSessionRequest(_message.Message):
     SSH_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_COUNTED_FIELD_NUMBER: _ClassVar[int]
     broker: str
     kind: str
     resource: str
@@ -49,7 +50,8 @@ class AuthorizeSessionRequest(_message.Message):
     ssh: SshCredential
     database: DatabaseCredential
     channel: str
-    def __init__(self, broker: _Optional[str] = ..., kind: _Optional[str] = ..., resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., client_address: _Optional[str] = ..., ssh: _Optional[_Union[SshCredential, _Mapping]] = ..., database: _Optional[_Union[DatabaseCredential, _Mapping]] = ..., channel: _Optional[str] = ...) -> None: ...
+    refusal_counted: bool
+    def __init__(self, broker: _Optional[str] = ..., kind: _Optional[str] = ..., resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., client_address: _Optional[str] = ..., ssh: _Optional[_Union[SshCredential, _Mapping]] = ..., database: _Optional[_Union[DatabaseCredential, _Mapping]] = ..., channel: _Optional[str] = ..., refusal_counted: _Optional[bool] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("name", "kind", "address", "host_key", "host_ca", "database", "credentials")
@@ -138,7 +140,14 @@ class ReportActivityResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ReportRefusalRequest(_message.Message):
-    __slots__ = ("broker", "kind", "user", "resource", "code", "message", "client_address")
+    __slots__ = ("broker", "kind", "user", "resource", "code", "message", "client_address", "count", "first_at", "last_at", "codes", "samples")
+    class CodesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     BROKER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +155,11 @@ class ReportRefusalRequest(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_AT_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     broker: str
     kind: str
     user: str
@@ -153,7 +167,12 @@ class ReportRefusalRequest(_message.Message):
     code: str
     message: str
     client_address: str
-    def __init__(self, broker: _Optional[str] = ..., kind: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., client_address: _Optional[str] = ...) -> None: ...
+    count: int
+    first_at: _timestamp_pb2.Timestamp
+    last_at: _timestamp_pb2.Timestamp
+    codes: _containers.ScalarMap[str, int]
+    samples: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, broker: _Optional[str] = ..., kind: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., client_address: _Optional[str] = ..., count: _Optional[int] = ..., first_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., codes: _Optional[_Mapping[str, int]] = ..., samples: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportRefusalResponse(_message.Message):
     __slots__ = ()

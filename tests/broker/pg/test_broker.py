@@ -35,7 +35,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgStack]:
     require(local_pg_available(), "PostgreSQL on 127.0.0.1:5432 (trust, user postgres, db test)")
     require(pg_bin("initdb") is not None, "initdb (postgresql server binaries)")
     with PgStack(tmp_path_factory.mktemp("pg"), broker_args=("--max-message", str(MAX_MESSAGE),
-                                                             "--record-backlog", str(RECORD_BACKLOG))) as s:
+                                                             "--record-backlog", str(RECORD_BACKLOG),
+                                                             # every refusal audited one by one (see
+                                                             # tests/security/test_refusal_flood.py)
+                                                             "--refusal-reports", "1000")) as s:
         yield s
 
 

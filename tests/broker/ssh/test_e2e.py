@@ -29,7 +29,8 @@ pytestmark = pytest.mark.timeout(120)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> SshStack:
     for binary in ("sshd", "ssh", "scp", "sftp", "ssh-keygen"):
         require_binary(binary)
-    with SshStack(tmp_path_factory.mktemp("ssh-e2e")) as s:
+    # Every refused login audited one by one (see tests/security/test_refusal_flood.py).
+    with SshStack(tmp_path_factory.mktemp("ssh-e2e"), broker_args=("--refusal-reports", "1000")) as s:
         yield s
 
 
@@ -58,6 +59,14 @@ def recordings(stack: SshStack) -> FileRecordingStore:
 def refusals(stack: SshStack) -> list[dict]:
     events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="session.refused", page_size=500))
     return [json.loads(e.data_json) for e in events.events]
+
+
+def refusal_audited(stack: SshStack, code: str, **fields: str) -> bool:
+    """Whether a refusal with `code` (and `fields`) reached the audit log; the broker reports a
+    refused login when its connection ends, so this waits a little for it."""
+    def seen() -> bool:
+        return any(e["code"] == code and all(e.get(k) == v for k, v in fields.items()) for e in refusals(stack))
+    return wait_for(seen)
 
 
 def text(r: subprocess.CompletedProcess[bytes]) -> str:
@@ -338,7 +347,7 @@ def test_expired_certificate_is_refused(stack: SshStack, alice: UserKey) -> None
     key = sign_with(user_ca, stack.new_key(), alice.grant_id, "root@web-01",
                     now - dt.timedelta(hours=2), now - dt.timedelta(hours=1))
     refused(stack.ssh(key, "web-01", "echo should-not-run"), "expired")
-    assert any(e["code"] == "cert.expired" for e in refusals(stack))
+    assert refusal_audited(stack, "cert.expired")
 
 
 def test_revoked_grant_certificate_is_refused(stack: SshStack) -> None:
@@ -347,7 +356,7 @@ def test_revoked_grant_certificate_is_refused(stack: SshStack) -> None:
     stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="test"))
     refused(wait_for(lambda: (r := stack.ssh(key, "web-02", "echo should-not-run")).returncode == 255 and r),
             "revoked")
-    assert any(e["code"] == "cert.revoked" for e in refusals(stack))
+    assert refusal_audited(stack, "cert.revoked")
 
 
 def test_foreign_ca_certificate_is_refused(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
@@ -356,12 +365,12 @@ def test_foreign_ca_certificate_is_refused(stack: SshStack, alice: UserKey, tmp_
     key = sign_with(foreign, stack.new_key(), alice.grant_id, "root@web-01", now - dt.timedelta(minutes=1),
                     now + dt.timedelta(hours=1))
     refused(stack.ssh(key, "web-01", "echo should-not-run"), "untrusted CA")
-    assert any(e["code"] == "cert.untrusted_ca" for e in refusals(stack))
+    assert refusal_audited(stack, "cert.untrusted_ca")
 
 
 def test_wrong_target_certificate_is_refused(stack: SshStack, alice: UserKey) -> None:
     refused(stack.ssh(alice, "web-02", "echo should-not-run"), "another target")
-    assert any(e["code"] == "cert.principal_mismatch" and e["resource"] == "web-02" for e in refusals(stack))
+    assert refusal_audited(stack, "cert.principal_mismatch", resource="web-02")
 
 
 def test_tampered_certificate_is_refused(stack: SshStack, alice: UserKey) -> None:
