@@ -110,10 +110,12 @@ class Text:
 
 @dataclass(frozen=True)
 class Many:
-    """A repeated field: at most `count` entries, each string within `each`."""
+    """A repeated or map field: at most `count` entries, each string (map: key) within `each`;
+    `clip` keeps the first `count` (map: the `count` largest values) and cuts each, instead of refusing."""
 
     count: int
     each: Text | None = None
+    clip: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,10 +176,15 @@ FIELDS: dict[str, Bound] = {
     "ReportSessionEndRequest.recording_hash": Text(DIGEST),
     "ReportActivityRequest.session_id": Text(ID),
     "ReportActivityRequest.bytes_in": _NOT_NEGATIVE, "ReportActivityRequest.bytes_out": _NOT_NEGATIVE,
+    # A refusal report carries attacker-chosen text: cut, never refused, so the refusal is still audited.
     "ReportRefusalRequest.broker": Text(NAME, clip=True), "ReportRefusalRequest.kind": Text(WORD, clip=True),
-    "ReportRefusalRequest.user": Text(NAME, clip=True), "ReportRefusalRequest.resource": Text(NAME, clip=True),
-    "ReportRefusalRequest.code": Text(WORD, clip=True), "ReportRefusalRequest.message": Text(FREE_TEXT, clip=True),
+    "ReportRefusalRequest.user": Text(2 * NAME, clip=True), "ReportRefusalRequest.resource": Text(NAME, clip=True),
+    "ReportRefusalRequest.code": Text(WORD, clip=True), "ReportRefusalRequest.message": Text(512, clip=True),
     "ReportRefusalRequest.client_address": Text(ADDRESS, clip=True),
+    "ReportRefusalRequest.count": _NOT_NEGATIVE,
+    # about a dozen codes exist; a person reads a few names tried
+    "ReportRefusalRequest.codes": Many(32, Text(WORD, clip=True), clip=True),
+    "ReportRefusalRequest.samples": Many(8, Text(NAME, clip=True), clip=True),
     # AuditService
     "ListEventsRequest.after_seq": _NOT_NEGATIVE, "ListEventsRequest.type": Text(WORD),
     "ListEventsRequest.subject": Text(NAME), "ListEventsRequest.page_size": _PAGE_SIZE,
@@ -246,18 +253,39 @@ def _text_check(field: str, bound: Text) -> Check:
     return check
 
 
-def _many_check(field: str, bound: Many) -> Check:
+def _many_check(field: str, bound: Many, is_map: bool = False) -> Check:
     def check(msg: Any, prefix: str) -> None:
         values = getattr(msg, field)
         if len(values) > bound.count:
-            raise JitError("invalid.too_many",
-                           f"`{prefix + field}` has {len(values)} entries; the limit is {bound.count}")
-        if bound.each is not None:
-            for value in values:
-                size = _utf8_len(value)
-                if size > bound.each.limit:
+            if not bound.clip:
+                raise JitError("invalid.too_many",
+                               f"`{prefix + field}` has {len(values)} entries; the limit is {bound.count}")
+            if is_map:
+                for key in sorted(values, key=lambda k: -values[k])[bound.count:]:
+                    del values[key]
+            else:
+                del values[bound.count:]
+        if bound.each is None:
+            return
+        if is_map:
+            _clip_map_keys(values, prefix + field, bound.each)
+            return
+        for i, value in enumerate(values):
+            size = _utf8_len(value)
+            if size > bound.each.limit:
+                if not bound.each.clip:
                     raise _too_long(f"{prefix + field}[]", size, bound.each.limit)
+                values[i] = clip(value, bound.each.limit)
     return check
+
+
+def _clip_map_keys(values: Any, field: str, each: Text) -> None:
+    for key in [k for k in values if _utf8_len(k) > each.limit]:
+        if not each.clip:
+            raise _too_long(f"{field}{{}}", _utf8_len(key), each.limit)
+        cut = clip(key, each.limit)
+        values[cut] = values[cut] + values[key] if cut in values else values[key]
+        del values[key]
 
 
 def _number_check(field: str, bound: Range, seconds: bool = False) -> Check:
@@ -323,7 +351,11 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
         if fd.type == FieldDescriptor.TYPE_MESSAGE:
             assert fd.message_type is not None
             full = fd.message_type.full_name
-            if full == "google.protobuf.Timestamp":
+            if fd.message_type.GetOptions().map_entry:
+                if not isinstance(bound, Many):
+                    raise MissingBound(key)
+                checks.append(_many_check(fd.name, bound, is_map=True))
+            elif full == "google.protobuf.Timestamp":
                 checks.append(_timestamp_check(fd.name))
             elif full == "google.protobuf.Duration":
                 if not isinstance(bound, Range):

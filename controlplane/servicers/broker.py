@@ -19,33 +19,17 @@ from jitgate.v1 import broker_pb2, broker_pb2_grpc, types_pb2
 # them): each field is cut to its bound here rather than refused, so the refusal is still
 # audited. Bounds: a user name is LOGIN@RESOURCE (2 x 64) with room to see what was tried;
 # a message is one line; an address is at most an IPv6 address with port.
-REFUSAL_TEXT_LIMITS = {"kind": 16, "user": 256, "resource": 128, "code": 64, "message": 512,
-                       "client_address": 64}
-REFUSAL_MAX_CODES = 32  # distinct codes in one aggregate (there are about a dozen)
-REFUSAL_MAX_SAMPLES = 8  # user names kept from one aggregate
-REFUSAL_SAMPLE_LIMIT = 128  # characters of each
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
-
-
-def _refusal_fields(request: Any) -> dict[str, str]:
-    """The refusal report's text fields, each cut to its bound."""
-    return {name: _clip(getattr(request, name), limit) for name, limit in REFUSAL_TEXT_LIMITS.items()}
-
-
 def _refusal_aggregate(request: Any) -> dict[str, Any] | None:
-    """An aggregate report's count, window and tallies (None for a single refusal)."""
+    """An aggregate report's count, window and tallies (None for a single refusal); the
+    Guard has already cut its text to `controlplane.bounds`."""
     if request.count <= 1:
         return None
-    codes = sorted(request.codes.items(), key=lambda kv: -kv[1])[:REFUSAL_MAX_CODES]
     return {
         "count": int(request.count),
         "first_at": convert.from_ts(request.first_at).isoformat() if request.HasField("first_at") else None,
         "last_at": convert.from_ts(request.last_at).isoformat() if request.HasField("last_at") else None,
-        "codes": {_clip(code, REFUSAL_TEXT_LIMITS["code"]): int(n) for code, n in codes},
-        "samples": [_clip(s, REFUSAL_SAMPLE_LIMIT) for s in request.samples[:REFUSAL_MAX_SAMPLES]],
+        "codes": {code: int(n) for code, n in sorted(request.codes.items(), key=lambda kv: -kv[1])},
+        "samples": list(request.samples),
     }
 
 
@@ -136,10 +120,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> broker_pb2.ReportRefusalResponse:
         broker = self._broker()
-        f = _refusal_fields(request)
         await self.d.run(
-            self.d.core.record_refusal, broker, f["kind"], f["user"], f["resource"], f["code"], f["message"],
-            f["client_address"], _refusal_aggregate(request))
+            self.d.core.record_refusal, broker, request.kind, request.user, request.resource, request.code,
+            request.message, request.client_address, _refusal_aggregate(request))
         return broker_pb2.ReportRefusalResponse()
 
     async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:
