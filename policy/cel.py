@@ -361,10 +361,10 @@ def _estimate(node: Any, m: int, nesting: int) -> tuple[int, int]:
     if parts is not None:
         if nesting >= limits.MAX_CEL_COMPREHENSION_NESTING:
             raise CelCompileError(f"comprehensions nested deeper than {limits.MAX_CEL_COMPREHENSION_NESTING} "
-                                  f"levels (`{node.children[1]}` inside another's range or body)",
+                                  f"levels (`{node.children[1]}` inside another's body)",
                                   "policy.cel_cost", *_where(node.children[1]))
         rng, args = parts
-        rcost, rsize = _estimate(rng, m, nesting + 1)
+        rcost, rsize = _estimate(rng, m, nesting)  # a range runs once: chained macros add, not multiply
         body = sum(_estimate(a, m, nesting + 1)[0] for a in args[1:])
         size = rsize if str(node.children[1]) in ("map", "filter") else 1
         return 1 + rcost + rsize * (limits.CEL_STEP_COST + body), size

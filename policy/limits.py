@@ -45,16 +45,17 @@ MAX_CEL_LIST_LITERAL = 256
 # Characters of one string literal: a name, a regex, a message.
 MAX_CEL_STRING_LITERAL = 1024
 
-# --- CEL cost (units: one value element touched ~ 1 us of cel-python work) -----
-# One comprehension step: cel-python builds an activation per step (~60-90 us).
-CEL_STEP_COST = 50
+# --- CEL cost (units: one value element touched ~ 0.3-1 us of cel-python work) --
+# One comprehension step: cel-python builds an activation per step (~90 us here).
+CEL_STEP_COST = 100
 # A rule whose estimated cost (comprehension ranges multiplied through their
 # nesting, over the literal sizes or the largest list the policy's users and
-# resources hold) is above this is refused at check.
+# resources hold) is above this is refused at check: half a decision's budget.
 MAX_RULE_COST = 50_000
-# Work all the rules of one decision may do at evaluation (~0.2 s here); a rule
-# that runs over it is an evaluation error, so the decision is a deny.
-MAX_DECISION_COST = 200_000
+# Work all the rules of one decision may do at evaluation (~0.1-0.2 s here, ~1,000
+# comprehension steps); a rule that runs over it is an evaluation error, so the
+# decision is a deny naming the rule.
+MAX_DECISION_COST = 100_000
 
 # --- requests (DryRun, `policy eval --request`, `policy diff --requests`) -------
 # A request is a few names, a 2 KiB reason and a history of five numbers.
