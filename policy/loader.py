@@ -87,12 +87,14 @@ def read_raw(path: Path, sink: Sink) -> Raw:
         try:
             size = f.stat().st_size
             total += size
-            if size > MAX_POLICY_FILE_BYTES or total > MAX_POLICY_SET_BYTES:
-                limit = ("file", MAX_POLICY_FILE_BYTES) if size > MAX_POLICY_FILE_BYTES else \
-                    ("set", MAX_POLICY_SET_BYTES)
+            if size > MAX_POLICY_FILE_BYTES:
                 sink.errors.append(PolicyError(display, 1, 1, "policy.file_size",
-                                               f"the policy {limit[0]} is larger than the limit of "
-                                               f"{limit[1]} bytes"))
+                                               f"file is {size} bytes, above the limit of {MAX_POLICY_FILE_BYTES}"))
+                continue
+            if total > MAX_POLICY_SET_BYTES:
+                sink.errors.append(PolicyError(display, 1, 1, "policy.file_size",
+                                               f"the policy set reaches {total} bytes with this file, above the "
+                                               f"limit of {MAX_POLICY_SET_BYTES}"))
                 continue
             text = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
