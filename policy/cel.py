@@ -247,7 +247,7 @@ def evaluate(compiled: Compiled, activation: dict[str, Any], budget: Budget | No
     Raises CelBudgetExceeded past the budget, celpy.CELEvalError (or others) on
     evaluation errors. Takes no lock: the program runs in its own globals.
     """
-    tp = compiled.program.tp
+    tp = compiled.program.tp  # type: ignore[attr-defined]  # CompiledRunner
     act = tp.base_activation.clone()
     act.identifiers.load_values(activation)
     namespace = dict(_GLOBALS, base_activation=act)

@@ -42,7 +42,7 @@ def node_loc(file: str, node: yaml.Node) -> Loc:
 class YamlBoundError(yaml.YAMLError):
     """A file past one of the YAML bounds of `policy.limits`, at the node that crossed it."""
 
-    def __init__(self, mark: yaml.Mark, code: str, message: str) -> None:
+    def __init__(self, mark: Any, code: str, message: str) -> None:
         super().__init__(message)
         self.mark = mark
         self.code = code
@@ -64,7 +64,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded node count
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
@@ -90,7 +90,7 @@ class BoundedLoader(yaml.SafeLoader):
             self._sizes[id(node)] = self._nodes - before
         return node
 
-    def _count(self, n: int, mark: yaml.Mark) -> None:
+    def _count(self, n: int, mark: Any) -> None:
         self._nodes += n
         if self._nodes > limits.MAX_YAML_NODES:
             raise YamlBoundError(mark, "policy.yaml_size",
@@ -98,7 +98,7 @@ class BoundedLoader(yaml.SafeLoader):
                                  "(aliases counted expanded)")
 
 
-def _mark_loc(file: str, mark: yaml.Mark | None) -> Loc:
+def _mark_loc(file: str, mark: Any) -> Loc:
     return Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
 
 

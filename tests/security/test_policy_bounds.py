@@ -158,16 +158,20 @@ def test_hostile_validation_does_not_hold_up_decisions(cp: ControlPlane) -> None
     ada, dave = cp.client("ada"), cp.client("dave")
     hostile = ada.policy.ValidatePolicy.future(policy_pb2.ValidatePolicyRequest(
         content=HOSTILE["nested_comprehensions"][0], filename="pr.yaml"), timeout=CLI_TIMEOUT)
-    answered_first = 0
+    msg = access_pb2.CreateRequestRequest(resource="dev-db", role="readonly", reason="bounds test")
+    msg.duration.CopyFrom(duration(600))
+    # A decision by the policy in force; before the fix it waited for the hostile CEL to finish.
+    created = dave.access.CreateRequest(msg, timeout=10)
+    answered_first = 0 if hostile.done() else 1
+    dry = policy_pb2.DryRunRequest(request_json=json.dumps(
+        {"user": "dave", "resource": "dev-db", "role": "readonly", "duration": "10m"}))
     for _ in range(20):
         if hostile.done():
             break
         assert dave.access.WhoAmI(access_pb2.WhoAmIRequest(), timeout=10).name == "dave"
-        msg = access_pb2.CreateRequestRequest(resource="dev-db", role="readonly", reason="bounds test")
-        msg.duration.CopyFrom(duration(600))
-        dave.access.CreateRequest(msg, timeout=10)  # a decision by the policy in force
+        assert dave.policy.DryRun(dry, timeout=10).effect == "allow"
         answered_first += 0 if hostile.done() else 1
-    assert answered_first >= 1
+    assert created.request.id and answered_first >= 1
     result = hostile.result()
     assert not result.ok and result.problems[0].code == "policy.cel_cost"
 
@@ -180,6 +184,6 @@ def test_dry_run_bounds(cp: ControlPlane) -> None:
                                        "duration": "1000000000000s"}), "maximum"),
                           (json.dumps({"user": "dave", "resource": "dev-db", "role": "readonly", "duration": "1h",
                                        "history": {"granted_90d": 2**70}}), "from 0 to")):
-        detail = refused(lambda: dave.policy.DryRun(policy_pb2.DryRunRequest(request_json=bad)),
+        detail = refused(lambda bad=bad: dave.policy.DryRun(policy_pb2.DryRunRequest(request_json=bad)),
                          grpc.StatusCode.INVALID_ARGUMENT)
         assert fragment in detail, detail
