@@ -119,6 +119,12 @@ def compose(file: str, text: str, sink: Sink) -> yaml.Node | None:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "invalid YAML"
         sink.add(_mark_loc(file, mark), "policy.yaml_syntax", f"YAML syntax error: {problem}")
+    except yaml.reader.ReaderError as e:  # a raw control character: point at it
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        sink.add(Loc(file, line, col), "policy.bad_text",
+                 f"unprintable character U+{e.character:04X}"
+                 if isinstance(e.character, int) else "unprintable character")
     except yaml.YAMLError as e:
         sink.add(Loc(file, 1, 1), "policy.yaml_syntax", f"YAML error: {e}")
     except RecursionError:

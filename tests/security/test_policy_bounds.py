@@ -67,6 +67,7 @@ HOSTILE = {
                            "when: '", "policy.cel_cost", "cost estimate"),
     "oversized": (BASE + "#" + "x" * (600 * 1024) + "\n", "version", "policy.file_size", "above the limit"),
     "bidi_user": (BASE.replace("  alice:", '  "al\\u202eice":'), "al\\u202eice", "policy.bad_name", "bidi"),
+    "control_raw": (BASE.replace("alice", "al\x07ice"), "al\x07ice", "policy.bad_text", "unprintable"),
     "control_group": (BASE.replace("[sre]", '["s\\are"]'), "alice:", "policy.bad_name", "control"),
     "mixed_script_rule": (BASE.replace("name: dev", "name: d\u0435v"), "d\u0435v", "policy.bad_name",
                           "two scripts"),
