@@ -1,4 +1,9 @@
-"""`jitgate policy check|test|eval|diff`: what a policy author runs, locally and in CI."""
+"""`jitgate policy check|test|eval|diff`: what a policy author runs, locally and in CI.
+
+Each command loads a policy file someone wrote, so it runs itself again in a
+sandboxed child (policy.sandbox: CPU, memory and wall-clock limits) and prints
+what the child printed; a limit hit is one plain error line and exit status 1.
+"""
 from __future__ import annotations
 
 import sys
@@ -8,10 +13,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import yaml
 
 from cli.output import Col, Styled, echo, echo_styled, json_text, print_table, visible
 from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set
+from policy import sandbox
+from policy.limits import MAX_REQUEST_JSON_BYTES
+from policy.yamlnodes import Reader, Sink, compose
 from policy.diff import diff as diff_sets
 from policy.diff import read_requests, request_label, summary, to_markdown
 
@@ -27,6 +34,22 @@ def _fail(message: str) -> NoReturn:
 
 def _emit_json(data: Any) -> None:
     click.echo(json_text(data, indent=2))
+
+
+def _sandboxed(args: list[str]) -> None:
+    """Outside a sandbox: run `jitgate policy ARGS` in one, print its output and exit with
+    its status. Inside one: return, and the command does its work."""
+    if sandbox.inside():
+        return
+    try:
+        proc = sandbox.run("cli.main:main", ["policy", *args], sandbox.Limits.from_env())
+    except ValueError:
+        _fail(f"{sandbox.CPU_ENV}, {sandbox.MEMORY_ENV} and {sandbox.WALL_ENV} must be numbers")
+    except sandbox.SandboxError as e:
+        _fail(f"checking the policy {e}; the file is refused")
+    click.echo(proc.stdout, nl=False)
+    click.echo(proc.stderr, nl=False, err=True)
+    sys.exit(proc.returncode)
 
 
 def _load(path: str, output: str) -> PolicySet:
@@ -55,6 +78,7 @@ def policy() -> None:
 @OUTPUT
 def check(path: str, output: str) -> None:
     """Validate PATH (a file or a folder): schema, names, approvers, CEL."""
+    _sandboxed(["check", "--output", output, "--", path])
     ps = _load(path, output)
     info = {"ok": True, "path": path, "policy_version": ps.version, "users": len(ps.users),
             "groups": len(ps.groups), "resources": len(ps.resources), "rules": len(ps.rules),
@@ -75,6 +99,7 @@ def check(path: str, output: str) -> None:
 @OUTPUT
 def test(path: str, output: str) -> None:
     """Run the `tests:` of PATH; exit 1 when one fails."""
+    _sandboxed(["test", "--output", output, "--", path])
     ps = _load(path, output)
     started = time.perf_counter()
     results = ps.run_tests()
@@ -106,10 +131,15 @@ def _read_request(request: str | None, request_file: str | None) -> PolicyReques
         text = request if request is not None else Path(request_file).read_text(encoding="utf-8")  # type: ignore[arg-type]
     except OSError as e:
         _fail(f"cannot read {request_file}: {e.strerror}")
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML, so both work
-    except yaml.YAMLError as e:
-        _fail(f"the request is neither JSON nor YAML: {str(e).splitlines()[0]}")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_REQUEST_JSON_BYTES:
+        _fail(f"the request is {size} bytes, above the limit of {MAX_REQUEST_JSON_BYTES}")
+    sink = Sink()
+    where = request_file or "--request"
+    node = compose(where, text, sink)  # JSON is YAML, so both work; aliases and depth bounded
+    data = Reader(where, sink).plain(node, "request") if node is not None else None
+    if sink.errors:
+        _fail(f"bad request: {sink.errors[0]}")
     try:
         return PolicyRequest.from_mapping(data, default_time=datetime.now(timezone.utc))
     except RequestError as e:
@@ -123,6 +153,9 @@ def _read_request(request: str | None, request_file: str | None) -> PolicyReques
 @OUTPUT
 def eval_(path: str, request: str | None, request_file: str | None, output: str) -> None:
     """Print the decision PATH gives for one request."""
+    _sandboxed(["eval", "--output", output,
+                *([f"--request={request}"] if request is not None else []),
+                *([f"--request-file={request_file}"] if request_file is not None else []), "--", path])
     req = _read_request(request, request_file)
     ps = _load(path, output)
     d = ps.decide(req)
@@ -159,6 +192,7 @@ def eval_(path: str, request: str | None, request_file: str | None, output: str)
 @OUTPUT
 def diff(old: str, new: str, requests_file: str, fmt: str, output: str) -> None:
     """Replay recorded requests through OLD and NEW; exit 3 when a decision changes, 0 when none."""
+    _sandboxed(["diff", f"--requests={requests_file}", "--format", fmt, "--output", output, "--", old, new])
     if output == "json":
         fmt = "json"
     try:

@@ -64,6 +64,9 @@ class ServerConfig:
     workers: int = 8
     recommender: bool = True  # false: no duration model (every request must give a duration)
     inline_core: bool = True  # quick core calls on the event loop thread; false: all in `workers` threads
+    policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
+    validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
+    validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -75,6 +78,10 @@ class ServerConfig:
             raise ConfigError("watch_queue_size must be at least 10")
         if not 1 <= self.workers <= 256:
             raise ConfigError("workers must be between 1 and 256")
+        if not 1 <= self.validate_cpu_seconds <= 600:
+            raise ConfigError("validate_cpu_seconds must be between 1 and 600")
+        if not 64 <= self.validate_memory_mb <= 65536:
+            raise ConfigError("validate_memory_mb must be between 64 and 65536")
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

@@ -1,23 +1,43 @@
-"""CEL: compile once, check names statically, evaluate under one lock.
+"""CEL: compile once, check names and cost statically, evaluate within a budget.
 
-Thread safety: cel-python's `CompiledRunner` evaluates by `exec` into the
-*module globals* of `celpy.evaluation` (it writes `base_activation` and reads
-`CEL` there), so even one runner per thread would race. Every evaluation in
-the process therefore goes through `CEL_LOCK`, a process-wide lock; decisions
-run few CEL programs each (see index.py), so the lock is held briefly.
+Untrusted rules are bounded twice (the limits are in `policy.limits`):
+- at compile: text size, bracket nesting, list/string literal sizes, nesting of
+  comprehensions, and a cost estimate (comprehension ranges multiplied through
+  their nesting); a rule over any of them is refused at check with its location;
+- at evaluation: every decision carries a `Budget`. The transpiled program runs
+  with its own globals in which `celpy.evaluation`, `celpy.celtypes` and
+  `operator` are replaced by views that charge, before each call, one unit per
+  value element its arguments hold (walked, so a shared nested value costs what
+  comparing or printing it costs), and each comprehension step. Every operation
+  a CEL program can reach is one of those calls or a step, so the budget bounds
+  the work; running over raises `CelBudgetExceeded`, which the engine treats as
+  any rule error: the decision is a deny naming the rule.
+
+Thread safety: cel-python's own `evaluate` execs into the module globals of
+`celpy.evaluation` (shared by every program); here each evaluation execs into a
+fresh globals dict, so evaluations share nothing mutable and take no lock.
+Compiling still takes `CEL_LOCK` (cel-python's parser and Environment touch
+process state); compiles are bounded by the text limits.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+import operator
 import re
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 from typing import Any
 
 import celpy
 import celpy.celtypes as ct
+import celpy.evaluation as ce
 import lark
+
+from policy import limits
+from policy.names import bidi_or_control
 
 # Expected evaluation errors (a missing map key) are reported in the decision;
 # cel-python would also log each at ERROR level.
@@ -46,13 +66,22 @@ class CelCompileError(Exception):
         self.col = col
 
 
+class CelBudgetExceeded(Exception):
+    """A decision's CEL work ran past its budget (never swallowed into a CEL value)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"over the CEL budget of {limit} units per decision")
+        self.limit = limit
+
+
 @dataclass
 class Compiled:
-    """A compiled expression and its AST (for the index's static analysis)."""
+    """A compiled expression, its AST (for the index's static analysis) and its cost estimate."""
 
     text: str
     ast: lark.Tree
     program: celpy.Runner
+    cost: int = 0
 
 
 class Cel:
@@ -62,10 +91,16 @@ class Cel:
         with CEL_LOCK:  # creating an Environment also touches process state (recursion limit)
             self.env = celpy.Environment(runner_class=celpy.CompiledRunner)
 
-    def compile(self, text: str) -> Compiled:
-        """Parse, check names and transpile; raise CelCompileError with a plain message."""
+    def compile(self, text: str, max_collection: int = 1) -> Compiled:
+        """Parse, check names, bounds and cost, transpile; raise CelCompileError with a plain message.
+
+        `max_collection` is the largest list or map the context can hold (from the
+        policy's users and resources): the cost estimate's size for a non-literal range.
+        """
+        check_text(text)
         try:
-            ast = self.env.compile(text)
+            with CEL_LOCK:
+                ast = self.env.compile(text)
         except celpy.CELParseError as e:
             line, col = getattr(e, "line", None) or 1, getattr(e, "column", None) or 1
             raise CelCompileError(f"CEL syntax error: {_near(text, line, col)}", "policy.cel_syntax",
@@ -75,6 +110,10 @@ class Cel:
         except Exception as e:  # lark raises several unrelated classes for odd input
             raise CelCompileError(f"CEL syntax error: {e}".splitlines()[0], "policy.cel_syntax") from None
         check_names(ast)
+        try:
+            cost = check_cost(ast, max_collection)
+        except RecursionError:
+            raise CelCompileError("CEL expression nested too deeply", "policy.cel_syntax") from None
         kind = static_type(ast)
         if kind is not None and kind != "bool":
             raise CelCompileError(f"`when` must be a bool, got {kind}", "policy.cel_not_bool")
@@ -86,7 +125,7 @@ class Cel:
             raise CelCompileError("CEL expression nested too deeply", "policy.cel_syntax") from None
         except Exception as e:
             raise CelCompileError(f"CEL does not compile: {e}".splitlines()[0], "policy.cel_syntax") from None
-        return Compiled(text, ast, program)
+        return Compiled(text, ast, program, cost)
 
 
 _HAS = re.compile(r"lambda activation: not isinstance\(celpy\.evaluation\.result\(activation, (ex_\d+_h)\), CELEvalError\)")
@@ -116,10 +155,115 @@ def _near(text: str, line: int, col: int) -> str:
     return "unexpected end of expression"
 
 
-def evaluate(compiled: Compiled, activation: dict[str, Any]) -> Any:
-    """Run a program; raises celpy.CELEvalError (or others) on evaluation errors."""
-    with CEL_LOCK:
-        return compiled.program.evaluate(activation)
+# --- evaluation within a budget ----------------------------------------------
+
+class Budget:
+    """The CEL work one decision may still do, in units (see policy.limits)."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, units: int = limits.MAX_DECISION_COST) -> None:
+        self.limit = units
+        self.left = units
+
+    def charge(self, units: int) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise CelBudgetExceeded(self.limit)
+
+    def charge_values(self, values: tuple[Any, ...]) -> None:
+        """One unit per element the values hold (nested values walked), strings per 64 chars."""
+        stack = list(values)
+        while stack:
+            v = stack.pop()
+            if isinstance(v, (str, bytes)):
+                self.charge(1 + len(v) // 64)
+            elif isinstance(v, (list, tuple)):
+                self.charge(1)
+                stack.extend(v)
+            elif isinstance(v, dict):
+                self.charge(1)
+                stack.extend(v.keys())
+                stack.extend(v.values())
+            else:
+                self.charge(1)
+
+    def steps(self, iterable: Any) -> Any:
+        """`iterable`, charging each comprehension step."""
+        for item in iterable:
+            self.charge(limits.CEL_STEP_COST)
+            yield item
+
+
+_BUDGET: contextvars.ContextVar[Budget] = contextvars.ContextVar("jitgate_cel_budget")
+# Names of celpy.evaluation that only wrap control flow (their work is charged inside).
+_UNCHARGED = frozenset({"result"})
+
+
+def _charged(fn: Any) -> Any:
+    def call(*args: Any) -> Any:
+        _BUDGET.get().charge_values(args)
+        return fn(*args)
+    return call
+
+
+def _stepped(macro: Any) -> Any:
+    def call(activation: Any, bind: str, expr: Any, gen: Any) -> Any:
+        budget = _BUDGET.get()
+        return macro(activation, bind, expr, lambda act: budget.steps(gen(act)))
+    return call
+
+
+class _ChargingView:
+    """A module as the transpiled code sees it: its callables charge the current budget."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._module, name)
+        if name in _UNCHARGED or not callable(value) or (
+                isinstance(value, type) and issubclass(value, BaseException)):
+            wrapped = value
+        elif name.startswith("macro_"):
+            wrapped = _stepped(value)
+        else:
+            wrapped = _charged(value)
+        setattr(self, name, wrapped)  # cached: __getattr__ runs once per name
+        return wrapped
+
+
+_CELPY_VIEW = SimpleNamespace(evaluation=_ChargingView(ce), celtypes=_ChargingView(ct))
+_OPERATOR_VIEW = _ChargingView(operator)
+# A program's globals: the charging views and nothing else (a name outside them is a
+# NameError at evaluation, i.e. a rule error).
+_GLOBALS = {"celpy": _CELPY_VIEW, "operator": _OPERATOR_VIEW, "CELEvalError": ce.CELEvalError,
+            "__builtins__": {"isinstance": isinstance}}
+
+
+def evaluate(compiled: Compiled, activation: dict[str, Any], budget: Budget | None = None) -> Any:
+    """Run a program within `budget` (a fresh one per call when None).
+
+    Raises CelBudgetExceeded past the budget, celpy.CELEvalError (or others) on
+    evaluation errors. Takes no lock: the program runs in its own globals.
+    """
+    tp = compiled.program.tp  # type: ignore[attr-defined]  # CompiledRunner
+    act = tp.base_activation.clone()
+    act.identifiers.load_values(activation)
+    namespace = dict(_GLOBALS, base_activation=act)
+    token = _BUDGET.set(budget or Budget())
+    try:
+        exec(tp.executable_code, namespace)
+    except (CelBudgetExceeded, RecursionError, MemoryError):
+        raise
+    except Exception as ex:  # as cel-python's own evaluate: a Python problem inside the program
+        raise ce.CELEvalError("evaluation error", type(ex), ex.args) from None
+    finally:
+        _BUDGET.reset(token)
+    value = namespace["CEL"]
+    if isinstance(value, ce.CELEvalError):
+        raise value
+    return value
 
 
 def is_bool(value: Any) -> bool:
@@ -127,6 +271,112 @@ def is_bool(value: Any) -> bool:
 
 
 # --- static checks ---------------------------------------------------------
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def check_text(text: str) -> None:
+    """Bounds checked before parsing: size, control/bidi characters, bracket nesting."""
+    if len(text) > limits.MAX_CEL_CHARS:
+        raise CelCompileError(f"CEL expression is {len(text)} characters long, above the limit of "
+                              f"{limits.MAX_CEL_CHARS}", "policy.cel_cost")
+    for i, ch in enumerate(text):
+        bad = bidi_or_control(ch, allow_newlines=True)
+        if bad:
+            raise CelCompileError(f"CEL expression contains {bad}", "policy.bad_text", *_line_col(text, i))
+    depth = 0
+    quote = ""
+    escaped = False
+    for i, ch in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            if depth > limits.MAX_CEL_NESTING:
+                raise CelCompileError(f"CEL expression nests brackets deeper than {limits.MAX_CEL_NESTING} "
+                                      "levels", "policy.cel_cost", *_line_col(text, i))
+        elif ch in ")]}":
+            depth -= 1
+
+
+def _where(tree: Any) -> tuple[int, int]:
+    """Line and column (1-based) of the first token of a subtree."""
+    if isinstance(tree, lark.Token):
+        return tree.line or 1, tree.column or 1
+    for tok in tree.scan_values(lambda v: isinstance(v, lark.Token)):
+        return tok.line or 1, tok.column or 1
+    return 1, 1
+
+
+def _macro_parts(node: lark.Tree) -> tuple[Any, list[Any]] | None:
+    """(range, [bind, body]) of a comprehension macro node, else None."""
+    if node.data == "member_dot_arg" and len(node.children) >= 3 and str(node.children[1]) in MACROS:
+        args = node.children[2]
+        return node.children[0], list(args.children) if isinstance(args, lark.Tree) else []
+    return None
+
+
+def check_cost(ast: lark.Tree, max_collection: int) -> int:
+    """Literal sizes, comprehension nesting and the cost estimate (raises CelCompileError).
+
+    The estimate, in the units of the evaluation budget: one per node, plus for each
+    comprehension its range's size times (a step plus its body). A range's size is
+    its literal's length, or `max_collection` for anything from the context.
+    """
+    cost, _size = _estimate(ast, max(1, max_collection), 0)
+    if cost > limits.MAX_RULE_COST:
+        raise CelCompileError(
+            f"CEL cost estimate {cost} is above the limit of {limits.MAX_RULE_COST} (comprehension "
+            f"ranges multiplied through their nesting; the largest list in the context has "
+            f"{max_collection} entries)", "policy.cel_cost", *_where(ast))
+    return cost
+
+
+def _estimate(node: Any, m: int, nesting: int) -> tuple[int, int]:
+    """(cost, size of the value) of a subtree; raises on a literal or nesting bound."""
+    if isinstance(node, lark.Token):
+        if _literal_kind(node) == "a string" and len(str(node)) - 2 > limits.MAX_CEL_STRING_LITERAL:
+            raise CelCompileError(f"string literal of {len(str(node)) - 2} characters is above the limit of "
+                                  f"{limits.MAX_CEL_STRING_LITERAL}", "policy.cel_cost", *_where(node))
+        return 1, 1
+    if node.data in ("list_lit", "map_lit"):
+        items = node.children[0].children if node.children and isinstance(node.children[0], lark.Tree) else []
+        count = len(items) if node.data == "list_lit" else len(items) // 2
+        if count > limits.MAX_CEL_LIST_LITERAL:
+            raise CelCompileError(f"{'list' if node.data == 'list_lit' else 'map'} literal of {count} entries "
+                                  f"is above the limit of {limits.MAX_CEL_LIST_LITERAL}", "policy.cel_cost",
+                                  *_where(node))
+        cost = 1 + sum(_estimate(c, m, nesting)[0] for c in items)
+        return cost, count
+    parts = _macro_parts(node)
+    if parts is not None:
+        if nesting >= limits.MAX_CEL_COMPREHENSION_NESTING:
+            raise CelCompileError(f"comprehensions nested deeper than {limits.MAX_CEL_COMPREHENSION_NESTING} "
+                                  f"levels (`{node.children[1]}` inside another's body)",
+                                  "policy.cel_cost", *_where(node.children[1]))
+        rng, args = parts
+        rcost, rsize = _estimate(rng, m, nesting)  # a range runs once: chained macros add, not multiply
+        body = sum(_estimate(a, m, nesting + 1)[0] for a in args[1:])
+        size = rsize if str(node.children[1]) in ("map", "filter") else 1
+        return 1 + rcost + rsize * (limits.CEL_STEP_COST + body), size
+    if node.data in ("ident", "member_dot"):
+        cost = 1 + sum(_estimate(c, m, nesting)[0] for c in node.children)
+        return cost, m
+    results = [_estimate(c, m, nesting) for c in node.children]
+    cost = 1 + sum(c for c, _s in results)
+    sizes = [sz for _c, sz in results] or [1]
+    size = sum(sizes) if node.data == "addition_add" else max(sizes)
+    return cost, size
+
 
 def check_names(ast: lark.Tree) -> None:
     """Unknown top-level names and unknown fields of request/user/resource/history fail here."""

@@ -135,9 +135,10 @@ def _compile(rules: list[Rule], sink: Sink, users: dict[str, User],
     env = cel.Cel()
     programs: dict[str, cel.Compiled] = {}
     probe = _probe_activation(users, resources)
+    largest = largest_collection(users, resources)
     for rule in rules:
         try:
-            compiled = env.compile(rule.when)
+            compiled = env.compile(rule.when, largest)
         except cel.CelCompileError as e:
             base = rule.when_loc
             loc = Loc(base.file, base.line, base.col + e.col - 1) if e.line == 1 else \
@@ -156,6 +157,25 @@ def _compile(rules: list[Rule], sink: Sink, users: dict[str, User],
             continue
         programs[rule.name] = compiled
     return programs
+
+
+def largest_collection(users: dict[str, User], resources: dict[str, Resource]) -> int:
+    """The most entries any list or map in the CEL context can hold (the cost estimate's
+    size for a range that is not a literal): groups, attributes at any depth, labels,
+    owners, logins and roles. Requests hold no collections."""
+    largest = 1
+    stack: list[Any] = []
+    for u in users.values():
+        stack.append(list(u.groups))
+        stack.append(u.attributes)
+    for r in resources.values():
+        stack.extend([r.labels, list(r.owners), list(r.logins), list(r.roles)])
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, dict)):
+            largest = max(largest, len(v))
+            stack.extend(v.values() if isinstance(v, dict) else v)
+    return largest
 
 
 def _cel_kind(value: Any) -> str:

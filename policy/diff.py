@@ -1,7 +1,6 @@
 """Replay recorded requests through two policy sets and list the decisions that change."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -9,7 +8,7 @@ from typing import Any, Iterable
 from policy.decision import Decision
 from policy.errors import RequestError
 from policy.policyset import PolicySet
-from policy.request import PolicyRequest
+from policy.request import PolicyRequest, request_from_json
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,7 @@ def read_requests(path: str | Path) -> list[tuple[int, PolicyRequest]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RequestError(f"{p}:{n}: not JSON: {e.msg}") from None
-        try:
-            out.append((n, PolicyRequest.from_mapping(data)))
+            out.append((n, request_from_json(line)))  # size and nesting bounded before parsing
         except RequestError as e:
             raise RequestError(f"{p}:{n}: {e}") from None
     return out

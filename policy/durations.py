@@ -4,9 +4,13 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from policy.limits import MAX_DURATION
+
 _PART = re.compile(r"(\d+)(d|h|m|s)")
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _ORDER = "dhms"
+# `366d23h59m59s` is 13 characters; anything much longer is not a duration we accept.
+_MAX_TEXT = 32
 
 
 def parse_duration(s: str) -> timedelta:
@@ -17,6 +21,8 @@ def parse_duration(s: str) -> timedelta:
     if not isinstance(s, str):
         raise ValueError(f"a duration must be text like `30m` or `1h30m`, got {type(s).__name__}")
     text = s.strip()
+    if len(text) > _MAX_TEXT:
+        raise ValueError(f"`{text[:_MAX_TEXT]}...` is not a duration (write e.g. `90s`, `30m`, `1h`, `1h30m`)")
     pos, seconds, last = 0, 0, -1
     for m in _PART.finditer(text):
         if m.start() != pos:
@@ -29,6 +35,8 @@ def parse_duration(s: str) -> timedelta:
         pos = m.end()
     if not text or pos != len(text):
         raise ValueError(f"`{s}` is not a duration (write e.g. `90s`, `30m`, `1h`, `1h30m`)")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"`{s}` is longer than the maximum of {format_duration(MAX_DURATION)}")
     return timedelta(seconds=seconds)
 
 

@@ -15,6 +15,7 @@ from policy import cel
 from policy.decision import NO_SESSION, SESSION_OPTIONS, Approval, ApprovalLevel, Decision, SessionOptions
 from policy.durations import format_duration
 from policy.index import Candidate, request_passes
+from policy.limits import MAX_DURATION
 from policy.model import Resource, Rule, Settings, User
 from policy.request import HISTORY_COUNTERS, PolicyRequest
 
@@ -88,10 +89,16 @@ def _error_text(e: BaseException) -> str:
     return useful[0] if useful else type(e).__name__
 
 
-def run_rule(rule: Rule, compiled: cel.Compiled, act: Mapping[str, Any]) -> tuple[bool, str | None]:
-    """(matched, error) of one rule; never raises."""
+def run_rule(rule: Rule, compiled: cel.Compiled, act: Mapping[str, Any],
+             budget: cel.Budget) -> tuple[bool, str | None]:
+    """(matched, error) of one rule, charging the decision's `budget`; never raises.
+
+    A rule that runs over the budget is an error like any other: the decision is a deny.
+    """
     try:
-        value = cel.evaluate(compiled, dict(act))
+        value = cel.evaluate(compiled, dict(act), budget)
+    except cel.CelBudgetExceeded as e:
+        return False, f"rule `{rule.name}`: evaluation error: {e}"
     except RecursionError:
         return False, f"rule `{rule.name}`: evaluation error: expression nested too deeply"
     except Exception as e:  # cel-python raises CELEvalError and, for odd inputs, plain Python errors
@@ -110,10 +117,11 @@ def evaluate_naive(rules: Iterable[Rule], programs: Mapping[str, cel.Compiled],
                    req: PolicyRequest, act: Mapping[str, Any]) -> Outcome:
     """Every rule's CEL, in file order: the reference evaluator."""
     out = Outcome([], [])
+    budget = cel.Budget()
     for rule in rules:
         if not considered(rule, req):
             continue
-        ok, err = run_rule(rule, programs[rule.name], act)
+        ok, err = run_rule(rule, programs[rule.name], act, budget)
         if err:
             out.errors.append((rule, err))
         elif ok:
@@ -125,6 +133,7 @@ def evaluate_indexed(candidates: Iterable[Candidate], programs: Mapping[str, cel
                      req: PolicyRequest, act: Mapping[str, Any], groups: frozenset[str]) -> Outcome:
     """Only the candidates of the request's resource; static matches skip CEL."""
     out = Outcome([], [])
+    budget = cel.Budget()
     for c in candidates:
         if not considered(c.rule, req):
             continue
@@ -133,7 +142,7 @@ def evaluate_indexed(candidates: Iterable[Candidate], programs: Mapping[str, cel
         if not c.needs_cel:
             out.matched.append(c.rule)
             continue
-        ok, err = run_rule(c.rule, programs[c.rule.name], act)
+        ok, err = run_rule(c.rule, programs[c.rule.name], act, budget)
         if err:
             out.errors.append((c.rule, err))
         elif ok:
@@ -151,7 +160,10 @@ def deny(version: str, message: str, rules: list[str] | None = None,
 
 def precheck(req: PolicyRequest, users: Mapping[str, User], resources: Mapping[str, Resource],
              version: str) -> Decision | None:
-    """Refusals that need no rule: unknown user or resource, a login/role not offered."""
+    """Refusals that need no rule: unknown user or resource, a login/role not offered,
+    a duration past the bound every policy shares (CEL durations overflow far above it)."""
+    if req.duration > MAX_DURATION or req.duration <= timedelta(0):
+        return deny(version, f"requested duration must be between 1s and {format_duration(MAX_DURATION)}")
     if req.user not in users:
         return deny(version, f"unknown user `{req.user}`")
     res = resources.get(req.resource)

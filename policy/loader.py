@@ -9,6 +9,7 @@ import yaml
 
 from policy.decision import SESSION_OPTIONS, ApprovalLevel
 from policy.errors import PolicyError, RequestError
+from policy.limits import MAX_POLICY_FILE_BYTES, MAX_POLICY_FILES, MAX_POLICY_SET_BYTES
 from policy.model import (
     EFFECTS, RESOURCE_KINDS, ApprovalSpec, Loc, PolicyTest, Resource, Rule, Settings,
 )
@@ -75,10 +76,26 @@ def read_raw(path: Path, sink: Sink) -> Raw:
     files = policy_files(path)
     if path.is_dir() and not files:
         sink.errors.append(PolicyError(str(path), 1, 1, "policy.io", "no .yaml files in this folder"))
+    if len(files) > MAX_POLICY_FILES:
+        sink.errors.append(PolicyError(str(path), 1, 1, "policy.file_size",
+                                       f"{len(files)} policy files, above the limit of {MAX_POLICY_FILES}"))
+        return raw
+    total = 0
     for f in files:
         display = str(f)
         raw.files.append(display)
         try:
+            size = f.stat().st_size
+            total += size
+            if size > MAX_POLICY_FILE_BYTES:
+                sink.errors.append(PolicyError(display, 1, 1, "policy.file_size",
+                                               f"file is {size} bytes, above the limit of {MAX_POLICY_FILE_BYTES}"))
+                continue
+            if total > MAX_POLICY_SET_BYTES:
+                sink.errors.append(PolicyError(display, 1, 1, "policy.file_size",
+                                               f"the policy set reaches {total} bytes with this file, above the "
+                                               f"limit of {MAX_POLICY_SET_BYTES}"))
+                continue
             text = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
@@ -159,7 +176,7 @@ class _FileReader:
             manager = None
             manager_loc = r.loc(knode)
             if "manager" in f:
-                manager = r.text(f["manager"][1], f"{what}: manager", allow_empty=False)
+                manager = r.name(f["manager"][1], f"{what}: manager")
                 manager_loc = r.loc(f["manager"][1])
             attributes: dict[str, Any] = {}
             if "attributes" in f:
@@ -258,7 +275,7 @@ class _FileReader:
             f = r.fields(item, "rule", RULE_FIELDS, required=("name", "when"))
             if f is None:
                 continue
-            name = r.text(f["name"][1], "rule name", allow_empty=False) if "name" in f else None
+            name = r.name(f["name"][1], "rule name") if "name" in f else None
             if name is None:
                 continue
             what = f"rule `{name}`"
@@ -435,7 +452,7 @@ class _FileReader:
             f = r.fields(item, "test", TEST_FIELDS, required=("name", "request", "expect"))
             if f is None or "name" not in f:
                 continue
-            name = r.text(f["name"][1], "test name", allow_empty=False)
+            name = r.name(f["name"][1], "test name")
             if name is None:
                 continue
             if name in seen:

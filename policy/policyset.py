@@ -165,7 +165,7 @@ def load_policy_set(path: str | Path, *, run_tests: bool = True) -> PolicySet:
     try:
         raw = read_raw(p, sink)
         return _finish(raw, sink, p, run_tests)
-    except PolicyLoadError:
+    except (PolicyLoadError, MemoryError):  # MemoryError: the sandbox reports its limit
         raise
     except Exception as e:  # fail closed: the set is refused, the one in force keeps serving
         raise PolicyLoadError(sink.errors + [_internal(str(p), e)]) from None
@@ -178,7 +178,7 @@ def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: b
     try:
         read_text(filename, text, raw, sink)
         return _finish(raw, sink, None, run_tests)
-    except PolicyLoadError:
+    except (PolicyLoadError, MemoryError):
         raise
     except Exception as e:
         raise PolicyLoadError(sink.errors + [_internal(filename, e)]) from None

@@ -1,12 +1,14 @@
 """A request as the policy engine sees it, and its JSON/YAML mapping form."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from policy.durations import format_duration, parse_duration
 from policy.errors import RequestError
+from policy.limits import MAX_COUNTER, MAX_DURATION, MAX_REQUEST_DEPTH, MAX_REQUEST_JSON_BYTES
 
 HISTORY_COUNTERS = ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d")
 HISTORY_FIELDS = HISTORY_COUNTERS + ("median_minutes",)
@@ -136,9 +138,15 @@ def _flag(d: Mapping[str, Any], key: str) -> bool:
 
 def _count(d: Mapping[str, Any], key: str) -> int:
     v = d.get(key, 0)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise RequestError(f"`{key}` must be a whole number >= 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNTER:
+        raise RequestError(f"`{key}` must be a whole number from 0 to {MAX_COUNTER}, got {_short(v)}")
     return v
+
+
+def _short(v: Any) -> str:
+    """A value for an error message, cut (a huge number or text stays readable)."""
+    text = repr(v) if not isinstance(v, int) or abs(v) < 10**30 else "a huge number"
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _parse_dur(v: Any) -> timedelta:
@@ -151,6 +159,8 @@ def _parse_dur(v: Any) -> timedelta:
             raise RequestError(f"`duration`: {e}") from None
     if td <= timedelta(0):
         raise RequestError("`duration` must be longer than 0s")
+    if td > MAX_DURATION:
+        raise RequestError(f"`duration` is longer than the maximum of {format_duration(MAX_DURATION)}")
     return td
 
 
@@ -179,12 +189,13 @@ def _history(v: Any) -> dict[str, int | float]:
         if k not in HISTORY_FIELDS:
             raise RequestError(f"unknown history field `{k}` (known: {', '.join(HISTORY_FIELDS)})")
         if k == "median_minutes":
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or x != x:
-                raise RequestError(f"`history.{k}` must be a number >= 0, got {x!r}")
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= MAX_COUNTER:
+                raise RequestError(f"`history.{k}` must be a number from 0 to {MAX_COUNTER}, got {_short(x)}")
             out[k] = float(x)
         else:
-            if isinstance(x, bool) or not isinstance(x, int) or x < 0:
-                raise RequestError(f"`history.{k}` must be a whole number >= 0, got {x!r}")
+            if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_COUNTER:
+                raise RequestError(f"`history.{k}` must be a whole number from 0 to {MAX_COUNTER}, "
+                                   f"got {_short(x)}")
             out[k] = x
     return out
 
@@ -192,3 +203,43 @@ def _history(v: Any) -> dict[str, int | float]:
 def utc(dt: datetime) -> datetime:
     """`dt` in UTC (helper for callers building requests)."""
     return dt.astimezone(timezone.utc)
+
+
+def json_depth_problem(text: str, max_depth: int) -> str | None:
+    """Why JSON `text` nests too deeply (None when it does not), found without parsing it,
+    so a hostile document never reaches the recursive parser."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
+def request_from_json(text: str, *, default_time: datetime | None = None) -> PolicyRequest:
+    """A request from JSON text (DryRun, `policy diff` lines), within the request bounds;
+    raises RequestError naming the bound."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_REQUEST_JSON_BYTES:
+        raise RequestError(f"the request is {size} bytes, above the limit of {MAX_REQUEST_JSON_BYTES}")
+    problem = json_depth_problem(text, MAX_REQUEST_DEPTH)
+    if problem:
+        raise RequestError(f"the request is {problem}")
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # JSONDecodeError, and huge integers past Python's digit limit
+        raise RequestError(f"not JSON: {getattr(e, 'msg', None) or e}") from None
+    return PolicyRequest.from_mapping(data, default_time=default_time)

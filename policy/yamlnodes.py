@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from policy import limits
 from policy.durations import parse_duration
 from policy.errors import PolicyError
 from policy.model import Loc
+from policy.names import name_problem, shown
 
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
@@ -37,19 +39,99 @@ def node_loc(file: str, node: yaml.Node) -> Loc:
     return Loc(file, m.line + 1, m.column + 1)
 
 
+class YamlBoundError(yaml.YAMLError):
+    """A file past one of the YAML bounds of `policy.limits`, at the node that crossed it."""
+
+    def __init__(self, mark: Any, code: str, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.code = code
+        self.message = message
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting aliases, expanded nodes and nesting while composing.
+
+    Composing itself stays small (an alias shares its node); it is every later walk
+    that would expand a billion-laughs file, so the node count here includes each
+    alias's whole expanded subtree, and the file is refused before anything walks it.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._nodes = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded node count
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > limits.MAX_YAML_ALIASES:
+                raise YamlBoundError(event.start_mark, "policy.yaml_aliases",
+                                     f"more than {limits.MAX_YAML_ALIASES} YAML aliases in one file")
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise YamlBoundError(event.start_mark, "policy.yaml_aliases",
+                                     f"alias `*{event.anchor}` refers to a node that contains it")
+            self._count(size, event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > limits.MAX_YAML_DEPTH:
+            raise YamlBoundError(event.start_mark, "policy.yaml_depth",
+                                 f"YAML nested deeper than {limits.MAX_YAML_DEPTH} levels")
+        before = self._nodes
+        self._count(1, event.start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if getattr(event, "anchor", None) is not None:
+            self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def _count(self, n: int, mark: Any) -> None:
+        self._nodes += n
+        if self._nodes > limits.MAX_YAML_NODES:
+            raise YamlBoundError(mark, "policy.yaml_size",
+                                 f"the file expands to more than {limits.MAX_YAML_NODES} YAML nodes "
+                                 "(aliases counted expanded)")
+
+
+def _mark_loc(file: str, mark: Any) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
+
+
 def compose(file: str, text: str, sink: Sink) -> yaml.Node | None:
-    """Parse YAML text to a node tree; a syntax error goes to `sink`."""
+    """Parse YAML text to a node tree within the YAML bounds; a problem goes to `sink`."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_POLICY_FILE_BYTES:
+        sink.add(Loc(file, 1, 1), "policy.file_size",
+                 f"file is {size} bytes, above the limit of {limits.MAX_POLICY_FILE_BYTES}")
+        return None
+    loader: BoundedLoader | None = None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = BoundedLoader(text)  # its reader refuses unprintable characters here already
+        return loader.get_single_node()
+    except YamlBoundError as e:
+        sink.add(_mark_loc(file, e.mark), e.code, e.message)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
         problem = e.problem or e.context or "invalid YAML"
-        sink.add(loc, "policy.yaml_syntax", f"YAML syntax error: {problem}")
+        sink.add(_mark_loc(file, mark), "policy.yaml_syntax", f"YAML syntax error: {problem}")
+    except yaml.reader.ReaderError as e:  # a raw control character: point at it
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        sink.add(Loc(file, line, col), "policy.bad_text",
+                 f"unprintable character U+{e.character:04X}"
+                 if isinstance(e.character, int) else "unprintable character")
     except yaml.YAMLError as e:
         sink.add(Loc(file, 1, 1), "policy.yaml_syntax", f"YAML error: {e}")
     except RecursionError:
         sink.add(Loc(file, 1, 1), "policy.yaml_syntax", "YAML nested too deeply")
+    finally:
+        if loader is not None:
+            loader.dispose()
     return None
 
 
@@ -99,6 +181,8 @@ class Reader:
                 self.error(knode, "policy.type", f"{what}: keys must be text, got {describe(knode)}")
                 continue
             key = knode.value
+            if not self.valid_name(knode, key, f"{what}: key"):
+                continue
             if key in seen:
                 first = seen[key]
                 self.error(knode, "policy.duplicate",
@@ -125,6 +209,19 @@ class Reader:
             if req not in out:
                 self.error(node, "policy.missing_field", f"{what}: missing field `{req}`")
         return out
+
+    def valid_name(self, node: yaml.Node, text: str, what: str) -> bool:
+        """Whether `text` may be a name (see policy.names); reports the problem at `node`."""
+        problem = name_problem(text)
+        if problem is None:
+            return True
+        self.error(node, "policy.bad_name", f"{what} `{shown(text)}` {problem}")
+        return False
+
+    def name(self, node: yaml.Node, what: str) -> str | None:
+        """Non-empty text that is a valid name."""
+        v = self.text(node, what, allow_empty=False)
+        return v if v is not None and self.valid_name(node, v, what) else None
 
     def scalar(self, node: yaml.Node) -> Any:
         """The constructed value of a scalar node (raises ValueError on a bad scalar)."""
@@ -184,7 +281,7 @@ class Reader:
             return None
         out = []
         for item in node.value:
-            v = self.text(item, f"{what} entry", allow_empty=False)
+            v = self.name(item, f"{what} entry")
             if v is not None:
                 out.append((v, item))
         return out
@@ -196,13 +293,13 @@ class Reader:
         out = {}
         for key, _k, vnode in pairs:
             v = self.text(vnode, f"{what} `{key}`")
-            if v is not None:
+            if v is not None and (not v or self.valid_name(vnode, v, f"{what} `{key}`")):
                 out[key] = v
         return out
 
     def plain(self, node: yaml.Node, what: str, depth: int = 0) -> Any:
         """Any JSON-like value (for attributes and requests); timestamps become RFC 3339 text."""
-        if depth > 50:
+        if depth > limits.MAX_YAML_DEPTH:
             self.error(node, "policy.type", f"{what} is nested too deeply")
             return None
         if isinstance(node, yaml.MappingNode):

@@ -1,52 +1,82 @@
-"""PolicyService: the set in force, validation of a candidate, and dry-run decisions."""
+"""PolicyService: the set in force, validation of a candidate, and dry-run decisions.
+
+ValidatePolicy checks a file someone else wrote: only admins and members of the
+policy group `config.policy_authors` may call it, at most
+`MAX_CONCURRENT_VALIDATIONS` run at once, and each runs in a sandboxed child
+process (policy.sandbox: CPU, memory and wall-clock limits). The server's own
+threads only wait for the child, holding nothing live decisions need.
+"""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from controlplane import convert, policy_watch
+from controlplane import convert
 from controlplane.errors import JitError
 from controlplane.servicers.deps import Deps
+from controlplane.servicers.guard import Caller, caller
 from jitgate.v1 import policy_pb2, policy_pb2_grpc, types_pb2
+from policy import limits, sandbox
+from policy.errors import RequestError
+from policy.names import name_problem, shown
+from policy.request import request_from_json
 
-_MAX_POLICY_BYTES = 4 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+# Sandboxed checks at once: each is a child process using up to a CPU core and its
+# memory limit; two keep a 2-core server answering while authors iterate.
+MAX_CONCURRENT_VALIDATIONS = 2
 
 
-def _validate(content: str, filename: str) -> policy_pb2.ValidatePolicyResponse:
-    """Compile a candidate set in a scratch directory; problems point at `filename`."""
-    if len(content.encode()) > _MAX_POLICY_BYTES:
-        raise JitError("invalid.argument", f"policy content is larger than {_MAX_POLICY_BYTES} bytes")
-    name = Path(filename or "policies.yaml").name
-    if not name.endswith((".yaml", ".yml")):
-        name += ".yaml"
+def _problem(out: policy_pb2.ValidatePolicyResponse, file: str, code: str, message: str) -> None:
+    out.problems.add(file=file, line=1, col=1, code=code, message=message)
+
+
+def _validate(content: str, display: str, lim: sandbox.Limits) -> policy_pb2.ValidatePolicyResponse:
+    """Check a candidate set in a sandboxed child; problems point at `display`."""
     with tempfile.TemporaryDirectory(prefix="jitgate-validate-") as tmp:
-        path = Path(tmp) / name
-        path.write_text(content)
+        path = Path(tmp) / "candidate.yaml"
+        path.write_text(content, encoding="utf-8")
+        out = policy_pb2.ValidatePolicyResponse(ok=False)
         try:
-            policy_set = policy_watch.load(path)
-        except Exception as e:
-            out = policy_pb2.ValidatePolicyResponse(ok=False)
-            for err in getattr(e, "errors", None) or []:
-                file = str(getattr(err, "file", ""))
-                out.problems.add(
-                    file=filename or name if file.startswith(tmp) or not file else file,
-                    line=int(getattr(err, "line", 0)), col=int(getattr(err, "col", 0)),
-                    code=str(getattr(err, "code", "")), message=str(getattr(err, "message", err)),
-                )
-            if not out.problems:
-                out.problems.add(file=filename or name, line=1, col=1, code="policy.error", message=str(e))
+            proc = sandbox.run("policy.jobs:validate", [str(path)], lim)
+        except sandbox.SandboxError as e:
+            _problem(out, display, "policy.limit", f"checking the policy {e}; the file is refused")
             return out
-    return policy_pb2.ValidatePolicyResponse(ok=True, version=policy_set.version)
+        try:
+            result = json.loads(proc.stdout)
+        except ValueError:
+            log.error("policy validation child failed (exit %s): %s", proc.returncode, proc.stderr[-2000:])
+            _problem(out, display, "policy.internal", "the policy check failed (see server log)")
+            return out
+    if result.get("ok"):
+        return policy_pb2.ValidatePolicyResponse(ok=True, version=result["version"])
+    for p in result.get("problems") or []:
+        out.problems.add(file=display, line=int(p["line"]), col=int(p["col"]), code=str(p["code"]),
+                         message=str(p["message"]))
+    return out
+
+
+def _display_name(filename: str) -> str:
+    """The name problems are reported under (the caller's file name, checked like a policy name)."""
+    name = Path(filename or "policies.yaml").name or "policies.yaml"
+    problem = name_problem(name)
+    if problem:
+        raise JitError("invalid.argument", f"filename `{shown(name)}` {problem}")
+    return name
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
+        self._validations = asyncio.Semaphore(MAX_CONCURRENT_VALIDATIONS)
 
     async def GetPolicy(self, request: Any, context: grpc.aio.ServicerContext) -> policy_pb2.PolicyInfo:
         policy_set = self.d.policies.current
@@ -57,18 +87,32 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         out.loaded_at.CopyFrom(convert.ts(self.d.policies.loaded_at))
         return out
 
+    def _may_validate(self, who: Caller) -> bool:
+        group = self.d.config.policy_authors
+        return who.has("admin") or group in self.d.policies.current.groups_of(who.name)
+
     async def ValidatePolicy(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ValidatePolicyResponse:
-        return await self.d.run_slow(_validate, request.content, request.filename)
+        who = caller()
+        if not self._may_validate(who):
+            raise JitError("permission.denied", f"`{who.name}` may not validate policies: that needs the admin "
+                                                f"role or membership in group `{self.d.config.policy_authors}`")
+        size = len(request.content.encode("utf-8", "surrogatepass"))
+        if size > limits.MAX_POLICY_FILE_BYTES:
+            raise JitError("invalid.argument", f"content is {size} bytes, above the limit of "
+                                               f"{limits.MAX_POLICY_FILE_BYTES}")
+        display = _display_name(request.filename)
+        lim = sandbox.Limits(self.d.config.validate_cpu_seconds, self.d.config.validate_memory_mb * 1024 * 1024,
+                             max(float(limits.SANDBOX_WALL_SECONDS), 2.0 * self.d.config.validate_cpu_seconds))
+        async with self._validations:
+            return await self.d.run_slow(_validate, request.content, display, lim)
 
     async def DryRun(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Decision:
-        from policy import PolicyRequest
-
         try:
-            mapping = json.loads(request.request_json)
-            policy_request = PolicyRequest.from_mapping(mapping, default_time=dt.datetime.now(dt.timezone.utc))
-        except (ValueError, TypeError) as e:  # JSONDecodeError and policy.RequestError are ValueErrors
+            policy_request = request_from_json(request.request_json,
+                                               default_time=dt.datetime.now(dt.timezone.utc))
+        except RequestError as e:
             raise JitError("invalid.argument", f"bad request: {e}") from None
         decision = await self.d.run(self.d.policies.current.decide, policy_request)
         return convert.decision(decision) or types_pb2.Decision()

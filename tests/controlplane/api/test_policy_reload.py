@@ -98,11 +98,14 @@ def test_file_change_reloads(tmp_path: Path):
 
 
 def test_validate_and_dry_run(cp):
-    alice = cp.client("alice")
-    ok = alice.policy.ValidatePolicy(policy_pb2.ValidatePolicyRequest(content=POLICIES.read_text(),
-                                                                        filename="candidate.yaml"))
+    alice, ada = cp.client("alice"), cp.client("ada")  # ada: an admin
+    # Validation runs someone else's file: only admins and the `policy-authors` group may ask.
+    refused(lambda: alice.policy.ValidatePolicy(policy_pb2.ValidatePolicyRequest(content=POLICIES.read_text())),
+            grpc.StatusCode.PERMISSION_DENIED)
+    ok = ada.policy.ValidatePolicy(policy_pb2.ValidatePolicyRequest(content=POLICIES.read_text(),
+                                                                    filename="candidate.yaml"))
     assert ok.ok and ok.version.startswith("sha256:")
-    bad = alice.policy.ValidatePolicy(policy_pb2.ValidatePolicyRequest(
+    bad = ada.policy.ValidatePolicy(policy_pb2.ValidatePolicyRequest(
         content=POLICIES.read_text() + BAD_CEL, filename="candidate.yaml"))
     assert not bad.ok and bad.problems[0].file == "candidate.yaml" and bad.problems[0].line > 0
     decision = alice.policy.DryRun(policy_pb2.DryRunRequest(request_json=json.dumps(
