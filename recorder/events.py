@@ -39,6 +39,9 @@ class EndReason(str, enum.Enum):
     REVOKED = "revoked"
     BROKER_SHUTDOWN = "broker_shutdown"
     ERROR = "error"
+    PROTOCOL_ERROR = "protocol_error"  # the client broke the wire protocol
+    RECORDING_FAILED = "recording_failed"  # the recording could not be written
+    RECORDING_LIMIT = "recording_limit"  # the recording reached the broker's per-session bound
 
 
 class RecordingError(Exception):

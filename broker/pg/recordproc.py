@@ -6,14 +6,21 @@ them into `DbStatement` events and writes them through `recorder/`
 (hash-chained JSON lines, sealed at the end). Decoding and writing are most of
 the cost of recording, and here they run beside the relay, not in its loop.
 
+A statement sent upstream and not answered yet comes as a SentStatement and is
+written as a note at once (handed to the OS, not left in the writer's buffer),
+so a crash of the broker or of both processes still leaves on record what ran.
+Each session's recording is bounded (`max_bytes`, from "init"): the batch that
+crosses the bound is written, a note says so, and the broker is told ("limit")
+so it cuts the session; what comes after it until the cut is still written.
+
 Frames both ways: a 4-byte big-endian length, then `marshal` of a tuple
 (trusted: both ends are this package). Parent -> child:
-    ("init", passphrase) first, then
+    ("init", passphrase, max_bytes) first, then
     ("open", session_id, metadata) | ("stmts", [(session_id, [raw, ...]), ...])
     | ("note", session_id, text) | ("close", session_id, end_reason, bytes_in, bytes_out)
 Child -> parent:
     ("opened", session_id, ref) | ("closed", session_id, ref, final_hash)
-    | ("error", session_id, message)
+    | ("error", session_id, message) | ("limit", session_id, message)
 """
 from __future__ import annotations
 
@@ -23,10 +30,12 @@ import struct
 import sys
 from typing import Any
 
-from broker.pg.tracker import statement_lines
+from broker.pg.tracker import SENT_LENGTH, statement_lines
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
 
 _LEN = struct.Struct("!I")
+# Each line also costs its newline and a chain line (64 hex digits and a newline) on disk.
+_LINE_OVERHEAD = 66
 
 
 def frame(item: tuple[Any, ...]) -> bytes:
@@ -51,6 +60,8 @@ class _Child:
         self.store: FileRecordingStore | None = None
         self.writers: dict[str, RecordingWriter] = {}
         self.failed: set[str] = set()
+        self.max_bytes = 0  # 0: no bound (set by "init")
+        self.written: dict[str, int] = {}  # bytes each open recording holds, about
 
     def send(self, item: tuple[Any, ...]) -> None:
         sys.stdout.buffer.write(frame(item))
@@ -65,15 +76,21 @@ class _Child:
         op = item[0]
         if op == "init":
             self.store = FileRecordingStore(self.data_dir, passphrase=item[1])
+            self.max_bytes = item[2]
         elif op == "stmts":
             for sid, raws in item[1]:
                 writer = self.writers.get(sid)
                 if writer is None:
                     continue
+                lines = list(statement_lines(raws, writer.header.started_at))
                 try:
-                    writer.write_statement_lines(statement_lines(raws, writer.header.started_at))
+                    writer.write_statement_lines(lines)
+                    if raws and len(raws[-1]) == SENT_LENGTH:  # statements wait for an answer: on disk now
+                        writer.flush()
                 except RecordingError as exc:
                     self.fail(sid, exc)
+                    continue
+                self.count(sid, writer, sum(len(line) for line, _ in lines) + _LINE_OVERHEAD * len(lines))
         elif op == "open":
             sid, metadata = item[1], item[2]
             try:
@@ -83,6 +100,7 @@ class _Child:
                 self.send(("error", sid, str(exc)))
                 return
             self.writers[sid] = writer
+            self.written[sid] = 0
             self.send(("opened", sid, writer.ref))
         elif op == "note":
             writer = self.writers.get(item[1])
@@ -91,9 +109,12 @@ class _Child:
                     writer.write_event(Note(item[2]))
                 except RecordingError as exc:
                     self.fail(item[1], exc)
+                    return
+                self.count(item[1], writer, len(item[2]) + 40 + _LINE_OVERHEAD)
         elif op == "close":
             sid = item[1]
             writer = self.writers.pop(sid, None)
+            self.written.pop(sid, None)
             if writer is None:
                 self.send(("closed", sid, "", ""))
                 return
@@ -104,6 +125,19 @@ class _Child:
             except RecordingError as exc:
                 self.send(("closed", sid, writer.ref, ""))
                 self.fail(sid, exc)
+
+    def count(self, sid: str, writer: RecordingWriter, size: int) -> None:
+        """Add what was written; past `max_bytes` (the first time), note it and tell the broker."""
+        before = self.written.get(sid, 0)
+        now = self.written[sid] = before + size
+        if self.max_bytes and before <= self.max_bytes < now:
+            message = f"the session's recording reached its limit of {self.max_bytes} bytes"
+            try:
+                writer.write_event(Note(message + "; the session is cut"))
+            except RecordingError as exc:
+                self.fail(sid, exc)
+                return
+            self.send(("limit", sid, message))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
