@@ -25,6 +25,7 @@ Child -> parent:
 from __future__ import annotations
 
 import asyncio
+import errno
 import marshal
 import struct
 import sys
@@ -52,6 +53,13 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     except asyncio.IncompleteReadError:
         return None
     return marshal.loads(body)  # noqa: S302  (our own parent process wrote it)
+
+
+def _why(exc: OSError) -> str:
+    """A recording that cannot be created, said plainly (shown to the refused user)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the recordings' disk is full: {exc.strerror}"
+    return f"the recording cannot be created: {exc.strerror or exc}"
 
 
 class _Child:
@@ -96,7 +104,10 @@ class _Child:
             try:
                 assert self.store is not None, "recording process not initialised"
                 writer = self.store.create(sid, Kind.DB, metadata, on_error=lambda e, s=sid: self.fail(s, e))
-            except (RecordingError, OSError, AssertionError) as exc:
+            except OSError as exc:
+                self.send(("error", sid, _why(exc)))
+                return
+            except (RecordingError, AssertionError) as exc:
                 self.send(("error", sid, str(exc)))
                 return
             self.writers[sid] = writer

@@ -62,8 +62,7 @@ class RogueServer:
                 try:
                     conn.recv(10000)  # the startup message
                     conn.sendall(p.auth_request(p.AUTH_CLEARTEXT))
-                    while data := conn.recv(65536):
-                        self.received.append(data)
+                    self.received.append(conn.recv(65536))  # the password, or b"" when the broker hangs up
                 except OSError:
                     pass
 

@@ -1,6 +1,7 @@
 """The sans-I/O PostgreSQL protocol and the relay's statement tracker, with byte strings."""
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from broker.pg import protocol as p
 from broker.pg.config import parse_user
 from broker.pg.credentials import CredentialError, CredentialSource
-from broker.pg.tracker import StatementTracker, Walker, decode_statement, statement_lines
+from broker.pg.tracker import SENT_PREFIX, StatementTracker, Walker, decode_statement, statement_lines
 from tests.broker.pg.harness import LOCAL_PG, local_pg_available
 from tests.support import require
 
@@ -405,6 +406,33 @@ def test_unanswered_statements_are_recorded_when_the_session_ends() -> None:
     [r] = [decode_statement(x) for x in t.take_completed()]
     assert (r.text, r.error_sqlstate, r.error_message) == ("select pg_sleep(60)", "57P01", "cut")
     assert t.in_flight == 0
+
+
+def sent_texts(t: StatementTracker) -> list[str]:
+    return [json.loads(line)["text"] for line, _ in statement_lines(t.take_sent(), 0.0)]
+
+
+def test_statements_sent_are_handed_over_once_before_their_answer() -> None:
+    t = StatementTracker(clock=lambda: 5.0)
+    t.from_client(msg(b"Q", cstr("insert into t select 1 from pg_sleep(4)")))  # the Query kept aside
+    assert sent_texts(t) == [SENT_PREFIX + "insert into t select 1 from pg_sleep(4)"]
+    assert sent_texts(t) == []  # once
+    t.from_client(msg(b"Q", cstr("select 2")))  # queues the first (already handed over) behind nothing
+    assert sent_texts(t) == [SENT_PREFIX + "select 2"]
+    t.from_client(msg(b"P", cstr("") + cstr("insert into t values ($1)") + b"\x00\x00") + bind("", "42")
+                  + execute() + msg(b"S"))
+    assert sent_texts(t) == [SENT_PREFIX + 'insert into t values ($1) parameters: ["42"]']
+    t.from_server(msg(b"C", cstr("INSERT 0 1")) + ready() + msg(b"T", b"..") + ROW + msg(b"C", cstr("SELECT 1"))
+                  + ready())
+    assert sent_texts(t) == [] and t.in_flight == 4  # Parse, Bind, Execute, Sync still wait
+    t.from_server(msg(b"1") + msg(b"2") + msg(b"C", cstr("INSERT 0 1")) + ready())
+    assert [decode_statement(r).text for r in t.take_completed()] == [
+        "insert into t select 1 from pg_sleep(4)", "select 2", "insert into t values ($1)"]
+    assert t.take_sent() == [] and t.in_flight == 0
+    # The note sits at the statement's start in the recording.
+    t.from_client(msg(b"Q", cstr("select 3")))
+    [(line, text_bytes)] = statement_lines(t.take_sent(), 2.0)
+    assert json.loads(line) == {"t": 3.0, "type": "note", "text": SENT_PREFIX + "select 3"} and text_bytes == 0
 
 
 def test_query_kept_aside_keeps_its_place_among_pipelined_and_split_answers() -> None:
