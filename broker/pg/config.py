@@ -56,13 +56,13 @@ class PgBrokerConfig:
     upstream_timeout: float = 10.0
     record_interval: float = 0.05  # how often finished statements are shipped to the recording process
     record_backlog: int = 4 * 1024 * 1024  # unrecorded statement bytes beyond which clients are paused
-    cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
-    activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
     credentials: CredentialSource = field(default_factory=CredentialSource)
     # A statement line is 150-300 bytes: 256 MiB is about a million statements, more than
     # a person's session runs in its window, while a runaway loop meets it in minutes and
-    # cannot fill the recordings' disk (the cut may overshoot by what waits to be recorded).
+    # cannot fill the recordings' disk (the cut comes within about two recording intervals of traffic).
     record_max_bytes: int = 256 * 1024 * 1024
+    cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
+    activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
 
     def __post_init__(self) -> None:
         self.host, self.port = split_listen(self.listen)
