@@ -11,7 +11,8 @@ written as a note at once (handed to the OS, not left in the writer's buffer),
 so a crash of the broker or of both processes still leaves on record what ran.
 Each session's recording is bounded (`max_bytes`, from "init"): the batch that
 crosses the bound is written, a note says so, and the broker is told ("limit")
-so it cuts the session; what comes after it until the cut is still written.
+so it cuts the session; what comes after it until the cut is still written, each
+statement cut short (`_capped`).
 
 Frames both ways: a 4-byte big-endian length, then `marshal` of a tuple
 (trusted: both ends are this package). Parent -> child:
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import marshal
 import struct
 import sys
@@ -33,10 +35,15 @@ from typing import Any
 
 from broker.pg.tracker import SENT_LENGTH, statement_lines
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
+from recorder.events import json_line
 
 _LEN = struct.Struct("!I")
 # Each line also costs its newline and a chain line (64 hex digits and a newline) on disk.
 _LINE_OVERHEAD = 66
+# Past the bound, until the cut lands, statements are still written but each in short: the
+# recording keeps what ran while its size stays near the bound whatever the client sends.
+_CAPPED_TEXT = 256
+_CAPPED_LINE = 1024
 
 
 def frame(item: tuple[Any, ...]) -> bytes:
@@ -60,6 +67,21 @@ def _why(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"the recordings' disk is full: {exc.strerror}"
     return f"the recording cannot be created: {exc.strerror or exc}"
+
+
+def _capped(line: bytes) -> bytes:
+    """A statement line written past the session's bound, at most about `_CAPPED_LINE` bytes:
+    its text's beginning and its size, no parameters."""
+    if len(line) <= _CAPPED_LINE:
+        return line
+    record = json.loads(line)
+    text = record.get("text", "")
+    if len(text) > _CAPPED_TEXT:
+        record["text"] = f"{text[:_CAPPED_TEXT]}... ({len(text)} characters; the rest is not recorded: " \
+                         "the recording is past its bound)"
+    if record.get("parameters"):
+        record["parameters"] = [f"<{len(record['parameters'])} parameters not recorded: past the bound>"]
+    return json_line(record)
 
 
 class _Child:
@@ -90,7 +112,7 @@ class _Child:
                 writer = self.writers.get(sid)
                 if writer is None:
                     continue
-                lines = list(statement_lines(raws, writer.header.started_at))
+                lines = self.bounded(sid, list(statement_lines(raws, writer.header.started_at)))
                 try:
                     writer.write_statement_lines(lines)
                     if raws and len(raws[-1]) == SENT_LENGTH:  # statements wait for an answer: on disk now
@@ -136,6 +158,19 @@ class _Child:
             except RecordingError as exc:
                 self.send(("closed", sid, writer.ref, ""))
                 self.fail(sid, exc)
+
+    def bounded(self, sid: str, lines: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+        """The lines as they are up to the session's bound, each one past it cut short (until the cut)."""
+        room = self.max_bytes - self.written.get(sid, 0)
+        if not self.max_bytes or sum(len(line) for line, _ in lines) + _LINE_OVERHEAD * len(lines) <= room:
+            return lines
+        out = []
+        for line, n in lines:
+            if room < 0:
+                line = _capped(line)
+            room -= len(line) + _LINE_OVERHEAD
+            out.append((line, n))
+        return out
 
     def count(self, sid: str, writer: RecordingWriter, size: int) -> None:
         """Add what was written; past `max_bytes` (the first time), note it and tell the broker."""
