@@ -534,7 +534,9 @@ def _credentials_problem(ref: str) -> str | None:
     checks again against its own allow-list and credentials directory); None when it does not."""
     scheme, _, rest = ref.partition(":")
     if scheme == "env":
-        return None if _ENV_NAME.fullmatch(rest) else "must name an environment variable (letters, digits, `_`)"
+        if not _ENV_NAME.fullmatch(rest):
+            return "must name an environment variable (letters, digits, `_`)"
+        return "names a jitgate setting, never a credential" if rest.upper().startswith("JITGATE_") else None
     if (not rest or rest.startswith("/") or "\\" in rest or "\x00" in rest
             or any(part in ("", ".", "..") for part in rest.split("/"))):
         return "must be a path relative to the broker's credentials directory, without `..`"

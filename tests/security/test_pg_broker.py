@@ -130,11 +130,12 @@ def test_policy_check_and_load_refuse_credentials_outside_the_brokers_reach(tmp_
             "resources:\n"
             "  a: {kind: postgres, address: 'db:5432', roles: [ro], credentials: 'file:/etc/jitgate/key.pem'}\n"
             "  b: {kind: postgres, address: 'db:5432', roles: [ro], credentials: 'file:../pg-broker/keys/x'}\n"
-            "  c: {kind: postgres, address: 'db:5432', roles: [ro], credentials: 'env:$(id)'}\n")
+            "  c: {kind: postgres, address: 'db:5432', roles: [ro], credentials: 'env:$(id)'}\n"
+            "  d: {kind: postgres, address: 'db:5432', roles: [ro], credentials: 'env:JITGATE_CA_PASSPHRASE'}\n")
     with pytest.raises(PolicyLoadError) as info:
         load_policy_text(text, "policies.yaml")
     found = {(e.line, e.code) for e in info.value.errors}
-    assert {(3, "policy.credentials"), (4, "policy.credentials"), (5, "policy.credentials")} <= found, found
+    assert {(line, "policy.credentials") for line in (3, 4, 5, 6)} <= found, found
     path = tmp_path / "policies.yaml"
     path.write_text(text)
     out = subprocess.run([sys.executable, "-m", "cli.main",
