@@ -92,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, rogue: RogueServer, creds_di
           "roles": ["app"], "owners": ["group:sre"]}
     resources = {
         # Shapes the policy loader accepts; the broker still refuses what its config does not allow.
-        "env-passphrase": {**db, "credentials": "env:JITGATE_TEST_SECRET"},
+        "env-broker-secret": {**db, "credentials": "env:BROKER_OWN_SECRET"},
         "env-unlisted": {**db, "credentials": "env:HOME"},
         "file-escape": {**db, "credentials": "file:identity-key"},
         "rogue-cleartext": {**db, "credentials": "env:JGT_SEC_PLAIN"},
@@ -100,7 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, rogue: RogueServer, creds_di
         "rogue-allowed": {**db, "credentials": "env:JGT_SEC_ALLOWED"},
     }
     tmp = tmp_path_factory.mktemp("pg-sec")
-    broker_env = {"JITGATE_TEST_SECRET": "the-brokers-own-passphrase", "JGT_SEC_PLAIN": "plain-secret",
+    broker_env = {"BROKER_OWN_SECRET": "the-brokers-own-passphrase", "JGT_SEC_PLAIN": "plain-secret",
                   "JGT_SEC_BOUND": "postgresql://app:bound-secret@127.0.0.1:5432/x?cleartext=allow",
                   "JGT_SEC_ALLOWED": f"postgresql://app:allowed-secret@{rogue_at}/x?cleartext=allow"}
     with PgStack(tmp, private=False, resources=resources, broker_env=broker_env,
@@ -152,7 +152,7 @@ def test_credentials_the_broker_does_not_allow_are_refused_before_any_connection
     identity_key = stack.cp.identity("broker") / "key.pem"  # type: ignore[union-attr]
     (creds_dir / "identity-key").symlink_to(identity_key)
     before = rogue.connections
-    for resource, why in [("env-passphrase", "does not allow"), ("env-unlisted", "does not allow"),
+    for resource, why in [("env-broker-secret", "does not allow"), ("env-unlisted", "does not allow"),
                           ("file-escape", "leads outside"), ("rogue-redirected", "not for the resource's address")]:
         token = stack.login("alice", resource, "app")
         err = refusal(stack, token.user, token.token)
