@@ -168,7 +168,8 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         db_ready = _prepare_demo_database("127.0.0.1", "5432")
         pg_broker, pg_log = start("pg-broker", "pg-broker", "--listen", f"127.0.0.1:{pg_port}",
                                   "--identity", broker_identity, "--server", server_address,
-                                  "--data-dir", str(data / "pg-broker"), "--issue-tls-from", str(server_dir))
+                                  "--data-dir", str(data / "pg-broker"), "--issue-tls-from", str(server_dir),
+                                  "--credentials-env", "DEMO_DB")
         _wait_for_port(f"127.0.0.1:{ssh_port}", ssh_broker, "the SSH broker", ssh_log)
         _wait_for_port(f"127.0.0.1:{pg_port}", pg_broker, "the PostgreSQL broker", pg_log)
 

@@ -194,6 +194,14 @@ def _sh(value: str) -> str:
               help="largest client message in bytes; a larger one ends that connection (54000)")
 @click.option("--record-backlog", default=4 * 1024 * 1024, show_default=True,
               help="bytes of statements waiting to be recorded beyond which clients are paused until recording catches up")
+@click.option("--record-max-bytes", default=256 * 1024 * 1024, show_default=True,
+              help="most bytes one session's recording may hold; past it the session is cut (54000)")
+@click.option("--credentials-env", "credentials_env", multiple=True, metavar="NAME",
+              help="an environment variable `credentials: env:NAME` may name (with its NAME_<ROLE>); repeatable")
+@click.option("--credentials-env-prefix", "credentials_prefix", multiple=True, metavar="PREFIX",
+              help="variables starting with PREFIX (e.g. DB_) that `credentials: env:` may name; repeatable")
+@click.option("--credentials-dir", default=None, type=click.Path(file_okay=False),
+              help="the directory `credentials: file:PATH` is read from (relative paths only; none: no files)")
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -201,9 +209,12 @@ def _sh(value: str) -> str:
 @refusal_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
-              record_backlog: int, allow_plaintext: bool, uvloop: bool, log_level: str, **refusals: Any) -> None:
+              record_backlog: int, record_max_bytes: int, credentials_env: tuple[str, ...],
+              credentials_prefix: tuple[str, ...], credentials_dir: str | None, allow_plaintext: bool, uvloop: bool,
+              log_level: str, **refusals: Any) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
+    from broker.pg.credentials import CredentialSource
     from ca.errors import CAError
     from ca.keystore import passphrase_at_start
 
@@ -213,9 +224,13 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         passphrase = passphrase_at_start(data / "keys")
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
+        credentials = CredentialSource(env_names=credentials_env, env_prefixes=credentials_prefix,
+                                       directory=Path(credentials_dir).expanduser() if credentials_dir else None,
+                                       protected=(data, identity_dir(identity)))
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
                                 require_tls=not allow_plaintext, max_message=max_message,
-                                record_backlog=record_backlog, refusals=refusal_limits(**refusals))
+                                record_backlog=record_backlog, credentials=credentials,
+                                record_max_bytes=record_max_bytes, refusals=refusal_limits(**refusals))
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
         return
@@ -250,7 +265,7 @@ async def _serve(config: Any, identity: Path, server: str, data: Path, passphras
 
     cp = ControlPlaneClient.from_identity_dir(server, identity)
     broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval,
-                                                  backlog=config.record_backlog))
+                                                  backlog=config.record_backlog, max_bytes=config.record_max_bytes))
     host, port = await broker.start()
     # Everything loaded so far (gRPC, protobuf, crypto) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise pause the relay for ~10 ms now and then.

@@ -1,6 +1,7 @@
 """Stage 1: YAML files -> a merged, typed but not yet cross-checked model."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ EXPECT_FIELDS = ("effect", "approval", "rules", "message", "max_duration", "max_
 APPROVAL_FIELDS = ("mode", "levels", "review")
 LEVEL_FIELDS = ("approvers", "min")
 SECRET_PREFIXES = ("env:", "file:")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -247,8 +249,12 @@ class _FileReader:
             creds = kw.get("credentials")
             if creds is not None and not creds.startswith(SECRET_PREFIXES):
                 r.error(f["credentials"][1], "policy.secret",
-                        f"{what}: credentials must be a reference (`env:NAME` or `file:/path`), "
+                        f"{what}: credentials must be a reference (`env:NAME` or `file:PATH`), "
                         "never the secret itself")
+                ok = False
+            elif creds is not None and _credentials_problem(creds):
+                r.error(f["credentials"][1], "policy.credentials", f"{what}: credentials `{creds}` "
+                        f"{_credentials_problem(creds)}")
                 ok = False
             if kind == "ssh" and "roles" in f:
                 r.error(f["roles"][0], "policy.unknown_field", f"{what}: an ssh resource has `logins`, not `roles`")
@@ -538,6 +544,20 @@ class _FileReader:
                 levels.append({"approvers": [str(a) for a in lv["approvers"]], "min": lv.get("min", 1)})
             out["levels"] = levels
         return out
+
+
+def _credentials_problem(ref: str) -> str | None:
+    """Why a `credentials:` reference reaches outside what a broker may resolve (the broker
+    checks again against its own allow-list and credentials directory); None when it does not."""
+    scheme, _, rest = ref.partition(":")
+    if scheme == "env":
+        if not _ENV_NAME.fullmatch(rest):
+            return "must name an environment variable (letters, digits, `_`)"
+        return "names a jitgate setting, never a credential" if rest.upper().startswith("JITGATE_") else None
+    if (not rest or rest.startswith("/") or "\\" in rest or "\x00" in rest
+            or any(part in ("", ".", "..") for part in rest.split("/"))):
+        return "must be a path relative to the broker's credentials directory, without `..`"
+    return None
 
 
 def _valid_address(address: str) -> bool:

@@ -39,6 +39,9 @@ class EndReason(str, enum.Enum):
     REVOKED = "revoked"
     BROKER_SHUTDOWN = "broker_shutdown"
     ERROR = "error"
+    RECORDING_FAILED = "recording_failed"  # its recording could not be written: the session was cut
+    RECORDING_LIMIT = "recording_limit"  # its recording reached the writer's byte bound: cut
+    PROTOCOL_ERROR = "protocol_error"  # the client broke the wire protocol: cut
 
 
 class RecordingError(Exception):

@@ -5,6 +5,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.pg.credentials import CredentialSource
 from broker.refusals import RefusalLimits
 
 # The one documented user-name syntax: `ROLE@RESOURCE`, e.g. `readonly@orders-db`.
@@ -51,6 +52,8 @@ class PgBrokerConfig:
     issued for the broker's host names (clients verify it with `sslmode=verify-full`);
     the key may be encrypted with `tls_key_passphrase`.
     `require_tls`: refuse clients that do not negotiate TLS (on by default).
+    `credentials`: what resources' `credentials:` references may reach on this broker.
+    `record_max_bytes`: the most a session's recording may hold; past it the session is cut.
     """
 
     listen: str = "127.0.0.1:6432"
@@ -64,6 +67,11 @@ class PgBrokerConfig:
     upstream_timeout: float = 10.0
     record_interval: float = 0.05  # how often finished statements are shipped to the recording process
     record_backlog: int = 4 * 1024 * 1024  # unrecorded statement bytes beyond which clients are paused
+    credentials: CredentialSource = field(default_factory=CredentialSource)
+    # A statement line is 150-300 bytes: 256 MiB is about a million statements, more than
+    # a person's session runs in its window, while a runaway loop meets it in minutes and
+    # cannot fill the recordings' disk (the cut comes within about two recording intervals of traffic).
+    record_max_bytes: int = 256 * 1024 * 1024
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
     activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
     refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
@@ -81,6 +89,8 @@ class PgBrokerConfig:
             raise ConfigError("max_message must be at least 1024 bytes")
         if self.record_backlog < 64 * 1024:
             raise ConfigError("record_backlog must be at least 64 KiB")
+        if self.record_max_bytes < 64 * 1024:
+            raise ConfigError("record_max_bytes must be at least 64 KiB")
         if self.login_timeout <= 0 or self.upstream_timeout <= 0:
             raise ConfigError("timeouts must be positive")
         self._ssl: ssl.SSLContext | None = None

@@ -40,6 +40,8 @@ class Recorded(Protocol):
 
     def recording_failed(self, message: str) -> None: ...
 
+    def recording_limit(self, message: str) -> None: ...
+
 
 class _Backlog(asyncio.Protocol):
     """The pipe to the recording process: its transport says when too much waits in it."""
@@ -73,11 +75,12 @@ class RecorderProcess:
     """Owns the recording child process and talks to it."""
 
     def __init__(self, data_dir: str | Path, passphrase: bytes, interval: float = 0.05,
-                 backlog: int = 4 * 1024 * 1024) -> None:
+                 backlog: int = 4 * 1024 * 1024, max_bytes: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self._passphrase = passphrase
         self.interval = interval
         self.backlog = backlog
+        self.max_bytes = max_bytes  # each session's recording bound (0: none)
         self.behind = False
         self.on_behind: Callable[[bool], None] | None = None
         self._pid = 0
@@ -123,7 +126,7 @@ class RecorderProcess:
                                                        os.fdopen(to_child, "wb", buffering=0))
         self._stdin.set_write_buffer_limits(high=self.backlog, low=self.backlog // 4)
         self.alive = True
-        self._send(("init", self._passphrase))
+        self._send(("init", self._passphrase, self.max_bytes))
         self._reader = loop.create_task(self._read())
 
     def _set_behind(self, behind: bool) -> None:
@@ -152,6 +155,11 @@ class RecorderProcess:
             if item is None:
                 break
             kind, sid = item[0], item[1]
+            if kind == "limit":
+                session = self._sessions.get(sid)
+                if session is not None:
+                    session.recording_limit(item[2])
+                continue
             if kind == "error":
                 waiter = self._waiters.pop(("opened", sid), None)
                 if waiter is not None and not waiter.done():

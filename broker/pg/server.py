@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import secrets
 import time
@@ -30,7 +31,7 @@ from broker.cpclient import Authorization, ControlPlaneError
 from broker.monitor import EXPIRED, REVOKED, Cut, MonitorHub, SessionMonitor, format_time
 from broker.pg import protocol as p
 from broker.pg.config import PgBrokerConfig, parse_user
-from broker.pg.credentials import CredentialError, resolve_login
+from broker.pg.credentials import CredentialError
 from broker.pg.pipe import Pipe, PipeClosed
 from broker.pg.recording import RecorderProcess
 from broker.pg.tracker import StatementTracker
@@ -84,6 +85,10 @@ class Refusal(Exception):
         self.resource = resource
         self.audit = audit  # False when the control plane already audited it
         self.hint = hint
+
+
+def _discard(data: bytes) -> None:
+    """Where a client's bytes go once nothing more of it may reach the upstream."""
 
 
 class _Drop(Exception):
@@ -376,7 +381,8 @@ class PgBroker:
         if auth.expires_at <= self.hub.clock.now():
             raise Refusal("28000", f"jitgate refused access: the grant for {resource} has expired",
                           "grant.expired", user, resource)
-        upstream = await self._upstream(auth, role, params)
+        forwarded = _forwarded_params(params)
+        upstream = await self._upstream(auth, role, params, forwarded)
         pid = upstream.pid
         secret = secrets.randbits(32)
         while (pid, secret) in self._cancel:
@@ -391,9 +397,14 @@ class PgBroker:
             upstream.pipe.write(p.terminate())
             upstream.pipe.close()
             if isinstance(exc, RecordingError):
+                log.error("session %s refused: its recording cannot be started: %s", auth.session_id, exc)
                 raise Refusal("58030", f"jitgate cannot record this session, so it is refused ({exc})",
                               "recording.unavailable", user, resource, audit=False) from None
             raise
+        # What the client set at startup (`options=-c ...`, application_name, ...) changes how the
+        # session behaves upstream: it is on record before the first statement.
+        self.recorder.note(auth.session_id, "startup parameters sent upstream: "
+                           + json.dumps(forwarded, ensure_ascii=False, sort_keys=True))
         self._cancel[(pid, secret)] = _CancelTarget(upstream.host, upstream.port, upstream.pid, upstream.secret)
         return session
 
@@ -403,18 +414,19 @@ class PgBroker:
         except ControlPlaneError as exc:
             log.warning("could not report the end of session %s (%s): %s", auth.session_id, why, exc)
 
-    async def _upstream(self, auth: Authorization, role: str, params: dict[str, str]) -> UpstreamSession:
+    async def _upstream(self, auth: Authorization, role: str, params: dict[str, str],
+                        forwarded: dict[str, str]) -> UpstreamSession:
         try:
-            login = resolve_login(auth.target.credentials, auth.role or role)
+            login = self.config.credentials.resolve(auth.target.credentials, auth.role or role, auth.target.address)
         except CredentialError as exc:
+            log.warning("session %s refused: credentials of %s: %s", auth.session_id, auth.resource, exc)
             raise Refusal("28000", f"jitgate cannot log in to {auth.resource}: {exc}", "credentials.unresolved",
                           auth.user, auth.resource, audit=False) from None
         database = auth.target.database or params.get("database") or role
-        forwarded = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS and not k.startswith("_pq_.")}
-        forwarded.setdefault("application_name", "jitgate")
         try:
             return await connect(auth.target.address, database, login, forwarded, self.config.upstream_timeout)
         except UpstreamError as exc:
+            log.warning("session %s refused: upstream login to %s: %s", auth.session_id, auth.resource, exc.message)
             raise Refusal(exc.sqlstate, exc.message, "upstream.login_failed", auth.user, auth.resource,
                           audit=False) from None
 
@@ -423,6 +435,13 @@ class PgBroker:
         if target is None:
             return  # like PostgreSQL: an unknown key is ignored silently
         await send_cancel(target.host, target.port, target.pid, target.secret)
+
+
+def _forwarded_params(params: dict[str, str]) -> dict[str, str]:
+    """The client's startup parameters that go upstream (recorded as a note)."""
+    forwarded = {k: v for k, v in params.items() if k not in _DROPPED_PARAMS and not k.startswith("_pq_.")}
+    forwarded.setdefault("application_name", "jitgate")
+    return forwarded
 
 
 class _Session:
@@ -448,6 +467,7 @@ class _Session:
         self._chunks: list[tuple[bytes, bool, float]] = []  # relayed, not yet walked by the tracker
         self._kept = 0  # their bytes
         self._refused = False  # the tracker refused a chunk
+        self._refusal: tuple[bool, p.ProtocolError] | None = None  # (from the client?, why)
         self._to_client = client.send  # plain or TLS, fixed once the login is done
         self._to_upstream = upstream.pipe.send
         self._closing = False
@@ -509,6 +529,7 @@ class _Session:
         refused = self.tracker.feed(chunks)
         if refused is not None:
             self._refused = True
+            self._refusal = refused
             # On the loop's next turn: this may run inside the recorder's pull.
             asyncio.get_running_loop().call_soon(self._on_refused, *refused)
 
@@ -527,9 +548,12 @@ class _Session:
         """The finished statements since the last pull (called by the recorder)."""
         self._dirty = False
         self._track()
-        raw = self.tracker.take_completed()
+        tracker = self.tracker
+        raw = tracker.take_completed()
         if raw:
             self._last_activity = raw[-1][4]
+        if tracker.in_flight:  # what was sent upstream is on record before its answer comes
+            raw += tracker.take_sent()
         return raw
 
     def recording_failed(self, message: str) -> None:
@@ -537,8 +561,24 @@ class _Session:
         if self._closing:
             return
         log.error("recording of session %s failed: %s", self.session_id, message)
-        self.end_reason = EndReason.ERROR.value
-        self._say_and_close(p.error_response("58030", "jitgate can no longer record this session; closing it"))
+        self._cut_unrecordable(EndReason.RECORDING_FAILED.value, p.error_response(
+            "58030", f"jitgate can no longer record this session ({message}); closing it"))
+
+    def recording_limit(self, message: str) -> None:
+        """The session's recording reached `record_max_bytes`: cut, so one user cannot fill the disk."""
+        if self._closing:
+            return
+        log.warning("session %s cut: %s", self.session_id, message)
+        self._cut_unrecordable(EndReason.RECORDING_LIMIT.value, p.error_response(
+            "54000", f"jitgate closes this session: {message}",
+            hint="open a new session (it is recorded afresh), or ask the broker's operator for a larger "
+                 "--record-max-bytes"))
+
+    def _cut_unrecordable(self, reason: str, error: bytes) -> None:
+        """Nothing more from the client reaches upstream; the client is told why, then closed."""
+        self.end_reason = reason
+        self.client.relay_to(_discard)
+        self._say_and_close(error)
         asyncio.get_running_loop().call_later(self.broker.config.cut_wait, self.close_now)
 
     def _note(self, text: str) -> None:
@@ -594,12 +634,23 @@ class _Session:
             self.close_now()
 
     def _protocol_error(self, exc: p.ProtocolError) -> None:
-        self.end_reason = EndReason.ERROR.value
+        self.end_reason = EndReason.PROTOCOL_ERROR.value
         self._note(f"protocol error from the client: {exc.message}")
-        self.client.relay_to(lambda data: None)  # read nothing more from this client
+        self.client.relay_to(_discard)  # read nothing more from this client
         self._say_and_close(p.error_response(exc.sqlstate, exc.message, "FATAL"))
         if self._inject:
             asyncio.get_running_loop().call_later(self.broker.config.cut_wait, self.close_now)
+
+    def _upstream_closed(self) -> None:
+        """The upstream went away. If the client broke the protocol (PostgreSQL closes without a
+        word on a bad message length), the client is told so and the recording says so, even
+        when the upstream noticed before the broker's tracker walked those bytes."""
+        if not self._closing:
+            self._track()
+            refused = self._refusal
+            if refused is not None and refused[0]:
+                self._protocol_error(refused[1])
+        self.client.close()
 
     def close_now(self) -> None:
         """Close both sides (the upstream's running query is cancelled first)."""
@@ -628,7 +679,7 @@ class _Session:
         client.relay_to(self._c2s)
         up.relay_to(self._s2c)
         client.on_close = up.close
-        up.on_close = client.close
+        up.on_close = self._upstream_closed
         hello = [p.auth_request(p.AUTH_OK), *self.upstream.parameter_status, *self.upstream.notices,
                  p.backend_key_data(*self.cancel_key), p.ready_for_query(b"I")]
         client.write(b"".join(hello))

@@ -19,6 +19,7 @@ and so does the queue.
 """
 from __future__ import annotations
 
+import json
 import struct
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from broker.pg.protocol import (
     parse_error_fields,
     rows_from_tag,
 )
-from recorder.events import DbStatement, json_line, statement_record
+from recorder.events import DbStatement, Note, json_line, statement_record
 
 _U32 = struct.Struct("!I")
 _I16 = struct.Struct("!h")
@@ -184,7 +185,11 @@ _K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY, _NAME = range(8)
 # A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind,
 # ParameterDescription body or None); or, for a simple query answered by one command (most statements),
 # a QuickStatement: (Query message, answer chunk, datarows, start, end). Both have start and end at 3 and 4.
+# A statement sent and not answered yet, a SentStatement: (protocol, stmt body, bind body, start, kind,
+# ParameterDescription body or None), recorded as a note until its answer makes it a statement.
 RawStatement = tuple
+SENT_LENGTH = 6  # a SentStatement's length: how the recording process tells it from the others
+_STATEMENT_KINDS = (F_QUERY, F_FUNCTION, F_EXECUTE)
 
 _SERVER_OTHER = frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
                            B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA})
@@ -214,6 +219,9 @@ class StatementTracker:
         # message itself, not queued; answered by one command, it becomes a QuickStatement.
         self._query: bytes | None = None
         self._query_at = 0.0
+        # What `take_sent` handed over last: the kept Query, and the newest queued request.
+        self._sent_query: bytes | None = None
+        self._sent_op: list | None = None
         self.client = Walker(
             frozenset({F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_FUNCTION, F_CLOSE, F_DESCRIBE}),
             frozenset({F_SYNC}),
@@ -255,7 +263,10 @@ class StatementTracker:
     def _queue_query(self) -> None:
         """Put the Query kept aside in the queue, where everything but the hot path looks."""
         query, self._query = self._query, None
-        self._ops.append([F_QUERY, query[5:], None, self._query_at, None, None, False, None])  # type: ignore[index]
+        op = [F_QUERY, query[5:], None, self._query_at, None, None, False, None]  # type: ignore[index]
+        self._ops.append(op)
+        if query is self._sent_query:  # the queue was empty: this is its first request
+            self._sent_op = op
 
     def _on_client(self, t: int, body: bytes) -> None:
         if t == F_SYNC:
@@ -570,6 +581,32 @@ class StatementTracker:
             self._clock = own
         return None
 
+    def take_sent(self) -> list[RawStatement]:
+        """SentStatements for the requests sent upstream and not answered yet that were not
+        handed over before (each once, oldest first). Requests leave the queue only from its
+        front, so the ones after the newest handed over are the new ones."""
+        sent: list[RawStatement] = []
+        query = self._query
+        if query is not None and query is not self._sent_query:
+            self._sent_query = query
+            sent.append(("simple", query[5:], None, self._query_at, F_QUERY, None))
+        ops = self._ops
+        if ops and ops[-1] is not self._sent_op:
+            last = self._sent_op
+            new = []
+            for op in reversed(ops):
+                if op is last:
+                    break
+                new.append(op)
+            self._sent_op = ops[-1]
+            for op in reversed(new):
+                kind = op[_K]
+                if kind in _STATEMENT_KINDS and op[_START]:
+                    name = op[_NAME]
+                    sent.append(("simple" if kind != F_EXECUTE else "extended", op[_STMT], op[_BIND], op[_START],
+                                 kind, self._described.get(name) if name is not None else None))
+        return sent
+
     def take_completed(self) -> list[RawStatement]:
         """Hand over the finished statements (the list is replaced, not copied)."""
         done = self.completed
@@ -588,6 +625,9 @@ def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterato
     answers_seen: dict[bytes, tuple[str, int | None]] = {}  # a QuickStatement's answer -> (tag, rows it counts)
     tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
     for raw in raws:
+        if len(raw) == SENT_LENGTH:
+            yield json_line(sent_note(raw, recording_start).to_record()), 0
+            continue
         if len(raw) == 5:  # a QuickStatement
             query, answer, datarows, start, end = raw
             known = answers_seen.get(answer)
@@ -632,6 +672,19 @@ def _full_raw(quick: RawStatement) -> RawStatement:
     """A QuickStatement in the general raw form."""
     query, answer, datarows, start, end = quick
     return ("simple", query[5:], None, start, end, datarows, _answer_tag(answer), None, F_QUERY, None)
+
+
+SENT_PREFIX = "statement sent upstream, not answered yet: "
+
+
+def sent_note(sent: RawStatement, recording_start: float) -> Note:
+    """A SentStatement as the note that puts it on record before its answer."""
+    protocol, stmt, bind, start, kind, described = sent
+    event = decode_statement((protocol, stmt, bind, start, start, 0, None, None, kind, described))
+    text = SENT_PREFIX + event.text
+    if event.parameters:
+        text += " parameters: " + json.dumps(event.parameters, ensure_ascii=False)
+    return Note(text, max(0.0, start - recording_start))
 
 
 def decode_statement(raw: RawStatement) -> DbStatement:

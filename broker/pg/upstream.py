@@ -1,7 +1,9 @@
 """Logging in to the upstream PostgreSQL server as the approved role.
 
 Supports trust, cleartext password, md5 and SCRAM-SHA-256 (scramp), with an
-optional TLS upgrade (`sslmode` from the credentials URI). What the user gets
+optional TLS upgrade (`sslmode` from the credentials URI). A cleartext password
+is sent only over TLS verified against the credential's `sslrootcert`, or when
+the credential says `cleartext=allow` for this very address (`_check_cleartext`). What the user gets
 back is the upstream's own ParameterStatus messages and BackendKeyData.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 import scramp
 
 from broker.pg import protocol as p
-from broker.pg.credentials import UpstreamLogin
+from broker.pg.credentials import UpstreamLogin, split_address
 from broker.pg.pipe import Pipe, PipeClosed
 
 
@@ -41,18 +43,6 @@ class UpstreamSession:
     secret: int = 0
     parameter_status: list[bytes] = field(default_factory=list)  # raw 'S' messages, in order
     notices: list[bytes] = field(default_factory=list)  # raw 'N' messages seen during login
-
-
-def split_address(address: str, default_port: int = 5432) -> tuple[str, int]:
-    """"host:port" (or "[v6]:port", or "host") -> (host, port)."""
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port) if port else default_port
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address, default_port
-    return host, int(port)
 
 
 def _tls_context(login: UpstreamLogin) -> ssl.SSLContext:
@@ -123,6 +113,7 @@ async def _login(pipe: Pipe, host: str, port: int, database: str, login: Upstrea
                 raise UpstreamError(f"the database asks a password for role `{login.user}` and the broker has none configured",
                                     "28P01")
             if code == p.AUTH_CLEARTEXT:
+                _check_cleartext(pipe, host, port, login)
                 pipe.write(p.password_message(login.password.encode() + b"\x00"))
             elif code == p.AUTH_MD5:
                 inner = hashlib.md5(login.password.encode() + login.user.encode()).hexdigest()
@@ -163,6 +154,18 @@ async def _login(pipe: Pipe, host: str, port: int, database: str, login: Upstrea
             return session
         else:
             raise UpstreamError(f"unexpected message {kind!r} from the database during login", "08P01")
+
+
+def _check_cleartext(pipe: Pipe, host: str, port: int, login: UpstreamLogin) -> None:
+    """A cleartext password goes only over TLS verified against the operator's CA, or where the
+    credential itself allows it (bound to this address): a server that asks for it otherwise may
+    be anyone's, and would get the secret itself. md5 and SCRAM never send the password."""
+    if (pipe.tls and login.verified_tls) or login.allow_cleartext:
+        return
+    raise UpstreamError(f"the database at {host}:{port} asks for the password in cleartext over a connection "
+                        "whose server is not verified; jitgate does not send it (use sslmode=verify-full with "
+                        "sslrootcert in the credential, or cleartext=allow with the server's host:port in it)",
+                        "28000")
 
 
 async def send_cancel(host: str, port: int, pid: int, secret: int, timeout: float = 5.0) -> None:

@@ -107,8 +107,8 @@ class PrivateCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def policy_text(ro: str, rw: str, scram: PrivateCluster | None) -> str:
-    """Auto-approved databases, a 1 s grace so the warning and the cut come quickly."""
+def policy_text(ro: str, rw: str, scram: PrivateCluster | None, extra: dict[str, Any] | None = None) -> str:
+    """Auto-approved databases, a 1 s grace so the warning and the cut come quickly; `extra` resources."""
     db = {"kind": "postgres", "address": "127.0.0.1:5432", "database": "test", "labels": {"env": "dev"},
           "roles": [ro, rw], "owners": ["group:sre"]}
     resources: dict[str, Any] = {"testdb": db, "otherdb": {**db}}
@@ -116,6 +116,7 @@ def policy_text(ro: str, rw: str, scram: PrivateCluster | None) -> str:
         resources["scramdb"] = {"kind": "postgres", "address": f"127.0.0.1:{scram.port}", "database": "postgres",
                                 "labels": {"env": "dev"}, "roles": list(scram.roles), "owners": ["group:sre"],
                                 "credentials": "env:JGT_PRIVATE_DB"}
+    resources.update(extra or {})
     doc = {
         "version": 1,
         "settings": {"grace_period": GRACE, "pending_timeout": "1h", "default_max_extensions": 5,
@@ -139,7 +140,8 @@ class Token:
 class PgStack:
     """Control plane + pg broker + test roles on the local PostgreSQL (+ a private SCRAM cluster)."""
 
-    def __init__(self, tmp: Path, private: bool = True, broker_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: Path, private: bool = True, broker_args: tuple[str, ...] = (),
+                 resources: dict[str, Any] | None = None, broker_env: dict[str, str] | None = None) -> None:
         self.tmp = Path(tmp)
         suffix = secrets.token_hex(3)
         self.ro = f"jgt_ro_{suffix}"
@@ -165,6 +167,8 @@ class PgStack:
         self.broker_dir = self.tmp / "pg-broker"
         self.broker_port = 0
         self._broker_args = broker_args
+        self._resources = resources  # more resources in the policy (name -> resource mapping)
+        self.broker_env = dict(broker_env or {})  # more variables in the broker's environment
 
     # -------------------------------------------------------- life cycle
 
@@ -183,7 +187,7 @@ class PgStack:
         if self.private is not None:
             self.private.start()
         policies = self.tmp / "policies.yaml"
-        policies.write_text(policy_text(self.ro, self.rw, self.private))
+        policies.write_text(policy_text(self.ro, self.rw, self.private, self._resources))
         self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",))
         self.start_broker()
         return self
@@ -199,12 +203,14 @@ class PgStack:
         cmd = [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0",
                "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
                "--data-dir", str(self.broker_dir), "--issue-tls-from", str(self.cp.data.root),
-               "--tls-hostname", "localhost", *self._broker_args]
+               "--tls-hostname", "localhost", "--credentials-env", "JGT_PRIVATE_DB", *self._broker_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env["JGT_PRIVATE_DB"] = self.private_password
         role_env = "JGT_PRIVATE_DB_" + self.scram_role.upper()
-        env[role_env] = (f"postgresql://{self.scram_role}:{self.private_password}@db.invalid/x"
+        port = self.private.port if self.private is not None else 5432
+        env[role_env] = (f"postgresql://{self.scram_role}:{self.private_password}@127.0.0.1:{port}/x"
                          f"?sslmode=verify-full&sslrootcert={self.upstream_ca_file}")
+        env.update(self.broker_env)
         self.broker_proc, self.broker_port = spawn_broker(cmd, env, self.broker_log, addr, "pg broker", timeout=30)
 
     def stop_broker(self) -> int | None:

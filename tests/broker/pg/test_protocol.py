@@ -1,6 +1,7 @@
 """The sans-I/O PostgreSQL protocol and the relay's statement tracker, with byte strings."""
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -9,8 +10,8 @@ from hypothesis import strategies as st
 
 from broker.pg import protocol as p
 from broker.pg.config import parse_user
-from broker.pg.credentials import CredentialError, resolve_login
-from broker.pg.tracker import StatementTracker, Walker, decode_statement, statement_lines
+from broker.pg.credentials import CredentialError, CredentialSource
+from broker.pg.tracker import SENT_PREFIX, StatementTracker, Walker, decode_statement, statement_lines
 from tests.broker.pg.harness import LOCAL_PG, local_pg_available
 from tests.support import require
 
@@ -152,21 +153,60 @@ def test_user_syntax() -> None:
 
 
 def test_credentials_resolution(tmp_path) -> None:
-    env = {"ORDERS_DB_READONLY": "postgresql://ro:s%40cret@ignored:1/x?sslmode=require", "ORDERS_DB": "pw"}
-    ro = resolve_login("env:ORDERS_DB", "readonly", env)
+    env = {"ORDERS_DB_READONLY": "postgresql://ro:s%40cret@db:1/x?sslmode=require", "ORDERS_DB": "pw"}
+    creds = tmp_path / "creds"
+    (creds / "orders").mkdir(parents=True)
+    source = CredentialSource(env_names=("ORDERS_DB",), directory=creds)
+    ro = source.resolve("env:ORDERS_DB", "readonly", "db:1", env)
     assert (ro.user, ro.password, ro.sslmode) == ("ro", "s@cret", "require")
     assert "s@cret" not in repr(ro)
-    rw = resolve_login("env:ORDERS_DB", "readwrite", env)
+    rw = source.resolve("env:ORDERS_DB", "readwrite", "db:1", env)
     assert (rw.user, rw.password) == ("readwrite", "pw")
-    (tmp_path / "readonly").write_text("filepw\n")
-    assert resolve_login(f"file:{tmp_path}", "readonly").password == "filepw"
-    assert resolve_login("", "readonly").password is None
+    (creds / "orders" / "readonly").write_text("filepw\n")
+    assert source.resolve("file:orders", "readonly", "db:1").password == "filepw"
+    assert source.resolve("", "readonly", "db:1").password is None
     with pytest.raises(CredentialError, match="not set"):
-        resolve_login("env:NOPE", "r", {})
+        CredentialSource(env_names=("NOPE",)).resolve("env:NOPE", "r", "db:1", {})
     with pytest.raises(CredentialError, match="cannot be read"):
-        resolve_login(f"file:{tmp_path}/missing", "r")
+        source.resolve("file:missing", "r", "db:1")
     with pytest.raises(CredentialError):
-        resolve_login("vault:x", "r")
+        source.resolve("vault:x", "r", "db:1")
+
+
+def test_credentials_reach_only_what_the_broker_allows(tmp_path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (tmp_path / "broker-key.pem").write_text("-----BEGIN PRIVATE KEY-----")
+    (creds / "escape").symlink_to(tmp_path / "broker-key.pem")
+    (creds / "inside").write_text("pw")
+    (creds / "alias").symlink_to(creds / "inside")  # links that stay inside are fine (Kubernetes secrets)
+    env = {"JITGATE_CA_PASSPHRASE": "p", "DB_ORDERS": "pw", "AWS_SECRET": "s"}
+    source = CredentialSource(env_prefixes=("DB_",), directory=creds)
+    assert source.resolve("env:DB_ORDERS", "r", "db:1", env).password == "pw"
+    assert source.resolve("file:alias", "r", "db:1").password == "pw"
+    for ref, why in [("env:AWS_SECRET", "does not allow"), ("env:JITGATE_CA_PASSPHRASE", "does not allow"),
+                     (f"file:{tmp_path}/broker-key.pem", "absolute"), ("file:../broker-key.pem", "`..`"),
+                     ("file:escape", "outside"), ("file:inside/../../broker-key.pem", "`..`")]:
+        with pytest.raises(CredentialError, match=why):
+            source.resolve(ref, "r", "db:1", env)
+    with pytest.raises(CredentialError, match="no --credentials-dir"):
+        CredentialSource().resolve("file:inside", "r", "db:1")
+    with pytest.raises(CredentialError, match="does not allow"):
+        CredentialSource().resolve("env:DB_ORDERS", "r", "db:1", env)
+    # The broker's own settings cannot be allowed, nor a directory over its keys.
+    for bad in [dict(env_names=("JITGATE_CA_PASSPHRASE",)), dict(env_names=("JITGATE",)),
+                dict(env_prefixes=("JIT",)), dict(env_prefixes=("",)), dict(env_prefixes=("A",)),
+                dict(directory=tmp_path, protected=(creds,)), dict(directory=creds / "nope")]:
+        with pytest.raises(ValueError):
+            CredentialSource(**bad)
+    # A URI that names its server binds the secret to it; cleartext only so bound.
+    env = {"DB_X": "postgresql://u:pw@Db.example:6543/x?cleartext=allow"}
+    login = source.resolve("env:DB_X", "r", "db.example:6543", env)
+    assert login.allow_cleartext and login.bound_to == ("db.example", 6543)
+    with pytest.raises(CredentialError, match="not for the resource's address evil:5432"):
+        source.resolve("env:DB_X", "r", "evil:5432", env)
+    with pytest.raises(CredentialError, match="names no host"):
+        source.resolve("env:DB_X", "r", "db:1", {"DB_X": "postgresql://u:pw@/x?cleartext=allow"})
 
 
 # ---------------------------------------------------------------- the walker
@@ -366,6 +406,33 @@ def test_unanswered_statements_are_recorded_when_the_session_ends() -> None:
     [r] = [decode_statement(x) for x in t.take_completed()]
     assert (r.text, r.error_sqlstate, r.error_message) == ("select pg_sleep(60)", "57P01", "cut")
     assert t.in_flight == 0
+
+
+def sent_texts(t: StatementTracker) -> list[str]:
+    return [json.loads(line)["text"] for line, _ in statement_lines(t.take_sent(), 0.0)]
+
+
+def test_statements_sent_are_handed_over_once_before_their_answer() -> None:
+    t = StatementTracker(clock=lambda: 5.0)
+    t.from_client(msg(b"Q", cstr("insert into t select 1 from pg_sleep(4)")))  # the Query kept aside
+    assert sent_texts(t) == [SENT_PREFIX + "insert into t select 1 from pg_sleep(4)"]
+    assert sent_texts(t) == []  # once
+    t.from_client(msg(b"Q", cstr("select 2")))  # queues the first (already handed over) behind nothing
+    assert sent_texts(t) == [SENT_PREFIX + "select 2"]
+    t.from_client(msg(b"P", cstr("") + cstr("insert into t values ($1)") + b"\x00\x00") + bind("", "42")
+                  + execute() + msg(b"S"))
+    assert sent_texts(t) == [SENT_PREFIX + 'insert into t values ($1) parameters: ["42"]']
+    t.from_server(msg(b"C", cstr("INSERT 0 1")) + ready() + msg(b"T", b"..") + ROW + msg(b"C", cstr("SELECT 1"))
+                  + ready())
+    assert sent_texts(t) == [] and t.in_flight == 4  # Parse, Bind, Execute, Sync still wait
+    t.from_server(msg(b"1") + msg(b"2") + msg(b"C", cstr("INSERT 0 1")) + ready())
+    assert [decode_statement(r).text for r in t.take_completed()] == [
+        "insert into t select 1 from pg_sleep(4)", "select 2", "insert into t values ($1)"]
+    assert t.take_sent() == [] and t.in_flight == 0
+    # The note sits at the statement's start in the recording.
+    t.from_client(msg(b"Q", cstr("select 3")))
+    [(line, text_bytes)] = statement_lines(t.take_sent(), 2.0)
+    assert json.loads(line) == {"t": 3.0, "type": "note", "text": SENT_PREFIX + "select 3"} and text_bytes == 0
 
 
 def test_query_kept_aside_keeps_its_place_among_pipelined_and_split_answers() -> None:
