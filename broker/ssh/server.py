@@ -103,7 +103,8 @@ class SSHBroker:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         passphrase = passphrase_from_env_or_dir(cfg.key_dir)
         host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
-        self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase)
+        self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase,
+                                             max_recording_bytes=cfg.max_recording_bytes)
         self.spool = EndReportSpool(cfg.data_dir)
         # Ends not yet acknowledged before a restart, and sessions a crash left open.
         self.spool.crashed_sessions(self.recordings, self.cp.name, live=set())
