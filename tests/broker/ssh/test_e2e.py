@@ -17,9 +17,9 @@ import pytest
 from google.protobuf import duration_pb2
 
 from ca import SSHCertificateAuthority, new_serial, parse_certificate
-from jitgate.v1 import access_pb2, audit_pb2, types_pb2
+from jitgate.v1 import access_pb2, audit_pb2
 from recorder import FileRecordingStore
-from tests.broker.ssh.harness import SshStack, UserKey, wait_for
+from tests.broker.ssh.harness import SshStack, UserKey, ended_session, sessions_of, text, wait_for
 from tests.support import require_binary
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,18 +39,6 @@ def alice(stack: SshStack) -> UserKey:
     return stack.user_key("alice", grant.id)
 
 
-def sessions_of(stack: SshStack, grant_id: str) -> list[types_pb2.Session]:
-    return list(stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions)
-
-
-def ended_session(stack: SshStack, grant_id: str, count: int = 1) -> list[types_pb2.Session]:
-    """The grant's sessions once `count` of them have ended (ReportSessionEnd arrived)."""
-    def done() -> list[types_pb2.Session]:
-        ended = [s for s in sessions_of(stack, grant_id) if s.end_reason]
-        return ended if len(ended) >= count else []
-    return wait_for(done, timeout=15)
-
-
 def recordings(stack: SshStack) -> FileRecordingStore:
     return FileRecordingStore(stack.broker_dir)
 
@@ -58,10 +46,6 @@ def recordings(stack: SshStack) -> FileRecordingStore:
 def refusals(stack: SshStack) -> list[dict]:
     events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="session.refused", page_size=500))
     return [json.loads(e.data_json) for e in events.events]
-
-
-def text(r: subprocess.CompletedProcess[bytes]) -> str:
-    return (r.stdout + r.stderr).decode(errors="replace")
 
 
 # ------------------------------------------------------------------ relay
