@@ -226,11 +226,13 @@ class ForwardSession(asyncssh.SSHTCPSession):
         self.end_reason = cut.reason
         if self.recording is not None:
             self._recorded(self.recording.mark, cut.message)
-        if self._up_conn is not None:
-            self._up_conn.close()
+        # The disconnect (with the line) goes before the channel closes: OpenSSH prints it
+        # ("Received disconnect ...: jitgate: ..."), while `ssh -W` exits at its channel's close.
+        self._conn.disconnect(cut.message)
         if self._chan is not None:
             self._chan.close()
-        self._conn.disconnect(cut.message)
+        if self._up_conn is not None:
+            self._up_conn.close()
 
     async def _finish(self) -> None:
         if self._finished:

@@ -452,10 +452,12 @@ class BrokerSession(asyncssh.SSHServerSession):
     async def _cut_user_side(self, cut: Cut) -> None:
         """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
         self.end_reason = cut.reason
-        if self.monitor is not None:
+        if self.monitor is not None and cut.reason == "expired":
             late = (utcnow() - self.monitor.deadline).total_seconds() * 1000
             log.info("session %s cut (%s), %.0f ms after its deadline", self.auth.session_id if self.auth else "?",
                      cut.reason, late)
+        else:
+            log.info("session %s cut (%s)", self.auth.session_id if self.auth else "?", cut.reason)
         chan = self._chan
         # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
         # the same second, sends are most of what a cut costs.

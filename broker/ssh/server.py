@@ -305,11 +305,21 @@ class BrokerConnection(asyncssh.SSHServer):
                     pass
 
     def disconnect(self, reason: str) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
-            except OSError:
-                pass
+        """End the connection with `reason`, which OpenSSH prints ("Received disconnect ...").
+
+        asyncssh's `disconnect` closes the channels before it sends DISCONNECT, and `ssh -W`
+        exits at its channel's close without reading further: the reason goes out first
+        here (asyncssh 2.x `_send_disconnect`, pinned by tests/security/test_ssh_recording.py),
+        so a cut forward shows its line too."""
+        if self.conn is None:
+            return
+        try:
+            send_first = getattr(self.conn, "_send_disconnect", None)
+            if send_first is not None and not self.conn.is_closed():
+                send_first(asyncssh.DISC_BY_APPLICATION, reason, "en-US")
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+        except OSError:
+            pass
 
     # -------------------------------------------------------- authentication
 

@@ -229,6 +229,21 @@ def text(r: subprocess.CompletedProcess[bytes]) -> str:
     return (r.stdout + r.stderr).decode(errors="replace")
 
 
+def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytearray, timeout: float = 20) -> None:
+    """Read the process's output into `seen` until `marker` is in it."""
+    import select
+
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} not seen in {bytes(seen)!r}"
+        if select.select([proc.stdout], [], [], left)[0]:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"output ended before {marker!r}: {bytes(seen)!r}"
+            seen += chunk
+
+
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll `predicate()` until truthy (returns it) or fail after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from google.protobuf import duration_pb2
 from ca import SSHCertificateAuthority, new_serial, parse_certificate
 from jitgate.v1 import access_pb2, audit_pb2
 from recorder import FileRecordingStore
-from tests.broker.ssh.harness import SshStack, UserKey, ended_session, sessions_of, text, wait_for
+from tests.broker.ssh.harness import SshStack, UserKey, ended_session, read_until, sessions_of, text, wait_for
 from tests.support import require_binary
 
 pytestmark = pytest.mark.timeout(120)
@@ -109,22 +109,6 @@ def cast_of(stack: SshStack, ref: str) -> tuple[dict, list[list]]:
     cast = next(p for p in (stack.broker_dir / "recordings" / ref).iterdir() if p.suffix == ".cast")
     lines = cast.read_text().splitlines()
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-
-
-def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytearray, timeout: float = 20) -> None:
-    """Read the process's output into `seen` until `marker` is in it."""
-    import os
-    import select
-
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{marker!r} not seen in {bytes(seen)!r}"
-        if select.select([proc.stdout], [], [], left)[0]:
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            assert chunk, f"output ended before {marker!r}: {bytes(seen)!r}"
-            seen += chunk
 
 
 def test_a_password_typed_at_a_silent_prompt_is_not_recorded(stack: SshStack, alice: UserKey) -> None:
