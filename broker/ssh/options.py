@@ -71,6 +71,16 @@ def control_plane_channel(req: ChannelRequest) -> str:
     return "exec" if req.runs_commands else "shell"
 
 
+def channel_hint(req: ChannelRequest) -> str:
+    """Why a request counts as the channel `control_plane_channel` names, when that is not
+    obvious to the user ("" when it is): added to the control plane's refusal."""
+    if req.subsystem is None and req.transfers_files:
+        return "scp -O, sftp-server and rsync transfer files, which is `sftp`"
+    if req.subsystem is None and req.command is None and not req.terminal:
+        return "a shell without a terminal runs the commands piped into it, which is `exec`; try ssh -t"
+    return ""
+
+
 def refusal(req: ChannelRequest, opts: SessionOptions) -> str:
     """The line a user sees when `opts` do not allow `req`; "" when they do."""
     if req.terminal and not opts.pty:

@@ -29,7 +29,7 @@ import asyncssh
 
 from broker.cpclient import Authorization, ControlPlaneError, SshCredential
 from broker.monitor import Cut, SessionMonitor, utcnow
-from broker.ssh.options import ChannelRequest, control_plane_channel, refusal
+from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
 from broker.ssh.upstream import UpstreamError, connect_upstream
 from recorder import (
@@ -211,15 +211,19 @@ class BrokerSession(asyncssh.SSHServerSession):
     async def _start_inner(self) -> None:
         conn = self._conn
         cred: SshCredential = conn.credential  # type: ignore[assignment]
+        channel = control_plane_channel(self.request)
         try:
             self.auth = await self._broker.cp.authorize_session(
                 kind="ssh", resource=conn.target.resource, login=conn.target.login,
-                client_address=conn.client_address, channel=control_plane_channel(self.request), ssh=cred)
+                client_address=conn.client_address, channel=channel, ssh=cred)
         except ControlPlaneError as exc:
             if exc.unavailable:
                 msg = "the control plane is unreachable, so no new sessions can start; try again shortly"
             else:
                 msg = exc.message
+                hint = channel_hint(self.request)
+                if hint and f"`{channel}` is not allowed" in msg:
+                    msg = f"{msg} ({hint})"
             await self._refuse(f"access refused: {msg}")
             return
         if self._lost:  # the user left while the control plane answered: end it there
