@@ -31,6 +31,7 @@ from recorder import chain
 from recorder.events import Event, Kind, RecordingError, check_metadata, write_error
 from recorder.header import RecordingHeader
 from recorder.keys import load_or_create_signing_key, load_public_key
+from recorder.limits import check_max_recording_bytes
 from recorder.reader import RecordingInfo, RecordingReader, parse_event
 from recorder.verify import VerifyResult, verify_recording
 from recorder.writer import RecordingWriter
@@ -178,6 +179,8 @@ class FileRecordingStore:
         self.root = self.data_dir / "recordings"
         self.key_dir = self.data_dir / "recorder"
         self._flush_interval = flush_interval
+        if max_recording_bytes is not None:
+            check_max_recording_bytes(max_recording_bytes)
         self.max_recording_bytes = max_recording_bytes
         self._signing_key: Ed25519PrivateKey | None = None
         if passphrase is not None:

@@ -19,7 +19,8 @@ be created is refused at open, and its session is reported ended at once.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import asyncssh
 
@@ -143,14 +144,14 @@ class ForwardSession(asyncssh.SSHTCPSession):
         log.error("recording of forwarding %s stopped: %s", self.auth.session_id, exc)
         self._broker.spawn(self._cut(recording_cut(exc)))
 
-    def _recorded(self, write: Any, data: bytes) -> bool:
+    def _recorded(self, write: Callable[..., None], *args: object) -> bool:
         """Record one chunk; False (and the connection is being cut) when the recording has
         stopped or refused it."""
         rec = self.recording
         if rec is None or rec.error is not None:
             return False
         try:
-            write(data)
+            write(*args)
         except RecordingError as exc:
             self._recording_failed(exc)
             return False

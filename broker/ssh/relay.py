@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -309,7 +310,7 @@ class BrokerSession(asyncssh.SSHServerSession):
         log.error("recording of session %s stopped: %s", self.auth.session_id if self.auth else "?", exc)
         self._broker.spawn(self._cut(recording_cut(exc)))
 
-    def _recorded(self, write: Any, *args: Any) -> bool:
+    def _recorded(self, write: Callable[..., None], *args: Any) -> bool:
         """Run one recorder call; False (and the session is being cut) when the recording
         has stopped or refused it."""
         rec = self.recording
@@ -337,6 +338,7 @@ class BrokerSession(asyncssh.SSHServerSession):
         assert rec is not None
         if self._sftp is not None:
             self._sftp.server_data(data)
+            rec.commit()  # an operation the server answered is on record before the client sees it
         elif datatype == STDERR and self._term is None:
             rec.write_stderr(data)
         else:

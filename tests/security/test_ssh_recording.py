@@ -131,17 +131,20 @@ def the_session(stack: SshStack, key: UserKey) -> types_pb2.Session:
     return session
 
 
-def recorded_stdout(stack: SshStack, ref: str) -> int:
-    """Bytes of stdout in an exec recording's complete lines (a torn last line is skipped)."""
-    total = 0
+def records(stack: SshStack, ref: str) -> list[dict]:
+    """The JSON lines of a recording's events file (a torn last line is skipped)."""
+    out = []
     for line in (stack.broker_dir / "recordings" / ref / "events.jsonl").read_bytes().split(b"\n")[1:]:
         try:
-            record = json.loads(line)
+            out.append(json.loads(line))
         except ValueError:
             continue
-        if record.get("type") == "stdout":
-            total += len(base64.b64decode(record["b64"]))
-    return total
+    return out
+
+
+def recorded_stdout(stack: SshStack, ref: str) -> int:
+    """Bytes of stdout in an exec recording."""
+    return sum(len(base64.b64decode(r["b64"])) for r in records(stack, ref) if r.get("type") == "stdout")
 
 
 def assert_intact_up_to_the_reported_hash(stack: SshStack, session: types_pb2.Session) -> None:
@@ -233,6 +236,38 @@ def is_listening(port: int) -> bool:
     """A TCP socket listens on loopback `port` (read from /proc: a probe connection would open a forward)."""
     rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return any(row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A" for row in rows)
+
+
+def test_an_sftp_session_is_cut_and_no_file_is_written_through_an_unrecorded_open(
+        stack: RecordingDiskStack, key: UserKey, tmp_path: Path) -> None:
+    # A full disk still takes appends into the last block of a recording's files, so the
+    # session runs a few operations on before a write fails: many puts, one after another.
+    require_binary("sftp")
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"p" * 10_000)
+    dests = [marker() for _ in range(100)]
+    proc = subprocess.Popen(stack.sftp_argv(key, "web-01", Path("-")), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = bytearray()
+    proc.stdin.write(b"pwd\n")  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    read_until(proc, b"Remote working directory", seen)
+    try:
+        with stack.full_disk():
+            batch = "".join(f"put {src} {d}\n" for d in dests).encode()
+            _, err = proc.communicate(batch, timeout=60)
+            session = the_session(stack, key)
+        assert proc.returncode != 0
+        assert b"jitgate: the broker can no longer record this session (no space left on the recordings disk)" \
+            in err, err
+        assert session.end_reason == "recording_failed"
+        opened = {record.get("path") for record in records(stack, session.recording_ref) if record.get("op") == "open"}
+        written = [str(d) for d in dests if d.exists()]
+        assert len(written) < len(dests)  # cut before the batch ended
+        assert set(written) <= opened  # a handle reached the client only once its open was on record
+    finally:
+        for d in dests:
+            d.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
