@@ -203,7 +203,7 @@ class ForwardSession(asyncssh.SSHTCPSession):
         self.bytes_out += len(data)
 
     def target_eof(self) -> None:
-        if self._chan is not None:
+        if self._chan is not None and not self._cutting and not self._recording_stopped:
             self._chan.write_eof()
 
     def pause_user(self) -> None:
@@ -215,8 +215,8 @@ class ForwardSession(asyncssh.SSHTCPSession):
             self._chan.resume_reading()
 
     def target_closed(self) -> None:
-        if self._chan is not None and not self._cutting:
-            self._chan.close()
+        if self._chan is not None and not self._cutting and not self._recording_stopped:
+            self._chan.close()  # after the recording stopped, the cut closes it, after its disconnect
 
     # -------------------------------------------------------- cut and end
 

@@ -402,7 +402,8 @@ class BrokerSession(asyncssh.SSHServerSession):
         self.bytes_out += len(data)
 
     def target_eof(self) -> None:
-        if self._chan is not None and not self._cutting:
+        # After the recording stopped nothing more is relayed: an EOF would keep the cut's line out.
+        if self._chan is not None and not self._cutting and not self._recording_stopped:
             self._chan.write_eof()
 
     def pause_user(self) -> None:
@@ -415,8 +416,8 @@ class BrokerSession(asyncssh.SSHServerSession):
 
     def target_closed(self, status: int | None, signal: tuple[str, bool, str, str] | None,
                       exc: Exception | None) -> None:
-        if self._cutting or self._chan is None:
-            return
+        if self._cutting or self._recording_stopped or self._chan is None:
+            return  # the cut closes the channel, after its line
         if self.recording is not None and self._term is None and self._sftp is None:
             self._recorded(self.recording.write_event, ExecExit(status=status, signal=signal[0] if signal else None))
         if exc is not None and status is None and signal is None:
