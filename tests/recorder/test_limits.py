@@ -154,3 +154,14 @@ def test_a_disk_that_fills_up_stops_the_writer_and_what_was_written_stays_intact
     assert intact_hash and w.written_hash
     first = [json.loads(line) for line in (store.root / w.ref / "events.jsonl").read_bytes().splitlines()[1:2]]
     assert first[0]["type"] == "stdin"
+
+
+def test_records_input_follows_the_keystroke_policy(store: FileRecordingStore, data_dir: Path) -> None:
+    terminal = store.create("s-keys-off", Kind.TERMINAL, {}, keystrokes=False)
+    typed = store.create("s-keys-on", Kind.TERMINAL, {}, keystrokes=True)
+    exec_ = store.create("s-exec-in", Kind.EXEC, {}, command="sh")
+    assert (terminal.records_input, typed.records_input, exec_.records_input) == (False, True, True)
+    for w in (terminal, typed, exec_):
+        w.close_sync()
+    with pytest.raises(ValueError, match="below the minimum"):
+        FileRecordingStore(data_dir, passphrase=PASSPHRASE, max_recording_bytes=1024)
