@@ -23,24 +23,33 @@ if TYPE_CHECKING:
               help="host key, key passphrase and recordings")
 @click.option("--record-keystrokes", is_flag=True,
               help="also record what users type in terminals (passwords typed at prompts that do not echo too)")
+@click.option("--max-recording-bytes", default="1GiB", show_default=True, metavar="SIZE",
+              help="bytes one session's recording may take (e.g. 512MiB); past it the session is cut")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @passphrase_options
 @refusal_options
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
-               uvloop: bool, log_level: str, **refusals: Any) -> None:
+               max_recording_bytes: str, uvloop: bool, log_level: str, **refusals: Any) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.
 
     The broker's host key is made on first start in DATA_DIR (ssh_host_ed25519_key.pub);
     users pin it with `jitgate ssh-config`.
     """
     from broker.ssh.config import BrokerConfig
+    from recorder.limits import parse_size
 
     start_logging(log_level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
+        max_bytes = parse_size(max_recording_bytes)
+    except ValueError as exc:
+        fail(f"--max-recording-bytes: {exc}")
+        return
+    try:
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
-                                    record_keystrokes=record_keystrokes, refusals=refusal_limits(**refusals))
+                                    record_keystrokes=record_keystrokes, max_recording_bytes=max_bytes,
+                                    refusals=refusal_limits(**refusals))
     except ValueError as exc:
         fail(str(exc))
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import errno
 import json
 import re
 from dataclasses import dataclass, field
@@ -46,6 +47,54 @@ class EndReason(str, enum.Enum):
 
 class RecordingError(Exception):
     """A recording cannot be created, written, read or found."""
+
+
+class RecordingWriteError(RecordingError):
+    """The recording's storage refused a write (disk full, quota, I/O error).
+
+    `problem` says what happened in words a user can be shown (`storage_problem`)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+class RecordingLimitError(RecordingError):
+    """The recording reached its bound on bytes (`limit`); the event that would have passed it
+    was not written, and the recording takes nothing more but its seal."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+# errno -> what a user is told when a recording cannot be written.
+_STORAGE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the recordings disk",
+    errno.EDQUOT: "the recordings disk quota is used up",
+    errno.EFBIG: "a recording file reached the file size limit",
+    errno.EIO: "an I/O error on the recordings disk",
+    errno.EROFS: "the recordings disk is read-only",
+    errno.EACCES: "the recordings directory is not writable",
+    errno.EPERM: "the recordings directory is not writable",
+    errno.EMFILE: "the broker has too many open files",
+    errno.ENFILE: "the system has too many open files",
+}
+
+
+def storage_problem(exc: OSError) -> str:
+    """A plain phrase for why storage refused a write (for the line a user sees)."""
+    known = _STORAGE_PROBLEMS.get(exc.errno or 0)
+    if known:
+        return known
+    return f"the recordings disk failed ({(exc.strerror or str(exc)).lower()})"
+
+
+def write_error(ref: str, exc: OSError) -> RecordingWriteError:
+    """The RecordingWriteError for an OSError met while writing recording `ref`."""
+    problem = storage_problem(exc)
+    return RecordingWriteError(f"recording {ref} cannot be written: {problem}", problem)
+
 
 
 # ---------------------------------------------------------------- terminal

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,9 +28,10 @@ from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from recorder import chain
-from recorder.events import Event, Kind, RecordingError, check_metadata
+from recorder.events import Event, Kind, RecordingError, check_metadata, write_error
 from recorder.header import RecordingHeader
 from recorder.keys import load_or_create_signing_key, load_public_key
+from recorder.limits import check_max_recording_bytes
 from recorder.reader import RecordingInfo, RecordingReader, parse_event
 from recorder.verify import VerifyResult, verify_recording
 from recorder.writer import RecordingWriter
@@ -167,14 +169,19 @@ class FileRecordingStore:
     `passphrase` unlocks (or creates) the recorder's signing key; without it the
     store only reads, lists, verifies and follows. `trusted_keys` adds public
     keys whose seals verify (other brokers, rotated keys) to this store's own.
+    `max_recording_bytes` bounds each recording it creates (recorder.limits; None: no bound).
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], passphrase: bytes | None = None, *,
-                 trusted_keys: Sequence[Ed25519PublicKey] = (), flush_interval: float = 1.0) -> None:
+                 trusted_keys: Sequence[Ed25519PublicKey] = (), flush_interval: float = 1.0,
+                 max_recording_bytes: int | None = None) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.root = self.data_dir / "recordings"
         self.key_dir = self.data_dir / "recorder"
         self._flush_interval = flush_interval
+        if max_recording_bytes is not None:
+            check_max_recording_bytes(max_recording_bytes)
+        self.max_recording_bytes = max_recording_bytes
         self._signing_key: Ed25519PrivateKey | None = None
         if passphrase is not None:
             self._signing_key = load_or_create_signing_key(self.key_dir, passphrase)
@@ -202,7 +209,8 @@ class FileRecordingStore:
         """Start a recording of `session_id`. Terminal options: width, height, env (TERM, SHELL),
         title, command, keystrokes (False: what the user typed is counted, not written; the
         output shows what the terminal echoed); exec: command. Call from the event loop when
-        used with asyncio."""
+        used with asyncio. A recording that cannot be started raises RecordingError
+        (`RecordingWriteError` when storage refused it: disk full, I/O error)."""
         if self._signing_key is None:
             raise RecordingError("this recording store was opened without the recorder key passphrase")
         if not _SESSION_ID.fullmatch(session_id):
@@ -212,17 +220,26 @@ class FileRecordingStore:
         check_metadata(meta_in)
         if command is not None:
             check_metadata(command, "command")
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ref, directory = self._allocate(session_id)
-        header = RecordingHeader(ref=ref, session_id=session_id, kind=kind, started_at=time.time(),
-                                 metadata=meta_in, width=width, height=height, command=command,
-                                 title=title, env=dict(env or {}))
-        meta = {"ref": ref, "session_id": session_id, "kind": kind.value,
-                "started_at": header.started_at, "metadata": meta_in, "command": command}
-        sink = FileSink(directory, kind, meta)  # files first: a listed recording has its files
-        _write_json_atomic(directory / META_NAME, meta)
-        return RecordingWriter(sink, header, self._signing_key, flush_interval=self._flush_interval,
-                               on_error=on_error, keystrokes=keystrokes)
+        directory: Path | None = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ref, directory = self._allocate(session_id)
+            header = RecordingHeader(ref=ref, session_id=session_id, kind=kind, started_at=time.time(),
+                                     metadata=meta_in, width=width, height=height, command=command,
+                                     title=title, env=dict(env or {}))
+            meta = {"ref": ref, "session_id": session_id, "kind": kind.value,
+                    "started_at": header.started_at, "metadata": meta_in, "command": command}
+            sink = FileSink(directory, kind, meta)  # files first: a listed recording has its files
+            _write_json_atomic(directory / META_NAME, meta)
+            return RecordingWriter(sink, header, self._signing_key, flush_interval=self._flush_interval,
+                                   on_error=on_error, keystrokes=keystrokes, max_bytes=self.max_recording_bytes)
+        except (OSError, RecordingError) as exc:
+            if directory is not None:
+                # A recording that never started holds nothing: leave no half-made one behind.
+                shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise write_error(session_id, exc) from None
+            raise
 
     def _allocate(self, session_id: str) -> tuple[str, Path]:
         # mkdir is atomic: two writers of one session never share a directory.

@@ -5,7 +5,10 @@ hash chain and appends to an in-memory buffer; nothing waits on the disk. The
 buffer goes to the OS (a plain `write`, no fsync) when it is a second old or
 large, so a crash loses at most about the last second; `close` fsyncs and seals.
 A write error is kept and raised by the next call (and passed to `on_error`),
-so a broker can fail closed and cut a session it can no longer record.
+so a broker can fail closed and cut a session it can no longer record;
+`commit()` hands the buffer to the OS at once and raises, for bytes that must be
+on record before they are relayed (a kill -9 of the broker after it loses none).
+`max_bytes` bounds what one recording writes (see recorder.limits).
 Not thread-safe: call it from one thread (the event loop's).
 """
 from __future__ import annotations
@@ -22,9 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from recorder import chain
 from recorder.events import (
     DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
-    SftpOp, TerminalEvent, exec_line, json_line,
+    RecordingLimitError, SftpOp, TerminalEvent, exec_line, json_line, write_error,
 )
 from recorder.header import RecordingHeader
+from recorder.limits import format_size
+
+# Bytes each line adds to the chain file (64 hex digits and a newline).
+_CHAIN_LINE = 65
 
 _ALLOWED: dict[Kind, tuple[type, ...]] = {
     Kind.TERMINAL: (TerminalEvent, Note),
@@ -68,6 +75,7 @@ class RecordingWriter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         keystrokes: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
         self._sink = sink
         self._header = header
@@ -78,6 +86,8 @@ class RecordingWriter:
         self._interval = flush_interval
         self._max_buffer = max_buffer
         self._on_error = on_error
+        self._max_bytes = max_bytes
+        self._size = 0  # bytes of data and chain lines taken so far (the bound's measure)
         self._clock = clock
         self._wall = wall_clock
         self._t0 = clock()
@@ -91,6 +101,7 @@ class RecordingWriter:
         self._chain: list[str] = []
         self._pending = 0
         self._hash = chain.genesis(header.ref)
+        self._written_hash: bytes | None = None  # chain head of the lines the OS has
         self._events = -1  # the header line is not an event
         self.bytes_in = 0
         self.bytes_out = 0
@@ -101,9 +112,13 @@ class RecordingWriter:
         self._out_dec = codecs.getincrementaldecoder("utf-8")("replace")
         self._in_dec = codecs.getincrementaldecoder("utf-8")("replace")
         self._add(header.to_line(), self._t0)
-        self.flush()  # the header now: a recording that cannot start fails here, not later
+        # The header now: a recording that cannot start fails here (raised, not reported
+        # through `on_error`: the caller has no session to cut yet).
+        self._on_error = None
+        self.flush()
         if self._error is not None:
             raise self._error
+        self._on_error = on_error
 
     # ------------------------------------------------------------ properties
 
@@ -144,8 +159,25 @@ class RecordingWriter:
 
     @property
     def error(self) -> RecordingError | None:
-        """The write error that stopped this recording, if any."""
+        """What stopped this recording, if anything: a `RecordingWriteError` (it can no
+        longer be written) or a `RecordingLimitError` (full; it can still be sealed)."""
         return self._error
+
+    @property
+    def written_hash(self) -> str:
+        """Chain head (hex) of the lines already handed to the OS ("" before any): what a
+        recording that cannot be sealed is intact up to."""
+        return self._written_hash.hex() if self._written_hash is not None else ""
+
+    @property
+    def records_input(self) -> bool:
+        """Whether `write_input` writes what the user sent (False: terminal keystrokes are
+        only counted)."""
+        return self._keystrokes or not self._terminal
+
+    @property
+    def max_bytes(self) -> int | None:
+        return self._max_bytes
 
     # ------------------------------------------------------------ hot path
 
@@ -153,28 +185,27 @@ class RecordingWriter:
         """Bytes from the target to the user (terminal output, exec stdout)."""
         self._check()
         now = self._clock()
-        self.bytes_out += len(data)
         if self._terminal:
             text = self._out_dec.decode(data)
             if text:
                 self._add(f'[{now - self._t0:.6f}, "o", {encode_basestring(text)}]', now)
         else:
             self._write_exec("stdout", data, now)
+        self.bytes_out += len(data)
 
     def write_input(self, data: bytes) -> None:
         """Bytes from the user to the target (terminal keystrokes, exec stdin). Keystrokes
         are only counted when the recording was made with `keystrokes=False`."""
         self._check()
         now = self._clock()
-        self.bytes_in += len(data)
         if self._terminal:
-            if not self._keystrokes:
-                return
-            text = self._in_dec.decode(data)
-            if text:
-                self._add(f'[{now - self._t0:.6f}, "i", {encode_basestring(text)}]', now)
+            if self._keystrokes:
+                text = self._in_dec.decode(data)
+                if text:
+                    self._add(f'[{now - self._t0:.6f}, "i", {encode_basestring(text)}]', now)
         else:
             self._write_exec("stdin", data, now)
+        self.bytes_in += len(data)
 
     def write_stderr(self, data: bytes) -> None:
         """Exec stderr (terminals have one output stream: use `write_output`)."""
@@ -182,8 +213,8 @@ class RecordingWriter:
         if self._terminal:
             raise RecordingError("a terminal recording has no separate stderr: use write_output")
         now = self._clock()
-        self.bytes_out += len(data)
         self._write_exec("stderr", data, now)
+        self.bytes_out += len(data)
 
     def resize(self, width: int, height: int) -> None:
         """The terminal's new size (an asciicast "r" event)."""
@@ -252,7 +283,14 @@ class RecordingWriter:
         data, hashes = self._data, self._chain
         link = chain.link
         size = count = text_bytes = 0
+        room = None if self._max_bytes is None else self._max_bytes - self._size
+        full = False
         for raw, text_len in lines:
+            if room is not None:
+                room -= len(raw) + 1 + _CHAIN_LINE
+                if room < 0:
+                    full = True  # this statement and the rest are refused below
+                    break
             h = link(h, raw)
             data.append(raw)
             hashes.append(h.hex())
@@ -263,6 +301,9 @@ class RecordingWriter:
         self._events += count
         self.bytes_in += text_bytes
         self._pending += size
+        self._size += size + count * (1 + _CHAIN_LINE)
+        if full:
+            self._reach_limit(self._clock())
         if count:
             self._flush_when_due(self._clock())
 
@@ -279,13 +320,37 @@ class RecordingWriter:
         self._add_raw(line.encode("utf-8"), now)
 
     def _add_raw(self, raw: bytes, now: float) -> None:
+        """Chain and buffer one encoded line (refused past `max_bytes`)."""
+        if self._max_bytes is not None and self._size + len(raw) + 1 + _CHAIN_LINE > self._max_bytes:
+            self._reach_limit(now)
+        self._append_line(raw, now)
+
+    def _append_line(self, raw: bytes, now: float) -> None:
         """Chain and buffer one encoded line: the hash covers exactly these bytes."""
         self._hash = chain.link(self._hash, raw)
         self._data.append(raw)
         self._chain.append(self._hash.hex())
         self._pending += len(raw)
+        self._size += len(raw) + 1 + _CHAIN_LINE
         self._events += 1
         self._flush_when_due(now)
+
+    def _reach_limit(self, now: float) -> None:
+        """The bound is reached: a note says so, nothing more is taken but the seal. Raises."""
+        assert self._max_bytes is not None
+        limit = format_size(self._max_bytes)
+        text = f"the recording reached its limit of {limit}; the session is cut here"
+        note = Note(text=text, t=round(now - self._t0, 6))
+        line = (TerminalEvent("m", text, note.t).to_line() if self._terminal
+                else json.dumps(note.to_record(), ensure_ascii=False, separators=(",", ":")))
+        self._append_line(line.encode("utf-8"), now)  # within LIMIT_HEADROOM past the bound
+        self.flush()
+        if self._error is not None:  # the disk failed too: that error was reported and wins
+            raise self._error
+        self._error = RecordingLimitError(f"recording {self.ref} reached its limit of {limit}", self._max_bytes)
+        if self._on_error is not None:
+            self._on_error(self._error)
+        raise self._error
 
     def _flush_when_due(self, now: float) -> None:
         if self._pending >= self._max_buffer or (self._loop is None and now - self._last_flush >= self._interval):
@@ -319,9 +384,19 @@ class RecordingWriter:
             self._sink.append(data, lines)
         except OSError as exc:
             self._fail(exc)
+            return
+        self._written_hash = self._hash
+
+    def commit(self) -> None:
+        """Hand everything buffered to the OS now; raises the error that stopped the
+        recording, if any. For bytes that must be on record before they are relayed."""
+        if self._data:
+            self.flush()
+        if self._error is not None:
+            raise self._error
 
     def _fail(self, exc: OSError) -> None:
-        self._error = RecordingError(f"recording {self.ref} cannot be written: {exc.strerror or exc}")
+        self._error = write_error(self.ref, exc)
         if self._on_error is not None:
             self._on_error(self._error)
 
@@ -331,19 +406,23 @@ class RecordingWriter:
         reason = EndReason(end_reason).value  # ValueError for an unknown reason
         if self._closing:
             raise RecordingError(f"recording {self.ref} is already closing")
-        if self._error is not None:
+        if self._error is not None and not isinstance(self._error, RecordingLimitError):
             raise self._error
-        if self._terminal:
+        if self._terminal and self._error is None:
             # Bytes held back waiting for the rest of a character: write what is left.
             now = self._clock()
             for code, dec in (("o", self._out_dec), ("i", self._in_dec)):
                 text = dec.decode(b"", final=True)
                 if text:
-                    self._add(f'[{now - self._t0:.6f}, "{code}", {encode_basestring(text)}]', now)
+                    line = f'[{now - self._t0:.6f}, "{code}", {encode_basestring(text)}]'
+                    self._append_line(line.encode(), now)
         self._closing = True
+        limited = self._error
+        self._error = None  # a full recording is still flushed and sealed
         self.flush()
         if self._error is not None:
             raise self._error
+        self._error = limited
         seal = chain.Seal(
             ref=self.ref, session_id=self.session_id, kind=self._kind.value, events=self._events,
             bytes_in=self.bytes_in, bytes_out=self.bytes_out,
@@ -356,8 +435,9 @@ class RecordingWriter:
         try:
             self._sink.finish(seal)
         except OSError as exc:
-            self._fail(exc)
-            raise self._error from None  # type: ignore[misc]
+            # Raised to the caller of close (which may run in a thread: no `on_error` here).
+            self._error = write_error(self.ref, exc)
+            raise self._error from None
         self._seal = seal
         return seal
 

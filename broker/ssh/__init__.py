@@ -25,10 +25,39 @@ One session channel, start to end:
     <- "jitgate: ... expired at ..." and disconnect at the deadline (own timer)
                               ReportSessionEnd(reason, bytes, recording ref + hash) ->
 
+Session options (the decision's `session`; options.py holds the one check):
+- `pty`: a terminal (`ssh -t`). `exec`: commands of the user's choosing, i.e. a command
+  on the ssh command line (with or without -t) and a shell without a terminal
+  (commands piped in). `sftp`: file transfer: the sftp subsystem (sftp, scp's default
+  mode) and transfer programs run as commands (`scp -O`, `sftp -s PATH`, `rsync`), which
+  also need `exec`. `port_forwarding`: `ssh -L/-W/-D` (direct-tcpip); `-R`, agent and
+  X11 forwarding never. So `pty: true, exec: false` allows an interactive terminal only.
+- The control plane checks the channel the broker names (`shell` -> pty, `exec`, `sftp`,
+  `port_forwarding`); the broker checks every option the request needs once authorized.
+
+Recording, fail closed:
+- Every chunk is recorded before it is relayed; what the user sends in an exec session
+  or a forward (and typed keys when `--record-keystrokes`) and every sftp operation the
+  server answered are handed to the OS first (`RecordingWriter.commit`), so a kill -9 of
+  the broker loses nothing that reached the target or was acknowledged; other output is
+  buffered by the writer (at most 256 KiB or about a second ahead of the disk).
+- A recording that cannot be written (disk full, I/O error) cuts its session with a line
+  naming the cause ("... can no longer record this session (no space left on the
+  recordings disk)"), end reason `recording_failed`, and the hash of what reached the
+  disk (the recording verifies as intact, unsealed, up to it). A forward shows the line
+  as the disconnect reason, sent before the channels close so OpenSSH prints it.
+- A session whose recording cannot be created is refused ("the broker cannot record
+  this session: ...; nothing was run"), a forward at open; both are reported ended
+  (`recording_failed`) at once, never left live at the control plane.
+- `--max-recording-bytes` (default 1 GiB, recorder.limits says why) bounds one
+  session's recording: the chunk that would pass it is neither recorded nor relayed,
+  the session is cut with a line, ends `recording_limit`, and its recording is sealed.
+
 Modules: auth (user name, certificate checks, the pinned asyncssh hook), server
 (listener, trust, events, per-connection auth), relay (session channels),
-forward (direct-tcpip when allowed), sftp (operation log for the recording),
-upstream (the broker's own connection to the target), config.
+forward (direct-tcpip when allowed), options (what each session option allows),
+sftp (operation log for the recording), upstream (the broker's own connection to
+the target), config.
 """
 from broker.ssh.config import BrokerConfig
 from broker.ssh.server import SSHBroker

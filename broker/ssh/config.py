@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.refusals import RefusalLimits
+from recorder.limits import DEFAULT_MAX_RECORDING_BYTES, check_max_recording_bytes
 
 _HOSTPORT = re.compile(r"^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$")
 
@@ -50,6 +51,9 @@ class BrokerConfig:
     # password typed at a prompt that does not echo must not end up in a recording.
     record_keystrokes: bool = False
     refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
+    # Bytes one session's recording may take (recorder.limits says why 1 GiB); past it the
+    # session is cut with a line saying so, so one user cannot fill the recordings disk.
+    max_recording_bytes: int = DEFAULT_MAX_RECORDING_BYTES
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535:
@@ -62,6 +66,7 @@ class BrokerConfig:
         parse_listen(self.server)
         if self.activity_interval <= 0 or self.trust_refresh_interval <= 0:
             raise ValueError("intervals must be positive")
+        check_max_recording_bytes(self.max_recording_bytes, "--max-recording-bytes")
 
     @classmethod
     def build(cls, listen: str, identity_dir: str | Path, server: str, data_dir: str | Path,

@@ -7,25 +7,36 @@ its recording and its monitor, opens the broker's own connection to the
 target and an identical channel there (`UpstreamSession`). Bytes move both
 ways untouched, with flow control tied across (a full writer pauses the
 other side's reader); window changes, signals, breaks, EOF and the exit
-status follow. The recorder sees every byte, off the wire path.
+status follow. Each chunk is given to the recorder before it is relayed:
+what the user sends in an exec session (and typed keys when they are
+recorded) is handed to the OS first (`commit`), so a kill -9 of the broker
+loses nothing that reached the target; output is buffered by the writer
+(at most about a second). A chunk the recording refuses (disk full, I/O
+error, the recording byte bound) is not relayed and the session is cut.
 
-A cut (expiry, revocation, shutdown) writes one line the user sees (pty:
-into the terminal, else stderr), closes the channel after that line was
-flushed, then disconnects.
+A cut (expiry, revocation, shutdown, a recording that stopped) writes one
+line the user sees (pty: into the terminal, else stderr), closes the channel
+after that line was flushed, then disconnects.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from broker.cpclient import Authorization, ControlPlaneError, SshCredential
 from broker.monitor import Cut, SessionMonitor, utcnow
+from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
 from broker.ssh.upstream import UpstreamError, connect_upstream
-from recorder import EndReason, ExecExit, Kind, RecordingError, RecordingWriter
+from recorder import (
+    EndReason, ExecExit, Kind, RecordingError, RecordingLimitError, RecordingWriteError, RecordingWriter,
+)
+from recorder.limits import format_size
 
 if TYPE_CHECKING:
     from broker.ssh.server import BrokerConnection, SSHBroker
@@ -35,23 +46,54 @@ log = logging.getLogger(__name__)
 STDERR = asyncssh.EXTENDED_DATA_STDERR
 CLIENT_EXIT = "client_exit"
 ERROR = "error"
+RECORDING_FAILED = EndReason.RECORDING_FAILED.value
+RECORDING_LIMIT = EndReason.RECORDING_LIMIT.value
 # How long a cut waits for the user's client to acknowledge the final line.
 CUT_FLUSH_TIMEOUT = 1.0
 
 
-async def seal_recording(recording: RecordingWriter | None, reason: str, session_id: str) -> tuple[str, str]:
-    """Close `recording` with end `reason`: its (ref, final hash); ("", "") when there is none.
+@dataclass(frozen=True)
+class SealedRecording:
+    """What a session's end reports of its recording."""
 
-    A recording that cannot be sealed is logged, and its ref still reported (with no hash).
-    """
+    ref: str
+    final_hash: str  # the seal's; unsealed: the chain head of what reached the disk
+    sealed: bool
+
+
+async def seal_recording(recording: RecordingWriter | None, reason: str, session_id: str) -> SealedRecording:
+    """Close `recording` with end `reason`.
+
+    A recording that cannot be sealed is logged and reported unsealed, with the hash
+    of what reached the disk (it verifies as intact up to there)."""
     if recording is None:
-        return "", ""
+        return SealedRecording("", "", sealed=False)
     try:
         seal = await recording.close(EndReason(reason))
-        return recording.ref, seal.final_hash
+        return SealedRecording(recording.ref, seal.final_hash, sealed=True)
     except (RecordingError, OSError, ValueError) as exc:
         log.error("cannot seal recording of session %s: %s", session_id, exc)
-        return recording.ref, ""
+        return SealedRecording(recording.ref, recording.written_hash, sealed=False)
+
+
+def end_reason_after_seal(reason: str, sealed: SealedRecording) -> str:
+    """A session that ended by itself but whose recording could not be sealed ended in
+    `recording_failed`: the control plane must not see a plain `client_exit`."""
+    return RECORDING_FAILED if reason == CLIENT_EXIT and sealed.ref and not sealed.sealed else reason
+
+
+def recording_problem(exc: RecordingError) -> str:
+    """Why a recording stopped, in words for the user."""
+    return exc.problem if isinstance(exc, RecordingWriteError) else "its recording failed"
+
+
+def recording_cut(exc: RecordingError) -> Cut:
+    """The cut of a session whose recording stopped: `recording_limit` or `recording_failed`."""
+    if isinstance(exc, RecordingLimitError):
+        return Cut(RECORDING_LIMIT, f"jitgate: this session reached the broker's recording limit of "
+                                    f"{format_size(exc.limit)}; closing it", utcnow())
+    return Cut(RECORDING_FAILED, f"jitgate: the broker can no longer record this session "
+                                 f"({recording_problem(exc)}); closing it", utcnow())
 
 
 class UpstreamSession(asyncssh.SSHClientSession):
@@ -110,15 +152,21 @@ class BrokerSession(asyncssh.SSHServerSession):
         self.last_activity = utcnow()
         self._cutting = False
         self._finished = False
-        self._exec_exit_recorded = False
+        self._recording_stopped = False
+        self._lost = False  # the user's channel is gone
 
     # -------------------------------------------------------- what the client asks for
 
     @property
     def channel_kind(self) -> str:
+        """What the recording calls this channel: `sftp`, `exec` or `shell`."""
         if self._subsystem is not None:
             return "sftp"
         return "exec" if self._command is not None else "shell"
+
+    @property
+    def request(self) -> ChannelRequest:
+        return ChannelRequest(terminal=self._term is not None, command=self._command, subsystem=self._subsystem)
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
@@ -164,30 +212,37 @@ class BrokerSession(asyncssh.SSHServerSession):
     async def _start_inner(self) -> None:
         conn = self._conn
         cred: SshCredential = conn.credential  # type: ignore[assignment]
-        kind = self.channel_kind
+        channel = control_plane_channel(self.request)
         try:
             self.auth = await self._broker.cp.authorize_session(
                 kind="ssh", resource=conn.target.resource, login=conn.target.login,
-                client_address=conn.client_address, channel=kind, ssh=cred)
+                client_address=conn.client_address, channel=channel, ssh=cred)
         except ControlPlaneError as exc:
             if exc.unavailable:
                 msg = "the control plane is unreachable, so no new sessions can start; try again shortly"
             else:
                 msg = exc.message
+                hint = channel_hint(self.request)
+                if hint and f"`{channel}` is not allowed" in msg:
+                    msg = f"{msg} ({hint})"
             await self._refuse(f"access refused: {msg}")
             return
-        refusal = self._option_refusal(self.auth)
-        if refusal:
-            await self._broker.report_refusal(conn, "session.option_denied", refusal)
-            await self._refuse(refusal)
+        if self._lost:  # the user left while the control plane answered: end it there
+            await self._finish()
+            return
+        refused = refusal(self.request, self.auth.options)
+        if refused:
+            await self._broker.report_refusal(conn, "session.option_denied", refused)
+            await self._refuse(refused)
             await self._finish_refused(ERROR)
             return
         try:
             self._start_recording(self.auth)
         except RecordingError as exc:
             log.error("cannot record session %s: %s", self.auth.session_id, exc)
-            await self._refuse("access refused: the session cannot be recorded, so it cannot start")
-            await self._finish_refused(ERROR)
+            await self._refuse(f"access refused: the broker cannot record this session: "
+                               f"{recording_problem(exc)}; nothing was run")
+            await self._finish_refused(RECORDING_FAILED)
             return
         # The monitor runs before the target is reached: a revocation during
         # the connect already cuts, and the deadline holds from the first byte.
@@ -229,18 +284,6 @@ class BrokerSession(asyncssh.SSHServerSession):
         assert self._chan is not None
         self._chan.resume_reading()
 
-    def _option_refusal(self, auth: Authorization) -> str:
-        opts = auth.options
-        if self._term is not None and not opts.pty:
-            return "access refused: a terminal (pty) is not allowed on this grant; run a command without -t"
-        if self.channel_kind == "sftp" and not opts.sftp:
-            return "access refused: file transfer (sftp/scp) is not allowed on this grant"
-        if self.channel_kind == "exec" and self._term is None and not opts.exec:
-            return "access refused: running commands is not allowed on this grant"
-        if self.channel_kind == "shell" and not (opts.pty or opts.exec):
-            return "access refused: shell access is not allowed on this grant"
-        return ""
-
     def _start_recording(self, auth: Authorization) -> None:
         meta = {"user": auth.user, "resource": auth.resource, "login": auth.login, "grant_id": auth.grant_id,
                 "client": self._conn.client_address, "broker": self._broker.cp.name, "channel": self.channel_kind}
@@ -260,11 +303,46 @@ class BrokerSession(asyncssh.SSHServerSession):
                                           on_error=self._recording_failed)
 
     def _recording_failed(self, exc: RecordingError) -> None:
-        # Fail closed: a session that can no longer be recorded ends.
-        log.error("recording of session %s failed: %s", self.auth.session_id if self.auth else "?", exc)
-        self.end_reason = ERROR
-        self._broker.spawn(self._cut(Cut(ERROR, "jitgate: the session can no longer be recorded; closing it",
-                                         utcnow())))
+        """Fail closed: a session whose recording stopped (storage, byte bound) is cut."""
+        if self._recording_stopped:
+            return
+        self._recording_stopped = True
+        log.error("recording of session %s stopped: %s", self.auth.session_id if self.auth else "?", exc)
+        self._broker.spawn(self._cut(recording_cut(exc)))
+
+    def _recorded(self, write: Callable[..., None], *args: Any) -> bool:
+        """Run one recorder call; False (and the session is being cut) when the recording
+        has stopped or refused it."""
+        rec = self.recording
+        if rec is None or rec.error is not None:
+            return False
+        try:
+            write(*args)
+        except RecordingError as exc:
+            self._recording_failed(exc)
+            return False
+        return True
+
+    def _write_input(self, data: bytes) -> None:
+        rec = self.recording
+        assert rec is not None
+        if self._sftp is not None:
+            self._sftp.client_data(data)
+            return
+        rec.write_input(data)
+        if rec.records_input:
+            rec.commit()  # on record before it is sent
+
+    def _write_output(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        rec = self.recording
+        assert rec is not None
+        if self._sftp is not None:
+            self._sftp.server_data(data)
+            rec.commit()  # an operation the server answered is on record before the client sees it
+        elif datatype == STDERR and self._term is None:
+            rec.write_stderr(data)
+        else:
+            rec.write_output(data)
 
     # -------------------------------------------------------- user -> target
 
@@ -275,15 +353,11 @@ class BrokerSession(asyncssh.SSHServerSession):
             # Arrived with the request, before the target side existed (reading is paused now).
             self._early.append((data, datatype))
             return
+        if not self._recorded(self._write_input, data):
+            return
         self._up_chan.write(data, datatype)
         self.bytes_in += len(data)
         self.last_activity = utcnow()
-        rec = self.recording
-        if rec is not None and rec.error is None:
-            if self._sftp is not None:
-                self._sftp.client_data(data)
-            else:
-                rec.write_input(data)
 
     def eof_received(self) -> bool:
         if self._up_chan is not None:
@@ -297,8 +371,8 @@ class BrokerSession(asyncssh.SSHServerSession):
             self._up_chan.change_terminal_size(width, height, pixwidth, pixheight)
         else:
             self._pending_size = (width, height, pixwidth, pixheight)
-        if self.recording is not None and self._term is not None and self.recording.error is None:
-            self.recording.resize(width, height)
+        if self.recording is not None and self._term is not None:
+            self._recorded(self.recording.resize, width, height)
 
     def signal_received(self, signal: str) -> None:
         if self._up_chan is not None:
@@ -322,19 +396,14 @@ class BrokerSession(asyncssh.SSHServerSession):
     def from_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._chan is None or self._cutting:
             return
+        if not self._recorded(self._write_output, data, datatype):
+            return
         self._chan.write(data, datatype)
         self.bytes_out += len(data)
-        rec = self.recording
-        if rec is not None and rec.error is None:
-            if self._sftp is not None:
-                self._sftp.server_data(data)
-            elif datatype == STDERR and self._term is None:
-                rec.write_stderr(data)
-            else:
-                rec.write_output(data)
 
     def target_eof(self) -> None:
-        if self._chan is not None and not self._cutting:
+        # After the recording stopped nothing more is relayed: an EOF would keep the cut's line out.
+        if self._chan is not None and not self._cutting and not self._recording_stopped:
             self._chan.write_eof()
 
     def pause_user(self) -> None:
@@ -347,10 +416,10 @@ class BrokerSession(asyncssh.SSHServerSession):
 
     def target_closed(self, status: int | None, signal: tuple[str, bool, str, str] | None,
                       exc: Exception | None) -> None:
-        if self._cutting or self._chan is None:
-            return
-        if self.recording is not None and self._term is None and self._sftp is None and self.recording.error is None:
-            self.recording.write_event(ExecExit(status=status, signal=signal[0] if signal else None))
+        if self._cutting or self._recording_stopped or self._chan is None:
+            return  # the cut closes the channel, after its line
+        if self.recording is not None and self._term is None and self._sftp is None:
+            self._recorded(self.recording.write_event, ExecExit(status=status, signal=signal[0] if signal else None))
         if exc is not None and status is None and signal is None:
             self.end_reason = ERROR
             self._chan.write_stderr(f"jitgate: connection to the target was lost: {exc}\r\n".encode())
@@ -377,8 +446,8 @@ class BrokerSession(asyncssh.SSHServerSession):
 
     def _notice(self, text: str) -> None:
         self._line(text)
-        if self.recording is not None and self.recording.error is None:
-            self.recording.mark(text)
+        if self.recording is not None:
+            self._recorded(self.recording.mark, text)
 
     async def _cut(self, cut: Cut) -> None:
         if self._cutting or self._finished:
@@ -390,10 +459,12 @@ class BrokerSession(asyncssh.SSHServerSession):
     async def _cut_user_side(self, cut: Cut) -> None:
         """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
         self.end_reason = cut.reason
-        if self.monitor is not None:
+        if self.monitor is not None and cut.reason == "expired":
             late = (utcnow() - self.monitor.deadline).total_seconds() * 1000
             log.info("session %s cut (%s), %.0f ms after its deadline", self.auth.session_id if self.auth else "?",
                      cut.reason, late)
+        else:
+            log.info("session %s cut (%s)", self.auth.session_id if self.auth else "?", cut.reason)
         chan = self._chan
         # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
         # the same second, sends are most of what a cut costs.
@@ -401,8 +472,8 @@ class BrokerSession(asyncssh.SSHServerSession):
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
-        if self.recording is not None and self.recording.error is None:
-            self.recording.mark(cut.message)
+        if self.recording is not None:
+            self._recorded(self.recording.mark, cut.message)
         if chan is not None:
             try:
                 await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
@@ -420,6 +491,7 @@ class BrokerSession(asyncssh.SSHServerSession):
     # -------------------------------------------------------- end
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         # After a cut the target side is closed by `_finish`, once the other cuts went out:
         # nothing is relayed once `_cutting` is set.
         if self._up_conn is not None and not self._cutting:
@@ -442,8 +514,9 @@ class BrokerSession(asyncssh.SSHServerSession):
         self._broker.sessions.discard(self)
         if self.monitor is not None:
             self.monitor.close()
-        if self.recording is not None and self._sftp is not None and self.recording.error is None:
-            self._sftp.close()
-        ref, final_hash = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
+        if self._sftp is not None:
+            self._recorded(self._sftp.close)
+        sealed = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
+        self.end_reason = end_reason_after_seal(self.end_reason, sealed)
         await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
-                                      ref, final_hash, self.last_activity)
+                                      sealed.ref, sealed.final_hash, self.last_activity)

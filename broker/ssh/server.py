@@ -106,7 +106,8 @@ class SSHBroker:
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         passphrase = passphrase_at_start(cfg.key_dir)
         host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
-        self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase)
+        self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase,
+                                             max_recording_bytes=cfg.max_recording_bytes)
         self.spool = EndReportSpool(cfg.data_dir)
         # Ends not yet acknowledged before a restart, and sessions a crash left open.
         self.spool.crashed_sessions(self.recordings, self.cp.name, live=set())
@@ -315,11 +316,21 @@ class BrokerConnection(asyncssh.SSHServer):
                     pass
 
     def disconnect(self, reason: str) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
-            except OSError:
-                pass
+        """End the connection with `reason`, which OpenSSH prints ("Received disconnect ...").
+
+        asyncssh's `disconnect` closes the channels before it sends DISCONNECT, and `ssh -W`
+        exits at its channel's close without reading further: the reason goes out first
+        here (asyncssh 2.x `_send_disconnect`, pinned by tests/security/test_ssh_recording.py),
+        so a cut forward shows its line too."""
+        if self.conn is None:
+            return
+        try:
+            send_first = getattr(self.conn, "_send_disconnect", None)
+            if send_first is not None and not self.conn.is_closed():
+                send_first(asyncssh.DISC_BY_APPLICATION, reason, "en-US")
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+        except OSError:
+            pass
 
     # -------------------------------------------------------- authentication
 

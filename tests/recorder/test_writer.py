@@ -233,11 +233,13 @@ def test_write_error_fails_closed(store: FileRecordingStore) -> None:
     errors = []
     key = load_or_create_signing_key(store.key_dir, PASSPHRASE)
     header = RecordingHeader(ref="s-fail", session_id="s-fail", kind=Kind.EXEC, started_at=time.time())
-    with pytest.raises(RecordingError, match="No space left"):
-        RecordingWriter(FailingSink(ok=0), header, key)  # cannot even start: refused at once
+    with pytest.raises(RecordingError, match="no space left on the recordings disk"):
+        RecordingWriter(FailingSink(ok=0), header, key, on_error=errors.append)  # cannot even start
+    assert errors == []  # raised to the caller, which has no session to cut yet
     w = RecordingWriter(FailingSink(ok=1), header, key, max_buffer=10, on_error=errors.append)
     w.write_output(b"more than ten bytes")  # flush -> ENOSPC
-    assert len(errors) == 1 and "No space left" in str(errors[0])
+    assert len(errors) == 1 and "no space left" in str(errors[0])
+    assert errors[0].problem == "no space left on the recordings disk"
     with pytest.raises(RecordingError, match="cannot be written"):
         w.write_output(b"x")
     with pytest.raises(RecordingError, match="cannot be written"):

@@ -32,7 +32,8 @@ GRACE = "2s"
 
 
 def policy_text(target: DemoTarget) -> str:
-    """Policies for the broker tests: auto-approved dev targets, one locked-down target, grace 2 s."""
+    """Policies for the broker tests: auto-approved dev targets, one exec-only target (`locked`),
+    one terminal-and-sftp-only target (`termonly`), grace 2 s."""
     ssh = {"kind": "ssh", "address": target.address, "host_key": target.host_key_line,
            "logins": ["root"], "owners": ["group:sre"]}
     doc = {
@@ -45,6 +46,7 @@ def policy_text(target: DemoTarget) -> str:
             "web-01": {**ssh, "labels": {"env": "dev"}},
             "web-02": {**ssh, "labels": {"env": "dev"}},
             "locked": {**ssh, "labels": {"env": "locked"}},
+            "termonly": {**ssh, "labels": {"env": "termonly"}},
             "badkey": {**ssh, "labels": {"env": "dev"},
                        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"},
         },
@@ -52,6 +54,8 @@ def policy_text(target: DemoTarget) -> str:
             {"name": "dev-auto", "when": 'resource.labels.env == "dev"', "approval": "auto", "max_duration": "8h"},
             {"name": "locked-auto", "when": 'resource.labels.env == "locked"', "approval": "auto",
              "max_duration": "1h", "session": {"pty": False, "exec": True, "sftp": False, "port_forwarding": False}},
+            {"name": "termonly-auto", "when": 'resource.labels.env == "termonly"', "approval": "auto",
+             "max_duration": "1h", "session": {"pty": True, "exec": False, "sftp": True, "port_forwarding": False}},
         ],
     }
     return yaml.safe_dump(doc, sort_keys=False)
@@ -207,6 +211,37 @@ class SshStack:
 
     def remote(self, resource: str, path: str) -> str:
         return f"root@{resource}@127.0.0.1:{path}"
+
+
+def sessions_of(stack: SshStack, grant_id: str) -> list[types_pb2.Session]:
+    return list(stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions)
+
+
+def ended_session(stack: SshStack, grant_id: str, count: int = 1) -> list[types_pb2.Session]:
+    """The grant's sessions once `count` of them have ended (ReportSessionEnd arrived)."""
+    def done() -> list[types_pb2.Session]:
+        ended = [s for s in sessions_of(stack, grant_id) if s.end_reason]
+        return ended if len(ended) >= count else []
+    return wait_for(done, timeout=15)
+
+
+def text(r: subprocess.CompletedProcess[bytes]) -> str:
+    return (r.stdout + r.stderr).decode(errors="replace")
+
+
+def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytearray, timeout: float = 20) -> None:
+    """Read the process's output into `seen` until `marker` is in it."""
+    import select
+
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} not seen in {bytes(seen)!r}"
+        if select.select([proc.stdout], [], [], left)[0]:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"output ended before {marker!r}: {bytes(seen)!r}"
+            seen += chunk
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:

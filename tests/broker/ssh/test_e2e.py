@@ -17,9 +17,9 @@ import pytest
 from google.protobuf import duration_pb2
 
 from ca import SSHCertificateAuthority, new_serial, parse_certificate
-from jitgate.v1 import access_pb2, audit_pb2, types_pb2
+from jitgate.v1 import access_pb2, audit_pb2
 from recorder import FileRecordingStore
-from tests.broker.ssh.harness import SshStack, UserKey, wait_for
+from tests.broker.ssh.harness import SshStack, UserKey, ended_session, read_until, sessions_of, text, wait_for
 from tests.support import require_binary
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,18 +40,6 @@ def alice(stack: SshStack) -> UserKey:
     return stack.user_key("alice", grant.id)
 
 
-def sessions_of(stack: SshStack, grant_id: str) -> list[types_pb2.Session]:
-    return list(stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=grant_id)).sessions)
-
-
-def ended_session(stack: SshStack, grant_id: str, count: int = 1) -> list[types_pb2.Session]:
-    """The grant's sessions once `count` of them have ended (ReportSessionEnd arrived)."""
-    def done() -> list[types_pb2.Session]:
-        ended = [s for s in sessions_of(stack, grant_id) if s.end_reason]
-        return ended if len(ended) >= count else []
-    return wait_for(done, timeout=15)
-
-
 def recordings(stack: SshStack) -> FileRecordingStore:
     return FileRecordingStore(stack.broker_dir)
 
@@ -67,10 +55,6 @@ def refusal_audited(stack: SshStack, code: str, **fields: str) -> bool:
     def seen() -> bool:
         return any(e["code"] == code and all(e.get(k) == v for k, v in fields.items()) for e in refusals(stack))
     return wait_for(seen)
-
-
-def text(r: subprocess.CompletedProcess[bytes]) -> str:
-    return (r.stdout + r.stderr).decode(errors="replace")
 
 
 # ------------------------------------------------------------------ relay
@@ -134,22 +118,6 @@ def cast_of(stack: SshStack, ref: str) -> tuple[dict, list[list]]:
     cast = next(p for p in (stack.broker_dir / "recordings" / ref).iterdir() if p.suffix == ".cast")
     lines = cast.read_text().splitlines()
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-
-
-def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytearray, timeout: float = 20) -> None:
-    """Read the process's output into `seen` until `marker` is in it."""
-    import os
-    import select
-
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{marker!r} not seen in {bytes(seen)!r}"
-        if select.select([proc.stdout], [], [], left)[0]:
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            assert chunk, f"output ended before {marker!r}: {bytes(seen)!r}"
-            seen += chunk
 
 
 def test_a_password_typed_at_a_silent_prompt_is_not_recorded(stack: SshStack, alice: UserKey) -> None:
