@@ -108,6 +108,17 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def recording_bytes(text: str) -> int:
+    """`--max-recording-bytes` (`1GiB`, `512MiB`, bytes) as bytes, or one error line and exit 1."""
+    from recorder.limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        fail(f"--max-recording-bytes: {exc}")
+        raise  # not reached: fail exits
+
+
 def error_line(exc: BaseException) -> str | None:
     """The one line a person sees for a known failure, or None for an unexpected one."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):

@@ -17,7 +17,7 @@ import click
 
 from cli.client import (
     IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
-    server_address, when,
+    recording_bytes, server_address, when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo
@@ -194,8 +194,8 @@ def _sh(value: str) -> str:
               help="largest client message in bytes; a larger one ends that connection (54000)")
 @click.option("--record-backlog", default=4 * 1024 * 1024, show_default=True,
               help="bytes of statements waiting to be recorded beyond which clients are paused until recording catches up")
-@click.option("--record-max-bytes", default=256 * 1024 * 1024, show_default=True,
-              help="most bytes one session's recording may hold; past it the session is cut (54000)")
+@click.option("--max-recording-bytes", default="256MiB", show_default=True, metavar="SIZE",
+              help="bytes one session's recording may take (e.g. 1GiB); past it the session is cut (54000)")
 @click.option("--credentials-env", "credentials_env", multiple=True, metavar="NAME",
               help="an environment variable `credentials: env:NAME` may name (with its NAME_<ROLE>); repeatable")
 @click.option("--credentials-env-prefix", "credentials_prefix", multiple=True, metavar="PREFIX",
@@ -209,7 +209,7 @@ def _sh(value: str) -> str:
 @refusal_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
-              record_backlog: int, record_max_bytes: int, credentials_env: tuple[str, ...],
+              record_backlog: int, max_recording_bytes: str, credentials_env: tuple[str, ...],
               credentials_prefix: tuple[str, ...], credentials_dir: str | None, allow_plaintext: bool, uvloop: bool,
               log_level: str, **refusals: Any) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
@@ -230,7 +230,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
                                 require_tls=not allow_plaintext, max_message=max_message,
                                 record_backlog=record_backlog, credentials=credentials,
-                                record_max_bytes=record_max_bytes, refusals=refusal_limits(**refusals))
+                                max_recording_bytes=recording_bytes(max_recording_bytes), refusals=refusal_limits(**refusals))
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
         return
@@ -265,7 +265,7 @@ async def _serve(config: Any, identity: Path, server: str, data: Path, passphras
 
     cp = ControlPlaneClient.from_identity_dir(server, identity)
     broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval,
-                                                  backlog=config.record_backlog, max_bytes=config.record_max_bytes))
+                                                  backlog=config.record_backlog, max_bytes=config.max_recording_bytes))
     host, port = await broker.start()
     # Everything loaded so far (gRPC, protobuf, crypto) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise pause the relay for ~10 ms now and then.

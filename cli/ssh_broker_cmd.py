@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, server_address
+from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, recording_bytes, server_address
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.passphrase_options import passphrase_options
 from cli.refusal_options import refusal_limits, refusal_options
@@ -37,15 +37,10 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     users pin it with `jitgate ssh-config`.
     """
     from broker.ssh.config import BrokerConfig
-    from recorder.limits import parse_size
 
     start_logging(log_level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    try:
-        max_bytes = parse_size(max_recording_bytes)
-    except ValueError as exc:
-        fail(f"--max-recording-bytes: {exc}")
-        return
+    max_bytes = recording_bytes(max_recording_bytes)
     try:
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
                                     record_keystrokes=record_keystrokes, max_recording_bytes=max_bytes,

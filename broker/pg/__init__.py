@@ -16,7 +16,7 @@ deadline, or on revocation, the session ends with FATAL 57P01 saying why; a
 WARNING notice comes `grace_period` before the deadline.
 
 Fail closed while relaying: a recording that cannot be written cuts the session
-(58030, end reason `recording_failed`); one past `--record-max-bytes` too (54000,
+(58030, end reason `recording_failed`); one past `--max-recording-bytes` too (54000,
 `recording_limit`); a client that breaks the protocol (a bad message length) gets
 an ErrorResponse, a note in the recording and the end reason `protocol_error`.
 On record: the startup parameters sent upstream (a note before the first

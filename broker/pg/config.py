@@ -7,6 +7,7 @@ from pathlib import Path
 
 from broker.pg.credentials import CredentialSource
 from broker.refusals import RefusalLimits
+from recorder.limits import check_max_recording_bytes
 
 # The one documented user-name syntax: `ROLE@RESOURCE`, e.g. `readonly@orders-db`.
 USER_SYNTAX = "ROLE@RESOURCE"
@@ -53,7 +54,7 @@ class PgBrokerConfig:
     the key may be encrypted with `tls_key_passphrase`.
     `require_tls`: refuse clients that do not negotiate TLS (on by default).
     `credentials`: what resources' `credentials:` references may reach on this broker.
-    `record_max_bytes`: the most a session's recording may hold; past it the session is cut.
+    `max_recording_bytes`: the most a session's recording may hold; past it the session is cut.
     """
 
     listen: str = "127.0.0.1:6432"
@@ -71,7 +72,7 @@ class PgBrokerConfig:
     # A statement line is 150-300 bytes: 256 MiB is about a million statements, more than
     # a person's session runs in its window, while a runaway loop meets it in minutes and
     # cannot fill the recordings' disk (the cut comes within about two recording intervals of traffic).
-    record_max_bytes: int = 256 * 1024 * 1024
+    max_recording_bytes: int = 256 * 1024 * 1024
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
     activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
     refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
@@ -89,8 +90,10 @@ class PgBrokerConfig:
             raise ConfigError("max_message must be at least 1024 bytes")
         if self.record_backlog < 64 * 1024:
             raise ConfigError("record_backlog must be at least 64 KiB")
-        if self.record_max_bytes < 64 * 1024:
-            raise ConfigError("record_max_bytes must be at least 64 KiB")
+        try:
+            check_max_recording_bytes(self.max_recording_bytes, "--max-recording-bytes")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.login_timeout <= 0 or self.upstream_timeout <= 0:
             raise ConfigError("timeouts must be positive")
         self._ssl: ssl.SSLContext | None = None

@@ -26,7 +26,6 @@ Child -> parent:
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import marshal
 import struct
@@ -35,6 +34,7 @@ from typing import Any
 
 from broker.pg.tracker import SENT_LENGTH, statement_lines
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
+from recorder.events import storage_problem
 from recorder.events import json_line
 
 _LEN = struct.Struct("!I")
@@ -60,13 +60,6 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     except asyncio.IncompleteReadError:
         return None
     return marshal.loads(body)  # noqa: S302  (our own parent process wrote it)
-
-
-def _why(exc: OSError) -> str:
-    """A recording that cannot be created, said plainly (shown to the refused user)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the recordings' disk is full: {exc.strerror}"
-    return f"the recording cannot be created: {exc.strerror or exc}"
 
 
 def _capped(line: bytes) -> bytes:
@@ -127,7 +120,7 @@ class _Child:
                 assert self.store is not None, "recording process not initialised"
                 writer = self.store.create(sid, Kind.DB, metadata, on_error=lambda e, s=sid: self.fail(s, e))
             except OSError as exc:
-                self.send(("error", sid, _why(exc)))
+                self.send(("error", sid, storage_problem(exc)))
                 return
             except (RecordingError, AssertionError) as exc:
                 self.send(("error", sid, str(exc)))

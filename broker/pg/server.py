@@ -565,14 +565,14 @@ class _Session:
             "58030", f"jitgate can no longer record this session ({message}); closing it"))
 
     def recording_limit(self, message: str) -> None:
-        """The session's recording reached `record_max_bytes`: cut, so one user cannot fill the disk."""
+        """The session's recording reached `max_recording_bytes`: cut, so one user cannot fill the disk."""
         if self._closing:
             return
         log.warning("session %s cut: %s", self.session_id, message)
         self._cut_unrecordable(EndReason.RECORDING_LIMIT.value, p.error_response(
             "54000", f"jitgate closes this session: {message}",
             hint="open a new session (it is recorded afresh), or ask the broker's operator for a larger "
-                 "--record-max-bytes"))
+                 "--max-recording-bytes"))
 
     def _cut_unrecordable(self, reason: str, error: bytes) -> None:
         """Nothing more from the client reaches upstream; the client is told why, then closed."""

@@ -105,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, rogue: RogueServer, creds_di
                   "JGT_SEC_ALLOWED": f"postgresql://app:allowed-secret@{rogue_at}/x?cleartext=allow"}
     with PgStack(tmp, private=False, resources=resources, broker_env=broker_env,
                  broker_args=("--credentials-env-prefix", "JGT_SEC_", "--credentials-dir", str(creds_dir),
-                              "--record-max-bytes", str(RECORD_MAX))) as s:
+                              "--max-recording-bytes", str(RECORD_MAX))) as s:
         yield s
 
 
