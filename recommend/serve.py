@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommend.calibrate import DEFAULT_COVERAGE, check_coverage
 from recommend.durations import format_minutes
 from recommend.errors import ModelError
 from recommend.features import CATEGORICAL, FEATURES, Ask, Served, features_for, quantile, task_of
@@ -103,8 +104,9 @@ class Recommender:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS,
-                 check_every: float | None = CHECK_EVERY_SECONDS) -> None:
+                 check_every: float | None = CHECK_EVERY_SECONDS, coverage: float = DEFAULT_COVERAGE) -> None:
         self._dir = Path(model_dir) if model_dir is not None else None
+        self.coverage = check_coverage(coverage)
         self._min_resource_rows = min_resource_rows
         self._check_every = check_every
         self._lock = threading.Lock()
@@ -175,22 +177,25 @@ class Recommender:
 
     def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[HistoryRow]) -> Recommendation:
-        """A duration for `req`: the model's quantile, or per-resource/per-kind statistics
-        when there is no model or it knows too little of the resource; rounded up to
-        `step` and clamped to `max_duration`."""
+        """A duration for `req`: the model's quantile calibrated to `coverage` at this step
+        (recommend.calibrate), or per-resource/per-kind statistics when there is no model
+        or it knows too little of the resource; rounded up to `step`, clamped to `max_duration`."""
         self._maybe_reload()
         ask = req.ask()
-        served = features_for(ask, history)
         loaded = self._loaded
+        served = features_for(ask, history, loaded.bundle.words if loaded is not None else None)
         minutes, failure = math.nan, ""
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
             try:
-                minutes = self._predict(loaded, served.raw)
+                max_minutes = max_duration.total_seconds() / 60 if max_duration is not None else None
+                factor = loaded.bundle.calibration.factor(self.coverage, step.total_seconds() / 60, max_minutes)
+                minutes = self._predict(loaded, served.raw) * factor
             except Exception as exc:  # a broken booster must not fail a request: fall back, say why
                 log.warning("duration model failed, using fallback statistics: %s", exc)
                 failure = "the model failed"
         if math.isfinite(minutes):
-            basis, why = "model", self._similar(loaded, ask)  # type: ignore[arg-type]
+            basis = "model"
+            why = "; ".join(p for p in (self._similar(loaded, ask), self._words(loaded, ask)) if p)  # type: ignore[arg-type]
         else:
             reason = failure or (f"the model knows too little of {ask.resource}" if loaded is not None
                                  else "no trained model")
@@ -228,6 +233,17 @@ class Recommender:
                 return f"{words}{_where(ask.kind, env)} used about {format_minutes(found.p50)}"
         return "recommended by the model"
 
+    @staticmethod
+    def _words(loaded: _Loaded, ask: Ask) -> str:
+        """`the word "restore" (312 past grants) usually means about 2 h`: learned words that
+        pull this offer away from the typical grant."""
+        strong = loaded.bundle.words.strong_words(ask.reason, ask.ticket)
+        if not strong:
+            return ""
+        parts = [f'{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}'
+                 for e in strong]
+        return "learned: " + ", ".join(parts)
+
     def _fallback(self, ask: Ask, history: Sequence[HistoryRow], loaded: _Loaded | None) -> tuple[float, str, str]:
         env = ask.labels.get("env", "")
         past = [r for r in history if r.finished_at <= ask.at]
@@ -260,6 +276,11 @@ class Recommender:
             noun = "grant " + where if where.startswith("on ") else where.replace(" grants", " grant")
             return f"your last {noun} used {format_minutes(recent[0])}"
         return f"your last {len(recent)} {where} used {_span(min(recent), max(recent))}"
+
+
+def _word_label(word: str) -> str:
+    """`the word "restore"`, `ticket prefix SR`."""
+    return f"ticket prefix {word.split(':', 1)[1]}" if word.startswith("ticket:") else f'the word "{word}"'
 
 
 def _span(low: float, high: float) -> str:
