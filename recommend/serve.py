@@ -26,6 +26,7 @@ from recommend.errors import ModelError
 from recommend.features import CATEGORICAL, FEATURES, Ask, Served, features_for, quantile, task_of
 from recommend.history import HistoryRow
 from recommend.model import META_FILE, MODEL_FILE, ModelBundle, load_model
+from recommend.risk import RISK_FILE, RiskAsk, RiskModel, RiskScore, load_risk, score_request
 from recommend.rounding import offer
 from recommend.stats import GroupStats, group_keys
 
@@ -115,6 +116,8 @@ class Recommender:
         self._seen: tuple | None = None  # what the files looked like at the last (re)load attempt
         self._next_check = 0.0
         self.load_error: str | None = "no model directory configured"
+        self._risk: RiskModel | None = None
+        self.risk_error: str | None = "no model directory configured"
         self.reload()
 
     @property
@@ -124,7 +127,7 @@ class Recommender:
 
     def _files_now(self) -> tuple:
         out = []
-        for name in (MODEL_FILE, META_FILE):
+        for name in (MODEL_FILE, META_FILE, RISK_FILE):
             try:
                 st = os.stat(self._dir / name)  # type: ignore[operator]
                 out.append((st.st_ino, st.st_size, st.st_mtime_ns))
@@ -139,6 +142,7 @@ class Recommender:
             return False
         with self._reload_lock:
             self._seen = self._files_now()  # before loading: a write during the load is seen next time
+            self._load_risk()
             try:
                 bundle = load_model(self._dir)
             except Exception as exc:  # never a crash: a model that cannot load means fallbacks
@@ -156,6 +160,23 @@ class Recommender:
             log.info("duration model %s replaced by %s", previous.bundle.metadata.version,
                      bundle.metadata.version)
         return True
+
+    def _load_risk(self) -> None:
+        try:
+            risk = load_risk(self._dir)  # type: ignore[arg-type]
+        except Exception as exc:  # a risk model that cannot load means unknown scores, never a crash
+            reason = str(exc) if isinstance(exc, ModelError) else f"{self._dir}: cannot load the risk model ({exc})"
+            log.warning("risk model not loaded: %s", reason)
+            with self._lock:
+                self.risk_error = reason
+            return
+        with self._lock:
+            self._risk, self.risk_error = risk, None
+
+    def risk(self, ask: RiskAsk, history: Sequence[HistoryRow]) -> RiskScore:
+        """POLICY.md's `risk` for a request (recommend.risk); never raises: unknown, and why."""
+        self._maybe_reload()
+        return score_request(self._risk, self.risk_error, ask, history)
 
     def check_for_new_model(self) -> bool:
         """Reload if the model files changed since the last attempt; True if a reload ran."""

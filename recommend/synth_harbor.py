@@ -204,7 +204,8 @@ def generate_with_tasks(rows: int, seed: int = 0, start: datetime = DEFAULT_STAR
             user=person.name, resource=resource.name, kind=resource.kind,
             labels={"env": resource.env, "tier": "gold" if resource.env == "live" else "bronze"},
             login=login, role=role, reason=reason, ticket=ticket, requested_at=when,
-            asked_minutes=asked, used_minutes=max(used, 0.5), extensions=extensions), task))
+            asked_minutes=asked, used_minutes=max(used, 0.5), extensions=extensions,
+            emergency=task in URGENT_TASKS and (night or when.weekday() >= 5)), task))
     return out
 
 

@@ -27,6 +27,7 @@ from recommend.history import HistoryRow, format_time, parse_time
 from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
                              pinball_loss, save_model, train_booster)
 from recommend.plain import plain_predictions
+from recommend.risk import save_risk, train_risk
 from recommend.rounding import offer_minutes
 from recommend.stats import summarize
 from recommend.text import WordStats, learned_from
@@ -182,7 +183,17 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         # Serving reads words as of the whole history (the newest grants included), like personal history.
         bundle.metadata.words = learned_from(in_time_order(rows)).to_json()
         save_model(model_dir, bundle)
+    _save_risk_model(rows, model_dir, outcome)
     return outcome
+
+
+def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome) -> None:
+    """Train and save the risk model beside the duration model (it has no held-out score to lose);
+    a history too small for it leaves any saved one in place and says so."""
+    try:
+        save_risk(model_dir, train_risk(rows))
+    except TrainingError as exc:
+        outcome.warnings.append(f"risk model not trained: {exc}")
 
 
 def _compare(prepared: Prepared, predicted: np.ndarray, old: ModelBundle, alpha: float) -> tuple[float, float, int]:
