@@ -122,6 +122,7 @@ def decision(value: Any) -> types_pb2.Decision | None:
         session=types_pb2.SessionOptions(pty=s.pty, exec=s.exec, sftp=s.sftp, port_forwarding=s.port_forwarding)
         if s is not None else None,
         rules=list(value.rules), message=value.message or "", policy_version=value.policy_version or "",
+        risk=types_pb2.Risk(**value.risk) if getattr(value, "risk", None) else None,
     )
 
 

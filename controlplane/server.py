@@ -128,6 +128,13 @@ class LazyRecommender:
         inner = self.warm()
         return inner.recommend(*args, **kwargs) if inner is not None else None
 
+    def risk(self, ask: Any, history: Any) -> Any:
+        inner = self.warm()
+        if inner is None:
+            from recommend.risk import unknown
+            return unknown("the duration recommender could not start (see the server log)")
+        return inner.risk(ask, history)
+
 
 def load_recommender(data_dir: DataDir) -> LazyRecommender:
     """The duration recommender for the data directory (lazy; see LazyRecommender)."""
