@@ -46,16 +46,14 @@ class HistoryRow:
     """When the grant's use ended: the earliest moment its used time is known."""
     task: str = field(init=False, repr=False, compare=False)
     """Task type from reason and ticket (recommend.tasks.classify_task)."""
+    access: str = field(init=False, repr=False, compare=False)
+    """`login:deploy` or `role:readonly`: the privilege asked for, as one value."""
 
     def __post_init__(self) -> None:
         # Computed once per row: training and serving read them for every row, every call.
         object.__setattr__(self, "finished_at", self.requested_at + timedelta(minutes=self.used_minutes))
         object.__setattr__(self, "task", classify_task(self.reason, self.ticket))
-
-    @property
-    def access(self) -> str:
-        """`login:deploy` or `role:readonly`: the privilege asked for, as one value."""
-        return f"login:{self.login}" if self.login is not None else f"role:{self.role}"
+        object.__setattr__(self, "access", f"login:{self.login}" if self.login is not None else f"role:{self.role}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of one history line."""

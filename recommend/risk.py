@@ -26,14 +26,14 @@ says why: the policies decide what an unknown score means.
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,24 +64,26 @@ REASONS = {
 }
 HOUR_WINDOW = 1.5  # hours either side of a time of day that count as "this hour" for a person
 BURST_WINDOW = timedelta(hours=1)
-USER_PAST_LIMIT = 400  # the requester's newest past requests a score reads (bounds the cost per request)
+USER_PAST_LIMIT = 200  # the requester's newest past requests a score reads (bounds the cost per request)
 MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
 N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
 MAX_SAMPLES = 256  # rows per tree (the isolation forest paper's default); bounds tree depth to 8
 MAX_SAVED_NODES = N_TREES * (2 * MAX_SAMPLES)  # a risk.json with more nodes is refused
 REASON_PERCENTILE = 99.0  # a feature is named as a reason when beyond this share of training requests
+_REASON_RARITY = -math.log(1.0 - REASON_PERCENTILE / 100.0)
+_GRID_POINTS = 1001  # quantiles kept per feature: rarity resolved to 0.1% of training requests
 MAX_REASONS = 3  # reasons named per request, strongest first
 _QUANTILE_POINTS = 1001  # the training score distribution kept to map a depth to 0..1
 
 
 @dataclass(frozen=True)
 class PastAsk:
-    """A past request as risk scoring reads it."""
+    """A past request as risk scoring reads it (a HistoryRow has the same attributes)."""
 
     user: str
     resource: str
     access: str
-    at: datetime
+    requested_at: datetime
     asked_minutes: float
     used_minutes: float
     reason: str = ""
@@ -118,7 +120,7 @@ class RiskScore:
     known: bool
     score: float = 0.0
     reasons: tuple[str, ...] = ()
-    drivers: dict[str, float] = field(default_factory=dict)  # feature -> share of training requests below it
+    drivers: dict[str, float] = field(default_factory=dict)  # feature -> its value for this request
 
     def to_json(self) -> dict[str, Any]:
         return {"known": self.known, "score": round(self.score, 4) if self.known else 0.0,
@@ -129,106 +131,162 @@ def unknown(why: str) -> RiskScore:
     return RiskScore(known=False, score=0.0, reasons=(why,))
 
 
-def _circular_hours(a: float, b: float) -> float:
-    d = abs(a - b) % 24.0
-    return min(d, 24.0 - d)
+@dataclass
+class BreakGlassPattern:
+    """What past break-glass requests looked like: their words (share of break-glass among the
+    requests holding each word) and their hours of the day (everyone's)."""
+
+    words: WordStats = field(default_factory=WordStats)
+    hours: np.ndarray = field(default_factory=lambda: np.zeros(24))
+    asks: WordStats = field(default_factory=WordStats)  # per word: mean log1p(asked minutes)
+
+    def add(self, reason: str, ticket: str, emergency: bool, at: datetime, asked_minutes: float) -> None:
+        self.words.add(reason, ticket, 1.0 if emergency else 0.0)
+        self.asks.add(reason, ticket, asked_minutes)
+        if emergency:
+            self.hours[at.hour] += 1
+
+    def ask_factor(self, reason: str, ticket: str) -> float:
+        """How much longer than the average ask requests with these words usually ask (the word
+        farthest from average; 1.0 without known words): long kinds of work ask long."""
+        found = self.asks.estimates(reason, ticket)
+        if not found:
+            return 1.0
+        strongest = max(found, key=lambda e: abs(e.deviation))
+        return math.exp(strongest.deviation)
+
+    def lift(self, reason: str, ticket: str) -> float:
+        """How much likelier break-glass is among past requests sharing a word of this reason than
+        among all requests (the highest over its words; shrunk shares, so rare words say little)."""
+        overall = self.words.overall
+        if math.isnan(overall) or overall <= 0:
+            return 0.0
+        found = self.words.estimates(reason, ticket)
+        return max((e.estimate / overall for e in found), default=1.0)  # log1p(0 or 1) means: ratios of shares
+
+    def hour_rarity(self, at: datetime) -> float:
+        """How much rarer break-glass was within an hour of this time of day than if spread evenly."""
+        total = self.hours.sum()
+        near = sum(self.hours[(at.hour + d) % 24] for d in (-1, 0, 1))
+        return max(0.0, -math.log(((near + 1) / (total + 2)) / (3 / 24)))
 
 
-def _hour(at: datetime) -> float:
-    return at.hour + at.minute / 60.0
+PATTERN_LIFT = 3.0  # break-glass words at least this much likelier than average: an incident pattern
+_FLOOR = 1e-3  # the smallest lift a surprise is taken of (-log(0.001) ~ 6.9)
 
 
-def _kind_of_access(access: str) -> str:
-    return access.split(":", 1)[0]
+_REQUESTED_AT = attrgetter("requested_at")
 
 
-def risk_features(ask: RiskAsk, mine: Sequence[PastAsk], on_resource: Sequence[PastAsk],
-                  emergency_words: WordStats | None) -> np.ndarray:
+def _surprise(seen: int, total: int) -> float:
+    """-log of the smoothed chance of what was seen `seen` times in `total`."""
+    return -math.log((seen + 1) / (total + 2))
+
+
+def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
+                  pattern: BreakGlassPattern | None) -> np.ndarray:
     """RISK_FEATURES of one ask. `mine`: the requester's past requests; `on_resource`: anyone's on
-    the resource; both only requests made before `ask.at` count (any order)."""
+    the resource (PastAsk or HistoryRow); only requests made before `ask.at` count (any order).
+
+    Novelty is measured against the person's own habit of novelty: a resource new to someone
+    who uses two resources is a surprise, to someone who tries a new one every week it is not.
+    """
     at = ask.at
-    mine = sorted((p for p in mine if p.at < at), key=lambda p: p.at)[-USER_PAST_LIMIT:]
-    n = len(mine)
-    hour = _hour(at)
-    near = sum(1 for p in mine if _circular_hours(_hour(p.at), hour) <= HOUR_WINDOW)
-    hour_rarity = -math.log((near + 1) / (n + 2))
-    weekend = at.weekday() >= 5
-    weekend_n = sum(1 for p in mine if p.at.weekday() >= 5)
-    day_rarity = -math.log((weekend_n + 1) / (n + 2)) if weekend else 0.0
-    resource_new_user = 1.0 / (1.0 + sum(1 for p in mine if p.resource == ask.resource))
-    users = {p.user for p in on_resource if p.at < at and p.user != ask.user
-             and (ask.peers is None or p.user in ask.peers)}
-    resource_new_peers = 1.0 / (1.0 + len(users))
-    access_kind = _kind_of_access(ask.access)
-    same_access = sum(1 for p in mine if p.access == ask.access)
-    access_new_user = 1.0 / (1.0 + same_access) if any(_kind_of_access(p.access) == access_kind for p in mine) \
-        else 0.5
-    duration_over = max(0.0, math.log(ask.asked_minutes / _reference_minutes(ask, mine, on_resource)))
-    recent = sum(1 for p in mine if at - p.at <= BURST_WINDOW)
+    past = sorted((p for p in mine if p.requested_at < at), key=_REQUESTED_AT)[-USER_PAST_LIMIT:]
+    n = len(past)
+    minute = at.hour * 60 + at.minute
+    window = HOUR_WINDOW * 60
+    burst_from = at - BURST_WINDOW
+    near = weekend_n = same_resource = recent = same_kind = same_access = 0
+    resources: set[str] = set()
+    accesses: set[str] = set()
+    prefix = ask.access.split(":", 1)[0] + ":"
+    asked_here: list[float] = []
+    for p in past:  # one pass: this runs on every request (the hot path of a decision)
+        t = p.requested_at
+        d = abs(t.hour * 60 + t.minute - minute)
+        if (1440 - d if d > 720 else d) <= window:
+            near += 1
+        if t.weekday() >= 5:
+            weekend_n += 1
+        if t > burst_from:
+            recent += 1
+        resource = p.resource
+        resources.add(resource)
+        if resource == ask.resource:
+            same_resource += 1
+            asked_here.append(p.asked_minutes)
+        access = p.access
+        if access.startswith(prefix):
+            same_kind += 1
+            accesses.add(access)
+            if access == ask.access:
+                same_access += 1
+    # against an even spread over the day: 0 within the person's usual hours
+    hour_rarity = max(0.0, -math.log(((near + 1) / (n + 2)) / (2 * HOUR_WINDOW / 24)))
+    day_rarity = _surprise(weekend_n, n) if at.weekday() >= 5 else 0.0
+    lift = pattern.lift(ask.reason, ask.ticket) if pattern is not None else 0.0
+    if pattern is not None and ask.emergency:
+        hour_rarity, day_rarity = pattern.hour_rarity(at), 0.0  # break-glass keeps break-glass hours
+    elif pattern is not None and lift >= PATTERN_LIFT:
+        # incident words without break-glass: the hours of everyone's break-glass explain it as well
+        hour_rarity, day_rarity = min(hour_rarity, pattern.hour_rarity(at)), 0.0
+    new_resource = same_resource == 0
+    resource_new_user = -math.log((len(resources) + 1) / (n + 2)) if new_resource else 0.0
+    if new_resource:
+        peers = {p.user for p in on_resource if p.requested_at < at and p.user != ask.user
+                 and (ask.peers is None or p.user in ask.peers)}
+        resource_new_peers = 1.0 / (1.0 + len(peers))
+    else:
+        resource_new_peers = 0.0
+    access_new_user = -math.log((len(accesses) + 1) / (same_kind + 2)) if same_access == 0 and same_kind else 0.0
+    reference = _reference_minutes(ask, asked_here, past, on_resource)
+    if pattern is not None and ask.recommended_minutes is None:
+        reference *= pattern.ask_factor(ask.reason, ask.ticket)
+    duration_over = max(0.0, math.log(ask.asked_minutes / reference))
     if n >= 2:
-        span_hours = max(1.0, (mine[-1].at - mine[0].at).total_seconds() / 3600)
-        pace = n / span_hours  # requests per hour over the person's known span
-        burst = max(0.0, math.log1p(recent) - math.log1p(pace))
-        gaps = sorted((b.at - a.at).total_seconds() / 86400 for a, b in zip(mine, mine[1:]))
-        typical_gap = gaps[len(gaps) // 2]
-        absence = max(0.0, math.log1p((at - mine[-1].at).total_seconds() / 86400) - math.log1p(typical_gap * 3))
+        span_days = (past[-1].requested_at - past[0].requested_at).total_seconds() / 86400
+        burst = max(0.0, math.log1p(recent) - math.log1p(n / max(1.0, span_days * 24)))
+        gaps = sorted((b.requested_at - a.requested_at).total_seconds() for a, b in zip(past, past[1:]))
+        typical_gap = gaps[len(gaps) // 2] / 86400  # the median: a person's usual pace, not their holidays
+        since = (at - past[-1].requested_at).total_seconds() / 86400
+        absence = max(0.0, math.log1p(since) - math.log1p(typical_gap))
     else:
         burst, absence = math.log1p(recent), 0.0
     emergency_off_pattern = 0.0
     if ask.emergency:
-        like = _emergency_likeness(ask, emergency_words)
-        emergency_off_pattern = 1.0 - like
+        emergency_off_pattern = max(0.0, math.log(PATTERN_LIFT) - math.log(max(_FLOOR, lift)))
     return np.array([hour_rarity, day_rarity, resource_new_user, resource_new_peers, access_new_user,
                      duration_over, burst, absence, emergency_off_pattern], dtype=np.float64)
 
 
-def _reference_minutes(ask: RiskAsk, mine: Sequence[PastAsk], on_resource: Sequence[PastAsk]) -> float:
-    """The recommendation, else the usual asked length of this person on the resource, of anyone on
+def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any], on_resource: Sequence[Any]) -> float:
+    """The recommendation, else the usual (median) ask of this person on the resource, of anyone on
     it, of this person, else an hour."""
     if ask.recommended_minutes is not None and ask.recommended_minutes > 0:
         return ask.recommended_minutes
-    for pool in ([p.asked_minutes for p in mine if p.resource == ask.resource],
-                 [p.asked_minutes for p in on_resource if p.at < ask.at],
-                 [p.asked_minutes for p in mine]):
+    for pool in (asked_here, [p.asked_minutes for p in on_resource[-250:] if p.requested_at < ask.at],
+                 [p.asked_minutes for p in past]):
         if pool:
             pool = sorted(pool)
-            return max(1.0, pool[int(0.8 * (len(pool) - 1))])
+            return max(1.0, pool[len(pool) // 2])
     return 60.0
 
 
-def _emergency_likeness(ask: RiskAsk, emergency_words: WordStats | None) -> float:
-    """How much the words of a break-glass request look like past break-glass requests (0..1):
-    the highest shrunk share of break-glass among the past requests sharing one of its words."""
-    if emergency_words is None:
-        return 0.0
-    found = emergency_words.estimates(ask.reason, ask.ticket)
-    return max((e.estimate / math.log(2.0) for e in found), default=0.0)  # the mean of log1p(0 or 1), as a share
-
-
-def emergency_word_stats(rows: Iterable[PastAsk]) -> WordStats:
-    """Per word, the share of requests holding it that were break-glass (stored as log1p of 0/1 so
-    that WordStats' shrunk mean, expm1'd, reads as that share)."""
-    stats = WordStats()
-    for p in rows:
-        stats.add(p.reason, p.ticket, 1.0 if p.emergency else 0.0)
-    return stats
-
-
-def history_features(rows: Sequence[HistoryRow]) -> np.ndarray:
-    """Features of every row of a time-ordered history, each from the rows asked before it."""
-    asks = [past_of(r) for r in rows]
-    by_user: dict[str, list[PastAsk]] = {}
-    by_resource: dict[str, list[PastAsk]] = {}
-    emergency_words = WordStats()
+def history_features(rows: Sequence[HistoryRow]) -> tuple[np.ndarray, BreakGlassPattern]:
+    """Features of every row of a time-ordered history, each from the rows asked before it; and the
+    break-glass pattern of the whole history."""
+    by_user: dict[str, list[HistoryRow]] = {}
+    by_resource: dict[str, list[HistoryRow]] = {}
+    pattern = BreakGlassPattern()
     out = np.empty((len(rows), len(RISK_FEATURES)), dtype=np.float64)
-    for i, (row, past) in enumerate(zip(rows, asks)):
-        ask = ask_of_row(row)
-        out[i] = risk_features(ask, by_user.get(row.user, [])[-USER_PAST_LIMIT:], by_resource.get(row.resource, []),
-                               emergency_words)
-        by_user.setdefault(row.user, []).append(past)
-        by_resource.setdefault(row.resource, []).append(past)
-        emergency_words.add(past.reason, past.ticket, 1.0 if past.emergency else 0.0)
-    return out
+    for i, row in enumerate(rows):
+        out[i] = risk_features(ask_of_row(row), by_user.get(row.user, [])[-USER_PAST_LIMIT:],
+                               by_resource.get(row.resource, [])[-250:], pattern)
+        by_user.setdefault(row.user, []).append(row)
+        by_resource.setdefault(row.resource, []).append(row)
+        pattern.add(row.reason, row.ticket, row.emergency, row.requested_at, row.asked_minutes)
+    return out, pattern
 
 
 def ask_of_row(row: HistoryRow, **changes: Any) -> RiskAsk:
@@ -254,13 +312,22 @@ class RiskModel:
     roots: np.ndarray  # each tree's root node index
     max_samples: int
     score_quantiles: np.ndarray  # sorted anomaly scores of training rows (subsampled)
-    reason_thresholds: np.ndarray  # per feature: REASON_PERCENTILE of training values
-    emergency_words: WordStats
+    grid: np.ndarray  # per feature (rows): _GRID_POINTS quantiles of its training values, sorted
+    pattern: BreakGlassPattern
     trained_until: str = ""
     rows: int = 0
 
+    def rarity(self, x: np.ndarray) -> np.ndarray:
+        """Each feature as -log of the share of training requests at or above it: features of any
+        scale become comparable, and one feature beyond all training requests counts fully."""
+        return rarity_matrix(x[None, :], self.grid)[0]
+
     def anomaly(self, x: np.ndarray) -> float:
-        """sklearn's anomaly score 2^(-E[h(x)] / c(max_samples)) of one feature row."""
+        """sklearn's anomaly score 2^(-E[h(r)] / c(max_samples)) of the rarities r of one feature row."""
+        return self.forest_anomaly(self.rarity(x))
+
+    def forest_anomaly(self, x: np.ndarray) -> float:
+        """The isolation forest's anomaly score of one (already transformed) row."""
         node = self.roots.copy()
         feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
         for _ in range(64):  # deeper than any tree of MAX_SAMPLES rows
@@ -274,12 +341,12 @@ class RiskModel:
         return float(2.0 ** (-depth / _average_path(self.max_samples)))
 
     def score(self, ask: RiskAsk, mine: Sequence[PastAsk], on_resource: Sequence[PastAsk]) -> RiskScore:
-        x = risk_features(ask, mine, on_resource, self.emergency_words)
-        raw = self.anomaly(x)
-        share = bisect.bisect_left(self.score_quantiles.tolist(), raw) / len(self.score_quantiles)
-        over = [(x[j] / self.reason_thresholds[j] if self.reason_thresholds[j] > 0 else math.inf, name)
-                for j, name in enumerate(RISK_FEATURES) if x[j] > self.reason_thresholds[j] and x[j] > 0]
-        over.sort(reverse=True)
+        x = risk_features(ask, mine, on_resource, self.pattern)
+        rarity = self.rarity(x)
+        raw = self.forest_anomaly(rarity)
+        share = float(np.searchsorted(self.score_quantiles, raw, side="left")) / len(self.score_quantiles)
+        over = sorted(((float(rarity[j]), name) for j, name in enumerate(RISK_FEATURES)
+                       if rarity[j] >= _REASON_RARITY and x[j] > 0), reverse=True)
         drivers = {name: round(float(x[j]), 4) for j, name in enumerate(RISK_FEATURES)}
         return RiskScore(known=True, score=min(1.0, max(0.0, share)),
                          reasons=tuple(REASONS[name] for _, name in over[:MAX_REASONS]), drivers=drivers)
@@ -291,8 +358,9 @@ class RiskModel:
             "left": self.left.tolist(), "right": self.right.tolist(),
             "leaf_depth": [round(float(v), 6) for v in self.leaf_depth], "roots": self.roots.tolist(),
             "score_quantiles": [round(float(v), 6) for v in self.score_quantiles],
-            "reason_thresholds": [round(float(v), 6) for v in self.reason_thresholds],
-            "emergency_words": self.emergency_words.to_json(), "trained_until": self.trained_until,
+            "grid": [[round(float(v), 6) for v in row] for row in self.grid],
+            "emergency_words": self.pattern.words.to_json(), "ask_words": self.pattern.asks.to_json(),
+            "emergency_hours": [float(v) for v in self.pattern.hours], "trained_until": self.trained_until,
             "rows": self.rows,
         }
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -322,14 +390,33 @@ class RiskModel:
                 or len(roots) == 0 or (roots < 0).any() or (roots >= nodes).any():
             raise ValueError("tree arrays do not form trees")
         quantiles = np.asarray(body["score_quantiles"], dtype=np.float64)
-        thresholds = np.asarray(body["reason_thresholds"], dtype=np.float64)
-        if len(quantiles) == 0 or len(thresholds) != len(RISK_FEATURES):
-            raise ValueError("score distribution or reason thresholds missing")
+        grid = np.asarray(body["grid"], dtype=np.float64)
+        if len(quantiles) == 0 or grid.ndim != 2 or grid.shape[0] != len(RISK_FEATURES) \
+                or not 2 <= grid.shape[1] <= _GRID_POINTS or not np.isfinite(grid).all():
+            raise ValueError("score distribution or feature grid missing or malformed")
         return cls(feature=feature, threshold=arrays["threshold"].astype(np.float64), left=left, right=right,
                    leaf_depth=arrays["leaf_depth"].astype(np.float64), roots=roots,
                    max_samples=int(body["max_samples"]), score_quantiles=np.sort(quantiles),
-                   reason_thresholds=thresholds, emergency_words=WordStats.from_json(body["emergency_words"]),
+                   grid=np.sort(grid, axis=1), pattern=_pattern_from_json(body),
                    trained_until=str(body.get("trained_until", "")), rows=int(body.get("rows", 0)))
+
+
+def rarity_matrix(features: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """RiskModel.rarity of many rows (training)."""
+    points = grid.shape[1]
+    below = np.stack([np.searchsorted(grid[j], features[:, j], side="left") for j in range(features.shape[1])], axis=1)
+    rarity = -np.log(np.maximum(1.0 - below / points, 1.0 / points))
+    # Beyond every training value, rarity keeps growing with the distance past the top 1%'s range,
+    # so 8 requests in an hour stay rarer than 3 where both exceed all training requests.
+    top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+    return rarity + np.log1p(np.maximum(features - top, 0.0) / spread)
+
+
+def _pattern_from_json(body: dict[str, Any]) -> BreakGlassPattern:
+    hours = np.asarray(body["emergency_hours"], dtype=np.float64)
+    if hours.shape != (24,) or not np.isfinite(hours).all() or (hours < 0).any():
+        raise ValueError("`emergency_hours` must be 24 counts")
+    return BreakGlassPattern(WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"]))
 
 
 def _average_path(n: int) -> float:
@@ -341,14 +428,16 @@ def _average_path(n: int) -> float:
     return 2.0 * (math.log(n - 1) + 0.5772156649) - 2.0 * (n - 1) / n
 
 
-def fit_risk(features: np.ndarray, emergency_words: WordStats, seed: int = 42) -> RiskModel:
+def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -> RiskModel:
     """An isolation forest (scikit-learn) on training feature rows, as arrays."""
     if len(features) < MIN_TRAIN_ROWS:
         raise TrainingError(f"too little history for a risk model: {len(features)} rows, need {MIN_TRAIN_ROWS}")
     from sklearn.ensemble import IsolationForest  # training only: serving needs no scikit-learn
 
+    grid = np.quantile(features, np.linspace(0.0, 1.0, _GRID_POINTS), axis=0).T
+    transformed = rarity_matrix(features, grid)
     forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, len(features)),
-                             random_state=seed, n_jobs=1).fit(features)
+                             random_state=seed, n_jobs=1).fit(transformed)
     feature, threshold, left, right, leaf_depth, roots = [], [], [], [], [], []
     for tree, used in zip(forest.estimators_, forest.estimators_features_):
         t = tree.tree_
@@ -370,10 +459,10 @@ def fit_risk(features: np.ndarray, emergency_words: WordStats, seed: int = 42) -
                       left=np.array(left, dtype=np.int64), right=np.array(right, dtype=np.int64),
                       leaf_depth=np.array(leaf_depth), roots=np.array(roots, dtype=np.int64),
                       max_samples=int(forest.max_samples_), score_quantiles=np.array([0.0]),
-                      reason_thresholds=np.percentile(features, REASON_PERCENTILE, axis=0),
-                      emergency_words=emergency_words, rows=len(features))
+                      grid=grid,
+                      pattern=pattern, rows=len(features))
     sample = features[np.linspace(0, len(features) - 1, min(len(features), 3 * _QUANTILE_POINTS)).astype(int)]
-    scores = np.sort([model.anomaly(x) for x in sample])
+    scores = np.sort([model.anomaly(x) for x in sample])  # the served path, so the 0..1 map matches it
     model.score_quantiles = scores[np.linspace(0, len(scores) - 1, min(len(scores), _QUANTILE_POINTS)).astype(int)]
     return model
 
@@ -381,7 +470,8 @@ def fit_risk(features: np.ndarray, emergency_words: WordStats, seed: int = 42) -
 def train_risk(rows: Sequence[HistoryRow], seed: int = 42) -> RiskModel:
     """A risk model from a whole history."""
     ordered = in_time_order(rows)
-    model = fit_risk(history_features(ordered), emergency_word_stats(past_of(r) for r in ordered), seed)
+    features, pattern = history_features(ordered)
+    model = fit_risk(features, pattern, seed)
     model.trained_until = ordered[-1].requested_at.isoformat() if ordered else ""
     return model
 
@@ -416,8 +506,13 @@ def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
     if model is None:
         return unknown(f"no risk model: {load_error or 'not trained'}")
     try:
-        mine = [past_of(r) for r in history if r.user == ask.user]
-        on_resource = [past_of(r) for r in history if r.resource == ask.resource]
+        user, resource = ask.user, ask.resource
+        mine, on_resource = [], []
+        for row in history:
+            if row.user == user:
+                mine.append(row)
+            if row.resource == resource:
+                on_resource.append(row)
         return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)

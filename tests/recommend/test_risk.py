@@ -10,8 +10,8 @@ import pytest
 
 from policy import PolicyRequest, load_policy_text
 from recommend.features import in_time_order
-from recommend.risk import (RISK_FILE, emergency_word_stats, fit_risk, history_features, load_risk, past_of,
-                            save_risk, score_request, ask_of_row)
+from recommend.risk import (RISK_FILE, ask_of_row, fit_risk, history_features, load_risk, past_of, rarity_matrix,
+                            save_risk, score_request)
 from recommend.serve import Recommender
 from recommend.synth import generate
 from recommend.errors import ModelError
@@ -54,7 +54,8 @@ def history() -> list:
 @pytest.fixture(scope="module")
 def model(history: list):
     cut = 1200
-    return fit_risk(history_features(history)[:cut], emergency_word_stats(past_of(r) for r in history[:cut]))
+    features, pattern = history_features(history[:cut])
+    return fit_risk(features, pattern)
 
 
 def _decide(risk: dict | None) -> dict:
@@ -112,8 +113,8 @@ def test_missing_or_broken_model_gives_unknown_with_why(model, history: list, tm
     missing = Recommender(tmp_path / "none", check_every=None).risk(ask, history)
     assert not missing.known and missing.score == 0.0 and "no risk model" in missing.reasons[0]
     save_risk(tmp_path, model)
-    assert load_risk(tmp_path).anomaly(history_features(history[:50])[-1]) == pytest.approx(
-        model.anomaly(history_features(history[:50])[-1]))
+    assert load_risk(tmp_path).anomaly(history_features(history[:50])[0][-1]) == pytest.approx(
+        model.anomaly(history_features(history[:50])[0][-1]))
     data = json.loads((tmp_path / RISK_FILE).read_text())
     data["body"]["threshold"][0] += 1.0  # an edit the checksum catches
     (tmp_path / RISK_FILE).write_text(json.dumps(data))
@@ -128,8 +129,9 @@ def test_missing_or_broken_model_gives_unknown_with_why(model, history: list, tm
 def test_the_tree_walk_equals_scikit_learn(history: list, model) -> None:
     from sklearn.ensemble import IsolationForest
 
-    x = history_features(history)
-    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=42, n_jobs=1).fit(x[:1200])
+    x, _ = history_features(history)
+    r = rarity_matrix(x, model.grid)
+    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=42, n_jobs=1).fit(r[:1200])
     ours = np.array([model.anomaly(v) for v in x[1200:1260]])
-    assert np.allclose(ours, -forest.score_samples(x[1200:1260]), atol=1e-9)
+    assert np.allclose(ours, -forest.score_samples(r[1200:1260]), atol=1e-9)
     assert timedelta(0) < history[-1].requested_at - history[0].requested_at
