@@ -135,3 +135,43 @@ def test_the_tree_walk_equals_scikit_learn(history: list, model) -> None:
     ours = np.array([model.anomaly(v) for v in x[1200:1260]])
     assert np.allclose(ours, -forest.score_samples(r[1200:1260]), atol=1e-9)
     assert timedelta(0) < history[-1].requested_at - history[0].requested_at
+
+
+def _core(tmp_path: Path, recommender):
+    from controlplane.core import AccessCore, StaticPolicy
+    from controlplane.store import open_store
+
+    return AccessCore(open_store(str(tmp_path / "store.db")), StaticPolicy(load_policy_text(POLICY, "risk.yaml")),
+                      recommender=recommender)
+
+
+def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(model, tmp_path: Path) -> None:
+    """A scored request: the score reaches CEL, the decision, its audit event, the Decision message
+    and `requests show`; without a risk model the score is unknown, the decision says why, and the
+    fail-closed rule adds security."""
+    from controlplane import convert
+    from cli.render import risk_text
+
+    save_risk(tmp_path / "model", model)
+    core = _core(tmp_path, Recommender(tmp_path / "model", check_every=None))
+    try:
+        rec, _ = core.create_request("alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+        risk = rec.decision.risk
+        assert risk["known"] and 0.0 <= risk["score"] <= 1.0 and isinstance(risk["reasons"], list)
+        created = core.audit_events(type="request.created")[-1]
+        assert created.data["decision"]["risk"] == risk
+        message = convert.decision(rec.decision)
+        assert message.risk.known and abs(message.risk.score - risk["score"]) < 1e-9
+        assert risk_text(message).startswith(f"{risk['score']:.2f}")
+    finally:
+        core.store.close()
+    (tmp_path / "model" / RISK_FILE).unlink()
+    (tmp_path / "none").mkdir()
+    core = _core(tmp_path / "none", Recommender(tmp_path / "model", check_every=None))
+    try:
+        rec, _ = core.create_request("alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+        assert rec.decision.risk["known"] is False and "no risk model" in rec.decision.risk["reasons"][0]
+        assert rec.decision.approval.levels, "an unknown score takes the policy's fail-closed branch"
+        assert risk_text(convert.decision(rec.decision)).startswith("unknown (no risk model")
+    finally:
+        core.store.close()
