@@ -67,7 +67,7 @@ BURST_WINDOW = timedelta(hours=1)
 USER_PAST_LIMIT = 200  # the requester's newest past requests a score reads (bounds the cost per request)
 MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
 N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
-MAX_SAMPLES = 256  # rows per tree (the isolation forest paper's default); bounds tree depth to 8
+MAX_SAMPLES = 1024  # rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from multi-feature oddities better than 256 on the shop story
 MAX_SAVED_NODES = N_TREES * (2 * MAX_SAMPLES)  # a risk.json with more nodes is refused
 REASON_PERCENTILE = 99.0  # a feature is named as a reason when beyond this share of training requests
 _REASON_RARITY = -math.log(1.0 - REASON_PERCENTILE / 100.0)

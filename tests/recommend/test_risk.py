@@ -10,7 +10,7 @@ import pytest
 
 from policy import PolicyRequest, load_policy_text
 from recommend.features import in_time_order
-from recommend.risk import (RISK_FILE, ask_of_row, fit_risk, history_features, load_risk, past_of, rarity_matrix,
+from recommend.risk import (MAX_SAMPLES, N_TREES, RISK_FILE, ask_of_row, fit_risk, history_features, load_risk, past_of, rarity_matrix,
                             save_risk, score_request)
 from recommend.serve import Recommender
 from recommend.synth import generate
@@ -131,7 +131,8 @@ def test_the_tree_walk_equals_scikit_learn(history: list, model) -> None:
 
     x, _ = history_features(history)
     r = rarity_matrix(x, model.grid)
-    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=42, n_jobs=1).fit(r[:1200])
+    forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, 1200), random_state=42,
+                             n_jobs=1).fit(r[:1200])
     ours = np.array([model.anomaly(v) for v in x[1200:1260]])
     assert np.allclose(ours, -forest.score_samples(r[1200:1260]), atol=1e-9)
     assert timedelta(0) < history[-1].requested_at - history[0].requested_at
