@@ -1283,6 +1283,8 @@ class AccessCore:
             row.update(reason=rec.reason, ticket=rec.ticket, requested_at=_iso(rec.created_at),
                        asked_minutes=round(rec.duration.total_seconds() / 60, 3),
                        used_minutes=round(used[rec.id], 3), extensions=rec.extensions_used)
+            if rec.emergency:
+                row["emergency"] = True  # break-glass: the risk model learns its pattern
             yield row
 
 
