@@ -8,6 +8,7 @@ are written to the audit log before they are raised.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -233,18 +234,19 @@ class AccessCore:
         # duration) or a dry run (which shows it). It used to run on every request (~25% of the
         # server's time under load) for an answer nobody read.
         recommendation: Recommendation | None = None
+        past = functools.cache(lambda: self._past_rows(actor, resource, now))  # read once for model and risk
         if self.recommender is not None and (duration is None or dry_run):
             history = self._history(actor, resource, now)
             probe = ps.decide(target.policy_request(timedelta(minutes=1), now, history))
             recommendation = self._recommend(actor, res, login, role, reason, ticket, now,
-                                             probe.max_duration if probe.allowed else None)
+                                             probe.max_duration if probe.allowed else None, past)
         if duration is None:
             if recommendation is None:
                 raise JitError("invalid.argument", "give a duration (no recommendation is available)")
             duration = recommendation.duration
         if duration <= timedelta(0):
             raise JitError("invalid.argument", "the duration must be longer than 0s")
-        risk = self._risk(target, duration, now, recommendation)
+        risk = self._risk(target, duration, now, recommendation, past)
         if dry_run:
             with self.store.read() as tx:
                 history = self._history_in(tx, actor, resource, now)
@@ -707,7 +709,8 @@ class AccessCore:
         return counts
 
     def _recommend(self, user: str, res: Any, login: str, role: str, reason: str, ticket: str,
-                   now: datetime, max_duration: timedelta | None) -> Recommendation | None:
+                   now: datetime, max_duration: timedelta | None,
+                   past: Callable[[], list[Any]] | None = None) -> Recommendation | None:
         if self.recommender is None:
             return None
         try:
@@ -716,7 +719,7 @@ class AccessCore:
                                    login=login if res.kind == "ssh" else None,
                                    role=role if res.kind != "ssh" else None,
                                    reason=reason, ticket=ticket, requested_at=now)
-            rows = self._past_rows(user, res.name, now)
+            rows = past() if past is not None else self._past_rows(user, res.name, now)
             got = self.recommender.recommend(ask, max_duration, self.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
             log.exception("duration recommendation failed")
@@ -748,7 +751,7 @@ class AccessCore:
         return rows
 
     def _risk(self, target: "_Target", duration: timedelta, now: datetime,
-              recommendation: "Recommendation | None") -> Any:
+              recommendation: "Recommendation | None", past: Callable[[], list[Any]]) -> Any:
         """POLICY.md's `risk` of a new request, scored by recommend/ (unknown, and why, without it)."""
         from policy.request import Risk
         if self.recommender is None:
@@ -761,7 +764,7 @@ class AccessCore:
                           asked_minutes=duration.total_seconds() / 60, reason=target.reason, ticket=target.ticket,
                           emergency=target.emergency,
                           recommended_minutes=recommendation.minutes if recommendation is not None else None)
-            got = self.recommender.risk(ask, self._past_rows(target.user, res.name, now))
+            got = self.recommender.risk(ask, past())
             return Risk(known=bool(got.known), score=float(got.score), reasons=tuple(got.reasons))
         except Exception as exc:  # advice only: a broken scorer leaves the score unknown and says why
             log.exception("risk scoring failed")

@@ -64,7 +64,7 @@ REASONS = {
 }
 HOUR_WINDOW = 1.5  # hours either side of a time of day that count as "this hour" for a person
 BURST_WINDOW = timedelta(hours=1)
-USER_PAST_LIMIT = 200  # the requester's newest past requests a score reads (bounds the cost per request)
+USER_PAST_LIMIT = 100  # the requester's newest past requests a score reads: bounds the cost per request (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision)
 MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
 N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
 MAX_SAMPLES = 1024  # rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from multi-feature oddities better than 256 on the shop story
@@ -307,7 +307,11 @@ class RiskModel:
     def rarity(self, x: np.ndarray) -> np.ndarray:
         """Each feature as -log of the share of training requests at or above it: features of any
         scale become comparable, and one feature beyond all training requests counts fully."""
-        return rarity_matrix(x[None, :], self.grid)[0]
+        grid = self.grid
+        points = grid.shape[1]
+        below = np.count_nonzero(grid < x[:, None], axis=1)  # one pass over the grid (the hot path)
+        top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+        return -np.log(np.maximum(1.0 - below / points, 1.0 / points)) + np.log1p(np.maximum(x - top, 0.0) / spread)
 
     def anomaly(self, x: np.ndarray) -> float:
         """sklearn's anomaly score 2^(-E[h(r)] / c(max_samples)) of the rarities r of one feature row."""
