@@ -8,6 +8,7 @@ are written to the audit log before they are raised.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -67,6 +68,8 @@ class Recommender(Protocol):
     def recommend(self, req: Any, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[Any]) -> Any: ...
 
+    def risk(self, ask: Any, history: Sequence[Any]) -> Any: ...
+
 
 def _fmt_td(td: timedelta) -> str:
     from policy import format_duration
@@ -93,11 +96,12 @@ class _Target:
     ticket: str
     emergency: bool
 
-    def policy_request(self, duration: timedelta, now: datetime, history: dict[str, int | float]) -> Any:
+    def policy_request(self, duration: timedelta, now: datetime, history: dict[str, int | float],
+                       risk: Any = None) -> Any:
         from policy import PolicyRequest
         return PolicyRequest(user=self.user, resource=self.res.name, duration=duration, time=now, login=self.login,
                              role=self.role, reason=self.reason, ticket=self.ticket, emergency=self.emergency,
-                             extension=0, history=history)
+                             extension=0, history=history, risk=risk)
 
 
 class AccessCore:
@@ -230,26 +234,28 @@ class AccessCore:
         # duration) or a dry run (which shows it). It used to run on every request (~25% of the
         # server's time under load) for an answer nobody read.
         recommendation: Recommendation | None = None
+        past = functools.cache(lambda: self._past_rows(actor, resource, now))  # read once for model and risk
         if self.recommender is not None and (duration is None or dry_run):
             history = self._history(actor, resource, now)
             probe = ps.decide(target.policy_request(timedelta(minutes=1), now, history))
             recommendation = self._recommend(actor, res, login, role, reason, ticket, now,
-                                             probe.max_duration if probe.allowed else None)
+                                             probe.max_duration if probe.allowed else None, past)
         if duration is None:
             if recommendation is None:
                 raise JitError("invalid.argument", "give a duration (no recommendation is available)")
             duration = recommendation.duration
         if duration <= timedelta(0):
             raise JitError("invalid.argument", "the duration must be longer than 0s")
+        risk = self._risk(target, duration, now, recommendation, past)
         if dry_run:
             with self.store.read() as tx:
                 history = self._history_in(tx, actor, resource, now)
-            rec, _code = self._decided(ps, target, duration, now, history, "")
+            rec, _code = self._decided(ps, target, duration, now, history, "", risk)
             return rec, recommendation
 
         with self.store.write() as tx:
             history = self._history_in(tx, actor, resource, now)
-            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8))
+            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
             tx.insert_request(rec)
             decision = rec.decision
             data = {"resource": resource, "kind": res.kind, "login": login, "role": role,
@@ -270,9 +276,9 @@ class AccessCore:
         return rec, recommendation
 
     def _decided(self, ps: Any, target: "_Target", duration: timedelta, now: datetime,
-                 history: dict[str, int | float], request_id: str) -> tuple[RequestRecord, str]:
+                 history: dict[str, int | float], request_id: str, risk: Any = None) -> tuple[RequestRecord, str]:
         """The new request as the policy decides it (one decision); and the deny code, if any."""
-        decision = ps.decide(target.policy_request(duration, now, history))
+        decision = ps.decide(target.policy_request(duration, now, history, risk))
         res = target.res
         rec = RequestRecord(
             id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,
@@ -703,7 +709,8 @@ class AccessCore:
         return counts
 
     def _recommend(self, user: str, res: Any, login: str, role: str, reason: str, ticket: str,
-                   now: datetime, max_duration: timedelta | None) -> Recommendation | None:
+                   now: datetime, max_duration: timedelta | None,
+                   past: Callable[[], list[Any]] | None = None) -> Recommendation | None:
         if self.recommender is None:
             return None
         try:
@@ -712,21 +719,7 @@ class AccessCore:
                                    login=login if res.kind == "ssh" else None,
                                    role=role if res.kind != "ssh" else None,
                                    reason=reason, ticket=ticket, requested_at=now)
-            with self.store.read() as tx:
-                past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
-                used = tx.used_minutes([r.id for r in past]) if past else {}
-                # Imported history: no time window (it is the past someone chose to bring in).
-                rows = self._imported_rows(tx, user, res.name, HistoryRow)
-            resources = self.policy.current.resources
-            for r in reversed(past):  # oldest first
-                if r.id not in used:
-                    continue
-                labels = dict(resources[r.resource].labels) if r.resource in resources else {}
-                rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
-                                       asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
-                                       labels=labels, login=r.login if r.kind == "ssh" else None,
-                                       role=r.role if r.kind != "ssh" else None, reason=r.reason,
-                                       ticket=r.ticket, extensions=r.extensions_used))
+            rows = past() if past is not None else self._past_rows(user, res.name, now)
             got = self.recommender.recommend(ask, max_duration, self.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
             log.exception("duration recommendation failed")
@@ -736,6 +729,46 @@ class AccessCore:
         return Recommendation(duration=got.duration, minutes=int(got.minutes), explanation=got.explanation,
                               fallback=bool(got.fallback), model_version=got.model_version or "",
                               max_duration=max_duration)
+
+    def _past_rows(self, user: str, resource: str, now: datetime) -> list[Any]:
+        """recommend.HistoryRows of `user`'s finished grants and the imported rows of `user` and `resource`."""
+        from recommend import HistoryRow
+        with self.store.read() as tx:
+            past = tx.finished_grants(user, resource, now - HISTORY_WINDOW)
+            used = tx.used_minutes([r.id for r in past]) if past else {}
+            # Imported history: no time window (it is the past someone chose to bring in).
+            rows = self._imported_rows(tx, user, resource, HistoryRow)
+        resources = self.policy.current.resources
+        for r in reversed(past):  # oldest first
+            if r.id not in used:
+                continue
+            labels = dict(resources[r.resource].labels) if r.resource in resources else {}
+            rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
+                                   asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
+                                   labels=labels, login=r.login if r.kind == "ssh" else None,
+                                   role=r.role if r.kind != "ssh" else None, reason=r.reason,
+                                   ticket=r.ticket, extensions=r.extensions_used, emergency=r.emergency))
+        return rows
+
+    def _risk(self, target: "_Target", duration: timedelta, now: datetime,
+              recommendation: "Recommendation | None", past: Callable[[], list[Any]]) -> Any:
+        """POLICY.md's `risk` of a new request, scored by recommend/ (unknown, and why, without it)."""
+        from policy.request import Risk
+        if self.recommender is None:
+            return Risk(known=False, reasons=("risk scoring is off (the server runs without a model)",))
+        try:
+            from recommend.risk import RiskAsk
+            res = target.res
+            ask = RiskAsk(user=target.user, resource=res.name, kind=res.kind,
+                          access=f"login:{target.login}" if res.kind == "ssh" else f"role:{target.role}", at=now,
+                          asked_minutes=duration.total_seconds() / 60, reason=target.reason, ticket=target.ticket,
+                          emergency=target.emergency,
+                          recommended_minutes=recommendation.minutes if recommendation is not None else None)
+            got = self.recommender.risk(ask, past())
+            return Risk(known=bool(got.known), score=float(got.score), reasons=tuple(got.reasons))
+        except Exception as exc:  # advice only: a broken scorer leaves the score unknown and says why
+            log.exception("risk scoring failed")
+            return Risk(known=False, reasons=(f"risk scoring failed ({type(exc).__name__})",))
 
     def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
         """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""
@@ -1257,6 +1290,8 @@ class AccessCore:
             row.update(reason=rec.reason, ticket=rec.ticket, requested_at=_iso(rec.created_at),
                        asked_minutes=round(rec.duration.total_seconds() / 60, 3),
                        used_minutes=round(used[rec.id], 3), extensions=rec.extensions_used)
+            if rec.emergency:
+                row["emergency"] = True  # break-glass: the risk model learns its pattern
             yield row
 
 
