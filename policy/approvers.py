@@ -6,7 +6,7 @@ Words: `user:NAME`, `group:NAME`, `manager` (the requester's manager) and
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from policy.model import Resource, User
 

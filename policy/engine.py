@@ -5,9 +5,10 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import celpy.celtypes as ct
 
@@ -66,7 +67,8 @@ def activation(req: PolicyRequest, user: ct.MapType, resource: ct.MapType) -> di
         "emergency": ct.BoolType(req.emergency),
         "extension": ct.IntType(req.extension),
     })
-    history = {name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
+    history: dict[str, ct.IntType | ct.DoubleType] = {
+        name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
     history["median_minutes"] = ct.DoubleType(req.history_value("median_minutes"))
     return {"request": request, "user": user, "resource": resource,
             "history": cel.cel_map(history), "now": cel.timestamp(req.time)}

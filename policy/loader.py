@@ -266,7 +266,8 @@ class _FileReader:
             if kind == "ssh" and "roles" in f:
                 r.error(f["roles"][0], "policy.unknown_field", f"{what}: an ssh resource has `logins`, not `roles`")
             if kind == "postgres" and "logins" in f:
-                r.error(f["logins"][0], "policy.unknown_field", f"{what}: a postgres resource has `roles`, not `logins`")
+                r.error(f["logins"][0], "policy.unknown_field",
+                        f"{what}: a postgres resource has `roles`, not `logins`")
             if kind == "ssh" and not kw.get("logins"):
                 r.error(vnode, "policy.missing_field", f"{what}: an ssh resource needs `logins`")
             if kind == "postgres" and not kw.get("roles"):

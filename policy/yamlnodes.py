@@ -65,7 +65,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded node count
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > limits.MAX_YAML_ALIASES:
@@ -237,7 +237,7 @@ class Reader:
         if not allow_empty and not node.value.strip():
             self.error(node, "policy.type", f"{what} must not be empty")
             return None
-        return node.value
+        return str(node.value)
 
     def boolean(self, node: yaml.Node, what: str) -> bool | None:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool"):
@@ -317,7 +317,8 @@ class Reader:
         if isinstance(v, (_dt.datetime, _dt.date)):
             return v.isoformat()
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return None if self.error(node, "policy.type", f"{what}: not a finite number") else None
+            self.error(node, "policy.type", f"{what}: not a finite number")
+            return None
         if isinstance(v, (bytes, set)):
             self.type_error(node, what, "text, a number, a boolean, a list or a mapping")
             return None
