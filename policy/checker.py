@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,20 +59,9 @@ def check(raw: Raw, sink: Sink) -> Checked:
 
     for res in raw.resources.values():
         for entry, loc in zip(res.owners, raw.owner_locs.get(res.name, []), strict=False):
-            try:
-                kind, name = split_owner(entry)
-            except ValueError as e:
-                _err(sink, loc, "policy.unknown_approver", f"resource `{res.name}`: {e}")
-                continue
-            _check_ref(sink, loc, f"resource `{res.name}` owner", kind, name, users, groups)
-
+            _check_approver(sink, loc, f"resource `{res.name}`", "owner", split_owner, entry, users, groups)
     for word, loc, what in raw.approver_refs:
-        try:
-            kind, name = split_word(word)
-        except ValueError as e:
-            _err(sink, loc, "policy.unknown_approver", f"{what}: {e}")
-            continue
-        _check_ref(sink, loc, f"{what} approver", kind, name, users, groups)
+        _check_approver(sink, loc, what, "approver", split_word, word, users, groups)
 
     for rule in rules:
         if rule.approval is None or rule.approval.mode != "levels":
@@ -156,12 +146,18 @@ def _err(sink: Sink, loc: Loc, code: str, message: str) -> None:
     sink.add(loc, code, message)
 
 
-def _check_ref(sink: Sink, loc: Loc, what: str, kind: str, name: str,
-               users: dict[str, User], groups: dict[str, frozenset[str]]) -> None:
+def _check_approver(sink: Sink, loc: Loc, what: str, role: str, split: Callable[[str], tuple[str, str]],
+                    word: str, users: dict[str, User], groups: dict[str, frozenset[str]]) -> None:
+    """An approver word or owner entry (read by `split`) is well formed and names a known user or group."""
+    try:
+        kind, name = split(word)
+    except ValueError as e:
+        _err(sink, loc, "policy.unknown_approver", f"{what}: {e}")
+        return
     if kind == "user" and name not in users:
-        _err(sink, loc, "policy.unknown_user", f"{what}: unknown user `{name}`")
+        _err(sink, loc, "policy.unknown_user", f"{what} {role}: unknown user `{name}`")
     elif kind == "group" and name not in groups:
-        _err(sink, loc, "policy.unknown_group", f"{what}: unknown group `{name}`")
+        _err(sink, loc, "policy.unknown_group", f"{what} {role}: unknown group `{name}`")
 
 
 def _reach(words: list[str], groups: dict[str, frozenset[str]]) -> set[str] | None:

@@ -171,22 +171,17 @@ def precheck(req: PolicyRequest, users: Mapping[str, User], resources: Mapping[s
     res = resources.get(req.resource)
     if res is None:
         return deny(version, f"unknown resource `{req.resource}`")
+    # An ssh host is asked for a login, a database for a role; never the other.
     if res.kind == "ssh":
-        if req.role:
-            return deny(version, f"`{res.name}` is an ssh host: ask for a login, not a role")
-        if req.login not in res.logins:
-            if not req.login:
-                return deny(version, f"`{res.name}` needs a login (one of {', '.join(res.logins)})")
-            return deny(version, f"login `{req.login}` is not offered on `{res.name}` "
-                                 f"(one of {', '.join(res.logins)})")
+        kind, word, asked, offered, other, other_asked = "an ssh host", "login", req.login, res.logins, "role", req.role
     else:
-        if req.login:
-            return deny(version, f"`{res.name}` is a database: ask for a role, not a login")
-        if req.role not in res.roles:
-            if not req.role:
-                return deny(version, f"`{res.name}` needs a role (one of {', '.join(res.roles)})")
-            return deny(version, f"role `{req.role}` is not offered on `{res.name}` "
-                                 f"(one of {', '.join(res.roles)})")
+        kind, word, asked, offered, other, other_asked = "a database", "role", req.role, res.roles, "login", req.login
+    if other_asked:
+        return deny(version, f"`{res.name}` is {kind}: ask for a {word}, not a {other}")
+    if asked not in offered:
+        if not asked:
+            return deny(version, f"`{res.name}` needs a {word} (one of {', '.join(offered)})")
+        return deny(version, f"{word} `{asked}` is not offered on `{res.name}` (one of {', '.join(offered)})")
     return None
 
 

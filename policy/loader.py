@@ -280,22 +280,8 @@ class _FileReader:
 
     # --- rules --------------------------------------------------------------
     def rules(self, node: yaml.Node) -> None:
-        r = self.r
-        if not isinstance(node, yaml.SequenceNode):
-            r.type_error(node, "rules", "a list")
-            return
         seen = {rule.name: rule.loc for rule in self.raw.rules}
-        for item in node.value:
-            f = r.fields(item, "rule", RULE_FIELDS, required=("name", "when"))
-            if f is None:
-                continue
-            name = r.name(f["name"][1], "rule name") if "name" in f else None
-            if name is None:
-                continue
-            if name in seen:
-                r.error(f["name"][1], "policy.duplicate", f"duplicate rule name `{name}` (first at {seen[name]})")
-                continue
-            seen[name] = r.loc(item)
+        for name, item, f in self.r.named_items(node, "rule", RULE_FIELDS, ("name", "when"), seen):
             self.raw.rules.append(self._rule(name, item, f))
 
     def _rule(self, name: str, item: yaml.Node, f: dict[str, tuple[yaml.Node, yaml.Node]]) -> RawRule:

@@ -101,21 +101,8 @@ EXPECT_FIELDS = ("effect", "approval", "rules", "message", "max_duration", "max_
 
 def read_tests(r: Reader, node: yaml.Node, tests: list[PolicyTest]) -> None:
     """Append the tests of one file's `tests:` to `tests` (the set's, for duplicate names)."""
-    if not isinstance(node, yaml.SequenceNode):
-        r.type_error(node, "tests", "a list")
-        return
     seen = {t.name: t.loc for t in tests}
-    for item in node.value:
-        f = r.fields(item, "test", TEST_FIELDS, required=("name", "request", "expect"))
-        if f is None or "name" not in f:
-            continue
-        name = r.name(f["name"][1], "test name")
-        if name is None:
-            continue
-        if name in seen:
-            r.error(f["name"][1], "policy.duplicate", f"duplicate test name `{name}` (first at {seen[name]})")
-            continue
-        seen[name] = r.loc(item)
+    for name, item, f in r.named_items(node, "test", TEST_FIELDS, ("name", "request", "expect"), seen):
         if "request" not in f or "expect" not in f:
             continue
         request = _read_request(r, name, f["request"][1])
