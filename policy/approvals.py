@@ -8,8 +8,8 @@ approver's deny ends the request.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from policy.decision import Decision
 
