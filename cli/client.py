@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 import click
 import grpc
 
+from cli import exits
 from cli.output import echo, print_fields, print_json, print_table, to_dict  # noqa: F401 (re-exported)
 
 IDENTITY_ENV = "JITGATE_IDENTITY"
@@ -91,6 +92,13 @@ def connection_options(f: F) -> F:
         client = connect(identity, server)
         try:
             return f(*args, client=client, **kwargs)
+        except grpc.RpcError as exc:
+            from cli.tls_diagnosis import refused_identity_line
+
+            refused = refused_identity_line(exc, identity_dir(identity), server_address(server))
+            if refused is None:
+                raise
+            fail(refused)
         finally:
             client.close()
 
@@ -105,7 +113,7 @@ def output_option(f: F) -> F:
 def fail(message: str) -> None:
     """Print `error: message` on stderr (shown literally: it may quote user input) and exit 1."""
     echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(exits.ERROR)
 
 
 def recording_bytes(text: str) -> int:
@@ -122,9 +130,12 @@ def recording_bytes(text: str) -> int:
 def error_line(exc: BaseException) -> str | None:
     """The one line a person sees for a known failure, or None for an unexpected one."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        from jitgate.status import reason_of
+
         code = exc.code()
         detail = (exc.details() or "").strip().replace("\n", " ")
-        return f"{code.name if code else 'UNKNOWN'}: {detail}"
+        reason = reason_of(exc)
+        return f"{code.name if code else 'UNKNOWN'}: {detail}" + (f" [{reason}]" if reason else "")
     from ca.errors import CAError
 
     if isinstance(exc, CAError):
@@ -135,7 +146,7 @@ def error_line(exc: BaseException) -> str | None:
 
 
 def handle_errors(f: F) -> F:
-    """Known failures -> `error: <status>: <detail>` on stderr, exit 1; never a traceback."""
+    """Known failures -> `error: <status>: <detail> [<code>]` on stderr, exit 1; never a traceback."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
