@@ -60,9 +60,9 @@ CODES: dict[str, Code] = {
     "invalid.too_long": Code("INVALID_ARGUMENT", "a text field is longer than its bound"),
     "invalid.too_many": Code("INVALID_ARGUMENT", "a list field has more items than its bound"),
     "permission.denied": Code("PERMISSION_DENIED", "the caller's role or ownership does not allow the call"),
+    "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "policy.invalid": Code("FAILED_PRECONDITION", "a policy set was refused; each problem has its own "
                                                   "`policy.*` code"),
-    "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "recommend.unavailable": Code("UNAVAILABLE", "no duration recommendation can be given"),
     "request.exists": Code("ALREADY_EXISTS", "the request already exists"),
     "request.not_found": Code("NOT_FOUND", "there is no such request or grant"),
