@@ -71,11 +71,14 @@ class Client:
 def connect(identity: str | os.PathLike[str] | None = None, server: str | None = None,
             timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A Client for the identity bundle and server (defaults as the module says)."""
+    from cli.tls_diagnosis import HandshakeDiagnosis
     from jitgate import wire
 
-    creds = channel_credentials(identity_dir(identity))
+    bundle, address = identity_dir(identity), server_address(server)
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
-    return Client(grpc.secure_channel(server_address(server), creds, options=wire.client_options()), timeout)
+    channel = grpc.secure_channel(address, channel_credentials(bundle), options=wire.client_options())
+    # A call the TLS handshake refused says so (not "failed to connect ... Socket closed").
+    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------
@@ -92,13 +95,6 @@ def connection_options(f: F) -> F:
         client = connect(identity, server)
         try:
             return f(*args, client=client, **kwargs)
-        except grpc.RpcError as exc:
-            from cli.tls_diagnosis import refused_identity_line
-
-            refused = refused_identity_line(exc, identity_dir(identity), server_address(server))
-            if refused is None:
-                raise
-            fail(refused)
         finally:
             client.close()
 
@@ -136,9 +132,9 @@ def error_line(exc: BaseException) -> str | None:
         detail = (exc.details() or "").strip().replace("\n", " ")
         reason = reason_of(exc)
         return f"{code.name if code else 'UNKNOWN'}: {detail}" + (f" [{reason}]" if reason else "")
-    from ca.errors import CAError
+    from jitgate.errors import JitgateError
 
-    if isinstance(exc, CAError):
+    if isinstance(exc, JitgateError):  # a local one (CA files, identity refused in the handshake)
         return exc.message
     if isinstance(exc, (ValueError, OSError)):
         return str(exc)

@@ -14,18 +14,22 @@ a failure, and only then, the CLI finds out which it was:
    handshake (gRPC servers send no alert).
 
 The answer is one `UNAUTHENTICATED: ...` line saying whose certificate was
-refused and why, as an untrusted certificate deserves.
+refused and why, as an untrusted certificate deserves. `HandshakeDiagnosis`
+asks on every unary call of the CLI's channel (a command's first call is
+unary); it raises `IdentityRefused` with that line.
 """
 from __future__ import annotations
 
 import socket
 import ssl
 from pathlib import Path
+from typing import Any, Callable
 
 import grpc
 
 from ca.errors import CAError
 from ca.x509 import BUNDLE_CA_FILE, BUNDLE_CERT_FILE, BUNDLE_KEY_FILE, verify_issued_by
+from jitgate.errors import JitgateError
 
 # The probe is one extra handshake after a call already failed: a server that answers within
 # this long answers; longer means down or unreachable, which the original error already says.
@@ -98,3 +102,26 @@ def server_refuses(address: str, identity: Path, timeout: float = PROBE_TIMEOUT)
             return True  # an alert or a reset after our certificate: refused
         except OSError:
             return False  # no answer within the timeout
+
+
+class IdentityRefused(JitgateError):
+    """The TLS handshake refused the identity (or the server); the message is the whole line."""
+
+    code = "identity.refused"
+
+
+class HandshakeDiagnosis(grpc.UnaryUnaryClientInterceptor):
+    """Turns a unary call that failed in the TLS handshake into `IdentityRefused` with its reason."""
+
+    def __init__(self, identity: Path, address: str) -> None:
+        self._identity = identity
+        self._address = address
+
+    def intercept_unary_unary(self, continuation: Callable[[Any, Any], Any], client_call_details: Any,
+                              request: Any) -> Any:
+        outcome = continuation(client_call_details, request)
+        if isinstance(outcome, grpc.RpcError):  # grpc hands a failed call back as its error
+            line = refused_identity_line(outcome, self._identity, self._address)
+            if line is not None:
+                raise IdentityRefused(line) from None
+        return outcome

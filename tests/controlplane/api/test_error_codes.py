@@ -88,11 +88,12 @@ def test_a_certificate_from_a_foreign_ca_is_named_as_refused(cp, tmp_path: Path)
     # ca.pem is the server's CA, cert.pem (a name the server knows) from another CA: the server closes
     # the handshake. The CLI says so instead of "failed to connect ... Socket closed".
     bundle = _foreign_bundle(cp, tmp_path, cp.ca_pem, "alice-foreign")
-    line = one_error_line(jitgate("whoami", env={**cp.cli_env("alice"), "JITGATE_IDENTITY": str(bundle)},
-                                  check=False))
-    assert line.startswith("error: UNAUTHENTICATED: the identity's certificate "), line
-    assert f"`{bundle / 'cert.pem'}` was not issued by the CA in `{bundle / 'ca.pem'}`" in line, line
-    assert "Socket closed" not in line
+    for command in (("whoami",), ("requests", "--identity", str(bundle))):  # --identity: a command's own connect
+        line = one_error_line(jitgate(*command, env={**cp.cli_env("alice"), "JITGATE_IDENTITY": str(bundle)},
+                                      check=False))
+        assert line.startswith("error: UNAUTHENTICATED: the identity's certificate "), line
+        assert f"`{bundle / 'cert.pem'}` was not issued by the CA in `{bundle / 'ca.pem'}`" in line, line
+        assert "Socket closed" not in line
 
 
 def test_a_refusal_seen_only_in_the_handshake_is_named(cp, tmp_path: Path):

@@ -61,7 +61,7 @@ def test_every_control_plane_code_has_its_own_row():
 
 
 def test_every_library_code_has_a_row_or_a_prefix_row():
-    found = raised_codes("ca", "policy", "recommend", "controlplane")
+    found = raised_codes("ca", "policy", "recommend", "controlplane", "cli")
     assert {"ca.key_corrupt", "cert.expired", "recommend.history_invalid", "policy.limit"} <= set(found)
     unknown = {code: where for code, where in found.items() if not is_known(code)}
     assert not unknown, f"codes without a row or a prefix row in proto/ERRORS.md: {unknown}"
