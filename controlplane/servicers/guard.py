@@ -22,7 +22,7 @@ import asyncio
 import contextvars
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NoReturn
 
 import grpc
 
@@ -77,7 +77,8 @@ def status_of(exc: BaseException) -> grpc.Status:
     return rpc_status(INTERNAL, INTERNAL_DETAIL)
 
 
-async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> NoReturn:
+    """End the RPC with `status` (its code travels in the trailer as ErrorInfo)."""
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 

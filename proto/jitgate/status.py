@@ -23,7 +23,8 @@ from grpc_status import rpc_status as _grpc_rpc_status
 
 from jitgate.errors import DOMAIN, status_name
 
-DETAILS_KEY = _grpc_rpc_status.GRPC_DETAILS_METADATA_KEY
+# The trailer gRPC's rich error model uses (what grpc_status.rpc_status writes and reads).
+DETAILS_KEY = "grpc-status-details-bin"
 
 
 def rpc_status(code: str, message: str) -> grpc.Status:
