@@ -15,8 +15,8 @@ a failure, and only then, the CLI finds out which it was:
 
 The answer is one `UNAUTHENTICATED: ...` line saying whose certificate was
 refused and why, as an untrusted certificate deserves. `HandshakeDiagnosis`
-asks on every unary call of the CLI's channel (a command's first call is
-unary); it raises `IdentityRefused` with that line.
+asks on every call of the CLI's channel (unary, or the first message of a
+stream); it raises `IdentityRefused` with that line.
 """
 from __future__ import annotations
 
@@ -111,18 +111,51 @@ class IdentityRefused(JitgateError):
     code = "identity.refused"
 
 
-class HandshakeDiagnosis(grpc.UnaryUnaryClientInterceptor):
-    """Turns a unary call that failed in the TLS handshake into `IdentityRefused` with its reason."""
+class HandshakeDiagnosis(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Turns a call that failed in the TLS handshake into `IdentityRefused` with its reason."""
 
     def __init__(self, identity: Path, address: str) -> None:
         self._identity = identity
         self._address = address
 
+    def check(self, exc: BaseException) -> None:
+        """Raise `IdentityRefused` when `exc` is a handshake refusal; else return."""
+        line = refused_identity_line(exc, self._identity, self._address)
+        if line is not None:
+            raise IdentityRefused(line) from None
+
     def intercept_unary_unary(self, continuation: Callable[[Any, Any], Any], client_call_details: Any,
                               request: Any) -> Any:
         outcome = continuation(client_call_details, request)
         if isinstance(outcome, grpc.RpcError):  # grpc hands a failed call back as its error
-            line = refused_identity_line(outcome, self._identity, self._address)
-            if line is not None:
-                raise IdentityRefused(line) from None
+            self.check(outcome)
         return outcome
+
+    def intercept_unary_stream(self, continuation: Callable[[Any, Any], Any], client_call_details: Any,
+                               request: Any) -> Any:
+        outcome = continuation(client_call_details, request)
+        if isinstance(outcome, grpc.RpcError) and not hasattr(outcome, "__next__"):
+            self.check(outcome)
+            return outcome
+        return _CheckedStream(outcome, self.check)
+
+
+class _CheckedStream:
+    """A response stream whose failures pass `check` first; anything else is the call's own."""
+
+    def __init__(self, call: Any, check: Callable[[BaseException], None]) -> None:
+        self._call = call
+        self._check = check
+
+    def __iter__(self) -> _CheckedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as exc:
+            self._check(exc)
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # cancel(), code(), details(), ... of the call
+        return getattr(self._call, name)

@@ -88,7 +88,9 @@ def test_a_certificate_from_a_foreign_ca_is_named_as_refused(cp, tmp_path: Path)
     # ca.pem is the server's CA, cert.pem (a name the server knows) from another CA: the server closes
     # the handshake. The CLI says so instead of "failed to connect ... Socket closed".
     bundle = _foreign_bundle(cp, tmp_path, cp.ca_pem, "alice-foreign")
-    for command in (("whoami",), ("requests", "--identity", str(bundle))):  # --identity: a command's own connect
+    # whoami: unary; requests --identity: a command that connects on its own; audit export: a stream.
+    own = ("--identity", str(bundle))
+    for command in (("whoami",), ("requests", *own), ("audit", "export", *own)):
         line = one_error_line(jitgate(*command, env={**cp.cli_env("alice"), "JITGATE_IDENTITY": str(bundle)},
                                       check=False))
         assert line.startswith("error: UNAUTHENTICATED: the identity's certificate "), line
