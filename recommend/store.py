@@ -33,6 +33,8 @@ ALL_DAYS = 36500.0
 class StoreError(RecommendError):
     """The control plane's store cannot be used as asked; the message says why."""
 
+    code = "recommend.store_unavailable"
+
 
 @dataclass(frozen=True)
 class ImportResult:
