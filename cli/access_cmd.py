@@ -7,20 +7,13 @@ from typing import Any
 import click
 
 from cli.client import (
-    Client, command_options, connect, handle_errors, parse_span, print_json, print_table, span, to_dict,
+    DURATION, Client, command_options, connect, duration_message, handle_errors, print_json, print_table, span,
+    to_dict,
 )
 from cli.output import echo
 from cli.render import print_outcome, print_request, print_requests, state_name
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
-
-
-def _duration_msg(value: dt.timedelta) -> Any:
-    from google.protobuf import duration_pb2
-
-    out = duration_pb2.Duration()
-    out.FromTimedelta(value)
-    return out
 
 
 def _show(client: Client, req: Any, output: str) -> None:
@@ -34,13 +27,13 @@ def _show(client: Client, req: Any, output: str) -> None:
 @click.argument("resource")
 @click.option("--login", default="", help="SSH login on the resource")
 @click.option("--role", default="", help="database role on the resource")
-@click.option("--duration", "-d", default=None, help="how long, e.g. 30m or 1h30m (default: the recommendation)")
+@click.option("--duration", "-d", type=DURATION, default=None, help="how long, e.g. 30m or 1h30m (default: the recommendation)")
 @click.option("--reason", "-r", required=True, help="why you need access")
 @click.option("--ticket", default="", help="ticket reference")
 @click.option("--emergency", is_flag=True, help="break-glass: active at once if policy allows, reviewed afterwards")
 @click.option("--dry-run", is_flag=True, help="show the decision and recommendation, store nothing")
 @command_options
-def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: str | None,
+def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: dt.timedelta | None,
                 reason: str, ticket: str, emergency: bool, dry_run: bool) -> None:
     """Ask for access to RESOURCE; shows who must approve, or until when access is active."""
     from jitgate.v1 import access_pb2
@@ -49,7 +42,7 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
         resource=resource, login=login, role=role, reason=reason, ticket=ticket, emergency=emergency,
         dry_run=dry_run)
     if duration:
-        msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+        msg.duration.CopyFrom(duration_message(duration))
     resp = client.access.CreateRequest(msg, timeout=client.timeout)
     if output == "json":
         print_json(resp)
@@ -93,15 +86,15 @@ def cancel(client: Client, output: str, id: str) -> None:
 
 @click.command("extend")
 @click.argument("id")
-@click.option("--duration", "-d", required=True, help="how much longer, e.g. 30m")
+@click.option("--duration", "-d", type=DURATION, required=True, help="how much longer, e.g. 30m")
 @click.option("--justification", "-j", required=True, help="why more time is needed")
 @command_options
-def extend(client: Client, output: str, id: str, duration: str, justification: str) -> None:
+def extend(client: Client, output: str, id: str, duration: dt.timedelta, justification: str) -> None:
     """Ask for more time on active grant ID (policies decide; may need approval)."""
     from jitgate.v1 import access_pb2
 
     msg = access_pb2.ExtendRequest(id=id, justification=justification)
-    msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+    msg.duration.CopyFrom(duration_message(duration))
     req = client.access.Extend(msg, timeout=client.timeout)
     if output == "json":
         print_json(req)

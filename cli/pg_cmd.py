@@ -5,6 +5,7 @@ short-lived token from `IssueDatabaseToken`, TLS verified against the jitgate CA
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from urllib.parse import quote
 import click
 
 from cli.client import (
-    IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
+    DURATION, IDENTITY_ENV, SERVER_ENV, Client, command_options, duration_message, fail, identity_dir, print_json,
     recording_bytes, server_address, when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
@@ -43,11 +44,9 @@ def _find_grant(client: Client, resource: str, role: str) -> Any | None:
     return max(grants, key=lambda g: g.expires_at.seconds)
 
 
-def grant_and_token(client: Client, resource: str, role: str, reason: str | None, duration: str | None,
+def grant_and_token(client: Client, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
                     wait: bool, broker: str | None) -> tuple[Any, Any, str]:
     """An ACTIVE grant on `resource` (found, or asked for), its database token and the broker address."""
-    from google.protobuf import duration_pb2
-
     from jitgate.v1 import access_pb2
 
     grant = _find_grant(client, resource, role)
@@ -59,9 +58,7 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
             fail("give --role to ask for a new grant")
         req = access_pb2.CreateRequestRequest(resource=resource, role=role, reason=reason or "")
         if duration:
-            d = duration_pb2.Duration()
-            d.FromTimedelta(parse_span(duration))
-            req.duration.CopyFrom(d)
+            req.duration.CopyFrom(duration_message(duration))
         grant = client.access.CreateRequest(req, timeout=client.timeout).request
         echo(f"request {grant.id}: {_state(grant)}", err=True)
         while _state(grant) == "PENDING" and wait:
@@ -106,7 +103,7 @@ _request_options = [
     click.argument("resource"),
     click.option("--role", default="", help="database role (default: the role of your active grant)"),
     click.option("--reason", "-r", default=None, help="ask for a grant with this reason if you have none"),
-    click.option("--duration", "-d", default=None, help="with --reason: how long, e.g. 30m"),
+    click.option("--duration", "-d", type=DURATION, default=None, help="with --reason: how long, e.g. 30m"),
     click.option("--wait", is_flag=True, help="with --reason: wait until the request is approved"),
     click.option("--broker", default=None, help="the PostgreSQL broker's HOST:PORT (default: from the control plane)"),
 ]
@@ -122,7 +119,7 @@ def request_options(f: Any) -> Any:
 @request_options
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @command_options
-def psql(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+def psql(client: Client, output: str, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
          wait: bool, broker: str | None, psql_args: tuple[str, ...]) -> None:
     """Run psql on RESOURCE through the jitgate broker (gets a token for your active grant).
 
@@ -147,7 +144,7 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
 @request_options
 @click.option("--format", "fmt", type=click.Choice(["uri", "env"]), default="uri", show_default=True)
 @command_options
-def db_connect(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+def db_connect(client: Client, output: str, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
                wait: bool, broker: str | None, fmt: str) -> None:
     """Print how to connect any PostgreSQL client to RESOURCE through the broker (URI or env)."""
     grant, token, address = grant_and_token(client, resource, role, reason, duration, wait, broker)

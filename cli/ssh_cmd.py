@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from cli.client import connection_options, fail, handle_errors
+from cli.client import DURATION, connection_options, duration_message, fail, handle_errors
 from cli.output import echo, visible
 
 BROKER_ENV = "JITGATE_SSH_BROKER"
@@ -102,7 +102,7 @@ def active_grants(client: Any, resource: str = "") -> list[Any]:
 
 
 def find_or_request_grant(client: Any, resource: str, login: str | None, reason: str | None,
-                          duration: str | None, ticket: str) -> Any:
+                          duration: dt.timedelta | None, ticket: str) -> Any:
     """The caller's ACTIVE grant for `resource` (latest expiry), or a new request when --reason is given."""
     grants = [g for g in active_grants(client, resource) if not login or g.login == login]
     if grants:
@@ -112,16 +112,11 @@ def find_or_request_grant(client: Any, resource: str, login: str | None, reason:
              f"--reason TEXT` or `jitgate request`")
     if not login:
         fail("--login is needed to ask for a new grant")
-    from google.protobuf import duration_pb2
-
     from jitgate.v1 import access_pb2, types_pb2
-    from policy import parse_duration
 
     req = access_pb2.CreateRequestRequest(resource=resource, login=login, reason=reason or "", ticket=ticket)
     if duration:
-        d = duration_pb2.Duration()
-        d.FromTimedelta(parse_duration(duration))
-        req.duration.CopyFrom(d)
+        req.duration.CopyFrom(duration_message(duration))
     created = client.access.CreateRequest(req, timeout=client.timeout).request
     if created.state != types_pb2.REQUEST_STATE_ACTIVE:
         fail(f"request `{created.id}` waits for approval ({created.message or 'pending'}); "
@@ -189,7 +184,7 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--login", "-l", default=None, help="the login on the target (needed when asking for a new grant)")
 @click.option("--reason", default=None, help="ask for a grant with this reason when none is active")
-@click.option("--duration", default=None, help="duration to ask for (e.g. 30m); default: the recommendation")
+@click.option("--duration", type=DURATION, default=None, help="duration to ask for (e.g. 30m); default: the recommendation")
 @click.option("--ticket", default="", help="ticket reference for a new request")
 @click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
 @click.option("--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})")
@@ -197,7 +192,7 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.option("--tty/--no-tty", "-t", default=None, help="force a terminal (ssh -tt) or none (ssh -T)")
 @handle_errors
 @connection_options
-def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | None, duration: str | None,
+def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | None, duration: dt.timedelta | None,
         ticket: str, broker: str | None, broker_host_key: str | None, ssh_dir: str | None, tty: bool | None,
         client: Any) -> None:
     """Run OpenSSH to TARGET through the jitgate broker: `jitgate ssh web-01 [-- uptime]`."""
