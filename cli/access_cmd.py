@@ -11,7 +11,9 @@ from cli.client import (
     to_dict,
 )
 from cli.output import echo
-from cli.render import print_outcome, print_request, print_requests, state_name
+from cli.render import (
+    extension_outcome, outcome, pending_extension, print_outcome, print_request, print_requests, state_name,
+)
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
 
@@ -56,6 +58,22 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
     print_outcome(resp.request)
 
 
+def decision_target(client: Client, id: str) -> tuple[str, Any | None]:
+    """What `approve`/`deny ID` acts on: ID itself, or, when ID is an ACTIVE grant whose extension
+    waits, that extension (what the approver means: nothing else of an active grant awaits a vote).
+    Returns (the id to send, the grant when it was redirected)."""
+    import grpc
+
+    from jitgate.v1 import access_pb2
+
+    try:
+        req = client.access.GetRequest(access_pb2.GetRequestRequest(id=id), timeout=client.timeout)
+    except grpc.RpcError:
+        return id, None  # an extension's id, or one the server refuses with its own words
+    ext = pending_extension(req)
+    return (ext.id, req) if ext is not None else (id, None)
+
+
 def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:
     @click.command(verb, help=help_text)
     @click.argument("id")
@@ -64,14 +82,27 @@ def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:
     def cmd(client: Client, output: str, id: str, comment: str) -> None:
         from jitgate.v1 import access_pb2
 
-        req = getattr(client.access, rpc_name)(access_pb2.DecideRequest(id=id, comment=comment), timeout=client.timeout)
-        _show(client, req, output)
+        target_id, grant = decision_target(client, id)
+        if grant is not None:
+            echo(f"request {id} is ACTIVE; its extension {target_id} waits: {verb} {target_id}", err=True)
+        req = getattr(client.access, rpc_name)(access_pb2.DecideRequest(id=target_id, comment=comment),
+                                               timeout=client.timeout)
+        ext = next((e for e in req.extensions if e.id == target_id), None)
+        if output == "json":
+            print_json(req)
+        elif ext is not None:
+            for line in extension_outcome(req, ext):
+                echo(line)
+        else:
+            print_outcome(req)
 
     return cmd
 
 
-approve = _decide("approve", "Approve", "Approve request (or extension) ID at its current level.")
-deny = _decide("deny", "Deny", "Deny request (or extension) ID; it ends at once.")
+approve = _decide("approve", "Approve", "Approve request (or extension) ID at its current level; the ID of an "
+                  "active grant approves its waiting extension.")
+deny = _decide("deny", "Deny", "Deny request (or extension) ID; a request ends at once, an active grant keeps "
+               "its time; the ID of an active grant denies its waiting extension.")
 
 
 @click.command("cancel")
@@ -99,10 +130,9 @@ def extend(client: Client, output: str, id: str, duration: dt.timedelta, justifi
     if output == "json":
         print_json(req)
         return
-    pending = [e for e in req.extensions if e.state == 1]
-    if pending:
-        echo(f"extension {pending[-1].id} waits for approval")
-    print_outcome(req)
+    ext = pending_extension(req)
+    for line in extension_outcome(req, ext) if ext is not None else outcome(req):
+        echo(line)
 
 
 @click.command("revoke")
@@ -164,7 +194,7 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
     if output == "json":
         print_json({"requests": [to_dict(r) for r in found]})
     else:
-        print_requests("requests to approve" if to_approve else "requests", found)
+        print_requests("requests to approve" if to_approve else "requests", found, to_approve=to_approve)
 
 
 @click.group("requests", invoke_without_command=True)

@@ -53,6 +53,7 @@ class Client:
 
     channel: grpc.Channel
     timeout: float = DEFAULT_TIMEOUT
+    server: str = ""  # the host:port connected to, for files kept per control plane
 
     def __post_init__(self) -> None:
         from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
@@ -74,7 +75,8 @@ def connect(identity: str | os.PathLike[str] | None = None, server: str | None =
 
     creds = channel_credentials(identity_dir(identity))
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
-    return Client(grpc.secure_channel(server_address(server), creds, options=wire.client_options()), timeout)
+    address = server_address(server)
+    return Client(grpc.secure_channel(address, creds, options=wire.client_options()), timeout, address)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------

@@ -331,6 +331,11 @@ def _scalar(field: Any, value: Any) -> Any:
 def _json_value(value: Any) -> Any:
     """What `print_json` writes for a value json cannot: messages, times and durations the one way."""
     if hasattr(value, "DESCRIPTOR"):
+        name = value.DESCRIPTOR.full_name
+        if name == "google.protobuf.Timestamp":
+            return rfc3339(value)
+        if name == "google.protobuf.Duration":
+            return duration_text(value)
         return to_dict(value)
     if isinstance(value, dt.datetime):
         return rfc3339(value)

@@ -75,9 +75,17 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
     return grant, token, address
 
 
-def _ca_file(pem: str) -> Path:
-    """The jitgate CA as a file psql can verify the broker with (sslrootcert)."""
-    directory = Path.home() / ".jitgate" / "pg"
+def server_dir_name(server: str) -> str:
+    """A control plane's host:port as one file name, different for every address: percent-encoded
+    (`127.0.0.1:7443` -> `127.0.0.1%3A7443`), and never `.` or `..`."""
+    name = quote(server, safe="")
+    return name if name.strip(".") else name.replace(".", "%2E")
+
+
+def _ca_file(server: str, pem: str) -> Path:
+    """The CA of the control plane at `server` as a file psql can verify the broker with
+    (sslrootcert): one per control plane, so another one's CA never replaces it."""
+    directory = Path.home() / ".jitgate" / "pg" / server_dir_name(server)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / "ca.pem"
     if not path.exists() or path.read_text() != pem:
@@ -130,7 +138,7 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
     if exe is None:
         fail("psql is not installed; `jitgate db-connect` prints the connection settings instead")
         return
-    params = connection_params(token, address, _ca_file(token.ca_pem))
+    params = connection_params(token, address, _ca_file(client.server, token.ca_pem))
     env = dict(os.environ)
     env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
                 "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"], "PGSSLMODE": "verify-full",
@@ -148,13 +156,12 @@ def db_connect(client: Client, output: str, resource: str, role: str, reason: st
                wait: bool, broker: str | None, fmt: str) -> None:
     """Print how to connect any PostgreSQL client to RESOURCE through the broker (URI or env)."""
     grant, token, address = grant_and_token(client, resource, role, reason, duration, wait, broker)
-    params = connection_params(token, address, _ca_file(token.ca_pem))
+    params = connection_params(token, address, _ca_file(client.server, token.ca_pem))
     uri = (f"postgresql://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}@"
            f"{params['host']}:{params['port']}/{quote(params['dbname'], safe='')}"
            f"?sslmode=verify-full&sslrootcert={quote(params['sslrootcert'])}")
     if output == "json":
-        print_json({**params, "uri": uri, "grant_id": grant.id,
-                    "expires_at": when(token.expires_at)})
+        print_json({**params, "uri": uri, "grant_id": grant.id, "expires_at": token.expires_at})
         return
     if fmt == "env":
         for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
