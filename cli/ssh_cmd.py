@@ -155,9 +155,9 @@ def config_path(path: Path) -> str:
 
 
 def host_aliases(login: str, resource: str, logins_on_resource: int) -> list[str]:
-    """The `Host` names of the block for LOGIN on RESOURCE: `LOGIN.RESOURCE`, and `RESOURCE`
-    too when it is the only login active there (never a guess between two logins)."""
-    return [f"{login}.{resource}", *([resource] if logins_on_resource == 1 else [])]
+    """The `Host` names of the block for LOGIN on RESOURCE: `RESOURCE` when it is the only login
+    active there (never a guess between two logins), and always `LOGIN.RESOURCE`."""
+    return [*([resource] if logins_on_resource == 1 else []), f"{login}.{resource}"]
 
 
 def certificate_for(client: Any, directory: Path, grant: Any) -> tuple[Path, str]:

@@ -73,7 +73,7 @@ def test_ssh_config_with_a_relative_dir_works_from_anywhere_one_block_per_login(
     assert f'IdentityFile "{ssh_dir}/id_ed25519"' in made.stdout
     assert f'CertificateFile "{ssh_dir}/certs/nobody@web-01-cert.pub"' in made.stdout
     hosts = [line.split()[1:] for line in made.stdout.splitlines() if line.startswith("Host ")]
-    assert sorted(hosts) == [["nobody.web-01"], ["root.web-01"], ["root.web-02", "web-02"]]
+    assert sorted(hosts) == [["nobody.web-01"], ["root.web-01"], ["web-02", "root.web-02"]]
 
     root = plain_ssh(config, "root.web-01", "id", "-un")  # run from `/`: the paths still hold
     assert root.returncode == 0 and root.stdout == "root\n", text_of(root)
