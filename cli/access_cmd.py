@@ -29,7 +29,8 @@ def _show(client: Client, req: Any, output: str) -> None:
 @click.argument("resource")
 @click.option("--login", default="", help="SSH login on the resource")
 @click.option("--role", default="", help="database role on the resource")
-@click.option("--duration", "-d", type=DURATION, default=None, help="how long, e.g. 30m or 1h30m (default: the recommendation)")
+@click.option("--duration", "-d", type=DURATION, default=None,
+              help="how long, e.g. 30m or 1h30m (default: the recommendation)")
 @click.option("--reason", "-r", required=True, help="why you need access")
 @click.option("--ticket", default="", help="ticket reference")
 @click.option("--emergency", is_flag=True, help="break-glass: active at once if policy allows, reviewed afterwards")

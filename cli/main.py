@@ -50,7 +50,7 @@ class OneLineError(click.ClickException):
     exit_code = 1
 
     @classmethod
-    def of(cls, exc: click.ClickException) -> "OneLineError":
+    def of(cls, exc: click.ClickException) -> OneLineError:
         message = exc.format_message()
         if message[:1].isupper() and message[1:2].islower():
             message = message[0].lower() + message[1:]  # click's "Invalid value ..." -> "invalid value ..."

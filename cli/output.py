@@ -39,8 +39,9 @@ import math
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import click
 
@@ -149,7 +150,7 @@ def print_table(title: Any, columns: Iterable[str | Col], rows: Iterable[Iterabl
         return
     table = Table(title=literal(title) if title else None, show_header=show_header, show_lines=False,
                   box=boxes.HEAVY_HEAD if box else None)
-    for col, head, width in zip(cols, heads, widths):
+    for col, head, width in zip(cols, heads, widths, strict=True):
         table.add_column(head, no_wrap=col.no_wrap, overflow=col.overflow,  # type: ignore[arg-type]
                          justify=col.justify, style=col.style, width=width)  # type: ignore[arg-type]
     for row in cells:
@@ -187,9 +188,9 @@ def column_widths(cols: Sequence[Col], rows: Sequence[Sequence[Any]], room: int)
     if sum(least) > room:
         return None
     spare = room - sum(least)
-    lacking = [n - m for n, m in zip(natural, least)]
+    lacking = [n - m for n, m in zip(natural, least, strict=True)]
     total = sum(lacking)  # > spare here, since the natural widths did not fit
-    widths = [m + spare * lack // total for m, lack in zip(least, lacking)]
+    widths = [m + spare * lack // total for m, lack in zip(least, lacking, strict=True)]
     for i in sorted(range(len(cols)), key=lambda i: lacking[i], reverse=True)[:room - sum(widths)]:
         widths[i] += 1  # what the rounding down left over
     return widths

@@ -220,7 +220,8 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--login", "-l", default=None, help="the login on the target (needed when asking for a new grant)")
 @click.option("--reason", default=None, help="ask for a grant with this reason when none is active")
-@click.option("--duration", type=DURATION, default=None, help="duration to ask for (e.g. 30m); default: the recommendation")
+@click.option("--duration", type=DURATION, default=None,
+              help="duration to ask for (e.g. 30m); default: the recommendation")
 @click.option("--ticket", default="", help="ticket reference for a new request")
 @click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
 @click.option("--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})")

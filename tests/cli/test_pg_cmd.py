@@ -6,8 +6,8 @@ ran against another.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qs, urlparse
 
 import pytest
