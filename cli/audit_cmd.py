@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
-
-from typing import Any
 
 from cli.client import Client, command_options, print_json, print_table, when
 from cli.output import echo, safe_json, to_dict
