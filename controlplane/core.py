@@ -80,6 +80,11 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
 
 
+def _review_owed_text(reviewers: Sequence[str]) -> str:
+    """A break-glass grant's message until its review is done."""
+    return f"break-glass: a review by {_approvers_text(reviewers)} is owed"
+
+
 def _approvers_text(words: Sequence[str]) -> str:
     return " or ".join(words) or "nobody"
 
@@ -293,7 +298,7 @@ class AccessCore:
             self._activate(rec, now)
             if decision.approval.mode == "break_glass":
                 rec.review_state = REVIEW_OWED
-                rec.message = f"break-glass: a review by {_approvers_text(decision.approval.review)} is owed"
+                rec.message = _review_owed_text(decision.approval.review)
         else:
             rec.pending_deadline = now + ps.settings.pending_timeout
             rec.message = self._waiting_text(decision, 0)
@@ -687,6 +692,8 @@ class AccessCore:
                                f"only {_approvers_text(reviewers)} may review `{request_id}`")
             rec.review_state = FLAGGED if flag else REVIEWED
             rec.review_by, rec.review_comment = actor, comment
+            if rec.message == _review_owed_text(reviewers):  # not a revocation's reason, which stays
+                rec.message = f"break-glass: {'flagged' if flag else 'reviewed'} by {actor}"
             tx.update_request(rec)
             recs = tx.append_audit_many([("grant.flagged" if flag else "grant.reviewed", actor, rec.id,
                                           {"comment": comment}, now)])
