@@ -7,6 +7,8 @@ microseconds, JSON as TEXT, booleans as BOOLEAN. A change here is a new step in
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -20,15 +22,24 @@ schema_version = Table(
     Column("applied_us", BigInteger, nullable=False),
 )
 
+
+
+def _target_columns() -> list[Column[Any]]:
+    """Who a grant is for and on what: a request's, and again its sessions' (lists need no join)."""
+    return [
+        Column("user", String(200), nullable=False),
+        Column("resource", String(200), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("login", String(200), nullable=False, default=""),
+        Column("role", String(200), nullable=False, default=""),
+    ]
+
+
 requests = Table(
     "requests", metadata,
     Column("num", _AutoKey, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
-    Column("user", String(200), nullable=False),
-    Column("resource", String(200), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("login", String(200), nullable=False, default=""),
-    Column("role", String(200), nullable=False, default=""),
+    *_target_columns(),
     Column("duration_us", BigInteger, nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("ticket", Text, nullable=False, default=""),
@@ -89,11 +100,7 @@ sessions = Table(
     Column("num", _AutoKey, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
     Column("grant_id", String(64), nullable=False),
-    Column("user", String(200), nullable=False),
-    Column("resource", String(200), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("login", String(200), nullable=False, default=""),
-    Column("role", String(200), nullable=False, default=""),
+    *_target_columns(),
     Column("broker", String(200), nullable=False),
     Column("client_address", String(200), nullable=False, default=""),
     Column("channel", String(32), nullable=False, default=""),

@@ -37,7 +37,8 @@ def test_an_old_database_is_migrated_in_order(tmp_path):
     store = SqlStore.open_sqlite(path)
     store.close()
     with sqlite3.connect(path) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [v for v, _ in migrations.MIGRATIONS]
+        applied = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+        assert applied == [v for v, _ in migrations.MIGRATIONS]
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"ix_requests_user_ended_p", "ix_requests_review_owed", *migrations.V7_CREATED} <= names
     # redundant (v6) or made partial (v7); v7 brings back the index for lists by resource
