@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, select, update
+from sqlalchemy.pool import PoolProxiedConnection
 
 from controlplane import audit as chain
 from controlplane.model import AuditRecord
@@ -32,8 +33,8 @@ _INSERT_AUDIT = Prebuilt(insert(audit), ["seq", "at_us", "type", "actor", "subje
 class AuditTx(TxBase):
     """Appending to and reading the audit chain inside one transaction."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, engine: Engine, raw: PoolProxiedConnection, writable: bool) -> None:
+        super().__init__(engine, raw, writable)
         self._head: tuple[int, str] | None = None  # (seq, hash) once locked: write transactions only
         self.appended: list[AuditRecord] = []  # the events this transaction appended, in order
 
