@@ -34,6 +34,23 @@ B_PARAMDESC = ord("t")
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
 
+# A message split across chunks is finished by these two, for the Walker and the tracker's
+# backend loop alike (a call on such chunks only, never on the common path).
+def finish_header(part: bytearray, data: bytes) -> int:
+    """Complete a header split across chunks (`part` holds its first bytes) from the start of
+    `data`: the bytes taken, or -1 when `data` was too short as well (all of it was taken)."""
+    take = 5 - len(part)
+    part += data[:take]
+    return take if len(part) == 5 else -1
+
+
+def fill_body(part: bytearray, need: int, data: bytes, p: int) -> int:
+    """Add to a body split across chunks up to `need` bytes of `data` from `p`: the bytes taken."""
+    take = min(need, len(data) - p)
+    part += data[p:p + take]
+    return take
+
+
 class Walker:
     """Walks the messages of one direction of a stream, chunk by chunk.
 
@@ -121,11 +138,9 @@ class Walker:
         p = 0
         n = len(data)
         if self._ptype < 0:
-            take = 5 - len(part)
-            part += data[:take]
-            if len(part) < 5:
+            p = finish_header(part, data)
+            if p < 0:
                 return -1
-            p = take
             t = part[0]
             (length,) = U32.unpack_from(part, 1)
             if length < 4 or length > self._max:
@@ -150,8 +165,7 @@ class Walker:
                     return -1
                 return p + body_len
         part = self._partial
-        take = min(self._need, n - p)
-        part += data[p:p + take]
+        take = fill_body(part, self._need, data, p)
         self._need -= take
         p += take
         if self._need:

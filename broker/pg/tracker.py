@@ -28,7 +28,7 @@ from typing import Any, Callable, Union
 from broker.pg.framing import (
     B_BIND_OK, B_CLOSE_OK, B_COMPLETE, B_COPY_BOTH, B_COPY_IN, B_COPY_OUT, B_DATAROW, B_EMPTY, B_ERROR,
     B_NODATA, B_PARAMDESC, B_PARSE_OK, B_READY, B_ROWDESC, B_SUSPENDED, DEFAULT_MAX_MESSAGE, F_BIND, F_CLOSE,
-    F_DESCRIBE, F_EXECUTE, F_FUNCTION, F_PARSE, F_QUERY, F_SYNC, U32, Walker,
+    F_DESCRIBE, F_EXECUTE, F_FUNCTION, F_PARSE, F_QUERY, F_SYNC, U32, Walker, fill_body, finish_header,
 )
 from broker.pg.protocol import ProtocolError
 
@@ -274,11 +274,9 @@ class StatementTracker:
         n = len(data)
         p = 0
         if self._s_type < 0:
-            take = 5 - len(part)
-            part += data[:take]
-            if len(part) < 5:
+            p = finish_header(part, data)
+            if p < 0:
                 return -1
-            p = take
             t = part[0]
             length = _unpack_u32(part, 1)[0]
             if length < 4:
@@ -301,8 +299,7 @@ class StatementTracker:
                     return -1
                 return p + body_len
         part = self._s_part
-        take = min(self._s_need, n - p)
-        part += data[p:p + take]
+        take = fill_body(part, self._s_need, data, p)
         self._s_need -= take
         p += take
         if self._s_need:
