@@ -13,9 +13,21 @@ import struct
 from typing import Iterator
 
 from broker.pg.framing import F_FUNCTION, F_QUERY, U32
-from broker.pg.protocol import ProtocolError, parse_bind_parameters, parse_error_fields, parse_parse_types, rows_from_tag
+from broker.pg.protocol import (
+    ProtocolError,
+    parse_bind_parameters,
+    parse_error_fields,
+    parse_parse_types,
+    rows_from_tag,
+)
 from broker.pg.tracker import (
-    ANSWERED, QUICK, SENT, AnsweredStatement, QuickStatement, RawStatement, SentStatement,
+    ANSWERED,
+    QUICK,
+    SENT,
+    AnsweredStatement,
+    QuickStatement,
+    RawStatement,
+    SentStatement,
 )
 from recorder.events import DbStatement, Note, json_line, statement_record
 

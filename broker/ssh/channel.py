@@ -32,7 +32,12 @@ from broker.ssh.auth import Target
 from broker.ssh.config import BrokerConfig
 from broker.ssh.upstream import connect_upstream
 from recorder import (
-    EndReason, FileRecordingStore, RecordingError, RecordingLimitError, RecordingWriteError, RecordingWriter,
+    EndReason,
+    FileRecordingStore,
+    RecordingError,
+    RecordingLimitError,
+    RecordingWriteError,
+    RecordingWriter,
 )
 from recorder.limits import format_size
 

@@ -79,7 +79,8 @@ class ForwardSession(RelayedChannel, asyncssh.SSHTCPSession):
         auth = self.auth
         try:
             self.recording = self._broker.recordings.create(
-                auth.session_id, Kind.EXEC, self._recording_meta(auth, "port_forwarding"), command=f"direct-tcpip {self._dest}", on_error=self._recording_failed)
+                auth.session_id, Kind.EXEC, self._recording_meta(auth, "port_forwarding"),
+                command=f"direct-tcpip {self._dest}", on_error=self._recording_failed)
         except RecordingError as exc:
             log.error("cannot record forwarding %s: %s", auth.session_id, exc)
             self.end_reason = RECORDING_FAILED

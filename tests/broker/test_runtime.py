@@ -113,5 +113,6 @@ def test_the_cut_log_line_says_how_far_from_the_deadline() -> None:
     assert cut_summary("s1", revoked, deadline, now=T0) == "session s1 cut: revoked 296 s before its deadline"
     expired = Cut(EXPIRED, "jitgate: access to web-01 expired", deadline)
     late = deadline + dt.timedelta(milliseconds=12)
-    assert cut_summary("s1", expired, deadline, now=late) == "session s1 cut: expired 12 ms after its deadline"
+    assert (cut_summary("s1", expired, deadline, now=late)
+            == "session s1 cut: expired 12 ms after its deadline")
     assert cut_summary("s1", revoked, None) == "session s1 cut: revoked"
