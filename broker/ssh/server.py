@@ -11,7 +11,10 @@ by a user CA the control plane trusts (`GetTrust`, refreshed on events), whose
 principal equals the user name, inside its window and not revoked. A refusal
 is shown to the user as an authentication banner and reported to the control
 plane. Each session channel is then authorized, relayed and recorded by
-`broker.ssh.relay.BrokerSession`.
+`broker.ssh.relay.BrokerSession`, each forwarded connection by
+`broker.ssh.forward.ForwardSession` (both over `broker.ssh.channel`). What both
+brokers share (tasks, the event watch, activity rounds, session-end reports, the
+refusal gate) is `broker.runtime`; the trust (`GetTrust`) is this broker's own.
 """
 from __future__ import annotations
 
