@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-# (version, ok, errors) -> None; the server points it at core.record_policy_reload.
+# (version, ok, errors) -> None; the server points it at core.audit.record_policy_reload.
 ReloadListener = Callable[[str, bool, list[str]], None]
 
 

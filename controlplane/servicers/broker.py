@@ -73,7 +73,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         ssh = request.ssh if which == "ssh" else None
         token = request.database.token if which == "database" else ""
         session, grant, resource = await self.d.run(
-            self.d.core.authorize_session, broker, request.kind, request.resource, request.login, request.role,
+            self.d.core.sessions.authorize_session, broker, request.kind, request.resource, request.login, request.role,
             ssh.key_id if ssh else "", ssh.serial if ssh else 0, token, request.client_address,
             request.channel, not request.refusal_counted,
         )
@@ -93,7 +93,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.IssueUpstreamCertificateResponse:
         broker = self._broker()
         cert, valid_before = await self.d.run(
-            self.d.core.issue_upstream_certificate, broker, request.session_id, request.public_key)
+            self.d.core.credentials.issue_upstream_certificate, broker, request.session_id, request.public_key)
         out = broker_pb2.IssueUpstreamCertificateResponse(certificate=cert)
         out.valid_before.CopyFrom(convert.ts(valid_before))
         return out
@@ -101,7 +101,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     async def ReportSessionEnd(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
         broker = self._broker()
         record = await self.d.run(
-            self.d.core.end_session, broker, request.session_id, request.reason, request.bytes_in,
+            self.d.core.sessions.end_session, broker, request.session_id, request.reason, request.bytes_in,
             request.bytes_out, request.recording_ref, request.recording_hash, _opt_ts(request, "ended_at"),
             _opt_ts(request, "last_activity_at"),
         )
@@ -112,7 +112,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.ReportActivityResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.report_activity, broker, request.session_id, _opt_ts(request, "last_activity_at"),
+            self.d.core.sessions.report_activity, broker, request.session_id, _opt_ts(request, "last_activity_at"),
             request.bytes_in, request.bytes_out)
         return broker_pb2.ReportActivityResponse()
 
@@ -121,13 +121,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.ReportRefusalResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.record_refusal, broker, request.kind, request.user, request.resource, request.code,
+            self.d.core.sessions.record_refusal, broker, request.kind, request.user, request.resource, request.code,
             request.message, request.client_address, _refusal_aggregate(request))
         return broker_pb2.ReportRefusalResponse()
 
     async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:
         self._broker()
-        serials = await self.d.run_slow(self.d.core.revoked_serials)
+        serials = await self.d.run_slow(self.d.core.credentials.revoked_serials)
         return broker_pb2.Trust(
             user_ca_keys=self.d.pki.ssh_user_ca.trusted_public_key_lines(), revoked_serials=serials,
             ca_pem=self.d.pki.ca_pem.decode(),

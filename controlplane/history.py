@@ -1,0 +1,170 @@
+"""A requester's history (POLICY.md's `history`) and the duration recommendation.
+
+The policies see counters over the last 90 days of this store; the duration
+model also sees imported history (rows brought in from a file, kept apart from
+requests: auditlog.py imports them). The model is advice: a broken model never
+blocks a request.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from controlplane.errors import JitError
+from controlplane.ledger import Ledger
+from controlplane.model import Recommendation
+from controlplane.store import Tx
+from policy import PolicyRequest, PolicySet, Resource
+
+if TYPE_CHECKING:  # recommend imports LightGBM (about a second): only when a model is asked
+    import recommend
+
+log = logging.getLogger("jitgate.core")
+
+HISTORY_WINDOW = timedelta(days=90)
+IMPORTED_CACHE_SIZE = 512  # users + resources whose parsed imported history is kept
+PROBE_DURATION = timedelta(minutes=1)  # the duration a "what is the maximum?" policy probe asks for
+
+History = dict[str, int | float]
+
+
+class Recommender(Protocol):
+    """The duration model as the control plane calls it: `recommend.Recommender`'s signature."""
+
+    def recommend(self, req: recommend.RecommendRequest, max_duration: timedelta | None, step: timedelta,
+                  history: Sequence[recommend.HistoryRow]) -> recommend.Recommendation | None: ...
+
+
+def check_target(res: Resource, login: str, role: str) -> None:
+    """A login offered on an ssh host, or a role offered on a database (the other one empty)."""
+    if res.kind == "ssh":
+        if role:
+            raise JitError("invalid.argument", f"`{res.name}` is an ssh host: ask for a login, not a role")
+        if login not in res.logins:
+            offered = ", ".join(res.logins)
+            if not login:
+                raise JitError("invalid.argument", f"`{res.name}` needs a login (one of {offered})")
+            raise JitError("invalid.argument", f"login `{login}` is not offered on `{res.name}` (one of {offered})")
+    else:
+        if login:
+            raise JitError("invalid.argument", f"`{res.name}` is a database: ask for a role, not a login")
+        if role not in res.roles:
+            offered = ", ".join(res.roles)
+            if not role:
+                raise JitError("invalid.argument", f"`{res.name}` needs a role (one of {offered})")
+            raise JitError("invalid.argument", f"role `{role}` is not offered on `{res.name}` (one of {offered})")
+
+
+class HistoryService:
+    """Policy history counters and duration recommendations."""
+
+    def __init__(self, ledger: Ledger, recommender: Recommender | None = None) -> None:
+        self.ledger = ledger
+        self.recommender = recommender
+        # Parsed imported history per ("user", name) / ("resource", name), valid for one import generation:
+        # imported rows never change, and parsing ~500 rows costs milliseconds on every request.
+        self._imported_cache: OrderedDict[tuple[str, str], tuple[int, list[tuple[int, Any]]]] = OrderedDict()
+        self._imported_lock = threading.Lock()
+
+    def history(self, user: str, resource: str, now: datetime) -> History:
+        """POLICY.md's `history` for a requester from the store (last 90 days)."""
+        with self.ledger.store.read() as tx:
+            return self.history_in(tx, user, resource, now)
+
+    @staticmethod
+    def history_in(tx: Tx, user: str, resource: str, now: datetime) -> History:
+        """`history` inside a transaction the caller holds."""
+        counts: History = dict(tx.history_counts(user, now - HISTORY_WINDOW))
+        minutes = tx.used_minutes_of(user, resource, now - HISTORY_WINDOW)
+        counts["median_minutes"] = round(float(statistics.median(minutes)), 3) if minutes else 0.0
+        return counts
+
+    def recommendation(self, user: str, res: Resource, login: str, role: str, reason: str, ticket: str,
+                       now: datetime, max_duration: timedelta | None) -> Recommendation | None:
+        """The model's answer for a request (None: no model, no answer, or the model failed)."""
+        if self.recommender is None:
+            return None
+        try:
+            from recommend import HistoryRow, RecommendRequest
+            ask = RecommendRequest(user=user, resource=res.name, kind=res.kind, labels=dict(res.labels),
+                                   login=login if res.kind == "ssh" else None,
+                                   role=role if res.kind != "ssh" else None,
+                                   reason=reason, ticket=ticket, requested_at=now)
+            with self.ledger.store.read() as tx:
+                past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
+                used = tx.used_minutes([r.id for r in past]) if past else {}
+                # Imported history: no time window (it is the past someone chose to bring in).
+                rows = self._imported_rows(tx, user, res.name, HistoryRow)
+            ps = self.ledger.policy.current
+            for r in reversed(past):  # oldest first
+                if r.id not in used:
+                    continue
+                labels = dict(ps.resources[r.resource].labels) if r.resource in ps.resources else {}
+                rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
+                                       asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
+                                       labels=labels, login=r.login if r.kind == "ssh" else None,
+                                       role=r.role if r.kind != "ssh" else None, reason=r.reason,
+                                       ticket=r.ticket, extensions=r.extensions_used))
+            got = self.recommender.recommend(ask, max_duration, ps.settings.duration_step, rows)
+        except Exception:  # the model is advice: a broken model never blocks a request
+            log.exception("duration recommendation failed")
+            return None
+        if got is None:
+            return None
+        return Recommendation(duration=got.duration, minutes=int(got.minutes), explanation=got.explanation,
+                              fallback=bool(got.fallback), model_version=got.model_version or "",
+                              max_duration=max_duration)
+
+    def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
+        """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""
+        generation = tx.imported_generation()
+        if generation == 0:
+            return []
+        merged: dict[int, Any] = {}
+        for key in (("user", user), ("resource", resource)):
+            with self._imported_lock:
+                hit = self._imported_cache.get(key)
+                if hit is not None and hit[0] == generation:
+                    self._imported_cache.move_to_end(key)
+            if hit is None or hit[0] != generation:
+                found = tx.imported_by_user(user) if key[0] == "user" else tx.imported_on_resource(resource)
+                hit = (generation, [(num, row_type(**fields)) for num, fields in found])
+                with self._imported_lock:
+                    self._imported_cache[key] = hit
+                    self._imported_cache.move_to_end(key)
+                    while len(self._imported_cache) > IMPORTED_CACHE_SIZE:
+                        self._imported_cache.popitem(last=False)
+            merged.update(hit[1])
+        return [row for _num, row in sorted(merged.items(), key=lambda item: (item[1].finished_at, item[0]))]
+
+    def max_duration(self, ps: PolicySet, request: PolicyRequest) -> timedelta | None:
+        """The policies' maximum for `request` (asked with PROBE_DURATION); None when they deny it."""
+        probe = ps.decide(request)
+        return probe.max_duration if probe.allowed else None
+
+    def recommend(self, actor: str, resource: str, login: str = "", role: str = "",
+                  reason: str = "", ticket: str = "") -> Recommendation:
+        """A recommended duration for a request the actor could make."""
+        ps = self.ledger.require_user(actor)
+        res = ps.resources.get(resource)
+        if res is None:
+            raise JitError("resource.not_found", f"there is no resource `{resource}`")
+        check_target(res, login, role)
+        if self.recommender is None:
+            raise JitError("recommend.unavailable", "no duration model is configured")
+        now = self.ledger.clock()
+        limit = self.max_duration(ps, PolicyRequest(
+            user=actor, resource=resource, duration=PROBE_DURATION, time=now, login=login, role=role,
+            reason=reason, ticket=ticket, history=self.history(actor, resource, now)))
+        rec = self.recommendation(actor, res, login, role, reason, ticket, now, limit)
+        if rec is None:
+            raise JitError("recommend.unavailable", "the duration model has no recommendation for this request")
+        return rec
+
+
+__all__ = ["HISTORY_WINDOW", "History", "HistoryService", "Recommender", "check_target"]
