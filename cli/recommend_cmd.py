@@ -75,6 +75,15 @@ def _model_options(func: F) -> F:
                         help="model directory [default <data dir>/model]")(func)
 
 
+def _coverage_option(func: F) -> F:
+    from recommend.calibrate import DEFAULT_COVERAGE, MAX_COVERAGE, MIN_COVERAGE
+
+    return click.option("--coverage", type=click.FloatRange(MIN_COVERAGE, MAX_COVERAGE), default=DEFAULT_COVERAGE,
+                        show_default=True,
+                        help="share of grants an offer should cover (calibrated on the newest training rows; "
+                             "the server's `recommend_coverage`)")(func)
+
+
 def _output_option(func: F) -> F:
     return click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)(func)
 
@@ -189,14 +198,17 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
 @_limits_options
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True)
+@_coverage_option
 @_output_option
 @_fail_plainly
-def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rounds: int, output: str) -> None:
+def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rounds: int, coverage: float,
+             output: str) -> None:
     """Model vs baselines on the newest 20% of a history (trained on the older 80%; nothing is saved).
 
     coverage: share of grants whose used time fits; excess: mean offered minus used
     minutes over covered grants; extension rate: extensions needed per grant, each
-    adding the offered duration again.
+    adding the offered duration again. The model and the `@target` baselines are
+    calibrated to --coverage on the newest 15% of the training rows.
     """
     from recommend.history import read_history
     from recommend.model import TrainParams
@@ -205,13 +217,14 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rou
     rows = read_history(history_path)
     max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
     evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha, num_rounds=rounds), max_d.total_seconds() / 60,
-                                     step.total_seconds() / 60)
+                                     step.total_seconds() / 60, coverage)
     if output == "json":
         click.echo(json.dumps(evaluation.to_json(), indent=2))
         return
     from cli.output import Col, print_table
 
-    print_table(f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train})",
+    print_table(f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train}); "
+                f"target coverage {evaluation.target:.0%}",
                 [Col("strategy"), *(Col(c, justify="right") for c in ("coverage", "excess min", "extensions/grant"))],
                 ([name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}"]
                  for name, m in [("model", evaluation.model), *evaluation.baselines.items()]))
@@ -254,11 +267,12 @@ def _parse_request(text: str) -> Any:
 @_model_options
 @click.option("--max", "max_text", default=None, help="policy maximum duration (none: no clamp)")
 @click.option("--step", "step_text", default="15m", show_default=True)
+@_coverage_option
 @_output_option
 @_fail_plainly
 def explain(request_arg: str | None, request_opt: str | None, history_path: str | None, model_dir: str | None,
-            data_dir: str | None, max_text: str | None, step_text: str, output: str) -> None:
-    """Recommend a duration for one request and say why."""
+            data_dir: str | None, max_text: str | None, step_text: str, coverage: float, output: str) -> None:
+    """Recommend a duration for one request and say why (naming the learned words that moved it)."""
     from policy.durations import format_duration
     from recommend.history import read_history
     from recommend.serve import Recommender
@@ -274,7 +288,7 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
 
         root = _data_dir(data_dir)
         history = history_from_store(root, _load_policies(None, root)).rows if db_path(root).exists() else []
-    recommender = Recommender(_model_dir(model_dir, data_dir))
+    recommender = Recommender(_model_dir(model_dir, data_dir), coverage=coverage)
     if recommender.load_error:
         echo(f"warning: {recommender.load_error}; answering from fallback statistics", err=True)
     step = _duration(step_text, "--step")

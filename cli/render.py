@@ -93,6 +93,16 @@ def print_requests(title: str, requests: list[Any]) -> None:
     print_table(title, REQUEST_COLUMNS, (request_row(r) for r in requests))
 
 
+def risk_text(decision: Any) -> str:
+    """`0.93: hour unusual for this user; resource new to this user`, `unknown (why)`, or "" (none recorded)."""
+    if not decision.HasField("risk"):
+        return ""
+    risk = decision.risk
+    if not risk.known:
+        return f"unknown ({'; '.join(risk.reasons) or 'no reason given'})"
+    return f"{risk.score:.2f}" + (f": {'; '.join(risk.reasons)}" if risk.reasons else "")
+
+
 def print_request(req: Any) -> None:
     pairs = [
         ("id", req.id), ("user", req.user), ("target", target(req)), ("kind", req.kind),
@@ -103,6 +113,7 @@ def print_request(req: Any) -> None:
         ("approval", req.decision.approval.mode), ("extensions used", req.extensions_used),
         ("review", review_name(req.review_state)), ("message", req.message),
         ("rules", ", ".join(req.decision.rules)), ("policy", req.decision.policy_version),
+        ("risk", risk_text(req.decision)),
     ]
     print_fields(f"request {req.id}", [(k, v) for k, v in pairs if v not in ("", None)])
     for line in level_lines(req):

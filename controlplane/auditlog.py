@@ -135,6 +135,8 @@ class AuditLog:
             row.update(reason=rec.reason, ticket=rec.ticket, requested_at=iso(rec.created_at),
                        asked_minutes=round(rec.duration.total_seconds() / 60, 3),
                        used_minutes=round(used[rec.id], 3), extensions=rec.extensions_used)
+            if rec.emergency:
+                row["emergency"] = True  # break-glass: the risk model learns its pattern
             yield row
 
 

@@ -11,6 +11,7 @@ brokers: [broker]      # identities allowed to call BrokerService
 server_names: [jitgate.internal]
 ssh_broker_address: broker.internal:2222
 pg_broker_address: broker.internal:6432
+recommend_coverage: 0.85  # share of grants a recommended duration should cover
 ```
 """
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ServerConfig:
     watch_queue_size: int = 10000
     workers: int = 8
     recommender: bool = True  # false: no duration model (every request must give a duration)
+    recommend_coverage: float = 0.85  # share of grants a recommended duration should cover (calibrated)
     inline_core: bool = True  # quick core calls on the event loop thread; false: all in `workers` threads
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
@@ -82,6 +84,10 @@ class ServerConfig:
             raise ConfigError("validate_cpu_seconds must be between 1 and 600")
         if not 64 <= self.validate_memory_mb <= 65536:
             raise ConfigError("validate_memory_mb must be between 64 and 65536")
+        # Below 0.5 an offer is a guess; above 0.99 only the policy maximum covers (recommend.calibrate).
+        if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
+                or not 0.5 <= self.recommend_coverage <= 0.99:
+            raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

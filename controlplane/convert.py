@@ -132,6 +132,7 @@ def decision(value: Any) -> types_pb2.Decision | None:
         if s is not None else None,
         rules=list(value.rules), message=clip(value.message or "", bounds.COMPOSED_TEXT),
         policy_version=value.policy_version or "",
+        risk=types_pb2.Risk(**value.risk) if getattr(value, "risk", None) else None,
     )
 
 

@@ -11,7 +11,8 @@ import logging
 import statistics
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,9 +21,12 @@ from controlplane.ledger import Ledger
 from controlplane.model import Recommendation
 from controlplane.store import Tx
 from policy import PolicyRequest, PolicySet, Resource
+from policy.request import Risk
 
 if TYPE_CHECKING:  # recommend imports LightGBM (about a second): only when a model is asked
     import recommend
+    import recommend.risk
+    from recommend import HistoryRow
 
 log = logging.getLogger("jitgate.core")
 
@@ -38,6 +42,32 @@ class Recommender(Protocol):
 
     def recommend(self, req: recommend.RecommendRequest, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[recommend.HistoryRow]) -> recommend.Recommendation | None: ...
+
+    def risk(self, ask: recommend.risk.RiskAsk, history: Sequence[recommend.HistoryRow]
+             ) -> recommend.risk.RiskScore: ...
+
+
+# The requester's past rows for the model and the risk score, read at most once per request.
+PastRows = Callable[[], "list[HistoryRow]"]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks for, validated (the parts of a PolicyRequest that do not vary)."""
+
+    user: str
+    res: Resource
+    login: str
+    role: str
+    reason: str
+    ticket: str
+    emergency: bool = False
+
+    def policy_request(self, duration: timedelta, now: datetime, history: History,
+                       risk: Risk | None = None) -> PolicyRequest:
+        return PolicyRequest(user=self.user, resource=self.res.name, duration=duration, time=now, login=self.login,
+                             role=self.role, reason=self.reason, ticket=self.ticket, emergency=self.emergency,
+                             extension=0, history=history, risk=risk)
 
 
 def check_target(res: Resource, login: str, role: str) -> None:
@@ -84,33 +114,41 @@ class HistoryService:
         counts["median_minutes"] = round(float(statistics.median(minutes)), 3) if minutes else 0.0
         return counts
 
-    def recommendation(self, user: str, res: Resource, login: str, role: str, reason: str, ticket: str,
-                       now: datetime, max_duration: timedelta | None) -> Recommendation | None:
+    def past_rows(self, user: str, resource: str, now: datetime) -> list[HistoryRow]:
+        """recommend.HistoryRows of `user`'s finished grants and the imported rows of `user` and `resource`."""
+        from recommend import HistoryRow
+        with self.ledger.store.read() as tx:
+            past = tx.finished_grants(user, resource, now - HISTORY_WINDOW)
+            used = tx.used_minutes([r.id for r in past]) if past else {}
+            # Imported history: no time window (it is the past someone chose to bring in).
+            rows: list[HistoryRow] = self._imported_rows(tx, user, resource, HistoryRow)
+        resources = self.ledger.policy.current.resources
+        for r in reversed(past):  # oldest first
+            if r.id not in used:
+                continue
+            labels = dict(resources[r.resource].labels) if r.resource in resources else {}
+            rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
+                                   asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
+                                   labels=labels, login=r.login if r.kind == "ssh" else None,
+                                   role=r.role if r.kind != "ssh" else None, reason=r.reason,
+                                   ticket=r.ticket, extensions=r.extensions_used, emergency=r.emergency))
+        return rows
+
+    def recommendation(self, ask: Ask, now: datetime, max_duration: timedelta | None,
+                       past: PastRows | None = None) -> Recommendation | None:
         """The model's answer for a request (None: no model, no answer, or the model failed)."""
         if self.recommender is None:
             return None
+        res = ask.res
         try:
-            from recommend import HistoryRow, RecommendRequest
-            ask = RecommendRequest(user=user, resource=res.name, kind=res.kind, labels=dict(res.labels),
-                                   login=login if res.kind == "ssh" else None,
-                                   role=role if res.kind != "ssh" else None,
-                                   reason=reason, ticket=ticket, requested_at=now)
-            with self.ledger.store.read() as tx:
-                past = tx.finished_grants(user, res.name, now - HISTORY_WINDOW)
-                used = tx.used_minutes([r.id for r in past]) if past else {}
-                # Imported history: no time window (it is the past someone chose to bring in).
-                rows = self._imported_rows(tx, user, res.name, HistoryRow)
-            ps = self.ledger.policy.current
-            for r in reversed(past):  # oldest first
-                if r.id not in used:
-                    continue
-                labels = dict(ps.resources[r.resource].labels) if r.resource in ps.resources else {}
-                rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
-                                       asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
-                                       labels=labels, login=r.login if r.kind == "ssh" else None,
-                                       role=r.role if r.kind != "ssh" else None, reason=r.reason,
-                                       ticket=r.ticket, extensions=r.extensions_used))
-            got = self.recommender.recommend(ask, max_duration, ps.settings.duration_step, rows)
+            from recommend import RecommendRequest
+            question = RecommendRequest(user=ask.user, resource=res.name, kind=res.kind, labels=dict(res.labels),
+                                        login=ask.login if res.kind == "ssh" else None,
+                                        role=ask.role if res.kind != "ssh" else None,
+                                        reason=ask.reason, ticket=ask.ticket, requested_at=now)
+            rows = past() if past is not None else self.past_rows(ask.user, res.name, now)
+            got = self.recommender.recommend(question, max_duration,
+                                             self.ledger.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
             log.exception("duration recommendation failed")
             return None
@@ -119,6 +157,25 @@ class HistoryService:
         return Recommendation(duration=got.duration, minutes=int(got.minutes), explanation=got.explanation,
                               fallback=bool(got.fallback), model_version=got.model_version or "",
                               max_duration=max_duration)
+
+    def risk(self, ask: Ask, duration: timedelta, now: datetime, recommendation: Recommendation | None,
+             past: PastRows) -> Risk:
+        """POLICY.md's `risk` of a new request, scored by recommend/ (unknown, and why, without it)."""
+        if self.recommender is None:
+            return Risk(known=False, reasons=("risk scoring is off (the server runs without a model)",))
+        try:
+            from recommend.risk import RiskAsk
+            res = ask.res
+            question = RiskAsk(user=ask.user, resource=res.name, kind=res.kind,
+                               access=f"login:{ask.login}" if res.kind == "ssh" else f"role:{ask.role}", at=now,
+                               asked_minutes=duration.total_seconds() / 60, reason=ask.reason, ticket=ask.ticket,
+                               emergency=ask.emergency,
+                               recommended_minutes=recommendation.minutes if recommendation is not None else None)
+            got = self.recommender.risk(question, past())
+            return Risk(known=bool(got.known), score=float(got.score), reasons=tuple(got.reasons))
+        except Exception as exc:  # advice only: a broken scorer leaves the score unknown and says why
+            log.exception("risk scoring failed")
+            return Risk(known=False, reasons=(f"risk scoring failed ({type(exc).__name__})",))
 
     def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
         """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""
@@ -158,13 +215,12 @@ class HistoryService:
         if self.recommender is None:
             raise JitError("recommend.unavailable", "no duration model is configured")
         now = self.ledger.clock()
-        limit = self.max_duration(ps, PolicyRequest(
-            user=actor, resource=resource, duration=PROBE_DURATION, time=now, login=login, role=role,
-            reason=reason, ticket=ticket, history=self.history(actor, resource, now)))
-        rec = self.recommendation(actor, res, login, role, reason, ticket, now, limit)
+        ask = Ask(actor, res, login, role, reason, ticket)
+        limit = self.max_duration(ps, ask.policy_request(PROBE_DURATION, now, self.history(actor, resource, now)))
+        rec = self.recommendation(ask, now, limit)
         if rec is None:
             raise JitError("recommend.unavailable", "the duration model has no recommendation for this request")
         return rec
 
 
-__all__ = ["HISTORY_WINDOW", "History", "HistoryService", "Recommender", "check_target"]
+__all__ = ["HISTORY_WINDOW", "PROBE_DURATION", "Ask", "History", "PastRows", "HistoryService", "Recommender", "check_target"]

@@ -3,39 +3,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import functools
 from datetime import datetime, timedelta
 
 from controlplane.approvals import ApprovalService, activate, waiting_text
 from controlplane.errors import JitError
-from controlplane.history import History, HistoryService, check_target
+from controlplane.history import PROBE_DURATION, Ask, History, HistoryService, check_target
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target, page_start
 from controlplane.model import (
     ACTIVE, CANCELLED, DENIED, EXT_CANCELLED, EXT_PENDING, PENDING, REQUEST_STATES, REVIEW_OWED,
     Recommendation, RequestRecord,
 )
-from policy import PolicyRequest, PolicySet, Resource
+from policy import PolicySet
+from policy.request import Risk
 from policy.approvals import approved_at_once, approvers_text
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What a new request asks for, validated (the parts of a PolicyRequest that do not vary)."""
-
-    user: str
-    res: Resource
-    login: str
-    role: str
-    reason: str
-    ticket: str
-    emergency: bool
-
-    def policy_request(self, duration: timedelta, now: datetime, history: History) -> PolicyRequest:
-        return PolicyRequest(user=self.user, resource=self.res.name, duration=duration, time=now, login=self.login,
-                             role=self.role, reason=self.reason, ticket=self.ticket, emergency=self.emergency,
-                             extension=0, history=history)
 
 
 def walk_requests(ledger: Ledger, states: Sequence[str] = (), since: datetime | None = None,
@@ -79,31 +62,33 @@ class RequestService:
         if not reason:
             raise JitError("invalid.argument", "a reason is required: say what you will do")
         now = self.ledger.clock()
-        target = _Target(actor, res, login, role, reason, ticket, emergency)
+        target = Ask(actor, res, login, role, reason, ticket, emergency)
 
         # The model is asked only when its answer is used: no duration given (it becomes the
         # duration) or a dry run (which shows it). It used to run on every request (~25% of the
         # server's time under load) for an answer nobody read.
         recommendation: Recommendation | None = None
+        past = functools.cache(lambda: self.history.past_rows(actor, resource, now))  # read once for model and risk
         if self.history.recommender is not None and (duration is None or dry_run):
             history = self.history.history(actor, resource, now)
-            limit = self.history.max_duration(ps, target.policy_request(timedelta(minutes=1), now, history))
-            recommendation = self.history.recommendation(actor, res, login, role, reason, ticket, now, limit)
+            limit = self.history.max_duration(ps, target.policy_request(PROBE_DURATION, now, history))
+            recommendation = self.history.recommendation(target, now, limit, past)
         if duration is None:
             if recommendation is None:
                 raise JitError("invalid.argument", "give a duration (no recommendation is available)")
             duration = recommendation.duration
         if duration <= timedelta(0):
             raise JitError("invalid.argument", "the duration must be longer than 0s")
+        risk = self.history.risk(target, duration, now, recommendation, past)
         if dry_run:
             with self.ledger.store.read() as tx:
                 history = self.history.history_in(tx, actor, resource, now)
-            rec, _code = self._decided(ps, target, duration, now, history, "")
+            rec, _code = self._decided(ps, target, duration, now, history, "", risk)
             return rec, recommendation
 
         with self.ledger.write() as w:
             history = self.history.history_in(w.tx, actor, resource, now)
-            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8))
+            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
             w.tx.insert_request(rec)
             decision = rec.decision
             data = {"resource": resource, "kind": res.kind, "login": login, "role": role,
@@ -124,10 +109,10 @@ class RequestService:
         return rec, recommendation
 
     @staticmethod
-    def _decided(ps: PolicySet, target: _Target, duration: timedelta, now: datetime,
-                 history: History, request_id: str) -> tuple[RequestRecord, str]:
+    def _decided(ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
+                 history: History, request_id: str, risk: Risk | None = None) -> tuple[RequestRecord, str]:
         """The new request as the policy decides it (one decision); and the deny code, if any."""
-        decision = ps.decide(target.policy_request(duration, now, history))
+        decision = ps.decide(target.policy_request(duration, now, history, risk))
         res = target.res
         rec = RequestRecord(
             id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,

@@ -81,7 +81,8 @@ class DataDirLock:
 
 
 def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: frozenset[str] = frozenset(),
-              brokers: frozenset[str] = frozenset(), with_recommender: bool = True) -> Any:
+              brokers: frozenset[str] = frozenset(), with_recommender: bool = True,
+              recommend_coverage: float | None = None) -> Any:
     """An AccessCore on the data directory's store (also used by local admin commands)."""
     from controlplane.core import AccessCore
     from controlplane.store import open_store
@@ -90,7 +91,7 @@ def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: fro
     return AccessCore(
         store, holder, admins=set(admins), brokers=set(brokers),
         ssh_user_ca=pki.ssh_user_ca if pki else None, ssh_upstream_ca=pki.ssh_upstream_ca if pki else None,
-        recommender=load_recommender(data_dir) if with_recommender else None,
+        recommender=load_recommender(data_dir, recommend_coverage) if with_recommender else None,
     )
 
 
@@ -102,8 +103,9 @@ class LazyRecommender:
     from per-resource statistics.
     """
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, coverage: float | None = None) -> None:
         self._model_dir = model_dir
+        self._coverage = coverage  # None: recommend/'s default
         self._lock = threading.Lock()
         self._inner: Any = None
         self._failed = False
@@ -114,7 +116,8 @@ class LazyRecommender:
                 try:
                     from recommend import Recommender
 
-                    self._inner = Recommender(self._model_dir)
+                    extra = {} if self._coverage is None else {"coverage": self._coverage}
+                    self._inner = Recommender(self._model_dir, **extra)
                 except Exception:
                     self._failed = True
                     log.exception("duration recommender unavailable")
@@ -130,10 +133,18 @@ class LazyRecommender:
         inner = self.warm()
         return inner.recommend(*args, **kwargs) if inner is not None else None
 
+    def risk(self, ask: Any, history: Any) -> Any:
+        inner = self.warm()
+        if inner is None:
+            from recommend.risk import unknown
+            return unknown("the duration recommender could not start (see the server log)")
+        return inner.risk(ask, history)
 
-def load_recommender(data_dir: DataDir) -> LazyRecommender:
-    """The duration recommender for the data directory (lazy; see LazyRecommender)."""
-    return LazyRecommender(data_dir.root / "model")
+
+def load_recommender(data_dir: DataDir, coverage: float | None = None) -> LazyRecommender:
+    """The duration recommender for the data directory (lazy; see LazyRecommender), its offers
+    calibrated to `coverage` (the config's `recommend_coverage`)."""
+    return LazyRecommender(data_dir.root / "model", coverage)
 
 
 def load_policies(config: ServerConfig) -> PolicyHolder:
@@ -183,7 +194,8 @@ class ControlPlaneServer:
             holder = load_policies(config)
             loop = asyncio.get_running_loop()
             core = await loop.run_in_executor(
-                executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender)
+                executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender,
+                config.recommend_coverage)
             hub = EventHub(loop, config.watch_queue_size)
             hub.start()
             core.ledger.subscribe(hub.publish)

@@ -51,6 +51,7 @@ CONTEXT_FIELDS: dict[str, tuple[str, ...] | None] = {
     "user": ("name", "groups", "manager", "attributes"),
     "resource": ("name", "kind", "labels", "owners", "address", "logins", "roles"),
     "history": ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d", "median_minutes"),
+    "risk": ("known", "score", "reasons"),
     "now": None,
 }
 MACROS = ("exists", "all", "exists_one", "map", "filter")

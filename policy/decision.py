@@ -66,6 +66,7 @@ class Decision:
     message: str
     policy_version: str
     errors: list[str] = field(default_factory=list)
+    risk: dict[str, Any] | None = None  # the request's POLICY.md `risk` as JSON; None: no scorer ran
 
     @property
     def allowed(self) -> bool:
@@ -83,6 +84,7 @@ class Decision:
             "message": self.message,
             "policy_version": self.policy_version,
             "errors": list(self.errors),
+            **({"risk": dict(self.risk)} if self.risk is not None else {}),
         }
 
     @classmethod
@@ -115,6 +117,7 @@ class Decision:
                 message=str(d.get("message", "")),
                 policy_version=str(d.get("policy_version", "")),
                 errors=list(d.get("errors", [])),
+                risk=dict(d["risk"]) if isinstance(d.get("risk"), Mapping) else None,
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a decision: {e}") from None

@@ -68,8 +68,12 @@ def activation(req: PolicyRequest, user: ct.MapType, resource: ct.MapType) -> di
     })
     history = {name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
     history["median_minutes"] = ct.DoubleType(req.history_value("median_minutes"))
+    risk = req.risk
     return {"request": request, "user": user, "resource": resource,
-            "history": cel.cel_map(history), "now": cel.timestamp(req.time)}
+            "history": cel.cel_map(history), "now": cel.timestamp(req.time),
+            "risk": cel.cel_map({"known": ct.BoolType(risk is not None and risk.known),
+                                 "score": ct.DoubleType(risk.score if risk is not None and risk.known else 0.0),
+                                 "reasons": ct.ListType([_S(r) for r in (risk.reasons if risk else ())])})}
 
 
 def _error_text(e: BaseException) -> str:

@@ -1,7 +1,7 @@
 """PolicySet: a checked, compiled policy set that decides requests."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,25 +62,25 @@ class PolicySet:
         try:
             refused = engine.precheck(req, self.users, self.resources, self.version)
             if refused is not None:
-                return refused
+                return _with_risk(refused, req)
             act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
             outcome = engine.evaluate_indexed(self._index[req.resource], self._programs, req, act,
                                               self._groups[req.user])
-            return engine.combine(outcome, req, self.settings, self.version)
+            return _with_risk(engine.combine(outcome, req, self.settings, self.version), req)
         except Exception as e:  # a bug must refuse access, not crash a server thread
-            return _internal_deny(self.version, e)
+            return _with_risk(_internal_deny(self.version, e), req)
 
     def naive_decide(self, req: PolicyRequest) -> Decision:
         """The reference: the same decision, evaluating every rule's CEL in file order."""
         try:
             refused = engine.precheck(req, self.users, self.resources, self.version)
             if refused is not None:
-                return refused
+                return _with_risk(refused, req)
             act = engine.activation(req, self._user_cel[req.user], self._resource_cel[req.resource])
             outcome = engine.evaluate_naive(self.rules, self._programs, req, act)
-            return engine.combine(outcome, req, self.settings, self.version)
+            return _with_risk(engine.combine(outcome, req, self.settings, self.version), req)
         except Exception as e:
-            return _internal_deny(self.version, e)
+            return _with_risk(_internal_deny(self.version, e), req)
 
     def candidate_rules(self, resource: str) -> list[str]:
         """Names of the rules the index keeps for a resource (for tests and benchmarks)."""
@@ -188,3 +188,8 @@ def _internal(file: str, e: Exception) -> PolicyError:
     if isinstance(e, RecursionError):
         return PolicyError(file, 1, 1, "policy.internal", "policy nested too deeply")
     return PolicyError(file, 1, 1, "policy.internal", f"internal error while checking: {type(e).__name__}: {e}")
+
+
+def _with_risk(decision: Decision, req: PolicyRequest) -> Decision:
+    """The decision carrying the request's risk (POLICY.md: decisions record score and reasons)."""
+    return decision if req.risk is None else replace(decision, risk=req.risk.to_json())

@@ -14,8 +14,38 @@ HISTORY_COUNTERS = ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d")
 HISTORY_FIELDS = HISTORY_COUNTERS + ("median_minutes",)
 _REQUEST_FIELDS = (
     "id", "user", "resource", "login", "role", "duration", "reason", "ticket",
-    "emergency", "extension", "time", "history",
+    "emergency", "extension", "time", "history", "risk",
 )
+MAX_RISK_REASONS = 16  # reasons a request's risk may carry (a scorer names a few; more is a malformed input)
+
+
+@dataclass(frozen=True)
+class Risk:
+    """POLICY.md's `risk`: whether a score was computed, the score (0 to 1; 0.0 when not
+    known) and its reasons (when not known: why)."""
+
+    known: bool
+    score: float = 0.0
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "score": round(self.score, 4) if self.known else 0.0,
+                "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_mapping(cls, d: Any) -> "Risk":
+        """A request's `risk` (policy tests, decision JSON); raises RequestError."""
+        if not isinstance(d, Mapping) or set(d) - {"known", "score", "reasons"}:
+            raise RequestError("`risk` must be a mapping of `known`, `score` and `reasons`")
+        known, score, reasons = d.get("known", False), d.get("score", 0.0), d.get("reasons", [])
+        if not isinstance(known, bool):
+            raise RequestError(f"`risk.known` must be true or false, got {_kind(known)}")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise RequestError(f"`risk.score` must be a number from 0 to 1, got {score!r}")
+        if (not isinstance(reasons, list) or len(reasons) > MAX_RISK_REASONS
+                or not all(isinstance(r, str) for r in reasons)):
+            raise RequestError(f"`risk.reasons` must be a list of at most {MAX_RISK_REASONS} strings")
+        return cls(known, float(score) if known else 0.0, tuple(reasons))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +67,7 @@ class PolicyRequest:
     emergency: bool = False
     extension: int = 0
     history: dict[str, int | float] = field(default_factory=dict)
+    risk: Risk | None = None  # None: no scorer ran (CEL sees risk.known == false)
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -81,6 +112,7 @@ class PolicyRequest:
             extension=_count(d, "extension"),
             time=when,
             history=_history(d.get("history")),
+            risk=Risk.from_mapping(d["risk"]) if d.get("risk") is not None else None,
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -106,6 +138,8 @@ class PolicyRequest:
         out["time"] = format_time(self.time)
         if self.history:
             out["history"] = dict(self.history)
+        if self.risk is not None:
+            out["risk"] = self.risk.to_json()
         return out
 
 

@@ -6,7 +6,11 @@ Public API (what the control plane and the CLI use):
 - serving: `Recommender`, `RecommendRequest`, `Recommendation`
 - training: `TrainParams`, `train_and_save`, `evaluate_history`, `TrainOutcome`
 - model files: `load_model`, `ModelBundle`, `ModelMetadata`
-- synthetic history: `generate`
+- synthetic history: `generate` (recommend.synth, a web shop), recommend.synth_harbor.generate (another
+  organisation's words and habits, for evaluation)
+- risk (recommend.risk): `Recommender.risk(RiskAsk, history) -> RiskScore` (POLICY.md's `risk`; never
+  raises: `known=False` and why without a model), `train_risk`, `save_risk`, `load_risk`
+- calibration (recommend.calibrate): offers calibrated to `Recommender(coverage=0.85)`
 - errors: `RecommendError`, `HistoryError`, `ModelError`, `TrainingError`
 - the demo's synthetic history (recommend.demo): `demo_history(policies)`, `demo_specs(policies)`
 
@@ -23,6 +27,8 @@ worker threads; `history` = the requester's recent finished grants, e.g. the las
                                             labels={"env": "prod"}, role="readonly", reason="report"),
                            max_duration=timedelta(hours=2), step=timedelta(minutes=15), history=rows)
     answer.duration, answer.explanation, answer.fallback
+    risk = rec.risk(RiskAsk(user="alice", resource="orders-db", kind="postgres", access="role:readonly",
+                            at=now, asked_minutes=60, reason="report"), rows)   # risk.known, .score, .reasons
 
 A serving Recommender notices a retrained model by itself (it stats the model files
 at most every 2 s from `recommend`), so `jitgate recommend train` needs no restart.

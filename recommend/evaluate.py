@@ -6,6 +6,13 @@ the baselines, on the newest 20% of a history (time-based split).
 * extension_rate: mean number of extensions a grant would have needed, each
   extension adding the offered duration again (ceil(used / offered) - 1).
 
+Baselines: a fixed default (1 h, the maximum), per resource (median, p80), per
+task type of the keyword list (p80), per person and resource (p80), and a plain
+LightGBM quantile model on the raw fields (recommend.plain). Those that learn
+from the history are also shown calibrated to the target coverage on the same
+recent window as the model (`name@target`), so that excess is compared at equal
+coverage.
+
 Every strategy is served the same way (rounded up to the step, clamped to the
 maximum) and every history-based baseline sees the same past as the model: all
 grants that had finished before each held-out request, training part included.
@@ -25,7 +32,11 @@ from recommend.features import quantile, with_finished_past
 from recommend.history import HistoryRow
 
 TEST_SHARE = 0.2
-BASELINES: tuple[str, ...] = ("fixed_1h", "fixed_max", "resource_median", "user_resource_p80")
+BASELINES: tuple[str, ...] = ("fixed_1h", "fixed_max", "resource_median", "resource_p80", "task_p80",
+                               "user_resource_p80")
+# Baselines that learn from the history: the ones calibrated to the target coverage as the model is.
+CALIBRATED_BASELINES: tuple[str, ...] = ("resource_p80", "task_p80", "user_resource_p80", "plain_lgbm")
+CALIBRATED_SUFFIX = "@target"
 MIN_PAIR_ROWS = 3  # fewer past grants of a person on a resource: user_resource_p80 uses the resource's p80
 DEFAULT_MINUTES = 60.0
 
@@ -74,12 +85,14 @@ def baseline_predictions(rows: Sequence[HistoryRow], cut: int, max_minutes: floa
     """Each baseline's length (minutes, before rounding) for rows[cut:], from each row's finished past."""
     by_resource: dict[str, _Sorted] = defaultdict(_Sorted)
     by_pair: dict[tuple[str, str], _Sorted] = defaultdict(_Sorted)
+    by_task: dict[str, _Sorted] = defaultdict(_Sorted)  # task type from the keyword list
     everyone = _Sorted()
     out: dict[str, list[float]] = {name: [] for name in BASELINES}
     for index, (row, done) in enumerate(with_finished_past(rows)):
         for past in done:
             by_resource[past.resource].add(past.used_minutes)
             by_pair[(past.user, past.resource)].add(past.used_minutes)
+            by_task[past.task].add(past.used_minutes)
             everyone.add(past.used_minutes)
         if index < cut:
             continue
@@ -90,6 +103,9 @@ def baseline_predictions(rows: Sequence[HistoryRow], cut: int, max_minutes: floa
         out["fixed_1h"].append(60.0)
         out["fixed_max"].append(max_minutes)
         out["resource_median"].append(resource.quantile(0.5) if resource else fallback_p50)
+        out["resource_p80"].append(resource.quantile(0.8) if resource else fallback_p80)
+        task = by_task.get(row.task)
+        out["task_p80"].append(task.quantile(0.8) if task else fallback_p80)
         if pair and len(pair.values) >= MIN_PAIR_ROWS:
             out["user_resource_p80"].append(pair.quantile(0.8))
         else:
@@ -107,6 +123,8 @@ class Evaluation:
     rows_test: int
     train_seconds: float = 0.0
     pinball: float = math.nan
+    target: float = math.nan  # the coverage the model (and each `@target` baseline) was calibrated to
+    factor: float = 1.0  # the model's calibration factor at the evaluated step
 
     def to_json(self) -> dict[str, Any]:
         """The shape `jitgate recommend evaluate --output json` prints."""
@@ -115,6 +133,7 @@ class Evaluation:
             "baselines": {name: m.to_json() for name, m in self.baselines.items()},
             "rows_train": self.rows_train,
             "rows_test": self.rows_test,
+            "target_coverage": self.target,
         }
 
     def best_baseline(self) -> tuple[str, Metrics] | None:

@@ -1,6 +1,8 @@
 """Features of a request, identical for training and serving.
 
-A request is described by what it asks (task type from reason/ticket, kind,
+A request is described by what it asks (task type from the keyword list as a
+prior, and the words of its reason and ticket as this history has used them
+(recommend.text), kind,
 env and sensitivity labels, login/role, user, resource, hour, weekday) and by
 the requester's own past on this resource, this task and this kind of
 resource. The past of a row is only what had *finished* before it was asked
@@ -22,14 +24,15 @@ import numpy as np
 
 from recommend.history import HistoryRow
 from recommend.tasks import classify_task
+from recommend.text import TEXT_FEATURES, WordStats
 
-FEATURE_VERSION = 1
-CATEGORICAL: tuple[str, ...] = ("task", "kind", "env", "sensitivity", "access", "user", "resource")
+FEATURE_VERSION = 2
+CATEGORICAL: tuple[str, ...] = ("task", "work", "kind", "env", "sensitivity", "access", "user", "resource")
 NUMERIC: tuple[str, ...] = (
     "hour", "weekday", "after_hours",
     "u_res_n", "u_res_med", "u_res_p80", "u_res_last", "u_res_task_med",
     "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share",
-)
+) + TEXT_FEATURES
 FEATURES: tuple[str, ...] = CATEGORICAL + NUMERIC
 _RECENT = 10  # how many past grants per key the history features look at
 _BY_FINISH = itemgetter(0, 1)  # (finished_at, requested_at, row) -> order in which grants became known
@@ -88,9 +91,9 @@ class PersonalHistory:
         self._res_n: dict[tuple[str, str], int] = {}
         self._kind_n: dict[tuple[str, str], int] = {}
 
-    def add(self, row: HistoryRow) -> None:
-        """Count one finished grant (called in the order grants finished)."""
-        task = row.task
+    def add(self, row: HistoryRow, work: str) -> None:
+        """Count one finished grant of kind of work `work` (called in the order grants finished)."""
+        task = work
         used, user = row.used_minutes, row.user
         res_key, kind_key = (user, row.resource), (user, row.kind)
         _push(self._res, res_key, used, _RECENT)
@@ -101,16 +104,16 @@ class PersonalHistory:
         self._res_n[res_key] = self._res_n.get(res_key, 0) + 1
         self._kind_n[kind_key] = self._kind_n.get(kind_key, 0) + 1
 
-    def features(self, ask: Ask) -> RawFeatures:
-        """The raw feature tuple of one ask, in FEATURES order."""
-        task = task_of(ask.reason, ask.ticket)
+    def features(self, ask: Ask, work: str) -> RawFeatures:
+        """The raw feature tuple of one ask, in FEATURES order minus the text features."""
+        task = work
         at = ask.at
         after_hours = at.weekday() >= 5 or at.hour < 7 or at.hour >= 19
         res = self._res.get((ask.user, ask.resource), ())
         extended = self._extended.get(ask.user, ())
         return (
-            task, ask.kind, ask.labels.get("env", ""), ask.labels.get("sensitivity", ""), ask.access,
-            ask.user, ask.resource,
+            task_of(ask.reason, ask.ticket), work, ask.kind, ask.labels.get("env", ""),
+            ask.labels.get("sensitivity", ""), ask.access, ask.user, ask.resource,
             float(at.hour) + at.minute / 60.0, float(at.weekday()), float(after_hours),
             float(self._res_n.get((ask.user, ask.resource), 0)),
             _median(res),
@@ -152,15 +155,28 @@ def with_finished_past(rows: Sequence[HistoryRow]) -> Iterator[tuple[HistoryRow,
         heapq.heappush(pending, (row.finished_at, seq, row))
 
 
-def past_features(rows: Sequence[HistoryRow]) -> list[RawFeatures]:
-    """Raw features of every time-ordered row, each from its own finished past only."""
+def past_features(rows: Sequence[HistoryRow], freeze_words_at: int | None = None) -> tuple[list[RawFeatures], WordStats]:
+    """Raw features of every time-ordered row, each from its own finished past only.
+
+    From row `freeze_words_at` on, the word statistics stop learning (as a saved model's
+    table does): held-out rows are measured with the words known at training time.
+    Returns the features and the word statistics as frozen (or at the end).
+    """
     history = PersonalHistory()
+    words = WordStats()
+    work_at_ask: dict[int, list[str]] = {}  # a grant's kind of work as known when it was asked (by id: rows are
+    # not hashable by value, and the same row object may be passed twice)
     out = []
-    for row, done in with_finished_past(rows):
+    for index, (row, done) in enumerate(with_finished_past(rows)):
+        learn = freeze_words_at is None or index < freeze_words_at
         for past in done:
-            history.add(past)
-        out.append(history.features(ask_of(row)))
-    return out
+            history.add(past, work_at_ask[id(past)].pop(0))
+            if learn:
+                words.add(past.reason, past.ticket, past.used_minutes)
+        work = words.work_of(row.reason, row.ticket, row.task)
+        work_at_ask.setdefault(id(row), []).append(work)
+        out.append(history.features(ask_of(row), work) + words.features(row.reason, row.ticket))
+    return out, words
 
 
 @dataclass(frozen=True)
@@ -168,17 +184,20 @@ class Served:
     """What serving needs from the requester's past for one ask."""
 
     raw: RawFeatures
+    work: str  # the kind of work (recommend.text.WordStats.work_of; the task type without words)
     recent_on_resource: list[float]  # used minutes, oldest first (at most 10)
     recent_same_task: list[float]  # used minutes of the same task on any resource (at most 10)
 
 
-def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
-    """The features of one ask from the requester's finished grants in `rows`.
+def features_for(ask: Ask, rows: Iterable[HistoryRow], words: WordStats | None = None) -> Served:
+    """The features of one ask from the requester's finished grants in `rows` and the
+    model's word statistics (None: the text features are unknown).
 
     Equal to `PersonalHistory.features` over the same past (a test holds them
     together), but one pass with plain lists: this runs on every request.
     """
-    task = task_of(ask.reason, ask.ticket)
+    prior = task_of(ask.reason, ask.ticket)
+    task = words.work_of(ask.reason, ask.ticket, prior) if words is not None else prior
     user, resource, kind, at = ask.user, ask.resource, ask.kind, ask.at
     mine = [(r.finished_at, r.requested_at, r) for r in rows if r.user == user and r.finished_at <= at]
     mine.sort(key=_BY_FINISH)
@@ -188,7 +207,7 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
     same_kind: list[float] = []
     for _, _, row in mine:
         used = row.used_minutes
-        row_task = row.task
+        row_task = words.work_of(row.reason, row.ticket, row.task) if words is not None else row.task
         if row.resource == resource:
             res.append(used)
             if row_task == task:
@@ -201,7 +220,7 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
     recent = res[-_RECENT:]
     after_hours = at.weekday() >= 5 or at.hour < 7 or at.hour >= 19
     raw = (
-        task, kind, ask.labels.get("env", ""), ask.labels.get("sensitivity", ""), ask.access, user, resource,
+        prior, task, kind, ask.labels.get("env", ""), ask.labels.get("sensitivity", ""), ask.access, user, resource,
         float(at.hour) + at.minute / 60.0, float(at.weekday()), float(after_hours),
         float(len(res)),
         _median(recent),
@@ -212,8 +231,8 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow]) -> Served:
         float(len(same_kind)),
         _median(same_kind[-_RECENT:]),
         (sum(extended) / len(extended)) if extended else math.nan,
-    )
-    return Served(raw=raw, recent_on_resource=recent, recent_same_task=same_task[-_RECENT:])
+    ) + (words.features(ask.reason, ask.ticket) if words is not None else (math.nan,) * len(TEXT_FEATURES))
+    return Served(raw=raw, work=task, recent_on_resource=recent, recent_same_task=same_task[-_RECENT:])
 
 
 Vocabularies = dict[str, list[str]]

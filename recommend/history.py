@@ -3,7 +3,7 @@
 Fields: `user`, `resource`, `kind`, `labels` (map of strings), exactly one of
 `login` (ssh) or `role` (database), `reason`, `ticket`, `requested_at` (RFC 3339
 with a zone), `asked_minutes`, `used_minutes`, `extensions`. `labels`, `reason`,
-`ticket` and `extensions` may be left out (empty / 0); any other field is
+`ticket`, `extensions` and `emergency` (break-glass, a boolean) may be left out (empty / 0); any other field is
 refused so that a typo does not silently drop data.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from recommend.errors import HistoryError
 from recommend.tasks import classify_task
 
 _REQUIRED = ("user", "resource", "kind", "requested_at", "asked_minutes", "used_minutes")
-_OPTIONAL = ("labels", "login", "role", "reason", "ticket", "extensions")
+_OPTIONAL = ("labels", "login", "role", "reason", "ticket", "extensions", "emergency")
 _KNOWN = frozenset(_REQUIRED + _OPTIONAL)
 
 
@@ -41,20 +41,19 @@ class HistoryRow:
     reason: str = ""
     ticket: str = ""
     extensions: int = 0
+    emergency: bool = False  # break-glass (read by risk scoring only)
     finished_at: datetime = field(init=False, repr=False, compare=False)
     """When the grant's use ended: the earliest moment its used time is known."""
     task: str = field(init=False, repr=False, compare=False)
     """Task type from reason and ticket (recommend.tasks.classify_task)."""
+    access: str = field(init=False, repr=False, compare=False)
+    """`login:deploy` or `role:readonly`: the privilege asked for, as one value."""
 
     def __post_init__(self) -> None:
         # Computed once per row: training and serving read them for every row, every call.
         object.__setattr__(self, "finished_at", self.requested_at + timedelta(minutes=self.used_minutes))
         object.__setattr__(self, "task", classify_task(self.reason, self.ticket))
-
-    @property
-    def access(self) -> str:
-        """`login:deploy` or `role:readonly`: the privilege asked for, as one value."""
-        return f"login:{self.login}" if self.login is not None else f"role:{self.role}"
+        object.__setattr__(self, "access", f"login:{self.login}" if self.login is not None else f"role:{self.role}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of one history line."""
@@ -76,6 +75,8 @@ class HistoryRow:
             used_minutes=_number_out(self.used_minutes),
             extensions=self.extensions,
         )
+        if self.emergency:
+            out["emergency"] = True
         return out
 
 
@@ -139,6 +140,9 @@ def row_from_json(obj: Any) -> HistoryRow:
     extensions = obj.get("extensions", 0)
     if not isinstance(extensions, int) or isinstance(extensions, bool) or extensions < 0:
         raise ValueError(f"field `extensions` must be an integer >= 0, got {json.dumps(extensions)}")
+    emergency = obj.get("emergency", False)
+    if not isinstance(emergency, bool):
+        raise ValueError(f"field `emergency` must be true or false, got {json.dumps(emergency)}")
     try:
         requested_at = parse_time(obj["requested_at"])
     except ValueError as exc:
@@ -156,6 +160,7 @@ def row_from_json(obj: Any) -> HistoryRow:
         asked_minutes=_minutes(obj, "asked_minutes", positive=True),
         used_minutes=_minutes(obj, "used_minutes", positive=False),
         extensions=extensions,
+        emergency=emergency,
     )
 
 

@@ -17,13 +17,15 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from recommend.calibrate import Calibration
 from recommend.errors import ModelError, TrainingError
 from recommend.features import CATEGORICAL, FEATURE_VERSION, FEATURES, Vocabularies
 from recommend.stats import StatsTable, stats_from_json, stats_to_json
+from recommend.text import WordStats
 
 MODEL_FILE = "model.txt"
 META_FILE = "model.json"
-META_FORMAT = 1
+META_FORMAT = 2  # 2: words and calibration window
 MIN_TRAIN_ROWS = 50
 
 
@@ -73,6 +75,8 @@ class ModelMetadata:
     vocabularies: Vocabularies
     metrics: dict[str, float]
     stats: StatsTable
+    words: dict[str, Any] = field(default_factory=lambda: {"total": [0, 0.0], "words": {}})
+    calibration: dict[str, Any] = field(default_factory=lambda: {"predicted": [], "used": []})
     feature_version: int = FEATURE_VERSION
     target: str = "log1p(used_minutes)"
     lightgbm_version: str = lgb.__version__
@@ -99,6 +103,8 @@ class ModelBundle:
     booster: lgb.Booster
     metadata: ModelMetadata
     text: str
+    calibration: Calibration = field(default_factory=lambda: Calibration.of([], []))
+    words: WordStats = field(default_factory=WordStats)
 
     def predict_minutes(self, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Predicted `alpha` quantile of used minutes for encoded feature rows."""
@@ -174,7 +180,11 @@ def load_model(model_dir: str | os.PathLike[str]) -> ModelBundle:
         raise ModelError(f"{model_path}: LightGBM cannot read it ({exc}); retrain the model") from None
     if booster.num_feature() != len(FEATURES):
         raise ModelError(f"{model_path}: has {booster.num_feature()} features, expected {len(FEATURES)}")
-    return ModelBundle(booster=booster, metadata=metadata, text=text)
+    try:
+        calibration, words = Calibration.from_json(metadata.calibration), WordStats.from_json(metadata.words)
+    except ValueError as exc:
+        raise ModelError(f"{meta_path}: corrupt metadata ({exc}); retrain the model") from None
+    return ModelBundle(booster=booster, metadata=metadata, text=text, calibration=calibration, words=words)
 
 
 def pinball_loss(used: np.ndarray, predicted: np.ndarray, alpha: float) -> float:

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from recommend.calibrate import DEFAULT_COVERAGE, check_coverage
 from recommend.durations import format_minutes
 from recommend.errors import ModelError
 from recommend.features import CATEGORICAL, FEATURES, Ask, Served, features_for, quantile, task_of
 from recommend.history import HistoryRow
 from recommend.model import META_FILE, MODEL_FILE, ModelBundle, load_model
+from recommend.risk import RISK_FILE, RiskAsk, RiskModel, RiskScore, load_risk, score_request
 from recommend.rounding import offer
 from recommend.stats import GroupStats, group_keys
 
@@ -103,8 +105,9 @@ class Recommender:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str] | None, *, min_resource_rows: int = MIN_RESOURCE_ROWS,
-                 check_every: float | None = CHECK_EVERY_SECONDS) -> None:
+                 check_every: float | None = CHECK_EVERY_SECONDS, coverage: float = DEFAULT_COVERAGE) -> None:
         self._dir = Path(model_dir) if model_dir is not None else None
+        self.coverage = check_coverage(coverage)
         self._min_resource_rows = min_resource_rows
         self._check_every = check_every
         self._lock = threading.Lock()
@@ -113,6 +116,8 @@ class Recommender:
         self._seen: tuple | None = None  # what the files looked like at the last (re)load attempt
         self._next_check = 0.0
         self.load_error: str | None = "no model directory configured"
+        self._risk: RiskModel | None = None
+        self.risk_error: str | None = "no model directory configured"
         self.reload()
 
     @property
@@ -122,7 +127,7 @@ class Recommender:
 
     def _files_now(self) -> tuple:
         out = []
-        for name in (MODEL_FILE, META_FILE):
+        for name in (MODEL_FILE, META_FILE, RISK_FILE):
             try:
                 st = os.stat(self._dir / name)  # type: ignore[operator]
                 out.append((st.st_ino, st.st_size, st.st_mtime_ns))
@@ -137,6 +142,7 @@ class Recommender:
             return False
         with self._reload_lock:
             self._seen = self._files_now()  # before loading: a write during the load is seen next time
+            self._load_risk()
             try:
                 bundle = load_model(self._dir)
             except Exception as exc:  # never a crash: a model that cannot load means fallbacks
@@ -154,6 +160,23 @@ class Recommender:
             log.info("duration model %s replaced by %s", previous.bundle.metadata.version,
                      bundle.metadata.version)
         return True
+
+    def _load_risk(self) -> None:
+        try:
+            risk = load_risk(self._dir)  # type: ignore[arg-type]
+        except Exception as exc:  # a risk model that cannot load means unknown scores, never a crash
+            reason = str(exc) if isinstance(exc, ModelError) else f"{self._dir}: cannot load the risk model ({exc})"
+            log.warning("risk model not loaded: %s", reason)
+            with self._lock:
+                self.risk_error = reason
+            return
+        with self._lock:
+            self._risk, self.risk_error = risk, None
+
+    def risk(self, ask: RiskAsk, history: Sequence[HistoryRow]) -> RiskScore:
+        """POLICY.md's `risk` for a request (recommend.risk); never raises: unknown, and why."""
+        self._maybe_reload()
+        return score_request(self._risk, self.risk_error, ask, history)
 
     def check_for_new_model(self) -> bool:
         """Reload if the model files changed since the last attempt; True if a reload ran."""
@@ -175,22 +198,25 @@ class Recommender:
 
     def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[HistoryRow]) -> Recommendation:
-        """A duration for `req`: the model's quantile, or per-resource/per-kind statistics
-        when there is no model or it knows too little of the resource; rounded up to
-        `step` and clamped to `max_duration`."""
+        """A duration for `req`: the model's quantile calibrated to `coverage` at this step
+        (recommend.calibrate), or per-resource/per-kind statistics when there is no model
+        or it knows too little of the resource; rounded up to `step`, clamped to `max_duration`."""
         self._maybe_reload()
         ask = req.ask()
-        served = features_for(ask, history)
         loaded = self._loaded
+        served = features_for(ask, history, loaded.bundle.words if loaded is not None else None)
         minutes, failure = math.nan, ""
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
             try:
-                minutes = self._predict(loaded, served.raw)
+                max_minutes = max_duration.total_seconds() / 60 if max_duration is not None else None
+                factor = loaded.bundle.calibration.factor(self.coverage, step.total_seconds() / 60, max_minutes)
+                minutes = self._predict(loaded, served.raw) * factor
             except Exception as exc:  # a broken booster must not fail a request: fall back, say why
                 log.warning("duration model failed, using fallback statistics: %s", exc)
                 failure = "the model failed"
         if math.isfinite(minutes):
-            basis, why = "model", self._similar(loaded, ask)  # type: ignore[arg-type]
+            basis = "model"
+            why = "; ".join(p for p in (self._similar(loaded, ask), self._words(loaded, ask)) if p)  # type: ignore[arg-type]
         else:
             reason = failure or (f"the model knows too little of {ask.resource}" if loaded is not None
                                  else "no trained model")
@@ -228,6 +254,17 @@ class Recommender:
                 return f"{words}{_where(ask.kind, env)} used about {format_minutes(found.p50)}"
         return "recommended by the model"
 
+    @staticmethod
+    def _words(loaded: _Loaded, ask: Ask) -> str:
+        """`the word "restore" (312 past grants) usually means about 2 h`: learned words that
+        pull this offer away from the typical grant."""
+        strong = loaded.bundle.words.strong_words(ask.reason, ask.ticket)
+        if not strong:
+            return ""
+        parts = [f'{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}'
+                 for e in strong]
+        return "learned: " + ", ".join(parts)
+
     def _fallback(self, ask: Ask, history: Sequence[HistoryRow], loaded: _Loaded | None) -> tuple[float, str, str]:
         env = ask.labels.get("env", "")
         past = [r for r in history if r.finished_at <= ask.at]
@@ -260,6 +297,11 @@ class Recommender:
             noun = "grant " + where if where.startswith("on ") else where.replace(" grants", " grant")
             return f"your last {noun} used {format_minutes(recent[0])}"
         return f"your last {len(recent)} {where} used {_span(min(recent), max(recent))}"
+
+
+def _word_label(word: str) -> str:
+    """`the word "restore"`, `ticket prefix SR`."""
+    return f"ticket prefix {word.split(':', 1)[1]}" if word.startswith("ticket:") else f'the word "{word}"'
 
 
 def _span(low: float, high: float) -> str:

@@ -353,5 +353,6 @@ def generate(rows: int, seed: int = 0, start: datetime = DEFAULT_START, *,
             labels=dict(resource.labels) if resource.labels is not None
             else {"env": resource.env, "sensitivity": resource.sensitivity},
             login=login, role=role, reason=reason, ticket=ticket, requested_at=when,
-            asked_minutes=asked, used_minutes=max(used, 0.5), extensions=extensions))
+            asked_minutes=asked, used_minutes=max(used, 0.5), extensions=extensions,
+            emergency=task == "incident" and after_hours))  # after-hours incidents go through break-glass
     return out

@@ -1,5 +1,6 @@
-"""Train a candidate on the older 80% of a history, measure it on the newest 20%,
-and replace the saved model only if the candidate is not worse there.
+"""Train a candidate on the older 80% of a history (its newest 15% kept aside to
+calibrate, recommend.calibrate), measure it on the newest 20%, and replace the
+saved model only if the candidate is not worse there.
 
 The saved model is the measured one (trained on the older 80%), so its metrics
 are honest, and a later history that only grew holds out rows neither model saw.
@@ -16,14 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from recommend.errors import ModelError, TrainingError
-from recommend.evaluate import BASELINES, Evaluation, baseline_predictions, score, split_index
+from recommend.calibrate import (CALIBRATION_SHARE, DEFAULT_COVERAGE, MIN_CALIBRATION_ROWS, Calibration,
+                                 calibrated)
+from recommend.evaluate import (BASELINES, CALIBRATED_BASELINES, CALIBRATED_SUFFIX, Evaluation,
+                                baseline_predictions, score, split_index)
 from recommend.features import (CATEGORICAL, FEATURES, RawFeatures, encode, in_time_order, make_vocabularies,
                                 past_features)
 from recommend.history import HistoryRow, format_time, parse_time
 from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
                              pinball_loss, save_model, train_booster)
+from recommend.plain import plain_predictions
+from recommend.risk import save_risk, train_risk
 from recommend.rounding import offer_minutes
 from recommend.stats import summarize
+from recommend.text import WordStats, learned_from
 
 DEFAULT_MAX_MINUTES = 480.0
 DEFAULT_STEP_MINUTES = 15.0
@@ -32,15 +39,25 @@ MIN_FRESH_ROWS = 20  # held-out rows newer than the old model's data needed to c
 
 @dataclass(frozen=True)
 class Prepared:
-    """A history in time order with every row's past-only features and the split point."""
+    """A history in time order with every row's past-only features and the split points:
+    rows[:fit_end] train the booster, rows[fit_end:cut] are the recent calibration window,
+    rows[cut:] are held out. `words` are the word statistics as known at the cut."""
 
     rows: list[HistoryRow]
     raw: list[RawFeatures]
     cut: int
+    fit_end: int
+    words: WordStats
 
     @property
     def used(self) -> np.ndarray:
         return np.fromiter((r.used_minutes for r in self.rows), dtype=np.float64, count=len(self.rows))
+
+
+def calibration_start(cut: int) -> int:
+    """Where the recent calibration window of the `cut` training rows starts (== cut: none)."""
+    window = max(MIN_CALIBRATION_ROWS, int(cut * CALIBRATION_SHARE))
+    return cut - window if cut - window >= MIN_TRAIN_ROWS else cut
 
 
 def prepare(rows: Sequence[HistoryRow]) -> Prepared:
@@ -50,26 +67,33 @@ def prepare(rows: Sequence[HistoryRow]) -> Prepared:
     if cut < MIN_TRAIN_ROWS or len(ordered) - cut < 1:
         raise TrainingError(f"too little history to train and test: {len(ordered)} rows, "
                             f"need at least {math.ceil(MIN_TRAIN_ROWS / 0.8) + 1}")
-    return Prepared(rows=ordered, raw=past_features(ordered), cut=cut)
+    raw, words = past_features(ordered, freeze_words_at=cut)
+    return Prepared(rows=ordered, raw=raw, cut=cut, fit_end=calibration_start(cut), words=words)
 
 
 def fit(prepared: Prepared, params: TrainParams, max_minutes: float = DEFAULT_MAX_MINUTES,
-        step_minutes: float = DEFAULT_STEP_MINUTES) -> tuple[ModelBundle, np.ndarray, float]:
-    """Train on the older part; returns the bundle, its raw predictions on the held-out part, seconds."""
-    cut = prepared.cut
-    vocab = make_vocabularies(prepared.raw[:cut])
+        step_minutes: float = DEFAULT_STEP_MINUTES,
+        coverage: float = DEFAULT_COVERAGE) -> tuple[ModelBundle, np.ndarray, float]:
+    """Train on the older part, calibrate on the recent window; returns the bundle, its raw
+    (uncalibrated) predictions on the held-out part, and the training seconds."""
+    cut, fit_end = prepared.cut, prepared.fit_end
+    vocab = make_vocabularies(prepared.raw[:fit_end])
     x = encode(prepared.raw, vocab)
     used = prepared.used
     started = time.perf_counter()
-    booster = train_booster(x[:cut], used[:cut], params)
+    booster = train_booster(x[:fit_end], used[:fit_end], params)
     seconds = time.perf_counter() - started
     text = booster.model_to_string()
     bundle = ModelBundle(booster=booster, metadata=_metadata(prepared, params, vocab, text), text=text)
+    calibration = Calibration.of(bundle.predict_minutes(x[fit_end:cut], num_threads=params.num_threads),
+                                 used[fit_end:cut])
+    bundle.metadata.calibration = calibration.to_json()
+    bundle.calibration = calibration
     predicted = bundle.predict_minutes(x[cut:], num_threads=params.num_threads)
     test_used = used[cut:]
-    metrics = score(offer_minutes(predicted, max_minutes, step_minutes), test_used)
+    metrics = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
     bundle.metadata.metrics = {**metrics.to_json(), "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4)}
-    bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes,
+    bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes, "coverage": coverage,
                              "train_seconds": round(seconds, 3)}
     return bundle, predicted, seconds
 
@@ -83,24 +107,34 @@ def _metadata(prepared: Prepared, params: TrainParams, vocab: dict[str, list[str
         rows=len(prepared.rows), rows_train=prepared.cut, rows_test=len(prepared.rows) - prepared.cut,
         alpha=params.alpha, params={**params.lightgbm(), "num_rounds": params.num_rounds},
         features=list(FEATURES), categorical=list(CATEGORICAL), vocabularies=vocab,
-        metrics={}, stats=summarize(train_rows),
+        metrics={}, stats=summarize(train_rows), words=prepared.words.to_json(),
     )
 
 
 def evaluate_history(rows: Sequence[HistoryRow], params: TrainParams = TrainParams(),
-                     max_minutes: float = DEFAULT_MAX_MINUTES,
-                     step_minutes: float = DEFAULT_STEP_MINUTES) -> tuple[Evaluation, ModelBundle]:
-    """Model and baselines on the newest 20% of `rows`; the trained model is returned too."""
+                     max_minutes: float = DEFAULT_MAX_MINUTES, step_minutes: float = DEFAULT_STEP_MINUTES,
+                     coverage: float = DEFAULT_COVERAGE) -> tuple[Evaluation, ModelBundle]:
+    """Model and baselines on the newest 20% of `rows`, the model and the `@target` baselines
+    calibrated to `coverage` on the same recent window; the trained model is returned too."""
     prepared = prepare(rows)
-    bundle, predicted, seconds = fit(prepared, params, max_minutes, step_minutes)
-    test_used = prepared.used[prepared.cut:]
-    model = score(offer_minutes(predicted, max_minutes, step_minutes), test_used)
-    raw_baselines = baseline_predictions(prepared.rows, prepared.cut, max_minutes)
-    baselines = {name: score(offer_minutes(raw_baselines[name], max_minutes, step_minutes), test_used)
-                 for name in BASELINES}
-    evaluation = Evaluation(model=model, baselines=baselines, rows_train=prepared.cut,
-                            rows_test=len(test_used), train_seconds=seconds,
-                            pinball=pinball_loss(test_used, predicted, params.alpha))
+    bundle, predicted, seconds = fit(prepared, params, max_minutes, step_minutes, coverage)
+    cut, fit_end = prepared.cut, prepared.fit_end
+    used = prepared.used
+    test_used = used[cut:]
+    calibration = bundle.calibration
+    model = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
+    raw = baseline_predictions(prepared.rows, fit_end, max_minutes)  # window and held-out rows
+    raw["plain_lgbm"] = plain_predictions(prepared.rows, fit_end, params)
+    window = cut - fit_end
+    baselines = {name: score(offer_minutes(raw[name][window:], max_minutes, step_minutes), test_used)
+                 for name in (*BASELINES, "plain_lgbm")}
+    for name in CALIBRATED_BASELINES:
+        own = Calibration.of(raw[name][:window], used[fit_end:cut])
+        baselines[name + CALIBRATED_SUFFIX] = score(
+            calibrated(raw[name][window:], own, coverage, step_minutes, max_minutes), test_used)
+    evaluation = Evaluation(model=model, baselines=baselines, rows_train=cut, rows_test=len(test_used),
+                            train_seconds=seconds, pinball=pinball_loss(test_used, predicted, params.alpha),
+                            target=coverage, factor=calibration.factor(coverage, step_minutes, max_minutes))
     return evaluation, bundle
 
 
@@ -146,8 +180,20 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
             outcome.replaced = False
             outcome.reason = f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); kept {old.metadata.version}"
     if outcome.replaced:
+        # Serving reads words as of the whole history (the newest grants included), like personal history.
+        bundle.metadata.words = learned_from(in_time_order(rows)).to_json()
         save_model(model_dir, bundle)
+    _save_risk_model(rows, model_dir, outcome)
     return outcome
+
+
+def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome) -> None:
+    """Train and save the risk model beside the duration model (it has no held-out score to lose);
+    a history too small for it leaves any saved one in place and says so."""
+    try:
+        save_risk(model_dir, train_risk(rows))
+    except TrainingError as exc:
+        outcome.warnings.append(f"risk model not trained: {exc}")
 
 
 def _compare(prepared: Prepared, predicted: np.ndarray, old: ModelBundle, alpha: float) -> tuple[float, float, int]:

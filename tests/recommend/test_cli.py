@@ -36,8 +36,10 @@ def test_evaluate_json_shape(history: Path) -> None:
     code, out, err = _run("evaluate", "--history", str(history), "--output", "json", "--max", "2h", "--rounds", "60")
     assert code == 0, err
     data = json.loads(out)
-    assert list(data) == ["model", "baselines", "rows_train", "rows_test"]
-    assert list(data["baselines"]) == ["fixed_1h", "fixed_max", "resource_median", "user_resource_p80"]
+    assert list(data) == ["model", "baselines", "rows_train", "rows_test", "target_coverage"]
+    assert list(data["baselines"]) == ["fixed_1h", "fixed_max", "resource_median", "resource_p80", "task_p80",
+                                       "user_resource_p80", "plain_lgbm", "resource_p80@target", "task_p80@target",
+                                       "user_resource_p80@target", "plain_lgbm@target"]
     for metrics in [data["model"], *data["baselines"].values()]:
         assert list(metrics) == ["coverage", "excess_minutes", "extension_rate"]
         assert 0.0 <= metrics["coverage"] <= 1.0

@@ -85,7 +85,7 @@ class SessionOptions(_message.Message):
     def __init__(self, pty: _Optional[bool] = ..., exec: _Optional[bool] = ..., sftp: _Optional[bool] = ..., port_forwarding: _Optional[bool] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version")
+    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version", "risk")
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class Decision(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RISK_FIELD_NUMBER: _ClassVar[int]
     effect: str
     approval: Approval
     max_duration: str
@@ -102,7 +103,18 @@ class Decision(_message.Message):
     rules: _containers.RepeatedScalarFieldContainer[str]
     message: str
     policy_version: str
-    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    risk: Risk
+    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ...) -> None: ...
+
+class Risk(_message.Message):
+    __slots__ = ("known", "score", "reasons")
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    score: float
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, known: _Optional[bool] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApprovalRecord(_message.Message):
     __slots__ = ("approver", "level", "approved", "comment", "at")

@@ -1,0 +1,505 @@
+"""Risk flags on unusual requests: an isolation forest over what a request looks like
+against the requester's and their peers' own past.
+
+Features (each larger = more unusual; RISK_FEATURES order), from past requests only:
+
+* `hour_rarity`: how rarely this person asked within 1.5 h of this time of day;
+* `day_rarity`: a weekend request by someone who rarely asks at weekends;
+* `resource_new_user`, `resource_new_peers`: the resource is new to this person,
+  to their peers (their group when the caller names it, else everyone);
+* `access_new_user`: the login/role is new to this person on this kind of resource;
+* `duration_over`: log of the asked duration over the recommendation (or the
+  usual length of work on the resource), when above it;
+* `burst`: requests by this person in the previous hour, against their usual pace;
+* `absence`: the gap since this person's previous request, against their usual gap;
+* `emergency_off_pattern`: break-glass whose words and hour look unlike past
+  break-glass requests.
+
+Training (`train_risk`) fits scikit-learn's IsolationForest on the features of a
+history (each row from its own past) and saves its trees as plain arrays in
+`risk.json` (with a SHA-256 in the file, so an edited file is refused). Serving
+walks those arrays with numpy (no scikit-learn import, ~0.1 ms), turns the
+isolation depth into a score from 0 to 1 (the share of training requests that
+were less unusual), and names as reasons the features beyond what 99% of
+training requests showed. A missing or broken model gives `known = False` and
+says why: the policies decide what an unknown score means.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommend.errors import ModelError, TrainingError
+from recommend.features import in_time_order
+from recommend.history import HistoryRow
+from recommend.text import WordStats, words_of
+
+log = logging.getLogger(__name__)
+
+RISK_FILE = "risk.json"
+RISK_FORMAT = 1
+RISK_FEATURES: tuple[str, ...] = ("hour_rarity", "day_rarity", "resource_new_user", "resource_new_peers",
+                                  "access_new_user", "duration_over", "burst", "absence", "emergency_off_pattern")
+REASONS = {
+    "hour_rarity": "hour unusual for this user",
+    "day_rarity": "weekend request unusual for this user",
+    "resource_new_user": "resource new to this user",
+    "resource_new_peers": "resource new to this user's peers",
+    "access_new_user": "login or role new to this user",
+    "duration_over": "duration far above the recommendation",
+    "burst": "burst of requests",
+    "absence": "first request after a long absence",
+    "emergency_off_pattern": "break-glass outside the usual incident pattern",
+}
+HOUR_WINDOW = 1.5  # hours either side of a time of day that count as "this hour" for a person
+BURST_WINDOW = timedelta(hours=1)
+USER_PAST_LIMIT = 100  # the requester's newest past requests a score reads: bounds the cost per request (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision)
+MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
+N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
+MAX_SAMPLES = 1024  # rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from multi-feature oddities better than 256 on the shop story
+MAX_SAVED_NODES = N_TREES * (2 * MAX_SAMPLES)  # a risk.json with more nodes is refused
+REASON_PERCENTILE = 99.0  # a feature is named as a reason when beyond this share of training requests
+_REASON_RARITY = -math.log(1.0 - REASON_PERCENTILE / 100.0)
+_GRID_POINTS = 1001  # quantiles kept per feature: rarity resolved to 0.1% of training requests
+MAX_REASONS = 3  # reasons named per request, strongest first
+_QUANTILE_POINTS = 1001  # the training score distribution kept to map a depth to 0..1
+
+
+@dataclass(frozen=True)
+class PastAsk:
+    """A past request as risk scoring reads it (a HistoryRow has the same attributes)."""
+
+    user: str
+    resource: str
+    access: str
+    requested_at: datetime
+    asked_minutes: float
+    used_minutes: float
+    reason: str = ""
+    ticket: str = ""
+    emergency: bool = False
+
+
+def past_of(row: HistoryRow) -> PastAsk:
+    return PastAsk(row.user, row.resource, row.access, row.requested_at, row.asked_minutes, row.used_minutes,
+                   row.reason, row.ticket, row.emergency)
+
+
+@dataclass(frozen=True)
+class RiskAsk:
+    """The request being scored."""
+
+    user: str
+    resource: str
+    kind: str
+    access: str
+    at: datetime
+    asked_minutes: float
+    reason: str = ""
+    ticket: str = ""
+    emergency: bool = False
+    recommended_minutes: float | None = None
+    peers: frozenset[str] | None = None  # the requester's group; None: everyone
+
+
+@dataclass(frozen=True)
+class RiskScore:
+    """POLICY.md's `risk`: `known`, `score` (0..1), `reasons` (when not known: why)."""
+
+    known: bool
+    score: float = 0.0
+    reasons: tuple[str, ...] = ()
+    drivers: dict[str, float] = field(default_factory=dict)  # feature -> its value for this request
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "score": round(self.score, 4) if self.known else 0.0,
+                "reasons": list(self.reasons)}
+
+
+def unknown(why: str) -> RiskScore:
+    return RiskScore(known=False, score=0.0, reasons=(why,))
+
+
+@dataclass
+class BreakGlassPattern:
+    """What past break-glass requests looked like: their words (share of break-glass among the
+    requests holding each word) and their hours of the day (everyone's)."""
+
+    words: WordStats = field(default_factory=WordStats)
+    hours: np.ndarray = field(default_factory=lambda: np.zeros(24))
+    asks: WordStats = field(default_factory=WordStats)  # per word: mean log1p(asked minutes)
+
+    def add(self, reason: str, ticket: str, emergency: bool, at: datetime, asked_minutes: float) -> None:
+        self.words.add(reason, ticket, 1.0 if emergency else 0.0)
+        self.asks.add(reason, ticket, asked_minutes)
+        if emergency:
+            self.hours[at.hour] += 1
+
+    def ask_factor(self, reason: str, ticket: str) -> float:
+        """How much longer than the average ask requests with these words usually ask (the word
+        farthest from average; 1.0 without known words): long kinds of work ask long."""
+        found = self.asks.estimates(reason, ticket)
+        if not found:
+            return 1.0
+        strongest = max(found, key=lambda e: abs(e.deviation))
+        return math.exp(strongest.deviation)
+
+    def lift(self, reason: str, ticket: str) -> float:
+        """How much likelier break-glass is among past requests sharing a word of this reason than
+        among all requests (the highest over its words; shrunk shares, so rare words say little)."""
+        overall = self.words.overall
+        if math.isnan(overall) or overall <= 0:
+            return 0.0
+        found = self.words.estimates(reason, ticket)
+        return max((e.estimate / overall for e in found), default=1.0)  # log1p(0 or 1) means: ratios of shares
+
+    def hour_rarity(self, at: datetime) -> float:
+        """How much rarer break-glass was within an hour of this time of day than if spread evenly."""
+        total = self.hours.sum()
+        near = sum(self.hours[(at.hour + d) % 24] for d in (-1, 0, 1))
+        return max(0.0, -math.log(((near + 1) / (total + 2)) / (3 / 24)))
+
+
+PATTERN_LIFT = 3.0  # break-glass words at least this much likelier than average: an incident pattern
+_FLOOR = 1e-3  # the smallest lift a surprise is taken of (-log(0.001) ~ 6.9)
+
+
+_REQUESTED_AT = attrgetter("requested_at")
+
+
+def _surprise(seen: int, total: int) -> float:
+    """-log of the smoothed chance of what was seen `seen` times in `total`."""
+    return -math.log((seen + 1) / (total + 2))
+
+
+def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
+                  pattern: BreakGlassPattern | None) -> np.ndarray:
+    """RISK_FEATURES of one ask. `mine`: the requester's past requests; `on_resource`: anyone's on
+    the resource (PastAsk or HistoryRow); only requests made before `ask.at` count (any order).
+
+    Novelty is measured against the person's own habit of novelty: a resource new to someone
+    who uses two resources is a surprise, to someone who tries a new one every week it is not.
+    """
+    at = ask.at
+    past = sorted((p for p in mine if p.requested_at < at), key=_REQUESTED_AT)[-USER_PAST_LIMIT:]
+    n = len(past)
+    # Vectorized over the person's past (this runs on every request, the hot path of a decision);
+    # times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
+    stamps = np.fromiter((p.requested_at.timestamp() for p in past), dtype=np.float64, count=n)
+    now_ts = at.timestamp()
+    minute = (now_ts // 60) % 1440
+    gap = np.abs((stamps // 60) % 1440 - minute)
+    near = int(np.count_nonzero(np.minimum(gap, 1440 - gap) <= HOUR_WINDOW * 60))
+    weekend_n = int(np.count_nonzero(((stamps // 86400) + 3) % 7 >= 5))
+    recent = int(np.count_nonzero(stamps > now_ts - BURST_WINDOW.total_seconds()))
+    resources = {p.resource for p in past}
+    asked_here = [p.asked_minutes for p in past if p.resource == ask.resource]
+    same_resource = len(asked_here)
+    prefix = ask.access.split(":", 1)[0] + ":"
+    kind_accesses = [p.access for p in past if p.access.startswith(prefix)]
+    same_kind, accesses = len(kind_accesses), set(kind_accesses)
+    same_access = kind_accesses.count(ask.access)
+    # against an even spread over the day: 0 within the person's usual hours
+    hour_rarity = max(0.0, -math.log(((near + 1) / (n + 2)) / (2 * HOUR_WINDOW / 24)))
+    day_rarity = _surprise(weekend_n, n) if at.weekday() >= 5 else 0.0
+    lift = pattern.lift(ask.reason, ask.ticket) if pattern is not None else 0.0
+    if pattern is not None and ask.emergency:
+        hour_rarity, day_rarity = pattern.hour_rarity(at), 0.0  # break-glass keeps break-glass hours
+    elif pattern is not None and lift >= PATTERN_LIFT:
+        # incident words without break-glass: the hours of everyone's break-glass explain it as well
+        hour_rarity, day_rarity = min(hour_rarity, pattern.hour_rarity(at)), 0.0
+    new_resource = same_resource == 0
+    resource_new_user = -math.log((len(resources) + 1) / (n + 2)) if new_resource else 0.0
+    if new_resource:
+        peers = {p.user for p in on_resource if p.requested_at < at and p.user != ask.user
+                 and (ask.peers is None or p.user in ask.peers)}
+        resource_new_peers = 1.0 / (1.0 + len(peers))
+    else:
+        resource_new_peers = 0.0
+    access_new_user = -math.log((len(accesses) + 1) / (same_kind + 2)) if same_access == 0 and same_kind else 0.0
+    reference = _reference_minutes(ask, asked_here, past, on_resource)
+    if pattern is not None and ask.recommended_minutes is None:
+        reference *= pattern.ask_factor(ask.reason, ask.ticket)
+    duration_over = max(0.0, math.log(ask.asked_minutes / reference))
+    if n >= 2:
+        span_days = (stamps[-1] - stamps[0]) / 86400
+        burst = max(0.0, math.log1p(recent) - math.log1p(n / max(1.0, span_days * 24)))
+        typical_gap = float(np.median(np.diff(stamps))) / 86400  # the median: a person's usual pace, not holidays
+        since = (now_ts - stamps[-1]) / 86400
+        absence = max(0.0, math.log1p(since) - math.log1p(typical_gap))
+    else:
+        burst, absence = math.log1p(recent), 0.0
+    emergency_off_pattern = 0.0
+    if ask.emergency:
+        emergency_off_pattern = max(0.0, math.log(PATTERN_LIFT) - math.log(max(_FLOOR, lift)))
+    return np.array([hour_rarity, day_rarity, resource_new_user, resource_new_peers, access_new_user,
+                     duration_over, burst, absence, emergency_off_pattern], dtype=np.float64)
+
+
+def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any], on_resource: Sequence[Any]) -> float:
+    """The recommendation, else the usual (median) ask of this person on the resource, of anyone on
+    it, of this person, else an hour (each list built only when the one before is empty)."""
+    if ask.recommended_minutes is not None and ask.recommended_minutes > 0:
+        return ask.recommended_minutes
+    pool = asked_here or [p.asked_minutes for p in on_resource[-250:] if p.requested_at < ask.at] \
+        or [p.asked_minutes for p in past]
+    if not pool:
+        return 60.0
+    pool = sorted(pool)
+    return max(1.0, pool[len(pool) // 2])
+
+
+def history_features(rows: Sequence[HistoryRow]) -> tuple[np.ndarray, BreakGlassPattern]:
+    """Features of every row of a time-ordered history, each from the rows asked before it; and the
+    break-glass pattern of the whole history."""
+    by_user: dict[str, list[HistoryRow]] = {}
+    by_resource: dict[str, list[HistoryRow]] = {}
+    pattern = BreakGlassPattern()
+    out = np.empty((len(rows), len(RISK_FEATURES)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        out[i] = risk_features(ask_of_row(row), by_user.get(row.user, [])[-USER_PAST_LIMIT:],
+                               by_resource.get(row.resource, [])[-250:], pattern)
+        by_user.setdefault(row.user, []).append(row)
+        by_resource.setdefault(row.resource, []).append(row)
+        pattern.add(row.reason, row.ticket, row.emergency, row.requested_at, row.asked_minutes)
+    return out, pattern
+
+
+def ask_of_row(row: HistoryRow, **changes: Any) -> RiskAsk:
+    """The risk ask of a history row (fields in `changes` replaced)."""
+    fields = dict(user=row.user, resource=row.resource, kind=row.kind, access=row.access, at=row.requested_at,
+                  asked_minutes=row.asked_minutes, reason=row.reason, ticket=row.ticket, emergency=row.emergency)
+    fields.update(changes)
+    return RiskAsk(**fields)
+
+
+# -- the model ---------------------------------------------------------------------
+
+
+@dataclass
+class RiskModel:
+    """An isolation forest as arrays, the training score distribution and per-feature thresholds."""
+
+    feature: np.ndarray  # per node: split feature (-1: leaf)
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf_depth: np.ndarray  # per node: path length credited at a leaf (depth + c(n_samples))
+    roots: np.ndarray  # each tree's root node index
+    max_samples: int
+    score_quantiles: np.ndarray  # sorted anomaly scores of training rows (subsampled)
+    grid: np.ndarray  # per feature (rows): _GRID_POINTS quantiles of its training values, sorted
+    pattern: BreakGlassPattern
+    trained_until: str = ""
+    rows: int = 0
+
+    def rarity(self, x: np.ndarray) -> np.ndarray:
+        """Each feature as -log of the share of training requests at or above it: features of any
+        scale become comparable, and one feature beyond all training requests counts fully."""
+        grid = self.grid
+        points = grid.shape[1]
+        below = np.count_nonzero(grid < x[:, None], axis=1)  # one pass over the grid (the hot path)
+        top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+        return -np.log(np.maximum(1.0 - below / points, 1.0 / points)) + np.log1p(np.maximum(x - top, 0.0) / spread)
+
+    def anomaly(self, x: np.ndarray) -> float:
+        """sklearn's anomaly score 2^(-E[h(r)] / c(max_samples)) of the rarities r of one feature row."""
+        return self.forest_anomaly(self.rarity(x))
+
+    def forest_anomaly(self, x: np.ndarray) -> float:
+        """The isolation forest's anomaly score of one (already transformed) row."""
+        node = self.roots.copy()
+        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        for _ in range(64):  # deeper than any tree of MAX_SAMPLES rows
+            f = feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            go_left = x[np.where(inner, f, 0)] <= threshold[node]
+            node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+        depth = self.leaf_depth[node].mean()
+        return float(2.0 ** (-depth / _average_path(self.max_samples)))
+
+    def score(self, ask: RiskAsk, mine: Sequence[PastAsk], on_resource: Sequence[PastAsk]) -> RiskScore:
+        x = risk_features(ask, mine, on_resource, self.pattern)
+        rarity = self.rarity(x)
+        raw = self.forest_anomaly(rarity)
+        share = float(np.searchsorted(self.score_quantiles, raw, side="left")) / len(self.score_quantiles)
+        over = sorted(((float(rarity[j]), name) for j, name in enumerate(RISK_FEATURES)
+                       if rarity[j] >= _REASON_RARITY and x[j] > 0), reverse=True)
+        drivers = {name: round(float(x[j]), 4) for j, name in enumerate(RISK_FEATURES)}
+        return RiskScore(known=True, score=min(1.0, max(0.0, share)),
+                         reasons=tuple(REASONS[name] for _, name in over[:MAX_REASONS]), drivers=drivers)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {
+            "format": RISK_FORMAT, "features": list(RISK_FEATURES), "max_samples": self.max_samples,
+            "feature": self.feature.tolist(), "threshold": [round(float(v), 6) for v in self.threshold],
+            "left": self.left.tolist(), "right": self.right.tolist(),
+            "leaf_depth": [round(float(v), 6) for v in self.leaf_depth], "roots": self.roots.tolist(),
+            "score_quantiles": [round(float(v), 6) for v in self.score_quantiles],
+            "grid": [[round(float(v), 6) for v in row] for row in self.grid],
+            "emergency_words": self.pattern.words.to_json(), "ask_words": self.pattern.asks.to_json(),
+            "emergency_hours": [float(v) for v in self.pattern.hours], "trained_until": self.trained_until,
+            "rows": self.rows,
+        }
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "body": body}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> RiskModel:
+        """Inverse of to_json; raises ValueError naming what is wrong."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("body"), dict):
+            raise ValueError("not a risk model")
+        body = obj["body"]
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        if hashlib.sha256(text.encode()).hexdigest() != obj.get("sha256"):
+            raise ValueError("checksum mismatch (edited or truncated)")
+        if body.get("format") != RISK_FORMAT or body.get("features") != list(RISK_FEATURES):
+            raise ValueError("made by another version of jitgate")
+        arrays = {name: np.asarray(body[name]) for name in ("feature", "threshold", "left", "right", "leaf_depth")}
+        nodes = len(arrays["feature"])
+        if nodes > MAX_SAVED_NODES or any(len(a) != nodes for a in arrays.values()):
+            raise ValueError(f"tree arrays of unequal length or over {MAX_SAVED_NODES} nodes")
+        feature = arrays["feature"].astype(np.int64)
+        left, right = arrays["left"].astype(np.int64), arrays["right"].astype(np.int64)
+        roots = np.asarray(body["roots"], dtype=np.int64)
+        inner = feature >= 0
+        if (feature >= len(RISK_FEATURES)).any() or ((left[inner] <= np.nonzero(inner)[0]).any()) \
+                or (right[inner] >= nodes).any() or (left[inner] >= nodes).any() \
+                or len(roots) == 0 or (roots < 0).any() or (roots >= nodes).any():
+            raise ValueError("tree arrays do not form trees")
+        quantiles = np.asarray(body["score_quantiles"], dtype=np.float64)
+        grid = np.asarray(body["grid"], dtype=np.float64)
+        if len(quantiles) == 0 or grid.ndim != 2 or grid.shape[0] != len(RISK_FEATURES) \
+                or not 2 <= grid.shape[1] <= _GRID_POINTS or not np.isfinite(grid).all():
+            raise ValueError("score distribution or feature grid missing or malformed")
+        return cls(feature=feature, threshold=arrays["threshold"].astype(np.float64), left=left, right=right,
+                   leaf_depth=arrays["leaf_depth"].astype(np.float64), roots=roots,
+                   max_samples=int(body["max_samples"]), score_quantiles=np.sort(quantiles),
+                   grid=np.sort(grid, axis=1), pattern=_pattern_from_json(body),
+                   trained_until=str(body.get("trained_until", "")), rows=int(body.get("rows", 0)))
+
+
+def rarity_matrix(features: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """RiskModel.rarity of many rows (training)."""
+    points = grid.shape[1]
+    below = np.stack([np.searchsorted(grid[j], features[:, j], side="left") for j in range(features.shape[1])], axis=1)
+    rarity = -np.log(np.maximum(1.0 - below / points, 1.0 / points))
+    # Beyond every training value, rarity keeps growing with the distance past the top 1%'s range,
+    # so 8 requests in an hour stay rarer than 3 where both exceed all training requests.
+    top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+    return rarity + np.log1p(np.maximum(features - top, 0.0) / spread)
+
+
+def _pattern_from_json(body: dict[str, Any]) -> BreakGlassPattern:
+    hours = np.asarray(body["emergency_hours"], dtype=np.float64)
+    if hours.shape != (24,) or not np.isfinite(hours).all() or (hours < 0).any():
+        raise ValueError("`emergency_hours` must be 24 counts")
+    return BreakGlassPattern(WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"]))
+
+
+def _average_path(n: int) -> float:
+    """c(n): the average path length of an unsuccessful search in a binary tree of n points."""
+    if n <= 1:
+        return 0.0
+    if n == 2:
+        return 1.0
+    return 2.0 * (math.log(n - 1) + 0.5772156649) - 2.0 * (n - 1) / n
+
+
+def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -> RiskModel:
+    """An isolation forest (scikit-learn) on training feature rows, as arrays."""
+    if len(features) < MIN_TRAIN_ROWS:
+        raise TrainingError(f"too little history for a risk model: {len(features)} rows, need {MIN_TRAIN_ROWS}")
+    from sklearn.ensemble import IsolationForest  # training only: serving needs no scikit-learn
+
+    grid = np.quantile(features, np.linspace(0.0, 1.0, _GRID_POINTS), axis=0).T
+    transformed = rarity_matrix(features, grid)
+    forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, len(features)),
+                             random_state=seed, n_jobs=1).fit(transformed)
+    feature, threshold, left, right, leaf_depth, roots = [], [], [], [], [], []
+    for tree, used in zip(forest.estimators_, forest.estimators_features_):
+        t = tree.tree_
+        base = len(feature)
+        roots.append(base)
+        depth = np.zeros(t.node_count)
+        for node in range(t.node_count):  # children come after their parent in sklearn's arrays
+            if t.children_left[node] >= 0:
+                depth[t.children_left[node]] = depth[node] + 1
+                depth[t.children_right[node]] = depth[node] + 1
+        for node in range(t.node_count):
+            leaf = t.children_left[node] < 0
+            feature.append(-1 if leaf else int(used[t.feature[node]]))
+            threshold.append(0.0 if leaf else float(t.threshold[node]))
+            left.append(-1 if leaf else base + int(t.children_left[node]))
+            right.append(-1 if leaf else base + int(t.children_right[node]))
+            leaf_depth.append(depth[node] + _average_path(int(t.n_node_samples[node])) if leaf else 0.0)
+    model = RiskModel(feature=np.array(feature, dtype=np.int64), threshold=np.array(threshold),
+                      left=np.array(left, dtype=np.int64), right=np.array(right, dtype=np.int64),
+                      leaf_depth=np.array(leaf_depth), roots=np.array(roots, dtype=np.int64),
+                      max_samples=int(forest.max_samples_), score_quantiles=np.array([0.0]),
+                      grid=grid,
+                      pattern=pattern, rows=len(features))
+    sample = features[np.linspace(0, len(features) - 1, min(len(features), 3 * _QUANTILE_POINTS)).astype(int)]
+    scores = np.sort([model.anomaly(x) for x in sample])  # the served path, so the 0..1 map matches it
+    model.score_quantiles = scores[np.linspace(0, len(scores) - 1, min(len(scores), _QUANTILE_POINTS)).astype(int)]
+    return model
+
+
+def train_risk(rows: Sequence[HistoryRow], seed: int = 42) -> RiskModel:
+    """A risk model from a whole history."""
+    ordered = in_time_order(rows)
+    features, pattern = history_features(ordered)
+    model = fit_risk(features, pattern, seed)
+    model.trained_until = ordered[-1].requested_at.isoformat() if ordered else ""
+    return model
+
+
+def save_risk(model_dir: str | os.PathLike[str], model: RiskModel) -> None:
+    directory = Path(model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{RISK_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(model.to_json(), separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, directory / RISK_FILE)
+
+
+def load_risk(model_dir: str | os.PathLike[str]) -> RiskModel:
+    """Load `risk.json`; raises ModelError with a plain reason."""
+    path = Path(model_dir) / RISK_FILE
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"no risk model in {model_dir} (run `jitgate recommend train`)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable ({exc})") from None
+    try:
+        return RiskModel.from_json(obj)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: corrupt risk model ({exc}); retrain the model") from None
+
+
+def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
+                  history: Sequence[HistoryRow]) -> RiskScore:
+    """A request's risk from the rows a caller knows (the requester's and anyone's on the resource);
+    never raises: without a model, or when it fails, the score is unknown and says why."""
+    if model is None:
+        return unknown(f"no risk model: {load_error or 'not trained'}")
+    try:
+        user, resource = ask.user, ask.resource
+        return model.score(ask, [r for r in history if r.user == user], [r for r in history if r.resource == resource])
+    except Exception as exc:  # a broken model must not fail a request: unknown, and why
+        log.warning("risk model failed: %s", exc)
+        return unknown(f"the risk model failed ({type(exc).__name__})")
+
