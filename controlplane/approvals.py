@@ -9,10 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from controlplane.errors import JitError
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, fmt_td, iso, load_target
 from controlplane.model import (
-    ACTIVE, DENIED, EXT_APPROVED, EXT_DENIED, EXT_PENDING, FLAGGED, PENDING, REVIEW_OWED, REVIEWED,
-    ApprovalRecord, ExtensionRecord, RequestRecord,
+    ACTIVE,
+    DENIED,
+    EXT_APPROVED,
+    EXT_DENIED,
+    EXT_PENDING,
+    FLAGGED,
+    PENDING,
+    REVIEW_OWED,
+    REVIEWED,
+    ApprovalRecord,
+    ExtensionRecord,
+    RequestRecord,
 )
 from policy import Decision, PolicySet
 from policy.approvals import Eligible, VoteRefusal, approvers_text, judge_vote, level_after
@@ -27,13 +37,15 @@ def activate(rec: RequestRecord, now: datetime) -> None:
     rec.message = ""
 
 
-def apply_extension(rec: RequestRecord, ext: ExtensionRecord, now: datetime) -> None:
-    """An approved extension moves the grant's deadline."""
+def apply_extension(rec: RequestRecord, ext: ExtensionRecord, now: datetime) -> AuditEntry:
+    """An approved extension moves the grant's deadline; returns its `grant.extended` event."""
     ext.state = EXT_APPROVED
     ext.decided_at = now
     rec.extensions_used = ext.number
     assert rec.expires_at is not None
     rec.expires_at = rec.expires_at + ext.duration
+    return ("grant.extended", SYSTEM, rec.id,
+            {"extension": ext.number, "duration": fmt_td(ext.duration), "expires_at": iso(rec.expires_at)}, now)
 
 
 def waiting_text(decision: Decision, level: int) -> str:
@@ -75,22 +87,29 @@ class ApprovalService:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
+    def _cast(self, w: Write, actor: str, target_id: str, approve: bool, comment: str, now: datetime
+              ) -> tuple[RequestRecord, ExtensionRecord | None, Decision, ApprovalRecord]:
+        """Store `actor`'s vote on what waits at `target_id`, if rule 5 lets it count."""
+        rec, ext = load_target(w.tx, target_id)
+        decision, level, approvals = _pending_target(rec, ext, now)
+        assert decision.approval is not None
+        eligible = _eligible(self.ledger.policy.current, rec)
+        _raise(judge_vote(decision.approval.levels, rec.user, level, approvals, actor, approve, eligible, target_id))
+        vote = ApprovalRecord(approver=actor, level=level, approved=approve, comment=comment, at=now)
+        w.tx.add_approval(rec.id, ext.id if ext else "", vote)
+        approvals.append(vote)
+        return rec, ext, decision, vote
+
     def approve(self, actor: str, target_id: str, comment: str = "") -> RequestRecord:
         """Approve the current level of a request or extension (`target_id`)."""
-        ps = self.ledger.policy.current
         now = self.ledger.clock()
         with self.ledger.write() as w:
-            rec, ext = load_target(w.tx, target_id)
-            decision, level, approvals = _pending_target(rec, ext, now)
+            rec, ext, decision, vote = self._cast(w, actor, target_id, True, comment, now)
             assert decision.approval is not None
             levels = decision.approval.levels
-            _raise(judge_vote(levels, rec.user, level, approvals, actor, True, _eligible(ps, rec), target_id))
-            vote = ApprovalRecord(approver=actor, level=level, approved=True, comment=comment, at=now)
-            w.tx.add_approval(rec.id, ext.id if ext else "", vote)
-            approvals.append(vote)
             events: list[AuditEntry] = [
-                ("approval.granted", actor, target_id, {"level": level + 1, "comment": comment}, now)]
-            level = level_after(levels, level, approvals)
+                ("approval.granted", actor, target_id, {"level": vote.level + 1, "comment": comment}, now)]
+            level = level_after(levels, vote.level, ext.approvals if ext else rec.approvals)
             done = level >= len(levels)
             if ext is None:
                 rec.current_level = level
@@ -103,10 +122,7 @@ class ApprovalService:
             else:
                 ext.current_level = level
                 if done:
-                    apply_extension(rec, ext, now)
-                    events.append(("grant.extended", SYSTEM, rec.id,
-                                   {"extension": ext.number, "duration": fmt_td(ext.duration),
-                                    "expires_at": iso(rec.expires_at)}, now))
+                    events.append(apply_extension(rec, ext, now))
                 w.tx.update_extension(ext)
             w.tx.update_request(rec)
             w.commit(events, request=rec)
@@ -114,17 +130,9 @@ class ApprovalService:
 
     def deny(self, actor: str, target_id: str, comment: str = "") -> RequestRecord:
         """Any eligible approver's deny ends a pending request or extension."""
-        ps = self.ledger.policy.current
         now = self.ledger.clock()
         with self.ledger.write() as w:
-            rec, ext = load_target(w.tx, target_id)
-            decision, level, approvals = _pending_target(rec, ext, now)
-            assert decision.approval is not None
-            _raise(judge_vote(decision.approval.levels, rec.user, level, approvals, actor, False,
-                              _eligible(ps, rec), target_id))
-            vote = ApprovalRecord(approver=actor, level=level, approved=False, comment=comment, at=now)
-            w.tx.add_approval(rec.id, ext.id if ext else "", vote)
-            approvals.append(vote)
+            rec, ext, _decision, _vote = self._cast(w, actor, target_id, False, comment, now)
             message = f"denied by {actor}" + (f": {comment}" if comment else "")
             if ext is None:
                 rec.state, rec.ended_at, rec.end_reason, rec.message = DENIED, now, "denied", message

@@ -8,6 +8,7 @@ The hash chain itself is audit.py; every service appends through `Ledger.write`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -104,13 +105,14 @@ class AuditLog:
     def export_requests(self, days: float) -> Iterator[dict[str, Any]]:
         """POLICY.md request mappings (with `time` and `history`), requests and extensions, oldest first."""
         for rec in walk_requests(self.ledger, since=self.ledger.clock() - timedelta(days=days)):
-            base = dict(user=rec.user, resource=rec.resource, login=rec.login, role=rec.role,
-                        reason=rec.reason, ticket=rec.ticket, emergency=rec.emergency,
-                        history={k: v for k, v in rec.history.items() if v})
-            yield PolicyRequest(id=rec.id, duration=rec.duration, time=rec.created_at, **base).to_mapping()
+            asked = PolicyRequest(id=rec.id, user=rec.user, resource=rec.resource, duration=rec.duration,
+                                  time=rec.created_at, login=rec.login, role=rec.role, reason=rec.reason,
+                                  ticket=rec.ticket, emergency=rec.emergency,
+                                  history={k: v for k, v in rec.history.items() if v})
+            yield asked.to_mapping()
             for ext in rec.extensions:
-                yield PolicyRequest(id=ext.id, duration=ext.duration, time=ext.created_at or rec.created_at,
-                                    extension=ext.number, **base).to_mapping()
+                yield replace(asked, id=ext.id, duration=ext.duration, time=ext.created_at or rec.created_at,
+                              extension=ext.number).to_mapping()
 
     def export_history(self, days: float, labels: Mapping[str, Mapping[str, str]] | None = None
                        ) -> Iterator[dict[str, Any]]:
@@ -118,7 +120,8 @@ class AuditLog:
         A grant's labels come from `labels` (resource -> labels) when given, else from the
         policies in force."""
         since = self.ledger.clock() - timedelta(days=days)
-        grants = [r for r in walk_requests(self.ledger, since=since) if r.activated_at is not None and r.state != ACTIVE]
+        grants = [r for r in walk_requests(self.ledger, since=since)
+                  if r.activated_at is not None and r.state != ACTIVE]
         with self.ledger.store.read() as tx:
             used = tx.used_minutes([r.id for r in grants]) if grants else {}
         if labels is None:

@@ -163,4 +163,4 @@ class CredentialService:
             return tx.revoked_serials(self.ledger.clock())
 
 
-__all__ = ["CERT_SKEW", "CredentialService", "UPSTREAM_CERT_LIFETIME", "new_serial", "token_hash"]
+__all__ = ["CERT_SKEW", "UPSTREAM_CERT_LIFETIME", "CredentialService", "new_serial", "token_hash"]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from controlplane.approvals import apply_extension
 from controlplane.errors import JitError
 from controlplane.history import HistoryService
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td
 from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, ExtensionRecord, RequestRecord
 from policy import PolicyRequest
 from policy.approvals import approved_at_once
@@ -77,10 +77,7 @@ class GrantService:
                  {"extension": number, "duration": fmt_td(duration), "justification": justification,
                   "decision": decision.to_json()}, now)]
             if approved_at_once(decision):
-                apply_extension(rec, ext, now)
-                events.append(("grant.extended", SYSTEM, rec.id,
-                               {"extension": number, "duration": fmt_td(duration),
-                                "expires_at": iso(rec.expires_at)}, now))
+                events.append(apply_extension(rec, ext, now))
             w.tx.insert_extension(ext)
             w.tx.update_request(rec)
             rec.extensions.append(ext)

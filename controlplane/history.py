@@ -24,9 +24,9 @@ from policy import PolicyRequest, PolicySet, Resource
 from policy.request import Risk
 
 if TYPE_CHECKING:  # recommend imports LightGBM (about a second): only when a model is asked
-    import recommend
-    import recommend.risk
-    from recommend import HistoryRow
+    from recommend import HistoryRow, RecommendRequest
+    from recommend import Recommendation as ModelAnswer
+    from recommend.risk import RiskAsk, RiskScore
 
 log = logging.getLogger("jitgate.core")
 
@@ -40,11 +40,10 @@ History = dict[str, int | float]
 class Recommender(Protocol):
     """The duration model as the control plane calls it: `recommend.Recommender`'s signature."""
 
-    def recommend(self, req: recommend.RecommendRequest, max_duration: timedelta | None, step: timedelta,
-                  history: Sequence[recommend.HistoryRow]) -> recommend.Recommendation | None: ...
+    def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
+                  history: Sequence[HistoryRow]) -> ModelAnswer | None: ...
 
-    def risk(self, ask: recommend.risk.RiskAsk, history: Sequence[recommend.HistoryRow]
-             ) -> recommend.risk.RiskScore: ...
+    def risk(self, ask: RiskAsk, history: Sequence[HistoryRow]) -> RiskScore: ...
 
 
 # The requester's past rows for the model and the risk score, read at most once per request.
@@ -73,21 +72,16 @@ class Ask:
 def check_target(res: Resource, login: str, role: str) -> None:
     """A login offered on an ssh host, or a role offered on a database (the other one empty)."""
     if res.kind == "ssh":
-        if role:
-            raise JitError("invalid.argument", f"`{res.name}` is an ssh host: ask for a login, not a role")
-        if login not in res.logins:
-            offered = ", ".join(res.logins)
-            if not login:
-                raise JitError("invalid.argument", f"`{res.name}` needs a login (one of {offered})")
-            raise JitError("invalid.argument", f"login `{login}` is not offered on `{res.name}` (one of {offered})")
+        what, noun, other_noun, asked, other, offered = "an ssh host", "login", "role", login, role, res.logins
     else:
-        if login:
-            raise JitError("invalid.argument", f"`{res.name}` is a database: ask for a role, not a login")
-        if role not in res.roles:
-            offered = ", ".join(res.roles)
-            if not role:
-                raise JitError("invalid.argument", f"`{res.name}` needs a role (one of {offered})")
-            raise JitError("invalid.argument", f"role `{role}` is not offered on `{res.name}` (one of {offered})")
+        what, noun, other_noun, asked, other, offered = "a database", "role", "login", role, login, res.roles
+    if other:
+        raise JitError("invalid.argument", f"`{res.name}` is {what}: ask for a {noun}, not a {other_noun}")
+    if asked not in offered:
+        names = ", ".join(offered)
+        if not asked:
+            raise JitError("invalid.argument", f"`{res.name}` needs a {noun} (one of {names})")
+        raise JitError("invalid.argument", f"{noun} `{asked}` is not offered on `{res.name}` (one of {names})")
 
 
 class HistoryService:
@@ -223,4 +217,5 @@ class HistoryService:
         return rec
 
 
-__all__ = ["HISTORY_WINDOW", "PROBE_DURATION", "Ask", "History", "PastRows", "HistoryService", "Recommender", "check_target"]
+__all__ = ["HISTORY_WINDOW", "PROBE_DURATION", "Ask", "History", "HistoryService", "PastRows", "Recommender",
+           "check_target"]

@@ -1,9 +1,9 @@
 """Requests: ask (decided by the policies with the requester's history), see, list, cancel."""
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Sequence
-import functools
 from datetime import datetime, timedelta
 
 from controlplane.approvals import ApprovalService, activate, waiting_text
@@ -11,12 +11,20 @@ from controlplane.errors import JitError
 from controlplane.history import PROBE_DURATION, Ask, History, HistoryService, check_target
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target, page_start
 from controlplane.model import (
-    ACTIVE, CANCELLED, DENIED, EXT_CANCELLED, EXT_PENDING, PENDING, REQUEST_STATES, REVIEW_OWED,
-    Recommendation, RequestRecord,
+    ACTIVE,
+    CANCELLED,
+    DENIED,
+    EXT_CANCELLED,
+    EXT_PENDING,
+    PENDING,
+    REQUEST_STATES,
+    REVIEW_OWED,
+    Recommendation,
+    RequestRecord,
 )
 from policy import PolicySet
-from policy.request import Risk
 from policy.approvals import approved_at_once, approvers_text
+from policy.request import Risk
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
 
@@ -57,7 +65,8 @@ class RequestService:
         res = ps.resources.get(resource)
         if res is None:
             raise JitError("resource.not_found", f"there is no resource `{resource}`")
-        login, role, reason, ticket = (login or "").strip(), (role or "").strip(), (reason or "").strip(), (ticket or "").strip()
+        login, role = (login or "").strip(), (role or "").strip()
+        reason, ticket = (reason or "").strip(), (ticket or "").strip()
         check_target(res, login, role)
         if not reason:
             raise JitError("invalid.argument", "a reason is required: say what you will do")
@@ -187,13 +196,16 @@ class RequestService:
                 raise JitError("permission.denied", f"only `{rec.user}` may cancel `{target_id}`")
             if ext is None:
                 if rec.state != PENDING:
-                    raise JitError("request.not_pending", f"request `{rec.id}` is {rec.state}; only a pending request can be cancelled")
-                rec.state, rec.ended_at, rec.end_reason, rec.message = CANCELLED, now, "cancelled", f"cancelled by {actor}"
+                    raise JitError("request.not_pending",
+                                   f"request `{rec.id}` is {rec.state}; only a pending request can be cancelled")
+                rec.state, rec.ended_at, rec.end_reason = CANCELLED, now, "cancelled"
+                rec.message = f"cancelled by {actor}"
                 rec.pending_deadline = None
                 etype = "request.cancelled"
             else:
                 if ext.state != EXT_PENDING:
-                    raise JitError("request.not_pending", f"extension `{ext.id}` is {ext.state}; only a pending extension can be cancelled")
+                    raise JitError("request.not_pending",
+                                   f"extension `{ext.id}` is {ext.state}; only a pending extension can be cancelled")
                 ext.state, ext.decided_at = EXT_CANCELLED, now
                 w.tx.update_extension(ext)
                 etype = "extension.cancelled"

@@ -13,6 +13,7 @@ from controlplane.errors import JitError
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import require_role
 from jitgate.v1 import broker_pb2, broker_pb2_grpc, types_pb2
+from policy import Decision, Resource
 
 
 # ReportRefusal carries what an unauthenticated client chose (user names, messages quoting
@@ -37,7 +38,7 @@ def _opt_ts(msg: Any, field: str) -> Any:
     return convert.from_ts(getattr(msg, field)) if msg.HasField(field) else None
 
 
-def _session_options(decision: Any) -> types_pb2.SessionOptions:
+def _session_options(decision: Decision) -> types_pb2.SessionOptions:
     session = (convert.decision_dict(decision) or {}).get("session") or {}
     return types_pb2.SessionOptions(
         pty=bool(session.get("pty", False)), exec=bool(session.get("exec", False)),
@@ -45,7 +46,7 @@ def _session_options(decision: Any) -> types_pb2.SessionOptions:
     )
 
 
-def _target(resource: Any) -> broker_pb2.Target:
+def _target(resource: Resource) -> broker_pb2.Target:
     def attr(name: str) -> str:
         value = getattr(resource, name, "")
         return str(value) if value else ""
@@ -77,15 +78,15 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             ssh.key_id if ssh else "", ssh.serial if ssh else 0, token, request.client_address,
             request.channel, not request.refusal_counted,
         )
-        grace = self.d.policies.current.settings.grace_period
         out = broker_pb2.AuthorizeSessionResponse(
             session_id=session.id, grant=convert.access_request(grant),
             session=_session_options(grant.decision), target=_target(resource),
         )
         if grant.expires_at is not None:
             out.expires_at.CopyFrom(convert.ts(grant.expires_at))
-        if grace is not None:
-            out.grace_period.CopyFrom(convert.dur(grace))
+        # The grace period's one source: the policies' `settings.grace_period` (policy/model.py
+        # holds its default); the broker warns with what it is sent.
+        out.grace_period.CopyFrom(convert.dur(self.d.policies.current.settings.grace_period))
         return out
 
     async def IssueUpstreamCertificate(
