@@ -1,7 +1,8 @@
 """The policy engine: policies.yaml -> a checked, compiled PolicySet -> Decisions.
 
-Pipeline: loader (YAML with marks) -> checker (names, approvers, CEL) ->
-index -> engine (decide). POLICY.md at the project's shared docs is the contract.
+Pipeline: loader (YAML with marks, what is written) -> checker (what rules mean,
+names, approvers, CEL) -> index -> engine (decide). POLICY.md at the project's
+shared docs is the contract.
 """
 from policy.approvals import ApprovalProgress
 from policy.decision import Approval, ApprovalLevel, Decision, SessionOptions

@@ -6,7 +6,7 @@ Words: `user:NAME`, `group:NAME`, `manager` (the requester's manager) and
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from policy.model import Resource, User
 
@@ -55,9 +55,7 @@ def is_eligible(
             kind, name = split_word(word)
         except ValueError:
             continue
-        if kind == "user" and approver == name:
-            return True
-        if kind == "group" and name in groups_of(approver):
+        if _names(kind, name, approver, groups_of):
             return True
         if kind == "manager":
             req = users.get(requester)
@@ -69,8 +67,11 @@ def is_eligible(
                     okind, oname = split_owner(entry)
                 except ValueError:
                     continue
-                if okind == "user" and oname == approver:
-                    return True
-                if okind == "group" and oname in groups_of(approver):
+                if _names(okind, oname, approver, groups_of):
                     return True
     return False
+
+
+def _names(kind: str, name: str, approver: str, groups_of: Callable[[str], frozenset[str]]) -> bool:
+    """Whether `user:NAME` / `group:NAME` (split) names `approver`."""
+    return (kind == "user" and approver == name) or (kind == "group" and name in groups_of(approver))

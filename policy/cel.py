@@ -27,14 +27,16 @@ import operator
 import re
 import threading
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import celpy
 import celpy.celtypes as ct
 import celpy.evaluation as ce
 import lark
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
 
 from policy import limits
 from policy.names import bidi_or_control
@@ -80,7 +82,7 @@ class Compiled:
     """A compiled expression, its AST (for the index's static analysis) and its cost estimate."""
 
     text: str
-    ast: lark.Tree
+    ast: lark.Tree[Any]
     program: celpy.Runner
     cost: int = 0
 
@@ -102,7 +104,7 @@ class Cel:
         try:
             with CEL_LOCK:
                 ast = self.env.compile(text)
-        except celpy.CELParseError as e:
+        except CELParseError as e:
             line, col = getattr(e, "line", None) or 1, getattr(e, "column", None) or 1
             raise CelCompileError(f"CEL syntax error: {_near(text, line, col)}", "policy.cel_syntax",
                                   line, col) from None
@@ -129,7 +131,8 @@ class Cel:
         return Compiled(text, ast, program, cost)
 
 
-_HAS = re.compile(r"lambda activation: not isinstance\(celpy\.evaluation\.result\(activation, (ex_\d+_h)\), CELEvalError\)")
+_HAS = re.compile(r"lambda activation: not isinstance\(celpy\.evaluation\.result\(activation, (ex_\d+_h)\), "
+                  r"CELEvalError\)")
 
 
 def _fix_has(program: celpy.Runner) -> None:
@@ -318,7 +321,7 @@ def _where(tree: Any) -> tuple[int, int]:
     return 1, 1
 
 
-def _macro_parts(node: lark.Tree) -> tuple[Any, list[Any]] | None:
+def _macro_parts(node: lark.Tree[Any]) -> tuple[Any, list[Any]] | None:
     """(range, [bind, body]) of a comprehension macro node, else None."""
     if node.data == "member_dot_arg" and len(node.children) >= 3 and str(node.children[1]) in MACROS:
         args = node.children[2]
@@ -326,7 +329,7 @@ def _macro_parts(node: lark.Tree) -> tuple[Any, list[Any]] | None:
     return None
 
 
-def check_cost(ast: lark.Tree, max_collection: int) -> int:
+def check_cost(ast: lark.Tree[Any], max_collection: int) -> int:
     """Literal sizes, comprehension nesting and the cost estimate (raises CelCompileError).
 
     The estimate, in the units of the evaluation budget: one per node, plus for each
@@ -379,7 +382,7 @@ def _estimate(node: Any, m: int, nesting: int) -> tuple[int, int]:
     return cost, size
 
 
-def check_names(ast: lark.Tree) -> None:
+def check_names(ast: lark.Tree[Any]) -> None:
     """Unknown top-level names and unknown fields of request/user/resource/history fail here."""
     bound: set[str] = set()
     for node in ast.iter_subtrees():
@@ -433,7 +436,7 @@ def unwrap(tree: Any) -> Any:
     return tree
 
 
-def static_type(ast: lark.Tree) -> str | None:
+def static_type(ast: lark.Tree[Any]) -> str | None:
     """The result kind when it is obvious without data ("bool", "string", ...), else None."""
     node = ast
     if isinstance(node, lark.Tree) and node.data == "expr" and len(node.children) == 3:
@@ -496,7 +499,7 @@ def _literal_kind(tok: Any) -> str | None:
 
 def to_cel(value: Any) -> Any:
     """A plain Python value (from YAML/JSON) as a CEL value."""
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def duration(td: timedelta) -> ct.DurationType:

@@ -1,18 +1,20 @@
-"""Stages 2-3: cross-check a Raw model (names, approvers, tests) and compile its CEL."""
+"""Stages 2-3: what a Raw model means: each rule's fields together, cross-references
+(names, approvers, tests), CEL compiled once, and the policy_version."""
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from policy import cel
 from policy.approvers import split_owner, split_word
 from policy.durations import format_duration
 from policy.engine import activation, resource_value, user_value
-from policy.loader import Raw
-from policy.model import Loc, PolicyTest, Resource, Rule, Settings, User
+from policy.loader import Raw, RawRule
+from policy.model import ApprovalSpec, Loc, PolicyTest, Resource, Rule, Settings, User
 from policy.request import PolicyRequest
 from policy.yamlnodes import Sink
 
@@ -32,7 +34,8 @@ class Checked:
 
 
 def check(raw: Raw, sink: Sink) -> Checked:
-    """Report every cross-reference and CEL problem to `sink`; return what could be built."""
+    """Report every rule, cross-reference and CEL problem to `sink`; return what could be built."""
+    rules = build_rules(raw.rules, sink)
     members: dict[str, set[str]] = {}
     for u in raw.users.values():
         for g in u.groups:
@@ -50,28 +53,17 @@ def check(raw: Raw, sink: Sink) -> Checked:
             _err(sink, u.manager_loc, "policy.unknown_user", f"user `{u.name}`: unknown manager `{u.manager}`")
         elif u.manager == u.name:
             _err(sink, u.manager_loc, "policy.type", f"user `{u.name}` cannot be their own manager")
-        groups = tuple(sorted(g for g, ms in members.items() if u.name in ms))
-        users[u.name] = User(u.name, groups, u.manager, u.attributes, loc=u.loc)
+        own_groups = tuple(sorted(g for g, ms in members.items() if u.name in ms))
+        users[u.name] = User(u.name, own_groups, u.manager, u.attributes, loc=u.loc)
     groups = {g: frozenset(ms) for g, ms in members.items()}
 
     for res in raw.resources.values():
-        for entry, loc in zip(res.owners, raw.owner_locs.get(res.name, [])):
-            try:
-                kind, name = split_owner(entry)
-            except ValueError as e:
-                _err(sink, loc, "policy.unknown_approver", f"resource `{res.name}`: {e}")
-                continue
-            _check_ref(sink, loc, f"resource `{res.name}` owner", kind, name, users, groups)
-
+        for entry, loc in zip(res.owners, raw.owner_locs.get(res.name, []), strict=False):
+            _check_approver(sink, loc, f"resource `{res.name}`", "owner", split_owner, entry, users, groups)
     for word, loc, what in raw.approver_refs:
-        try:
-            kind, name = split_word(word)
-        except ValueError as e:
-            _err(sink, loc, "policy.unknown_approver", f"{what}: {e}")
-            continue
-        _check_ref(sink, loc, f"{what} approver", kind, name, users, groups)
+        _check_approver(sink, loc, what, "approver", split_word, word, users, groups)
 
-    for rule in raw.rules:
+    for rule in rules:
         if rule.approval is None or rule.approval.mode != "levels":
             continue
         for i, lv in enumerate(rule.approval.levels, 1):
@@ -81,7 +73,7 @@ def check(raw: Raw, sink: Sink) -> Checked:
                      f"rule `{rule.name}`: level {i} needs {lv.min} approvers but only "
                      f"{len(reach)} can approve ({', '.join(sorted(reach)) or 'nobody'})")
 
-    rule_names = {r.name for r in raw.rules}
+    rule_names = {r.name for r in rules}
     for t in raw.tests:
         if t.request.user not in users:
             _err(sink, t.loc, "policy.unknown_user", f"test `{t.name}`: unknown user `{t.request.user}`")
@@ -90,27 +82,82 @@ def check(raw: Raw, sink: Sink) -> Checked:
                  f"test `{t.name}`: unknown resource `{t.request.resource}`")
         for name in t.expect.get("rules") or []:
             if name not in rule_names:
-                _err(sink, raw.expect_locs.get(t.name, t.loc), "policy.unknown_rule",
+                _err(sink, t.expect_loc, "policy.unknown_rule",
                      f"test `{t.name}`: expects unknown rule `{name}`")
 
     settings = raw.settings or Settings()
-    programs = _compile(raw.rules, sink, users, raw.resources)
-    content = canonical(settings, users, raw.resources, raw.rules)
+    programs = _compile(rules, sink, users, raw.resources)
+    content = canonical(settings, users, raw.resources, rules)
     version = "sha256:" + hashlib.sha256(content.encode()).hexdigest()
-    return Checked(settings, users, groups, dict(raw.resources), tuple(raw.rules), tuple(raw.tests),
+    return Checked(settings, users, groups, dict(raw.resources), tuple(rules), tuple(raw.tests),
                    programs, version)
+
+
+# Fields a deny rule refuses: it grants nothing, so it has nothing to approve or limit.
+DENY_TAKES_NO = ("approval", "review", "max_duration", "max_extensions", "session")
+
+
+def build_rules(written: list[RawRule], sink: Sink) -> list[Rule]:
+    """Check what each rule's fields mean together; the rules with a `when` become Rules,
+    numbered in file order across the set (a rule without one is still checked)."""
+    rules: list[Rule] = []
+    for w in written:
+        approval, review = _rule_semantics(w, sink)
+        if w.when is None:
+            continue
+        rules.append(Rule(name=w.name, when=w.when, position=len(rules), effect=w.effect, approval=approval,
+                          review=review, max_duration=w.max_duration, max_extensions=w.max_extensions,
+                          session=w.session, message=w.message, description=w.description,
+                          loc=w.loc, when_loc=w.when_loc))
+    return rules
+
+
+def _rule_semantics(w: RawRule, sink: Sink) -> tuple[ApprovalSpec | None, tuple[str, ...]]:
+    """POLICY.md rule 1 and policy/README.md for one rule: a deny rule takes no approval or
+    limits, only deny rules carry a `message`, an allow rule states its approval, break_glass
+    and `review` go together. Returns the rule's approval and reviewers."""
+    what = f"rule `{w.name}`"
+    if w.effect == "deny":
+        for k in DENY_TAKES_NO:
+            if k in w.written:
+                _err(sink, w.written[k], "policy.unknown_field", f"{what}: a deny rule takes no `{k}`")
+    else:
+        if "message" in w.written:
+            _err(sink, w.written["message"], "policy.unknown_field",
+                 f"{what}: `message` is for deny rules (an {w.effect} rule shows none)")
+        if w.effect == "allow" and "approval" not in w.written:
+            _err(sink, w.loc, "policy.missing_field",
+                 f"{what}: an allow rule needs `approval` (auto, break_glass or levels)")
+    written = w.approval
+    if written is not None and written.review is not None and w.review is not None:
+        _err(sink, w.written["review"], "policy.duplicate", f"{what}: `review` given twice")
+    review = w.review if w.review is not None else (written.review if written is not None else None) or ()
+    approval = None if written is None else ApprovalSpec(written.mode or "levels", written.levels or (), written.loc)
+    if approval is not None and approval.mode == "break_glass" and not review:
+        _err(sink, approval.loc, "policy.missing_field",
+             f"{what}: break_glass needs `review` (who reviews the access afterwards)")
+    if review and (approval is None or approval.mode != "break_glass"):
+        _err(sink, w.written.get("review", w.loc), "policy.unknown_field",
+             f"{what}: `review` is only for break_glass approval")
+    return approval, review
 
 
 def _err(sink: Sink, loc: Loc, code: str, message: str) -> None:
     sink.add(loc, code, message)
 
 
-def _check_ref(sink: Sink, loc: Loc, what: str, kind: str, name: str,
-               users: dict[str, User], groups: dict[str, frozenset[str]]) -> None:
+def _check_approver(sink: Sink, loc: Loc, what: str, role: str, split: Callable[[str], tuple[str, str]],
+                    word: str, users: dict[str, User], groups: dict[str, frozenset[str]]) -> None:
+    """An approver word or owner entry (read by `split`) is well formed and names a known user or group."""
+    try:
+        kind, name = split(word)
+    except ValueError as e:
+        _err(sink, loc, "policy.unknown_approver", f"{what}: {e}")
+        return
     if kind == "user" and name not in users:
-        _err(sink, loc, "policy.unknown_user", f"{what}: unknown user `{name}`")
+        _err(sink, loc, "policy.unknown_user", f"{what} {role}: unknown user `{name}`")
     elif kind == "group" and name not in groups:
-        _err(sink, loc, "policy.unknown_group", f"{what}: unknown group `{name}`")
+        _err(sink, loc, "policy.unknown_group", f"{what} {role}: unknown group `{name}`")
 
 
 def _reach(words: list[str], groups: dict[str, frozenset[str]]) -> set[str] | None:
@@ -189,7 +236,7 @@ def _probe_activation(users: dict[str, User], resources: dict[str, Resource]) ->
     user = next(iter(users.values()), User("someone"))
     res = next(iter(resources.values()), Resource("something", "ssh", "host:22", logins=("root",)))
     req = PolicyRequest(user=user.name, resource=res.name, duration=timedelta(hours=1),
-                        time=datetime(2026, 1, 1, 12, tzinfo=timezone.utc),
+                        time=datetime(2026, 1, 1, 12, tzinfo=UTC),
                         login=res.logins[0] if res.logins else "", role=res.roles[0] if res.roles else "")
     return activation(req, user_value(user), resource_value(res))
 

@@ -1,9 +1,10 @@
 """The result of evaluating a request: POLICY.md's decision and its JSON form."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from policy.durations import format_duration, parse_duration
 
@@ -88,7 +89,7 @@ class Decision:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Decision":
+    def from_json(cls, d: Mapping[str, Any]) -> Decision:
         """The inverse of to_json (raises ValueError on a malformed mapping)."""
         try:
             effect = d["effect"]

@@ -1,9 +1,10 @@
 """Replay recorded requests through two policy sets and list the decisions that change."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from policy.decision import Decision
 from policy.errors import RequestError

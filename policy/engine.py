@@ -5,9 +5,10 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import celpy.celtypes as ct
 
@@ -66,7 +67,8 @@ def activation(req: PolicyRequest, user: ct.MapType, resource: ct.MapType) -> di
         "emergency": ct.BoolType(req.emergency),
         "extension": ct.IntType(req.extension),
     })
-    history = {name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
+    history: dict[str, ct.IntType | ct.DoubleType] = {
+        name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
     history["median_minutes"] = ct.DoubleType(req.history_value("median_minutes"))
     risk = req.risk
     return {"request": request, "user": user, "resource": resource,
@@ -173,22 +175,17 @@ def precheck(req: PolicyRequest, users: Mapping[str, User], resources: Mapping[s
     res = resources.get(req.resource)
     if res is None:
         return deny(version, f"unknown resource `{req.resource}`")
+    # An ssh host is asked for a login, a database for a role; never the other.
     if res.kind == "ssh":
-        if req.role:
-            return deny(version, f"`{res.name}` is an ssh host: ask for a login, not a role")
-        if req.login not in res.logins:
-            if not req.login:
-                return deny(version, f"`{res.name}` needs a login (one of {', '.join(res.logins)})")
-            return deny(version, f"login `{req.login}` is not offered on `{res.name}` "
-                                 f"(one of {', '.join(res.logins)})")
+        kind, word, asked, offered, other, other_asked = "an ssh host", "login", req.login, res.logins, "role", req.role
     else:
-        if req.login:
-            return deny(version, f"`{res.name}` is a database: ask for a role, not a login")
-        if req.role not in res.roles:
-            if not req.role:
-                return deny(version, f"`{res.name}` needs a role (one of {', '.join(res.roles)})")
-            return deny(version, f"role `{req.role}` is not offered on `{res.name}` "
-                                 f"(one of {', '.join(res.roles)})")
+        kind, word, asked, offered, other, other_asked = "a database", "role", req.role, res.roles, "login", req.login
+    if other_asked:
+        return deny(version, f"`{res.name}` is {kind}: ask for a {word}, not a {other}")
+    if asked not in offered:
+        if not asked:
+            return deny(version, f"`{res.name}` needs a {word} (one of {', '.join(offered)})")
+        return deny(version, f"{word} `{asked}` is not offered on `{res.name}` (one of {', '.join(offered)})")
     return None
 
 

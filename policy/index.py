@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import lark
 
@@ -79,7 +80,7 @@ class Candidate:
     needs_cel: bool
 
 
-def analyse(ast: lark.Tree) -> Analysis:
+def analyse(ast: lark.Tree[Any]) -> Analysis:
     """Split a rule's AST into static predicates and a residual flag."""
     res: list[Pred] = []
     req: list[Pred] = []
@@ -95,7 +96,7 @@ def analyse(ast: lark.Tree) -> Analysis:
     return Analysis(tuple(res), tuple(req), residual)
 
 
-def _conjuncts(ast: lark.Tree) -> list[Any]:
+def _conjuncts(ast: lark.Tree[Any]) -> list[Any]:
     node = ast
     if not (isinstance(node, lark.Tree) and node.data == "expr" and len(node.children) == 1):
         return [ast]
@@ -124,11 +125,11 @@ def _path(tree: Any) -> list[str] | None:
         return [str(tree.children[0])]
     if tree.data == "member_dot" and len(tree.children) == 2:
         base = _path(tree.children[0])
-        return None if base is None else base + [str(tree.children[1])]
+        return None if base is None else [*base, str(tree.children[1])]
     if tree.data == "member_index" and len(tree.children) == 2:
         base = _path(tree.children[0])
         key = _string(tree.children[1])
-        return None if base is None or key is None else base + [key]
+        return None if base is None or key is None else [*base, key]
     return None
 
 
@@ -204,7 +205,7 @@ def _pred(leaf: Any) -> Pred | None:
         return None
     if node.data == "relation" and len(node.children) == 2 and isinstance(node.children[0], lark.Tree):
         op = node.children[0]
-        if op.data not in _OPS and op.data != "relation_in" or len(op.children) != 1:
+        if (op.data not in _OPS and op.data != "relation_in") or len(op.children) != 1:
             return None
         lhs, rhs = op.children[0], node.children[1]
         cmp = _comparison(op.data, lhs, rhs)

@@ -1,20 +1,23 @@
-"""Stage 1: YAML files -> a merged, typed but not yet cross-checked model."""
+"""Stage 1: YAML files -> a merged, typed model of what is written, not yet cross-checked.
+
+Each field is read for its type and its own bounds; what fields mean together (a deny
+rule takes no approval, break_glass needs a review) is checked in `checker.py`.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from policy.decision import SESSION_OPTIONS, ApprovalLevel
-from policy.errors import PolicyError, RequestError
+from policy.errors import PolicyError
 from policy.limits import MAX_POLICY_FILE_BYTES, MAX_POLICY_FILES, MAX_POLICY_SET_BYTES
-from policy.model import (
-    EFFECTS, RESOURCE_KINDS, ApprovalSpec, Loc, PolicyTest, Resource, Rule, Settings,
-)
-from policy.request import PolicyRequest
+from policy.model import EFFECTS, NOWHERE, RESOURCE_KINDS, Loc, PolicyTest, Resource, Settings
+from policy.ruleparts import WrittenApproval, read_approval, read_session
+from policy.testing import read_tests
 from policy.yamlnodes import Reader, Sink, compose
 
 TOP_FIELDS = ("version", "settings", "users", "groups", "resources", "rules", "tests")
@@ -24,11 +27,6 @@ RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "ho
                    "host_ca", "database", "credentials", "description")
 RULE_FIELDS = ("name", "when", "effect", "approval", "review", "max_duration", "max_extensions",
                "session", "message", "description")
-TEST_FIELDS = ("name", "request", "expect")
-EXPECT_FIELDS = ("effect", "approval", "rules", "message", "max_duration", "max_extensions",
-                 "session", "errors")
-APPROVAL_FIELDS = ("mode", "levels", "review")
-LEVEL_FIELDS = ("approvers", "min")
 SECRET_PREFIXES = ("env:", "file:")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +45,29 @@ class RawUser:
 
 
 @dataclass
+class RawRule:
+    """A rule as written, before its fields are checked together (checker.py makes the Rule).
+
+    A field left out or unreadable keeps its default; `when` is None then (the rule is
+    not built, but its other fields are still checked). `written` says where each field's key is.
+    """
+
+    name: str
+    loc: Loc
+    written: dict[str, Loc]
+    when: str | None = None
+    when_loc: Loc = NOWHERE
+    effect: str = "allow"
+    approval: WrittenApproval | None = None
+    review: tuple[str, ...] | None = None  # the rule's own `review:` (approval.review is in `approval`)
+    max_duration: timedelta | None = None
+    max_extensions: int | None = None
+    session: dict[str, bool] = field(default_factory=dict)
+    message: str = ""
+    description: str = ""
+
+
+@dataclass
 class Raw:
     """Everything read from one or more files, in file order, with locations."""
 
@@ -57,10 +78,9 @@ class Raw:
     group_locs: dict[str, Loc] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
     owner_locs: dict[str, list[Loc]] = field(default_factory=dict)
-    rules: list[Rule] = field(default_factory=list)
+    rules: list[RawRule] = field(default_factory=list)
     approver_refs: list[tuple[str, Loc, str]] = field(default_factory=list)  # (word, where, rule)
     tests: list[PolicyTest] = field(default_factory=list)
-    expect_locs: dict[str, Loc] = field(default_factory=dict)
 
 
 def policy_files(path: Path) -> list[Path]:
@@ -149,13 +169,13 @@ class _FileReader:
         kw: dict[str, Any] = {}
         for name in ("grace_period", "pending_timeout", "duration_step"):
             if name in f:
-                v = r.duration(f[name][1], f"settings.{name}")
-                if v is not None:
-                    kw[name] = v
+                td = r.duration(f[name][1], f"settings.{name}")
+                if td is not None:
+                    kw[name] = td
         if "default_max_extensions" in f:
-            v = r.integer(f["default_max_extensions"][1], "settings.default_max_extensions")
-            if v is not None:
-                kw["default_max_extensions"] = v
+            n = r.integer(f["default_max_extensions"][1], "settings.default_max_extensions")
+            if n is not None:
+                kw["default_max_extensions"] = n
         self.raw.settings = Settings(**kw, loc=r.loc(node))
 
     # --- users and groups ---------------------------------------------------
@@ -214,52 +234,40 @@ class _FileReader:
             f = r.fields(vnode, what, RESOURCE_FIELDS, required=("kind", "address"))
             if f is None:
                 continue
-            ok = True
             kind = r.text(f["kind"][1], f"{what}: kind") if "kind" in f else None
             if kind is not None and kind not in RESOURCE_KINDS:
                 r.error(f["kind"][1], "policy.type",
                         f"{what}: unknown kind `{kind}` (known: {', '.join(RESOURCE_KINDS)})")
                 kind = None
-            ok &= kind is not None
             address = r.text(f["address"][1], f"{what}: address", allow_empty=False) if "address" in f else None
             if address is not None and not _valid_address(address):
                 r.error(f["address"][1], "policy.type", f"{what}: address must be host:port, got `{address}`")
                 address = None
-            ok &= address is not None
             kw: dict[str, Any] = {}
             if "labels" in f:
-                labels = r.text_map(f["labels"][1], f"{what}: label")
-                ok &= labels is not None
-                kw["labels"] = labels or {}
+                kw["labels"] = r.text_map(f["labels"][1], f"{what}: label") or {}
             for lst in ("logins", "roles"):
                 if lst in f:
-                    items = r.text_list(f[lst][1], f"{what}: {lst}")
-                    ok &= items is not None
-                    kw[lst] = tuple(v for v, _ in items or [])
+                    kw[lst] = tuple(v for v, _ in r.text_list(f[lst][1], f"{what}: {lst}") or [])
             if "owners" in f:
-                items = r.text_list(f["owners"][1], f"{what}: owners")
-                ok &= items is not None
-                kw["owners"] = tuple(v for v, _ in items or [])
-                self.raw.owner_locs[name] = [r.loc(n) for _, n in items or []]
+                items = r.text_list(f["owners"][1], f"{what}: owners") or []
+                kw["owners"] = tuple(v for v, _ in items)
+                self.raw.owner_locs[name] = [r.loc(n) for _, n in items]
             for txt in ("host_key", "host_ca", "database", "credentials", "description"):
                 if txt in f:
-                    v = r.text(f[txt][1], f"{what}: {txt}", allow_empty=(txt == "description"))
-                    ok &= v is not None
-                    kw[txt] = v
+                    kw[txt] = r.text(f[txt][1], f"{what}: {txt}", allow_empty=(txt == "description"))
             creds = kw.get("credentials")
             if creds is not None and not creds.startswith(SECRET_PREFIXES):
                 r.error(f["credentials"][1], "policy.secret",
                         f"{what}: credentials must be a reference (`env:NAME` or `file:PATH`), "
                         "never the secret itself")
-                ok = False
-            elif creds is not None and _credentials_problem(creds):
-                r.error(f["credentials"][1], "policy.credentials", f"{what}: credentials `{creds}` "
-                        f"{_credentials_problem(creds)}")
-                ok = False
+            elif creds is not None and (problem := _credentials_problem(creds)):
+                r.error(f["credentials"][1], "policy.credentials", f"{what}: credentials `{creds}` {problem}")
             if kind == "ssh" and "roles" in f:
                 r.error(f["roles"][0], "policy.unknown_field", f"{what}: an ssh resource has `logins`, not `roles`")
             if kind == "postgres" and "logins" in f:
-                r.error(f["logins"][0], "policy.unknown_field", f"{what}: a postgres resource has `roles`, not `logins`")
+                r.error(f["logins"][0], "policy.unknown_field",
+                        f"{what}: a postgres resource has `roles`, not `logins`")
             if kind == "ssh" and not kw.get("logins"):
                 r.error(vnode, "policy.missing_field", f"{what}: an ssh resource needs `logins`")
             if kind == "postgres" and not kw.get("roles"):
@@ -272,278 +280,52 @@ class _FileReader:
 
     # --- rules --------------------------------------------------------------
     def rules(self, node: yaml.Node) -> None:
-        r = self.r
-        if not isinstance(node, yaml.SequenceNode):
-            r.type_error(node, "rules", "a list")
-            return
         seen = {rule.name: rule.loc for rule in self.raw.rules}
-        for item in node.value:
-            f = r.fields(item, "rule", RULE_FIELDS, required=("name", "when"))
-            if f is None:
-                continue
-            name = r.name(f["name"][1], "rule name") if "name" in f else None
-            if name is None:
-                continue
-            what = f"rule `{name}`"
-            if name in seen:
-                r.error(f["name"][1], "policy.duplicate", f"duplicate rule name `{name}` (first at {seen[name]})")
-                continue
-            seen[name] = r.loc(item)
-            rule = self._rule(name, what, item, f)
-            if rule is not None:
-                self.raw.rules.append(rule)
+        for name, item, f in self.r.named_items(node, "rule", RULE_FIELDS, ("name", "when"), seen):
+            self.raw.rules.append(self._rule(name, item, f))
 
-    def _rule(self, name: str, what: str, item: yaml.Node,
-              f: dict[str, tuple[yaml.Node, yaml.Node]]) -> Rule | None:
+    def _rule(self, name: str, item: yaml.Node, f: dict[str, tuple[yaml.Node, yaml.Node]]) -> RawRule:
+        """Every field of one rule as written; what they mean together is checked in checker.py."""
         r = self.r
-        ok = True
-        when = None
+        what = f"rule `{name}`"
+        rule = RawRule(name=name, loc=r.loc(item), written={k: r.loc(kn) for k, (kn, _vn) in f.items()})
         if "when" in f:
             wnode = f["when"][1]
             if isinstance(wnode, yaml.ScalarNode) and wnode.tag.endswith(":bool"):
-                when = "true" if r.scalar(wnode) else "false"
+                rule.when = "true" if r.scalar(wnode) else "false"
             else:
-                when = r.text(wnode, f"{what}: when", allow_empty=False)
-        ok &= when is not None
-        effect = "allow"
+                rule.when = r.text(wnode, f"{what}: when", allow_empty=False)
+            rule.when_loc = _cel_origin(r, wnode)
         if "effect" in f:
             e = r.text(f["effect"][1], f"{what}: effect")
             if e is not None and e not in EFFECTS:
                 r.error(f["effect"][1], "policy.type", f"{what}: unknown effect `{e}` (use allow, require or deny)")
-                e = None
-            ok &= e is not None
-            effect = e or "allow"
-        kw: dict[str, Any] = {}
-        if effect == "deny":
-            for k in ("approval", "review", "max_duration", "max_extensions", "session"):
-                if k in f:
-                    r.error(f[k][0], "policy.unknown_field", f"{what}: a deny rule takes no `{k}`")
-                    ok = False
-        else:
-            if "message" in f:
-                r.error(f["message"][0], "policy.unknown_field",
-                        f"{what}: `message` is for deny rules (an {effect} rule shows none)")
-                ok = False
-            if effect == "allow" and "approval" not in f:
-                r.error(item, "policy.missing_field",
-                        f"{what}: an allow rule needs `approval` (auto, break_glass or levels)")
-                ok = False
+            elif e is not None:
+                rule.effect = e
         if "approval" in f:
-            spec, review = self._approval(what, f["approval"][1])
-            ok &= spec is not None
-            if spec is not None:
-                kw["approval"] = spec
-            if review is not None:
-                kw["review"] = review
+            rule.approval = read_approval(r, f["approval"][1], what, lambda items: self._approvers(what, items))
         if "review" in f:
-            items = r.text_list(f["review"][1], f"{what}: review")
-            ok &= items is not None
-            if "review" in kw:
-                r.error(f["review"][0], "policy.duplicate", f"{what}: `review` given twice")
-                ok = False
-            kw["review"] = tuple(v for v, _ in items or [])
-            self._approver_locs(what, items or [])
-        approval = kw.get("approval")
-        if approval is not None and approval.mode == "break_glass" and not kw.get("review"):
-            r.error(f["approval"][1], "policy.missing_field",
-                    f"{what}: break_glass needs `review` (who reviews the access afterwards)")
-            ok = False
-        if kw.get("review") and (approval is None or approval.mode != "break_glass"):
-            r.error(f["review"][0] if "review" in f else item, "policy.unknown_field",
-                    f"{what}: `review` is only for break_glass approval")
-            ok = False
+            items = r.text_list(f["review"][1], f"{what}: review") or []
+            rule.review = tuple(v for v, _ in items)
+            self._approvers(what, items)
         if "max_duration" in f:
-            v = r.duration(f["max_duration"][1], f"{what}: max_duration")
-            ok &= v is not None
-            if v is not None:
-                kw["max_duration"] = v
+            rule.max_duration = r.duration(f["max_duration"][1], f"{what}: max_duration")
         if "max_extensions" in f:
-            v = r.integer(f["max_extensions"][1], f"{what}: max_extensions")
-            ok &= v is not None
-            if v is not None:
-                kw["max_extensions"] = v
+            rule.max_extensions = r.integer(f["max_extensions"][1], f"{what}: max_extensions")
         if "session" in f:
-            sf = r.fields(f["session"][1], f"{what}: session", SESSION_OPTIONS)
-            ok &= sf is not None
-            sess = {}
-            for k, (_kn, vn) in (sf or {}).items():
-                b = r.boolean(vn, f"{what}: session.{k}")
-                ok &= b is not None
-                sess[k] = bool(b)
-            kw["session"] = sess
+            rule.session = read_session(r, f["session"][1], f"{what}: session") or {}
         if "message" in f:
-            m = r.text(f["message"][1], f"{what}: message")
-            ok &= m is not None
-            kw["message"] = m or ""
+            rule.message = r.text(f["message"][1], f"{what}: message") or ""
         if "description" in f:
-            kw["description"] = r.text(f["description"][1], f"{what}: description") or ""
-        if when is None:
-            return None  # other field errors are reported; the rule still gets its CEL checked
-        wnode = f["when"][1]
-        return Rule(name=name, when=when, position=len(self.raw.rules), effect=effect,
-                    loc=r.loc(item), when_loc=_cel_origin(r, wnode), **kw)
+            rule.description = r.text(f["description"][1], f"{what}: description") or ""
+        return rule
 
-    def _approval(self, what: str, node: yaml.Node) -> tuple[ApprovalSpec | None, tuple[str, ...] | None]:
-        r = self.r
-        if isinstance(node, yaml.ScalarNode):
-            mode = r.text(node, f"{what}: approval")
-            if mode in ("auto", "break_glass"):
-                return ApprovalSpec(mode=mode, loc=r.loc(node)), None
-            if mode is not None:
-                r.error(node, "policy.type",
-                        f"{what}: approval must be `auto`, `break_glass` or a mapping with `levels`, got `{mode}`")
-            return None, None
-        f = r.fields(node, f"{what}: approval", APPROVAL_FIELDS)
-        if f is None:
-            return None, None
-        mode = "levels"
-        if "mode" in f:
-            m = r.text(f["mode"][1], f"{what}: approval.mode")
-            if m not in ("auto", "levels", "break_glass"):
-                if m is not None:
-                    r.error(f["mode"][1], "policy.type", f"{what}: unknown approval mode `{m}`")
-                return None, None
-            mode = m
-        review = None
-        if "review" in f:
-            items = r.text_list(f["review"][1], f"{what}: approval.review")
-            if items is None:
-                return None, None
-            review = tuple(v for v, _ in items)
-            self._approver_locs(what, items)
-        if mode != "levels":
-            if "levels" in f:
-                r.error(f["levels"][0], "policy.unknown_field", f"{what}: `levels` need mode `levels`")
-                return None, None
-            return ApprovalSpec(mode=mode, loc=r.loc(node)), review
-        if "levels" not in f:
-            r.error(node, "policy.missing_field", f"{what}: approval needs `levels`")
-            return None, None
-        lnode = f["levels"][1]
-        if not isinstance(lnode, yaml.SequenceNode) or not lnode.value:
-            r.error(lnode, "policy.type", f"{what}: approval.levels must be a non-empty list")
-            return None, None
-        levels = []
-        for i, lv in enumerate(lnode.value, 1):
-            lf = r.fields(lv, f"{what}: level {i}", LEVEL_FIELDS, required=("approvers",))
-            if lf is None or "approvers" not in lf:
-                return None, None
-            items = r.text_list(lf["approvers"][1], f"{what}: level {i} approvers")
-            if items is None:
-                return None, None
-            if not items:
-                r.error(lf["approvers"][1], "policy.type", f"{what}: level {i} names no approvers")
-                return None, None
-            self._approver_locs(what, items)
-            mn = 1
-            if "min" in lf:
-                v = r.integer(lf["min"][1], f"{what}: level {i} min", minimum=1)
-                if v is None:
-                    return None, None
-                mn = v
-            levels.append(ApprovalLevel([v for v, _ in items], mn))
-        return ApprovalSpec(mode="levels", levels=tuple(levels), loc=r.loc(node)), review
-
-    def _approver_locs(self, what: str, items: list[tuple[str, yaml.Node]]) -> None:
+    def _approvers(self, what: str, items: list[tuple[str, yaml.Node]]) -> None:
         self.raw.approver_refs.extend((v, self.r.loc(n), what) for v, n in items)
 
     # --- tests --------------------------------------------------------------
     def tests(self, node: yaml.Node) -> None:
-        r = self.r
-        if not isinstance(node, yaml.SequenceNode):
-            r.type_error(node, "tests", "a list")
-            return
-        seen = {t.name: t.loc for t in self.raw.tests}
-        for item in node.value:
-            f = r.fields(item, "test", TEST_FIELDS, required=("name", "request", "expect"))
-            if f is None or "name" not in f:
-                continue
-            name = r.name(f["name"][1], "test name")
-            if name is None:
-                continue
-            if name in seen:
-                r.error(f["name"][1], "policy.duplicate", f"duplicate test name `{name}` (first at {seen[name]})")
-                continue
-            seen[name] = r.loc(item)
-            if "request" not in f or "expect" not in f:
-                continue
-            request = self._request(name, f["request"][1])
-            expect = self._expect(name, f["expect"][1])
-            if request is not None and expect is not None:
-                self.raw.tests.append(PolicyTest(name, request, expect, r.loc(item)))
-                self.raw.expect_locs[name] = r.loc(f["expect"][1])
-
-    def _request(self, name: str, node: yaml.Node) -> PolicyRequest | None:
-        n_errors = len(self.r.sink.errors)
-        data = self.r.plain(node, f"test `{name}`: request")
-        if len(self.r.sink.errors) != n_errors:
-            return None
-        try:
-            return PolicyRequest.from_mapping(data)
-        except RequestError as e:
-            self.r.error(node, "policy.bad_request", f"test `{name}`: {e}")
-            return None
-
-    def _expect(self, name: str, node: yaml.Node) -> dict[str, Any] | None:
-        r = self.r
-        what = f"test `{name}`: expect"
-        f = r.fields(node, what, EXPECT_FIELDS)
-        if f is None:
-            return None
-        n_errors = len(r.sink.errors)
-        out: dict[str, Any] = {}
-        for key, (_k, v) in f.items():
-            if key == "effect":
-                e = r.text(v, f"{what}.effect")
-                if e is not None and e not in ("allow", "deny"):
-                    r.error(v, "policy.type", f"{what}.effect must be allow or deny")
-                out[key] = e
-            elif key == "approval":
-                out[key] = self._expect_approval(what, v)
-            elif key == "rules":
-                out[key] = [x for x, _ in r.text_list(v, f"{what}.rules") or []]
-            elif key == "message":
-                out[key] = r.text(v, f"{what}.message")
-            elif key == "max_duration":
-                if isinstance(v, yaml.ScalarNode) and v.tag.endswith(":null"):
-                    out[key] = None
-                else:
-                    out[key] = r.duration(v, f"{what}.max_duration")
-            elif key == "max_extensions":
-                out[key] = r.integer(v, f"{what}.max_extensions")
-            elif key == "session":
-                sf = r.fields(v, f"{what}.session", SESSION_OPTIONS) or {}
-                out[key] = {k: r.boolean(vn, f"{what}.session.{k}") for k, (_kn, vn) in sf.items()}
-            elif key == "errors":
-                out[key] = r.boolean(v, f"{what}.errors")
-        return out if len(r.sink.errors) == n_errors else None
-
-    def _expect_approval(self, what: str, node: yaml.Node) -> dict[str, Any] | None:
-        r = self.r
-        if isinstance(node, yaml.ScalarNode):
-            m = r.text(node, f"{what}.approval")
-            if m is not None and m not in ("auto", "levels", "break_glass"):
-                r.error(node, "policy.type", f"{what}.approval must be auto, levels or break_glass")
-            return {"mode": m}
-        f = r.fields(node, f"{what}.approval", APPROVAL_FIELDS)
-        if f is None:
-            return None
-        out: dict[str, Any] = {}
-        if "mode" in f:
-            out["mode"] = r.text(f["mode"][1], f"{what}.approval.mode")
-        if "review" in f:
-            out["review"] = [x for x, _ in r.text_list(f["review"][1], f"{what}.approval.review") or []]
-        if "levels" in f:
-            plain = r.plain(f["levels"][1], f"{what}.approval.levels")
-            levels = []
-            for lv in plain if isinstance(plain, list) else []:
-                if not isinstance(lv, dict) or not isinstance(lv.get("approvers"), list):
-                    r.error(f["levels"][1], "policy.type",
-                            f"{what}.approval.levels: each level needs `approvers`")
-                    return None
-                levels.append({"approvers": [str(a) for a in lv["approvers"]], "min": lv.get("min", 1)})
-            out["levels"] = levels
-        return out
+        read_tests(self.r, node, self.raw.tests)
 
 
 def _credentials_problem(ref: str) -> str | None:

@@ -24,11 +24,7 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-NOWHERE = Loc("<none>", 0, 0)
-
-
-def _loc() -> Any:
-    return field(default=NOWHERE, compare=False, repr=False)
+NOWHERE = Loc("<none>", 0, 0)  # where a node built in code (not read from a file) is
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=24)
     default_max_extensions: int = 2
     duration_step: timedelta = timedelta(minutes=15)
-    loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class User:
     groups: tuple[str, ...] = ()
     manager: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class Resource:
     database: str | None = None
     credentials: str | None = None
     description: str = ""
-    loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class ApprovalSpec:
 
     mode: str
     levels: tuple[ApprovalLevel, ...] = ()
-    loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,8 +92,8 @@ class Rule:
     session: dict[str, bool] = field(default_factory=dict)
     message: str = ""
     description: str = ""
-    loc: Loc = _loc()
-    when_loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
+    when_loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
     @property
     def break_glass(self) -> bool:
@@ -106,9 +102,10 @@ class Rule:
 
 @dataclass(frozen=True)
 class PolicyTest:
-    """A policy test: a request and the parts of the decision it expects."""
+    """A policy test: a request and the parts of the decision it expects (see testing.py)."""
 
     name: str
     request: PolicyRequest
     expect: dict[str, Any]
-    loc: Loc = _loc()
+    loc: Loc = field(default=NOWHERE, compare=False, repr=False)
+    expect_loc: Loc = field(default=NOWHERE, compare=False, repr=False)

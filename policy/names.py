@@ -2,7 +2,7 @@
 
 Names are shown to approvers and matched by people reading a policy in review:
 a control character, a bidi override (`Trojan Source`) or letters from two
-scripts (Latin `a` next to Cyrillic `а`) make two different names look the same,
+scripts (Latin `a` next to Cyrillic `\u0430`) make two different names look the same,
 or make a name look like something it is not. Such names are refused at check.
 Python has no Unicode script property; a letter's script is the first word of
 its Unicode name (LATIN, CYRILLIC, GREEK, CJK, HIRAGANA, FULLWIDTH...), which

@@ -36,7 +36,7 @@ class PolicySet:
     _groups: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def _from_checked(cls, c: Checked, source: Path | None) -> "PolicySet":
+    def _from_checked(cls, c: Checked, source: Path | None) -> PolicySet:
         analyses = {r.name: index.analyse(c.programs[r.name].ast) for r in c.rules}
         idx = index.build(list(c.rules), analyses, c.resources)
         return cls(
@@ -168,7 +168,7 @@ def load_policy_set(path: str | Path, *, run_tests: bool = True) -> PolicySet:
     except (PolicyLoadError, MemoryError):  # MemoryError: the sandbox reports its limit
         raise
     except Exception as e:  # fail closed: the set is refused, the one in force keeps serving
-        raise PolicyLoadError(sink.errors + [_internal(str(p), e)]) from None
+        raise PolicyLoadError([*sink.errors, _internal(str(p), e)]) from None
 
 
 def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: bool = True) -> PolicySet:
@@ -181,7 +181,7 @@ def load_policy_text(text: str, filename: str = "policies.yaml", *, run_tests: b
     except (PolicyLoadError, MemoryError):
         raise
     except Exception as e:
-        raise PolicyLoadError(sink.errors + [_internal(filename, e)]) from None
+        raise PolicyLoadError([*sink.errors, _internal(filename, e)]) from None
 
 
 def _internal(file: str, e: Exception) -> PolicyError:

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from policy.durations import format_duration, parse_duration
 from policy.errors import RequestError
 from policy.limits import MAX_COUNTER, MAX_DURATION, MAX_REQUEST_DEPTH, MAX_REQUEST_JSON_BYTES
 
 HISTORY_COUNTERS = ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d")
-HISTORY_FIELDS = HISTORY_COUNTERS + ("median_minutes",)
+HISTORY_FIELDS = (*HISTORY_COUNTERS, "median_minutes")
 _REQUEST_FIELDS = (
     "id", "user", "resource", "login", "role", "duration", "reason", "ticket",
     "emergency", "extension", "time", "history", "risk",
@@ -81,7 +82,7 @@ class PolicyRequest:
         return int(self.history.get(name, 0))
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], *, default_time: datetime | None = None) -> "PolicyRequest":
+    def from_mapping(cls, d: Mapping[str, Any], *, default_time: datetime | None = None) -> PolicyRequest:
         """Parse the request shape of POLICY.md; raise RequestError with a plain message."""
         if not isinstance(d, Mapping):
             raise RequestError(f"a request must be a mapping, got {_kind(d)}")
@@ -236,7 +237,7 @@ def _history(v: Any) -> dict[str, int | float]:
 
 def utc(dt: datetime) -> datetime:
     """`dt` in UTC (helper for callers building requests)."""
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def json_depth_problem(text: str, max_depth: int) -> str | None:

@@ -53,7 +53,7 @@ class Limits:
             raise ValueError("sandbox limits must be at least 1 s of CPU, 64 MiB and a positive timeout")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Limits":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
         """The defaults, overridden by JITGATE_SANDBOX_* variables (ValueError when not numbers)."""
         env = os.environ if environ is None else environ
         cpu = int(env.get(CPU_ENV, limits.SANDBOX_CPU_SECONDS))

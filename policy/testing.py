@@ -1,12 +1,19 @@
-"""Policy tests (`tests:` in a policy file): run each request, compare with `expect`."""
+"""Policy tests (`tests:` in a policy file): read them, run each request, compare with `expect`."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+
+import yaml
 
 from policy.decision import Decision
 from policy.durations import format_duration
+from policy.errors import RequestError
 from policy.model import PolicyTest
+from policy.request import PolicyRequest
+from policy.ruleparts import WrittenApproval, read_approval, read_session
+from policy.yamlnodes import Reader
 
 
 @dataclass(frozen=True)
@@ -83,3 +90,81 @@ def compare(expect: dict[str, Any], d: Decision) -> list[str]:
 
 def _fmt(td: Any) -> Any:
     return format_duration(td) if td is not None else None
+
+
+# --- reading `tests:` ----------------------------------------------------------
+
+TEST_FIELDS = ("name", "request", "expect")
+EXPECT_FIELDS = ("effect", "approval", "rules", "message", "max_duration", "max_extensions",
+                 "session", "errors")
+
+
+def read_tests(r: Reader, node: yaml.Node, tests: list[PolicyTest]) -> None:
+    """Append the tests of one file's `tests:` to `tests` (the set's, for duplicate names)."""
+    seen = {t.name: t.loc for t in tests}
+    for name, item, f in r.named_items(node, "test", TEST_FIELDS, ("name", "request", "expect"), seen):
+        if "request" not in f or "expect" not in f:
+            continue
+        request = _read_request(r, name, f["request"][1])
+        expect = _read_expect(r, name, f["expect"][1])
+        if request is not None and expect is not None:
+            tests.append(PolicyTest(name, request, expect, r.loc(item), r.loc(f["expect"][1])))
+
+
+def _read_request(r: Reader, name: str, node: yaml.Node) -> PolicyRequest | None:
+    n_errors = len(r.sink.errors)
+    data = r.plain(node, f"test `{name}`: request")
+    if len(r.sink.errors) != n_errors:
+        return None
+    try:
+        return PolicyRequest.from_mapping(data)
+    except RequestError as e:
+        r.error(node, "policy.bad_request", f"test `{name}`: {e}")
+        return None
+
+
+def _read_expect(r: Reader, name: str, node: yaml.Node) -> dict[str, Any] | None:
+    """The parts of a decision a test expects, in the form `compare` takes."""
+    what = f"test `{name}`: expect"
+    f = r.fields(node, what, EXPECT_FIELDS)
+    if f is None:
+        return None
+    n_errors = len(r.sink.errors)
+    out: dict[str, Any] = {}
+    for key, (_k, v) in f.items():
+        if key == "effect":
+            e = r.text(v, f"{what}.effect")
+            if e is not None and e not in ("allow", "deny"):
+                r.error(v, "policy.type", f"{what}.effect must be allow or deny")
+            out[key] = e
+        elif key == "approval":
+            approval = read_approval(r, v, what, lambda _items: None, partial=True)
+            out[key] = None if approval is None else _expected_approval(approval)
+        elif key == "rules":
+            out[key] = [x for x, _ in r.text_list(v, f"{what}.rules") or []]
+        elif key == "message":
+            out[key] = r.text(v, f"{what}.message")
+        elif key == "max_duration":
+            if isinstance(v, yaml.ScalarNode) and v.tag.endswith(":null"):
+                out[key] = None
+            else:
+                out[key] = r.duration(v, f"{what}.max_duration")
+        elif key == "max_extensions":
+            out[key] = r.integer(v, f"{what}.max_extensions")
+        elif key == "session":
+            out[key] = read_session(r, v, f"{what}.session")
+        elif key == "errors":
+            out[key] = r.boolean(v, f"{what}.errors")
+    return out if len(r.sink.errors) == n_errors else None
+
+
+def _expected_approval(a: WrittenApproval) -> dict[str, Any]:
+    """The parts of a decision's approval JSON an expectation names."""
+    out: dict[str, Any] = {}
+    if a.mode is not None:
+        out["mode"] = a.mode
+    if a.review is not None:
+        out["review"] = list(a.review)
+    if a.levels is not None:
+        out["levels"] = [lv.to_json() for lv in a.levels]
+    return out

@@ -65,7 +65,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded node count
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > limits.MAX_YAML_ALIASES:
@@ -210,6 +210,28 @@ class Reader:
                 self.error(node, "policy.missing_field", f"{what}: missing field `{req}`")
         return out
 
+    def named_items(self, node: yaml.Node, what: str, known: tuple[str, ...], required: tuple[str, ...],
+                    seen: dict[str, Loc]) -> list[tuple[str, yaml.Node, dict[str, tuple[yaml.Node, yaml.Node]]]]:
+        """A list of mappings named by a `name` field unique across the set (`rules:`, `tests:`;
+        `what` is "rule" or "test"): (name, item, fields) of each item with a usable new name.
+        `seen` holds the names read before (from other files) and is updated."""
+        if not isinstance(node, yaml.SequenceNode):
+            self.type_error(node, f"{what}s", "a list")
+            return []
+        out = []
+        for item in node.value:
+            f = self.fields(item, what, known, required)
+            name = self.name(f["name"][1], f"{what} name") if f is not None and "name" in f else None
+            if f is None or name is None:
+                continue
+            if name in seen:
+                self.error(f["name"][1], "policy.duplicate",
+                           f"duplicate {what} name `{name}` (first at {seen[name]})")
+                continue
+            seen[name] = self.loc(item)
+            out.append((name, item, f))
+        return out
+
     def valid_name(self, node: yaml.Node, text: str, what: str) -> bool:
         """Whether `text` may be a name (see policy.names); reports the problem at `node`."""
         problem = name_problem(text)
@@ -237,7 +259,7 @@ class Reader:
         if not allow_empty and not node.value.strip():
             self.error(node, "policy.type", f"{what} must not be empty")
             return None
-        return node.value
+        return str(node.value)
 
     def boolean(self, node: yaml.Node, what: str) -> bool | None:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool"):
@@ -317,7 +339,8 @@ class Reader:
         if isinstance(v, (_dt.datetime, _dt.date)):
             return v.isoformat()
         if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return None if self.error(node, "policy.type", f"{what}: not a finite number") else None
+            self.error(node, "policy.type", f"{what}: not a finite number")
+            return None
         if isinstance(v, (bytes, set)):
             self.type_error(node, what, "text, a number, a boolean, a list or a mapping")
             return None
