@@ -12,9 +12,11 @@ module is shared by the SSH broker and the PostgreSQL broker:
     ...
     await watcher.stop(); await client.close()
 
-Every call raises `ControlPlaneError` (with the gRPC status name as `code`, a
-readable `message` and `unavailable` when the control plane could not be
-reached), never a raw grpc exception.
+Every call raises `ControlPlaneError` (with the gRPC status name as `code`, the
+control plane's stable error code as `reason` (`jitgate.errors`, e.g.
+`session.channel_not_allowed`), a readable `message` and `unavailable` when the
+control plane could not be reached), never a raw grpc exception. A broker
+decides on `reason` or `code`, never on the message text.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
+from jitgate.status import reason_of
 from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -52,13 +55,15 @@ _STATE_NAMES = {v: k.removeprefix("REQUEST_STATE_") for k, v in types_pb2.Reques
 
 
 class ControlPlaneError(Exception):
-    """A control-plane call failed. `code` is the gRPC status name ("PERMISSION_DENIED", ...)."""
+    """A control-plane call failed. `code` is the gRPC status name ("PERMISSION_DENIED", ...),
+    `reason` the control plane's error code ("session.channel_not_allowed", ...; "" if none came)."""
 
-    def __init__(self, code: str, message: str, unavailable: bool = False) -> None:
+    def __init__(self, code: str, message: str, unavailable: bool = False, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.unavailable = unavailable
+        self.reason = reason
 
     def __str__(self) -> str:
         return self.message
@@ -190,7 +195,7 @@ def _error(exc: grpc.RpcError, what: str) -> ControlPlaneError:
         message = f"control plane unreachable ({what})"
     else:
         message = detail or f"{what} failed: {code.name.lower()}"
-    return ControlPlaneError(code.name, message, unavailable)
+    return ControlPlaneError(code.name, message, unavailable, reason_of(exc))
 
 
 # ---------------------------------------------------------------- client

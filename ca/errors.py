@@ -2,21 +2,18 @@
 
 Codes are lowercase and dotted (`ca.key_permissions`, `cert.expired`) so the
 control plane and brokers can map them to gRPC statuses or SSH messages
-without parsing the text.
+without parsing the text (`jitgate.errors` has the base and the table).
 """
 from __future__ import annotations
 
+from jitgate.errors import JitgateError
 
-class CAError(Exception):
+
+class CAError(JitgateError):
     """Base of every error raised by `ca/`: a stable `code` and a plain `message`."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(message, code=code)
 
 
 class KeyStoreError(CAError):

@@ -245,15 +245,28 @@ class X509CA:
         gRPC's TLS stack already does this for connections; this is for files
         and tests. Raises `CAError` with `x509.untrusted` or `x509.expired`.
         """
-        cert = _load_cert(cert_pem_or_der)
-        try:
-            cert.verify_directly_issued_by(self._cert)
-        except (ValueError, TypeError, InvalidSignature):
-            raise IssueError("x509.untrusted", "certificate was not issued by this CA") from None
-        now = now or _utcnow()
-        if not (cert.not_valid_before_utc <= now < cert.not_valid_after_utc):
-            raise IssueError("x509.expired", "certificate is outside its validity window")
-        return peer_name_from_cert(cert.public_bytes(serialization.Encoding.DER))
+        return verify_issued_by(cert_pem_or_der, self._cert.public_bytes(serialization.Encoding.PEM), now)
+
+
+def verify_issued_by(cert_pem_or_der: bytes, ca_cert_pem: bytes, now: dt.datetime | None = None) -> str:
+    """Check a certificate was issued by the CA certificate `ca_cert_pem` and is within its
+    window; return its CN. Raises `CAError` with `x509.untrusted` or `x509.expired` (the
+    message gives the window), `x509.malformed` for a file that is no certificate."""
+    cert, ca_cert = _load_cert(cert_pem_or_der), _load_cert(ca_cert_pem)
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise IssueError("x509.untrusted", "certificate was not issued by this CA") from None
+    now = now or _utcnow()
+    if not (cert.not_valid_before_utc <= now < cert.not_valid_after_utc):
+        raise IssueError("x509.expired", "certificate is outside its validity window "
+                                         f"({_utc_text(cert.not_valid_before_utc)} to "
+                                         f"{_utc_text(cert.not_valid_after_utc)})")
+    return peer_name_from_cert(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _utc_text(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _load_cert(data: bytes | str) -> x509.Certificate:
@@ -325,5 +338,6 @@ __all__ = [
     "X509CA",
     "peer_name_from_cert",
     "read_identity_bundle",
+    "verify_issued_by",
     "write_identity_bundle",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from cli import exits
 from cli.client import (
     Client, command_options, connect, handle_errors, parse_span, print_json, print_table, span, to_dict,
 )
@@ -21,6 +22,14 @@ def _duration_msg(value: dt.timedelta) -> Any:
     out = duration_pb2.Duration()
     out.FromTimedelta(value)
     return out
+
+
+def _exit_if_denied(req: Any) -> None:
+    """A denied request exits `exits.DENIED` (after its outcome is shown), so `jitgate request ... &&` stops."""
+    from jitgate.v1 import types_pb2
+
+    if req.state == types_pb2.REQUEST_STATE_DENIED:
+        raise click.exceptions.Exit(exits.DENIED)
 
 
 def _show(client: Client, req: Any, output: str) -> None:
@@ -42,7 +51,9 @@ def _show(client: Client, req: Any, output: str) -> None:
 @command_options
 def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: str | None,
                 reason: str, ticket: str, emergency: bool, dry_run: bool) -> None:
-    """Ask for access to RESOURCE; shows who must approve, or until when access is active."""
+    """Ask for access to RESOURCE; shows who must approve, or until when access is active.
+
+    Exits 4 when the policies deny it (also with --dry-run)."""
     from jitgate.v1 import access_pb2
 
     msg = access_pb2.CreateRequestRequest(
@@ -53,6 +64,7 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
     resp = client.access.CreateRequest(msg, timeout=client.timeout)
     if output == "json":
         print_json(resp)
+        _exit_if_denied(resp.request)
         return
     if resp.HasField("recommendation") and not duration:
         rec = resp.recommendation
@@ -61,6 +73,7 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
     if dry_run:
         click.echo("dry run: nothing was stored")
     print_outcome(resp.request)
+    _exit_if_denied(resp.request)
 
 
 def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:

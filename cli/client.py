@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 import click
 import grpc
 
+from cli import exits
 from cli.output import echo, print_fields, print_json, print_table, to_dict  # noqa: F401 (re-exported)
 
 IDENTITY_ENV = "JITGATE_IDENTITY"
@@ -70,11 +71,14 @@ class Client:
 def connect(identity: str | os.PathLike[str] | None = None, server: str | None = None,
             timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A Client for the identity bundle and server (defaults as the module says)."""
+    from cli.tls_diagnosis import HandshakeDiagnosis
     from jitgate import wire
 
-    creds = channel_credentials(identity_dir(identity))
+    bundle, address = identity_dir(identity), server_address(server)
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
-    return Client(grpc.secure_channel(server_address(server), creds, options=wire.client_options()), timeout)
+    channel = grpc.secure_channel(address, channel_credentials(bundle), options=wire.client_options())
+    # A call the TLS handshake refused says so (not "failed to connect ... Socket closed").
+    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ def output_option(f: F) -> F:
 def fail(message: str) -> None:
     """Print `error: message` on stderr (shown literally: it may quote user input) and exit 1."""
     echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(exits.ERROR)
 
 
 def recording_bytes(text: str) -> int:
@@ -122,12 +126,15 @@ def recording_bytes(text: str) -> int:
 def error_line(exc: BaseException) -> str | None:
     """The one line a person sees for a known failure, or None for an unexpected one."""
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        from jitgate.status import reason_of
+
         code = exc.code()
         detail = (exc.details() or "").strip().replace("\n", " ")
-        return f"{code.name if code else 'UNKNOWN'}: {detail}"
-    from ca.errors import CAError
+        reason = reason_of(exc)
+        return f"{code.name if code else 'UNKNOWN'}: {detail}" + (f" [{reason}]" if reason else "")
+    from jitgate.errors import JitgateError
 
-    if isinstance(exc, CAError):
+    if isinstance(exc, JitgateError):  # a local one (CA files, identity refused in the handshake)
         return exc.message
     if isinstance(exc, (ValueError, OSError)):
         return str(exc)
@@ -135,7 +142,7 @@ def error_line(exc: BaseException) -> str | None:
 
 
 def handle_errors(f: F) -> F:
-    """Known failures -> `error: <status>: <detail>` on stderr, exit 1; never a traceback."""
+    """Known failures -> `error: <status>: <detail> [<code>]` on stderr, exit 1; never a traceback."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

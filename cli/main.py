@@ -6,6 +6,8 @@ when used, so `jitgate policy check` does not pay for gRPC or LightGBM.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -58,7 +60,15 @@ def cli() -> None:
     """jitgate: just-in-time privileged access to SSH hosts and databases."""
 
 
+# Services keep gRPC's own log lines. Any other command says one `error:` line, so gRPC's core
+# (which logs a failed TLS handshake to stderr) stays quiet unless GRPC_VERBOSITY asks otherwise;
+# it reads the variable once, when it loads, which is why this is set before any command is.
+SERVICES = frozenset({"server", "ssh-broker", "pg-broker"})
+
+
 def main() -> None:
+    if not SERVICES & set(sys.argv[1:2]):
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     cli()
 
 

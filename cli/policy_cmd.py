@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from cli import exits
 from cli.output import Col, Styled, echo, echo_styled, json_text, print_table, visible
 from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set
 from policy import sandbox
@@ -213,4 +214,4 @@ def diff(old: str, new: str, requests_file: str, fmt: str, output: str) -> None:
                     ([str(c.line), request_label(c.request), summary(c.old), summary(c.new)] for c in changes))
     else:
         echo(f"no decision changes ({len(requests)} request(s) replayed)")
-    sys.exit(3 if changes else 0)
+    sys.exit(exits.DECISIONS_CHANGED if changes else exits.OK)

@@ -23,13 +23,17 @@ from typing import Any, Mapping
 
 import yaml
 
+from jitgate.errors import JitgateError
+
 DATA_DIR_ENV = "JITGATE_DATA_DIR"
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_BROKERS = ("broker",)
 
 
-class ConfigError(ValueError):
+class ConfigError(JitgateError, ValueError):
     """A configuration problem, as one plain sentence."""
+
+    code = "config.invalid"
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:

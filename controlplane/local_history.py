@@ -43,6 +43,8 @@ ALL_DAYS = 36500.0  # "all of it" for exports that take a number of days
 class StoreError(RecommendError):
     """The control plane's store cannot be used as asked; the message says why."""
 
+    code = "recommend.store_unavailable"
+
 
 @dataclass(frozen=True)
 class ImportResult:

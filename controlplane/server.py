@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ca.errors import CAError
+from jitgate.errors import JitgateError
 from ca.keystore import ensure_private_dir
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
@@ -52,8 +53,10 @@ SERVICE_NAMES = (
 )
 
 
-class StartError(Exception):
+class StartError(JitgateError):
     """The server cannot start; the message (maybe several lines) says why."""
+
+    code = "server.start_failed"
 
 
 @dataclass

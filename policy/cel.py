@@ -38,6 +38,7 @@ import lark
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 
+from jitgate.errors import JitgateError
 from policy import limits
 from policy.names import bidi_or_control
 
@@ -59,18 +60,19 @@ CONTEXT_FIELDS: dict[str, tuple[str, ...] | None] = {
 MACROS = ("exists", "all", "exists_one", "map", "filter")
 
 
-class CelCompileError(Exception):
+class CelCompileError(JitgateError):
     """A CEL expression that cannot be used; `line`/`col` are 1-based within the text."""
 
     def __init__(self, message: str, code: str, line: int = 1, col: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
         self.line = line
         self.col = col
 
 
-class CelBudgetExceeded(Exception):
+class CelBudgetExceeded(JitgateError):
     """A decision's CEL work ran past its budget (never swallowed into a CEL value)."""
+
+    code = "policy.cel_budget"
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"over the CEL budget of {limit} units per decision")

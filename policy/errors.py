@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jitgate.errors import JitgateError
+
 
 @dataclass(frozen=True)
 class PolicyError:
@@ -18,13 +20,17 @@ class PolicyError:
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
-class PolicyLoadError(Exception):
-    """A policy set was refused; `.errors` lists every problem found."""
+class PolicyLoadError(JitgateError):
+    """A policy set was refused; `.errors` lists every problem found (each with its own code)."""
+
+    code = "policy.invalid"
 
     def __init__(self, errors: list[PolicyError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors) or "policy refused")
 
 
-class RequestError(ValueError):
+class RequestError(JitgateError, ValueError):
     """A request (JSON/YAML mapping) is malformed: a plain sentence says why."""
+
+    code = "policy.bad_request"

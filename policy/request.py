@@ -34,7 +34,7 @@ class Risk:
                 "reasons": list(self.reasons)}
 
     @classmethod
-    def from_mapping(cls, d: Any) -> "Risk":
+    def from_mapping(cls, d: Any) -> Risk:
         """A request's `risk` (policy tests, decision JSON); raises RequestError."""
         if not isinstance(d, Mapping) or set(d) - {"known", "score", "reasons"}:
             raise RequestError("`risk` must be a mapping of `known`, `score` and `reasons`")

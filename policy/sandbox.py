@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from jitgate.errors import JitgateError
 from policy import limits
 
 # Set in the child's environment: a CLI command that finds it runs its work directly.
@@ -36,8 +37,10 @@ MEMORY_EXIT = 86
 _ROOT = Path(__file__).resolve().parent.parent  # the folder holding the `policy` package
 
 
-class SandboxError(Exception):
+class SandboxError(JitgateError):
     """The child hit a limit or died: `str()` is one plain sentence."""
+
+    code = "policy.limit"
 
 
 @dataclass(frozen=True)

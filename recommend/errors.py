@@ -5,18 +5,13 @@ or an exit code; the message is one plain line for a person.
 """
 from __future__ import annotations
 
+from jitgate.errors import JitgateError
 
-class RecommendError(Exception):
-    """Base of every error this package raises on purpose."""
+
+class RecommendError(JitgateError):
+    """Base of every error this package raises on purpose (`code` per class)."""
 
     code = "recommend.error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class HistoryError(RecommendError):

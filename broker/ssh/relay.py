@@ -223,7 +223,7 @@ class BrokerSession(asyncssh.SSHServerSession):
             else:
                 msg = exc.message
                 hint = channel_hint(self.request)
-                if hint and f"`{channel}` is not allowed" in msg:
+                if hint and exc.reason == "session.channel_not_allowed":
                     msg = f"{msg} ({hint})"
             await self._refuse(f"access refused: {msg}")
             return

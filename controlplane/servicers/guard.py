@@ -7,10 +7,12 @@ reflection) so that:
   server config know, else UNAUTHENTICATED; its roles come from the server,
 - the request is within the API's bounds (`controlplane.bounds`), else
   INVALID_ARGUMENT naming the field and the limit,
-- `JitError` becomes the status `errors.grpc_status_name(code)` with the plain
-  message as detail; CA and policy input errors become INVALID_ARGUMENT,
+- any `JitgateError` (`JitError`, and the errors of `ca/`, `policy/`,
+  `recommend/`) becomes the status of its code (`jitgate.errors`) with the plain
+  message as detail and the code as google.rpc `ErrorInfo.reason`
+  (`jitgate.status`), so clients decide on the code, never on the text,
 - anything else is logged with its traceback and the client gets INTERNAL
-  "internal error (see server log)": never a traceback.
+  "internal error (see server log)" with the code `internal`: never a traceback.
 
 Servicers read the authenticated caller with `caller()`.
 """
@@ -20,14 +22,15 @@ import asyncio
 import contextvars
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NoReturn
 
 import grpc
 
-from ca.errors import CAError, IssueError
 from controlplane.bounds import request_checker
-from controlplane.errors import JitError, grpc_status_name
+from controlplane.errors import JitError
 from controlplane.identity import caller_name
+from jitgate.errors import INTERNAL, JitgateError
+from jitgate.status import rpc_status
 
 log = logging.getLogger("controlplane.rpc")
 
@@ -67,15 +70,16 @@ def require_role(role: str, what: str) -> Caller:
     return who
 
 
-def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status and detail a client sees for an exception."""
-    if isinstance(exc, JitError):
-        return grpc.StatusCode[grpc_status_name(exc.code)], exc.message
-    if isinstance(exc, IssueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, exc.message
-    if isinstance(exc, CAError):
-        return grpc.StatusCode.FAILED_PRECONDITION, exc.message
-    return grpc.StatusCode.INTERNAL, INTERNAL_DETAIL
+def status_of(exc: BaseException) -> grpc.Status:
+    """The status, detail and code (trailer) a client sees for an exception."""
+    if isinstance(exc, JitgateError):
+        return rpc_status(exc.code, exc.message)
+    return rpc_status(INTERNAL, INTERNAL_DETAIL)
+
+
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> NoReturn:
+    """End the RPC with `status` (its code travels in the trailer as ErrorInfo)."""
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _no_check(request: Any) -> None:
@@ -109,24 +113,22 @@ class Guard(grpc.aio.ServerInterceptor):
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
         name = caller_name(context.auth_context())
         if not name:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate identity")
+            await _abort(context, rpc_status("identity.missing", "no client certificate identity"))
         roles = frozenset(self._roles_of(name))
         if not roles:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"identity `{name}` is not known to the policies in force or the server config",
-            )
+            await _abort(context, rpc_status(
+                "identity.unknown", f"identity `{name}` is not known to the policies in force or the server config"))
         who = Caller(name, roles)
         _CALLER.set(who)
         return who
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
-        code, detail = status_of(exc)
-        if code == grpc.StatusCode.INTERNAL:
+        status = status_of(exc)
+        if status.code == grpc.StatusCode.INTERNAL:
             log.error("%s failed", method, exc_info=exc)
         else:
-            log.info("%s refused: %s: %s", method, code.name, detail)
-        await context.abort(code, detail)
+            log.info("%s refused: %s (%s): %s", method, status.code.name, getattr(exc, "code", ""), status.details)
+        await _abort(context, status)
 
     def _unary(self, inner: Callable[..., Any], method: str, check: Callable[[Any], None]) -> Callable[..., Any]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -578,3 +578,15 @@ def test_two_brokers_share_one_control_plane(stack: SshStack, tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+def test_a_refused_channel_is_explained_from_the_refusal_code(stack: SshStack) -> None:
+    # Legacy scp runs `scp -f` as a command: the control plane refuses it as `sftp`
+    # (session.channel_not_allowed, read from ErrorInfo.reason) and the broker adds why.
+    grant = stack.grant("alice", "locked")
+    key = stack.user_key("alice", grant.id)
+    argv = stack.scp_argv(key, stack.remote("locked", "/etc/hostname"), "/dev/null")
+    r = subprocess.run([argv[0], "-O", *argv[1:]], capture_output=True, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and "is not allowed by the policy" in err, err
+    assert "scp -O, sftp-server and rsync transfer files, which is `sftp`" in err, err
