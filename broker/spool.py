@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from broker.cpclient import ControlPlaneError
 from recorder import FileRecordingStore, RecordingError
@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 class EndReceiver(Protocol):
     """The control plane call a report goes to (`broker.cpclient.ControlPlaneClient`)."""
 
-    async def report_session_end(self, session_id: str, reason: str, **details: Any) -> None: ...
+    async def report_session_end(self, session_id: str, reason: str, *, bytes_in: int = 0,
+                                 bytes_out: int = 0, recording_ref: str = "", recording_hash: str = "",
+                                 ended_at: dt.datetime | None = None,
+                                 last_activity_at: dt.datetime | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,15 @@ import click
 
 from cli import exits
 from cli.client import (
-    Client, command_options, connect, handle_errors, parse_span, print_json, print_table, span, to_dict,
+    DURATION, Client, command_options, connect, duration_message, handle_errors, print_json, print_table, span,
+    to_dict,
 )
 from cli.output import echo
-from cli.render import print_outcome, print_request, print_requests, state_name
+from cli.render import (
+    extension_outcome, outcome, pending_extension, print_outcome, print_request, print_requests, state_name,
+)
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
-
-
-def _duration_msg(value: dt.timedelta) -> Any:
-    from google.protobuf import duration_pb2
-
-    out = duration_pb2.Duration()
-    out.FromTimedelta(value)
-    return out
 
 
 def _exit_if_denied(req: Any) -> None:
@@ -43,13 +38,14 @@ def _show(client: Client, req: Any, output: str) -> None:
 @click.argument("resource")
 @click.option("--login", default="", help="SSH login on the resource")
 @click.option("--role", default="", help="database role on the resource")
-@click.option("--duration", "-d", default=None, help="how long, e.g. 30m or 1h30m (default: the recommendation)")
+@click.option("--duration", "-d", type=DURATION, default=None,
+              help="how long, e.g. 30m or 1h30m (default: the recommendation)")
 @click.option("--reason", "-r", required=True, help="why you need access")
 @click.option("--ticket", default="", help="ticket reference")
 @click.option("--emergency", is_flag=True, help="break-glass: active at once if policy allows, reviewed afterwards")
 @click.option("--dry-run", is_flag=True, help="show the decision and recommendation, store nothing")
 @command_options
-def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: str | None,
+def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: dt.timedelta | None,
                 reason: str, ticket: str, emergency: bool, dry_run: bool) -> None:
     """Ask for access to RESOURCE; shows who must approve, or until when access is active.
 
@@ -60,7 +56,7 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
         resource=resource, login=login, role=role, reason=reason, ticket=ticket, emergency=emergency,
         dry_run=dry_run)
     if duration:
-        msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+        msg.duration.CopyFrom(duration_message(duration))
     resp = client.access.CreateRequest(msg, timeout=client.timeout)
     if output == "json":
         print_json(resp)
@@ -76,6 +72,22 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
     _exit_if_denied(resp.request)
 
 
+def decision_target(client: Client, id: str) -> tuple[str, Any | None]:
+    """What `approve`/`deny ID` acts on: ID itself, or, when ID is an ACTIVE grant whose extension
+    waits, that extension (what the approver means: nothing else of an active grant awaits a vote).
+    Returns (the id to send, the grant when it was redirected)."""
+    import grpc
+
+    from jitgate.v1 import access_pb2
+
+    try:
+        req = client.access.GetRequest(access_pb2.GetRequestRequest(id=id), timeout=client.timeout)
+    except grpc.RpcError:
+        return id, None  # an extension's id, or one the server refuses with its own words
+    ext = pending_extension(req)
+    return (ext.id, req) if ext is not None else (id, None)
+
+
 def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:
     @click.command(verb, help=help_text)
     @click.argument("id")
@@ -84,14 +96,27 @@ def _decide(verb: str, rpc_name: str, help_text: str) -> click.Command:
     def cmd(client: Client, output: str, id: str, comment: str) -> None:
         from jitgate.v1 import access_pb2
 
-        req = getattr(client.access, rpc_name)(access_pb2.DecideRequest(id=id, comment=comment), timeout=client.timeout)
-        _show(client, req, output)
+        target_id, grant = decision_target(client, id)
+        if grant is not None:
+            echo(f"request {id} is ACTIVE; its extension {target_id} waits: {verb} {target_id}", err=True)
+        req = getattr(client.access, rpc_name)(access_pb2.DecideRequest(id=target_id, comment=comment),
+                                               timeout=client.timeout)
+        ext = next((e for e in req.extensions if e.id == target_id), None)
+        if output == "json":
+            print_json(req)
+        elif ext is not None:
+            for line in extension_outcome(req, ext):
+                echo(line)
+        else:
+            print_outcome(req)
 
     return cmd
 
 
-approve = _decide("approve", "Approve", "Approve request (or extension) ID at its current level.")
-deny = _decide("deny", "Deny", "Deny request (or extension) ID; it ends at once.")
+approve = _decide("approve", "Approve", "Approve request (or extension) ID at its current level; the ID of an "
+                  "active grant approves its waiting extension.")
+deny = _decide("deny", "Deny", "Deny request (or extension) ID; a request ends at once, an active grant keeps "
+               "its time; the ID of an active grant denies its waiting extension.")
 
 
 @click.command("cancel")
@@ -106,23 +131,22 @@ def cancel(client: Client, output: str, id: str) -> None:
 
 @click.command("extend")
 @click.argument("id")
-@click.option("--duration", "-d", required=True, help="how much longer, e.g. 30m")
+@click.option("--duration", "-d", type=DURATION, required=True, help="how much longer, e.g. 30m")
 @click.option("--justification", "-j", required=True, help="why more time is needed")
 @command_options
-def extend(client: Client, output: str, id: str, duration: str, justification: str) -> None:
+def extend(client: Client, output: str, id: str, duration: dt.timedelta, justification: str) -> None:
     """Ask for more time on active grant ID (policies decide; may need approval)."""
     from jitgate.v1 import access_pb2
 
     msg = access_pb2.ExtendRequest(id=id, justification=justification)
-    msg.duration.CopyFrom(_duration_msg(parse_span(duration)))
+    msg.duration.CopyFrom(duration_message(duration))
     req = client.access.Extend(msg, timeout=client.timeout)
     if output == "json":
         print_json(req)
         return
-    pending = [e for e in req.extensions if e.state == 1]
-    if pending:
-        echo(f"extension {pending[-1].id} waits for approval")
-    print_outcome(req)
+    ext = pending_extension(req)
+    for line in extension_outcome(req, ext) if ext is not None else outcome(req):
+        echo(line)
 
 
 @click.command("revoke")
@@ -184,7 +208,7 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
     if output == "json":
         print_json({"requests": [to_dict(r) for r in found]})
     else:
-        print_requests("requests to approve" if to_approve else "requests", found)
+        print_requests("requests to approve" if to_approve else "requests", found, to_approve=to_approve)
 
 
 @click.group("requests", invoke_without_command=True)

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from cli.client import Client, command_options, print_json, print_table, when
-from cli.output import echo, safe_json
+from cli.output import echo, safe_json, to_dict
+
+
+def audit_line(event: Any) -> dict[str, Any]:
+    """An audit event as JSON data (`to_dict`, so `at` is the RFC 3339 form its hash covers), with
+    its data decoded rather than a string."""
+    line = to_dict(event)
+    line["data"] = json.loads(line.pop("data_json") or "{}")
+    return line
 
 
 @click.group("audit")
@@ -28,8 +37,6 @@ def audit_list(client: Client, output: str, type_: str, subject: str, after: int
     resp = client.audit.ListEvents(audit_pb2.ListEventsRequest(
         after_seq=after, type=type_, subject=subject, page_size=limit), timeout=client.timeout)
     if output == "json":
-        from controlplane.convert import audit_line
-
         print_json({"events": [audit_line(e) for e in resp.events], "last_seq": resp.last_seq})
         return
     print_table("audit events", ["seq", "at", "type", "actor", "subject", "data"], (
@@ -63,7 +70,6 @@ def audit_verify(client: Client, output: str) -> None:
 def audit_export(fmt: str, after: int, identity: str | None, server: str | None) -> None:
     """Stream every audit event as JSON lines on stdout."""
     from cli.client import connect, handle_errors
-    from controlplane.convert import audit_line
     from jitgate.v1 import audit_pb2
 
     @handle_errors

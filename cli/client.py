@@ -19,7 +19,7 @@ import click
 import grpc
 
 from cli import exits
-from cli.output import echo, print_fields, print_json, print_table, to_dict  # noqa: F401 (re-exported)
+from cli.output import duration_text, echo, print_fields, print_json, print_table, to_dict  # noqa: F401 (re-exported)
 
 IDENTITY_ENV = "JITGATE_IDENTITY"
 SERVER_ENV = "JITGATE_SERVER"
@@ -54,6 +54,7 @@ class Client:
 
     channel: grpc.Channel
     timeout: float = DEFAULT_TIMEOUT
+    server: str = ""  # the host:port connected to, for files kept per control plane
 
     def __post_init__(self) -> None:
         from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
@@ -78,7 +79,7 @@ def connect(identity: str | os.PathLike[str] | None = None, server: str | None =
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
     channel = grpc.secure_channel(address, channel_credentials(bundle), options=wire.client_options())
     # A call the TLS handshake refused says so (not "failed to connect ... Socket closed").
-    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout)
+    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout, address)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------
@@ -174,12 +175,7 @@ def when(ts: Any) -> str:
 
 def span(d: Any) -> str:
     """A Duration (or timedelta) as `1h30m`."""
-    if d is None:
-        return ""
-    from policy.durations import format_duration
-
-    seconds = int(d.total_seconds()) if isinstance(d, dt.timedelta) else int(d.seconds)
-    return format_duration(dt.timedelta(seconds=max(seconds, 0)))
+    return "" if d is None else duration_text(d)
 
 
 def parse_span(text: str) -> dt.timedelta:
@@ -193,3 +189,30 @@ def parse_span(text: str) -> dt.timedelta:
     if value <= dt.timedelta(0):
         raise click.BadParameter("a duration must be positive")
     return value
+
+
+class DurationType(click.ParamType):
+    """A `--duration` option: POLICY.md text (`30m`, `1h30m`) checked when the command line is
+    read, before anything connects; the command gets a timedelta."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.timedelta:
+        if isinstance(value, dt.timedelta):
+            return value
+        try:
+            return parse_span(value)
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+
+
+DURATION = DurationType()
+
+
+def duration_message(value: dt.timedelta) -> Any:
+    """A timedelta as the protobuf Duration every request carries."""
+    from google.protobuf import duration_pb2
+
+    out = duration_pb2.Duration()
+    out.FromTimedelta(value)
+    return out

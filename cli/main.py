@@ -2,12 +2,17 @@
 
 Sub-commands live one concept per file in this package and are imported only
 when used, so `jitgate policy check` does not pay for gRPC or LightGBM.
+
+A command line click refuses (a malformed `--duration`, an unknown option or
+command, a missing argument) is one `error:` line naming the option and the
+command's `--help`, with exit code 1, as every other error is (`OneLineError`).
 """
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -41,8 +46,46 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class OneLineError(click.ClickException):
+    """Any click error shown as one `error: ...` line on stderr (text made visible), exit code 1."""
+
+    exit_code = 1
+
+    @classmethod
+    def of(cls, exc: click.ClickException) -> OneLineError:
+        message = exc.format_message()
+        if message[:1].isupper() and message[1:2].islower():
+            message = message[0].lower() + message[1:]  # click's "Invalid value ..." -> "invalid value ..."
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            message = f"{message.rstrip('.')} (see `{ctx.command_path} --help`)"
+        return cls(message)
+
+    def show(self, file: object = None) -> None:
+        from cli.output import echo
+
+        echo(f"error: {self.format_message()}", err=True)
+
+
 class LazyGroup(click.Group):
-    """A click group whose sub-commands are imported on first use."""
+    """A click group whose sub-commands are imported on first use; click's errors below it are
+    one line (`OneLineError`)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except OneLineError:
+            raise
+        except click.ClickException as exc:
+            raise OneLineError.of(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OneLineError:
+            raise
+        except click.ClickException as exc:
+            raise OneLineError.of(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
@@ -69,7 +112,7 @@ SERVICES = frozenset({"server", "ssh-broker", "pg-broker"})
 def main() -> None:
     if not SERVICES & set(sys.argv[1:2]):
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    cli()
+    cli(prog_name="jitgate")
 
 
 if __name__ == "__main__":

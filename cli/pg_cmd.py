@@ -5,6 +5,7 @@ short-lived token from `IssueDatabaseToken`, TLS verified against the jitgate CA
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from urllib.parse import quote
 import click
 
 from cli.client import (
-    IDENTITY_ENV, SERVER_ENV, Client, command_options, fail, identity_dir, parse_span, print_json,
+    DURATION, IDENTITY_ENV, SERVER_ENV, Client, command_options, duration_message, fail, identity_dir, print_json,
     recording_bytes, server_address, when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
@@ -43,11 +44,9 @@ def _find_grant(client: Client, resource: str, role: str) -> Any | None:
     return max(grants, key=lambda g: g.expires_at.seconds)
 
 
-def grant_and_token(client: Client, resource: str, role: str, reason: str | None, duration: str | None,
+def grant_and_token(client: Client, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
                     wait: bool, broker: str | None) -> tuple[Any, Any, str]:
     """An ACTIVE grant on `resource` (found, or asked for), its database token and the broker address."""
-    from google.protobuf import duration_pb2
-
     from jitgate.v1 import access_pb2
 
     grant = _find_grant(client, resource, role)
@@ -59,9 +58,7 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
             fail("give --role to ask for a new grant")
         req = access_pb2.CreateRequestRequest(resource=resource, role=role, reason=reason or "")
         if duration:
-            d = duration_pb2.Duration()
-            d.FromTimedelta(parse_span(duration))
-            req.duration.CopyFrom(d)
+            req.duration.CopyFrom(duration_message(duration))
         grant = client.access.CreateRequest(req, timeout=client.timeout).request
         echo(f"request {grant.id}: {_state(grant)}", err=True)
         while _state(grant) == "PENDING" and wait:
@@ -78,9 +75,17 @@ def grant_and_token(client: Client, resource: str, role: str, reason: str | None
     return grant, token, address
 
 
-def _ca_file(pem: str) -> Path:
-    """The jitgate CA as a file psql can verify the broker with (sslrootcert)."""
-    directory = Path.home() / ".jitgate" / "pg"
+def server_dir_name(server: str) -> str:
+    """A control plane's host:port as one file name, different for every address: percent-encoded
+    (`127.0.0.1:7443` -> `127.0.0.1%3A7443`), and never `.` or `..`."""
+    name = quote(server, safe="")
+    return name if name.strip(".") else name.replace(".", "%2E")
+
+
+def _ca_file(server: str, pem: str) -> Path:
+    """The CA of the control plane at `server` as a file psql can verify the broker with
+    (sslrootcert): one per control plane, so another one's CA never replaces it."""
+    directory = Path.home() / ".jitgate" / "pg" / server_dir_name(server)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / "ca.pem"
     if not path.exists() or path.read_text() != pem:
@@ -106,7 +111,7 @@ _request_options = [
     click.argument("resource"),
     click.option("--role", default="", help="database role (default: the role of your active grant)"),
     click.option("--reason", "-r", default=None, help="ask for a grant with this reason if you have none"),
-    click.option("--duration", "-d", default=None, help="with --reason: how long, e.g. 30m"),
+    click.option("--duration", "-d", type=DURATION, default=None, help="with --reason: how long, e.g. 30m"),
     click.option("--wait", is_flag=True, help="with --reason: wait until the request is approved"),
     click.option("--broker", default=None, help="the PostgreSQL broker's HOST:PORT (default: from the control plane)"),
 ]
@@ -122,7 +127,7 @@ def request_options(f: Any) -> Any:
 @request_options
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @command_options
-def psql(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+def psql(client: Client, output: str, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
          wait: bool, broker: str | None, psql_args: tuple[str, ...]) -> None:
     """Run psql on RESOURCE through the jitgate broker (gets a token for your active grant).
 
@@ -133,7 +138,7 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
     if exe is None:
         fail("psql is not installed; `jitgate db-connect` prints the connection settings instead")
         return
-    params = connection_params(token, address, _ca_file(token.ca_pem))
+    params = connection_params(token, address, _ca_file(client.server, token.ca_pem))
     env = dict(os.environ)
     env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
                 "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"], "PGSSLMODE": "verify-full",
@@ -147,17 +152,16 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
 @request_options
 @click.option("--format", "fmt", type=click.Choice(["uri", "env"]), default="uri", show_default=True)
 @command_options
-def db_connect(client: Client, output: str, resource: str, role: str, reason: str | None, duration: str | None,
+def db_connect(client: Client, output: str, resource: str, role: str, reason: str | None, duration: dt.timedelta | None,
                wait: bool, broker: str | None, fmt: str) -> None:
     """Print how to connect any PostgreSQL client to RESOURCE through the broker (URI or env)."""
     grant, token, address = grant_and_token(client, resource, role, reason, duration, wait, broker)
-    params = connection_params(token, address, _ca_file(token.ca_pem))
+    params = connection_params(token, address, _ca_file(client.server, token.ca_pem))
     uri = (f"postgresql://{quote(params['user'], safe='')}:{quote(params['password'], safe='')}@"
            f"{params['host']}:{params['port']}/{quote(params['dbname'], safe='')}"
            f"?sslmode=verify-full&sslrootcert={quote(params['sslrootcert'])}")
     if output == "json":
-        print_json({**params, "uri": uri, "grant_id": grant.id,
-                    "expires_at": when(token.expires_at)})
+        print_json({**params, "uri": uri, "grant_id": grant.id, "expires_at": token.expires_at})
         return
     if fmt == "env":
         for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),

@@ -38,17 +38,65 @@ def _until(ts: Any) -> str:
     return f"{when(ts)} (in {span(dt.timedelta(seconds=int(left.total_seconds())))})"
 
 
+def extension_state_name(value: int) -> str:
+    from jitgate.v1 import types_pb2
+
+    return types_pb2.ExtensionState.Name(value).removeprefix("EXTENSION_STATE_")
+
+
+def pending_extension(req: Any) -> Any | None:
+    """The extension of an ACTIVE grant that waits for approval, if any (at most one at a time)."""
+    if state_name(req.state) != "ACTIVE":
+        return None
+    return next((e for e in req.extensions if extension_state_name(e.state) == "PENDING"), None)
+
+
+def _level_met(level: Any, approvals: Any, i: int) -> bool:
+    return sum(1 for a in approvals if a.level == i and a.approved) >= max(level.min, 1)
+
+
+def extension_level(ext: Any) -> int:
+    """The extension's next level to be met (0-based; the number of levels once all are)."""
+    levels = ext.decision.approval.levels
+    return next((i for i, level in enumerate(levels) if not _level_met(level, ext.approvals, i)), len(levels))
+
+
 def level_lines(req: Any) -> list[str]:
-    """One line per approval level: who may approve, and who did."""
+    """One line per approval level of a request: who may approve, and who did."""
+    return _level_lines(req.decision.approval.levels, req.approvals, req.current_level)
+
+
+def _level_lines(levels: Any, approvals: Any, current: int) -> list[str]:
     lines = []
-    levels = req.decision.approval.levels
     for i, level in enumerate(levels):
-        votes = [a for a in req.approvals if a.level == i and a.approved]
-        mark = "done" if len(votes) >= max(level.min, 1) else ("next" if i == req.current_level else "later")
+        votes = [a for a in approvals if a.level == i and a.approved]
+        mark = "done" if _level_met(level, approvals, i) else ("next" if i == current else "later")
         who = ", ".join(level.approvers)
         by = f" — approved by {', '.join(a.approver for a in votes)}" if votes else ""
         lines.append(f"  level {i + 1}/{len(levels)} [{mark}]: {level.min or 1} of {who}{by}")
     return lines
+
+
+def extension_outcome(req: Any, ext: Any) -> list[str]:
+    """What an approver or requester needs to know about one extension: its state and, while it
+    waits, each level (`approve EXTENSION_ID` for the next one)."""
+    state = extension_state_name(ext.state)
+    lines = [f"extension {ext.id} of request {req.id}: +{span(ext.duration)} is {state} — {ext.justification}"]
+    if state == "PENDING":
+        level = extension_level(ext)
+        levels = ext.decision.approval.levels
+        if level < len(levels):
+            lines.append(f"  waiting for level {level + 1}/{len(levels)}: `jitgate approve {ext.id}`")
+        lines.extend(_level_lines(levels, ext.approvals, level))
+    lines.append(f"  access active until {_until(req.expires_at)}" if state_name(req.state) == "ACTIVE"
+                 else f"  request {req.id} is {state_name(req.state)}")
+    return lines
+
+
+def _break_glass_line(req: Any) -> str:
+    if review_name(req.review_state) == "OWED":
+        return f"  break-glass: a review is owed by {', '.join(req.decision.approval.review)}"
+    return f"  {req.message}" if req.message else f"  break-glass: {review_name(req.review_state).lower()}"
 
 
 def outcome(req: Any) -> list[str]:
@@ -60,7 +108,7 @@ def outcome(req: Any) -> list[str]:
     if state == "ACTIVE":
         lines.append(f"  access active until {_until(req.expires_at)}")
         if mode == "break_glass":
-            lines.append(f"  break-glass: a review is owed by {', '.join(req.decision.approval.review)}")
+            lines.append(_break_glass_line(req))
         elif mode == "auto":
             lines.append("  approved automatically by policy")
     elif state == "PENDING":
@@ -89,8 +137,22 @@ def request_row(req: Any) -> list[Any]:
         when(req.expires_at), level, req.reason]
 
 
-def print_requests(title: str, requests: list[Any]) -> None:
-    print_table(title, REQUEST_COLUMNS, (request_row(r) for r in requests))
+def extension_row(req: Any, ext: Any) -> list[Any]:
+    """A grant's pending extension as a row of REQUEST_COLUMNS: its own id (what `approve` takes)."""
+    levels = len(ext.decision.approval.levels)
+    level = f"{extension_level(ext) + 1}/{levels}" if levels else ""
+    return [ext.id, req.user, target(req), "EXTENSION PENDING", f"+{span(ext.duration)}", when(req.expires_at),
+            level, ext.justification]
+
+
+def print_requests(title: str, requests: list[Any], *, to_approve: bool = False) -> None:
+    """Requests as a table; with `to_approve`, a grant whose extension waits is shown as that
+    extension (its id is what the approver types)."""
+    def row(req: Any) -> list[Any]:
+        ext = pending_extension(req) if to_approve else None
+        return request_row(req) if ext is None else extension_row(req, ext)
+
+    print_table(title, REQUEST_COLUMNS, (row(r) for r in requests))
 
 
 def risk_text(decision: Any) -> str:
@@ -122,10 +184,10 @@ def print_request(req: Any) -> None:
         verb = "approved" if a.approved else "denied"
         echo(f"  {when(a.at)} {a.approver} {verb} level {a.level + 1}" + (f": {a.comment}" if a.comment else ""))
     for e in req.extensions:
-        from jitgate.v1 import types_pb2
-
-        echo(f"  extension {e.id}: +{span(e.duration)} {types_pb2.ExtensionState.Name(e.state)[16:]}"
-                   f" — {e.justification}")
+        echo(f"  extension {e.id}: +{span(e.duration)} {extension_state_name(e.state)} — {e.justification}")
+        if extension_state_name(e.state) == "PENDING":
+            for line in _level_lines(e.decision.approval.levels, e.approvals, extension_level(e)):
+                echo(f"  {line}")
 
 
 SESSION_COLUMNS = ["id", "grant", "user", "target", "broker", "started", "ended", "end reason", "in", "out"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cli.output import Col, echo, json_text, print_table
+from cli.output import Col, echo, json_text, print_table, rfc3339
 from recorder.events import Kind, RecordingError, event_to_dict
 from recorder.reader import RecordingInfo
 from recorder.storage import FileRecordingStore, RecordingFilter
@@ -45,6 +45,15 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return ""
     return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+# Fields of recording data that hold a unix time; `--output json` writes them as RFC 3339.
+_TIME_FIELDS = ("started_at", "ended_at")
+
+
+def _json_times(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its unix times as RFC 3339 (`rfc3339`), as every `--output json` writes times."""
+    return {k: rfc3339(v) if k in _TIME_FIELDS and isinstance(v, (int, float)) else v for k, v in data.items()}
 
 
 def _offset(t: float) -> str:
@@ -107,8 +116,8 @@ def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_
             body = []
             for ref in refs:
                 reader = store.open(ref)
-                item: dict[str, Any] = {"recording": reader.info.to_dict(),
-                                        "events": [event_to_dict(e) for e in reader.events()]}
+                item: dict[str, Any] = {"recording": _json_times(reader.info.to_dict()),
+                                        "events": [_json_times(event_to_dict(e)) for e in reader.events()]}
                 if ref in results:
                     item["verify"] = _verify_dict(results[ref])
                 body.append(item)
@@ -209,7 +218,7 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
         _fail(str(exc))
         return
     if output == "json":
-        click.echo(json_text({"recordings": [i.to_dict() for i in infos]}))
+        click.echo(json_text({"recordings": [_json_times(i.to_dict()) for i in infos]}))
         return
     if not infos:
         echo(f"no recordings in {store.root}")
@@ -247,7 +256,7 @@ def search_cmd(text: str, session_id: str | None, kind: str | None, case_sensiti
         _fail(str(exc))
         return
     if output == "json":
-        click.echo(json_text({"hits": [h.to_dict() for h in hits]}))
+        click.echo(json_text({"hits": [_json_times(h.to_dict()) for h in hits]}))
         return
     if not hits:
         echo(f"no recordings match `{text}`")

@@ -1,10 +1,11 @@
 """`jitgate ssh TARGET` and `jitgate ssh-config`: OpenSSH through the broker with a fresh certificate.
 
-Files (in `--ssh-dir`, default ~/.jitgate/ssh, 0700):
+Files (in `--ssh-dir`, default ~/.jitgate/ssh, 0700; written into configs and
+ssh options as an absolute path, so they work from any directory):
 - `id_ed25519` (0600) and `.pub`: the user's key, made on first use;
-- `certs/<TARGET>-cert.pub`: the current certificate for the grant on TARGET,
-  fetched again when missing, expired, for another grant, or when the grant's
-  expiry moved (an extension);
+- `certs/<LOGIN>@<TARGET>-cert.pub`: the current certificate for the grant of
+  LOGIN on TARGET, fetched again when missing, expired, for another grant, or
+  when the grant's expiry moved (an extension);
 - `known_hosts`: the broker's host key pinned (`[host]:port ssh-ed25519 ...`),
   written by `--broker-host-key` (the line, or a file holding it: the broker's
   `<data-dir>/ssh_host_ed25519_key.pub`). Nothing is trusted on first use.
@@ -12,7 +13,11 @@ Files (in `--ssh-dir`, default ~/.jitgate/ssh, 0700):
 `jitgate ssh web-01 [--login root] [-- command]` finds the caller's ACTIVE
 grant for web-01 (or asks for one with --reason/--duration), then runs
 `ssh -p PORT LOGIN@web-01@BROKER`. `jitgate ssh-config` prints a `Host` block
-per ACTIVE ssh grant so plain `ssh web-01`, `scp`, `sftp` go through the broker.
+per (target, login) of the ACTIVE ssh grants, named `LOGIN.TARGET`
+(`ssh root.web-01`), and also plain `TARGET` when one login is active there, so
+`ssh web-01`, `scp`, `sftp` go through the broker. (OpenSSH sends the user name
+typed before `@` as it is, so `root@web-01` cannot pick a block: the login is in
+the host alias.)
 """
 from __future__ import annotations
 
@@ -22,10 +27,11 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 
-from cli.client import connection_options, fail, handle_errors
+from cli.client import DURATION, connection_options, duration_message, fail, handle_errors
 from cli.output import echo, visible
 
 BROKER_ENV = "JITGATE_SSH_BROKER"
@@ -37,7 +43,8 @@ REFRESH_MARGIN = dt.timedelta(seconds=5)
 
 
 def ssh_dir_path(value: str | None) -> Path:
-    path = Path(value or os.environ.get(SSH_DIR_ENV) or Path.home() / ".jitgate" / "ssh").expanduser()
+    """The ssh directory (made 0700 with `certs/`), absolute: its paths go into configs read elsewhere."""
+    path = Path(value or os.environ.get(SSH_DIR_ENV) or Path.home() / ".jitgate" / "ssh").expanduser().absolute()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     (path / "certs").mkdir(exist_ok=True, mode=0o700)
     return path
@@ -102,7 +109,7 @@ def active_grants(client: Any, resource: str = "") -> list[Any]:
 
 
 def find_or_request_grant(client: Any, resource: str, login: str | None, reason: str | None,
-                          duration: str | None, ticket: str) -> Any:
+                          duration: dt.timedelta | None, ticket: str) -> Any:
     """The caller's ACTIVE grant for `resource` (latest expiry), or a new request when --reason is given."""
     grants = [g for g in active_grants(client, resource) if not login or g.login == login]
     if grants:
@@ -112,16 +119,11 @@ def find_or_request_grant(client: Any, resource: str, login: str | None, reason:
              f"--reason TEXT` or `jitgate request`")
     if not login:
         fail("--login is needed to ask for a new grant")
-    from google.protobuf import duration_pb2
-
     from jitgate.v1 import access_pb2, types_pb2
-    from policy import parse_duration
 
     req = access_pb2.CreateRequestRequest(resource=resource, login=login, reason=reason or "", ticket=ticket)
     if duration:
-        d = duration_pb2.Duration()
-        d.FromTimedelta(parse_duration(duration))
-        req.duration.CopyFrom(d)
+        req.duration.CopyFrom(duration_message(duration))
     created = client.access.CreateRequest(req, timeout=client.timeout).request
     if created.state != types_pb2.REQUEST_STATE_ACTIVE:
         fail(f"request `{created.id}` waits for approval ({created.message or 'pending'}); "
@@ -130,10 +132,32 @@ def find_or_request_grant(client: Any, resource: str, login: str | None, reason:
     return created
 
 
+# Characters a name must not hold to go into an ssh_config line as one plain word: blanks,
+# quotes and `#` end the word or the line; `*?!,` make a Host line a pattern; `%` starts a token.
+_NOT_IN_CONFIG_WORD = frozenset(" \"'#\\*?!,%")
+
+
 def _config_word(text: str) -> bool:
-    """True when `text` is one ssh_config word: no blanks, quotes, `#` or hidden characters
-    that would end the line or start another directive."""
-    return bool(text) and visible(text) == text and not any(c in text for c in " \"'#\\")
+    """True when `text` is one ssh_config word: nothing that would end the line, start another
+    directive, make a Host pattern or a `%` token, and no hidden characters."""
+    return bool(text) and visible(text) == text and not any(c in _NOT_IN_CONFIG_WORD for c in text)
+
+
+def config_path(path: Path) -> str:
+    """A path as one ssh_config argument (config lines and `ssh -o`): double-quoted (blanks stay
+    inside), `%` doubled (ssh expands `%` tokens in file names). A path with a double quote or a
+    hidden character cannot be written: refused."""
+    text = str(path)
+    if '"' in text or visible(text) != text:
+        fail(f"`{visible(text)}` cannot be written into an ssh config (a double quote or a hidden character); "
+             "choose another --ssh-dir")
+    return '"' + text.replace("%", "%%") + '"'
+
+
+def host_aliases(login: str, resource: str, logins_on_resource: int) -> list[str]:
+    """The `Host` names of the block for LOGIN on RESOURCE: `RESOURCE` when it is the only login
+    active there (never a guess between two logins), and always `LOGIN.RESOURCE`."""
+    return [*([resource] if logins_on_resource == 1 else []), f"{login}.{resource}"]
 
 
 def certificate_for(client: Any, directory: Path, grant: Any) -> tuple[Path, str]:
@@ -142,8 +166,9 @@ def certificate_for(client: Any, directory: Path, grant: Any) -> tuple[Path, str
     from jitgate.v1 import access_pb2
 
     user_key(directory)
-    cert_path = directory / "certs" / f"{grant.resource}-cert.pub"
-    addr_path = directory / "certs" / f"{grant.resource}.broker"
+    name = quote(f"{grant.login}@{grant.resource}", safe="@")  # one file per (login, target); no `/`
+    cert_path = directory / "certs" / f"{name}-cert.pub"
+    addr_path = directory / "certs" / f"{name}.broker"
     expires = _expiry(grant)
     if cert_path.exists():
         try:
@@ -169,10 +194,16 @@ def broker_address(option: str | None, from_cert: str) -> tuple[str, int]:
     return split_address(option or os.environ.get(BROKER_ENV) or from_cert or DEFAULT_BROKER)
 
 
+def ssh_settings(directory: Path, cert: Path) -> list[tuple[str, str]]:
+    """The OpenSSH settings of a connection through the broker (`jitgate ssh` passes them as
+    `-o`, `ssh-config` writes them as lines): our key and certificate only, the pinned broker key."""
+    return [("IdentityFile", config_path(directory / "id_ed25519")), ("CertificateFile", config_path(cert)),
+            ("IdentitiesOnly", "yes"), ("UserKnownHostsFile", config_path(directory / "known_hosts")),
+            ("StrictHostKeyChecking", "yes"), ("ForwardAgent", "no"), ("ForwardX11", "no")]
+
+
 def ssh_options(directory: Path, cert: Path) -> list[str]:
-    return ["-i", str(directory / "id_ed25519"), "-o", f"CertificateFile={cert}", "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={directory / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "ForwardAgent=no", "-o", "ForwardX11=no"]
+    return [arg for key, value in ssh_settings(directory, cert) for arg in ("-o", f"{key}={value}")]
 
 
 def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> None:
@@ -189,7 +220,8 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--login", "-l", default=None, help="the login on the target (needed when asking for a new grant)")
 @click.option("--reason", default=None, help="ask for a grant with this reason when none is active")
-@click.option("--duration", default=None, help="duration to ask for (e.g. 30m); default: the recommendation")
+@click.option("--duration", type=DURATION, default=None,
+              help="duration to ask for (e.g. 30m); default: the recommendation")
 @click.option("--ticket", default="", help="ticket reference for a new request")
 @click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
 @click.option("--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})")
@@ -197,7 +229,7 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.option("--tty/--no-tty", "-t", default=None, help="force a terminal (ssh -tt) or none (ssh -T)")
 @handle_errors
 @connection_options
-def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | None, duration: str | None,
+def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | None, duration: dt.timedelta | None,
         ticket: str, broker: str | None, broker_host_key: str | None, ssh_dir: str | None, tty: bool | None,
         client: Any) -> None:
     """Run OpenSSH to TARGET through the jitgate broker: `jitgate ssh web-01 [-- uptime]`."""
@@ -235,16 +267,26 @@ def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | N
     """
     directory = ssh_dir_path(ssh_dir)
     grants = active_grants(client)
-    latest: dict[str, Any] = {}
+    latest: dict[tuple[str, str], Any] = {}
     for g in grants:
-        if g.resource not in latest or _expiry(g) > _expiry(latest[g.resource]):
-            latest[g.resource] = g
+        key = (g.resource, g.login)
+        if key not in latest or _expiry(g) > _expiry(latest[key]):
+            latest[key] = g
+    logins = {resource: sum(1 for r, _ in latest if r == resource) for resource, _ in latest}
+    # An alias two blocks would claim (login `a.b` on `c`, login `a` on `b.c`) names neither.
+    claimed = [a for resource, login in latest for a in host_aliases(login, resource, logins[resource])]
+    clashes = {a for a in claimed if claimed.count(a) > 1}
     blocks = [f"# jitgate: OpenSSH through the broker (generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)"]
     pinned = False
-    for resource, g in sorted(latest.items()):
-        if not _config_word(resource) or not _config_word(g.login):
-            echo(f"jitgate: skipped grant {g.id}: `{g.login}@{resource}` cannot be written into an ssh config",
+    for (resource, login), g in sorted(latest.items()):
+        if not _config_word(resource) or not _config_word(login):
+            echo(f"jitgate: skipped grant {g.id}: `{login}@{resource}` cannot be written into an ssh config",
                  err=True)
+            continue
+        aliases = [a for a in host_aliases(login, resource, logins[resource]) if a not in clashes]
+        if not aliases:
+            echo(f"jitgate: skipped grant {g.id}: its host name `{login}.{resource}` would also name another "
+                 "grant's block", err=True)
             continue
         cert, from_cert = certificate_for(client, directory, g)
         host, port = broker_address(broker, from_cert)
@@ -252,19 +294,16 @@ def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | N
             _ensure_pin(directory, host, port, broker_host_key)
             pinned = True
         blocks.append("\n".join([
-            f"Host {resource}",
+            f"Host {' '.join(aliases)}",
             f"    HostName {host}",
             f"    Port {port}",
-            f"    User {g.login}@{resource}",
-            f"    IdentityFile {directory / 'id_ed25519'}",
-            f"    CertificateFile {cert}",
-            "    IdentitiesOnly yes",
-            f"    UserKnownHostsFile {directory / 'known_hosts'}",
-            "    StrictHostKeyChecking yes",
-            "    ForwardAgent no",
-            "    ForwardX11 no",
+            f"    User {login}@{resource}",
+            *(f"    {key} {value}" for key, value in ssh_settings(directory, cert)),
             f"    # grant {g.id} until {_expiry(g):%Y-%m-%d %H:%M:%S} UTC",
         ]))
+    several = sorted(r for r, n in logins.items() if n > 1 and _config_word(r))  # a comment line holds it
+    if several:
+        blocks.append("\n".join(f"# {r}: several logins are active, so only LOGIN.{r} names one" for r in several))
     if not latest:
         host, port = broker_address(broker, "")
         if broker_host_key or os.environ.get(BROKER_KEY_ENV):

@@ -6,6 +6,7 @@ this module applies its answer to the store.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from controlplane.errors import JitError
@@ -55,6 +56,11 @@ def waiting_text(decision: Decision, level: int) -> str:
     lv = levels[level]
     return (f"waiting for level {level + 1} of {len(levels)}: "
             f"{lv.min} approval(s) from {approvers_text(lv.approvers)}")
+
+
+def review_owed_text(reviewers: Sequence[str]) -> str:
+    """A break-glass grant's message until its review is done."""
+    return f"break-glass: a review by {approvers_text(reviewers)} is owed"
 
 
 def _eligible(ps: PolicySet, rec: RequestRecord) -> Eligible:
@@ -178,10 +184,12 @@ class ApprovalService:
                                f"only {approvers_text(reviewers)} may review `{request_id}`")
             rec.review_state = FLAGGED if flag else REVIEWED
             rec.review_by, rec.review_comment = actor, comment
+            if rec.message == review_owed_text(reviewers):  # not a revocation's reason, which stays
+                rec.message = f"break-glass: {'flagged' if flag else 'reviewed'} by {actor}"
             w.tx.update_request(rec)
             w.commit([("grant.flagged" if flag else "grant.reviewed", actor, rec.id, {"comment": comment}, now)],
                      request=rec)
         return rec
 
 
-__all__ = ["ApprovalService", "activate", "apply_extension", "waiting_text"]
+__all__ = ["ApprovalService", "activate", "apply_extension", "review_owed_text", "waiting_text"]

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from controlplane.approvals import ApprovalService, activate, waiting_text
+from controlplane.approvals import ApprovalService, activate, review_owed_text, waiting_text
 from controlplane.errors import JitError
 from controlplane.history import PROBE_DURATION, Ask, History, HistoryService, check_target
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target, page_start
@@ -23,7 +23,7 @@ from controlplane.model import (
     RequestRecord,
 )
 from policy import PolicySet
-from policy.approvals import approved_at_once, approvers_text
+from policy.approvals import approved_at_once
 from policy.request import Risk
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
@@ -136,7 +136,7 @@ class RequestService:
             activate(rec, now)
             if decision.approval is not None and decision.approval.mode == "break_glass":
                 rec.review_state = REVIEW_OWED
-                rec.message = f"break-glass: a review by {approvers_text(decision.approval.review)} is owed"
+                rec.message = review_owed_text(decision.approval.review)
         else:
             rec.pending_deadline = now + ps.settings.pending_timeout
             rec.message = waiting_text(decision, 0)

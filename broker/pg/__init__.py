@@ -26,12 +26,16 @@ with its answer.
 
 Modules:
 - `protocol`: sans-I/O protocol 3.0 (startup, typed messages, builders, parsers).
-- `tracker`: the relay's header-only framing and statement matching (the hot path).
+- `framing`: header-only framing of one direction of the stream (`Walker`), the type bytes.
+- `tracker`: request/answer matching into raw statements, their shapes named (the hot path).
+- `decode`: raw statements -> recorder events and lines (in the recording process only).
 - `pipe`: one side of a connection as an asyncio protocol; TLS on memory BIOs.
 - `upstream`: upstream login (SCRAM-SHA-256, md5, cleartext, trust; optional TLS).
 - `credentials`: `credentials:` references (env:NAME, file:PATH) -> upstream login, within
   what the broker's config allows (`CredentialSource`).
 - `config`: `PgBrokerConfig`, the `ROLE@RESOURCE` user-name syntax.
 - `recording`, `recordproc`: statements recorded through `recorder/` in a child process.
-- `server`: `PgBroker`, the asyncio server.
+- `login`: TLS, the token check, the upstream login, cancel keys (Teleport's proxy.go).
+- `session`: one relayed session: greeting, relay, recording, grace warning, cut (engine.go).
+- `server`: `PgBroker`: listener, recording process, over `broker.runtime` (shared with SSH).
 """

@@ -9,7 +9,7 @@ Nothing here touches a socket. Three pieces:
 - builders (`error_response`, `notice_response`, `auth_request`, ...) and
   parsers (`parse_error_fields`, `parse_bind_parameters`, ...) of single messages.
 
-The relay's framing (look at headers only, copy nothing) is in `tracker.py`.
+The relay's framing (look at headers only, copy nothing) is in `framing.py` and `tracker.py`.
 """
 from __future__ import annotations
 

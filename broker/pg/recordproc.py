@@ -32,7 +32,7 @@ import struct
 import sys
 from typing import Any
 
-from broker.pg.tracker import SENT_LENGTH, statement_lines
+from broker.pg.decode import statement_lines, waits_for_answer
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
 from recorder.events import storage_problem
 from recorder.events import json_line
@@ -108,7 +108,7 @@ class _Child:
                 lines = self.bounded(sid, list(statement_lines(raws, writer.header.started_at)))
                 try:
                     writer.write_statement_lines(lines)
-                    if raws and len(raws[-1]) == SENT_LENGTH:  # statements wait for an answer: on disk now
+                    if waits_for_answer(raws):  # on disk now, before the answer comes
                         writer.flush()
                 except RecordingError as exc:
                     self.fail(sid, exc)

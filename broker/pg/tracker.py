@@ -1,15 +1,17 @@
-"""The relay's view of a live PostgreSQL session, sans-I/O and built for the hot path.
+"""Request/answer matching of a live PostgreSQL session, sans-I/O and built for the hot path.
 
 The relay forwards every chunk it reads unchanged (the stream is never copied
 or re-framed) and keeps it, with the time it passed, for `StatementTracker.feed`
-(`from_client` / `from_server` take one chunk at a time). The tracker walks the
-message headers, skips what is not recorded, counts DataRows without decoding
-them, and keeps the raw bodies of only the messages a statement record needs
-(Query, Parse, Bind, Execute, Describe, Close, CommandComplete, ErrorResponse,
-ParameterDescription). A finished
-statement is one tuple appended to `completed`; turning it into text
-(`decode_statement`) happens later, off the relay's loop, in the recording
-process (`broker.pg.recordproc`).
+(`from_client` / `from_server` take one chunk at a time). The client direction
+is framed by `broker.pg.framing.Walker`; the backend direction by a loop of its
+own here, specialised for the common messages (DataRow, CommandComplete,
+ReadyForQuery), because every answer passes it. The tracker skips what is not
+recorded, counts DataRows without decoding them, and keeps the raw bodies of
+only the messages a statement record needs (Query, Parse, Bind, Execute,
+Describe, Close, CommandComplete, ErrorResponse, ParameterDescription). A
+finished statement is one plain tuple appended to `completed` (its shapes are
+named below); turning it into text happens later, off the relay's loop, in the
+recording process (`broker.pg.decode`).
 
 How responses are matched to requests: every frontend message that the
 backend answers is queued in order (Query, Parse, Bind, Describe, Execute,
@@ -19,181 +21,48 @@ and so does the queue.
 """
 from __future__ import annotations
 
-import json
-import struct
 import time
 from collections import deque
-from typing import Callable, Iterator
+from typing import Any, Callable, Union
 
-from broker.pg.protocol import (
-    ProtocolError,
-    parse_bind_parameters,
-    parse_parse_types,
-    parse_error_fields,
-    rows_from_tag,
+from broker.pg.framing import (
+    B_BIND_OK, B_CLOSE_OK, B_COMPLETE, B_COPY_BOTH, B_COPY_IN, B_COPY_OUT, B_DATAROW, B_EMPTY, B_ERROR,
+    B_NODATA, B_PARAMDESC, B_PARSE_OK, B_READY, B_ROWDESC, B_SUSPENDED, DEFAULT_MAX_MESSAGE, F_BIND, F_CLOSE,
+    F_DESCRIBE, F_EXECUTE, F_FUNCTION, F_PARSE, F_QUERY, F_SYNC, U32, Walker, fill_body, finish_header,
 )
-from recorder.events import DbStatement, Note, json_line, statement_record
-
-_U32 = struct.Struct("!I")
-_I16 = struct.Struct("!h")
-
-# Frontend type bytes.
-F_QUERY, F_PARSE, F_BIND, F_EXECUTE, F_DESCRIBE, F_CLOSE, F_SYNC, F_FUNCTION = (
-    ord("Q"), ord("P"), ord("B"), ord("E"), ord("D"), ord("C"), ord("S"), ord("F"))
-# Backend type bytes.
-B_COMPLETE, B_ERROR, B_READY, B_EMPTY, B_SUSPENDED = ord("C"), ord("E"), ord("Z"), ord("I"), ord("s")
-B_COPY_IN, B_COPY_OUT, B_COPY_BOTH = ord("G"), ord("H"), ord("W")
-B_PARSE_OK, B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA = ord("1"), ord("2"), ord("3"), ord("T"), ord("n")
-B_DATAROW = ord("D")
-B_PARAMDESC = ord("t")
-
-DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
-
-
-class Walker:
-    """Walks the messages of one direction of a stream, chunk by chunk.
-
-    `body_types`: the handler gets (type, body) once the whole body is in.
-    `header_types`: the handler gets (type, b"") at the header; the body is skipped.
-    `count_type`: only counted (`count`), never handed over.
-    Every other message is skipped by its length. Lengths are checked against
-    `max_length` (ProtocolError 54000 when over, 08P01 when below 4).
-    """
-
-    __slots__ = ("_body_types", "_header_types", "_on", "_count_type", "count", "_max",
-                 "_skip", "_partial", "_ptype", "_need")
-
-    def __init__(self, body_types: frozenset[int], header_types: frozenset[int],
-                 on_message: Callable[[int, bytes], None], count_type: int = -1,
-                 max_length: int = DEFAULT_MAX_MESSAGE) -> None:
-        self._body_types = body_types
-        self._header_types = header_types
-        self._on = on_message
-        self._count_type = count_type
-        self.count = 0
-        self._max = max_length
-        self._skip = 0  # body bytes still to pass by
-        self._partial: bytearray | None = None  # an unfinished header (ptype -1) or wanted body
-        self._ptype = -1
-        self._need = 0
-
-    def feed(self, data: bytes) -> None:
-        """Account for one chunk of the stream (ProtocolError on a bad length)."""
-        n = len(data)
-        p = 0
-        if self._skip:
-            if self._skip >= n:
-                self._skip -= n
-                return
-            p = self._skip
-            self._skip = 0
-        elif self._partial is not None:
-            p = self._resume(data)
-            if p < 0:
-                return
-        body_types = self._body_types
-        header_types = self._header_types
-        count_type = self._count_type
-        limit = self._max
-        while p < n:
-            if n - p < 5:
-                self._partial = bytearray(data[p:])
-                self._ptype = -1
-                return
-            t = data[p]
-            (length,) = _U32.unpack_from(data, p + 1)
-            if length < 4 or length > limit:
-                self._bad_length(length)
-            end = p + 1 + length
-            if t == count_type:
-                self.count += 1
-            elif t in body_types:
-                if end > n:
-                    self._partial = bytearray(data[p + 5:])
-                    self._ptype = t
-                    self._need = end - n
-                    return
-                self._on(t, data[p + 5:end])
-            elif t in header_types:
-                self._on(t, b"")
-            p = end
-        if p > n:
-            self._skip = p - n
-
-    @property
-    def at_boundary(self) -> bool:
-        """True between two messages (a broker message may be inserted here)."""
-        return self._skip == 0 and self._partial is None
-
-    def _bad_length(self, length: int) -> None:
-        if length < 4:
-            raise ProtocolError(f"invalid message length {length}")
-        raise ProtocolError(f"message of {length} bytes is over the limit of {self._max}", "54000")
-
-    def _resume(self, data: bytes) -> int:
-        """Finish a header or body split across chunks; the position to go on from, or -1."""
-        part = self._partial
-        assert part is not None
-        p = 0
-        n = len(data)
-        if self._ptype < 0:
-            take = 5 - len(part)
-            part += data[:take]
-            if len(part) < 5:
-                return -1
-            p = take
-            t = part[0]
-            (length,) = _U32.unpack_from(part, 1)
-            if length < 4 or length > self._max:
-                self._bad_length(length)
-            self._partial = None
-            body_len = length - 4
-            if t == self._count_type:
-                self.count += 1
-            elif t in self._body_types:
-                self._partial = bytearray()
-                self._ptype = t
-                self._need = body_len
-                if body_len == 0:
-                    self._partial = None
-                    self._on(t, b"")
-                    return p
-            elif t in self._header_types:
-                self._on(t, b"")
-            if self._partial is None:
-                if body_len > n - p:
-                    self._skip = body_len - (n - p)
-                    return -1
-                return p + body_len
-        part = self._partial
-        take = min(self._need, n - p)
-        part += data[p:p + take]
-        self._need -= take
-        p += take
-        if self._need:
-            return -1
-        self._partial = None
-        self._on(self._ptype, bytes(part))
-        return p
-
+from broker.pg.protocol import ProtocolError
 
 # One frontend request awaiting its backend answer, as a list (cheaper than an object here):
 # [kind, statement body (Query body or the Parse body), Bind body, start time, tags, error body, copy?,
 #  statement name (extended protocol; a Describe's statement name)]
 _K, _STMT, _BIND, _START, _TAGS, _ERR, _COPY, _NAME = range(8)
 
-# A finished statement, raw: (protocol, stmt body, bind body, start, end, datarows, tags, error body, kind,
-# ParameterDescription body or None); or, for a simple query answered by one command (most statements),
-# a QuickStatement: (Query message, answer chunk, datarows, start, end). Both have start and end at 3 and 4.
-# A statement sent and not answered yet, a SentStatement: (protocol, stmt body, bind body, start, kind,
-# ParameterDescription body or None), recorded as a note until its answer makes it a statement.
-RawStatement = tuple
-SENT_LENGTH = 6  # a SentStatement's length: how the recording process tells it from the others
+# The shapes of a raw statement. Each is a plain tuple, built inline on the hot path (no call,
+# one allocation) and shipped to the recording process by `marshal` (which takes plain tuples
+# only); its first item names its shape.
+#
+# An AnsweredStatement: a statement and its answer, in general.
+#   (ANSWERED, protocol, stmt body (Query, Parse or FunctionCall body), Bind body, start, end,
+#    datarows, tags (a CommandComplete body, a list of them, or None), ErrorResponse body,
+#    kind (F_QUERY, F_FUNCTION or F_EXECUTE), ParameterDescription body or None)
+# A QuickStatement: a simple Query answered by one command within one chunk (most statements),
+# kept as the two messages themselves.
+#   (QUICK, Query message, answer chunk (from its CommandComplete on), datarows, start, end)
+# A SentStatement: sent upstream and not answered yet; recorded as a note until its answer
+# makes it one of the two above.
+#   (SENT, protocol, stmt body, Bind body, start, kind, ParameterDescription body or None)
+ANSWERED, QUICK, SENT = 0, 1, 2
+AnsweredStatement = tuple[int, str, "bytes | None", "bytes | None", float, float, int, Any, "bytes | None", int,
+                          "bytes | None"]
+QuickStatement = tuple[int, bytes, bytes, int, float, float]
+SentStatement = tuple[int, str, "bytes | None", "bytes | None", float, int, "bytes | None"]
+RawStatement = Union[AnsweredStatement, QuickStatement, SentStatement]
+STARTED, ENDED = 4, 5  # where both finished shapes keep their start and end times
 _STATEMENT_KINDS = (F_QUERY, F_FUNCTION, F_EXECUTE)
 
 _SERVER_OTHER = frozenset({B_EMPTY, B_SUSPENDED, B_COPY_IN, B_COPY_OUT, B_COPY_BOTH, B_PARSE_OK,
                            B_BIND_OK, B_CLOSE_OK, B_ROWDESC, B_NODATA})
-_unpack_u32 = _U32.unpack_from
+_unpack_u32 = U32.unpack_from
 
 
 class StatementTracker:
@@ -317,7 +186,7 @@ class StatementTracker:
                 query = self._query
                 if query is not None:  # the Query kept aside, answered by one command
                     self._query = None
-                    self.completed.append((query, data, self._rows, self._query_at, self._clock()))
+                    self.completed.append((QUICK, query, data, self._rows, self._query_at, self._clock()))
                     self._rows = 0
                     return
                 self._complete(data[5:end])
@@ -393,7 +262,8 @@ class StatementTracker:
         if end + 6 != n or data[end] != B_READY or data[end + 1:end + 5] != b"\x00\x00\x00\x05":
             return False
         query, self._query = self._query, None
-        self.completed.append((query, data[p:], self._rows + rows, self._query_at, self._clock()))
+        self.completed.append((QUICK, query, data[p:], self._rows + rows, self._query_at,  # type: ignore[arg-type]
+                               self._clock()))
         self._rows = 0
         return True
 
@@ -404,11 +274,9 @@ class StatementTracker:
         n = len(data)
         p = 0
         if self._s_type < 0:
-            take = 5 - len(part)
-            part += data[:take]
-            if len(part) < 5:
+            p = finish_header(part, data)
+            if p < 0:
                 return -1
-            p = take
             t = part[0]
             length = _unpack_u32(part, 1)[0]
             if length < 4:
@@ -431,8 +299,7 @@ class StatementTracker:
                     return -1
                 return p + body_len
         part = self._s_part
-        take = min(self._s_need, n - p)
-        part += data[p:p + take]
+        take = fill_body(part, self._s_need, data, p)
         self._s_need -= take
         p += take
         if self._s_need:
@@ -450,7 +317,7 @@ class StatementTracker:
         kind = op[_K]
         protocol = "copy" if op[_COPY] else ("simple" if kind == F_QUERY or kind == F_FUNCTION else "extended")
         name = op[_NAME]
-        self.completed.append((protocol, op[_STMT], op[_BIND], op[_START], self._clock(),
+        self.completed.append((ANSWERED, protocol, op[_STMT], op[_BIND], op[_START], self._clock(),
                                self._rows, op[_TAGS], op[_ERR], kind,
                                self._described.get(name) if name is not None else None))
         self._rows = 0
@@ -589,7 +456,7 @@ class StatementTracker:
         query = self._query
         if query is not None and query is not self._sent_query:
             self._sent_query = query
-            sent.append(("simple", query[5:], None, self._query_at, F_QUERY, None))
+            sent.append((SENT, "simple", query[5:], None, self._query_at, F_QUERY, None))
         ops = self._ops
         if ops and ops[-1] is not self._sent_op:
             last = self._sent_op
@@ -603,8 +470,8 @@ class StatementTracker:
                 kind = op[_K]
                 if kind in _STATEMENT_KINDS and op[_START]:
                     name = op[_NAME]
-                    sent.append(("simple" if kind != F_EXECUTE else "extended", op[_STMT], op[_BIND], op[_START],
-                                 kind, self._described.get(name) if name is not None else None))
+                    sent.append((SENT, "simple" if kind != F_EXECUTE else "extended", op[_STMT], op[_BIND],
+                                 op[_START], kind, self._described.get(name) if name is not None else None))
         return sent
 
     def take_completed(self) -> list[RawStatement]:
@@ -612,129 +479,3 @@ class StatementTracker:
         done = self.completed
         self.completed = []
         return done
-
-
-def statement_lines(raws: list[RawStatement], recording_start: float) -> Iterator[tuple[bytes, int]]:
-    """Each raw statement as its recording line and the byte length of its text, for
-    `RecordingWriter.write_statement_lines`: the line `decode_statement(raw).to_line()`
-    gives, with `t` counted from `recording_start`.
-
-    The usual statement (a simple query, one command, no error) skips the event
-    object, and its command tag is decoded once per batch.
-    """
-    answers_seen: dict[bytes, tuple[str, int | None]] = {}  # a QuickStatement's answer -> (tag, rows it counts)
-    tags_seen: dict[bytes, tuple[str, int | None]] = {}  # raw tag -> (tag, rows it counts)
-    for raw in raws:
-        if len(raw) == SENT_LENGTH:
-            yield json_line(sent_note(raw, recording_start).to_record()), 0
-            continue
-        if len(raw) == 5:  # a QuickStatement
-            query, answer, datarows, start, end = raw
-            known = answers_seen.get(answer)
-            if known is None:
-                known = answers_seen[answer] = _tag_and_rows(_answer_tag(answer))
-            cut = query.find(b"\x00", 5)
-            text_bytes = query[5:cut] if cut >= 0 else query[5:]
-            protocol = "simple"
-        elif raw[8] != F_QUERY or raw[7] is not None or raw[1] is None or not isinstance(raw[6], bytes):
-            event = decode_statement(raw)
-            event.t = max(0.0, raw[3] - recording_start)
-            yield json_line(event.to_record()), len(event.text.encode("utf-8"))
-            continue
-        else:
-            protocol, stmt, start, end, datarows = raw[0], raw[1], raw[3], raw[4], raw[5]
-            known = tags_seen.get(raw[6])
-            if known is None:
-                known = tags_seen[raw[6]] = _tag_and_rows(raw[6])
-            cut = stmt.find(b"\x00")
-            text_bytes = stmt[:cut] if cut >= 0 else stmt
-        rows = known[1]
-        if rows is None and datarows:  # a tag without a count: the rows are the DataRows seen
-            rows = datarows
-        t = start - recording_start
-        duration = (end - start) * 1000.0
-        record = statement_record(t if t > 0.0 else 0.0, protocol, text_bytes.decode("utf-8", "replace"), start,
-                                  duration if duration > 0.0 else 0.0, None, rows, known[0], None, None)
-        yield json_line(record), len(text_bytes)
-
-
-def _answer_tag(answer: bytes) -> bytes:
-    """The CommandComplete body that opens a QuickStatement's answer."""
-    return answer[5:1 + _unpack_u32(answer, 1)[0]]
-
-
-def _tag_and_rows(raw_tag: bytes) -> tuple[str, int | None]:
-    tag = raw_tag.rstrip(b"\x00").decode("utf-8", "replace")
-    return tag, rows_from_tag(tag)
-
-
-def _full_raw(quick: RawStatement) -> RawStatement:
-    """A QuickStatement in the general raw form."""
-    query, answer, datarows, start, end = quick
-    return ("simple", query[5:], None, start, end, datarows, _answer_tag(answer), None, F_QUERY, None)
-
-
-SENT_PREFIX = "statement sent upstream, not answered yet: "
-
-
-def sent_note(sent: RawStatement, recording_start: float) -> Note:
-    """A SentStatement as the note that puts it on record before its answer."""
-    protocol, stmt, bind, start, kind, described = sent
-    event = decode_statement((protocol, stmt, bind, start, start, 0, None, None, kind, described))
-    text = SENT_PREFIX + event.text
-    if event.parameters:
-        text += " parameters: " + json.dumps(event.parameters, ensure_ascii=False)
-    return Note(text, max(0.0, start - recording_start))
-
-
-def decode_statement(raw: RawStatement) -> DbStatement:
-    """Turn a raw finished statement into a recorder event (runs off the hot path)."""
-    if len(raw) == 5:
-        raw = _full_raw(raw)
-    protocol, stmt, bind, start, end, datarows, tags, error, kind, described = raw
-    if stmt is None:
-        text = "<unknown prepared statement>"
-    elif kind == F_QUERY:
-        end_of_text = stmt.find(b"\x00")
-        text = (stmt[:end_of_text] if end_of_text >= 0 else stmt).decode("utf-8", "replace")
-    elif kind == F_FUNCTION:
-        oid = _U32.unpack_from(stmt, 0)[0] if len(stmt) >= 4 else 0
-        text = f"<function call oid {oid}>"
-    else:
-        i = stmt.find(b"\x00")
-        j = stmt.find(b"\x00", i + 1)
-        text = stmt[i + 1: j if j >= 0 else len(stmt)].decode("utf-8", "replace")
-    params = None
-    if bind:
-        types: list[int] | None = None
-        try:
-            if described:  # the server's ParameterDescription knows the types the client left open
-                count = _I16.unpack_from(described, 0)[0]
-                types = list(struct.unpack_from(f"!{count}I", described, 2))
-            elif stmt is not None and kind != F_QUERY:
-                types = parse_parse_types(stmt)
-        except struct.error:
-            types = None
-        try:
-            params = parse_bind_parameters(bind, types)
-        except ProtocolError:
-            params = ["<malformed bind>"]
-    tag = None
-    rows: int | None = None
-    if isinstance(tags, bytes):  # one command (the usual case)
-        tag, rows = _tag_and_rows(tags)
-    elif tags:
-        decoded = [_tag_and_rows(t) for t in tags]
-        tag = decoded[-1][0]
-        known = [c for _, c in decoded if c is not None]
-        rows = sum(known) if known else None
-    if rows is None and datarows:
-        rows = datarows
-    sqlstate = message = None
-    if error is not None:
-        fields = parse_error_fields(error)
-        sqlstate = fields.get("sqlstate")
-        message = fields.get("message")
-    return DbStatement(text=text, started_at=start, duration_ms=max(0.0, (end - start) * 1000.0),
-                       parameters=params, rows=rows, command_tag=tag, error_sqlstate=sqlstate,
-                       error_message=message, protocol=protocol)

@@ -54,10 +54,12 @@ Recording, fail closed:
   the session is cut with a line, ends `recording_limit`, and its recording is sealed.
 
 Modules: auth (user name, certificate checks, the pinned asyncssh hook), server
-(listener, trust, events, per-connection auth), relay (session channels),
-forward (direct-tcpip when allowed), options (what each session option allows),
-sftp (operation log for the recording), upstream (the broker's own connection to
-the target), config.
+(listener, trust, per-connection auth, over `broker.runtime`, shared with the
+PostgreSQL broker), channel (what every relayed channel shares: recording guard,
+monitor, flow control, seal and end report), relay (session channels), forward
+(direct-tcpip when allowed), options (what each session option allows), sftp
+(operation log for the recording), upstream (the broker's own connection to the
+target), config.
 """
 from broker.ssh.config import BrokerConfig
 from broker.ssh.server import SSHBroker

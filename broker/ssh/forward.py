@@ -19,53 +19,41 @@ be created is refused at open, and its session is reported ended at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import asyncssh
 
 from broker.cpclient import Authorization, ControlPlaneError
-from broker.monitor import Cut, SessionMonitor, utcnow
-from broker.ssh.relay import (
-    CLIENT_EXIT, ERROR, RECORDING_FAILED, end_reason_after_seal, recording_cut, recording_problem, seal_recording,
+from broker.monitor import Cut, utcnow
+from broker.runtime import cut_summary
+from broker.ssh.channel import (
+    CLIENT_EXIT, ERROR, RECORDING_FAILED, ClientConnection, RelayedChannel, RelayHost, TargetSide, authorize,
+    recording_problem,
 )
-from broker.ssh.upstream import UpstreamError, connect_upstream
-from recorder import Kind, RecordingError, RecordingWriter
-
-if TYPE_CHECKING:
-    from broker.ssh.server import BrokerConnection, SSHBroker
+from broker.ssh.upstream import UpstreamError
+from recorder import Kind, RecordingError
 
 log = logging.getLogger(__name__)
 
 
-class _UpstreamTCP(asyncssh.SSHTCPSession):
+class _UpstreamTCP(TargetSide, asyncssh.SSHTCPSession):
+    """The target side of a forwarded connection."""
+
     def __init__(self, down: ForwardSession) -> None:
-        self._down = down
+        super().__init__(down)
+        self._forward = down
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self._down.from_target(data)
-
-    def eof_received(self) -> bool:
-        self._down.target_eof()
-        return True
-
-    def pause_writing(self) -> None:
-        self._down.pause_user()
-
-    def resume_writing(self) -> None:
-        self._down.resume_user()
+        self._forward.from_target(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._down.target_closed()
+        self._forward.target_closed()
 
 
-async def open_forward(broker: SSHBroker, conn: BrokerConnection, dest_host: str, dest_port: int) -> ForwardSession:
+async def open_forward(broker: RelayHost, conn: ClientConnection, dest_host: str,
+                       dest_port: int) -> ForwardSession:
     """Authorize, record, watch and open one forwarded connection; ChannelOpenError when refused."""
-    assert conn.target is not None and conn.credential is not None
     try:
-        auth = await broker.cp.authorize_session(
-            kind="ssh", resource=conn.target.resource, login=conn.target.login,
-            client_address=conn.client_address, channel="port_forwarding", ssh=conn.credential)
+        auth = await authorize(broker, conn, "port_forwarding")
     except ControlPlaneError as exc:
         msg = ("the control plane is unreachable, so no new sessions can start" if exc.unavailable
                else exc.message)
@@ -75,49 +63,33 @@ async def open_forward(broker: SSHBroker, conn: BrokerConnection, dest_host: str
     return session
 
 
-class ForwardSession(asyncssh.SSHTCPSession):
+class ForwardSession(RelayedChannel, asyncssh.SSHTCPSession):
     """The user side of one forwarded TCP connection."""
 
-    def __init__(self, broker: SSHBroker, conn: BrokerConnection, auth: Authorization, dest_host: str,
+    def __init__(self, broker: RelayHost, conn: ClientConnection, auth: Authorization, dest_host: str,
                  dest_port: int) -> None:
-        self._broker = broker
-        self._conn = conn
-        self.auth = auth
+        super().__init__(broker, conn)
+        self.auth: Authorization = auth
         self._dest = f"{dest_host}:{dest_port}"
         self._dest_host, self._dest_port = dest_host, dest_port
         self._chan: asyncssh.SSHTCPChannel | None = None
-        self._up_conn: asyncssh.SSHClientConnection | None = None
         self._up_chan: asyncssh.SSHTCPChannel | None = None
-        self.recording: RecordingWriter | None = None
-        self.monitor: SessionMonitor | None = None
-        self.end_reason = CLIENT_EXIT
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.last_activity = utcnow()
-        self._cutting = False
-        self._finished = False
-        self._recording_stopped = False
 
     async def open(self) -> None:
         auth = self.auth
         try:
             self.recording = self._broker.recordings.create(
-                auth.session_id, Kind.EXEC,
-                {"user": auth.user, "resource": auth.resource, "login": auth.login, "grant_id": auth.grant_id,
-                 "client": self._conn.client_address, "broker": self._broker.cp.name, "channel": "port_forwarding"},
+                auth.session_id, Kind.EXEC, self._recording_meta(auth, "port_forwarding"),
                 command=f"direct-tcpip {self._dest}", on_error=self._recording_failed)
         except RecordingError as exc:
             log.error("cannot record forwarding %s: %s", auth.session_id, exc)
             self.end_reason = RECORDING_FAILED
             self._fail(f"access refused: the broker cannot record this connection: {recording_problem(exc)}; "
                        "it was not opened", asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED)
-        self.monitor = self._broker.hub.start_monitor(
-            session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
-            expires_at=auth.expires_at, grace_period=auth.grace_period, on_cut=self._cut)
-        self._broker.sessions.add(self)  # type: ignore[arg-type]
+        self._watch(auth)
         try:
-            self._up_conn = await connect_upstream(self._broker.cp, auth.session_id, auth.target, auth.login)
-            self._up_chan, _ = await self._up_conn.create_connection(
+            up_conn = await self._connect_target(auth)
+            self._up_chan, _ = await up_conn.create_connection(
                 lambda: _UpstreamTCP(self), self._dest_host, self._dest_port, encoding=None)
         except (UpstreamError, ControlPlaneError) as exc:
             self._fail(exc.message)
@@ -133,29 +105,8 @@ class ForwardSession(asyncssh.SSHTCPSession):
             self._up_conn.close()
         if not self._cutting and self.end_reason == CLIENT_EXIT:
             self.end_reason = ERROR
-        self._broker.spawn(self._finish())
+        self._broker.runtime.spawn(self._finish())
         raise asyncssh.ChannelOpenError(code, f"jitgate: {message}")
-
-    def _recording_failed(self, exc: RecordingError) -> None:
-        """Fail closed: a forward whose recording stopped (storage, byte bound) is cut."""
-        if self._recording_stopped:
-            return
-        self._recording_stopped = True
-        log.error("recording of forwarding %s stopped: %s", self.auth.session_id, exc)
-        self._broker.spawn(self._cut(recording_cut(exc)))
-
-    def _recorded(self, write: Callable[..., None], *args: object) -> bool:
-        """Record one chunk; False (and the connection is being cut) when the recording has
-        stopped or refused it."""
-        rec = self.recording
-        if rec is None or rec.error is not None:
-            return False
-        try:
-            write(*args)
-        except RecordingError as exc:
-            self._recording_failed(exc)
-            return False
-        return True
 
     def _write_input(self, data: bytes) -> None:
         assert self.recording is not None
@@ -179,18 +130,10 @@ class ForwardSession(asyncssh.SSHTCPSession):
             self._up_chan.write_eof()
         return True
 
-    def pause_writing(self) -> None:
-        if self._up_chan is not None:
-            self._up_chan.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._up_chan is not None:
-            self._up_chan.resume_reading()
-
     def connection_lost(self, exc: Exception | None) -> None:
         if self._up_conn is not None:
             self._up_conn.close()
-        self._broker.spawn(self._finish())
+        self._broker.runtime.spawn(self._finish())
 
     # -------------------------------------------------------- target side
 
@@ -201,18 +144,6 @@ class ForwardSession(asyncssh.SSHTCPSession):
             return
         self._chan.write(data)
         self.bytes_out += len(data)
-
-    def target_eof(self) -> None:
-        if self._chan is not None and not self._cutting and not self._recording_stopped:
-            self._chan.write_eof()
-
-    def pause_user(self) -> None:
-        if self._chan is not None:
-            self._chan.pause_reading()
-
-    def resume_user(self) -> None:
-        if self._chan is not None:
-            self._chan.resume_reading()
 
     def target_closed(self) -> None:
         if self._chan is not None and not self._cutting and not self._recording_stopped:
@@ -225,6 +156,7 @@ class ForwardSession(asyncssh.SSHTCPSession):
             return
         self._cutting = True
         self.end_reason = cut.reason
+        log.info("%s", cut_summary(self.auth.session_id, cut, self.monitor.deadline if self.monitor else None))
         if self.recording is not None:
             self._recorded(self.recording.mark, cut.message)
         # The disconnect (with the line) goes before the channel closes: OpenSSH prints it
@@ -239,10 +171,4 @@ class ForwardSession(asyncssh.SSHTCPSession):
         if self._finished:
             return
         self._finished = True
-        self._broker.sessions.discard(self)  # type: ignore[arg-type]
-        if self.monitor is not None:
-            self.monitor.close()
-        sealed = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
-        self.end_reason = end_reason_after_seal(self.end_reason, sealed)
-        await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
-                                      sealed.ref, sealed.final_hash, self.last_activity)
+        await self._end()

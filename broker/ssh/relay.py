@@ -22,100 +22,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncssh
 
-from broker.cpclient import Authorization, ControlPlaneError, SshCredential
-from broker.monitor import Cut, SessionMonitor, utcnow
+from broker.cpclient import Authorization, ControlPlaneError
+from broker.monitor import Cut, utcnow
+from broker.runtime import cut_summary
+from broker.ssh.channel import (
+    ERROR, RECORDING_FAILED, ClientConnection, RelayedChannel, RelayHost, TargetSide, authorize, recording_problem,
+)
 from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
-from broker.ssh.upstream import UpstreamError, connect_upstream
-from recorder import (
-    EndReason, ExecExit, Kind, RecordingError, RecordingLimitError, RecordingWriteError, RecordingWriter,
-)
-from recorder.limits import format_size
-
-if TYPE_CHECKING:
-    from broker.ssh.server import BrokerConnection, SSHBroker
+from broker.ssh.upstream import UpstreamError
+from recorder import ExecExit, Kind, RecordingError
 
 log = logging.getLogger(__name__)
 
 STDERR = asyncssh.EXTENDED_DATA_STDERR
-CLIENT_EXIT = "client_exit"
-ERROR = "error"
-RECORDING_FAILED = EndReason.RECORDING_FAILED.value
-RECORDING_LIMIT = EndReason.RECORDING_LIMIT.value
 # How long a cut waits for the user's client to acknowledge the final line.
 CUT_FLUSH_TIMEOUT = 1.0
 
 
-@dataclass(frozen=True)
-class SealedRecording:
-    """What a session's end reports of its recording."""
-
-    ref: str
-    final_hash: str  # the seal's; unsealed: the chain head of what reached the disk
-    sealed: bool
-
-
-async def seal_recording(recording: RecordingWriter | None, reason: str, session_id: str) -> SealedRecording:
-    """Close `recording` with end `reason`.
-
-    A recording that cannot be sealed is logged and reported unsealed, with the hash
-    of what reached the disk (it verifies as intact up to there)."""
-    if recording is None:
-        return SealedRecording("", "", sealed=False)
-    try:
-        seal = await recording.close(EndReason(reason))
-        return SealedRecording(recording.ref, seal.final_hash, sealed=True)
-    except (RecordingError, OSError, ValueError) as exc:
-        log.error("cannot seal recording of session %s: %s", session_id, exc)
-        return SealedRecording(recording.ref, recording.written_hash, sealed=False)
-
-
-def end_reason_after_seal(reason: str, sealed: SealedRecording) -> str:
-    """A session that ended by itself but whose recording could not be sealed ended in
-    `recording_failed`: the control plane must not see a plain `client_exit`."""
-    return RECORDING_FAILED if reason == CLIENT_EXIT and sealed.ref and not sealed.sealed else reason
-
-
-def recording_problem(exc: RecordingError) -> str:
-    """Why a recording stopped, in words for the user."""
-    return exc.problem if isinstance(exc, RecordingWriteError) else "its recording failed"
-
-
-def recording_cut(exc: RecordingError) -> Cut:
-    """The cut of a session whose recording stopped: `recording_limit` or `recording_failed`."""
-    if isinstance(exc, RecordingLimitError):
-        return Cut(RECORDING_LIMIT, f"jitgate: this session reached the broker's recording limit of "
-                                    f"{format_size(exc.limit)}; closing it", utcnow())
-    return Cut(RECORDING_FAILED, f"jitgate: the broker can no longer record this session "
-                                 f"({recording_problem(exc)}); closing it", utcnow())
-
-
-class UpstreamSession(asyncssh.SSHClientSession):
-    """The target side of a relayed channel; hands everything to its BrokerSession."""
+class UpstreamSession(TargetSide, asyncssh.SSHClientSession):
+    """The target side of a relayed session channel; hands everything to its BrokerSession."""
 
     def __init__(self, down: BrokerSession) -> None:
-        self._down = down
+        super().__init__(down)
+        self._session = down
         self.exit_status: int | None = None
         self.exit_signal: tuple[str, bool, str, str] | None = None
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self._down.from_target(data, datatype)
-
-    def eof_received(self) -> bool:
-        self._down.target_eof()
-        return True  # stay half-open: the exit status comes after EOF
-
-    def pause_writing(self) -> None:
-        self._down.pause_user()
-
-    def resume_writing(self) -> None:
-        self._down.resume_user()
+        self._session.from_target(data, datatype)
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
@@ -124,17 +63,15 @@ class UpstreamSession(asyncssh.SSHClientSession):
         self.exit_signal = (signal, core_dumped, msg, lang)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._down.target_closed(self.exit_status, self.exit_signal, exc)
+        self._session.target_closed(self.exit_status, self.exit_signal, exc)
 
 
-class BrokerSession(asyncssh.SSHServerSession):
+class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
     """The user side of one relayed session channel."""
 
-    def __init__(self, broker: SSHBroker, conn: BrokerConnection) -> None:
-        self._broker = broker
-        self._conn = conn
+    def __init__(self, broker: RelayHost, conn: ClientConnection) -> None:
+        super().__init__(broker, conn)
         self._chan: asyncssh.SSHServerChannel | None = None
-        self._up_conn: asyncssh.SSHClientConnection | None = None
         self._up_chan: asyncssh.SSHClientChannel | None = None
         self._term: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
         self._command: str | None = None
@@ -142,17 +79,7 @@ class BrokerSession(asyncssh.SSHServerSession):
         self._pending_eof = False
         self._early: list[tuple[bytes, asyncssh.DataType]] = []
         self._pending_size: tuple[int, int, int, int] | None = None
-        self.auth: Authorization | None = None
-        self.recording: RecordingWriter | None = None
         self._sftp: SftpLog | None = None
-        self.monitor: SessionMonitor | None = None
-        self.end_reason = CLIENT_EXIT
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.last_activity = utcnow()
-        self._cutting = False
-        self._finished = False
-        self._recording_stopped = False
         self._lost = False  # the user's channel is gone
 
     # -------------------------------------------------------- what the client asks for
@@ -197,7 +124,7 @@ class BrokerSession(asyncssh.SSHServerSession):
     def session_started(self) -> None:
         assert self._chan is not None
         self._chan.pause_reading()  # until the target side exists
-        self._broker.spawn(self._start())
+        self._broker.runtime.spawn(self._start())
 
     # -------------------------------------------------------- start
 
@@ -210,13 +137,9 @@ class BrokerSession(asyncssh.SSHServerSession):
             await self._refuse("internal error in the broker; the session could not start")
 
     async def _start_inner(self) -> None:
-        conn = self._conn
-        cred: SshCredential = conn.credential  # type: ignore[assignment]
         channel = control_plane_channel(self.request)
         try:
-            self.auth = await self._broker.cp.authorize_session(
-                kind="ssh", resource=conn.target.resource, login=conn.target.login,
-                client_address=conn.client_address, channel=channel, ssh=cred)
+            self.auth = await authorize(self._broker, self._conn, channel)
         except ControlPlaneError as exc:
             if exc.unavailable:
                 msg = "the control plane is unreachable, so no new sessions can start; try again shortly"
@@ -232,7 +155,7 @@ class BrokerSession(asyncssh.SSHServerSession):
             return
         refused = refusal(self.request, self.auth.options)
         if refused:
-            await self._broker.report_refusal(conn, "session.option_denied", refused)
+            await self._broker.report_refusal(self._conn, "session.option_denied", refused)
             await self._refuse(refused)
             await self._finish_refused(ERROR)
             return
@@ -244,20 +167,13 @@ class BrokerSession(asyncssh.SSHServerSession):
                                f"{recording_problem(exc)}; nothing was run")
             await self._finish_refused(RECORDING_FAILED)
             return
-        # The monitor runs before the target is reached: a revocation during
-        # the connect already cuts, and the deadline holds from the first byte.
-        self.monitor = self._broker.hub.start_monitor(
-            session_id=self.auth.session_id, grant_id=self.auth.grant_id, resource=self.auth.resource,
-            expires_at=self.auth.expires_at, grace_period=self.auth.grace_period,
-            on_cut=self._cut, on_warning=self._notice, on_extended=self._notice)
-        self._broker.sessions.add(self)
+        self._watch(self.auth, on_notice=self._notice)
         try:
-            self._up_conn = await connect_upstream(self._broker.cp, self.auth.session_id, self.auth.target,
-                                                   self.auth.login)
+            up_conn = await self._connect_target(self.auth)
             if self._cutting or self._finished:
-                self._up_conn.close()
+                up_conn.close()
                 return
-            self._up_chan, _ = await self._up_conn.create_session(
+            self._up_chan, _ = await up_conn.create_session(
                 lambda: UpstreamSession(self), command=self._command, subsystem=self._subsystem,
                 term_type=self._term[0] if self._term else None,
                 term_size=self._term[1] if self._term else None,
@@ -272,7 +188,7 @@ class BrokerSession(asyncssh.SSHServerSession):
             await self._refuse(f"error: the target refused the session: {exc}")
             return
         if self._cutting or self._finished:
-            self._up_conn.close()
+            up_conn.close()
             return
         if self._pending_size is not None:
             self._up_chan.change_terminal_size(*self._pending_size)
@@ -285,8 +201,7 @@ class BrokerSession(asyncssh.SSHServerSession):
         self._chan.resume_reading()
 
     def _start_recording(self, auth: Authorization) -> None:
-        meta = {"user": auth.user, "resource": auth.resource, "login": auth.login, "grant_id": auth.grant_id,
-                "client": self._conn.client_address, "broker": self._broker.cp.name, "channel": self.channel_kind}
+        meta = self._recording_meta(auth, self.channel_kind)
         store = self._broker.recordings
         if self._term is not None:
             _, (width, height, _, _), _ = self._term
@@ -301,27 +216,6 @@ class BrokerSession(asyncssh.SSHServerSession):
         else:
             self.recording = store.create(auth.session_id, Kind.EXEC, meta, command=self._command or "",
                                           on_error=self._recording_failed)
-
-    def _recording_failed(self, exc: RecordingError) -> None:
-        """Fail closed: a session whose recording stopped (storage, byte bound) is cut."""
-        if self._recording_stopped:
-            return
-        self._recording_stopped = True
-        log.error("recording of session %s stopped: %s", self.auth.session_id if self.auth else "?", exc)
-        self._broker.spawn(self._cut(recording_cut(exc)))
-
-    def _recorded(self, write: Callable[..., None], *args: Any) -> bool:
-        """Run one recorder call; False (and the session is being cut) when the recording
-        has stopped or refused it."""
-        rec = self.recording
-        if rec is None or rec.error is not None:
-            return False
-        try:
-            write(*args)
-        except RecordingError as exc:
-            self._recording_failed(exc)
-            return False
-        return True
 
     def _write_input(self, data: bytes) -> None:
         rec = self.recording
@@ -383,14 +277,6 @@ class BrokerSession(asyncssh.SSHServerSession):
             self._up_chan.send_break(msec)
         return True
 
-    def pause_writing(self) -> None:
-        if self._up_chan is not None:
-            self._up_chan.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._up_chan is not None:
-            self._up_chan.resume_reading()
-
     # -------------------------------------------------------- target -> user
 
     def from_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
@@ -400,19 +286,6 @@ class BrokerSession(asyncssh.SSHServerSession):
             return
         self._chan.write(data, datatype)
         self.bytes_out += len(data)
-
-    def target_eof(self) -> None:
-        # After the recording stopped nothing more is relayed: an EOF would keep the cut's line out.
-        if self._chan is not None and not self._cutting and not self._recording_stopped:
-            self._chan.write_eof()
-
-    def pause_user(self) -> None:
-        if self._chan is not None:
-            self._chan.pause_reading()
-
-    def resume_user(self) -> None:
-        if self._chan is not None:
-            self._chan.resume_reading()
 
     def target_closed(self, status: int | None, signal: tuple[str, bool, str, str] | None,
                       exc: Exception | None) -> None:
@@ -459,12 +332,7 @@ class BrokerSession(asyncssh.SSHServerSession):
     async def _cut_user_side(self, cut: Cut) -> None:
         """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
         self.end_reason = cut.reason
-        if self.monitor is not None and cut.reason == "expired":
-            late = (utcnow() - self.monitor.deadline).total_seconds() * 1000
-            log.info("session %s cut (%s), %.0f ms after its deadline", self.auth.session_id if self.auth else "?",
-                     cut.reason, late)
-        else:
-            log.info("session %s cut (%s)", self.auth.session_id if self.auth else "?", cut.reason)
+        log.info("%s", cut_summary(self.session_id or "?", cut, self.monitor.deadline if self.monitor else None))
         chan = self._chan
         # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
         # the same second, sends are most of what a cut costs.
@@ -497,7 +365,7 @@ class BrokerSession(asyncssh.SSHServerSession):
         if self._up_conn is not None and not self._cutting:
             self._up_conn.close()
         if self.auth is not None and not self._finished:
-            self._broker.spawn(self._finish())
+            self._broker.runtime.spawn(self._finish())
 
     async def _finish_refused(self, reason: str) -> None:
         self.end_reason = reason
@@ -511,12 +379,6 @@ class BrokerSession(asyncssh.SSHServerSession):
             await self._broker.after_cuts()
             if self._up_conn is not None:
                 self._up_conn.close()
-        self._broker.sessions.discard(self)
-        if self.monitor is not None:
-            self.monitor.close()
         if self._sftp is not None:
             self._recorded(self._sftp.close)
-        sealed = await seal_recording(self.recording, self.end_reason, self.auth.session_id)
-        self.end_reason = end_reason_after_seal(self.end_reason, sealed)
-        await self._broker.report_end(self.auth.session_id, self.end_reason, self.bytes_in, self.bytes_out,
-                                      sealed.ref, sealed.final_hash, self.last_activity)
+        await self._end()

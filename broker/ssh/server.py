@@ -11,30 +11,31 @@ by a user CA the control plane trusts (`GetTrust`, refreshed on events), whose
 principal equals the user name, inside its window and not revoked. A refusal
 is shown to the user as an authentication banner and reported to the control
 plane. Each session channel is then authorized, relayed and recorded by
-`broker.ssh.relay.BrokerSession`.
+`broker.ssh.relay.BrokerSession`, each forwarded connection by
+`broker.ssh.forward.ForwardSession` (both over `broker.ssh.channel`). What both
+brokers share (tasks, the event watch, activity rounds, session-end reports, the
+refusal gate) is `broker.runtime`; the trust (`GetTrust`) is this broker's own.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncssh
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.cpclient import ControlPlaneClient, ControlPlaneError, GrantChange, SshCredential, Trust
+from broker.cpclient import ControlPlaneClient, ControlPlaneError, SshCredential, Trust
 from broker.monitor import Clock, MonitorHub
-from broker.refusals import RefusalGate, control_plane_sender
+from broker.runtime import BrokerRuntime, LiveSession
 from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
 from broker.ssh.config import BrokerConfig
 from broker.ssh.forward import open_forward
 from broker.ssh.relay import BrokerSession
-from broker.spool import EndReport, EndReportSpool
 from broker.ssh.upstream import FAST_CIPHERS
 from ca.keystore import load_private_key, passphrase_at_start, save_private_key
 from recorder import FileRecordingStore
@@ -49,9 +50,6 @@ _TRUST_EVENTS = ("revoked", "ca.", "rotat", "trust", "certificate")
 USER_CIPHERS = tuple(c for c in FAST_CIPHERS if not c.startswith("chacha20"))
 # How long the bookkeeping of ended sessions yields to cuts still under way, at most.
 CUT_QUIET_LIMIT = 5.0
-# Back-off of ReportSessionEnd while the control plane is unreachable (about 10 minutes in
-# all); a re-sync of the event watch (the control plane is back) retries at once.
-REPORT_RETRIES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0)
 
 
 def load_or_create_host_key(path: Any, passphrase: bytes) -> tuple[asyncssh.SSHKey, str]:
@@ -76,20 +74,17 @@ class SSHBroker:
         self.config = config
         self.cp = cp or ControlPlaneClient.from_identity_dir(config.server, config.identity_dir)
         self.hub = MonitorHub(clock)
-        # Refusals before authentication: audited per source and window, failing sources slowed.
-        self.refusals = RefusalGate("ssh", config.refusals, control_plane_sender(self.cp, "ssh"))
+        self.runtime = BrokerRuntime("ssh", self.cp, self.hub, config.refusals, config.activity_interval,
+                                     config.data_dir)
+        self.refusals = self.runtime.refusals
+        self.sessions: set[LiveSession] = self.runtime.sessions
         self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
-        self.sessions: set[BrokerSession] = set()
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
-        self.spool: EndReportSpool
         self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._watcher: Any = None
-        self._periodic_task: asyncio.Task[Any] | None = None
         self._trust_lock = asyncio.Lock()
-        self._cp_back = asyncio.Event()  # set (and replaced) at each watch re-sync
+        self._next_trust = 0.0  # loop time of the next periodic trust refresh
         self._cuts = 0  # cuts under way (line sent, waiting for the client to close)
         self._no_cuts = asyncio.Event()
         self._no_cuts.set()
@@ -108,19 +103,15 @@ class SSHBroker:
         host_key, self.host_key_line = load_or_create_host_key(cfg.host_key_path, passphrase)
         self.recordings = FileRecordingStore(cfg.data_dir, passphrase=passphrase,
                                              max_recording_bytes=cfg.max_recording_bytes)
-        self.spool = EndReportSpool(cfg.data_dir)
-        # Ends not yet acknowledged before a restart, and sessions a crash left open.
-        self.spool.crashed_sessions(self.recordings, self.cp.name, live=set())
-        for report in self.spool.pending():
-            self.spawn(self._send_report(report))
+        # Sessions a crash left open; ends not yet acknowledged go at the watch's first sync.
+        await self.runtime.recover(self.recordings, self.cp.name)
         try:
             self.trust = await self.cp.get_trust()
         except ControlPlaneError as exc:
             if not exc.unavailable:  # e.g. an identity without the broker role: fail at start
                 raise RuntimeError(f"the control plane refuses this broker ({self.cp.name}): {exc.message}") from None
             log.warning("control plane unreachable at start; refusing logins until it answers")
-        self._watcher = self.cp.watch(on_change=self._on_change, on_sync=self._on_sync, on_event=self._on_event,
-                                      live_grants=self.hub.grant_ids)
+        self.runtime.watch(after_sync=self.refresh_trust, on_event=self._on_event)
         self._server = await asyncssh.create_server(
             lambda: BrokerConnection(self), cfg.listen_host, cfg.listen_port,
             server_host_keys=[host_key], encoding=None, line_editor=False,  # bytes through untouched
@@ -128,8 +119,8 @@ class SSHBroker:
             allow_scp=False, public_key_auth=True, password_auth=False, kbdint_auth=False,
             gss_host=None, login_timeout=cfg.login_grace_time, keepalive_interval=30,
             encryption_algs=list(USER_CIPHERS))
-        self._periodic_task = self.spawn(self._periodic())
-        self.refusals.start()
+        self._next_trust = asyncio.get_running_loop().time() + cfg.trust_refresh_interval
+        self.runtime.start(every_round=self._trust_round)
         log.info("ssh broker listening on %s:%d, host key %s", cfg.listen_host, self.port, self.host_key_line)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -142,16 +133,7 @@ class SSHBroker:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.disconnect("jitgate: the broker is shutting down")
-        if self._watcher is not None:
-            await self._watcher.stop()
-        if self._periodic_task is not None:
-            self._periodic_task.cancel()
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
-        for t in self._tasks:
-            t.cancel()
-        await self.refusals.stop()
+        await self.runtime.stop(deadline)
         await self.cp.close()
 
     # -------------------------------------------------------- cuts first, bookkeeping after
@@ -180,18 +162,6 @@ class SSHBroker:
         except asyncio.TimeoutError:
             pass
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run a task the broker owns (kept referenced, errors logged)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("broker task failed", exc_info=task.exception())
-
     # -------------------------------------------------------- trust and events
 
     async def refresh_trust(self) -> bool:
@@ -203,34 +173,16 @@ class SSHBroker:
                 log.warning("cannot refresh trust: %s", exc)
                 return False
 
-    async def _on_change(self, change: GrantChange) -> None:
-        self.hub.apply(change)
-
-    async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
-        self.hub.sync(snapshot)
-        back, self._cp_back = self._cp_back, asyncio.Event()
-        back.set()
-        await self.refresh_trust()
-
     async def _on_event(self, event_type: str) -> None:
         if any(word in event_type for word in _TRUST_EVENTS):
-            self.spawn(self.refresh_trust())
+            self.runtime.spawn(self.refresh_trust())
 
-    async def _periodic(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_trust = loop.time() + self.config.trust_refresh_interval
-        while True:
-            await asyncio.sleep(self.config.activity_interval)
-            if loop.time() >= next_trust:
-                next_trust = loop.time() + self.config.trust_refresh_interval
-                await self.refresh_trust()
-            for s in list(self.sessions):
-                if s.auth is None:
-                    continue
-                try:
-                    await self.cp.report_activity(s.auth.session_id, s.last_activity, s.bytes_in, s.bytes_out)
-                except ControlPlaneError:
-                    break  # unreachable: try again next round
+    async def _trust_round(self) -> None:
+        """In the runtime's periodic round: refresh the trust when its interval has passed."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_trust:
+            self._next_trust = now + self.config.trust_refresh_interval
+            await self.refresh_trust()
 
     # -------------------------------------------------------- reports
 
@@ -240,32 +192,6 @@ class SSHBroker:
                                          code=code, message=message, client_address=conn.client_address)
         except ControlPlaneError as exc:
             log.warning("refusal %s of %s not reported: %s", code, conn.username, exc)
-
-    async def report_end(self, session_id: str, reason: str, bytes_in: int, bytes_out: int, ref: str,
-                         final_hash: str, last_activity: dt.datetime) -> None:
-        """ReportSessionEnd; kept on disk and retried until the control plane has it."""
-        report = EndReport(session_id=session_id, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out,
-                           recording_ref=ref, recording_hash=final_hash,
-                           ended_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                           last_activity_at=last_activity.isoformat())
-        try:
-            self.spool.put(report)
-        except OSError as exc:
-            log.error("cannot spool the end of session %s: %s", session_id, exc)
-        await self._send_report(report)
-
-    async def _send_report(self, report: EndReport) -> None:
-        for delay in (0.0, *REPORT_RETRIES):
-            if delay:
-                back = self._cp_back
-                try:
-                    await asyncio.wait_for(back.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
-            if await self.spool.send(self.cp, report):
-                return
-        log.error("session end of %s not reported yet (control plane unreachable); kept in %s",
-                  report.session_id, self.spool.pending_dir)
 
 
 class BrokerConnection(asyncssh.SSHServer):

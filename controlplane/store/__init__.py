@@ -1,13 +1,16 @@
-"""The control plane's store: one interface (`SqlStore` + `Tx`), SQLite by default, PostgreSQL-ready."""
+"""The control plane's store: one interface (`SqlStore` + `Tx`), SQLite by default, PostgreSQL-ready.
+
+`engine` opens the database, migrates it (`migrations`, over the tables in `tables`) and runs
+transactions; a `Tx` is one class per table group: `requests` (requests, approvals,
+extensions, deadlines), `sessions`, `credentials` (certificate serials, database tokens),
+`history` (policy history counters, used minutes, imported history) and `audit` (the chain).
+"""
 from __future__ import annotations
 
-from controlplane.store.sql import SqlStore, Tx, from_us, to_us
+from controlplane.store.base import from_us, to_us
+from controlplane.store.credentials import IssuedCertificate
+from controlplane.store.engine import SqlStore, Tx, open_store
+from controlplane.store.history import ImportedRow
+from controlplane.store.requests import DueEnded
 
-__all__ = ["SqlStore", "Tx", "from_us", "to_us", "open_store"]
-
-
-def open_store(target: str) -> SqlStore:
-    """A store from a SQLAlchemy URL, or a SQLite file path."""
-    if "://" in target:
-        return SqlStore.open_url(target)
-    return SqlStore.open_sqlite(target)
+__all__ = ["DueEnded", "ImportedRow", "IssuedCertificate", "SqlStore", "Tx", "from_us", "open_store", "to_us"]

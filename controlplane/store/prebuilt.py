@@ -13,31 +13,34 @@ from __future__ import annotations
 
 import threading
 from collections import namedtuple
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class Prebuilt:
     """One statement, run on a DBAPI cursor of the transaction's connection: `run` (returns the
-    cursor), `run_many` (one parameter set per row), `rows`/`first` (named tuples of the columns)."""
+    cursor), `run_many` (one parameter set per row), `rows`/`first` (named tuples of the columns),
+    `one` (the row of an aggregate)."""
 
     def __init__(self, stmt: ClauseElement, column_keys: Sequence[str] | None = None) -> None:
         self.stmt = stmt
         self.column_keys = list(column_keys) if column_keys is not None else None
         self._by_dialect: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-        self._row_types: dict[tuple[str, ...], Any] = {}
+        self._row_types: dict[tuple[str, ...], Callable[[Sequence[Any]], tuple[Any, ...]]] = {}
         self._lock = threading.Lock()
 
     def _compiled(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         """(SQL text, bind names in order for positional drivers, values of literal binds)."""
         hit = self._by_dialect.get(dialect.name)
         if hit is None:
-            compiled = self.stmt.compile(dialect=dialect, column_keys=self.column_keys)
-            positional = tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
+            # DML and SELECT statements compile to an SQLCompiler (its binds and positions).
+            compiled = cast(SQLCompiler, self.stmt.compile(dialect=dialect, column_keys=self.column_keys))
+            positional = tuple(compiled.positiontup or ()) if compiled.positional else None
             given = set(self.column_keys or ()) | {b.key for b in compiled.binds.values() if b.value is None}
             literals = {k: v for k, v in compiled.construct_params(_check=False).items() if k not in given}
             hit = (compiled.string, positional, literals)
@@ -51,35 +54,40 @@ class Prebuilt:
             params = {**literals, **params}
         return tuple([params[n] for n in names]) if names is not None else params
 
-    def run(self, cur: Any, dialect: Dialect, params: dict[str, Any] | None = None) -> Any:
+    def run(self, cur: DBAPICursor, dialect: Dialect, params: dict[str, Any] | None = None) -> DBAPICursor:
         """Execute once; returns the cursor."""
         sql, names, literals = self._compiled(dialect)
         cur.execute(sql, self._values(names, literals, params or {}))
         return cur
 
-    def run_many(self, cur: Any, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> None:
+    def run_many(self, cur: DBAPICursor, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> None:
         """Execute for each parameter set (one prepared statement)."""
         if not rows:
             return
         sql, names, literals = self._compiled(dialect)
         cur.executemany(sql, [self._values(names, literals, r) for r in rows])
 
-    def rows(self, cur: Any, dialect: Dialect, params: dict[str, Any] | None = None) -> list[Any]:
+    def rows(self, cur: DBAPICursor, dialect: Dialect, params: dict[str, Any] | None = None) -> list[Any]:
         """Execute and fetch every row, each a named tuple of the result columns."""
         self.run(cur, dialect, params)
         names = tuple(d[0] for d in cur.description)
         make = self._row_types.get(names)
         if make is None:
-            make = namedtuple("Row", names, rename=True)._make  # type: ignore[misc]
+            row_type: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # columns known at run time
+            make = row_type._make
             with self._lock:
                 self._row_types[names] = make
         return [make(r) for r in cur.fetchall()]
 
-    def first(self, cur: Any, dialect: Dialect, params: dict[str, Any] | None = None) -> Any:
+    def one(self, cur: DBAPICursor, dialect: Dialect, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        """Execute a statement that always returns one row (an aggregate, a singleton) and fetch it."""
+        row = self.run(cur, dialect, params).fetchone()
+        if row is None:
+            raise LookupError("a statement of one row returned none")
+        return cast(Sequence[Any], row)
+
+    def first(self, cur: DBAPICursor, dialect: Dialect, params: dict[str, Any] | None = None) -> Any:
+        """The first row (a named tuple of the columns), or None."""
         found = self.rows(cur, dialect, params)
         return found[0] if found else None
 
-
-def dbapi_cursor(conn: Connection) -> Any:
-    """A DBAPI cursor on the connection under `conn` (so: inside its transaction)."""
-    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

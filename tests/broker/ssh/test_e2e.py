@@ -418,7 +418,7 @@ def test_jitgate_ssh_finds_grant_and_refreshes_certificate_after_extension(stack
     ssh_dir = tmp_path / "ssh"
     r = jitgate(stack, "alice", ssh_dir, "ssh", "web-02", "--", "echo", "via-cli")
     assert r.returncode == 0 and r.stdout == b"via-cli\n", text(r)
-    cert = ssh_dir / "certs" / "web-02-cert.pub"
+    cert = ssh_dir / "certs" / "root@web-02-cert.pub"
     first = parse_certificate(cert.read_text())
     assert first.key_id == grant.id and oct(ssh_dir.joinpath("id_ed25519").stat().st_mode & 0o777) == "0o600"
 

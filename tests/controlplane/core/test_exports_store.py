@@ -1,15 +1,14 @@
-"""Dashboard, exports (policy-diff requests, recommender history), recommendations, the store itself."""
+"""Dashboard, exports (policy-diff requests, recommender history), recommendations, a failed change.
+
+The store's own tests (migrations, engine, each table group) are in tests/controlplane/store/."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import timedelta
 
 import pytest
 
 from controlplane.errors import JitError
-from controlplane.store import SqlStore
-from controlplane.store import schema
 from policy import PolicyRequest
 from tests.controlplane.core.helpers import dev, prod
 
@@ -109,49 +108,6 @@ def test_recommender_is_optional_and_used_when_given(make_core, clock, tmp_path)
     with pytest.raises(JitError) as e:
         core.history.recommend("alice", "nope", reason="x")
     assert e.value.code == "resource.not_found"
-
-
-def test_store_is_wal_versioned_and_reopens(db_path, core):
-    dev(core)
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-        assert versions == [(v,) for v, _step in schema.MIGRATIONS]
-    again = SqlStore.open_sqlite(db_path)  # no migration runs twice
-    try:
-        assert again.schema_version() == schema.LATEST
-        with again.read() as tx:
-            assert len(tx.query_requests()) == 1
-    finally:
-        again.close()
-
-
-def test_an_old_database_is_migrated_in_order(tmp_path):
-    from sqlalchemy import create_engine, insert
-    path = tmp_path / "v1.db"
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:  # a database as version 1 left it
-        schema.metadata.create_all(conn, tables=[schema.schema_version])
-        schema.MIGRATIONS[0][1](conn)
-        conn.execute(insert(schema.schema_version).values(version=1, applied_us=0))
-    engine.dispose()
-    store = SqlStore.open_sqlite(path)
-    store.close()
-    with sqlite3.connect(path) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [v for v, _ in schema.MIGRATIONS]
-        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"ix_requests_user_ended_p", "ix_requests_review_owed", *schema.V7_CREATED} <= names
-    # redundant (v6) or made partial (v7); v7 brings back the index for lists by resource
-    assert not names & ({*schema.V6_DROPPED, *schema.V7_DROPPED} - set(schema.V7_CREATED))
-
-
-def test_store_refuses_a_newer_schema(tmp_path):
-    path = tmp_path / "future.db"
-    SqlStore.open_sqlite(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO schema_version (version, applied_us) VALUES (?, 0)", (schema.LATEST + 1,))
-    with pytest.raises(RuntimeError, match="newer"):
-        SqlStore.open_sqlite(path)
 
 
 def test_a_failed_change_writes_nothing(core):

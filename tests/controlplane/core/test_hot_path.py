@@ -75,7 +75,7 @@ def test_one_policy_decision_per_request_with_a_duration(make_core, policy_set, 
 def _every_since(core, users, start, end):
     """history_counts against counting every row, for each user and many window starts:
     day boundaries, the instants requests were created at, and between them."""
-    from controlplane.store.sql import from_us, to_us
+    from controlplane.store import from_us, to_us
     with core.ledger.store.read() as tx:
         created = [from_us(us) for (us,) in tx.conn.exec_driver_sql("SELECT created_us FROM requests")]
         points = set(created) | {c + timedelta(microseconds=1) for c in created}

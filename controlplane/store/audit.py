@@ -1,0 +1,101 @@
+"""The audit log's tables: `audit` (the hash-chained events) and `audit_head` (the chain's end).
+
+Every write transaction locks the head first (`_lock_head`, called by the engine's `write()`),
+so appends are serialized and each event's hash chains onto the one before it
+(`controlplane.audit` makes the records; this module only stores and reads them).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, bindparam, insert, select, update
+from sqlalchemy.pool import PoolProxiedConnection
+
+from controlplane import audit as chain
+from controlplane.model import AuditRecord
+from controlplane.store.base import PAGE_ROWS, TxBase, from_us, to_us
+from controlplane.store.prebuilt import Prebuilt
+from controlplane.store.tables import audit, audit_head
+
+# One event to append: (type, actor, subject, data, at).
+AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
+
+# FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock (no clause).
+_LOCK_HEAD = Prebuilt(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update())
+_UPDATE_HEAD = Prebuilt(update(audit_head).where(audit_head.c.id == 1).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+_INSERT_AUDIT = Prebuilt(insert(audit), ["seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash"])
+
+
+class AuditTx(TxBase):
+    """Appending to and reading the audit chain inside one transaction."""
+
+    def __init__(self, engine: Engine, raw: PoolProxiedConnection, writable: bool) -> None:
+        super().__init__(engine, raw, writable)
+        self._head: tuple[int, str] | None = None  # (seq, hash) once locked: write transactions only
+        self.appended: list[AuditRecord] = []  # the events this transaction appended, in order
+
+    def _lock_head(self) -> None:
+        """Lock the chain's end for this (write) transaction and remember it."""
+        seq, hash_ = _LOCK_HEAD.one(self.cur, self.dialect)
+        self._head = (int(seq), hash_)
+
+    def append_audit(self, type_: str, actor: str, subject: str, data: dict[str, Any],
+                     at: datetime) -> AuditRecord:
+        """Append one chained event (written with the transaction)."""
+        return self.append_audit_many([(type_, actor, subject, data, at)])[0]
+
+    def append_audit_many(self, events: Iterable[AuditEvent]) -> list[AuditRecord]:
+        """Append events in order with one multi-row INSERT per chunk."""
+        assert self.writable and self._head is not None
+        seq, prev = self._head
+        out: list[AuditRecord] = []
+        rows: list[dict[str, Any]] = []
+        for type_, actor, subject, data, at in events:
+            seq += 1
+            rec, text = chain.make_record(seq, at, type_, actor, subject, data, prev)
+            prev = rec.hash
+            out.append(rec)
+            rows.append(dict(seq=seq, at_us=to_us(at), type=type_, actor=actor, subject=subject,
+                             data=text, prev_hash=rec.prev_hash, hash=rec.hash))
+        if not out:
+            return out
+        _INSERT_AUDIT.run_many(self.cur, self.dialect, rows)
+        _UPDATE_HEAD.run(self.cur, self.dialect, {"new_seq": seq, "new_hash": prev})
+        self._head = (seq, prev)
+        self.appended.extend(out)
+        return out
+
+    def audit_head(self) -> tuple[int, str]:
+        """The chain's end as stored: (last seq, its hash)."""
+        row = self.conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+        return int(row.seq), row.hash
+
+    def audit_events(self, after_seq: int = 0, type_: str = "", subject: str = "",
+                     limit: int = 100, before: datetime | None = None,
+                     since: datetime | None = None) -> list[AuditRecord]:
+        """Events after `after_seq` in order: of one type (`prefix*` for a family), one subject,
+        at or after `since`; at most `limit`. `before` is not applied (no caller passes it)."""
+        q = select(audit).where(audit.c.seq > after_seq)
+        if type_:
+            q = q.where(audit.c.type.like(type_[:-1] + "%") if type_.endswith("*") else audit.c.type == type_)
+        if subject:
+            q = q.where(audit.c.subject == subject)
+        if since is not None:
+            q = q.where(audit.c.at_us >= to_us(since))
+        q = q.order_by(audit.c.seq).limit(limit)
+        return [_audit_record(r) for r in self.conn.execute(q)]
+
+    def iter_audit(self, batch: int = PAGE_ROWS) -> Iterator[AuditRecord]:
+        """Every event in seq order, as stored (for verification), read `batch` at a time."""
+        for row in self._pages(select(audit), audit.c.seq, batch):
+            yield _audit_record(row)
+
+
+def _audit_record(row: Row[Any]) -> AuditRecord:
+    return AuditRecord(seq=int(row.seq), at=from_us(row.at_us),  # type: ignore[arg-type]
+                       type=row.type, actor=row.actor, subject=row.subject,
+                       data=json.loads(row.data), prev_hash=row.prev_hash, hash=row.hash)

@@ -1,0 +1,271 @@
+"""Requests and what hangs off them: `requests` (a request and, once active, its grant),
+`approvals` (one row per approver's decision, on the request or one of its extensions) and
+`extensions`; plus the deadline sweep (`end_due`) and the counts the dashboard shows.
+
+A record is loaded whole: `get_request(s)` and `query_requests` attach its extensions and
+approvals (`_attach`), so callers never see a half-read request.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
+
+from controlplane.model import (
+    ACTIVE,
+    EXPIRED,
+    EXT_CANCELLED,
+    EXT_PENDING,
+    PENDING,
+    TIMED_OUT,
+    ApprovalRecord,
+    ExtensionRecord,
+    RequestRecord,
+)
+from controlplane.store.base import TxBase, chunks, from_us, json_object_from_text, td_us, to_us
+from controlplane.store.prebuilt import Prebuilt
+from controlplane.store.tables import approvals, extensions, requests
+
+if TYPE_CHECKING:
+    from policy import Decision
+
+_r, _e, _a = requests.c, extensions.c, approvals.c
+# The state as a literal, so the partial index ix_requests_pending_p can serve the query.
+_IS_PENDING = text(f"requests.state = '{PENDING}'")
+# The literal (not a bound parameter) lets SQLite use the partial index ix_requests_review_owed.
+_REVIEW_OWED = text("requests.review_state = 'OWED'")
+
+# Hot statements, built once (then only their parameters are bound).
+_REQUEST_KEYS = [c.key for c in requests.c if c.key != "num"]
+_INSERT_REQUEST = Prebuilt(insert(requests), _REQUEST_KEYS)
+_UPDATE_REQUEST = Prebuilt(update(requests).where(_r.id == bindparam("key_id")),
+                           [k for k in _REQUEST_KEYS if k != "id"])
+_GET_REQUEST = Prebuilt(select(requests).where(_r.id == bindparam("rid")))
+_GET_EXTENSIONS = Prebuilt(select(extensions).where(_e.request_id == bindparam("rid")).order_by(_e.number))
+_GET_APPROVALS = Prebuilt(select(approvals).where(_a.request_id == bindparam("rid")).order_by(_a.num))
+
+
+class DueEnded(NamedTuple):
+    """What one `end_due` sweep ended."""
+
+    expired: list[str]  # grant ids now EXPIRED
+    timed_out: list[str]  # request ids now TIMED_OUT
+    cancelled: list[str]  # ids of the pending extensions of those, now CANCELLED
+
+
+class RequestTx(TxBase):
+    """Requests, approvals and extensions inside one transaction."""
+
+    # -- requests -------------------------------------------------------------------
+
+    def insert_request(self, r: RequestRecord) -> None:
+        _INSERT_REQUEST.run(self.cur, self.dialect, dict(id=r.id, **_request_values(r)))
+
+    def update_request(self, r: RequestRecord) -> None:
+        _UPDATE_REQUEST.run(self.cur, self.dialect, dict(key_id=r.id, **_request_values(r)))
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        """One request with its extensions and approvals (None if there is none)."""
+        row = _GET_REQUEST.first(self.cur, self.dialect, {"rid": request_id})
+        if row is None:
+            return None
+        rec = request_record(row)
+        _attach_rows({rec.id: rec}, _GET_EXTENSIONS.rows(self.cur, self.dialect, {"rid": request_id}),
+                     _GET_APPROVALS.rows(self.cur, self.dialect, {"rid": request_id}))
+        return rec
+
+    def get_requests(self, ids: Sequence[str]) -> list[RequestRecord]:
+        """Full records for ids (in the order given; missing ids left out)."""
+        rows: dict[str, RequestRecord] = {}
+        for part in chunks(list(ids)):
+            for row in self.conn.execute(select(requests).where(_r.id.in_(part))):
+                rows[row.id] = request_record(row)
+        return self._attach([rows[i] for i in ids if i in rows])
+
+    def query_requests(self, *, user: str | None = None, resource: str | None = None,
+                       states: Sequence[str] = (), since: datetime | None = None,
+                       before_num: int | None = None, limit: int = 100,
+                       with_details: bool = True) -> list[tuple[int, RequestRecord]]:
+        """Requests newest first, with their paging key (`num`)."""
+        q = select(requests)
+        if user:
+            q = q.where(_r.user == user)
+        if resource:
+            q = q.where(_r.resource == resource)
+        if states:
+            q = q.where(_r.state.in_(list(states)))
+        if since is not None:
+            q = q.where(_r.created_us >= to_us(since))
+        if before_num is not None:
+            q = q.where(_r.num < before_num)
+        q = q.order_by(_r.num.desc()).limit(limit)
+        rows = self.conn.execute(q).all()
+        recs = [request_record(r) for r in rows]
+        if with_details:
+            recs = self._attach(recs)
+        return [(r.num, rec) for r, rec in zip(rows, recs, strict=True)]
+
+    def owed_reviews(self) -> list[RequestRecord]:
+        """Break-glass grants whose review is still owed, oldest first."""
+        rows = self.conn.execute(select(requests).where(_REVIEW_OWED).order_by(_r.num)).all()
+        return self._attach([request_record(r) for r in rows])
+
+    def count_requests(self, *, states: Sequence[str] = (), ended_since: datetime | None = None) -> int:
+        q = select(func.count()).select_from(requests)
+        if states:
+            q = q.where(_r.state.in_(list(states)))
+        if ended_since is not None:
+            q = q.where(_r.ended_us >= to_us(ended_since))
+        return int(self.conn.execute(q).scalar() or 0)
+
+    def _attach(self, recs: list[RequestRecord]) -> list[RequestRecord]:
+        """Load approvals and extensions of the records in a few queries."""
+        by_id = {r.id: r for r in recs}
+        for part in chunks(list(by_id)):
+            _attach_rows(by_id,
+                         self.conn.execute(select(extensions).where(_e.request_id.in_(part))
+                                           .order_by(_e.number)).all(),
+                         self.conn.execute(select(approvals).where(_a.request_id.in_(part))
+                                           .order_by(_a.num)).all())
+        return recs
+
+    # -- approvals and extensions ---------------------------------------------------
+
+    def add_approval(self, request_id: str, extension_id: str, a: ApprovalRecord) -> None:
+        """One approver's decision on a request (`extension_id` ""), or on one of its extensions."""
+        self.conn.execute(insert(approvals).values(
+            request_id=request_id, extension_id=extension_id, approver=a.approver, level=a.level,
+            approved=a.approved, comment=a.comment, at_us=to_us(a.at)))
+
+    def insert_extension(self, e: ExtensionRecord) -> None:
+        self.conn.execute(insert(extensions).values(id=e.id, **_extension_values(e)))
+
+    def update_extension(self, e: ExtensionRecord) -> None:
+        self.conn.execute(update(extensions).where(_e.id == e.id).values(**_extension_values(e)))
+
+    def find_extension(self, extension_id: str) -> str | None:
+        """The request id an extension id belongs to."""
+        found: str | None = self.conn.execute(select(_e.request_id).where(_e.id == extension_id)).scalar()
+        return found
+
+    def requests_with_pending_extensions(self) -> list[str]:
+        return [r.request_id for r in self.conn.execute(select(_e.request_id).where(_e.state == EXT_PENDING))]
+
+    # -- deadlines ------------------------------------------------------------------
+
+    def end_due(self, now: datetime) -> DueEnded:
+        """Batch-end every overdue grant (EXPIRED) and pending request (TIMED_OUT), and cancel
+        their pending extensions."""
+        now_us = to_us(now)
+        # One UPDATE ... RETURNING per kind (SQLite >= 3.35 and PostgreSQL both have it).
+        expired = [r.id for r in self.conn.execute(
+            update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= now_us))
+            .values(state=EXPIRED, ended_us=_r.expires_us, end_reason="expired")
+            .returning(_r.id))]
+        timed_out = [r.id for r in self.conn.execute(
+            update(requests).where(and_(_IS_PENDING, _r.pending_deadline_us <= now_us))
+            .values(state=TIMED_OUT, ended_us=now_us, end_reason="pending timeout",
+                    message="nobody decided in time")
+            .returning(_r.id))]
+        cancelled: list[str] = []
+        for part in chunks(expired + timed_out):
+            ids = [r.id for r in self.conn.execute(select(_e.id).where(and_(
+                _e.request_id.in_(part), _e.state == EXT_PENDING))).all()]
+            if ids:
+                self.conn.execute(update(extensions).where(_e.id.in_(ids))
+                                  .values(state=EXT_CANCELLED, decided_us=now_us))
+                cancelled.extend(ids)
+        return DueEnded(expired, timed_out, cancelled)
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest expiry of an active grant or deadline of a pending request."""
+        a = self.conn.execute(select(func.min(_r.expires_us)).where(_r.state == ACTIVE)).scalar()
+        b = self.conn.execute(select(func.min(_r.pending_deadline_us)).where(_IS_PENDING)).scalar()
+        vals = [v for v in (a, b) if v is not None]
+        return from_us(min(vals)) if vals else None
+
+
+# -- row <-> record ---------------------------------------------------------------------
+# `row`: a SQLAlchemy Row or a Prebuilt named tuple; both give the columns as attributes.
+
+def _attach_rows(by_id: Mapping[str, RequestRecord], extension_rows: Iterable[Any],
+                 approval_rows: Iterable[Any]) -> None:
+    """Hang extension and approval rows (of requests in `by_id`) on their records, in row order."""
+    exts: dict[str, ExtensionRecord] = {}
+    for row in extension_rows:
+        ext = _extension_record(row)
+        exts[ext.id] = ext
+        by_id[ext.request_id].extensions.append(ext)
+    for row in approval_rows:
+        a = ApprovalRecord(approver=row.approver, level=row.level, approved=bool(row.approved),
+                           comment=row.comment, at=from_us(row.at_us))  # type: ignore[arg-type]
+        if not row.extension_id:
+            by_id[row.request_id].approvals.append(a)
+        elif row.extension_id in exts:
+            exts[row.extension_id].approvals.append(a)
+
+
+def _decision_to_text(decision: Decision | Mapping[str, Any] | None) -> str:
+    """A policy decision as POLICY.md JSON text ("null" for none)."""
+    if decision is None:
+        return "null"
+    d = decision.to_json() if hasattr(decision, "to_json") else decision
+    return json.dumps(d, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decision_from_text(text: str) -> Decision | None:
+    """Decisions repeat (one per rule combination): each text is parsed once. Decisions are frozen."""
+    d = json.loads(text)
+    if d is None:
+        return None
+    from policy import Decision  # here, not at import: the store opens without loading the policy engine
+    return Decision.from_json(d)
+
+
+def _request_values(r: RequestRecord) -> dict[str, Any]:
+    return dict(
+        user=r.user, resource=r.resource, kind=r.kind, login=r.login, role=r.role,
+        duration_us=td_us(r.duration), reason=r.reason, ticket=r.ticket, emergency=r.emergency,
+        state=r.state, decision=_decision_to_text(r.decision), history=json.dumps(r.history, sort_keys=True),
+        created_us=to_us(r.created_at), activated_us=to_us(r.activated_at), expires_us=to_us(r.expires_at),
+        ended_us=to_us(r.ended_at), pending_deadline_us=to_us(r.pending_deadline),
+        extensions_used=r.extensions_used, current_level=r.current_level, review_state=r.review_state,
+        review_by=r.review_by, review_comment=r.review_comment, end_reason=r.end_reason, message=r.message,
+    )
+
+
+def request_record(row: Any) -> RequestRecord:
+    """A `requests` row as a record, without its extensions and approvals (see `_attach`)."""
+    return RequestRecord(
+        id=row.id, user=row.user, resource=row.resource, kind=row.kind, login=row.login, role=row.role,
+        duration=timedelta(microseconds=row.duration_us), reason=row.reason, ticket=row.ticket,
+        emergency=bool(row.emergency), state=row.state, decision=_decision_from_text(row.decision),
+        created_at=from_us(row.created_us),  # type: ignore[arg-type]
+        activated_at=from_us(row.activated_us), expires_at=from_us(row.expires_us),
+        ended_at=from_us(row.ended_us), extensions_used=row.extensions_used,
+        current_level=row.current_level, review_state=row.review_state, end_reason=row.end_reason,
+        message=row.message, pending_deadline=from_us(row.pending_deadline_us),
+        history=json_object_from_text(row.history or "{}"), review_by=row.review_by,
+        review_comment=row.review_comment,
+    )
+
+
+def _extension_values(e: ExtensionRecord) -> dict[str, Any]:
+    return dict(request_id=e.request_id, number=e.number, duration_us=td_us(e.duration),
+                justification=e.justification, state=e.state, decision=_decision_to_text(e.decision),
+                created_us=to_us(e.created_at), decided_us=to_us(e.decided_at),
+                current_level=e.current_level)
+
+
+def _extension_record(row: Any) -> ExtensionRecord:
+    return ExtensionRecord(
+        id=row.id, request_id=row.request_id, number=row.number,
+        duration=timedelta(microseconds=row.duration_us), justification=row.justification,
+        state=row.state, decision=_decision_from_text(row.decision), approvals=[],
+        created_at=from_us(row.created_us), decided_at=from_us(row.decided_us),
+        current_level=row.current_level)

@@ -1,0 +1,50 @@
+"""Requests, approvals and extensions (controlplane/store/requests.py)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from controlplane.model import EXT_CANCELLED, PENDING, ApprovalRecord
+from controlplane.store import DueEnded, SqlStore
+from tests.controlplane.core.helpers import START
+from tests.controlplane.store.records import extension, request
+
+
+def test_a_request_reads_the_same_by_id_by_ids_and_by_query(store: SqlStore) -> None:
+    """One record whichever way it is read: its extensions and approvals (on the request and on
+    each extension) attached in order, by the prebuilt single read and the batched one alike."""
+    with store.write() as tx:
+        tx.insert_request(request("r-1"))
+        tx.insert_request(request("r-2", user="bob"))
+        tx.insert_extension(extension("r-1", 1))
+        tx.insert_extension(extension("r-1", 2))
+        tx.add_approval("r-1", "", ApprovalRecord("sam", 0, True, "ok", START))
+        tx.add_approval("r-1", "r-1.2", ApprovalRecord("sam", 0, True, "ext", START))
+        tx.add_approval("r-1", "", ApprovalRecord("sec", 1, False, "no", START + timedelta(seconds=1)))
+    with store.read() as tx:
+        one = tx.get_request("r-1")
+        assert one is not None
+        assert [a.approver for a in one.approvals] == ["sam", "sec"]
+        assert [e.id for e in one.extensions] == ["r-1.1", "r-1.2"]
+        assert [a.comment for a in one.extensions[1].approvals] == ["ext"] and one.extensions[0].approvals == []
+        assert tx.get_requests(["r-1", "nope", "r-2"]) == [one, tx.get_request("r-2")]
+        assert [rec for _num, rec in tx.query_requests(user="alice")] == [one]
+        assert tx.find_extension("r-1.2") == "r-1"
+        assert tx.requests_with_pending_extensions() == ["r-1", "r-1"]
+
+
+def test_end_due_names_what_it_ended(store: SqlStore) -> None:
+    with store.write() as tx:
+        tx.insert_request(request("live", minutes=120))
+        tx.insert_request(request("over", minutes=30))
+        tx.insert_request(request("waiting", state=PENDING, pending_deadline=START + timedelta(minutes=10)))
+        tx.insert_extension(extension("over"))
+        assert tx.next_deadline() == START + timedelta(minutes=10)
+    with store.write() as tx:
+        ended = tx.end_due(START + timedelta(hours=1))
+    assert ended == DueEnded(expired=["over"], timed_out=["waiting"], cancelled=["over.1"])
+    with store.read() as tx:
+        over = tx.get_request("over")
+        assert over is not None and over.ended_at == START + timedelta(minutes=30)
+        assert over.extensions[0].state == EXT_CANCELLED
+        assert tx.next_deadline() == START + timedelta(minutes=120)
+        assert tx.count_requests(states=["EXPIRED", "TIMED_OUT"]) == 2
