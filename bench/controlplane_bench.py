@@ -202,12 +202,12 @@ def seed_grants(cp: ControlPlane, n: int) -> dt.datetime:
     users = ["alice", "bob", "sam", "sara", "dave"]
     probe = time.monotonic()
     for i in range(100):
-        core.create_request(users[i % len(users)], "web-dev-01", login="deploy", duration=dt.timedelta(hours=1),
+        core.requests.create_request(users[i % len(users)], "web-dev-01", login="deploy", duration=dt.timedelta(hours=1),
                             reason=f"probe {i}")
     per_grant = (time.monotonic() - probe) / 100
     deadline = t0 + dt.timedelta(seconds=20 + 2 * per_grant * n)
     for i in range(n):
-        core.create_request(users[i % len(users)], "dev-db", role="readonly", duration=deadline - t0,
+        core.requests.create_request(users[i % len(users)], "dev-db", role="readonly", duration=deadline - t0,
                             reason=f"expiry bench {i}")
     store.close()
     return deadline

@@ -269,7 +269,9 @@ class ControlPlaneClient:
             req.database.CopyFrom(broker_pb2.DatabaseCredential(token=db_token))
         resp = await self._call("authorize session", self.broker.AuthorizeSession, req)
         t, s, g = resp.target, resp.session, resp.grant
-        grace = to_timedelta(resp.grace_period) if resp.HasField("grace_period") else dt.timedelta(minutes=5)
+        # The control plane sends the policies' grace period (their one source). Without it the
+        # broker invents none: no warning, and the deadline holds all the same.
+        grace = to_timedelta(resp.grace_period) if resp.HasField("grace_period") else dt.timedelta(0)
         return Authorization(
             session_id=resp.session_id, grant_id=g.id, user=g.user, resource=g.resource or resource,
             login=g.login or login, role=g.role or role,

@@ -40,9 +40,9 @@ def record_identity_issued_locally(data_dir: Any, actor: str, name: str) -> None
     """Audit an identity issued without the server."""
     core = _local_core(data_dir)
     try:
-        core.record_identity_issued(actor, name)
+        core.audit.record_identity_issued(actor, name)
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 def issue_identity_locally(data_dir: Any, name: str, out: Path, days: int, actor: str = "local-admin") -> Path:
@@ -149,9 +149,9 @@ def rotate_ssh_ca(upstream: bool, drop_old: bool, data_dir: str | None, output: 
         trusted = ca.trusted_public_key_lines()
         core = _local_core(data)
         try:
-            core.record_ca_rotated("local-admin", ca.name, new_key, trusted)
+            core.audit.record_ca_rotated("local-admin", ca.name, new_key, trusted)
         finally:
-            core.store.close()
+            core.ledger.store.close()
     finally:
         lock.release()
     if output == "json":

@@ -90,7 +90,7 @@ def _prepare_demo_database(dsn_host: str, dsn_port: str) -> bool:
 
 def _ensure_duration_model(server_dir: Path, policies: Path) -> None:
     """Give a fresh demo a trained duration model (synthetic history about the example's people)."""
-    from recommend.demo import ensure_demo_model
+    from cli.demo_model import ensure_demo_model
     from recommend.errors import RecommendError
 
     try:

@@ -169,7 +169,7 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
         rows = read_history(history_path)
         source = history_path
     else:
-        from recommend.store import history_from_store
+        from controlplane.local_history import history_from_store
 
         root = _data_dir(data_dir)
         found = history_from_store(root, _load_policies(policies_path, root), days)
@@ -284,7 +284,7 @@ def explain(request_arg: str | None, request_opt: str | None, history_path: str 
     if history_path:
         history = read_history(history_path)
     else:
-        from recommend.store import db_path, history_from_store
+        from controlplane.local_history import db_path, history_from_store
 
         root = _data_dir(data_dir)
         history = history_from_store(root, _load_policies(None, root)).rows if db_path(root).exists() else []
@@ -316,7 +316,7 @@ def import_history(history_path: str, data_dir: str | None, output: str) -> None
     training); they never become requests or grants. One audit event records
     the row count and the file's SHA-256; the same file is refused a second time.
     """
-    from recommend.store import import_history_file
+    from controlplane.local_history import import_history_file
 
     target = _data_dir(data_dir)
     result = import_history_file(target, history_path)

@@ -16,11 +16,20 @@ import json
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
+from jitgate.v1 import access_pb2, types_pb2
 
 from controlplane import bounds
 from controlplane.bounds import clip
-from jitgate.v1 import access_pb2, types_pb2
-
+from controlplane.model import (
+    ApprovalRecord,
+    AuditRecord,
+    Change,
+    Dashboard,
+    ExtensionRecord,
+    Recommendation,
+    RequestRecord,
+    SessionRecord,
+)
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
@@ -159,14 +168,14 @@ def _decision_for_proto(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def approval(rec: Any) -> types_pb2.ApprovalRecord:
+def approval(rec: ApprovalRecord) -> types_pb2.ApprovalRecord:
     return _set(
         types_pb2.ApprovalRecord(), approver=clip(rec.approver, bounds.NAME), level=rec.level,
         approved=rec.approved, comment=clip(rec.comment or "", bounds.FREE_TEXT), at=ts(rec.at),
     )
 
 
-def extension(rec: Any) -> types_pb2.Extension:
+def extension(rec: ExtensionRecord) -> types_pb2.Extension:
     return _set(
         types_pb2.Extension(), id=rec.id, request_id=rec.request_id, number=rec.number,
         duration=dur(rec.duration), justification=clip(rec.justification or "", bounds.FREE_TEXT),
@@ -175,7 +184,7 @@ def extension(rec: Any) -> types_pb2.Extension:
     ) if rec is not None else types_pb2.Extension()
 
 
-def access_request(rec: Any) -> types_pb2.AccessRequest:
+def access_request(rec: RequestRecord) -> types_pb2.AccessRequest:
     """RequestRecord -> AccessRequest (one constructor call: unset times stay unset), at most MAX_ROW_BYTES."""
     extensions = []
     for ext in rec.extensions or []:
@@ -212,7 +221,7 @@ def _slim(msg: types_pb2.AccessRequest) -> types_pb2.AccessRequest:
     return msg
 
 
-def session(rec: Any) -> types_pb2.Session:
+def session(rec: SessionRecord) -> types_pb2.Session:
     """SessionRecord -> Session."""
     return _set(
         types_pb2.Session(), id=clip(rec.id, bounds.ID), grant_id=clip(rec.grant_id, bounds.ID),
@@ -227,7 +236,7 @@ def session(rec: Any) -> types_pb2.Session:
     )
 
 
-def recommendation(rec: Any) -> types_pb2.Recommendation | None:
+def recommendation(rec: Recommendation | None) -> types_pb2.Recommendation | None:
     """A recommend/ Recommendation (duplicated fields by name) -> message."""
     if rec is None:
         return None
@@ -275,7 +284,7 @@ def bounded_json(value: Any, limit: int = bounds.MAX_ROW_BYTES - bounds.KiB) -> 
     return json.dumps({"jitgate_cut": f"{len(text)} bytes even with its text cut, over the {limit}-byte row limit"})
 
 
-def audit_event(rec: Any) -> types_pb2.AuditEvent:
+def audit_event(rec: AuditRecord) -> types_pb2.AuditEvent:
     """AuditRecord -> AuditEvent; `data_json` of an oversized event is cut (so the client cannot re-hash it)."""
     return _set(
         types_pb2.AuditEvent(), seq=rec.seq, at=ts(rec.at), type=clip(rec.type, bounds.WORD),
@@ -284,7 +293,7 @@ def audit_event(rec: Any) -> types_pb2.AuditEvent:
     )
 
 
-def change_event(change: Any) -> types_pb2.Event:
+def change_event(change: Change) -> types_pb2.Event:
     """A core Change -> the Event watchers receive."""
     return _set(
         types_pb2.Event(), seq=change.seq, type=change.type, at=ts(change.at),
@@ -293,7 +302,7 @@ def change_event(change: Any) -> types_pb2.Event:
     )
 
 
-def snapshot_event(rec: Any) -> types_pb2.Event:
+def snapshot_event(rec: RequestRecord) -> types_pb2.Event:
     return _set(types_pb2.Event(), seq=0, type="snapshot", request=access_request(rec))
 
 
@@ -309,7 +318,7 @@ def fit(messages: Any, budget: int) -> list[Any]:
     return out
 
 
-def dashboard(rec: Any) -> access_pb2.Dashboard:
+def dashboard(rec: Dashboard) -> access_pb2.Dashboard:
     """The dashboard; each list holds what fits in a third of a message (in the core's order)."""
     msg = access_pb2.Dashboard(
         expired_24h=int(rec.expired_24h), avg_granted_minutes=float(rec.avg_granted_minutes or 0.0),

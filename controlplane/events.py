@@ -21,8 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane import convert
 from jitgate.v1 import types_pb2
+
+from controlplane import convert
+from controlplane.model import Change
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, change: Any) -> None:
+    def publish(self, change: Change) -> None:
         """Core listener (any thread, right after a commit): queue the change, return at once."""
         if self._subs:  # nobody watching: nothing to convert (a watcher subscribes before its snapshot)
             self._pending.put(change)

@@ -11,7 +11,7 @@ The data directory (0700) holds:
 
 The identity of a caller is the CN of its client certificate, which the TLS
 layer has already checked against our CA; its roles come from the policies and
-the server config (`AccessCore.roles_of`), never from the client.
+the server config (`Ledger.roles_of`), never from the client.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from policy.decision import Decision
+
 # Request states (DESIGN.md "Life of a request").
 PENDING = "PENDING"
 ACTIVE = "ACTIVE"
@@ -53,7 +55,7 @@ class ExtensionRecord:
     duration: timedelta
     justification: str
     state: str
-    decision: Any
+    decision: Decision
     approvals: list[ApprovalRecord] = field(default_factory=list)
     created_at: datetime | None = None
     decided_at: datetime | None = None
@@ -75,7 +77,7 @@ class RequestRecord:
     ticket: str
     emergency: bool
     state: str
-    decision: Any
+    decision: Decision
     created_at: datetime
     activated_at: datetime | None = None
     expires_at: datetime | None = None
@@ -88,7 +90,7 @@ class RequestRecord:
     message: str = ""
     extensions: list[ExtensionRecord] = field(default_factory=list)
     pending_deadline: datetime | None = None
-    history: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, int | float] = field(default_factory=dict)  # POLICY.md's `history` counters
     review_by: str = ""
     review_comment: str = ""
 

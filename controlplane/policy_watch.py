@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from policy import PolicySet, load_policy_set
+
 log = logging.getLogger(__name__)
 
-# (version, ok, errors) -> None; the server points it at core.record_policy_reload.
+# (version, ok, errors) -> None; the server points it at core.audit.record_policy_reload.
 ReloadListener = Callable[[str, bool, list[str]], None]
 
 
@@ -51,10 +53,8 @@ def _stat_key(path: Path) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def load(path: Path) -> Any:
+def load(path: Path) -> PolicySet:
     """Load and compile a policy set (raises policy.PolicyLoadError with every problem)."""
-    from policy import load_policy_set
-
     return load_policy_set(Path(path))
 
 
@@ -77,7 +77,7 @@ class ReloadResult:
 class PolicyHolder:
     """Holds the PolicySet in force (`.current`); swaps it atomically on a good reload."""
 
-    def __init__(self, path: Path, policy_set: Any, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, path: Path, policy_set: PolicySet, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.path = Path(path)
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._current = policy_set
@@ -95,7 +95,7 @@ class PolicyHolder:
         return cls(path, load(path))
 
     @property
-    def current(self) -> Any:
+    def current(self) -> PolicySet:
         return self._current
 
     @property

@@ -162,7 +162,7 @@ def load_policies(config: ServerConfig) -> PolicyHolder:
 
 def _add_services(server: grpc.aio.Server, deps: Deps) -> health.aio.HealthServicer:
     # Every jitgate service behind the Guard, wrapped once at registration (not per call).
-    guarded = GuardedRegistry(server, Guard(deps.core.roles_of))
+    guarded = GuardedRegistry(server, Guard(deps.core.ledger.roles_of))
     access_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(deps), guarded)
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerServicer(deps), guarded)
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), guarded)
@@ -201,8 +201,8 @@ class ControlPlaneServer:
                 config.recommend_coverage)
             hub = EventHub(loop, config.watch_queue_size)
             hub.start()
-            core.subscribe(hub.publish)
-            holder.on_reload(lambda version, ok, errors: core.record_policy_reload(version, ok, errors))
+            core.ledger.subscribe(hub.publish)
+            holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
@@ -223,8 +223,8 @@ class ControlPlaneServer:
             self.address = f"{config.host}:{port}"
             write_server_addr(data_dir, self.address)
             holder.start_watching(config.policy_poll_seconds)
-            if core.recommender is not None:
-                loop.run_in_executor(executor, core.recommender.warm)
+            if core.history.recommender is not None:
+                loop.run_in_executor(executor, core.history.recommender.warm)
             self._stopping = asyncio.Event()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
             loop.add_signal_handler(signal.SIGINT, self._stopping.set)
@@ -245,7 +245,7 @@ class ControlPlaneServer:
                 sweeper.stop()
             executor.shutdown(wait=True, cancel_futures=True)
             if core is not None:
-                core.store.close()
+                core.ledger.store.close()
             if self.address:
                 data_dir.addr_path.unlink(missing_ok=True)
             lock.release()
@@ -254,8 +254,8 @@ class ControlPlaneServer:
     def _reload(holder: PolicyHolder, core: Any) -> None:
         """SIGHUP: the policies (audited either way) and the duration model."""
         holder.reload(force=True)
-        if core.recommender is not None:
-            core.recommender.reload()
+        if core.history.recommender is not None:
+            core.history.recommender.reload()
 
     def _start_sweeper(self, core: Any) -> Any:
         from controlplane.sweeper import Sweeper

@@ -43,7 +43,7 @@ class Sweeper:
 
     def start(self) -> None:
         """Sweep once (overdue grants end now), then keep sweeping in a daemon thread."""
-        self._unsubscribe = self.core.subscribe(self._on_change)
+        self._unsubscribe = self.core.ledger.subscribe(self._on_change)
         first = self._sweep_once()
         self._thread = threading.Thread(target=self._run, args=(first,), name="jitgate-sweeper", daemon=True)
         self._thread.start()
@@ -83,7 +83,7 @@ class Sweeper:
     def _sweep_once(self) -> datetime | None | bool:
         try:
             self.sweeps += 1
-            return self.core.sweep()
+            return self.core.grants.sweep()
         except Exception:
             log.exception("sweep failed; retrying")
             return False  # retry after ERROR_BACKOFF

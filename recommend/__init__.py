@@ -12,9 +12,11 @@ Public API (what the control plane and the CLI use):
   raises: `known=False` and why without a model), `train_risk`, `save_risk`, `load_risk`
 - calibration (recommend.calibrate): offers calibrated to `Recommender(coverage=0.85)`
 - errors: `RecommendError`, `HistoryError`, `ModelError`, `TrainingError`
-- the control plane's store (recommend.store, imports controlplane): `import_history_file(data_dir, path)`,
-  `history_from_store(data_dir, policies=None, days=None)`, `train_from_store(data_dir, policies, ...)`
-- the demo (recommend.demo): `ensure_demo_model(server_data_dir, policies) -> DemoModel`
+- the demo's synthetic history (recommend.demo): `demo_history(policies)`, `demo_specs(policies)`
+
+A library: it imports nothing from `controlplane`, `broker` or `cli` (a test checks).
+History in the control plane's store is read there (`controlplane.local_history`);
+the demo's training is the CLI's (`cli.demo_model`).
 
 Serving, as the control plane does it (one Recommender per process, shared by
 worker threads; `history` = the requester's recent finished grants, e.g. the last

@@ -33,7 +33,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def CreateRequest(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.CreateRequestResponse:
         duration = convert.from_dur(request.duration) if request.HasField("duration") else None
         record, rec = await self.d.run(
-            self.d.core.create_request, caller().name, request.resource, request.login, request.role,
+            self.d.core.requests.create_request, caller().name, request.resource, request.login, request.role,
             duration, request.reason, request.ticket, request.emergency, dry_run=request.dry_run,
         )
         out = access_pb2.CreateRequestResponse(request=convert.access_request(record))
@@ -43,11 +43,11 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         return out
 
     async def GetRequest(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
-        return convert.access_request(await self.d.run(self.d.core.get_request, caller().name, request.id))
+        return convert.access_request(await self.d.run(self.d.core.requests.get_request, caller().name, request.id))
 
     async def ListRequests(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListRequestsResponse:
         records, token = await self.d.run_slow(
-            self.d.core.list_requests, caller().name, user=request.user or None,
+            self.d.core.requests.list_requests, caller().name, user=request.user or None,
             resource=request.resource or None, states=_states(request.states), to_approve=request.to_approve,
             mine=request.mine, since=convert.from_ts(request.since) if request.HasField("since") else None,
             page_size=bounds.page_limit(request.page_size, bounds.MAX_REQUEST_PAGE), page_token=request.page_token,
@@ -58,38 +58,38 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
 
     async def Approve(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.approve, caller().name, request.id, request.comment))
+            await self.d.run(self.d.core.approvals.approve, caller().name, request.id, request.comment))
 
     async def Deny(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.deny, caller().name, request.id, request.comment))
+            await self.d.run(self.d.core.approvals.deny, caller().name, request.id, request.comment))
 
     async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
-        return convert.access_request(await self.d.run(self.d.core.cancel, caller().name, request.id))
+        return convert.access_request(await self.d.run(self.d.core.requests.cancel, caller().name, request.id))
 
     async def Extend(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         if not request.HasField("duration"):
             raise JitError("invalid.argument", "an extension needs a duration")
         return convert.access_request(await self.d.run(
-            self.d.core.extend, caller().name, request.id, convert.from_dur(request.duration),
+            self.d.core.grants.extend, caller().name, request.id, convert.from_dur(request.duration),
             request.justification))
 
     async def Revoke(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.revoke, caller().name, request.id, request.reason))
+            await self.d.run(self.d.core.grants.revoke, caller().name, request.id, request.reason))
 
     async def Review(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         return convert.access_request(await self.d.run(
-            self.d.core.review, caller().name, request.id, request.flag, request.comment))
+            self.d.core.approvals.review, caller().name, request.id, request.flag, request.comment))
 
     async def RecommendDuration(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Recommendation:
         rec = await self.d.run(
-            self.d.core.recommend, caller().name, request.resource, request.login, request.role,
+            self.d.core.history.recommend, caller().name, request.resource, request.login, request.role,
             request.reason, request.ticket)
         return convert.recommendation(rec) or types_pb2.Recommendation()
 
     async def GetDashboard(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.Dashboard:
-        return convert.dashboard(await self.d.run_slow(self.d.core.dashboard, caller().name))
+        return convert.dashboard(await self.d.run_slow(self.d.core.dashboards.dashboard, caller().name))
 
     async def IssueSshCertificate(
         self, request: Any, context: grpc.aio.ServicerContext
@@ -97,7 +97,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         if not request.public_key.strip():
             raise JitError("invalid.argument", "public_key must be an OpenSSH public key line")
         cert, serial, valid_before, principals = await self.d.run(
-            self.d.core.issue_ssh_certificate, caller().name, request.grant_id, request.public_key)
+            self.d.core.credentials.issue_ssh_certificate, caller().name, request.grant_id, request.public_key)
         out = access_pb2.IssueSshCertificateResponse(
             certificate=cert, serial=serial, principals=list(principals),
             broker_address=self.d.config.ssh_broker_address)
@@ -108,8 +108,8 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> access_pb2.IssueDatabaseTokenResponse:
         who = caller().name
-        token, expires_at = await self.d.run(self.d.core.issue_database_token, who, request.grant_id)
-        grant = await self.d.run(self.d.core.get_request, who, request.grant_id)
+        token, expires_at = await self.d.run(self.d.core.credentials.issue_database_token, who, request.grant_id)
+        grant = await self.d.run(self.d.core.requests.get_request, who, request.grant_id)
         resource = getattr(self.d.policies.current, "resources", {}).get(grant.resource)
         out = access_pb2.IssueDatabaseTokenResponse(
             token=token, user=f"{grant.role}@{grant.resource}", ca_pem=self.d.pki.ca_pem.decode(),
@@ -121,7 +121,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
 
     async def ListSessions(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListSessionsResponse:
         records, token = await self.d.run_slow(
-            self.d.core.list_sessions, caller().name, grant_id=request.grant_id or None,
+            self.d.core.sessions.list_sessions, caller().name, grant_id=request.grant_id or None,
             user=request.user or None, resource=request.resource or None, live_only=request.live_only,
             page_size=bounds.page_limit(request.page_size, bounds.MAX_SESSION_PAGE), page_token=request.page_token,
         )
@@ -130,7 +130,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         return out
 
     async def GetSession(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
-        return convert.session(await self.d.run(self.d.core.get_session, caller().name, request.id))
+        return convert.session(await self.d.run(self.d.core.sessions.get_session, caller().name, request.id))
 
     async def WatchEvents(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[types_pb2.Event]:
         """Snapshot of live requests, "snapshot.end", then changes as they commit.
@@ -141,7 +141,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         who = caller()
         sub = self.d.hub.subscribe(who.name, who.sees_all, tuple(request.types))
         try:
-            live = await self.d.run_slow(self.d.core.live_requests)
+            live = await self.d.run_slow(self.d.core.requests.live_requests)
             for record in live:
                 if who.sees_all or record.user == who.name:
                     yield convert.snapshot_event(record)

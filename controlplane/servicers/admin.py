@@ -23,7 +23,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not 1 <= days <= _MAX_DAYS:
             raise JitError("invalid.argument", f"days must be between 1 and {_MAX_DAYS}, got {days}")
         bundle = await self.d.run_slow(self.d.pki.x509_ca.issue_client_certificate, request.name, days=days)
-        await self.d.run(self.d.core.record_identity_issued, admin.name, request.name)
+        await self.d.run(self.d.core.audit.record_identity_issued, admin.name, request.name)
         return admin_pb2.IssueIdentityResponse(
             ca_pem=self.d.pki.ca_pem.decode(), cert_pem=bundle.cert_pem.decode(), key_pem=bundle.key_pem.decode())
 

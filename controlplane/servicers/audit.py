@@ -36,7 +36,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         require_role("admin", "read the audit log")
         limit = bounds.page_limit(request.page_size, 1000, default=100)
         events = await self.d.run_slow(
-            self.d.core.audit_events, after_seq=request.after_seq, type=request.type,
+            self.d.core.audit.audit_events, after_seq=request.after_seq, type=request.type,
             subject=request.subject, limit=limit)
         # Cut by bytes: `last_seq` is the cursor, so the next page starts after the last event sent.
         page = convert.fit((convert.audit_event(e) for e in events), bounds.ROWS_BUDGET)
@@ -48,7 +48,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         require_role("admin", "export the audit log")
         after = request.after_seq
         while True:
-            events = await self.d.run_slow(self.d.core.audit_events, after_seq=after, limit=_EXPORT_PAGE)
+            events = await self.d.run_slow(self.d.core.audit.audit_events, after_seq=after, limit=_EXPORT_PAGE)
             for event in events:
                 yield convert.audit_event(event)
             if len(events) < _EXPORT_PAGE:
@@ -57,7 +57,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def VerifyChain(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.VerifyChainResponse:
         require_role("admin", "verify the audit log")
-        ok, count, problems = await self.d.run_slow(self.d.core.verify_audit)
+        ok, count, problems = await self.d.run_slow(self.d.core.audit.verify_audit)
         return audit_pb2.VerifyChainResponse(ok=ok, events=count, problems=_fit_problems(problems))
 
     async def _lines(self, fn: Any, days: int) -> AsyncIterator[audit_pb2.JsonLine]:
@@ -67,10 +67,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
     async def ExportRequests(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export requests")
-        async for line in self._lines(self.d.core.export_requests, request.days or _DEFAULT_DAYS):
+        async for line in self._lines(self.d.core.audit.export_requests, request.days or _DEFAULT_DAYS):
             yield line
 
     async def ExportHistory(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export history")
-        async for line in self._lines(self.d.core.export_history, request.days or _DEFAULT_DAYS):
+        async for line in self._lines(self.d.core.audit.export_history, request.days or _DEFAULT_DAYS):
             yield line

@@ -13,6 +13,7 @@ from controlplane.errors import JitError
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import require_role
 from jitgate.v1 import broker_pb2, broker_pb2_grpc, types_pb2
+from policy import Decision, Resource
 
 
 # ReportRefusal carries what an unauthenticated client chose (user names, messages quoting
@@ -37,7 +38,7 @@ def _opt_ts(msg: Any, field: str) -> Any:
     return convert.from_ts(getattr(msg, field)) if msg.HasField(field) else None
 
 
-def _session_options(decision: Any) -> types_pb2.SessionOptions:
+def _session_options(decision: Decision) -> types_pb2.SessionOptions:
     session = (convert.decision_dict(decision) or {}).get("session") or {}
     return types_pb2.SessionOptions(
         pty=bool(session.get("pty", False)), exec=bool(session.get("exec", False)),
@@ -45,7 +46,7 @@ def _session_options(decision: Any) -> types_pb2.SessionOptions:
     )
 
 
-def _target(resource: Any) -> broker_pb2.Target:
+def _target(resource: Resource) -> broker_pb2.Target:
     def attr(name: str) -> str:
         value = getattr(resource, name, "")
         return str(value) if value else ""
@@ -73,19 +74,19 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         ssh = request.ssh if which == "ssh" else None
         token = request.database.token if which == "database" else ""
         session, grant, resource = await self.d.run(
-            self.d.core.authorize_session, broker, request.kind, request.resource, request.login, request.role,
+            self.d.core.sessions.authorize_session, broker, request.kind, request.resource, request.login, request.role,
             ssh.key_id if ssh else "", ssh.serial if ssh else 0, token, request.client_address,
             request.channel, not request.refusal_counted,
         )
-        grace = self.d.policies.current.settings.grace_period
         out = broker_pb2.AuthorizeSessionResponse(
             session_id=session.id, grant=convert.access_request(grant),
             session=_session_options(grant.decision), target=_target(resource),
         )
         if grant.expires_at is not None:
             out.expires_at.CopyFrom(convert.ts(grant.expires_at))
-        if grace is not None:
-            out.grace_period.CopyFrom(convert.dur(grace))
+        # The grace period's one source: the policies' `settings.grace_period` (policy/model.py
+        # holds its default); the broker warns with what it is sent.
+        out.grace_period.CopyFrom(convert.dur(self.d.policies.current.settings.grace_period))
         return out
 
     async def IssueUpstreamCertificate(
@@ -93,7 +94,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.IssueUpstreamCertificateResponse:
         broker = self._broker()
         cert, valid_before = await self.d.run(
-            self.d.core.issue_upstream_certificate, broker, request.session_id, request.public_key)
+            self.d.core.credentials.issue_upstream_certificate, broker, request.session_id, request.public_key)
         out = broker_pb2.IssueUpstreamCertificateResponse(certificate=cert)
         out.valid_before.CopyFrom(convert.ts(valid_before))
         return out
@@ -101,7 +102,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     async def ReportSessionEnd(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
         broker = self._broker()
         record = await self.d.run(
-            self.d.core.end_session, broker, request.session_id, request.reason, request.bytes_in,
+            self.d.core.sessions.end_session, broker, request.session_id, request.reason, request.bytes_in,
             request.bytes_out, request.recording_ref, request.recording_hash, _opt_ts(request, "ended_at"),
             _opt_ts(request, "last_activity_at"),
         )
@@ -112,7 +113,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.ReportActivityResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.report_activity, broker, request.session_id, _opt_ts(request, "last_activity_at"),
+            self.d.core.sessions.report_activity, broker, request.session_id, _opt_ts(request, "last_activity_at"),
             request.bytes_in, request.bytes_out)
         return broker_pb2.ReportActivityResponse()
 
@@ -121,13 +122,13 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.ReportRefusalResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.record_refusal, broker, request.kind, request.user, request.resource, request.code,
+            self.d.core.sessions.record_refusal, broker, request.kind, request.user, request.resource, request.code,
             request.message, request.client_address, _refusal_aggregate(request))
         return broker_pb2.ReportRefusalResponse()
 
     async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:
         self._broker()
-        serials = await self.d.run_slow(self.d.core.revoked_serials)
+        serials = await self.d.run_slow(self.d.core.credentials.revoked_serials)
         return broker_pb2.Trust(
             user_ca_keys=self.d.pki.ssh_user_ca.trusted_public_key_lines(), revoked_serials=serials,
             ca_pem=self.d.pki.ca_pem.decode(),

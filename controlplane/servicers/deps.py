@@ -5,12 +5,15 @@ import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
 from controlplane.identity import ServerPki
 from controlplane.policy_watch import PolicyHolder
+
+if TYPE_CHECKING:  # the servicers reach the core only through Deps
+    from controlplane.core import AccessCore
 
 T = TypeVar("T")
 
@@ -20,7 +23,7 @@ class Deps:
     """Shared by the servicers of one server; `run` moves blocking core calls off the event loop."""
 
     config: ServerConfig
-    core: Any  # controlplane.core.AccessCore
+    core: AccessCore
     policies: PolicyHolder
     hub: EventHub
     pki: ServerPki

@@ -63,6 +63,8 @@ CODES: dict[str, Code] = {
     "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "policy.invalid": Code("FAILED_PRECONDITION", "a policy set was refused; each problem has its own "
                                                   "`policy.*` code"),
+    "recommend.store_unavailable": Code("FAILED_PRECONDITION", "a data directory's store cannot be used for local "
+                                                               "history (import, train)"),
     "recommend.unavailable": Code("UNAVAILABLE", "no duration recommendation can be given"),
     "request.exists": Code("ALREADY_EXISTS", "the request already exists"),
     "request.not_found": Code("NOT_FOUND", "there is no such request or grant"),

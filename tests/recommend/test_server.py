@@ -19,8 +19,8 @@ from jitgate.v1 import access_pb2
 from policy import load_policy_set
 from recommend import read_history
 from recommend.history import row_from_json
-from recommend.demo import ensure_demo_model
-from recommend.store import db_path
+from cli.demo_model import ensure_demo_model
+from controlplane.local_history import db_path
 from tests.cluster import REPO, ControlPlane
 
 RELOAD_DEADLINE = 30.0  # the server looks for a new model every 2 s
@@ -37,16 +37,16 @@ def _finished_grant(data: Path, policy_set, minutes_used: float) -> dict:
     core = AccessCore(open_store(str(db_path(data))), StaticPolicy(policy_set), clock=lambda: clock[0],
                       brokers={"broker"})
     try:
-        rec, _ = core.create_request("alice", "demo-db", role="readonly", duration=timedelta(minutes=60),
+        rec, _ = core.requests.create_request("alice", "demo-db", role="readonly", duration=timedelta(minutes=60),
                                      reason="weekly report", ticket="RPT-1")
-        token, _ = core.issue_database_token("alice", rec.id)
-        session, _, _ = core.authorize_session("broker", "postgres", "demo-db", db_token=token, channel="pg")
+        token, _ = core.credentials.issue_database_token("alice", rec.id)
+        session, _, _ = core.sessions.authorize_session("broker", "postgres", "demo-db", db_token=token, channel="pg")
         clock[0] += timedelta(minutes=minutes_used)
-        core.end_session("broker", session.id, "client_exit", ended_at=clock[0], last_activity_at=clock[0])
-        core.revoke("alice", rec.id, "done")
-        return next(iter(core.export_history(7)))
+        core.sessions.end_session("broker", session.id, "client_exit", ended_at=clock[0], last_activity_at=clock[0])
+        core.grants.revoke("alice", rec.id, "done")
+        return next(iter(core.audit.export_history(7)))
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 @pytest.mark.timeout(120)

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from controlplane.core import AccessCore, StaticPolicy
+from controlplane.local_history import db_path, history_from_store
 from controlplane.store import open_store
 from policy import load_policy_set
 from recommend import HistoryRow, Recommender, write_history
 from recommend.demo import demo_history, demo_specs
-from recommend.store import db_path, history_from_store
 from recommend.synth import ResourceSpec, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,40 +69,40 @@ def test_imported_history_feeds_recommendations_and_nothing_else(tmp_path: Path,
 
     core = _core(data, policy_set, Recommender(data / "model"))  # no model yet: fallback statistics
     try:
-        answer = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        answer = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert answer.fallback
         assert "your last 5 on orders-db used 35-50 min" in answer.explanation
         assert "80% of 16 past grants on orders-db" in answer.explanation
         # never requests or grants: no policy history, nothing to list or export
-        probe, _ = core.create_request("alice", "orders-db", role="readonly", duration=None,
+        probe, _ = core.requests.create_request("alice", "orders-db", role="readonly", duration=None,
                                        reason="monthly report", ticket="", emergency=False, dry_run=True)
         assert probe.duration == answer.duration
         assert probe.history.get("granted_90d", 0) == 0 and probe.history.get("median_minutes", 0) == 0
-        assert core.list_requests("admin")[0] == [] and list(core.export_history(3650)) == []
-        events = core.audit_events(type="history.*")
+        assert core.requests.list_requests("admin")[0] == [] and list(core.audit.export_history(3650)) == []
+        events = core.audit.audit_events(type="history.*")
         assert [(e.type, e.actor, e.data) for e in events] == [
             ("history.imported", "local-admin", {"rows": 16, "sha256": sha, "file": str(history)})]
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
     core = _core(data, policy_set, Recommender(None))  # a serving core, as a running server keeps it
     try:
-        before = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        before = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         code, _, err = _run("import", str(history), "--data-dir", str(data))  # the same file again
         assert code == 1 and "was imported before" in err and "Traceback" not in err
-        assert len(core.audit_events(type="history.*")) == 1
+        assert len(core.audit.audit_events(type="history.*")) == 1
         newer = tmp_path / "newer.jsonl"
         write_history([_row("alice", "orders-db", 90 + i, days_ago=5 - i) for i in range(5)], newer)
         assert _run("import", str(newer), "--data-dir", str(data))[0] == 0  # another process imports
-        after = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        after = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert "your last 5 on orders-db used 35-50 min" in before.explanation
         assert "your last 5 on orders-db used 1 h 30 min to 1 h 34 min" in after.explanation, after
-        assert [e.data["rows"] for e in core.audit_events(type="history.*")] == [16, 5]
-        assert core.verify_audit()[0]
-        with core.store.read() as tx:
+        assert [e.data["rows"] for e in core.audit.audit_events(type="history.*")] == [16, 5]
+        assert core.audit.verify_audit()[0]
+        with core.ledger.store.read() as tx:
             assert tx.count_imported_history() == 21
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 def test_a_bad_file_imports_nothing(tmp_path: Path) -> None:
@@ -135,16 +135,16 @@ def test_train_from_the_store_and_a_serving_recommender_picks_the_model_up(tmp_p
 
     core = _core(data, policy_set, serving)
     try:
-        answer = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        answer = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert serving.model_version == first["version"] and answer.model_version == first["version"]
         code, out, err = _run("train", "--data-dir", str(data), "--rounds", "25", "--force", "--output", "json")
         assert code == 0, err
         second = json.loads(out)
         assert second["version"] != first["version"]
-        answer = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        answer = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert answer.model_version == second["version"]  # no restart
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 def test_store_history_takes_labels_from_the_policies(tmp_path: Path, policy_set) -> None:
@@ -153,15 +153,15 @@ def test_store_history_takes_labels_from_the_policies(tmp_path: Path, policy_set
     core = AccessCore(open_store(str(db_path(data))), StaticPolicy(policy_set), clock=lambda: clock[0],
                       brokers={"broker"})
     try:
-        rec, _ = core.create_request("alice", "demo-db", role="readonly", duration=timedelta(minutes=60),
+        rec, _ = core.requests.create_request("alice", "demo-db", role="readonly", duration=timedelta(minutes=60),
                                      reason="weekly report", ticket="", emergency=False)
-        token, _ = core.issue_database_token("alice", rec.id)
-        session, _, _ = core.authorize_session("broker", "postgres", "demo-db", "", "", "", 0, token, "", "pg")
+        token, _ = core.credentials.issue_database_token("alice", rec.id)
+        session, _, _ = core.sessions.authorize_session("broker", "postgres", "demo-db", "", "", "", 0, token, "", "pg")
         clock[0] += timedelta(minutes=25)
-        core.end_session("broker", session.id, "client_exit", 0, 0, "", "", clock[0], clock[0])
-        core.revoke("alice", rec.id, "done")
+        core.sessions.end_session("broker", session.id, "client_exit", 0, 0, "", "", clock[0], clock[0])
+        core.grants.revoke("alice", rec.id, "done")
     finally:
-        core.store.close()
+        core.ledger.store.close()
     found = history_from_store(data, policy_set)
     assert (found.grants, found.imported, found.warnings) == (1, 0, [])
     assert found.rows[0].labels == {"env": "dev"} and found.rows[0].used_minutes == pytest.approx(25)
@@ -176,22 +176,22 @@ def test_a_corrupt_model_means_fallbacks_and_the_core_keeps_answering(tmp_path: 
     serving = Recommender(data / "model", check_every=0)
     core = _core(data, policy_set, serving)
     try:
-        good = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        good = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert not good.fallback and good.model_version
         (data / "model" / "model.txt").write_text("tree\nnot a model\n")
-        still = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        still = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert still.model_version == good.model_version  # the loaded model keeps serving
         assert "corrupt" in (serving.load_error or "")
         fresh = Recommender(data / "model")  # a restart with the corrupt file: clear error, fallback
         assert "checksum does not match" in (fresh.load_error or "")
-        core.recommender = fresh
-        answer = core.recommend("alice", "orders-db", role="readonly", reason="monthly report")
+        core.history.recommender = fresh
+        answer = core.history.recommend("alice", "orders-db", role="readonly", reason="monthly report")
         assert answer.fallback and answer.duration > timedelta(0) and answer.model_version == ""
-        created, rec = core.create_request("alice", "demo-db", role="readonly", duration=None,
+        created, rec = core.requests.create_request("alice", "demo-db", role="readonly", duration=None,
                                            reason="weekly report", ticket="", emergency=False)
         assert rec is not None and rec.fallback and created.duration == rec.duration
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 def test_demo_history_is_about_the_policies(policy_set) -> None:

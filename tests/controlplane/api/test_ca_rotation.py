@@ -47,13 +47,13 @@ def test_rotation_keeps_old_key_trusted_and_is_audited(tmp_path: Path) -> None:
 
     core = open_core(DataDir(data), None, None, with_recommender=False)
     try:
-        rotated = core.audit_events(type="ca.rotated")
+        rotated = core.audit.audit_events(type="ca.rotated")
         assert len(rotated) == 1 and rotated[0].data["new_key"] == out["new_key"]
         assert "PRIVATE" not in json.dumps(rotated[0].data)
-        ok, _count, problems = core.verify_audit()
+        ok, _count, problems = core.audit.verify_audit()
         assert ok and not problems
     finally:
-        core.store.close()
+        core.ledger.store.close()
 
 
 def test_drop_old_stops_trusting_it(tmp_path: Path) -> None:

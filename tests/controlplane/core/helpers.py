@@ -26,13 +26,13 @@ class FakeClock:
 
 def dev(core: AccessCore, user: str = "alice", minutes: float = 60, **kw):
     """An auto-approved ssh grant on web-dev-01."""
-    rec, _ = core.create_request(user, "web-dev-01", login=kw.pop("login", "deploy"),
+    rec, _ = core.requests.create_request(user, "web-dev-01", login=kw.pop("login", "deploy"),
                                  duration=timedelta(minutes=minutes), reason=kw.pop("reason", "deploy fix"), **kw)
     return rec
 
 
 def prod(core: AccessCore, user: str = "alice", minutes: float = 60, **kw):
     """A prod ssh request that needs manager/owner, then security."""
-    rec, _ = core.create_request(user, "web-prod-01", login="deploy", duration=timedelta(minutes=minutes),
+    rec, _ = core.requests.create_request(user, "web-prod-01", login="deploy", duration=timedelta(minutes=minutes),
                                  reason=kw.pop("reason", "incident follow-up"), **kw)
     return rec

@@ -14,10 +14,10 @@ from tests.controlplane.core.helpers import dev, prod
 @pytest.fixture
 def filled(core):
     rec = prod(core)
-    core.approve("bob", rec.id)
-    core.approve("sam", rec.id)
-    core.revoke("ada", dev(core).id, "test")
-    ok, count, problems = core.verify_audit()
+    core.approvals.approve("bob", rec.id)
+    core.approvals.approve("sam", rec.id)
+    core.grants.revoke("ada", dev(core).id, "test")
+    ok, count, problems = core.audit.verify_audit()
     assert ok and problems == [] and count == 7
     return core
 
@@ -31,7 +31,7 @@ def tamper(db_path, *sql):
 
 
 def test_chain_links_and_hashes(filled):
-    events = filled.audit_events(limit=100)
+    events = filled.audit.audit_events(limit=100)
     assert [e.seq for e in events] == list(range(1, 8))
     assert events[0].prev_hash == "0" * 64
     for a, b in zip(events, events[1:]):
@@ -41,28 +41,28 @@ def test_chain_links_and_hashes(filled):
 
 
 def test_edited_event_is_caught(filled, db_path):
-    row = filled.audit_events(type="grant.revoked")[0]
+    row = filled.audit.audit_events(type="grant.revoked")[0]
     data = dict(row.data, reason="nothing to see")
     tamper(db_path, f"UPDATE audit SET data = '{json.dumps(data)}' WHERE seq = {row.seq}")
-    ok, _count, problems = filled.verify_audit()
+    ok, _count, problems = filled.audit.verify_audit()
     assert not ok and any(f"event {row.seq}" in p and "edited" in p for p in problems)
 
 
 def test_edited_actor_is_caught(filled, db_path):
     tamper(db_path, "UPDATE audit SET actor = 'nobody' WHERE seq = 2")
-    ok, _c, problems = filled.verify_audit()
+    ok, _c, problems = filled.audit.verify_audit()
     assert not ok and any("event 2" in p for p in problems)
 
 
 def test_removed_event_is_caught(filled, db_path):
     tamper(db_path, "DELETE FROM audit WHERE seq = 4")
-    ok, count, problems = filled.verify_audit()
+    ok, count, problems = filled.audit.verify_audit()
     assert not ok and count == 6 and any("removed" in p for p in problems)
 
 
 def test_removed_last_event_is_caught(filled, db_path):
     tamper(db_path, "DELETE FROM audit WHERE seq = 7")
-    ok, _c, problems = filled.verify_audit()
+    ok, _c, problems = filled.audit.verify_audit()
     assert not ok and any("head" in p for p in problems)
 
 
@@ -72,13 +72,13 @@ def test_reordered_events_are_caught(filled, db_path):
            "UPDATE audit SET seq = -3 WHERE seq = 3",
            "UPDATE audit SET seq = 3 WHERE seq = 4",
            "UPDATE audit SET seq = 4 WHERE seq = -3")
-    ok, _c, problems = filled.verify_audit()
+    ok, _c, problems = filled.audit.verify_audit()
     assert not ok and any("reordered" in p for p in problems)
 
 
 def test_inserted_event_is_caught(filled, db_path):
     # a forged event with a correct hash of its own, slipped in between 5 and 6
-    events = {e.seq: e for e in filled.audit_events(limit=100)}
+    events = {e.seq: e for e in filled.audit.audit_events(limit=100)}
     tamper(db_path, "UPDATE audit SET seq = seq + 100 WHERE seq > 5",
            "UPDATE audit SET seq = seq - 99 WHERE seq > 100")
     e5 = events[5]
@@ -87,14 +87,14 @@ def test_inserted_event_is_caught(filled, db_path):
     tamper(db_path, "INSERT INTO audit (seq, at_us, type, actor, subject, data, prev_hash, hash) VALUES "
            f"(6, (SELECT at_us FROM audit WHERE seq = 5), 'grant.revoked', 'ada', 'x', "
            f"'{json.dumps(forged)}', '{e5.hash}', '{h}')")
-    ok, _c, problems = filled.verify_audit()
+    ok, _c, problems = filled.audit.verify_audit()
     assert not ok and problems
 
 
 def test_a_new_core_continues_the_chain(filled, make_core):
     again = make_core()
     dev(again)
-    ok, count, _ = again.verify_audit()
+    ok, count, _ = again.audit.verify_audit()
     assert ok and count == 9
 
 
@@ -104,5 +104,5 @@ def test_secrets_are_refused_in_event_data():
 
 
 def test_times_round_trip_exactly(filled):
-    e = filled.audit_events()[0]
+    e = filled.audit.audit_events()[0]
     assert from_us(int((e.at - from_us(0)).total_seconds() * 1_000_000)) == e.at

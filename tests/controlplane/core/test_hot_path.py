@@ -29,7 +29,7 @@ def counting() -> CountingRecommender:
 
 def test_no_recommendation_when_a_duration_is_given(make_core, counting):
     core = make_core(recommender=counting)
-    rec, recommendation = core.create_request("alice", "dev-db", role="readonly", duration=timedelta(minutes=30),
+    rec, recommendation = core.requests.create_request("alice", "dev-db", role="readonly", duration=timedelta(minutes=30),
                                               reason="report")
     assert rec.state == "ACTIVE" and rec.duration == timedelta(minutes=30)
     assert recommendation is None and counting.calls == 0
@@ -37,14 +37,14 @@ def test_no_recommendation_when_a_duration_is_given(make_core, counting):
 
 def test_dry_run_and_no_duration_still_recommend(make_core, counting):
     core = make_core(recommender=counting)
-    dry, recommendation = core.create_request("alice", "dev-db", role="readonly", duration=timedelta(minutes=30),
+    dry, recommendation = core.requests.create_request("alice", "dev-db", role="readonly", duration=timedelta(minutes=30),
                                               reason="report", dry_run=True)
     assert dry.id == "" and dry.duration == timedelta(minutes=30)
     assert recommendation is not None and recommendation.max_duration == timedelta(hours=8)
     assert counting.calls == 1
-    rec, recommendation = core.create_request("alice", "dev-db", role="readonly", duration=None, reason="report")
+    rec, recommendation = core.requests.create_request("alice", "dev-db", role="readonly", duration=None, reason="report")
     assert recommendation is not None and rec.duration == recommendation.duration and counting.calls == 2
-    with core.store.read() as tx:
+    with core.ledger.store.read() as tx:
         assert tx.get_request(dry.id) is None and tx.get_request(rec.id) is not None
 
 
@@ -76,7 +76,7 @@ def _every_since(core, users, start, end):
     """history_counts against counting every row, for each user and many window starts:
     day boundaries, the instants requests were created at, and between them."""
     from controlplane.store import from_us, to_us
-    with core.store.read() as tx:
+    with core.ledger.store.read() as tx:
         created = [from_us(us) for (us,) in tx.conn.exec_driver_sql("SELECT created_us FROM requests")]
         points = set(created) | {c + timedelta(microseconds=1) for c in created}
         day = start.replace(hour=0, minute=0)
@@ -101,23 +101,23 @@ def test_history_counters_equal_counting_every_row(core, clock):
             ids[(day, user, "dev")] = dev(core, user=user, minutes=30).id     # granted
             ids[(day, user, "over")] = prod(core, user=user, minutes=600).id  # denied (over the maximum)
             ids[(day, user, "pending")] = prod(core, user=user).id           # pending, approved later or not
-            bg, _ = core.create_request(user, "web-prod-01", login="deploy", duration=timedelta(minutes=30),
+            bg, _ = core.requests.create_request(user, "web-prod-01", login="deploy", duration=timedelta(minutes=30),
                                         reason="outage", emergency=True)
             ids[(day, user, "bg")] = bg.id
             clock.advance(hours=7)
         clock.advance(hours=10)
     # later changes to rows of earlier days move those days' counters
-    core.revoke("ada", ids[(1, "alice", "dev")], "suspicious")
-    core.revoke("mia", ids[(3, "mia", "dev")])
-    core.review("sam", ids[(2, "alice", "bg")], True, "wrong host")
-    core.review("sam", ids[(4, "alice", "bg")], False, "fine")
-    core.approve("bob", ids[(5, "alice", "pending")])
-    core.approve("sam", ids[(5, "alice", "pending")])
-    core.deny("bob", ids[(0, "mia", "pending")])
-    core.cancel("alice", ids[(1, "alice", "pending")])
+    core.grants.revoke("ada", ids[(1, "alice", "dev")], "suspicious")
+    core.grants.revoke("mia", ids[(3, "mia", "dev")])
+    core.approvals.review("sam", ids[(2, "alice", "bg")], True, "wrong host")
+    core.approvals.review("sam", ids[(4, "alice", "bg")], False, "fine")
+    core.approvals.approve("bob", ids[(5, "alice", "pending")])
+    core.approvals.approve("sam", ids[(5, "alice", "pending")])
+    core.approvals.deny("bob", ids[(0, "mia", "pending")])
+    core.requests.cancel("alice", ids[(1, "alice", "pending")])
     clock.advance(days=1)
-    core.sweep()  # expiries and pending timeouts change no counter, and must not break one
-    with core.store.read() as tx:
+    core.grants.sweep()  # expiries and pending timeouts change no counter, and must not break one
+    with core.ledger.store.read() as tx:
         assert tx.history_counts("alice", start)["revoked_90d"] == 1
         assert tx.history_counts("alice", start)["flagged_90d"] == 1
         assert tx.history_counts("mia", start)["denied_90d"] == 6 + 1
@@ -134,15 +134,15 @@ def test_history_counters_are_backfilled_by_the_migration(tmp_path, make_core, c
     for i in range(5):
         dev(core, minutes=30)
         clock.advance(hours=9)
-    core.revoke("ada", dev(core).id, "x")
-    with sqlite3.connect(core.store.engine.url.database) as conn:  # back to v4: no counters, no triggers
+    core.grants.revoke("ada", dev(core).id, "x")
+    with sqlite3.connect(core.ledger.store.engine.url.database) as conn:  # back to v4: no counters, no triggers
         for name in ("history_days_insert", "history_days_update", "history_days_delete"):
             conn.execute(f"DROP TRIGGER {name}")
         conn.execute("DROP TABLE history_days")
         conn.execute("DELETE FROM schema_version WHERE version >= 5")
-    core.store.close()
+    core.ledger.store.close()
     again = make_core()
-    with again.store.read() as tx:
+    with again.ledger.store.read() as tx:
         assert tx.history_counts("alice", start) == {"granted_90d": 6, "denied_90d": 0, "revoked_90d": 1,
                                                      "flagged_90d": 0}
     assert _every_since(again, ("alice",), start, clock.now) > 20
@@ -152,10 +152,10 @@ def test_history_counters_are_backfilled_by_the_migration(tmp_path, make_core, c
 
 def test_commits_never_checkpoint_and_the_checkpointer_thread_does(core, db_path):
     import time
-    with core.store.read() as tx:
+    with core.ledger.store.read() as tx:
         assert tx.cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         assert tx.cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    cp = core.store.checkpointer
+    cp = core.ledger.store.checkpointer
     size = db_path.stat().st_size
     for _ in range(50):
         dev(core)
@@ -171,7 +171,7 @@ def test_a_closed_store_leaves_everything_in_the_database_file(make_core, db_pat
     import sqlite3
     core = make_core()
     ids = [dev(core).id for _ in range(20)]
-    core.store.close()
+    core.ledger.store.close()
     assert not db_path.with_name(db_path.name + "-wal").exists() or \
         db_path.with_name(db_path.name + "-wal").stat().st_size == 0
     with sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True) as conn:  # reads the file only
@@ -187,20 +187,20 @@ def test_a_transaction_is_one_whether_statements_are_prebuilt_or_not(core):
     from sqlalchemy import text
     rec = dev(core)
     with pytest.raises(RuntimeError):
-        with core.store.write() as tx:
+        with core.ledger.store.write() as tx:
             tx.cur.execute("UPDATE requests SET reason = 'changed' WHERE id = ?", (rec.id,))
             assert tx.conn.execute(text("SELECT reason FROM requests WHERE id = :i"), {"i": rec.id}).scalar() \
                 == "changed"
             tx.conn.execute(text("UPDATE requests SET message = 'm' WHERE id = :i"), {"i": rec.id})
             assert tx.get_request(rec.id).message == "m"
             raise RuntimeError("undo")
-    again = core.get_request("alice", rec.id)
+    again = core.requests.get_request("alice", rec.id)
     assert again.reason == rec.reason and again.message == rec.message
-    with core.store.write() as tx:
+    with core.ledger.store.write() as tx:
         tx.conn.execute(text("UPDATE requests SET message = 'kept' WHERE id = :i"), {"i": rec.id})
         tx.cur.execute("UPDATE requests SET reason = 'kept too' WHERE id = ?", (rec.id,))
-    kept = core.get_request("alice", rec.id)
+    kept = core.requests.get_request("alice", rec.id)
     assert (kept.message, kept.reason) == ("kept", "kept too")
-    with core.store.read() as tx:  # a read sees committed data only, through either path
+    with core.ledger.store.read() as tx:  # a read sees committed data only, through either path
         assert tx.conn.execute(text("SELECT count(*) FROM requests")).scalar() == 1
         assert tx.get_request(rec.id).message == "kept"

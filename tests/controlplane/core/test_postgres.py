@@ -102,8 +102,8 @@ def test_pg_tampering_is_caught(pg_make_core):
     core = pg_make_core()
     lc.dev(core)
     lc.dev(core)
-    assert core.verify_audit()[0]
-    with core.store.engine.begin() as conn:
+    assert core.audit.verify_audit()[0]
+    with core.ledger.store.engine.begin() as conn:
         conn.execute(text("UPDATE audit SET actor = 'mallory' WHERE seq = 2"))
-    ok, _n, problems = core.verify_audit()
+    ok, _n, problems = core.audit.verify_audit()
     assert not ok and any("event 2" in p for p in problems)

@@ -22,7 +22,7 @@ def wait_for(core, event_type: str, count: int = 1):
             seen.append(ch)
             if len(seen) >= count:
                 done.set()
-    core.subscribe(on_change)
+    core.ledger.subscribe(on_change)
     return done, seen
 
 
@@ -35,7 +35,7 @@ def test_sweeper_ends_a_grant_at_its_deadline_without_polling(make_core):
         first = sweeper.sweeps
         rec = dev(core, minutes=0.02)  # 1.2 s: created after start, so the sweeper must be woken for it
         assert done.wait(10), "the grant did not expire"
-        got = core.get_request("alice", rec.id)
+        got = core.requests.get_request("alice", rec.id)
         assert got.state == "EXPIRED" and got.ended_at == rec.expires_at
         assert seen[0].request.id == rec.id
         assert sweeper.sweeps - first <= 10  # woke for the change and the deadline, no polling loop
@@ -50,23 +50,23 @@ def test_sweeper_times_out_pending_requests(make_core, clock):
     sweeper = Sweeper(core, clock=clock)
     sweeper.start()  # start sweeps once, synchronously
     sweeper.stop()
-    assert core.get_request("alice", rec.id).state == "TIMED_OUT"
+    assert core.requests.get_request("alice", rec.id).state == "TIMED_OUT"
 
 
 def test_restart_ends_grants_that_expired_while_down(make_core, clock):
     first = make_core()
     grants = [dev(first, minutes=m) for m in (5, 10, 120)]
     pending = prod(first)
-    first.store.close()
+    first.ledger.store.close()
     clock.advance(minutes=61)  # "the server was down for an hour"
     second = make_core()
     sweeper = Sweeper(second, clock=clock)
     sweeper.start()
     sweeper.stop()
-    states = [second.get_request("ada", g.id).state for g in grants]
+    states = [second.requests.get_request("ada", g.id).state for g in grants]
     assert states == ["EXPIRED", "EXPIRED", "ACTIVE"]
-    assert second.get_request("ada", pending.id).state == "TIMED_OUT"
-    assert second.verify_audit()[0]
+    assert second.requests.get_request("ada", pending.id).state == "TIMED_OUT"
+    assert second.audit.verify_audit()[0]
 
 
 def test_many_grants_expiring_together_end_in_one_sweep(make_core, clock):
@@ -74,25 +74,25 @@ def test_many_grants_expiring_together_end_in_one_sweep(make_core, clock):
     ids = [dev(core, user=u, minutes=30).id for u in ("alice", "dave", "bob", "sam") for _ in range(30)]
     clock.advance(minutes=30)
     changes = []
-    core.subscribe(changes.append)
-    core.sweep()
-    assert all(r.state == "EXPIRED" for r in (core.get_request("ada", i) for i in ids))
+    core.ledger.subscribe(changes.append)
+    core.grants.sweep()
+    assert all(r.state == "EXPIRED" for r in (core.requests.get_request("ada", i) for i in ids))
     assert sorted(c.request.id for c in changes if c.type == "grant.expired") == sorted(ids)
-    assert core.verify_audit()[0]
+    assert core.audit.verify_audit()[0]
 
 
 def test_approval_race_activates_once(make_core):
     core = make_core(clock=utcnow)
     for _round in range(5):
         rec = prod(core)
-        core.approve("bob", rec.id)
+        core.approvals.approve("bob", rec.id)
         barrier = threading.Barrier(3)
         results: dict[str, object] = {}
 
         def approve(who: str) -> None:
             barrier.wait()
             try:
-                results[who] = core.approve(who, rec.id).state
+                results[who] = core.approvals.approve(who, rec.id).state
             except JitError as e:
                 results[who] = e.code
 
@@ -102,10 +102,10 @@ def test_approval_race_activates_once(make_core):
         for t in threads:
             t.join(10)
         assert sorted(map(str, results.values())) == ["ACTIVE", "approval.not_pending", "approval.not_pending"]
-        got = core.get_request("ada", rec.id)
+        got = core.requests.get_request("ada", rec.id)
         assert got.state == "ACTIVE" and len(got.approvals) == 2
-        assert [e.type for e in core.audit_events(subject=rec.id)].count("grant.activated") == 1
-    assert core.verify_audit()[0]
+        assert [e.type for e in core.audit.audit_events(subject=rec.id)].count("grant.activated") == 1
+    assert core.audit.verify_audit()[0]
 
 
 def test_concurrent_writers_keep_one_chain(make_core):
@@ -116,7 +116,7 @@ def test_concurrent_writers_keep_one_chain(make_core):
         try:
             for _ in range(10):
                 rec = dev(core)
-                core.extend("alice", rec.id, timedelta(minutes=5), "more")
+                core.grants.extend("alice", rec.id, timedelta(minutes=5), "more")
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -126,7 +126,7 @@ def test_concurrent_writers_keep_one_chain(make_core):
     for t in threads:
         t.join(30)
     assert errors == []
-    ok, count, problems = core.verify_audit()
+    ok, count, problems = core.audit.verify_audit()
     assert ok, problems
     assert count == 40 * 4  # created, activated, extension.requested, grant.extended
 
@@ -135,7 +135,7 @@ def test_concurrent_writers_keep_one_chain(make_core):
 def test_deny_race_with_approve(make_core, flag):
     core = make_core(clock=utcnow)
     rec = prod(core)
-    core.approve("bob", rec.id)
+    core.approvals.approve("bob", rec.id)
     barrier = threading.Barrier(2)
     out = {}
 
@@ -146,7 +146,7 @@ def test_deny_race_with_approve(make_core, flag):
         except JitError as e:
             out[who] = e.code
 
-    order = [("sam", core.approve), ("sara", core.deny)]
+    order = [("sam", core.approvals.approve), ("sara", core.approvals.deny)]
     if flag:
         order.reverse()
     threads = [threading.Thread(target=act, args=a) for a in order]
@@ -154,7 +154,7 @@ def test_deny_race_with_approve(make_core, flag):
         t.start()
     for t in threads:
         t.join(10)
-    final = core.get_request("ada", rec.id).state
+    final = core.requests.get_request("ada", rec.id).state
     assert final in ("ACTIVE", "DENIED")
     assert sorted(out.values()) == sorted([final, "approval.not_pending"])
 
@@ -165,14 +165,14 @@ def test_approval_race_across_two_stores_on_one_file(make_core):
     a, b = make_core(clock=utcnow), make_core(clock=utcnow)
     for _round in range(5):
         rec = prod(a)
-        a.approve("bob", rec.id)
+        a.approvals.approve("bob", rec.id)
         barrier = threading.Barrier(2)
         results = []
 
         def approve(core, who):
             barrier.wait()
             try:
-                results.append(core.approve(who, rec.id).state)
+                results.append(core.approvals.approve(who, rec.id).state)
             except JitError as e:
                 results.append(e.code)
 
@@ -182,8 +182,8 @@ def test_approval_race_across_two_stores_on_one_file(make_core):
         for t in threads:
             t.join(20)
         assert sorted(results) == ["ACTIVE", "approval.not_pending"]
-        assert [e.type for e in b.audit_events(subject=rec.id)].count("grant.activated") == 1
-    ok, _n, problems = a.verify_audit()
+        assert [e.type for e in b.audit.audit_events(subject=rec.id)].count("grant.activated") == 1
+    ok, _n, problems = a.audit.verify_audit()
     assert ok, problems
 
 
@@ -199,11 +199,11 @@ def test_sweeper_wakes_only_for_an_earlier_deadline(make_core):
         first = sweeper.sweeps
         for _ in range(30):
             dev(core, minutes=120)  # later than the awaited deadline: nothing to do
-        core.revoke("alice", dev(core, minutes=90).id)  # no deadline left at all
+        core.grants.revoke("alice", dev(core, minutes=90).id)  # no deadline left at all
         short = dev(core, minutes=0.01)  # 0.6 s: earlier, so the sweeper must wake for it
         assert done.wait(10), "the grant did not expire"
         assert seen[0].request.id == short.id
-        assert core.get_request("alice", short.id).state == "EXPIRED"
+        assert core.requests.get_request("alice", short.id).state == "EXPIRED"
         assert sweeper.sweeps - first <= 2
     finally:
         sweeper.stop()

@@ -7,11 +7,13 @@ recommender: the server's per-user and per-resource history for explanations and
 fallbacks, and training. They never become requests or grants.
 
 `history_from_store` is what `jitgate recommend train` reads without `--history`:
-the store's own finished grants (`AccessCore.export_history`) plus the imported
+the store's own finished grants (`AuditLog.export_history`) plus the imported
 rows. A grant's labels come from the policies when given, else from imported
 rows of the same resource.
 
 SQLite in WAL mode lets this run while the server is up on the same directory.
+(This lives in the control plane, not in `recommend/`: the recommender is a
+library the control plane calls, and it never opens the control plane's store.)
 """
 from __future__ import annotations
 
@@ -21,13 +23,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
+from ca.errors import CAError
+from ca.keystore import ensure_private_dir
+from controlplane.auditlog import AuditLog
+from controlplane.errors import JitError
+from controlplane.identity import DataDir
+from controlplane.ledger import Ledger
+from controlplane.store import open_store
+from policy import PolicySet
 from recommend.errors import HistoryError, RecommendError
 from recommend.history import HistoryRow, read_history, row_from_json
 
 LOCAL_ACTOR = "local-admin"  # the actor of local admin commands (as `jitgate admin` records them)
-ALL_DAYS = 36500.0
+ALL_DAYS = 36500.0  # "all of it" for exports that take a number of days
 
 
 class StoreError(RecommendError):
@@ -55,21 +65,12 @@ class StoreHistory:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Labelled:
-    labels: Mapping[str, str]
+class _NoPolicy:
+    """Local history access decides nothing: any use of a policy is a bug, refused."""
 
-
-@dataclass(frozen=True)
-class _ResourcesOnly:
-    """The part of a PolicySet that `export_history` reads: resources and their labels."""
-
-    resources: Mapping[str, _Labelled]
-
-
-@dataclass
-class _Holder:
-    current: Any
+    @property
+    def current(self) -> NoReturn:
+        raise JitError("internal", "local history access has no policy in force")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -83,19 +84,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def db_path(data_dir: str | os.PathLike[str]) -> Path:
     """The store file of a server data directory."""
-    from controlplane.identity import DataDir
-
     return DataDir(Path(data_dir)).db_path
 
 
-@contextmanager
-def _local_core(data_dir: Path, policy: Any, *, create: bool) -> Iterator[Any]:
-    """A short-lived AccessCore on the data directory's store (no CAs, no recommender)."""
-    from ca.errors import CAError
-    from ca.keystore import ensure_private_dir
-    from controlplane.core import AccessCore
-    from controlplane.store import open_store
+def model_dir_of(data_dir: str | os.PathLike[str]) -> Path:
+    """Where the server of `data_dir` loads its duration model from."""
+    return Path(data_dir) / "model"
 
+
+@contextmanager
+def _local_audit(data_dir: Path, *, create: bool) -> Iterator[AuditLog]:
+    """A short-lived AuditLog on the data directory's store (no CAs, no recommender, no policy)."""
     path = db_path(data_dir)
     if not create and not path.exists():
         raise StoreError(f"{data_dir}: no control plane store here ({path.name}); start the server on it "
@@ -110,7 +109,7 @@ def _local_core(data_dir: Path, policy: Any, *, create: bool) -> Iterator[Any]:
     except Exception as exc:  # sqlalchemy / sqlite errors, a newer schema: one plain line
         raise StoreError(f"{path}: cannot open the store ({exc})") from None
     try:
-        yield AccessCore(store, _Holder(policy))
+        yield AuditLog(Ledger(store, _NoPolicy()))
     finally:
         store.close()
 
@@ -118,11 +117,9 @@ def _local_core(data_dir: Path, policy: Any, *, create: bool) -> Iterator[Any]:
 def import_rows(data_dir: str | os.PathLike[str], rows: Sequence[HistoryRow], source: str, sha256: str,
                 actor: str = LOCAL_ACTOR) -> ImportResult:
     """Import rows into the data directory's store (created if new) under `sha256`."""
-    from controlplane.errors import JitError
-
-    with _local_core(Path(data_dir), None, create=True) as core:
+    with _local_audit(Path(data_dir), create=True) as audit:
         try:
-            count = core.import_history(actor, rows, source, sha256)
+            count = audit.import_history(actor, rows, source, sha256)
         except JitError as exc:
             raise StoreError(exc.message) from None
     return ImportResult(rows=count, sha256=sha256, db_path=db_path(data_dir))
@@ -141,27 +138,25 @@ def count_imported(data_dir: str | os.PathLike[str]) -> int:
     """Imported rows in the data directory's store (0 when there is no store yet)."""
     if not db_path(data_dir).exists():
         return 0
-    with _local_core(Path(data_dir), None, create=False) as core:
-        with core.store.read() as tx:
+    with _local_audit(Path(data_dir), create=False) as audit:
+        with audit.ledger.store.read() as tx:
             return tx.count_imported_history()
 
 
-def history_from_store(data_dir: str | os.PathLike[str], policies: Any = None,
+def history_from_store(data_dir: str | os.PathLike[str], policies: PolicySet | None = None,
                        days: float | None = None) -> StoreHistory:
     """Finished grants (with sessions) and imported rows of the last `days` (None: all).
 
-    `policies` is a policy.PolicySet (for the grants' resource labels) or None.
+    `policies` gives the grants' resource labels (None: labels of imported rows only).
     """
     warnings: list[str] = []
-    with _local_core(Path(data_dir), None, create=False) as core:
-        imported = [row_from_json(obj) for obj in core.export_imported_history(days)]
-        labels: dict[str, _Labelled] = {r.resource: _Labelled(dict(r.labels)) for r in imported}
+    with _local_audit(Path(data_dir), create=False) as audit:
+        imported = [row_from_json(obj) for obj in audit.export_imported_history(days)]
+        labels: dict[str, Mapping[str, str]] = {r.resource: dict(r.labels) for r in imported}
         if policies is not None:
-            labels.update({name: _Labelled(dict(res.labels)) for name, res in policies.resources.items()})
-        core.policy = _Holder(_ResourcesOnly(labels))
-        grants = []
-        for obj in core.export_history(days if days is not None else ALL_DAYS):
-            grants.append(row_from_json(obj))
+            labels.update({name: dict(res.labels) for name, res in policies.resources.items()})
+        grants = [row_from_json(obj)
+                  for obj in audit.export_history(days if days is not None else ALL_DAYS, labels)]
     unlabelled = sorted({r.resource for r in grants if r.resource not in labels})
     if unlabelled:
         warnings.append(f"no labels known for {', '.join(unlabelled[:5])}"
@@ -169,22 +164,5 @@ def history_from_store(data_dir: str | os.PathLike[str], policies: Any = None,
     return StoreHistory(rows=grants + imported, grants=len(grants), imported=len(imported), warnings=warnings)
 
 
-def model_dir_of(data_dir: str | os.PathLike[str]) -> Path:
-    """Where the server of `data_dir` loads its duration model from."""
-    return Path(data_dir) / "model"
-
-
-def train_from_store(data_dir: str | os.PathLike[str], policies: Any = None, days: float | None = None,
-                     params: Any = None, *, force: bool = False, max_minutes: float | None = None,
-                     step_minutes: float | None = None) -> tuple[Any, StoreHistory]:
-    """Train on the store's history and save into `<data dir>/model` (if not worse than
-    the saved model); a running server picks the new model up by itself.
-    Returns (TrainOutcome, the history used)."""
-    from recommend.model import TrainParams
-    from recommend.training import DEFAULT_MAX_MINUTES, DEFAULT_STEP_MINUTES, train_and_save
-
-    history = history_from_store(data_dir, policies, days)
-    outcome = train_and_save(history.rows, model_dir_of(data_dir), params or TrainParams(), force=force,
-                             max_minutes=DEFAULT_MAX_MINUTES if max_minutes is None else max_minutes,
-                             step_minutes=DEFAULT_STEP_MINUTES if step_minutes is None else step_minutes)
-    return outcome, history
+__all__ = ["ImportResult", "StoreError", "StoreHistory", "count_imported", "db_path", "file_sha256",
+           "history_from_store", "import_history_file", "import_rows", "model_dir_of"]

@@ -1,0 +1,134 @@
+"""Grants after activation: extend, revoke early, and the sweep that ends them at their deadline.
+
+Expiry is enforced twice (DESIGN.md): `sweep` moves overdue grants to EXPIRED
+here, and each broker cuts its sessions from its own timer.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from controlplane.approvals import apply_extension
+from controlplane.errors import JitError
+from controlplane.history import HistoryService
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td
+from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, ExtensionRecord, RequestRecord
+from policy import PolicyRequest
+from policy.approvals import approved_at_once
+
+
+class GrantService:
+    """Extensions, revocation and expiry of grants."""
+
+    def __init__(self, ledger: Ledger, history: HistoryService) -> None:
+        self.ledger = ledger
+        self.history = history
+
+    def extend(self, actor: str, request_id: str, duration: timedelta, justification: str) -> RequestRecord:
+        """Ask for more time on an active grant; the policies decide again with `extension = n`."""
+        ps = self.ledger.policy.current
+        now = self.ledger.clock()
+        with self.ledger.store.read() as tx:
+            rec = tx.get_request(request_id)
+        if rec is None:
+            raise JitError("request.not_found", f"there is no request `{request_id}`")
+        if actor != rec.user:
+            raise JitError("permission.denied", f"only `{rec.user}` may extend `{request_id}`")
+        justification = (justification or "").strip()
+        if not justification:
+            raise JitError("invalid.argument", "an extension needs a justification")
+        if duration is None or duration <= timedelta(0):
+            raise JitError("invalid.argument", "the extension must be longer than 0s")
+        if rec.state != ACTIVE or rec.expires_at is None or rec.expires_at <= now:
+            raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
+        if rec.pending_extension is not None:
+            raise JitError("extension.pending", f"extension `{rec.pending_extension.id}` is still waiting for approval")
+        number = rec.extensions_used + 1
+        limit = rec.decision.max_extensions
+        if number > limit:
+            self.ledger.refuse(actor, request_id, "extension.refused", "extension.limit",
+                               f"grant `{request_id}` may be extended at most {limit} time(s)",
+                               {"extension": number})
+        decision = ps.decide(PolicyRequest(
+            user=actor, resource=rec.resource, duration=duration, time=now, login=rec.login, role=rec.role,
+            reason=rec.reason, ticket=rec.ticket, emergency=rec.emergency, extension=number,
+            history=self.history.history(actor, rec.resource, now)))
+        if not decision.allowed:
+            code = "extension.denied"
+            if decision.max_duration is not None and duration > decision.max_duration:
+                code = "duration.over_max"
+            elif number > decision.max_extensions and decision.rules:
+                code = "extension.limit"
+            self.ledger.refuse(actor, request_id, "extension.refused", code, decision.message,
+                               {"extension": number, "rules": list(decision.rules),
+                                "policy_version": decision.policy_version})
+        ext = ExtensionRecord(id=f"{rec.id}.{number}", request_id=rec.id, number=number, duration=duration,
+                              justification=justification, state=EXT_PENDING, decision=decision,
+                              created_at=now)
+        with self.ledger.write() as w:
+            fresh = w.tx.get_request(request_id)  # re-read under the write lock
+            assert fresh is not None
+            rec = fresh
+            if rec.state != ACTIVE or rec.expires_at is None or rec.expires_at <= now:
+                raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
+            if rec.pending_extension is not None or rec.extensions_used + 1 != number:
+                raise JitError("extension.pending", f"grant `{request_id}` changed meanwhile; try again")
+            events: list[AuditEntry] = [
+                ("extension.requested", actor, ext.id,
+                 {"extension": number, "duration": fmt_td(duration), "justification": justification,
+                  "decision": decision.to_json()}, now)]
+            if approved_at_once(decision):
+                events.append(apply_extension(rec, ext, now))
+            w.tx.insert_extension(ext)
+            w.tx.update_request(rec)
+            rec.extensions.append(ext)
+            w.commit(events, request=rec)
+        return rec
+
+    def revoke(self, actor: str, request_id: str, reason: str = "") -> RequestRecord:
+        """End an active grant early (an admin or the requester); its certificates become revoked."""
+        now = self.ledger.clock()
+        with self.ledger.write() as w:
+            rec = w.tx.get_request(request_id)
+            if rec is None:
+                raise JitError("request.not_found", f"there is no request `{request_id}`")
+            if actor != rec.user and not self.ledger.is_admin(actor):
+                raise JitError("permission.denied", f"only an admin or `{rec.user}` may revoke `{request_id}`")
+            if rec.state != ACTIVE:
+                raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
+            rec.state, rec.ended_at = REVOKED, now
+            rec.end_reason = f"revoked by {actor}" + (f": {reason}" if reason else "")
+            rec.message = rec.end_reason
+            for ext in rec.extensions:
+                if ext.state == EXT_PENDING:
+                    ext.state, ext.decided_at = EXT_CANCELLED, now
+                    w.tx.update_extension(ext)
+            w.tx.update_request(rec)
+            serials = w.tx.revoke_certificates([rec.id], now)
+            w.tx.delete_tokens([rec.id])
+            w.commit([("grant.revoked", actor, rec.id, {"reason": reason, "revoked_serials": serials}, now)],
+                     request=rec)
+        return rec
+
+    def sweep(self) -> datetime | None:
+        """End every overdue grant (EXPIRED) and stale pending request (TIMED_OUT) in one
+        transaction; returns the next deadline (None when nothing is waiting)."""
+        now = self.ledger.clock()
+        with self.ledger.store.read() as tx:
+            nxt = tx.next_deadline()
+        if nxt is None or nxt > now:
+            return nxt
+        with self.ledger.write() as w:
+            expired, timed_out, cancelled = w.tx.end_due(now)
+            if expired:
+                w.tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
+            events: list[AuditEntry] = []
+            events += [("grant.expired", SYSTEM, rid, {}, now) for rid in expired]
+            events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in timed_out]
+            events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
+            # Listeners get the ended records, loaded after the commit (the states are already final).
+            w.commit(events, load_requests=True)
+            nxt = w.tx.next_deadline()
+        return nxt
+
+
+__all__ = ["GrantService"]
