@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from broker.cpclient import GrantChange
+from jitgate.text import visible
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class SessionMonitor:
 
     def revoke(self, reason: str = "") -> None:
         """Cut now: the grant was revoked."""
-        detail = f" ({reason})" if reason else ""
+        # An admin's words reach the user's terminal: shown literally, never as escapes it acts on.
+        detail = f" ({visible(reason)})" if reason else ""
         self._request_cut(REVOKED, f"jitgate: access to {self.resource} was revoked{detail}; closing the session")
 
     def expire_now(self) -> None:

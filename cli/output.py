@@ -38,59 +38,17 @@ import json
 import math
 import re
 import sys
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
-# Unicode categories never shown as themselves: controls (Cc: C0, DEL, C1), format
-# characters (Cf: bidi embeddings/overrides/isolates, zero-width space/joiners, marks,
-# BOM, soft hyphen, tag characters), line/paragraph separators, lone surrogates.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-# Letters and marks that render as nothing (Hangul fillers, the combining grapheme
-# joiner): their categories are ordinary, their use in a name or reason is not.
-_INVISIBLE_GLYPHS = frozenset("\u034f\u115f\u1160\u3164\uffa0")
-_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+from jitgate.text import CANDIDATE as _CANDIDATE
+from jitgate.text import is_hidden, visible
+
 # Columns of a table written to a pipe or file: wide enough that ids are never cut.
 NOT_A_TERMINAL_WIDTH = 200
-# Anything outside printable ASCII is a candidate; most of it (accents, CJK) is kept.
-_CANDIDATE = re.compile(r"[^\x20-\x7e]")
-
-
-def is_hidden(ch: str) -> bool:
-    """True for a character a terminal would act on or not draw (see the module doc)."""
-    return ch in _INVISIBLE_GLYPHS or unicodedata.category(ch) in _HIDDEN_CATEGORIES
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if ch in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[ch]
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(text: Any, *, keep_newlines: bool = False) -> str:
-    """`text` with every control, bidi and invisible character shown as an escape (`\\x1b`, `\\u202e`).
-
-    `keep_newlines` keeps `\\n` as a line break (for multi-line text printed as lines).
-    """
-    text = "" if text is None else str(text)
-    if not _CANDIDATE.search(text):
-        return text  # the common case: printable ASCII only
-
-    def one(match: re.Match[str]) -> str:
-        ch = match.group()
-        if keep_newlines and ch == "\n":
-            return ch
-        return _escape(ch) if is_hidden(ch) else ch
-
-    return _CANDIDATE.sub(one, text)
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,14 @@ async def test_hub_never_shortens_an_active_deadline() -> None:
     clock.advance(61)
     await settle()
     assert seen.cuts == []
+
+
+
+async def test_a_revocation_reason_reaches_the_terminal_literally() -> None:
+    """An admin's reason is shown to the session's user: escapes it carries are made visible."""
+    clock, seen = FakeClock(T0), Seen()
+    mon = make(clock, seen)
+    mon.revoke("done \x1b[2K\x1b[8mhidden\u202e")
+    cut = await asyncio.wait_for(mon.wait(), 1)
+    assert "\x1b" not in cut.message and "\u202e" not in cut.message
+    assert "\\x1b[2K\\x1b[8mhidden\\u202e" in cut.message
