@@ -40,6 +40,7 @@ from broker.monitor import Cut, MonitorHub, utcnow
 from broker.refusals import RefusalGate, RefusalLimits, control_plane_sender
 from broker.spool import EndReport, EndReportSpool
 from recorder import FileRecordingStore
+from recorder.events import storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,11 @@ class BrokerRuntime:
         Runs before the broker records anything."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         spool = self.spool = EndReportSpool(self.data_dir)
-        for report in await asyncio.to_thread(spool.crashed_sessions, store, broker_name, set()):
+        try:
+            crashed = await asyncio.to_thread(spool.crashed_sessions, store, broker_name, set())
+        except OSError as exc:  # e.g. a full disk: the broker does not start, and says why
+            raise RuntimeError(f"cannot keep session ends in {self.data_dir}: {storage_problem(exc)}") from None
+        for report in crashed:
             log.warning("session %s was open when this broker last stopped unexpectedly; reporting it ended "
                         "in error (recording %s, unsealed)", report.session_id, report.recording_ref)
 
