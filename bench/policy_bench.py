@@ -13,7 +13,7 @@ import gc
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -113,7 +113,7 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
 def make_requests(doc: dict[str, Any], n: int, rng: random.Random) -> list[PolicyRequest]:
     users = list(doc["users"])
     names = list(doc["resources"])
-    start = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, tzinfo=UTC)
     out = []
     for _ in range(n):
         name = rng.choice(names)

@@ -28,16 +28,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recommend.durations import parse_duration  # noqa: E402
-from recommend.calibrate import DEFAULT_COVERAGE  # noqa: E402
-from recommend.evaluate import CALIBRATED_SUFFIX, Evaluation  # noqa: E402
-from recommend.features import encode  # noqa: E402
-from recommend.history import HistoryRow, read_history  # noqa: E402
-from recommend.model import TrainParams, save_model  # noqa: E402
-from recommend.serve import RecommendRequest, Recommender  # noqa: E402
-from recommend.synth import generate  # noqa: E402
-from recommend.synth_harbor import generate as generate_harbor  # noqa: E402
-from recommend.training import evaluate_history, prepare  # noqa: E402
+from recommend.calibrate import DEFAULT_COVERAGE
+from recommend.durations import parse_duration
+from recommend.evaluate import CALIBRATED_SUFFIX, Evaluation
+from recommend.features import encode
+from recommend.history import HistoryRow, read_history
+from recommend.model import TrainParams, save_model
+from recommend.serve import Recommender, RecommendRequest
+from recommend.synth import generate
+from recommend.synth_harbor import generate as generate_harbor
+from recommend.training import evaluate_history, prepare
 
 
 def main() -> int:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.errors import CertificateRejected
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 # Critical options jitgate understands; OpenSSH refuses a certificate with any unknown one.
 # `source-address` is refused too: nothing in jitgate enforces it, so accepting it would fail open.
 KNOWN_CRITICAL_OPTIONS = frozenset({"force-command"})

@@ -8,12 +8,26 @@ import click
 
 from cli import exits
 from cli.client import (
-    DURATION, Client, command_options, connect, duration_message, handle_errors, print_json, print_table, span,
+    DURATION,
+    Client,
+    command_options,
+    connect,
+    duration_message,
+    handle_errors,
+    print_json,
+    print_table,
+    span,
     to_dict,
 )
 from cli.output import echo
 from cli.render import (
-    extension_outcome, outcome, pending_extension, print_outcome, print_request, print_requests, state_name,
+    extension_outcome,
+    outcome,
+    pending_extension,
+    print_outcome,
+    print_request,
+    print_requests,
+    state_name,
 )
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]

@@ -11,9 +11,10 @@ import datetime as dt
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 import grpc
@@ -170,7 +171,7 @@ def when(ts: Any) -> str:
     """A Timestamp as local-free UTC text, "" if unset."""
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return ""
-    return ts.ToDatetime(tzinfo=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return ts.ToDatetime(tzinfo=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def span(d: Any) -> str:

@@ -17,8 +17,18 @@ from urllib.parse import quote
 import click
 
 from cli.client import (
-    DURATION, IDENTITY_ENV, SERVER_ENV, Client, command_options, duration_message, fail, identity_dir, print_json,
-    recording_bytes, server_address, when,
+    DURATION,
+    IDENTITY_ENV,
+    SERVER_ENV,
+    Client,
+    command_options,
+    duration_message,
+    fail,
+    identity_dir,
+    print_json,
+    recording_bytes,
+    server_address,
+    when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo

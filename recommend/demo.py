@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ _GROUP_ARCHETYPE = {"sre": "sre", "oncall": "sre", "dba": "dba", "developers": "
                     "developer": "developer", "analysts": "analyst", "analyst": "analyst", "support": "support",
                     "managers": "analyst", "security": "support", "contractor": "developer",
                     "admins": "sre"}
-_PROBE_TIME = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)  # a Wednesday, office hours
+_PROBE_TIME = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday, office hours
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def demo_history(policies: Any, rows: int = DEMO_ROWS, seed: int = DEMO_SEED,
                  now: datetime | None = None) -> list[HistoryRow]:
     """A synthetic history about the policies' resources and users, ending about `now`."""
     resources, people = demo_specs(policies)
-    end = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    end = (now or datetime.now(UTC)).astimezone(UTC)
     start = (end - timedelta(days=DEMO_SPAN_DAYS + 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return generate(rows, seed, start, resources=resources, people=people, span_days=DEMO_SPAN_DAYS)
 

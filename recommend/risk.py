@@ -33,8 +33,8 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from datetime import datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 from recommend.errors import ModelError, TrainingError
 from recommend.features import in_time_order
 from recommend.history import HistoryRow
-from recommend.text import WordStats, words_of
+from recommend.text import WordStats
 
 log = logging.getLogger(__name__)
 

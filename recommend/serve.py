@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ class RecommendRequest:
 
     def ask(self) -> Ask:
         access = f"login:{self.login}" if self.login is not None else f"role:{self.role}"
-        at = (self.requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        at = (self.requested_at or datetime.now(UTC)).astimezone(UTC)
         return Ask(self.user, self.resource, self.kind, self.labels, access, self.reason, self.ticket, at)
 
 

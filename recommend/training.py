@@ -11,21 +11,43 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from recommend.calibrate import CALIBRATION_SHARE, DEFAULT_COVERAGE, MIN_CALIBRATION_ROWS, Calibration, calibrated
 from recommend.errors import ModelError, TrainingError
-from recommend.calibrate import (CALIBRATION_SHARE, DEFAULT_COVERAGE, MIN_CALIBRATION_ROWS, Calibration,
-                                 calibrated)
-from recommend.evaluate import (BASELINES, CALIBRATED_BASELINES, CALIBRATED_SUFFIX, Evaluation,
-                                baseline_predictions, score, split_index)
-from recommend.features import (CATEGORICAL, FEATURES, RawFeatures, encode, in_time_order, make_vocabularies,
-                                past_features)
+from recommend.evaluate import (
+    BASELINES,
+    CALIBRATED_BASELINES,
+    CALIBRATED_SUFFIX,
+    Evaluation,
+    baseline_predictions,
+    score,
+    split_index,
+)
+from recommend.features import (
+    CATEGORICAL,
+    FEATURES,
+    RawFeatures,
+    encode,
+    in_time_order,
+    make_vocabularies,
+    past_features,
+)
 from recommend.history import HistoryRow, format_time, parse_time
-from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
-                             pinball_loss, save_model, train_booster)
+from recommend.model import (
+    MIN_TRAIN_ROWS,
+    ModelBundle,
+    ModelMetadata,
+    TrainParams,
+    load_model,
+    model_version,
+    pinball_loss,
+    save_model,
+    train_booster,
+)
 from recommend.plain import plain_predictions
 from recommend.risk import save_risk, train_risk
 from recommend.rounding import offer_minutes
@@ -102,7 +124,7 @@ def _metadata(prepared: Prepared, params: TrainParams, vocab: dict[str, list[str
     train_rows = prepared.rows[:prepared.cut]
     return ModelMetadata(
         version=model_version(text),
-        trained_at=format_time(datetime.now(timezone.utc)),
+        trained_at=format_time(datetime.now(UTC)),
         trained_until=format_time(train_rows[-1].requested_at),
         rows=len(prepared.rows), rows_train=prepared.cut, rows_test=len(prepared.rows) - prepared.cut,
         alpha=params.alpha, params={**params.lightgbm(), "num_rounds": params.num_rounds},

@@ -21,9 +21,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -377,7 +378,7 @@ class FileRecordingStore:
     # ------------------------------------------------------------ paths
 
     @classmethod
-    def for_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> tuple["FileRecordingStore", str]:
+    def for_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> tuple[FileRecordingStore, str]:
         """The store and ref of a recording given by its directory or one of its files."""
         p = Path(path).expanduser().resolve()
         if p.is_file():

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Callable
-
+from collections.abc import Callable
 
 # How much one SSLObject.read asks for. A TLS record holds at most 16 KiB. CPython
 # allocates the whole request before it shrinks the result: at 256 KiB that was an

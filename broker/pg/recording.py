@@ -22,8 +22,9 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from broker.pg.recordproc import frame, read_frame
 from recorder import RecordingError

@@ -34,8 +34,7 @@ from typing import Any
 
 from broker.pg.decode import statement_lines, waits_for_answer
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
-from recorder.events import storage_problem
-from recorder.events import json_line
+from recorder.events import json_line, storage_problem
 
 _LEN = struct.Struct("!I")
 # Each line also costs its newline and a chain line (64 hex digits and a newline) on disk.
@@ -59,7 +58,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
         body = await reader.readexactly(_LEN.unpack(head)[0])
     except asyncio.IncompleteReadError:
         return None
-    return marshal.loads(body)  # noqa: S302  (our own parent process wrote it)
+    return marshal.loads(body)
 
 
 def _capped(line: bytes) -> bytes:

@@ -23,12 +23,38 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 from broker.pg.framing import (
-    B_BIND_OK, B_CLOSE_OK, B_COMPLETE, B_COPY_BOTH, B_COPY_IN, B_COPY_OUT, B_DATAROW, B_EMPTY, B_ERROR,
-    B_NODATA, B_PARAMDESC, B_PARSE_OK, B_READY, B_ROWDESC, B_SUSPENDED, DEFAULT_MAX_MESSAGE, F_BIND, F_CLOSE,
-    F_DESCRIBE, F_EXECUTE, F_FUNCTION, F_PARSE, F_QUERY, F_SYNC, U32, Walker, fill_body, finish_header,
+    B_BIND_OK,
+    B_CLOSE_OK,
+    B_COMPLETE,
+    B_COPY_BOTH,
+    B_COPY_IN,
+    B_COPY_OUT,
+    B_DATAROW,
+    B_EMPTY,
+    B_ERROR,
+    B_NODATA,
+    B_PARAMDESC,
+    B_PARSE_OK,
+    B_READY,
+    B_ROWDESC,
+    B_SUSPENDED,
+    DEFAULT_MAX_MESSAGE,
+    F_BIND,
+    F_CLOSE,
+    F_DESCRIBE,
+    F_EXECUTE,
+    F_FUNCTION,
+    F_PARSE,
+    F_QUERY,
+    F_SYNC,
+    U32,
+    Walker,
+    fill_body,
+    finish_header,
 )
 from broker.pg.protocol import ProtocolError
 

@@ -30,7 +30,14 @@ from broker.cpclient import Authorization, ControlPlaneError
 from broker.monitor import Cut, utcnow
 from broker.runtime import cut_summary
 from broker.ssh.channel import (
-    ERROR, RECORDING_FAILED, ClientConnection, RelayedChannel, RelayHost, TargetSide, authorize, recording_problem,
+    ERROR,
+    RECORDING_FAILED,
+    ClientConnection,
+    RelayedChannel,
+    RelayHost,
+    TargetSide,
+    authorize,
+    recording_problem,
 )
 from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
@@ -345,7 +352,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         if chan is not None:
             try:
                 await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 pass
         self._conn.disconnect(cut.message)
 

@@ -159,7 +159,7 @@ class SSHBroker:
         """
         try:
             await asyncio.wait_for(self._no_cuts.wait(), CUT_QUIET_LIMIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # -------------------------------------------------------- trust and events

@@ -18,7 +18,7 @@ from tests.ca.sshkeys import user_keypair
 from tests.support import require_binary
 
 PASS = b"ssh-ca-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 

@@ -17,7 +17,7 @@ from tests.ca.sshkeys import blob, line_from_blob, private_openssh, user_keypair
 from tests.support import require_binary
 
 PASS = b"sshcert-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 CERT_TYPE = "ssh-ed25519-cert-v01@openssh.com"
 

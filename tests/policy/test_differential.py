@@ -6,7 +6,7 @@ every effect and approval mode) and requests against them.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -100,7 +100,7 @@ def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
     return PolicyRequest(
         user=draw(st.sampled_from(USERS + ["stranger"])), resource=name,
         duration=timedelta(minutes=draw(st.sampled_from([15, 60, 90, 300]))),
-        time=datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(hours=draw(st.integers(0, 23))),
+        time=datetime(2026, 3, 2, tzinfo=UTC) + timedelta(hours=draw(st.integers(0, 23))),
         emergency=draw(st.booleans()), extension=draw(st.integers(0, 3)),
         ticket=draw(st.sampled_from(["", "T-1", "T-2"])),
         history={"granted_90d": draw(st.integers(0, 5)), "revoked_90d": draw(st.integers(0, 2)),

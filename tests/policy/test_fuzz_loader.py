@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy import PolicyLoadError, PolicySet, load_policy_text
-from policy.loader import RULE_FIELDS, TOP_FIELDS, USER_FIELDS, RESOURCE_FIELDS
+from policy.loader import RESOURCE_FIELDS, RULE_FIELDS, TOP_FIELDS, USER_FIELDS
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "policies.yaml").read_text()
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,7 +1,6 @@
 """Loading files and folders: merging, locations, versions, tests, warnings."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

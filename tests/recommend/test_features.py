@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from recommend.features import FEATURES, ask_of, features_for, in_time_order, past_features
 from recommend.history import HistoryRow
 from recommend.text import TEXT_FEATURES
 
-T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
 COL = {name: i for i, name in enumerate(FEATURES)}
 
 

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from recommend.history import HistoryRow
 from recommend.model import MODEL_FILE, load_model
-from recommend.serve import Recommendation, RecommendRequest, Recommender
+from recommend.serve import Recommendation, Recommender, RecommendRequest
 
 STEP = timedelta(minutes=15)
-LATER = datetime(2027, 1, 4, 10, 0, tzinfo=timezone.utc)  # after every synthetic grant
+LATER = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)  # after every synthetic grant
 
 
 def _request(row: HistoryRow, **changes: object) -> RecommendRequest:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,8 @@ from controlplane.store import open_store
 from jitgate.v1 import access_pb2
 from policy import load_policy_set
 from recommend import read_history
-from recommend.history import row_from_json
 from recommend.demo import ensure_demo_model
+from recommend.history import row_from_json
 from recommend.store import db_path
 from tests.cluster import REPO, ControlPlane
 
@@ -33,7 +33,7 @@ def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 def _finished_grant(data: Path, policy_set, minutes_used: float) -> dict:
     """One finished grant with a 25-minute database session, written by a core on the store."""
-    clock = [datetime.now(timezone.utc) - timedelta(hours=3)]
+    clock = [datetime.now(UTC) - timedelta(hours=3)]
     core = AccessCore(open_store(str(db_path(data))), StaticPolicy(policy_set), clock=lambda: clock[0],
                       brokers={"broker"})
     try:

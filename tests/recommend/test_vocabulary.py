@@ -13,7 +13,7 @@ import pytest
 from recommend.calibrate import Calibration, check_coverage
 from recommend.errors import ModelError
 from recommend.model import load_model
-from recommend.serve import RecommendRequest, Recommender
+from recommend.serve import Recommender, RecommendRequest
 from recommend.synth import generate as generate_shop
 from recommend.synth_harbor import generate as generate_harbor
 from recommend.tasks import classify_task

@@ -10,7 +10,7 @@ and the event stream keep working.
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest

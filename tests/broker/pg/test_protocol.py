@@ -12,7 +12,6 @@ from tests.broker.pg.harness import LOCAL_PG, local_pg_available
 from tests.broker.pg.wire import cstr, msg
 from tests.support import require
 
-
 # ---------------------------------------------------------------- startup
 
 

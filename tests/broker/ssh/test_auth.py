@@ -12,7 +12,7 @@ import pytest
 from broker.ssh.auth import Refusal, check_certificate, install_certificate_hook, parse_user_name
 from ca import SSHCertificateAuthority, new_serial
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture(scope="module")

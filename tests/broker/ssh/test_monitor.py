@@ -9,7 +9,7 @@ import pytest
 from broker.cpclient import GrantChange
 from broker.monitor import BROKER_SHUTDOWN, EXPIRED, REVOKED, FakeClock, MonitorHub, SessionMonitor
 
-T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.UTC)
 
 
 class Seen:
