@@ -279,9 +279,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        cp = ControlPlane(tmp / "cp", POLICIES, config={"recommender": not args.no_recommender, "inline_core": not args.threads}, env={"JITGATE_LOG_LEVEL": "WARNING",
-                                                     "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005"),
-                                                     "JITGATE_PROFILE": os.environ.get("JITGATE_PROFILE", "")})
+        cp = ControlPlane(
+            tmp / "cp",
+            POLICIES,
+            config={"recommender": not args.no_recommender, "inline_core": not args.threads},
+            env={
+                "JITGATE_LOG_LEVEL": "WARNING",
+                "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005"),
+                "JITGATE_PROFILE": os.environ.get("JITGATE_PROFILE", ""),
+            },
+        )
         echo_proc, echo_port = start_echo(echo_identity(cp, tmp / "echo-server"), tmp)
         try:
             print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, "

@@ -57,9 +57,13 @@ def main() -> int:
     if args.history:
         stories = [(str(args.history), lambda: read_history(args.history))]
     else:
-        stories = [(f"shop (recommend.synth), {args.rows} grants, seed {args.seed}", lambda: generate(args.rows, args.seed)),
-                   (f"harbor (recommend.synth_harbor), {args.rows} grants, seed {args.seed}",
-                    lambda: generate_harbor(args.rows, args.seed))]
+        stories = [
+            (f"shop (recommend.synth), {args.rows} grants, seed {args.seed}", lambda: generate(args.rows, args.seed)),
+            (
+                f"harbor (recommend.synth_harbor), {args.rows} grants, seed {args.seed}",
+                lambda: generate_harbor(args.rows, args.seed),
+            ),
+        ]
     params = TrainParams(alpha=args.alpha)
     last = None
     for source, make in stories:
@@ -81,8 +85,10 @@ def main() -> int:
 
 
 def _print_table(evaluation: Evaluation) -> None:
-    print(f"held-out: newest {evaluation.rows_test} grants; trained on {evaluation.rows_train} (the newest 15% of "
-          f"those kept aside to calibrate); target coverage {evaluation.target:.0%}, model factor {evaluation.factor:.3f}")
+    print(
+        f"held-out: newest {evaluation.rows_test} grants; trained on {evaluation.rows_train} (the newest 15% of "
+        f"those kept aside to calibrate); target coverage {evaluation.target:.0%}, model factor {evaluation.factor:.3f}"
+    )
     print(f"{'strategy':<27}{'coverage':>10}{'excess min':>12}{'ext/grant':>11}")
     for name, m in [("model", evaluation.model), *evaluation.baselines.items()]:
         print(f"{name:<27}{m.coverage:>10.1%}{m.excess_minutes:>12.1f}{m.extension_rate:>11.3f}")
@@ -94,8 +100,11 @@ def _print_goal(evaluation: Evaluation) -> None:
     model = evaluation.model
     print(f"calibration: coverage {model.coverage:.1%} vs target {evaluation.target:.0%}: "
           f"{'MET' if abs(model.coverage - evaluation.target) <= 0.02 else 'NOT MET'} (within 2 points)")
-    eligible = [(m.excess_minutes, n, m) for n, m in evaluation.baselines.items()
-                if not n.endswith(CALIBRATED_SUFFIX) and m.coverage >= model.coverage and not math.isnan(m.excess_minutes)]
+    eligible = [
+        (m.excess_minutes, n, m)
+        for n, m in evaluation.baselines.items()
+        if not n.endswith(CALIBRATED_SUFFIX) and m.coverage >= model.coverage and not math.isnan(m.excess_minutes)
+    ]
     if eligible:
         _, name, m = min(eligible)
         ratio = model.excess_minutes / m.excess_minutes

@@ -164,7 +164,12 @@ def _latency(rows: list[HistoryRow], cut: int, model, calls: int) -> None:
     for name, kind in sorted(resources.items()):
         access = {r.access.split(":", 1)[1] for r in rows if r.resource == name}
         key = "logins" if kind == "ssh" else "roles"
-        text += [f"  {name}:", f"    kind: {kind}", "    address: 127.0.0.1:22", f"    {key}: [{', '.join(sorted(access))}]"]
+        text += [
+            f"  {name}:",
+            f"    kind: {kind}",
+            "    address: 127.0.0.1:22",
+            f"    {key}: [{', '.join(sorted(access))}]",
+        ]
     text += ["rules:", "  - name: staff", "    when: '\"staff\" in user.groups'", "    approval: auto",
              "  - name: risky", "    when: '!risk.known || risk.score > 0.8'", "    effect: require",
              "    approval: {levels: [{approvers: [group:security]}]}"]

@@ -78,7 +78,11 @@ class Bench:
         grant = self.stack.grant("alice", "web-01")
         key = self.stack.user_key("alice", grant.id)
         n = self.args.mb * 1_000_000
-        produce = "yes 'jitgate benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz'" if source == "text" else "cat /dev/zero"
+        produce = (
+            "yes 'jitgate benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz'"
+            if source == "text"
+            else "cat /dev/zero"
+        )
         cmd = f"{produce} | head -c {n}"
         c = ("-c", cipher) if cipher else ()
 

@@ -320,7 +320,9 @@ class MonitorHub:
         if change.seq:
             self._last_seq[change.grant_id] = change.seq
         if change.active:
-            if change.expires_at is not None and change.expires_at > self._expires.get(change.grant_id, change.expires_at - dt.timedelta(1)):
+            if change.expires_at is not None and change.expires_at > self._expires.get(
+                change.grant_id, change.expires_at - dt.timedelta(1)
+            ):
                 self._expires[change.grant_id] = change.expires_at
         elif change.state in ("REVOKED", "EXPIRED", "CANCELLED", "DENIED", "TIMED_OUT"):
             self._expires.pop(change.grant_id, None)

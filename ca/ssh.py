@@ -180,7 +180,9 @@ def _check_text(value: str, what: str, max_len: int, allow_space: bool) -> bytes
 class SSHCertificateAuthority:
     """An Ed25519 SSH CA that signs OpenSSH user certificates and rotates its key."""
 
-    def __init__(self, directory: Path, passphrase: bytes, name: str, key: ed25519.Ed25519PrivateKey, state: _State) -> None:
+    def __init__(
+        self, directory: Path, passphrase: bytes, name: str, key: ed25519.Ed25519PrivateKey, state: _State
+    ) -> None:
         self._directory = directory
         self._passphrase = passphrase
         self._name = name
@@ -278,7 +280,8 @@ class SSHCertificateAuthority:
         before = int(_aware(valid_before, "valid_before").timestamp())
         if before <= after:
             raise IssueError(
-                "ssh.bad_validity", f"valid_before {valid_before.isoformat()} is not after valid_after {valid_after.isoformat()}"
+                "ssh.bad_validity",
+                f"valid_before {valid_before.isoformat()} is not after valid_after {valid_after.isoformat()}",
             )
         if after < 0:
             raise IssueError("ssh.bad_validity", "valid_after before 1970 is not supported")

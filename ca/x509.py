@@ -194,7 +194,9 @@ class X509CA:
             days=days, now=now,
         )
 
-    def issue_client_certificate(self, name: str, days: int = CLIENT_CERT_DAYS, now: dt.datetime | None = None) -> CertBundle:
+    def issue_client_certificate(
+        self, name: str, days: int = CLIENT_CERT_DAYS, now: dt.datetime | None = None
+    ) -> CertBundle:
         """A clientAuth certificate with subject CN = `name` (the identity), random serial."""
         return self._issue(
             common_name=_check_name(name), san=None, eku=ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now

@@ -227,7 +227,9 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
 
 @click.group("requests", invoke_without_command=True)
 @_list_options
-@click.option("--identity", "identity", type=click.Path(file_okay=False), default=None, help="identity bundle directory")
+@click.option(
+    "--identity", "identity", type=click.Path(file_okay=False), default=None, help="identity bundle directory"
+)
 @click.option("--server", "server", default=None, help="server host:port")
 @click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context

@@ -91,7 +91,9 @@ def connection_options(f: F) -> F:
 
     @click.option("--identity", "identity", type=click.Path(file_okay=False), default=None,
                   help=f"identity bundle directory (default ${IDENTITY_ENV} or ~/.jitgate/identity)")
-    @click.option("--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})")
+    @click.option(
+        "--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})"
+    )
     @functools.wraps(f)
     def wrapper(*args: Any, identity: str | None, server: str | None, **kwargs: Any) -> Any:
         client = connect(identity, server)

@@ -52,7 +52,9 @@ def _write_demo_policies(source: Path, out: Path, target_address: str, host_key:
     demo["host_key"] = host_key
     demo["logins"] = sorted(set(demo.get("logins", [])) | {login})
     demo_db.setdefault("database", "postgres")
-    out.write_text("# Written by `jitgate demo` from %s: do not edit.\n%s" % (source, yaml.safe_dump(doc, sort_keys=False)))
+    out.write_text(
+        "# Written by `jitgate demo` from %s: do not edit.\n%s" % (source, yaml.safe_dump(doc, sort_keys=False))
+    )
 
 
 def _wait_for_port(address: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0) -> None:
@@ -147,8 +149,12 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         for name in (*DEMO_PEOPLE, BROKER):
             out = identities / name
             if not (out / "cert.pem").exists():
-                subprocess.run(_jitgate("admin", "issue-identity", name, "--out", str(out), "--data-dir", str(server_dir)),
-                               env=env, check=True, capture_output=True)
+                subprocess.run(
+                    _jitgate("admin", "issue-identity", name, "--out", str(out), "--data-dir", str(server_dir)),
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
         _ensure_duration_model(server_dir, served)
         upstream = subprocess.run(_jitgate("admin", "ssh-ca", "--upstream", "--data-dir", str(server_dir)),
                                   env=env, check=True, capture_output=True, text=True).stdout.split("\n")

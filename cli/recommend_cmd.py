@@ -242,7 +242,9 @@ def _parse_request(text: str) -> Any:
         raise click.ClickException("--request: must be a JSON object")
     unknown = sorted(set(obj) - _REQUEST_FIELDS)
     if unknown:
-        raise click.ClickException(f"--request: unknown field `{unknown[0]}` (known: {', '.join(sorted(_REQUEST_FIELDS))})")
+        raise click.ClickException(
+            f"--request: unknown field `{unknown[0]}` (known: {', '.join(sorted(_REQUEST_FIELDS))})"
+        )
     when = obj.get("requested_at", obj.get("time"))
     try:
         labels = obj.get("labels") or {}

@@ -223,9 +223,15 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.option("--duration", type=DURATION, default=None,
               help="duration to ask for (e.g. 30m); default: the recommendation")
 @click.option("--ticket", default="", help="ticket reference for a new request")
-@click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
-@click.option("--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})")
-@click.option("--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)")
+@click.option(
+    "--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})"
+)
+@click.option(
+    "--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})"
+)
+@click.option(
+    "--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)"
+)
 @click.option("--tty/--no-tty", "-t", default=None, help="force a terminal (ssh -tt) or none (ssh -T)")
 @handle_errors
 @connection_options
@@ -254,9 +260,13 @@ def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | 
 
 
 @click.command("ssh-config")
-@click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
+@click.option(
+    "--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})"
+)
 @click.option("--broker-host-key", default=None, help="pin the broker's host key: the line or a file")
-@click.option("--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)")
+@click.option(
+    "--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)"
+)
 @handle_errors
 @connection_options
 def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | None, client: Any) -> None:

@@ -155,7 +155,9 @@ def with_finished_past(rows: Sequence[HistoryRow]) -> Iterator[tuple[HistoryRow,
         heapq.heappush(pending, (row.finished_at, seq, row))
 
 
-def past_features(rows: Sequence[HistoryRow], freeze_words_at: int | None = None) -> tuple[list[RawFeatures], WordStats]:
+def past_features(
+    rows: Sequence[HistoryRow], freeze_words_at: int | None = None
+) -> tuple[list[RawFeatures], WordStats]:
     """Raw features of every time-ordered row, each from its own finished past only.
 
     From row `freeze_words_at` on, the word statistics stop learning (as a saved model's

@@ -407,7 +407,9 @@ def _pattern_from_json(body: dict[str, Any]) -> BreakGlassPattern:
     hours = np.asarray(body["emergency_hours"], dtype=np.float64)
     if hours.shape != (24,) or not np.isfinite(hours).all() or (hours < 0).any():
         raise ValueError("`emergency_hours` must be 24 counts")
-    return BreakGlassPattern(WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"]))
+    return BreakGlassPattern(
+        WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"])
+    )
 
 
 def _average_path(n: int) -> float:

@@ -261,8 +261,10 @@ class Recommender:
         strong = loaded.bundle.words.strong_words(ask.reason, ask.ticket)
         if not strong:
             return ""
-        parts = [f'{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}'
-                 for e in strong]
+        parts = [
+            f"{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}"
+            for e in strong
+        ]
         return "learned: " + ", ".join(parts)
 
     def _fallback(self, ask: Ask, history: Sequence[HistoryRow], loaded: _Loaded | None) -> tuple[float, str, str]:
@@ -281,7 +283,11 @@ class Recommender:
                 if stats is not None and stats.n >= MIN_STAT_ROWS:
                     return (stats.p80, basis,
                             f"80% of {stats.n} past grants{label} used at most {format_minutes(stats.p80)}")
-        return DEFAULT_MINUTES, "default", f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}"
+        return (
+            DEFAULT_MINUTES,
+            "default",
+            f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}",
+        )
 
     @staticmethod
     def _yours(ask: Ask, served: Served) -> str:

@@ -114,7 +114,10 @@ def fit(prepared: Prepared, params: TrainParams, max_minutes: float = DEFAULT_MA
     predicted = bundle.predict_minutes(x[cut:], num_threads=params.num_threads)
     test_used = used[cut:]
     metrics = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
-    bundle.metadata.metrics = {**metrics.to_json(), "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4)}
+    bundle.metadata.metrics = {
+        **metrics.to_json(),
+        "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4),
+    }
     bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes, "coverage": coverage,
                              "train_seconds": round(seconds, 3)}
     return bundle, predicted, seconds
@@ -197,7 +200,9 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         if new_loss <= old_loss + 1e-9:
             outcome.reason = f"not worse on {compared} held-out rows (pinball {new_loss:.3f} <= {old_loss:.3f})"
         elif force:
-            outcome.reason = f"forced although worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f})"
+            outcome.reason = (
+                f"forced although worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f})"
+            )
         else:
             outcome.replaced = False
             outcome.reason = f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); kept {old.metadata.version}"

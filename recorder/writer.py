@@ -18,7 +18,7 @@ import codecs
 import json
 import time
 from collections.abc import Callable, Iterable
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper
+from json.encoder import encode_basestring  # the C escaper
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

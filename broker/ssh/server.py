@@ -188,8 +188,14 @@ class SSHBroker:
 
     async def report_refusal(self, conn: BrokerConnection, code: str, message: str) -> None:
         try:
-            await self.cp.report_refusal(kind="ssh", user=conn.username, resource=conn.target.resource if conn.target else "",
-                                         code=code, message=message, client_address=conn.client_address)
+            await self.cp.report_refusal(
+                kind="ssh",
+                user=conn.username,
+                resource=conn.target.resource if conn.target else "",
+                code=code,
+                message=message,
+                client_address=conn.client_address,
+            )
         except ControlPlaneError as exc:
             log.warning("refusal %s of %s not reported: %s", code, conn.username, exc)
 

@@ -86,16 +86,27 @@ def test_request_from_mapping_refuses(mapping: object, needle: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-@given(st.builds(
-    PolicyRequest,
-    user=st.text(min_size=1, max_size=8), resource=st.text(min_size=1, max_size=8),
-    duration=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s)),
-    time=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])).map(
-        lambda d: d.replace(microsecond=0)),
-    login=st.text(max_size=5), role=st.text(max_size=5), reason=st.text(max_size=10), ticket=st.text(max_size=5),
-    emergency=st.booleans(), extension=st.integers(0, 5),
-    history=st.fixed_dictionaries({}, optional={"granted_90d": st.integers(0, 99), "median_minutes": st.floats(0, 1e4)}),
-    id=st.text(max_size=5)))
+@given(
+    st.builds(
+        PolicyRequest,
+        user=st.text(min_size=1, max_size=8),
+        resource=st.text(min_size=1, max_size=8),
+        duration=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s)),
+        time=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])).map(
+            lambda d: d.replace(microsecond=0)
+        ),
+        login=st.text(max_size=5),
+        role=st.text(max_size=5),
+        reason=st.text(max_size=10),
+        ticket=st.text(max_size=5),
+        emergency=st.booleans(),
+        extension=st.integers(0, 5),
+        history=st.fixed_dictionaries(
+            {}, optional={"granted_90d": st.integers(0, 99), "median_minutes": st.floats(0, 1e4)}
+        ),
+        id=st.text(max_size=5),
+    )
+)
 @settings(max_examples=60)
 def test_request_mapping_round_trip(req: PolicyRequest) -> None:
     assert PolicyRequest.from_mapping(req.to_mapping()) == req

@@ -53,7 +53,9 @@ def test_serving_features_equal_training_features(rows: list[HistoryRow]) -> Non
         ask = ask_of(ordered[i])
         served = features_for(ask, list(reversed(ordered)), words)  # the order a caller passes rows in does not matter
         if i >= freeze:  # the same frozen words: the same text features and kind of work
-            assert _same(trained[i][len(FEATURES) - len(TEXT_FEATURES):], served.raw[len(FEATURES) - len(TEXT_FEATURES):])
+            assert _same(
+                trained[i][len(FEATURES) - len(TEXT_FEATURES) :], served.raw[len(FEATURES) - len(TEXT_FEATURES) :]
+            )
             assert trained[i][COL["work"]] == served.raw[COL["work"]]
         keep = [j for j in range(len(FEATURES) - len(TEXT_FEATURES)) if j not in _BY_WORK and j != COL["work"]]
         assert _same(tuple(trained[i][j] for j in keep), tuple(served.raw[j] for j in keep)), \
