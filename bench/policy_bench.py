@@ -65,7 +65,8 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
         {
             "name": "after-hours-prod",
             "effect": "require",
-            "when": 'resource.labels.env == "prod" && (now.getHours("Europe/Berlin") < 7 || now.getHours("Europe/Berlin") >= 19)',
+            "when": 'resource.labels.env == "prod" && '
+            '(now.getHours("Europe/Berlin") < 7 || now.getHours("Europe/Berlin") >= 19)',
             "approval": {"levels": [{"approvers": ["group:security"]}]},
         },
         {
@@ -99,7 +100,8 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
         rules.append(
             {
                 "name": f"{team}-staging",
-                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" && "team-{team}" in user.groups',
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" '
+                f'&& "team-{team}" in user.groups',
                 "approval": {"levels": [{"approvers": ["owner"]}]},
                 "max_duration": "4h",
             }
@@ -117,7 +119,8 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
         rules.append(
             {
                 "name": f"{team}-staging-trusted",
-                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" && history.granted_90d >= 10 && history.revoked_90d == 0',
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" '
+                "&& history.granted_90d >= 10 && history.revoked_90d == 0",
                 "approval": "auto",
             }
         )
@@ -125,7 +128,8 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
             {
                 "name": f"{team}-region",
                 "effect": "require",
-                "when": f'resource.labels.team == "{team}" && resource.labels.region == "us" && user.attributes.region != "us"',
+                "when": f'resource.labels.team == "{team}" && resource.labels.region == "us" '
+                '&& user.attributes.region != "us"',
                 "approval": {"levels": [{"approvers": ["group:security"]}]},
             }
         )
@@ -152,7 +156,8 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
                 {
                     "name": f"{name}-ticket",
                     "effect": "require",
-                    "when": f'resource.name == "{name}" && request.ticket == "" && resource.labels.sensitivity != "low"',
+                    "when": f'resource.name == "{name}" && request.ticket == "" '
+                    '&& resource.labels.sensitivity != "low"',
                     "approval": {"levels": [{"approvers": ["manager"]}]},
                 }
             )
@@ -224,7 +229,7 @@ def main() -> None:
     idx_lat, idx_cpu, idx_out = measure(ps.decide, reqs)
     naive_reqs = reqs[: args.naive_requests]
     naive_lat, naive_cpu, naive_out = measure(ps.naive_decide, naive_reqs)
-    mismatches = sum(1 for a, b in zip(idx_out, naive_out) if a.to_json() != b.to_json())
+    mismatches = sum(1 for a, b in zip(idx_out, naive_out, strict=False) if a.to_json() != b.to_json())
     allowed = sum(1 for d in idx_out if d.allowed)
 
     idx_rate = len(idx_lat) / sum(idx_lat)

@@ -182,7 +182,7 @@ def _bench_serving(bundle, rows: list[HistoryRow], cut: int, args, max_minutes: 
     build_us = (time.thread_time() - started) / len(fields) * 1e6
     print(f"building one HistoryRow from store fields (task type included): {build_us:.1f} us CPU "
           f"(a caller that rebuilds {args.recent} rows per call adds {build_us * args.recent / 1000:.2f} ms)")
-    ref_wall, ref_cpu = results[0][1]
+    ref_wall, _ref_cpu = results[0][1]
     wall, cpu = results[1][1]
     print(f"ratio recommend()/predict at p50: {np.percentile(wall, 50) / np.percentile(ref_wall, 50):.1f}x; "
           f"goal p99 < 2 ms: wall {'MET' if np.percentile(wall, 99) < 2.0 else 'NOT MET'}, "

@@ -35,7 +35,7 @@ from tests.broker.ssh.harness import SshStack
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 def rss_kib(pid: int) -> int:
@@ -90,7 +90,7 @@ class Bench:
             best = 0.0
             for _ in range(2):
                 t0 = time.perf_counter()
-                r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                r = subprocess.run(argv, capture_output=True)
                 elapsed = time.perf_counter() - t0
                 assert r.returncode == 0 and len(r.stdout) == n, r.stderr
                 best = max(best, n / elapsed / 1e6)

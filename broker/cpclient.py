@@ -439,7 +439,8 @@ class EventWatcher:
             except asyncio.CancelledError:
                 raise
             except grpc.RpcError as exc:
-                log.info("event watch interrupted: %s", getattr(exc, "code", lambda: exc)())
+                code = exc.code() if callable(getattr(exc, "code", None)) else exc
+                log.info("event watch interrupted: %s", code)
             except Exception:  # a callback failed: keep watching, revocations matter more
                 log.exception("event watch callback failed")
             await self._set_connected(False)

@@ -53,7 +53,7 @@ def _write_demo_policies(source: Path, out: Path, target_address: str, host_key:
     demo["logins"] = sorted(set(demo.get("logins", [])) | {login})
     demo_db.setdefault("database", "postgres")
     out.write_text(
-        "# Written by `jitgate demo` from %s: do not edit.\n%s" % (source, yaml.safe_dump(doc, sort_keys=False))
+        f"# Written by `jitgate demo` from {source}: do not edit.\n{yaml.safe_dump(doc, sort_keys=False)}"
     )
 
 
@@ -70,7 +70,9 @@ def _wait_for_port(address: str, proc: subprocess.Popen[bytes], what: str, log: 
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise click.ClickException(f"{what} did not listen on {address} within {timeout:.0f}s; see {log}")
+                raise click.ClickException(
+                    f"{what} did not listen on {address} within {timeout:.0f}s; see {log}"
+                ) from None
             time.sleep(0.05)
 
 

@@ -28,7 +28,8 @@ def refusal_options(command: F) -> F:
                 type=int,
                 default=d.report_first,
                 show_default=True,
-                help="refused logins per source audited one by one before they are counted (until the source is quiet for a window)",
+                help="refused logins per source audited one by one before they are counted "
+                "(until the source is quiet for a window)",
             ),
             click.option(
                 "--refusal-delay-max",

@@ -14,7 +14,7 @@ from recommend.history import HistoryRow
 from recommend.model import TrainParams
 
 PLAIN_CATEGORICAL = ("user", "resource", "kind", "labels", "access")
-PLAIN_FEATURES = PLAIN_CATEGORICAL + ("hour", "weekday")
+PLAIN_FEATURES = (*PLAIN_CATEGORICAL, "hour", "weekday")
 
 
 def _raw(row: HistoryRow) -> tuple:

@@ -64,10 +64,14 @@ REASONS = {
 }
 HOUR_WINDOW = 1.5  # hours either side of a time of day that count as "this hour" for a person
 BURST_WINDOW = timedelta(hours=1)
-USER_PAST_LIMIT = 100  # the requester's newest past requests a score reads: bounds the cost per request (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision)
+# The requester's newest past requests a score reads: bounds the cost per request
+# (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision).
+USER_PAST_LIMIT = 100
 MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
 N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
-MAX_SAMPLES = 1024  # rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from multi-feature oddities better than 256 on the shop story
+# Rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from
+# multi-feature oddities better than 256 on the shop story.
+MAX_SAMPLES = 1024
 MAX_SAVED_NODES = N_TREES * (2 * MAX_SAMPLES)  # a risk.json with more nodes is refused
 REASON_PERCENTILE = 99.0  # a feature is named as a reason when beyond this share of training requests
 _REASON_RARITY = -math.log(1.0 - REASON_PERCENTILE / 100.0)
@@ -432,7 +436,7 @@ def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -
     forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, len(features)),
                              random_state=seed, n_jobs=1).fit(transformed)
     feature, threshold, left, right, leaf_depth, roots = [], [], [], [], [], []
-    for tree, used in zip(forest.estimators_, forest.estimators_features_):
+    for tree, used in zip(forest.estimators_, forest.estimators_features_, strict=True):
         t = tree.tree_
         base = len(feature)
         roots.append(base)

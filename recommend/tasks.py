@@ -17,7 +17,8 @@ _KEYWORDS: tuple[tuple[str, str], ...] = (
     ("config change", r"config\w*|setting|parameter|tune|tuning|pg_hba|feature flag|flag|rotate|renew|cron"),
     (
         "debugging",
-        r"debug\w*|investigat\w*|troubleshoot\w*|look into|diagnos\w*|slow quer\w*|bug|error\w*|failing|crash\w*|logs?\b",
+        r"debug\w*|investigat\w*|troubleshoot\w*|look into|diagnos\w*|slow quer\w*|bug|error\w*|failing"
+        r"|crash\w*|logs?\b",
     ),
     ("report", r"report\w*|export|analytics|audit|dashboard|metrics|numbers|data pull|finance|compliance|count of"),
 )

@@ -205,7 +205,10 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
             )
         else:
             outcome.replaced = False
-            outcome.reason = f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); kept {old.metadata.version}"
+            outcome.reason = (
+                f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); "
+                f"kept {old.metadata.version}"
+            )
     if outcome.replaced:
         # Serving reads words as of the whole history (the newest grants included), like personal history.
         bundle.metadata.words = learned_from(in_time_order(rows)).to_json()

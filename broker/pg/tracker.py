@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 from broker.pg.framing import (
     B_BIND_OK,
@@ -82,7 +82,7 @@ AnsweredStatement = tuple[int, str, "bytes | None", "bytes | None", float, float
                           "bytes | None"]
 QuickStatement = tuple[int, bytes, bytes, int, float, float]
 SentStatement = tuple[int, str, "bytes | None", "bytes | None", float, int, "bytes | None"]
-RawStatement = Union[AnsweredStatement, QuickStatement, SentStatement]
+RawStatement = AnsweredStatement | QuickStatement | SentStatement
 STARTED, ENDED = 4, 5  # where both finished shapes keep their start and end times
 _STATEMENT_KINDS = (F_QUERY, F_FUNCTION, F_EXECUTE)
 
@@ -462,7 +462,7 @@ class StatementTracker:
         at = 0.0
         self._clock = lambda: at  # reads the `at` of the chunk being walked
         try:
-            for data, from_client, at in chunks:
+            for data, from_client, at in chunks:  # noqa: B007  # `at` is read by self._clock
                 try:
                     if from_client:
                         self.from_client(data)

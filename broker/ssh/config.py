@@ -63,7 +63,8 @@ class BrokerConfig:
         if missing:
             raise ValueError(
                 f"identity directory `{ident}` lacks {', '.join(missing)} "
-                "(make one with `jitgate admin issue-identity NAME --out DIR`; NAME must be listed under `brokers:` in the server config)"
+                "(make one with `jitgate admin issue-identity NAME --out DIR`; "
+                "NAME must be listed under `brokers:` in the server config)"
             )
         parse_listen(self.server)
         if self.activity_interval <= 0 or self.trust_refresh_interval <= 0:

@@ -174,7 +174,7 @@ def test_certificate_made_by_ssh_keygen_verifies(tmp_path: Path) -> None:
     ca_path = tmp_path / "ca_key"
     ca_path.write_bytes(private_openssh(ca_key))
     os.chmod(ca_path, 0o600)
-    user_key, user_line = user_keypair()
+    _user_key, user_line = user_keypair()
     (tmp_path / "id.pub").write_text(user_line + "\n")
     subprocess.run(
         [keygen, "-q", "-s", str(ca_path), "-I", "grant-kg", "-n", "root,deploy", "-z", "4242",

@@ -121,7 +121,7 @@ def policy_sets(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
-    name = draw(st.sampled_from(sorted(doc["resources"]) + ["missing"]))
+    name = draw(st.sampled_from([*sorted(doc["resources"]), "missing"]))
     res = doc["resources"].get(name, {"kind": "ssh"})
     extra: dict[str, Any] = {}
     if res["kind"] == "ssh":
@@ -129,7 +129,7 @@ def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
     else:
         extra["role"] = draw(st.sampled_from(["ro", "rw", "rw", "admin"]))
     return PolicyRequest(
-        user=draw(st.sampled_from(USERS + ["stranger"])), resource=name,
+        user=draw(st.sampled_from([*USERS, "stranger"])), resource=name,
         duration=timedelta(minutes=draw(st.sampled_from([15, 60, 90, 300]))),
         time=datetime(2026, 3, 2, tzinfo=UTC) + timedelta(hours=draw(st.integers(0, 23))),
         emergency=draw(st.booleans()), extension=draw(st.integers(0, 3)),

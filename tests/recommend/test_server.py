@@ -64,7 +64,7 @@ def test_demo_model_request_without_duration_export_and_live_retrain(tmp_path: P
         code, out, err = _cli(alice, "request", "orders-db", "--role", "readonly", "--reason", "monthly orders report",
                               "--dry-run")
         assert code == 0, err
-        line = next(l for l in out.splitlines() if "recommended" in l)
+        line = next(ln for ln in out.splitlines() if "recommended" in ln)
         assert "fallback" not in line and "your last" in line and "on orders-db used" in line, out
         code, out, err = _cli(alice, "request", "demo-db", "--role", "readonly", "--reason", "weekly report",
                               "--output", "json")

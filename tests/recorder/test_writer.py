@@ -264,7 +264,7 @@ def test_note_in_every_kind(store: FileRecordingStore) -> None:
 
 
 from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
+from hypothesis import strategies as st  # noqa: E402
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 

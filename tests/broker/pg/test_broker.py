@@ -439,7 +439,7 @@ def test_backend_key_is_the_brokers_and_oversized_message_ends_only_that_client(
     pid, secret = p.parse_backend_key_data(key.body)
     tls.sendall(p.message(b"Q", b"select pg_backend_pid()\x00"))
     rows = read_until(tls, p.MessageReader(), b"Z")
-    data_row = [m for m in rows if m.type == b"D"][0]
+    data_row = next(m for m in rows if m.type == b"D")
     assert int(data_row.body[6:]) == pid  # the upstream's real pid, with the broker's own secret
     assert secret != 0
     tls.sendall(b"Q" + struct.pack("!I", MAX_MESSAGE + 100))
@@ -706,7 +706,7 @@ def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stac
 def test_an_end_missed_during_an_outage_is_sent_once_the_control_plane_is_back(stack: PgStack) -> None:
     assert stack.cp is not None
     token = stack.login("alice", "testdb", stack.ro)
-    with connect(stack, token, autocommit=True) as conn:
+    with connect(stack, token, autocommit=True):
         [live] = (
             stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
         )

@@ -104,7 +104,7 @@ def test_closed_statements_are_forgotten() -> None:
 def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks, prev = [], 0
-    for c in points + [len(stream)]:
+    for c in [*points, len(stream)]:
         chunks.append(stream[prev:c])
         prev = c
     return [c for c in chunks if c]

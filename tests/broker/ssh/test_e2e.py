@@ -160,8 +160,8 @@ def test_scp_both_ways_and_sftp(stack: SshStack, alice: UserKey, tmp_path: Path)
     assert back.read_bytes() == payload
 
     batch = tmp_path / "batch"
-    batch.write_text("mkdir /tmp/jitgate-sftp-dir\nput {0} /tmp/jitgate-sftp-dir/a\nrename /tmp/jitgate-sftp-dir/a "
-                     "/tmp/jitgate-sftp-dir/b\nget /tmp/jitgate-sftp-dir/b {1}\nrm /tmp/jitgate-sftp-dir/b\n"
+    batch.write_text("mkdir /tmp/jitgate-sftp-dir\nput {} /tmp/jitgate-sftp-dir/a\nrename /tmp/jitgate-sftp-dir/a "
+                     "/tmp/jitgate-sftp-dir/b\nget /tmp/jitgate-sftp-dir/b {}\nrm /tmp/jitgate-sftp-dir/b\n"
                      "rmdir /tmp/jitgate-sftp-dir\n".format(src, tmp_path / "sftp-back.bin"))
     r = subprocess.run(stack.sftp_argv(alice, "web-01", batch), capture_output=True, timeout=30)
     assert r.returncode == 0, text(r)
@@ -255,7 +255,7 @@ def test_revocation_cuts_live_session(stack: SshStack) -> None:
     assert proc.stdout is not None and proc.stdout.readline() == b"started\n"  # relaying
     stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="incident 7"))
     revoked_at = time.monotonic()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     elapsed = time.monotonic() - revoked_at
     assert proc.returncode != 0
     assert b"was revoked" in err and b"incident 7" in err, err
