@@ -246,7 +246,7 @@ class ControlPlaneClient:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)  # no grace: the stubs want it spelled out
             self._channel = None
 
     # -------------------------------------------------------- broker calls

@@ -213,7 +213,8 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
     while len(found) < limit:
         resp = client.access.ListRequests(access_pb2.ListRequestsRequest(
             to_approve=to_approve, mine=mine, user=user, resource=resource,
-            states=[types_pb2.RequestState.Value(f"REQUEST_STATE_{s.upper()}") for s in states],
+            # protobuf's stubs type Value() as int; the enum field takes exactly those ints.
+            states=[types_pb2.RequestState.Value(f"REQUEST_STATE_{s.upper()}") for s in states],  # type: ignore[misc]
             page_size=min(limit - len(found), 500), page_token=token), timeout=client.timeout)
         found.extend(resp.requests)
         token = resp.next_page_token

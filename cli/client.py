@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import grpc
@@ -110,7 +110,7 @@ def output_option(f: F) -> F:
                         show_default=True, help="human table or JSON")(f)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print `error: message` on stderr (shown literally: it may quote user input) and exit 1."""
     echo(f"error: {message}", err=True)
     sys.exit(exits.ERROR)
@@ -163,7 +163,7 @@ def handle_errors(f: F) -> F:
 
 def command_options(f: F) -> F:
     """--identity/--server, --output and error handling, in the right order."""
-    return handle_errors(connection_options(output_option(f)))  # type: ignore[return-value]
+    return handle_errors(connection_options(output_option(f)))
 
 
 # -- output -----------------------------------------------------------------------------------------

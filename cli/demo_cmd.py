@@ -203,7 +203,8 @@ Ctrl-C stops the demo.""")
         while all(proc.poll() is None for proc in children):
             time.sleep(0.5)
         failed = next(proc for proc in children if proc.poll() is not None)
-        raise click.ClickException(f"a demo process exited ({' '.join(failed.args[3:5])}); see {logs}")
+        argv: list[str] = failed.args  # type: ignore[assignment]  # each started from a list of str (above)
+        raise click.ClickException(f"a demo process exited ({' '.join(argv[3:5])}); see {logs}")
     except KeyboardInterrupt:
         click.echo("\nstopping the demo")
     finally:

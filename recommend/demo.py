@@ -52,7 +52,7 @@ def _policy_set(policies: Any) -> Any:
     if isinstance(policies, (str, os.PathLike)):
         from policy import load_policy_set
 
-        return load_policy_set(policies, run_tests=False)
+        return load_policy_set(policies if isinstance(policies, str) else Path(policies), run_tests=False)
     return policies
 
 

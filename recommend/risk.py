@@ -282,8 +282,9 @@ def history_features(rows: Sequence[HistoryRow]) -> tuple[np.ndarray, BreakGlass
 
 def ask_of_row(row: HistoryRow, **changes: Any) -> RiskAsk:
     """The risk ask of a history row (fields in `changes` replaced)."""
-    fields = dict(user=row.user, resource=row.resource, kind=row.kind, access=row.access, at=row.requested_at,
-                  asked_minutes=row.asked_minutes, reason=row.reason, ticket=row.ticket, emergency=row.emergency)
+    fields: dict[str, Any] = dict(
+        user=row.user, resource=row.resource, kind=row.kind, access=row.access, at=row.requested_at,
+        asked_minutes=row.asked_minutes, reason=row.reason, ticket=row.ticket, emergency=row.emergency)
     fields.update(changes)
     return RiskAsk(**fields)
 
@@ -435,6 +436,7 @@ def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -
     transformed = rarity_matrix(features, grid)
     forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, len(features)),
                              random_state=seed, n_jobs=1).fit(transformed)
+    feature: list[int]
     feature, threshold, left, right, leaf_depth, roots = [], [], [], [], [], []
     for tree, used in zip(forest.estimators_, forest.estimators_features_, strict=True):
         t = tree.tree_
@@ -504,7 +506,10 @@ def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
         return unknown(f"no risk model: {load_error or 'not trained'}")
     try:
         user, resource = ask.user, ask.resource
-        return model.score(ask, [r for r in history if r.user == user], [r for r in history if r.resource == resource])
+        # A HistoryRow has every attribute of a PastAsk (read duck-typed).
+        mine: list[Any] = [r for r in history if r.user == user]
+        on_resource: list[Any] = [r for r in history if r.resource == resource]
+        return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)
         return unknown(f"the risk model failed ({type(exc).__name__})")

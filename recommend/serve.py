@@ -126,7 +126,7 @@ class Recommender:
         return loaded.bundle.metadata.version if loaded else None
 
     def _files_now(self) -> tuple:
-        out = []
+        out: list[tuple[int, int, int] | None] = []
         for name in (MODEL_FILE, META_FILE, RISK_FILE):
             try:
                 st = os.stat(self._dir / name)  # type: ignore[operator]

@@ -175,6 +175,7 @@ class Walker:
                     return -1
                 return p + body_len
         part = self._partial
+        assert part is not None  # set above whenever a body is wanted
         take = fill_body(part, self._need, data, p)
         self._need -= take
         p += take

@@ -26,6 +26,7 @@ Child -> parent:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import marshal
 import struct
@@ -117,7 +118,7 @@ class _Child:
             sid, metadata = item[1], item[2]
             try:
                 assert self.store is not None, "recording process not initialised"
-                writer = self.store.create(sid, Kind.DB, metadata, on_error=lambda e, s=sid: self.fail(s, e))
+                writer = self.store.create(sid, Kind.DB, metadata, on_error=functools.partial(self.fail, sid))
             except OSError as exc:
                 self.send(("error", sid, storage_problem(exc)))
                 return

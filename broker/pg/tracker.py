@@ -193,7 +193,7 @@ class StatementTracker:
         else:  # Describe, Close
             name = body[1: body.find(b"\x00", 1)] if body else b""
             if t == F_CLOSE and body:  # forget what the client closed: long sessions stay small
-                (self._statements if body[:1] == b"S" else self._portals).pop(name, None)  # type: ignore[attr-defined]
+                (self._statements if body[:1] == b"S" else self._portals).pop(name, None)
                 if body[:1] == b"S":
                     self._described.pop(name, None)
             described = name if t == F_DESCRIBE and body[:1] == b"S" else None
@@ -325,6 +325,7 @@ class StatementTracker:
                     return -1
                 return p + body_len
         part = self._s_part
+        assert part is not None  # set above whenever a body is wanted
         take = fill_body(part, self._s_need, data, p)
         self._s_need -= take
         p += take

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncssh
@@ -80,7 +81,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         super().__init__(broker, conn)
         self._chan: asyncssh.SSHServerChannel | None = None
         self._up_chan: asyncssh.SSHClientChannel | None = None
-        self._term: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
+        self._term: tuple[str, tuple[int, int, int, int], Mapping[int, int]] | None = None
         self._command: str | None = None
         self._subsystem: str | None = None
         self._pending_eof = False
@@ -105,7 +106,9 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
 
-    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: dict[int, int]) -> bool:
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Mapping[int, int]
+    ) -> bool:
         self._term = (term_type, term_size, term_modes)
         return True  # checked against the decision once the session is authorized
 

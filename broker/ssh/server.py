@@ -82,7 +82,7 @@ class SSHBroker:
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncssh.SSHAcceptor | None = None
         self._trust_lock = asyncio.Lock()
         self._next_trust = 0.0  # loop time of the next periodic trust refresh
         self._cuts = 0  # cuts under way (line sent, waiting for the client to close)
