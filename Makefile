@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test bench
+.PHONY: setup run test lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,11 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Lint and types (settings in pyproject.toml); .ci/run runs it before the tests.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	for b in bench/*_bench.py; do $(PY) $$b || exit 1; done

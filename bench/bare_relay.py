@@ -47,10 +47,13 @@ class _Side(asyncio.Protocol):
 
 async def _serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
+    connecting: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
 
     def accept() -> _Side:
         client = _Side()
-        loop.create_task(_connect(client))
+        task = loop.create_task(_connect(client))
+        connecting.add(task)
+        task.add_done_callback(connecting.discard)
         return client
 
     async def _connect(client: _Side) -> None:

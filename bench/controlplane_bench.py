@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -196,7 +197,7 @@ def seed_grants(cp: ControlPlane, n: int) -> dt.datetime:
     from controlplane.store import open_store
     from policy import load_policy_set
 
-    t0 = dt.datetime.now(dt.timezone.utc)
+    t0 = dt.datetime.now(dt.UTC)
     store = open_store(str(cp.data.db_path))
     core = AccessCore(store, StaticPolicy(load_policy_set(POLICIES)), clock=lambda: t0)
     users = ["alice", "bob", "sam", "sara", "dave"]
@@ -230,17 +231,17 @@ async def await_expiry(cp: ControlPlane, ids_expected: int, deadline: dt.datetim
                 seen += 1
                 if seen == ids_expected:
                     stream.cancel()
-                    return dt.datetime.now(dt.timezone.utc)
+                    return dt.datetime.now(dt.UTC)
         raise SystemExit("watch ended early")
 
     async def states() -> dt.datetime:
-        while dt.datetime.now(dt.timezone.utc) < deadline:
+        while dt.datetime.now(dt.UTC) < deadline:
             await asyncio.sleep(0.01)
         while True:
             active = await stub.ListRequests(access_pb2.ListRequestsRequest(
                 resource="dev-db", states=[types_pb2.REQUEST_STATE_ACTIVE], page_size=1))
             if not active.requests:
-                return dt.datetime.now(dt.timezone.utc)
+                return dt.datetime.now(dt.UTC)
             await asyncio.sleep(0.01)
 
     watched, listed = await asyncio.gather(watch(), states())
@@ -284,9 +285,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        cp = ControlPlane(tmp / "cp", POLICIES, config={"recommender": not args.no_recommender, "inline_core": not args.threads}, env={"JITGATE_LOG_LEVEL": "WARNING",
-                                                     "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005"),
-                                                     "JITGATE_PROFILE": os.environ.get("JITGATE_PROFILE", "")})
+        cp = ControlPlane(
+            tmp / "cp",
+            POLICIES,
+            config={"recommender": not args.no_recommender, "inline_core": not args.threads},
+            env={
+                "JITGATE_LOG_LEVEL": "WARNING",
+                "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005"),
+                "JITGATE_PROFILE": os.environ.get("JITGATE_PROFILE", ""),
+            },
+        )
         echo_proc, echo_port = start_echo(echo_identity(cp, tmp / "echo-server"), tmp)
         try:
             print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, "
@@ -307,7 +315,7 @@ def main() -> None:
             deadline = seed_grants(cp, args.grants)
             seeded = time.monotonic() - t
             cp.start()
-            if dt.datetime.now(dt.timezone.utc) >= deadline:
+            if dt.datetime.now(dt.UTC) >= deadline:
                 raise SystemExit("seeding took too long: the grants expired before the server was back")
             to_state, to_events = asyncio.run(await_expiry(cp, args.grants, deadline))
             print(f"{args.grants} grants expiring at the same instant (seeded in {seeded:.1f} s): all EXPIRED "

@@ -188,7 +188,9 @@ client_tls_key_file = {tls}/key.pem
         time.sleep(0.1)
 
 
-def pgbench(script: str, port: int, user: str, password: str, sslmode: str, seconds: int, clients: int) -> tuple[float, int]:
+def pgbench(
+    script: str, port: int, user: str, password: str, sslmode: str, seconds: int, clients: int
+) -> tuple[float, int]:
     env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": sslmode, "PGGSSENCMODE": "disable"}
     args = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-n", "-c", str(clients),
             "-j", str(min(clients, 2)), "-T", str(seconds)]
@@ -320,15 +322,19 @@ def main() -> None:
                         runs[target].append(tps)
                 row = {k: sum(v) / len(v) for k, v in runs.items()}
                 if "bare" in runs:
-                    floor = [b / p for b, p in zip(runs["bare"], runs["pgbouncer"])]
+                    floor = [b / p for b, p in zip(runs["bare"], runs["pgbouncer"], strict=False)]
                     floors[script] = (row["bare"], statistics.median(floor))
                     print(f"  {'':5} {script:11}  bare uvloop relay {row['bare']:9.0f} TPS; bare/pgbouncer per round: "
                           + " ".join(f"{r:.2f}" for r in floor), flush=True)
                 us = {t: (c[0] / c[2] * 1e6, c[1] / c[2] * 1e6) for t, c in cpu.items() if c[2]}
-                print(f"  {'':5} {script:11}  CPU per transaction (user + system): pgbouncer {us['pgbouncer'][0]:.0f} us, "
-                      f"jitgate broker {us['broker'][0]:.0f} us (its recording process {us['broker'][1]:.0f} us)"
-                      + (f", bare uvloop relay {us['bare'][0]:.0f} us" if "bare" in us else ""), flush=True)
-                ratios = [b / p for b, p in zip(runs["broker"], runs["pgbouncer"])]
+                print(
+                    f"  {'':5} {script:11}  CPU per transaction (user + system): "
+                    f"pgbouncer {us['pgbouncer'][0]:.0f} us, "
+                    f"jitgate broker {us['broker'][0]:.0f} us (its recording process {us['broker'][1]:.0f} us)"
+                    + (f", bare uvloop relay {us['bare'][0]:.0f} us" if "bare" in us else ""),
+                    flush=True,
+                )
+                ratios = [b / p for b, p in zip(runs["broker"], runs["pgbouncer"], strict=False)]
                 row["ratio"] = statistics.median(ratios)
                 row["low"], row["high"] = median_interval(ratios)
                 results[(sslmode, script)] = row
@@ -343,10 +349,14 @@ def main() -> None:
         for (sslmode, script), row in results.items():
             ratio = row["ratio"]
             goal = GOALS[script]
-            print(f"| {'on' if sslmode == 'require' else 'off'} | {script} | {row['direct']:.0f} | {row['pgbouncer']:.0f} "
-                  f"| {row['broker']:.0f} | {ratio:.3f}x (>= {goal}: {'met' if ratio >= goal else 'NOT met'}) "
-                  f"| {row['low']:.2f}-{row['high']:.2f}{' (the goal is inside: within noise)' if row['low'] < goal <= row['high'] else ''} "
-                  f"| {row['broker'] / row['pgbouncer']:.2f}x | {row['broker'] / row['direct']:.2f}x |")
+            print(
+                f"| {'on' if sslmode == 'require' else 'off'} | {script} "
+                f"| {row['direct']:.0f} | {row['pgbouncer']:.0f} "
+                f"| {row['broker']:.0f} | {ratio:.3f}x (>= {goal}: {'met' if ratio >= goal else 'NOT met'}) "
+                f"| {row['low']:.2f}-{row['high']:.2f}"
+                f"{' (the goal is inside: within noise)' if row['low'] < goal <= row['high'] else ''} "
+                f"| {row['broker'] / row['pgbouncer']:.2f}x | {row['broker'] / row['direct']:.2f}x |"
+            )
         if floors:
             print("\n| script (plain) | bare uvloop relay TPS | bare relay/pgbouncer, median of rounds "
                   "| broker/bare relay, of medians |")

@@ -13,7 +13,7 @@ import gc
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -55,35 +55,84 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
                                         "credentials": f"env:DB_{i}", "owners": [f"group:team-{team}"]}
     names = list(resources)
     rules: list[dict[str, Any]] = [
-        {"name": "break-glass", "when": 'request.emergency && "oncall" in user.groups',
-         "approval": "break_glass", "review": ["group:security"], "max_duration": "1h"},
-        {"name": "after-hours-prod", "effect": "require",
-         "when": 'resource.labels.env == "prod" && (now.getHours("Europe/Berlin") < 7 || now.getHours("Europe/Berlin") >= 19)',
-         "approval": {"levels": [{"approvers": ["group:security"]}]}},
-        {"name": "long-requests", "effect": "require", "when": 'request.duration > duration("4h")',
-         "approval": {"levels": [{"approvers": ["manager"]}]}},
-        {"name": "no-contractors-high", "effect": "deny",
-         "when": '"contractor" in user.groups && resource.labels.sensitivity == "high"',
-         "message": "contractors have no access to sensitive systems"},
-        {"name": "repeat-offenders", "effect": "deny", "when": "history.revoked_90d >= 3",
-         "message": "too many revocations"},
+        {
+            "name": "break-glass",
+            "when": 'request.emergency && "oncall" in user.groups',
+            "approval": "break_glass",
+            "review": ["group:security"],
+            "max_duration": "1h",
+        },
+        {
+            "name": "after-hours-prod",
+            "effect": "require",
+            "when": 'resource.labels.env == "prod" && '
+            '(now.getHours("Europe/Berlin") < 7 || now.getHours("Europe/Berlin") >= 19)',
+            "approval": {"levels": [{"approvers": ["group:security"]}]},
+        },
+        {
+            "name": "long-requests",
+            "effect": "require",
+            "when": 'request.duration > duration("4h")',
+            "approval": {"levels": [{"approvers": ["manager"]}]},
+        },
+        {
+            "name": "no-contractors-high",
+            "effect": "deny",
+            "when": '"contractor" in user.groups && resource.labels.sensitivity == "high"',
+            "message": "contractors have no access to sensitive systems",
+        },
+        {
+            "name": "repeat-offenders",
+            "effect": "deny",
+            "when": "history.revoked_90d >= 3",
+            "message": "too many revocations",
+        },
     ]
     for team in TEAMS:  # 20 teams x 3 envs
-        rules.append({"name": f"{team}-dev", "when": f'resource.labels.team == "{team}" && resource.labels.env == "dev"',
-                      "approval": "auto", "max_duration": "8h"})
-        rules.append({"name": f"{team}-staging",
-                      "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" && "team-{team}" in user.groups',
-                      "approval": {"levels": [{"approvers": ["owner"]}]}, "max_duration": "4h"})
-        rules.append({"name": f"{team}-prod", "when": f'resource.labels.team == "{team}" && resource.labels.env == "prod"',
-                      "approval": {"levels": [{"approvers": ["manager", "owner"]}, {"approvers": ["group:security"]}]},
-                      "max_duration": "2h", "max_extensions": 1,
-                      "session": {"sftp": False, "port_forwarding": False}})
-        rules.append({"name": f"{team}-staging-trusted",
-                      "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" && history.granted_90d >= 10 && history.revoked_90d == 0',
-                      "approval": "auto"})
-        rules.append({"name": f"{team}-region", "effect": "require",
-                      "when": f'resource.labels.team == "{team}" && resource.labels.region == "us" && user.attributes.region != "us"',
-                      "approval": {"levels": [{"approvers": ["group:security"]}]}})
+        rules.append(
+            {
+                "name": f"{team}-dev",
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "dev"',
+                "approval": "auto",
+                "max_duration": "8h",
+            }
+        )
+        rules.append(
+            {
+                "name": f"{team}-staging",
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" '
+                f'&& "team-{team}" in user.groups',
+                "approval": {"levels": [{"approvers": ["owner"]}]},
+                "max_duration": "4h",
+            }
+        )
+        rules.append(
+            {
+                "name": f"{team}-prod",
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "prod"',
+                "approval": {"levels": [{"approvers": ["manager", "owner"]}, {"approvers": ["group:security"]}]},
+                "max_duration": "2h",
+                "max_extensions": 1,
+                "session": {"sftp": False, "port_forwarding": False},
+            }
+        )
+        rules.append(
+            {
+                "name": f"{team}-staging-trusted",
+                "when": f'resource.labels.team == "{team}" && resource.labels.env == "staging" '
+                "&& history.granted_90d >= 10 && history.revoked_90d == 0",
+                "approval": "auto",
+            }
+        )
+        rules.append(
+            {
+                "name": f"{team}-region",
+                "effect": "require",
+                "when": f'resource.labels.team == "{team}" && resource.labels.region == "us" '
+                '&& user.attributes.region != "us"',
+                "approval": {"levels": [{"approvers": ["group:security"]}]},
+            }
+        )
     i = 0
     while len(rules) < n_rules:
         name = names[i % len(names)]
@@ -103,9 +152,15 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
             rules.append({"name": f"{name}-owner-{user}", "when": f'resource.name == "{name}" && user.name == "{user}"',
                           "approval": "auto", "max_duration": "4h"})
         else:
-            rules.append({"name": f"{name}-ticket", "effect": "require",
-                          "when": f'resource.name == "{name}" && request.ticket == "" && resource.labels.sensitivity != "low"',
-                          "approval": {"levels": [{"approvers": ["manager"]}]}})
+            rules.append(
+                {
+                    "name": f"{name}-ticket",
+                    "effect": "require",
+                    "when": f'resource.name == "{name}" && request.ticket == "" '
+                    '&& resource.labels.sensitivity != "low"',
+                    "approval": {"levels": [{"approvers": ["manager"]}]},
+                }
+            )
         i += 1
     return {"version": 1, "users": users, "resources": resources, "rules": rules[:n_rules]}
 
@@ -113,7 +168,7 @@ def generate(n_rules: int, n_resources: int, n_users: int, rng: random.Random) -
 def make_requests(doc: dict[str, Any], n: int, rng: random.Random) -> list[PolicyRequest]:
     users = list(doc["users"])
     names = list(doc["resources"])
-    start = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 2, tzinfo=UTC)
     out = []
     for _ in range(n):
         name = rng.choice(names)
@@ -174,7 +229,7 @@ def main() -> None:
     idx_lat, idx_cpu, idx_out = measure(ps.decide, reqs)
     naive_reqs = reqs[: args.naive_requests]
     naive_lat, naive_cpu, naive_out = measure(ps.naive_decide, naive_reqs)
-    mismatches = sum(1 for a, b in zip(idx_out, naive_out) if a.to_json() != b.to_json())
+    mismatches = sum(1 for a, b in zip(idx_out, naive_out, strict=False) if a.to_json() != b.to_json())
     allowed = sum(1 for d in idx_out if d.allowed)
 
     idx_rate = len(idx_lat) / sum(idx_lat)

@@ -28,16 +28,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recommend.durations import parse_duration  # noqa: E402
-from recommend.calibrate import DEFAULT_COVERAGE  # noqa: E402
-from recommend.evaluate import CALIBRATED_SUFFIX, Evaluation  # noqa: E402
-from recommend.features import encode  # noqa: E402
-from recommend.history import HistoryRow, read_history  # noqa: E402
-from recommend.model import TrainParams, save_model  # noqa: E402
-from recommend.serve import RecommendRequest, Recommender  # noqa: E402
-from recommend.synth import generate  # noqa: E402
-from recommend.synth_harbor import generate as generate_harbor  # noqa: E402
-from recommend.training import evaluate_history, prepare  # noqa: E402
+from recommend.calibrate import DEFAULT_COVERAGE
+from recommend.durations import parse_duration
+from recommend.evaluate import CALIBRATED_SUFFIX, Evaluation
+from recommend.features import encode
+from recommend.history import HistoryRow, read_history
+from recommend.model import TrainParams, save_model
+from recommend.serve import Recommender, RecommendRequest
+from recommend.synth import generate
+from recommend.synth_harbor import generate as generate_harbor
+from recommend.training import evaluate_history, prepare
 
 
 def main() -> int:
@@ -57,9 +57,13 @@ def main() -> int:
     if args.history:
         stories = [(str(args.history), lambda: read_history(args.history))]
     else:
-        stories = [(f"shop (recommend.synth), {args.rows} grants, seed {args.seed}", lambda: generate(args.rows, args.seed)),
-                   (f"harbor (recommend.synth_harbor), {args.rows} grants, seed {args.seed}",
-                    lambda: generate_harbor(args.rows, args.seed))]
+        stories = [
+            (f"shop (recommend.synth), {args.rows} grants, seed {args.seed}", lambda: generate(args.rows, args.seed)),
+            (
+                f"harbor (recommend.synth_harbor), {args.rows} grants, seed {args.seed}",
+                lambda: generate_harbor(args.rows, args.seed),
+            ),
+        ]
     params = TrainParams(alpha=args.alpha)
     last = None
     for source, make in stories:
@@ -81,8 +85,10 @@ def main() -> int:
 
 
 def _print_table(evaluation: Evaluation) -> None:
-    print(f"held-out: newest {evaluation.rows_test} grants; trained on {evaluation.rows_train} (the newest 15% of "
-          f"those kept aside to calibrate); target coverage {evaluation.target:.0%}, model factor {evaluation.factor:.3f}")
+    print(
+        f"held-out: newest {evaluation.rows_test} grants; trained on {evaluation.rows_train} (the newest 15% of "
+        f"those kept aside to calibrate); target coverage {evaluation.target:.0%}, model factor {evaluation.factor:.3f}"
+    )
     print(f"{'strategy':<27}{'coverage':>10}{'excess min':>12}{'ext/grant':>11}")
     for name, m in [("model", evaluation.model), *evaluation.baselines.items()]:
         print(f"{name:<27}{m.coverage:>10.1%}{m.excess_minutes:>12.1f}{m.extension_rate:>11.3f}")
@@ -94,8 +100,11 @@ def _print_goal(evaluation: Evaluation) -> None:
     model = evaluation.model
     print(f"calibration: coverage {model.coverage:.1%} vs target {evaluation.target:.0%}: "
           f"{'MET' if abs(model.coverage - evaluation.target) <= 0.02 else 'NOT MET'} (within 2 points)")
-    eligible = [(m.excess_minutes, n, m) for n, m in evaluation.baselines.items()
-                if not n.endswith(CALIBRATED_SUFFIX) and m.coverage >= model.coverage and not math.isnan(m.excess_minutes)]
+    eligible = [
+        (m.excess_minutes, n, m)
+        for n, m in evaluation.baselines.items()
+        if not n.endswith(CALIBRATED_SUFFIX) and m.coverage >= model.coverage and not math.isnan(m.excess_minutes)
+    ]
     if eligible:
         _, name, m = min(eligible)
         ratio = model.excess_minutes / m.excess_minutes
@@ -173,7 +182,7 @@ def _bench_serving(bundle, rows: list[HistoryRow], cut: int, args, max_minutes: 
     build_us = (time.thread_time() - started) / len(fields) * 1e6
     print(f"building one HistoryRow from store fields (task type included): {build_us:.1f} us CPU "
           f"(a caller that rebuilds {args.recent} rows per call adds {build_us * args.recent / 1000:.2f} ms)")
-    ref_wall, ref_cpu = results[0][1]
+    ref_wall, _ref_cpu = results[0][1]
     wall, cpu = results[1][1]
     print(f"ratio recommend()/predict at p50: {np.percentile(wall, 50) / np.percentile(ref_wall, 50):.1f}x; "
           f"goal p99 < 2 ms: wall {'MET' if np.percentile(wall, 99) < 2.0 else 'NOT MET'}, "

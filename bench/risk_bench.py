@@ -34,13 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from policy import PolicyRequest, load_policy_text  # noqa: E402
-from policy.request import Risk  # noqa: E402
-from recommend.features import in_time_order  # noqa: E402
-from recommend.history import HistoryRow  # noqa: E402
-from recommend.risk import PastAsk, ask_of_row, past_of, risk_features, score_request, train_risk  # noqa: E402
-from recommend.synth import generate as generate_shop  # noqa: E402
-from recommend.synth_harbor import generate as generate_harbor  # noqa: E402
+from policy import PolicyRequest, load_policy_text
+from policy.request import Risk
+from recommend.features import in_time_order
+from recommend.history import HistoryRow
+from recommend.risk import PastAsk, ask_of_row, past_of, risk_features, score_request, train_risk
+from recommend.synth import generate as generate_shop
+from recommend.synth_harbor import generate as generate_harbor
 
 KINDS = ("hour", "new_resource", "new_access", "long_duration", "burst", "absence", "break_glass")
 PER_KIND = 0.002  # share of the scored requests injected per kind (7 kinds: 1.4%)
@@ -164,7 +164,12 @@ def _latency(rows: list[HistoryRow], cut: int, model, calls: int) -> None:
     for name, kind in sorted(resources.items()):
         access = {r.access.split(":", 1)[1] for r in rows if r.resource == name}
         key = "logins" if kind == "ssh" else "roles"
-        text += [f"  {name}:", f"    kind: {kind}", "    address: 127.0.0.1:22", f"    {key}: [{', '.join(sorted(access))}]"]
+        text += [
+            f"  {name}:",
+            f"    kind: {kind}",
+            "    address: 127.0.0.1:22",
+            f"    {key}: [{', '.join(sorted(access))}]",
+        ]
     text += ["rules:", "  - name: staff", "    when: '\"staff\" in user.groups'", "    approval: auto",
              "  - name: risky", "    when: '!risk.known || risk.score > 0.8'", "    effect: require",
              "    approval: {levels: [{approvers: [group:security]}]}"]

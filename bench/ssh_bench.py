@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import datetime as dt
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,16 +26,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncssh  # noqa: E402
+import asyncssh
 
-from ca import new_serial  # noqa: E402
-from jitgate.v1 import access_pb2  # noqa: E402
-from tests.broker.ssh.harness import SshStack  # noqa: E402
+from ca import new_serial
+from jitgate.v1 import access_pb2
+from tests.broker.ssh.harness import SshStack
 
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 def rss_kib(pid: int) -> int:
@@ -54,7 +54,7 @@ class Bench:
         assert stack.cp is not None
         _, self.upstream_ca = open_ssh_cas(stack.cp.data)
         self.direct_key = stack.new_key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         line = self.upstream_ca.sign_user_certificate(
             public_key=self.direct_key.with_suffix(".pub").read_text(), key_id="bench-direct", principals=["root"],
             valid_after=now - dt.timedelta(minutes=1), valid_before=now + dt.timedelta(hours=2), serial=new_serial(),
@@ -78,7 +78,11 @@ class Bench:
         grant = self.stack.grant("alice", "web-01")
         key = self.stack.user_key("alice", grant.id)
         n = self.args.mb * 1_000_000
-        produce = "yes 'jitgate benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz'" if source == "text" else "cat /dev/zero"
+        produce = (
+            "yes 'jitgate benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz'"
+            if source == "text"
+            else "cat /dev/zero"
+        )
         cmd = f"{produce} | head -c {n}"
         c = ("-c", cipher) if cipher else ()
 
@@ -86,7 +90,7 @@ class Bench:
             best = 0.0
             for _ in range(2):
                 t0 = time.perf_counter()
-                r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                r = subprocess.run(argv, capture_output=True)
                 elapsed = time.perf_counter() - t0
                 assert r.returncode == 0 and len(r.stdout) == n, r.stderr
                 best = max(best, n / elapsed / 1e6)
@@ -179,7 +183,7 @@ class Bench:
 
             def grant() -> Any:
                 # The duration is computed in the worker thread, right before the call.
-                return self.stack.grant(user, "web-02", (until - dt.datetime.now(dt.timezone.utc)).total_seconds())
+                return self.stack.grant(user, "web-02", (until - dt.datetime.now(dt.UTC)).total_seconds())
 
             grant = await asyncio.to_thread(grant)
             key = await asyncio.to_thread(self.stack.user_key, user, grant.id)
@@ -196,17 +200,17 @@ class Bench:
         """Grants that all end in the same second; lateness = disconnect time - that grant's expires_at."""
         n = self.args.expiring
         log_start = self.stack.broker_log.stat().st_size
-        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=max(8.0, n * 0.12))
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=max(8.0, n * 0.12))
         live = await self._open_sleepers(n, until)
         admin = self.stack.client("admin")
         expires = {}
         for gid, _ in live:
             g = await asyncio.to_thread(admin.access.GetRequest, access_pb2.GetRequestRequest(id=gid))
-            expires[gid] = g.expires_at.ToDatetime(tzinfo=dt.timezone.utc)
+            expires[gid] = g.expires_at.ToDatetime(tzinfo=dt.UTC)
 
         async def lateness(gid: str, conn: asyncssh.SSHClientConnection) -> float:
             await conn.wait_closed()
-            return (dt.datetime.now(dt.timezone.utc) - expires[gid]).total_seconds() * 1000
+            return (dt.datetime.now(dt.UTC) - expires[gid]).total_seconds() * 1000
 
         spread = (max(expires.values()) - min(expires.values())).total_seconds() * 1000
         print(f"  ({n} grants end within {spread:.0f} ms of each other)")
@@ -218,7 +222,7 @@ class Bench:
         return seen
 
     async def revocation(self) -> list[float]:
-        live = await self._open_sleepers(self.args.revoked, dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+        live = await self._open_sleepers(self.args.revoked, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
         admin = self.stack.client("admin")
         out = []
         for gid, conn in live:

@@ -161,12 +161,12 @@ class GrantChange:
 
 def to_datetime(ts: timestamp_pb2.Timestamp) -> dt.datetime:
     """A protobuf Timestamp -> aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=dt.timezone.utc)
+    return ts.ToDatetime(tzinfo=dt.UTC)
 
 
 def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(dt.timezone.utc))
+    ts.FromDatetime(value.astimezone(dt.UTC))
     return ts
 
 
@@ -246,7 +246,7 @@ class ControlPlaneClient:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)  # no grace: the stubs want it spelled out
             self._channel = None
 
     # -------------------------------------------------------- broker calls
@@ -298,7 +298,7 @@ class ControlPlaneClient:
         req = broker_pb2.ReportSessionEndRequest(
             session_id=session_id, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out,
             recording_ref=recording_ref, recording_hash=recording_hash)
-        req.ended_at.CopyFrom(to_timestamp(ended_at or dt.datetime.now(dt.timezone.utc)))
+        req.ended_at.CopyFrom(to_timestamp(ended_at or dt.datetime.now(dt.UTC)))
         if last_activity_at is not None:
             req.last_activity_at.CopyFrom(to_timestamp(last_activity_at))
         await self._call("report session end", self.broker.ReportSessionEnd, req)
@@ -409,7 +409,7 @@ class EventWatcher:
         try:
             await asyncio.wait_for(self._synced.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def stop(self) -> None:
@@ -441,7 +441,8 @@ class EventWatcher:
             except asyncio.CancelledError:
                 raise
             except grpc.RpcError as exc:
-                log.info("event watch interrupted: %s", getattr(exc, "code", lambda: exc)())
+                code = exc.code() if callable(getattr(exc, "code", None)) else exc
+                log.info("event watch interrupted: %s", code)
             except Exception:  # a callback failed: keep watching, revocations matter more
                 log.exception("event watch callback failed")
             await self._set_connected(False)

@@ -211,7 +211,9 @@ async def _run_asyncssh_target(directory: Path, host: str, port: int) -> None:
 
         def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
             # Re-read at each login, as sshd does.
-            trusted = [asyncssh.import_public_key(line) for line in trusted_path.read_text().splitlines() if line.strip()]
+            trusted = [
+                asyncssh.import_public_key(line) for line in trusted_path.read_text().splitlines() if line.strip()
+            ]
             return any(key.public_data == t.public_data for t in trusted)
 
         def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:

@@ -46,7 +46,7 @@ _ENDED_MEMORY = 10_000
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Clock(Protocol):
@@ -73,7 +73,7 @@ class FakeClock:
     """A clock that only moves when told to (`advance`); for tests."""
 
     def __init__(self, start: dt.datetime | None = None) -> None:
-        self._now = start or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        self._now = start or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         self._sleepers: list[tuple[dt.datetime, asyncio.Future[None]]] = []
 
     def now(self) -> dt.datetime:
@@ -109,7 +109,7 @@ class Cut:
 
 
 def format_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def format_remaining(delta: dt.timedelta) -> str:
@@ -322,7 +322,9 @@ class MonitorHub:
         if change.seq:
             self._last_seq[change.grant_id] = change.seq
         if change.active:
-            if change.expires_at is not None and change.expires_at > self._expires.get(change.grant_id, change.expires_at - dt.timedelta(1)):
+            if change.expires_at is not None and change.expires_at > self._expires.get(
+                change.grant_id, change.expires_at - dt.timedelta(1)
+            ):
                 self._expires[change.grant_id] = change.expires_at
         elif change.state in ("REVOKED", "EXPIRED", "CANCELLED", "DENIED", "TIMED_OUT"):
             self._expires.pop(change.grant_id, None)

@@ -325,7 +325,7 @@ def control_plane_sender(cp: Any, kind: str) -> Send:
     """A `Send` that reports to the control plane (`ControlPlaneClient.report_refusal`)."""
 
     def when(seconds: float) -> dt.datetime | None:
-        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc) if seconds else None
+        return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
 
     async def send(report: RefusalReport) -> None:
         from broker.cpclient import ControlPlaneError  # here: the CLI imports this module for its defaults

@@ -99,7 +99,7 @@ class EndReportSpool:
 
     def crashed_sessions(self, store: FileRecordingStore, broker_name: str, live: set[str]) -> list[EndReport]:
         """Reports for recordings this broker left unsealed (not live now, not yet recovered)."""
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        now = dt.datetime.now(dt.UTC).isoformat()
         pending = {r.session_id for r in self.pending()}
         out = []
         for info in store.list():

@@ -27,6 +27,9 @@ from ca.x509 import (
 )
 
 __all__ = [
+    "UPSTREAM_CA_NAME",
+    "USER_CA_NAME",
+    "X509CA",
     "CAError",
     "CertBundle",
     "CertificateRejected",
@@ -35,9 +38,6 @@ __all__ = [
     "KeyStoreError",
     "SSHCertInfo",
     "SSHCertificateAuthority",
-    "UPSTREAM_CA_NAME",
-    "USER_CA_NAME",
-    "X509CA",
     "fingerprint",
     "new_serial",
     "parse_certificate",

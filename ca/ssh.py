@@ -64,7 +64,7 @@ def new_serial() -> int:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _aware(value: dt.datetime, what: str) -> dt.datetime:
@@ -74,7 +74,7 @@ def _aware(value: dt.datetime, what: str) -> dt.datetime:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.timezone.utc).isoformat()
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
 
 
 def _from_iso(value: str | None) -> dt.datetime | None:
@@ -180,7 +180,9 @@ def _check_text(value: str, what: str, max_len: int, allow_space: bool) -> bytes
 class SSHCertificateAuthority:
     """An Ed25519 SSH CA that signs OpenSSH user certificates and rotates its key."""
 
-    def __init__(self, directory: Path, passphrase: bytes, name: str, key: ed25519.Ed25519PrivateKey, state: _State) -> None:
+    def __init__(
+        self, directory: Path, passphrase: bytes, name: str, key: ed25519.Ed25519PrivateKey, state: _State
+    ) -> None:
         self._directory = directory
         self._passphrase = passphrase
         self._name = name
@@ -278,7 +280,8 @@ class SSHCertificateAuthority:
         before = int(_aware(valid_before, "valid_before").timestamp())
         if before <= after:
             raise IssueError(
-                "ssh.bad_validity", f"valid_before {valid_before.isoformat()} is not after valid_after {valid_after.isoformat()}"
+                "ssh.bad_validity",
+                f"valid_before {valid_before.isoformat()} is not after valid_after {valid_after.isoformat()}",
             )
         if after < 0:
             raise IssueError("ssh.bad_validity", "valid_after before 1970 is not supported")
@@ -307,7 +310,7 @@ class SSHCertificateAuthority:
                 builder = builder.add_extension(extension, b"")
         with self._lock:
             cert = builder.sign(self._key)
-            self._record_valid_before(dt.datetime.fromtimestamp(before, dt.timezone.utc))
+            self._record_valid_before(dt.datetime.fromtimestamp(before, dt.UTC))
         return cert.public_bytes().decode()
 
     def _record_valid_before(self, valid_before: dt.datetime) -> None:
@@ -319,7 +322,7 @@ class SSHCertificateAuthority:
         if last is None or valid_before > last:
             step = int(SIGNED_UNTIL_STEP.total_seconds())
             rounded = -(-int(valid_before.timestamp()) // step) * step
-            self._state.signed_until = dt.datetime.fromtimestamp(rounded, dt.timezone.utc)
+            self._state.signed_until = dt.datetime.fromtimestamp(rounded, dt.UTC)
             self._save_state()
 
     # -- rotation --------------------------------------------------------------------

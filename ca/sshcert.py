@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.errors import CertificateRejected
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 # Critical options jitgate understands; OpenSSH refuses a certificate with any unknown one.
 # `source-address` is refused too: nothing in jitgate enforces it, so accepting it would fail open.
 KNOWN_CRITICAL_OPTIONS = frozenset({"force-command"})
@@ -101,7 +101,9 @@ def _text(value: bytes, what: str) -> str:
 
 
 def _key_line(key: object) -> str:
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()  # type: ignore[attr-defined]
+    line: bytes = key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return line.decode()
 
 
 def _load(data: str | bytes) -> tuple[serialization.SSHCertificate, str]:
@@ -125,7 +127,9 @@ def _info(cert: serialization.SSHCertificate, line: str) -> SSHCertInfo:
         valid_after=_time(cert.valid_after),
         valid_before=_time(cert.valid_before),
         extensions={_text(k, "extension"): _text(v, "extension") for k, v in cert.extensions.items()},
-        critical_options={_text(k, "critical option"): _text(v, "critical option") for k, v in cert.critical_options.items()},
+        critical_options={
+            _text(k, "critical option"): _text(v, "critical option") for k, v in cert.critical_options.items()
+        },
         signature_key_line=_key_line(cert.signature_key()),
         public_key_line=_key_line(cert.public_key()),
         line=line,
@@ -168,7 +172,9 @@ def verify_certificate(
     try:
         parsed.verify_cert_signature()
     except (InvalidSignature, UnsupportedAlgorithm):
-        raise CertificateRejected("cert.bad_signature", "certificate signature is invalid (altered certificate)") from None
+        raise CertificateRejected(
+            "cert.bad_signature", "certificate signature is invalid (altered certificate)"
+        ) from None
     if info.cert_type != "user":
         raise CertificateRejected("cert.not_user_cert", "a host certificate cannot be used to log in")
     unknown = sorted(set(info.critical_options) - KNOWN_CRITICAL_OPTIONS)
@@ -189,7 +195,8 @@ def verify_certificate(
         raise CertificateRejected("cert.expired", f"certificate expired at {info.valid_before.isoformat()}")
     if principal is not None and principal not in info.principals:
         raise CertificateRejected(
-            "cert.principal_mismatch", f"certificate is not valid for `{principal}` (it names {', '.join(info.principals)})"
+            "cert.principal_mismatch",
+            f"certificate is not valid for `{principal}` (it names {', '.join(info.principals)})",
         )
     return info
 

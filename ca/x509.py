@@ -71,7 +71,7 @@ class IdentityBundle(NamedTuple):
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -194,7 +194,9 @@ class X509CA:
             days=days, now=now,
         )
 
-    def issue_client_certificate(self, name: str, days: int = CLIENT_CERT_DAYS, now: dt.datetime | None = None) -> CertBundle:
+    def issue_client_certificate(
+        self, name: str, days: int = CLIENT_CERT_DAYS, now: dt.datetime | None = None
+    ) -> CertBundle:
         """A clientAuth certificate with subject CN = `name` (the identity), random serial."""
         return self._issue(
             common_name=_check_name(name), san=None, eku=ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now
@@ -266,7 +268,7 @@ def verify_issued_by(cert_pem_or_der: bytes, ca_cert_pem: bytes, now: dt.datetim
 
 
 def _utc_text(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _load_cert(data: bytes | str) -> x509.Certificate:
@@ -333,9 +335,9 @@ def read_identity_bundle(directory: Path) -> IdentityBundle:
 
 
 __all__ = [
+    "X509CA",
     "CertBundle",
     "IdentityBundle",
-    "X509CA",
     "peer_name_from_cert",
     "read_identity_bundle",
     "verify_issued_by",

@@ -8,12 +8,26 @@ import click
 
 from cli import exits
 from cli.client import (
-    DURATION, Client, command_options, connect, duration_message, handle_errors, print_json, print_table, span,
+    DURATION,
+    Client,
+    command_options,
+    connect,
+    duration_message,
+    handle_errors,
+    print_json,
+    print_table,
+    span,
     to_dict,
 )
 from cli.output import echo
 from cli.render import (
-    extension_outcome, outcome, pending_extension, print_outcome, print_request, print_requests, state_name,
+    extension_outcome,
+    outcome,
+    pending_extension,
+    print_outcome,
+    print_request,
+    print_requests,
+    state_name,
 )
 
 STATES = ["PENDING", "ACTIVE", "DENIED", "CANCELLED", "TIMED_OUT", "EXPIRED", "REVOKED"]
@@ -199,7 +213,8 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
     while len(found) < limit:
         resp = client.access.ListRequests(access_pb2.ListRequestsRequest(
             to_approve=to_approve, mine=mine, user=user, resource=resource,
-            states=[types_pb2.RequestState.Value(f"REQUEST_STATE_{s.upper()}") for s in states],
+            # protobuf's stubs type Value() as int; the enum field takes exactly those ints.
+            states=[types_pb2.RequestState.Value(f"REQUEST_STATE_{s.upper()}") for s in states],  # type: ignore[misc]
             page_size=min(limit - len(found), 500), page_token=token), timeout=client.timeout)
         found.extend(resp.requests)
         token = resp.next_page_token
@@ -213,7 +228,9 @@ def _list(client: Client, output: str, to_approve: bool, mine: bool, user: str, 
 
 @click.group("requests", invoke_without_command=True)
 @_list_options
-@click.option("--identity", "identity", type=click.Path(file_okay=False), default=None, help="identity bundle directory")
+@click.option(
+    "--identity", "identity", type=click.Path(file_okay=False), default=None, help="identity bundle directory"
+)
 @click.option("--server", "server", default=None, help="server host:port")
 @click.option("--output", "-o", "output", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context

@@ -63,7 +63,9 @@ def admin() -> None:
 @click.argument("name")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="directory for ca.pem, cert.pem, key.pem")
 @click.option("--days", default=90, show_default=True, help="certificate validity")
-@click.option("--data-dir", default=None, help="local: the server's data directory (default $JITGATE_DATA_DIR or ~/.jitgate)")
+@click.option(
+    "--data-dir", default=None, help="local: the server's data directory (default $JITGATE_DATA_DIR or ~/.jitgate)"
+)
 @click.option("--remote", is_flag=True, help="ask the server over gRPC (needs an admin identity)")
 @click.option("--identity", default=None, type=click.Path(file_okay=False), help="with --remote: your identity bundle")
 @click.option("--server", default=None, help="with --remote: the server")
@@ -78,10 +80,14 @@ def issue_identity(name: str, out: str, days: int, data_dir: str | None, remote:
 
         client = connect(identity, server)
         try:
-            resp = client.admin.IssueIdentity(admin_pb2.IssueIdentityRequest(name=name, days=days), timeout=client.timeout)
+            resp = client.admin.IssueIdentity(
+                admin_pb2.IssueIdentityRequest(name=name, days=days), timeout=client.timeout
+            )
         finally:
             client.close()
-        path = write_identity_bundle(CertBundle(resp.cert_pem.encode(), resp.key_pem.encode()), resp.ca_pem.encode(), Path(out))
+        path = write_identity_bundle(
+            CertBundle(resp.cert_pem.encode(), resp.key_pem.encode()), resp.ca_pem.encode(), Path(out)
+        )
     else:
         path = issue_identity_locally(_data_dir(data_dir), name, Path(out), days)
     if output == "json":
@@ -106,7 +112,11 @@ def ssh_ca(upstream: bool, data_dir: str | None, remote: bool, identity: str | N
 
         client = connect(identity, server)
         try:
-            lines = list(client.admin.GetSshCa(admin_pb2.GetSshCaRequest(upstream=upstream), timeout=client.timeout).public_key_lines)
+            lines = list(
+                client.admin.GetSshCa(
+                    admin_pb2.GetSshCaRequest(upstream=upstream), timeout=client.timeout
+                ).public_key_lines
+            )
         finally:
             client.close()
     else:
@@ -122,7 +132,9 @@ def ssh_ca(upstream: bool, data_dir: str | None, remote: bool, identity: str | N
 
 
 @admin.command("rotate-ssh-ca")
-@click.option("--upstream", is_flag=True, help="rotate the upstream CA (targets' TrustedUserCAKeys) instead of the user CA")
+@click.option(
+    "--upstream", is_flag=True, help="rotate the upstream CA (targets' TrustedUserCAKeys) instead of the user CA"
+)
 @click.option("--drop-old", is_flag=True, help="stop trusting the old key at once (a key believed compromised)")
 @click.option("--data-dir", default=None, help="the server's data directory (default $JITGATE_DATA_DIR or ~/.jitgate)")
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")

@@ -11,9 +11,10 @@ import datetime as dt
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import grpc
@@ -90,7 +91,9 @@ def connection_options(f: F) -> F:
 
     @click.option("--identity", "identity", type=click.Path(file_okay=False), default=None,
                   help=f"identity bundle directory (default ${IDENTITY_ENV} or ~/.jitgate/identity)")
-    @click.option("--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})")
+    @click.option(
+        "--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})"
+    )
     @functools.wraps(f)
     def wrapper(*args: Any, identity: str | None, server: str | None, **kwargs: Any) -> Any:
         client = connect(identity, server)
@@ -107,7 +110,7 @@ def output_option(f: F) -> F:
                         show_default=True, help="human table or JSON")(f)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print `error: message` on stderr (shown literally: it may quote user input) and exit 1."""
     echo(f"error: {message}", err=True)
     sys.exit(exits.ERROR)
@@ -160,7 +163,7 @@ def handle_errors(f: F) -> F:
 
 def command_options(f: F) -> F:
     """--identity/--server, --output and error handling, in the right order."""
-    return handle_errors(connection_options(output_option(f)))  # type: ignore[return-value]
+    return handle_errors(connection_options(output_option(f)))
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def when(ts: Any) -> str:
     """A Timestamp as local-free UTC text, "" if unset."""
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return ""
-    return ts.ToDatetime(tzinfo=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return ts.ToDatetime(tzinfo=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def span(d: Any) -> str:

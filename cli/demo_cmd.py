@@ -52,7 +52,9 @@ def _write_demo_policies(source: Path, out: Path, target_address: str, host_key:
     demo["host_key"] = host_key
     demo["logins"] = sorted(set(demo.get("logins", [])) | {login})
     demo_db.setdefault("database", "postgres")
-    out.write_text("# Written by `jitgate demo` from %s: do not edit.\n%s" % (source, yaml.safe_dump(doc, sort_keys=False)))
+    out.write_text(
+        f"# Written by `jitgate demo` from {source}: do not edit.\n{yaml.safe_dump(doc, sort_keys=False)}"
+    )
 
 
 def _wait_for_port(address: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0) -> None:
@@ -68,7 +70,9 @@ def _wait_for_port(address: str, proc: subprocess.Popen[bytes], what: str, log: 
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise click.ClickException(f"{what} did not listen on {address} within {timeout:.0f}s; see {log}")
+                raise click.ClickException(
+                    f"{what} did not listen on {address} within {timeout:.0f}s; see {log}"
+                ) from None
             time.sleep(0.05)
 
 
@@ -147,8 +151,12 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         for name in (*DEMO_PEOPLE, BROKER):
             out = identities / name
             if not (out / "cert.pem").exists():
-                subprocess.run(_jitgate("admin", "issue-identity", name, "--out", str(out), "--data-dir", str(server_dir)),
-                               env=env, check=True, capture_output=True)
+                subprocess.run(
+                    _jitgate("admin", "issue-identity", name, "--out", str(out), "--data-dir", str(server_dir)),
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
         _ensure_duration_model(server_dir, served)
         upstream = subprocess.run(_jitgate("admin", "ssh-ca", "--upstream", "--data-dir", str(server_dir)),
                                   env=env, check=True, capture_output=True, text=True).stdout.split("\n")
@@ -195,7 +203,8 @@ Ctrl-C stops the demo.""")
         while all(proc.poll() is None for proc in children):
             time.sleep(0.5)
         failed = next(proc for proc in children if proc.poll() is not None)
-        raise click.ClickException(f"a demo process exited ({' '.join(failed.args[3:5])}); see {logs}")
+        argv: list[str] = failed.args  # type: ignore[assignment]  # each started from a list of str (above)
+        raise click.ClickException(f"a demo process exited ({' '.join(argv[3:5])}); see {logs}")
     except KeyboardInterrupt:
         click.echo("\nstopping the demo")
     finally:

@@ -5,11 +5,11 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
 from broker.listen_file import publish_listen_address
-
 from cli.client import fail
 
 

@@ -229,12 +229,12 @@ def rfc3339(value: Any) -> str | None:
     if hasattr(value, "ToDatetime"):
         if value.seconds == 0 and value.nanos == 0:
             return None
-        value = value.ToDatetime(tzinfo=dt.timezone.utc)
+        value = value.ToDatetime(tzinfo=dt.UTC)
     elif isinstance(value, (int, float)):
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        value = dt.datetime.fromtimestamp(value, dt.UTC)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def duration_text(value: Any) -> str:

@@ -9,7 +9,8 @@ all. Giving one while another source is set is refused at start as ambiguous.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 

@@ -17,8 +17,18 @@ from urllib.parse import quote
 import click
 
 from cli.client import (
-    DURATION, IDENTITY_ENV, SERVER_ENV, Client, command_options, duration_message, fail, identity_dir, print_json,
-    recording_bytes, server_address, when,
+    DURATION,
+    IDENTITY_ENV,
+    SERVER_ENV,
+    Client,
+    command_options,
+    duration_message,
+    fail,
+    identity_dir,
+    print_json,
+    recording_bytes,
+    server_address,
+    when,
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo
@@ -187,7 +197,9 @@ def _sh(value: str) -> str:
 @click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/pg-broker", show_default=True,
               help="recordings, recorder key and (tls/cert.pem, tls/key.pem) the TLS certificate")
-@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="server certificate (PEM) from the jitgate CA")
+@click.option(
+    "--tls-cert", default=None, type=click.Path(dir_okay=False), help="server certificate (PEM) from the jitgate CA"
+)
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
               help="its private key (PEM, mode 0600; plain or encrypted with the broker's passphrase)")
 @click.option("--issue-tls-from", "ca_data_dir", default=None, type=click.Path(file_okay=False),
@@ -196,8 +208,12 @@ def _sh(value: str) -> str:
               help="with --issue-tls-from: DNS names clients use (localhost and 127.0.0.1 are always in)")
 @click.option("--max-message", default=64 * 1024 * 1024, show_default=True,
               help="largest client message in bytes; a larger one ends that connection (54000)")
-@click.option("--record-backlog", default=4 * 1024 * 1024, show_default=True,
-              help="bytes of statements waiting to be recorded beyond which clients are paused until recording catches up")
+@click.option(
+    "--record-backlog",
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="bytes of statements waiting to be recorded beyond which clients are paused until recording catches up",
+)
 @click.option("--max-recording-bytes", default="256MiB", show_default=True, metavar="SIZE",
               help="bytes one session's recording may take (e.g. 1GiB); past it the session is cut (54000)")
 @click.option("--credentials-env", "credentials_env", multiple=True, metavar="NAME",
@@ -231,10 +247,18 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         credentials = CredentialSource(env_names=credentials_env, env_prefixes=credentials_prefix,
                                        directory=Path(credentials_dir).expanduser() if credentials_dir else None,
                                        protected=(data, identity_dir(identity)))
-        config = PgBrokerConfig(listen=listen, tls_cert=cert, tls_key=key, tls_key_passphrase=passphrase,
-                                require_tls=not allow_plaintext, max_message=max_message,
-                                record_backlog=record_backlog, credentials=credentials,
-                                max_recording_bytes=recording_bytes(max_recording_bytes), refusals=refusal_limits(**refusals))
+        config = PgBrokerConfig(
+            listen=listen,
+            tls_cert=cert,
+            tls_key=key,
+            tls_key_passphrase=passphrase,
+            require_tls=not allow_plaintext,
+            max_message=max_message,
+            record_backlog=record_backlog,
+            credentials=credentials,
+            max_recording_bytes=recording_bytes(max_recording_bytes),
+            refusals=refusal_limits(**refusals),
+        )
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,12 +16,11 @@ import click
 
 from cli import exits
 from cli.output import Col, Styled, echo, echo_styled, json_text, print_table, visible
-from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set
-from policy import sandbox
-from policy.limits import MAX_REQUEST_JSON_BYTES
-from policy.yamlnodes import Reader, Sink, compose
+from policy import PolicyLoadError, PolicyRequest, PolicySet, RequestError, format_duration, load_policy_set, sandbox
 from policy.diff import diff as diff_sets
 from policy.diff import read_requests, request_label, summary, to_markdown
+from policy.limits import MAX_REQUEST_JSON_BYTES
+from policy.yamlnodes import Reader, Sink, compose
 
 OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
                       show_default=True, help="Output format.")
@@ -142,7 +141,7 @@ def _read_request(request: str | None, request_file: str | None) -> PolicyReques
     if sink.errors:
         _fail(f"bad request: {sink.errors[0]}")
     try:
-        return PolicyRequest.from_mapping(data, default_time=datetime.now(timezone.utc))
+        return PolicyRequest.from_mapping(data, default_time=datetime.now(UTC))
     except RequestError as e:
         _fail(f"bad request: {e}")
 

@@ -26,6 +26,13 @@ def _model_dir(model_dir: str | None, data_dir: str | None) -> Path:
     return Path(model_dir) if model_dir else _data_dir(data_dir) / "model"
 
 
+def _given_duration(text: str, what: str) -> timedelta:
+    """A duration option with a default (never None)."""
+    d = _duration(text, what)
+    assert d is not None
+    return d
+
+
 def _duration(text: str | None, what: str) -> timedelta | None:
     if text is None:
         return None
@@ -160,7 +167,7 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
     from recommend.model import TrainParams
     from recommend.training import train_and_save
 
-    max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
+    max_d, step = _given_duration(max_text, "--max"), _given_duration(step_text, "--step")
     target = _model_dir(model_dir, data_dir)
     warnings: list[str] = []
     if history_path is not None:
@@ -215,7 +222,7 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rou
     from recommend.training import evaluate_history
 
     rows = read_history(history_path)
-    max_d, step = _duration(max_text, "--max"), _duration(step_text, "--step")
+    max_d, step = _given_duration(max_text, "--max"), _given_duration(step_text, "--step")
     evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha, num_rounds=rounds), max_d.total_seconds() / 60,
                                      step.total_seconds() / 60, coverage)
     if output == "json":
@@ -242,7 +249,9 @@ def _parse_request(text: str) -> Any:
         raise click.ClickException("--request: must be a JSON object")
     unknown = sorted(set(obj) - _REQUEST_FIELDS)
     if unknown:
-        raise click.ClickException(f"--request: unknown field `{unknown[0]}` (known: {', '.join(sorted(_REQUEST_FIELDS))})")
+        raise click.ClickException(
+            f"--request: unknown field `{unknown[0]}` (known: {', '.join(sorted(_REQUEST_FIELDS))})"
+        )
     when = obj.get("requested_at", obj.get("time"))
     try:
         labels = obj.get("labels") or {}

@@ -14,14 +14,32 @@ def refusal_options(command: F) -> F:
     from broker.refusals import RefusalLimits
 
     d = RefusalLimits()
-    for option in reversed((
-        click.option("--refusal-window", type=float, default=d.window, show_default=True,
-                     help="seconds over which one source's refused logins are audited as one event with a count"),
-        click.option("--refusal-reports", type=int, default=d.report_first, show_default=True,
-                     help="refused logins per source audited one by one before they are counted (until the source is quiet for a window)"),
-        click.option("--refusal-delay-max", type=float, default=d.delay_max, show_default=True,
-                     help="longest wait before a failing source's refusal is answered (0 turns the tarpit off)"),
-    )):
+    for option in reversed(
+        (
+            click.option(
+                "--refusal-window",
+                type=float,
+                default=d.window,
+                show_default=True,
+                help="seconds over which one source's refused logins are audited as one event with a count",
+            ),
+            click.option(
+                "--refusal-reports",
+                type=int,
+                default=d.report_first,
+                show_default=True,
+                help="refused logins per source audited one by one before they are counted "
+                "(until the source is quiet for a window)",
+            ),
+            click.option(
+                "--refusal-delay-max",
+                type=float,
+                default=d.delay_max,
+                show_default=True,
+                help="longest wait before a failing source's refusal is answered (0 turns the tarpit off)",
+            ),
+        )
+    ):
         command = option(command)
     return command
 

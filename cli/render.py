@@ -32,7 +32,7 @@ def target(req: Any) -> str:
 def _until(ts: Any) -> str:
     if not ts.seconds:
         return ""
-    left = ts.ToDatetime(tzinfo=dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)
+    left = ts.ToDatetime(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)
     if left.total_seconds() <= 0:
         return when(ts)
     return f"{when(ts)} (in {span(dt.timedelta(seconds=int(left.total_seconds())))})"

@@ -176,7 +176,7 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
         cells = [_offset(r.t)]
         if db:
             cells.append("" if r.duration_ms is None else f"{r.duration_ms:.1f}")
-        table.append(cells + [r.what, r.detail, r.amount, r.status])
+        table.append([*cells, r.what, r.detail, r.amount, r.status])
     print_table(None, columns, table)
 
 

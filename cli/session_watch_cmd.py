@@ -59,7 +59,9 @@ async def follow(store: Any, ref: str) -> None:
 
 @click.command("watch")
 @click.argument("session_id")
-@click.option("--data-dir", default=None, help="the broker's data directory (default $JITGATE_DATA_DIR, else ~/.jitgate)")
+@click.option(
+    "--data-dir", default=None, help="the broker's data directory (default $JITGATE_DATA_DIR, else ~/.jitgate)"
+)
 @command_options
 def watch(client: Any, output: str, session_id: str, data_dir: str | None) -> None:
     """Follow SESSION live from its recording (admins and the grant's approvers)."""

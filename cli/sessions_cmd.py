@@ -8,8 +8,8 @@ from __future__ import annotations
 import click
 
 from cli.client import Client, command_options, print_json, print_table, to_dict
-from cli.output import echo
 from cli.main import LazyGroup
+from cli.output import echo
 from cli.render import SESSION_COLUMNS, session_row
 
 SUBCOMMANDS: dict[str, str] = {

@@ -95,7 +95,7 @@ def has_pin(directory: Path, host: str, port: int) -> bool:
 
 
 def _expiry(grant: Any) -> dt.datetime:
-    return grant.expires_at.ToDatetime(tzinfo=dt.timezone.utc)
+    return grant.expires_at.ToDatetime(tzinfo=dt.UTC)
 
 
 def active_grants(client: Any, resource: str = "") -> list[Any]:
@@ -104,7 +104,7 @@ def active_grants(client: Any, resource: str = "") -> list[Any]:
     resp = client.access.ListRequests(access_pb2.ListRequestsRequest(
         mine=True, resource=resource, states=[types_pb2.REQUEST_STATE_ACTIVE], page_size=200),
         timeout=client.timeout)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return [g for g in resp.requests if g.kind == "ssh" and _expiry(g) > now]
 
 
@@ -173,7 +173,7 @@ def certificate_for(client: Any, directory: Path, grant: Any) -> tuple[Path, str
     if cert_path.exists():
         try:
             info = parse_certificate(cert_path.read_text())
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             fits = (info.key_id == grant.id and info.valid_before >= expires - dt.timedelta(seconds=1)
                     and info.valid_before - now > REFRESH_MARGIN
                     and info.public_key_line.split()[1] == (directory / "id_ed25519.pub").read_text().split()[1])
@@ -223,9 +223,15 @@ def _ensure_pin(directory: Path, host: str, port: int, host_key: str | None) -> 
 @click.option("--duration", type=DURATION, default=None,
               help="duration to ask for (e.g. 30m); default: the recommendation")
 @click.option("--ticket", default="", help="ticket reference for a new request")
-@click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
-@click.option("--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})")
-@click.option("--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)")
+@click.option(
+    "--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})"
+)
+@click.option(
+    "--broker-host-key", default=None, help=f"pin the broker's host key: the line or a file (default ${BROKER_KEY_ENV})"
+)
+@click.option(
+    "--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)"
+)
 @click.option("--tty/--no-tty", "-t", default=None, help="force a terminal (ssh -tt) or none (ssh -T)")
 @handle_errors
 @connection_options
@@ -254,9 +260,13 @@ def ssh(target: str, command: tuple[str, ...], login: str | None, reason: str | 
 
 
 @click.command("ssh-config")
-@click.option("--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})")
+@click.option(
+    "--broker", default=None, help=f"broker HOST:PORT (default ${BROKER_ENV}, the control plane's, {DEFAULT_BROKER})"
+)
 @click.option("--broker-host-key", default=None, help="pin the broker's host key: the line or a file")
-@click.option("--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)")
+@click.option(
+    "--ssh-dir", default=None, help=f"key, certificates, known_hosts (default ${SSH_DIR_ENV} or ~/.jitgate/ssh)"
+)
 @handle_errors
 @connection_options
 def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | None, client: Any) -> None:
@@ -276,7 +286,7 @@ def ssh_config(broker: str | None, broker_host_key: str | None, ssh_dir: str | N
     # An alias two blocks would claim (login `a.b` on `c`, login `a` on `b.c`) names neither.
     claimed = [a for resource, login in latest for a in host_aliases(login, resource, logins[resource])]
     clashes = {a for a in claimed if claimed.count(a) > 1}
-    blocks = [f"# jitgate: OpenSSH through the broker (generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)"]
+    blocks = [f"# jitgate: OpenSSH through the broker (generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)"]
     pinned = False
     for (resource, login), g in sorted(latest.items()):
         if not _config_word(resource) or not _config_word(login):

@@ -82,7 +82,7 @@ class PolicyRequest:
         return int(self.history.get(name, 0))
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], *, default_time: datetime | None = None) -> PolicyRequest:
+    def from_mapping(cls, d: Any, *, default_time: datetime | None = None) -> PolicyRequest:  # checked: any shape
         """Parse the request shape of POLICY.md; raise RequestError with a plain message."""
         if not isinstance(d, Mapping):
             raise RequestError(f"a request must be a mapping, got {_kind(d)}")

@@ -42,7 +42,7 @@ import logging
 from recommend.errors import HistoryError, ModelError, RecommendError, TrainingError
 from recommend.history import HistoryRow, parse_lines, read_history, write_history
 from recommend.model import ModelBundle, ModelMetadata, TrainParams, load_model
-from recommend.serve import Recommendation, RecommendRequest, Recommender
+from recommend.serve import Recommendation, Recommender, RecommendRequest
 from recommend.synth import generate
 from recommend.training import TrainOutcome, evaluate_history, train_and_save
 

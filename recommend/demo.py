@@ -7,7 +7,7 @@ a library and never opens the control plane's store.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recommend.history import HistoryRow
@@ -21,7 +21,7 @@ _GROUP_ARCHETYPE = {"sre": "sre", "oncall": "sre", "dba": "dba", "developers": "
                     "developer": "developer", "analysts": "analyst", "analyst": "analyst", "support": "support",
                     "managers": "analyst", "security": "support", "contractor": "developer",
                     "admins": "sre"}
-_PROBE_TIME = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)  # a Wednesday, office hours
+_PROBE_TIME = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday, office hours
 
 
 def policy_set_of(policies: Any) -> Any:
@@ -29,7 +29,7 @@ def policy_set_of(policies: Any) -> Any:
     if isinstance(policies, (str, os.PathLike)):
         from policy import load_policy_set
 
-        return load_policy_set(policies, run_tests=False)
+        return load_policy_set(policies if isinstance(policies, str) else Path(policies), run_tests=False)
     return policies
 
 
@@ -66,6 +66,6 @@ def demo_history(policies: Any, rows: int = DEMO_ROWS, seed: int = DEMO_SEED,
                  now: datetime | None = None) -> list[HistoryRow]:
     """A synthetic history about the policies' resources and users, ending about `now`."""
     resources, people = demo_specs(policies)
-    end = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    end = (now or datetime.now(UTC)).astimezone(UTC)
     start = (end - timedelta(days=DEMO_SPAN_DAYS + 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return generate(rows, seed, start, resources=resources, people=people, span_days=DEMO_SPAN_DAYS)

@@ -25,7 +25,7 @@ def parse_duration(text: str) -> timedelta:
 
 def format_minutes(minutes: float) -> str:
     """`40 min`, `2 h`, `1 h 30 min`: how the explanation shows a length."""
-    total = int(round(minutes))
+    total = round(minutes)
     if total < 90:
         return f"{total} min"
     hours, rest = divmod(total, 60)

@@ -55,7 +55,7 @@ class Metrics:
 
 def split_index(count: int, test_share: float = TEST_SHARE) -> int:
     """Index of the first held-out row of `count` time-ordered rows (newest share held out)."""
-    return count - int(math.ceil(count * test_share)) if count else 0
+    return count - math.ceil(count * test_share) if count else 0
 
 
 def score(offered: np.ndarray, used: np.ndarray) -> Metrics:

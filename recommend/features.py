@@ -29,10 +29,9 @@ from recommend.text import TEXT_FEATURES, WordStats
 FEATURE_VERSION = 2
 CATEGORICAL: tuple[str, ...] = ("task", "work", "kind", "env", "sensitivity", "access", "user", "resource")
 NUMERIC: tuple[str, ...] = (
-    "hour", "weekday", "after_hours",
-    "u_res_n", "u_res_med", "u_res_p80", "u_res_last", "u_res_task_med",
-    "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share",
-) + TEXT_FEATURES
+    "hour", "weekday", "after_hours", "u_res_n", "u_res_med", "u_res_p80", "u_res_last", "u_res_task_med",
+    "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share", *TEXT_FEATURES,
+)
 FEATURES: tuple[str, ...] = CATEGORICAL + NUMERIC
 _RECENT = 10  # how many past grants per key the history features look at
 _BY_FINISH = itemgetter(0, 1)  # (finished_at, requested_at, row) -> order in which grants became known
@@ -155,7 +154,9 @@ def with_finished_past(rows: Sequence[HistoryRow]) -> Iterator[tuple[HistoryRow,
         heapq.heappush(pending, (row.finished_at, seq, row))
 
 
-def past_features(rows: Sequence[HistoryRow], freeze_words_at: int | None = None) -> tuple[list[RawFeatures], WordStats]:
+def past_features(
+    rows: Sequence[HistoryRow], freeze_words_at: int | None = None
+) -> tuple[list[RawFeatures], WordStats]:
     """Raw features of every time-ordered row, each from its own finished past only.
 
     From row `freeze_words_at` on, the word statistics stop learning (as a saved model's

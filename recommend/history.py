@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -82,7 +82,7 @@ class HistoryRow:
 
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`."""
-    text = value.astimezone(timezone.utc).isoformat()
+    text = value.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
 
 
@@ -96,7 +96,7 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"must be an RFC 3339 time like 2026-11-18T10:00:00Z, got {json.dumps(text)}") from None
     if value.tzinfo is None:
         raise ValueError(f"needs a time zone (Z or +hh:mm), got {json.dumps(text)}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _number_out(value: float) -> float | int:

@@ -136,7 +136,9 @@ def save_model(model_dir: str | os.PathLike[str], bundle: ModelBundle) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     bundle.metadata.model_sha256 = hashlib.sha256(bundle.text.encode()).hexdigest()
     _atomic_write(directory / MODEL_FILE, bundle.text)
-    _atomic_write(directory / META_FILE, json.dumps(bundle.metadata.to_json(), indent=1, sort_keys=True, allow_nan=True))
+    _atomic_write(
+        directory / META_FILE, json.dumps(bundle.metadata.to_json(), indent=1, sort_keys=True, allow_nan=True)
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:

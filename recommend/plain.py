@@ -14,7 +14,7 @@ from recommend.history import HistoryRow
 from recommend.model import TrainParams
 
 PLAIN_CATEGORICAL = ("user", "resource", "kind", "labels", "access")
-PLAIN_FEATURES = PLAIN_CATEGORICAL + ("hour", "weekday")
+PLAIN_FEATURES = (*PLAIN_CATEGORICAL, "hour", "weekday")
 
 
 def _raw(row: HistoryRow) -> tuple:
@@ -36,7 +36,9 @@ def _encode(raw: Sequence[tuple], vocab: list[dict[str, int]]) -> np.ndarray:
 def plain_predictions(rows: Sequence[HistoryRow], train_end: int, params: TrainParams) -> np.ndarray:
     """Train on rows[:train_end] (time-ordered) and predict minutes for rows[train_end:]."""
     raw = [_raw(r) for r in rows]
-    vocab = [{v: i for i, v in enumerate(sorted({r[j] for r in raw[:train_end]}))} for j in range(len(PLAIN_CATEGORICAL))]
+    vocab = [
+        {v: i for i, v in enumerate(sorted({r[j] for r in raw[:train_end]}))} for j in range(len(PLAIN_CATEGORICAL))
+    ]
     x = _encode(raw, vocab)
     used = np.fromiter((r.used_minutes for r in rows), dtype=np.float64, count=len(rows))
     dataset = lgb.Dataset(x[:train_end], label=np.log1p(used[:train_end]), feature_name=list(PLAIN_FEATURES),

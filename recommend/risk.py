@@ -33,8 +33,8 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from datetime import datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 from recommend.errors import ModelError, TrainingError
 from recommend.features import in_time_order
 from recommend.history import HistoryRow
-from recommend.text import WordStats, words_of
+from recommend.text import WordStats
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,14 @@ REASONS = {
 }
 HOUR_WINDOW = 1.5  # hours either side of a time of day that count as "this hour" for a person
 BURST_WINDOW = timedelta(hours=1)
-USER_PAST_LIMIT = 100  # the requester's newest past requests a score reads: bounds the cost per request (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision)
+# The requester's newest past requests a score reads: bounds the cost per request
+# (200 added ~1.1 ms p99 to a decision, 100 ~0.75 ms, same precision).
+USER_PAST_LIMIT = 100
 MIN_TRAIN_ROWS = 200  # fewer rows: no risk model (an isolation forest of a few rows flags everyone)
 N_TREES = 100  # isolation trees: scores stable to ~0.01 at this count
-MAX_SAMPLES = 1024  # rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from multi-feature oddities better than 256 on the shop story
+# Rows per tree: deeper trees (depth <= 10) separate one-feature anomalies from
+# multi-feature oddities better than 256 on the shop story.
+MAX_SAMPLES = 1024
 MAX_SAVED_NODES = N_TREES * (2 * MAX_SAMPLES)  # a risk.json with more nodes is refused
 REASON_PERCENTILE = 99.0  # a feature is named as a reason when beyond this share of training requests
 _REASON_RARITY = -math.log(1.0 - REASON_PERCENTILE / 100.0)
@@ -278,8 +282,9 @@ def history_features(rows: Sequence[HistoryRow]) -> tuple[np.ndarray, BreakGlass
 
 def ask_of_row(row: HistoryRow, **changes: Any) -> RiskAsk:
     """The risk ask of a history row (fields in `changes` replaced)."""
-    fields = dict(user=row.user, resource=row.resource, kind=row.kind, access=row.access, at=row.requested_at,
-                  asked_minutes=row.asked_minutes, reason=row.reason, ticket=row.ticket, emergency=row.emergency)
+    fields: dict[str, Any] = dict(
+        user=row.user, resource=row.resource, kind=row.kind, access=row.access, at=row.requested_at,
+        asked_minutes=row.asked_minutes, reason=row.reason, ticket=row.ticket, emergency=row.emergency)
     fields.update(changes)
     return RiskAsk(**fields)
 
@@ -407,7 +412,9 @@ def _pattern_from_json(body: dict[str, Any]) -> BreakGlassPattern:
     hours = np.asarray(body["emergency_hours"], dtype=np.float64)
     if hours.shape != (24,) or not np.isfinite(hours).all() or (hours < 0).any():
         raise ValueError("`emergency_hours` must be 24 counts")
-    return BreakGlassPattern(WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"]))
+    return BreakGlassPattern(
+        WordStats.from_json(body["emergency_words"]), hours, WordStats.from_json(body["ask_words"])
+    )
 
 
 def _average_path(n: int) -> float:
@@ -429,8 +436,9 @@ def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -
     transformed = rarity_matrix(features, grid)
     forest = IsolationForest(n_estimators=N_TREES, max_samples=min(MAX_SAMPLES, len(features)),
                              random_state=seed, n_jobs=1).fit(transformed)
+    feature: list[int]
     feature, threshold, left, right, leaf_depth, roots = [], [], [], [], [], []
-    for tree, used in zip(forest.estimators_, forest.estimators_features_):
+    for tree, used in zip(forest.estimators_, forest.estimators_features_, strict=True):
         t = tree.tree_
         base = len(feature)
         roots.append(base)
@@ -498,7 +506,10 @@ def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
         return unknown(f"no risk model: {load_error or 'not trained'}")
     try:
         user, resource = ask.user, ask.resource
-        return model.score(ask, [r for r in history if r.user == user], [r for r in history if r.resource == resource])
+        # A HistoryRow has every attribute of a PastAsk (read duck-typed).
+        mine: list[Any] = [r for r in history if r.user == user]
+        on_resource: list[Any] = [r for r in history if r.resource == resource]
+        return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)
         return unknown(f"the risk model failed ({type(exc).__name__})")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ class RecommendRequest:
 
     def ask(self) -> Ask:
         access = f"login:{self.login}" if self.login is not None else f"role:{self.role}"
-        at = (self.requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        at = (self.requested_at or datetime.now(UTC)).astimezone(UTC)
         return Ask(self.user, self.resource, self.kind, self.labels, access, self.reason, self.ticket, at)
 
 
@@ -126,7 +126,7 @@ class Recommender:
         return loaded.bundle.metadata.version if loaded else None
 
     def _files_now(self) -> tuple:
-        out = []
+        out: list[tuple[int, int, int] | None] = []
         for name in (MODEL_FILE, META_FILE, RISK_FILE):
             try:
                 st = os.stat(self._dir / name)  # type: ignore[operator]
@@ -261,8 +261,10 @@ class Recommender:
         strong = loaded.bundle.words.strong_words(ask.reason, ask.ticket)
         if not strong:
             return ""
-        parts = [f'{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}'
-                 for e in strong]
+        parts = [
+            f"{_word_label(e.word)} ({e.count} past grants) usually means about {format_minutes(e.typical_minutes)}"
+            for e in strong
+        ]
         return "learned: " + ", ".join(parts)
 
     def _fallback(self, ask: Ask, history: Sequence[HistoryRow], loaded: _Loaded | None) -> tuple[float, str, str]:
@@ -281,7 +283,11 @@ class Recommender:
                 if stats is not None and stats.n >= MIN_STAT_ROWS:
                     return (stats.p80, basis,
                             f"80% of {stats.n} past grants{label} used at most {format_minutes(stats.p80)}")
-        return DEFAULT_MINUTES, "default", f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}"
+        return (
+            DEFAULT_MINUTES,
+            "default",
+            f"no usable history for {ask.resource} or its kind, default {format_minutes(DEFAULT_MINUTES)}",
+        )
 
     @staticmethod
     def _yours(ask: Ask, served: Served) -> str:

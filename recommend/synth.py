@@ -39,7 +39,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from recommend.history import HistoryRow
 
@@ -54,7 +54,7 @@ OUTLIER_SHARE, OUTLIER_RANGE = 0.02, (3.0, 6.0)
 PEEK_SHARE, PEEK_RANGE_MIN = 0.03, (1.0, 8.0)
 VAGUE_SHARE = 0.12
 MAX_EXTENSIONS = 2
-DEFAULT_START = datetime(2025, 11, 1, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2025, 11, 1, tzinfo=UTC)
 SPAN_DAYS = 365
 
 # kind -> task -> how common that task is on that kind of resource

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from recommend.history import HistoryRow
 
@@ -50,7 +50,7 @@ VAGUE_SHARE = 0.20
 NIGHT_SHIFT_SHARE = 0.33
 MAX_EXTENSIONS = 2
 ASK_UNIT_MIN = 20.0
-DEFAULT_START = datetime(2025, 3, 1, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2025, 3, 1, tzinfo=UTC)
 SPAN_DAYS = 300
 
 _KIND_TASKS = {

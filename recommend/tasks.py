@@ -8,11 +8,18 @@ TASKS: tuple[str, ...] = ("migration", "deploy", "config change", "incident", "d
 
 # Checked in this order: the first match wins ("incident: debug ..." is an incident).
 _KEYWORDS: tuple[tuple[str, str], ...] = (
-    ("incident", r"incident|outage|pager|paged|alert|sev ?[0-3]|p[01]\b|on-?call|emergency|firefight|is down|went down"),
+    (
+        "incident",
+        r"incident|outage|pager|paged|alert|sev ?[0-3]|p[01]\b|on-?call|emergency|firefight|is down|went down",
+    ),
     ("migration", r"migrat\w*|schema|alembic|flyway|liquibase|backfill|alter table|add (?:an )?index|reindex"),
     ("deploy", r"deploy\w*|release|rollout|roll out|roll ?back|hotfix|ship\w*|upgrade"),
     ("config change", r"config\w*|setting|parameter|tune|tuning|pg_hba|feature flag|flag|rotate|renew|cron"),
-    ("debugging", r"debug\w*|investigat\w*|troubleshoot\w*|look into|diagnos\w*|slow quer\w*|bug|error\w*|failing|crash\w*|logs?\b"),
+    (
+        "debugging",
+        r"debug\w*|investigat\w*|troubleshoot\w*|look into|diagnos\w*|slow quer\w*|bug|error\w*|failing"
+        r"|crash\w*|logs?\b",
+    ),
     ("report", r"report\w*|export|analytics|audit|dashboard|metrics|numbers|data pull|finance|compliance|count of"),
 )
 # Matched against the lowercased text: faster than re.IGNORECASE.

@@ -74,7 +74,9 @@ class WordEstimate:
 class WordStats:
     """Running per-word statistics of used time (add grants in the order they finished)."""
 
-    def __init__(self, counts: Mapping[str, tuple[int, float]] | None = None, total: tuple[int, float] = (0, 0.0)) -> None:
+    def __init__(
+        self, counts: Mapping[str, tuple[int, float]] | None = None, total: tuple[int, float] = (0, 0.0)
+    ) -> None:
         self._n: dict[str, int] = {w: n for w, (n, _) in (counts or {}).items()}
         self._sum: dict[str, float] = {w: s for w, (_, s) in (counts or {}).items()}
         self._total_n, self._total_sum = total

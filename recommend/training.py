@@ -11,21 +11,43 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from recommend.calibrate import CALIBRATION_SHARE, DEFAULT_COVERAGE, MIN_CALIBRATION_ROWS, Calibration, calibrated
 from recommend.errors import ModelError, TrainingError
-from recommend.calibrate import (CALIBRATION_SHARE, DEFAULT_COVERAGE, MIN_CALIBRATION_ROWS, Calibration,
-                                 calibrated)
-from recommend.evaluate import (BASELINES, CALIBRATED_BASELINES, CALIBRATED_SUFFIX, Evaluation,
-                                baseline_predictions, score, split_index)
-from recommend.features import (CATEGORICAL, FEATURES, RawFeatures, encode, in_time_order, make_vocabularies,
-                                past_features)
+from recommend.evaluate import (
+    BASELINES,
+    CALIBRATED_BASELINES,
+    CALIBRATED_SUFFIX,
+    Evaluation,
+    baseline_predictions,
+    score,
+    split_index,
+)
+from recommend.features import (
+    CATEGORICAL,
+    FEATURES,
+    RawFeatures,
+    encode,
+    in_time_order,
+    make_vocabularies,
+    past_features,
+)
 from recommend.history import HistoryRow, format_time, parse_time
-from recommend.model import (MIN_TRAIN_ROWS, ModelBundle, ModelMetadata, TrainParams, load_model, model_version,
-                             pinball_loss, save_model, train_booster)
+from recommend.model import (
+    MIN_TRAIN_ROWS,
+    ModelBundle,
+    ModelMetadata,
+    TrainParams,
+    load_model,
+    model_version,
+    pinball_loss,
+    save_model,
+    train_booster,
+)
 from recommend.plain import plain_predictions
 from recommend.risk import save_risk, train_risk
 from recommend.rounding import offer_minutes
@@ -92,7 +114,10 @@ def fit(prepared: Prepared, params: TrainParams, max_minutes: float = DEFAULT_MA
     predicted = bundle.predict_minutes(x[cut:], num_threads=params.num_threads)
     test_used = used[cut:]
     metrics = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
-    bundle.metadata.metrics = {**metrics.to_json(), "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4)}
+    bundle.metadata.metrics = {
+        **metrics.to_json(),
+        "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4),
+    }
     bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes, "coverage": coverage,
                              "train_seconds": round(seconds, 3)}
     return bundle, predicted, seconds
@@ -102,7 +127,7 @@ def _metadata(prepared: Prepared, params: TrainParams, vocab: dict[str, list[str
     train_rows = prepared.rows[:prepared.cut]
     return ModelMetadata(
         version=model_version(text),
-        trained_at=format_time(datetime.now(timezone.utc)),
+        trained_at=format_time(datetime.now(UTC)),
         trained_until=format_time(train_rows[-1].requested_at),
         rows=len(prepared.rows), rows_train=prepared.cut, rows_test=len(prepared.rows) - prepared.cut,
         alpha=params.alpha, params={**params.lightgbm(), "num_rounds": params.num_rounds},
@@ -175,10 +200,15 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         if new_loss <= old_loss + 1e-9:
             outcome.reason = f"not worse on {compared} held-out rows (pinball {new_loss:.3f} <= {old_loss:.3f})"
         elif force:
-            outcome.reason = f"forced although worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f})"
+            outcome.reason = (
+                f"forced although worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f})"
+            )
         else:
             outcome.replaced = False
-            outcome.reason = f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); kept {old.metadata.version}"
+            outcome.reason = (
+                f"worse on {compared} held-out rows (pinball {new_loss:.3f} > {old_loss:.3f}); "
+                f"kept {old.metadata.version}"
+            )
     if outcome.replaced:
         # Serving reads words as of the whole history (the newest grants included), like personal history.
         bundle.metadata.words = learned_from(in_time_order(rows)).to_json()

@@ -13,8 +13,19 @@ Readers use `store.open(ref)`, `store.verify(ref)`, `store.follow(ref)`, `store.
 """
 from recorder.chain import Seal
 from recorder.events import (
-    DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
-    RecordingLimitError, RecordingWriteError, SftpOp, TerminalEvent, event_to_dict,
+    DbStatement,
+    EndReason,
+    Event,
+    ExecData,
+    ExecExit,
+    Kind,
+    Note,
+    RecordingError,
+    RecordingLimitError,
+    RecordingWriteError,
+    SftpOp,
+    TerminalEvent,
+    event_to_dict,
 )
 from recorder.header import RecordingHeader
 from recorder.reader import RecordingInfo, RecordingReader
@@ -23,9 +34,27 @@ from recorder.verify import VerifyResult
 from recorder.writer import RecordingSink, RecordingWriter
 
 __all__ = [
-    "DbStatement", "EndReason", "Event", "ExecData", "ExecExit", "FileRecordingStore", "Kind",
-    "Note", "RecordingError", "RecordingFilter", "RecordingHeader", "RecordingInfo",
-    "RecordingLimitError", "RecordingWriteError",
-    "RecordingReader", "RecordingSink", "RecordingStore", "RecordingWriter", "Seal", "SftpOp",
-    "TerminalEvent", "VerifyResult", "event_to_dict",
+    "DbStatement",
+    "EndReason",
+    "Event",
+    "ExecData",
+    "ExecExit",
+    "FileRecordingStore",
+    "Kind",
+    "Note",
+    "RecordingError",
+    "RecordingFilter",
+    "RecordingHeader",
+    "RecordingInfo",
+    "RecordingLimitError",
+    "RecordingReader",
+    "RecordingSink",
+    "RecordingStore",
+    "RecordingWriteError",
+    "RecordingWriter",
+    "Seal",
+    "SftpOp",
+    "TerminalEvent",
+    "VerifyResult",
+    "event_to_dict",
 ]

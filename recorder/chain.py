@@ -69,7 +69,7 @@ class Seal:
         return json.dumps({"seal": asdict(self)}, sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_line(cls, line: str) -> "Seal":
+    def from_line(cls, line: str) -> Seal:
         """Parse a sidecar seal line (ValueError when malformed)."""
         try:
             body = json.loads(line)["seal"]

@@ -18,7 +18,7 @@ import errno
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -291,8 +291,8 @@ class Note:
         return {"t": self.t, "type": "note", "text": self.text}
 
 
-RecordEvent = Union[ExecData, ExecExit, SftpOp, DbStatement, Note]
-Event = Union[TerminalEvent, RecordEvent]
+RecordEvent = ExecData | ExecExit | SftpOp | DbStatement | Note
+Event = TerminalEvent | RecordEvent
 
 
 def event_from_cast(item: Any) -> TerminalEvent:

@@ -47,7 +47,7 @@ class RecordingHeader:
         return json.dumps(head, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_line(cls, line: str | bytes) -> "RecordingHeader":
+    def from_line(cls, line: str | bytes) -> RecordingHeader:
         """Parse a header line (ValueError when it is not one of ours)."""
         try:
             head = json.loads(line)

@@ -44,12 +44,12 @@ def load_or_create_signing_key(key_dir: Path, passphrase: bytes) -> Ed25519Priva
     if mode & 0o077:
         raise RecordingError(f"recorder key {private_path} is readable by others (mode {mode:o}); chmod 600 it")
     try:
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=passphrase)
+        loaded = serialization.load_pem_private_key(private_path.read_bytes(), password=passphrase)
     except (ValueError, TypeError):
         raise RecordingError(f"cannot decrypt recorder key {private_path}: wrong passphrase?") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise RecordingError(f"recorder key {private_path} is not an Ed25519 key")
-    return key
+    return loaded
 
 
 def load_public_key(key_dir: Path) -> Ed25519PublicKey | None:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 from recorder import chain
 from recorder.events import Event, Kind, RecordingError, event_from_cast, event_from_record

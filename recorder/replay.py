@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 from recorder.events import DbStatement, Event, ExecData, ExecExit, Note, SftpOp, TerminalEvent
 

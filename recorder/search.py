@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from recorder.events import DbStatement, ExecData, Note, SftpOp, TerminalEvent
 from recorder.reader import RecordingReader

@@ -16,14 +16,16 @@ REF is the session id, or `SESSION.N` for a session's N-th recording (another ch
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -84,7 +86,7 @@ class RecordingStore(Protocol):
     def list(self, filters: RecordingFilter | None = None) -> list[RecordingInfo]:
         """Recordings matching `filters`, oldest first."""
 
-    def refs_for(self, session_or_ref: str) -> list[str]:
+    def refs_for(self, session_or_ref: str) -> builtins.list[str]:  # `list` is the method here
         """The recordings of a session id, or [ref] for a recording reference."""
 
     def verify(self, ref: str, *, expected_final_hash: str | None = None) -> VerifyResult:
@@ -314,7 +316,7 @@ class FileRecordingStore:
         found.sort(key=lambda i: (i.started_at, i.ref))
         return found
 
-    def refs_for(self, session_or_ref: str) -> list[str]:
+    def refs_for(self, session_or_ref: str) -> builtins.list[str]:  # `list` is the method here
         refs = [i.ref for i in self.list(RecordingFilter(session_id=session_or_ref))]
         if not refs and _REF.fullmatch(session_or_ref) and (self.root / session_or_ref / META_NAME).is_file():
             refs = [session_or_ref]
@@ -377,7 +379,7 @@ class FileRecordingStore:
     # ------------------------------------------------------------ paths
 
     @classmethod
-    def for_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> tuple["FileRecordingStore", str]:
+    def for_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> tuple[FileRecordingStore, str]:
         """The store and ref of a recording given by its directory or one of its files."""
         p = Path(path).expanduser().resolve()
         if p.is_file():

@@ -17,15 +17,28 @@ import asyncio
 import codecs
 import json
 import time
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper
-from typing import Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring  # the C escaper
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from recorder import chain
 from recorder.events import (
-    DbStatement, EndReason, Event, ExecData, ExecExit, Kind, Note, RecordingError,
-    RecordingLimitError, SftpOp, TerminalEvent, exec_line, json_line, write_error,
+    DbStatement,
+    EndReason,
+    Event,
+    ExecData,
+    ExecExit,
+    Kind,
+    Note,
+    RecordingError,
+    RecordingLimitError,
+    SftpOp,
+    TerminalEvent,
+    exec_line,
+    json_line,
+    write_error,
 )
 from recorder.header import RecordingHeader
 from recorder.limits import format_size

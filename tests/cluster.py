@@ -21,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import grpc
 import yaml
@@ -240,4 +241,4 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     return proc.returncode
 
 
-__all__ = ["ControlPlane", "ControlPlaneError", "REPO", "spawn_broker", "stop_process"]
+__all__ = ["REPO", "ControlPlane", "ControlPlaneError", "spawn_broker", "stop_process"]

@@ -65,7 +65,9 @@ class UpstreamLogin:
     allow_cleartext: bool = False
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
-        return f"UpstreamLogin(user={self.user!r}, password={'***' if self.password else None}, sslmode={self.sslmode!r})"
+        return (
+            f"UpstreamLogin(user={self.user!r}, password={'***' if self.password else None}, sslmode={self.sslmode!r})"
+        )
 
     @property
     def verified_tls(self) -> bool:

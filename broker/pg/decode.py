@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from broker.pg.framing import F_FUNCTION, F_QUERY, U32
 from broker.pg.protocol import (

@@ -14,7 +14,7 @@ directions; `broker.pg.tracker` matches them into statements.
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from broker.pg.protocol import ProtocolError
 
@@ -61,8 +61,18 @@ class Walker:
     `max_length` (ProtocolError 54000 when over, 08P01 when below 4).
     """
 
-    __slots__ = ("_body_types", "_header_types", "_on", "_count_type", "count", "_max",
-                 "_skip", "_partial", "_ptype", "_need")
+    __slots__ = (
+        "_body_types",
+        "_count_type",
+        "_header_types",
+        "_max",
+        "_need",
+        "_on",
+        "_partial",
+        "_ptype",
+        "_skip",
+        "count",
+    )
 
     def __init__(self, body_types: frozenset[int], header_types: frozenset[int],
                  on_message: Callable[[int, bytes], None], count_type: int = -1,
@@ -165,6 +175,7 @@ class Walker:
                     return -1
                 return p + body_len
         part = self._partial
+        assert part is not None  # set above whenever a body is wanted
         take = fill_body(part, self._need, data, p)
         self._need -= take
         p += take

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Callable
-
+from collections.abc import Callable
 
 # How much one SSLObject.read asks for. A TLS record holds at most 16 KiB. CPython
 # allocates the whole request before it shrinks the result: at 256 KiB that was an
@@ -66,7 +65,7 @@ class Pipe(asyncio.Protocol):
         """
         self.on_data = handler
         if self._tls is None and self.transport is not None:
-            self.data_received = handler  # type: ignore[method-assign]
+            self.data_received = handler  # type: ignore[assignment]
             self.transport.set_protocol(self)
 
     def data_received(self, data: bytes) -> None:
@@ -83,7 +82,7 @@ class Pipe(asyncio.Protocol):
         # One read per record: a record's plaintext fits in one read, so the input
         # running dry is the end (no SSLWantReadError raised for every chunk).
         try:
-            data = self._tls_read(_TLS_READ)
+            data = self._tls_read(_TLS_READ)  # type: ignore[misc]  # set when TLS starts
             if incoming.pending:  # type: ignore[union-attr]  # more records came in this chunk
                 data = self._read_records(data)
         except ssl.SSLWantReadError:  # the rest of the record is still to come
@@ -110,7 +109,7 @@ class Pipe(asyncio.Protocol):
         parts = [first]
         try:
             while self._tls_in.pending:  # type: ignore[union-attr]
-                parts.append(self._tls_read(_TLS_READ))
+                parts.append(self._tls_read(_TLS_READ))  # type: ignore[misc]  # set when TLS starts
         except ssl.SSLWantReadError:  # the last record is not complete yet
             pass
         except ssl.SSLZeroReturnError:  # close_notify after the data
@@ -195,7 +194,7 @@ class Pipe(asyncio.Protocol):
 
     def _send_tls(self, data: bytes) -> None:
         try:
-            self._tls_write(data)
+            self._tls_write(data)  # type: ignore[misc]  # set when TLS starts
         except ssl.SSLError:
             self.abort()
             return
@@ -214,7 +213,7 @@ class Pipe(asyncio.Protocol):
                                      server_hostname=server_hostname)
         self._tls_read, self._tls_write = self._tls.read, self._tls.write  # bound once, for the hot path
         self._handshaking = True
-        self.data_received = self._tls_received  # type: ignore[method-assign]
+        self.data_received = self._tls_received  # type: ignore[assignment]
         self.transport.set_protocol(self)
         try:
             while True:

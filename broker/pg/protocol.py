@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 PROTOCOL_3_0 = 196608
 SSL_REQUEST_CODE = 80877103

@@ -22,8 +22,9 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from broker.pg.recordproc import frame, read_frame
 from recorder import RecordingError
@@ -119,8 +120,8 @@ class RecorderProcess:
             os.setpriority(os.PRIO_PROCESS, self._pid, 19)
         except OSError:
             pass  # it is gone already: reading from it says so below
-        self._stdout = asyncio.StreamReader(limit=1 << 20)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._stdout),
+        stdout = self._stdout = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout),
                                      os.fdopen(from_child, "rb", buffering=0))
         self._stdin, _ = await loop.connect_write_pipe(lambda: _Backlog(self._set_behind),
                                                        os.fdopen(to_child, "wb", buffering=0))

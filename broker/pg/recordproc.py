@@ -26,6 +26,7 @@ Child -> parent:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import marshal
 import struct
@@ -34,8 +35,7 @@ from typing import Any
 
 from broker.pg.decode import statement_lines, waits_for_answer
 from recorder import FileRecordingStore, Kind, Note, RecordingError, RecordingWriter
-from recorder.events import storage_problem
-from recorder.events import json_line
+from recorder.events import json_line, storage_problem
 
 _LEN = struct.Struct("!I")
 # Each line also costs its newline and a chain line (64 hex digits and a newline) on disk.
@@ -59,7 +59,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
         body = await reader.readexactly(_LEN.unpack(head)[0])
     except asyncio.IncompleteReadError:
         return None
-    return marshal.loads(body)  # noqa: S302  (our own parent process wrote it)
+    return marshal.loads(body)
 
 
 def _capped(line: bytes) -> bytes:
@@ -118,7 +118,7 @@ class _Child:
             sid, metadata = item[1], item[2]
             try:
                 assert self.store is not None, "recording process not initialised"
-                writer = self.store.create(sid, Kind.DB, metadata, on_error=lambda e, s=sid: self.fail(s, e))
+                writer = self.store.create(sid, Kind.DB, metadata, on_error=functools.partial(self.fail, sid))
             except OSError as exc:
                 self.send(("error", sid, storage_problem(exc)))
                 return

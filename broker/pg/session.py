@@ -88,7 +88,7 @@ class Session:
     @property
     def last_activity(self) -> dt.datetime:
         """When the last statement finished (or the session started)."""
-        return dt.datetime.fromtimestamp(self._last_activity, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self._last_activity, dt.UTC)
 
     # ------------------------------------------------------------ hot path
 

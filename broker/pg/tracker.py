@@ -23,12 +23,38 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 from broker.pg.framing import (
-    B_BIND_OK, B_CLOSE_OK, B_COMPLETE, B_COPY_BOTH, B_COPY_IN, B_COPY_OUT, B_DATAROW, B_EMPTY, B_ERROR,
-    B_NODATA, B_PARAMDESC, B_PARSE_OK, B_READY, B_ROWDESC, B_SUSPENDED, DEFAULT_MAX_MESSAGE, F_BIND, F_CLOSE,
-    F_DESCRIBE, F_EXECUTE, F_FUNCTION, F_PARSE, F_QUERY, F_SYNC, U32, Walker, fill_body, finish_header,
+    B_BIND_OK,
+    B_CLOSE_OK,
+    B_COMPLETE,
+    B_COPY_BOTH,
+    B_COPY_IN,
+    B_COPY_OUT,
+    B_DATAROW,
+    B_EMPTY,
+    B_ERROR,
+    B_NODATA,
+    B_PARAMDESC,
+    B_PARSE_OK,
+    B_READY,
+    B_ROWDESC,
+    B_SUSPENDED,
+    DEFAULT_MAX_MESSAGE,
+    F_BIND,
+    F_CLOSE,
+    F_DESCRIBE,
+    F_EXECUTE,
+    F_FUNCTION,
+    F_PARSE,
+    F_QUERY,
+    F_SYNC,
+    U32,
+    Walker,
+    fill_body,
+    finish_header,
 )
 from broker.pg.protocol import ProtocolError
 
@@ -56,7 +82,7 @@ AnsweredStatement = tuple[int, str, "bytes | None", "bytes | None", float, float
                           "bytes | None"]
 QuickStatement = tuple[int, bytes, bytes, int, float, float]
 SentStatement = tuple[int, str, "bytes | None", "bytes | None", float, int, "bytes | None"]
-RawStatement = Union[AnsweredStatement, QuickStatement, SentStatement]
+RawStatement = AnsweredStatement | QuickStatement | SentStatement
 STARTED, ENDED = 4, 5  # where both finished shapes keep their start and end times
 _STATEMENT_KINDS = (F_QUERY, F_FUNCTION, F_EXECUTE)
 
@@ -167,7 +193,7 @@ class StatementTracker:
         else:  # Describe, Close
             name = body[1: body.find(b"\x00", 1)] if body else b""
             if t == F_CLOSE and body:  # forget what the client closed: long sessions stay small
-                (self._statements if body[:1] == b"S" else self._portals).pop(name, None)  # type: ignore[attr-defined]
+                (self._statements if body[:1] == b"S" else self._portals).pop(name, None)
                 if body[:1] == b"S":
                     self._described.pop(name, None)
             described = name if t == F_DESCRIBE and body[:1] == b"S" else None
@@ -299,6 +325,7 @@ class StatementTracker:
                     return -1
                 return p + body_len
         part = self._s_part
+        assert part is not None  # set above whenever a body is wanted
         take = fill_body(part, self._s_need, data, p)
         self._s_need -= take
         p += take
@@ -436,7 +463,7 @@ class StatementTracker:
         at = 0.0
         self._clock = lambda: at  # reads the `at` of the chunk being walked
         try:
-            for data, from_client, at in chunks:
+            for data, from_client, at in chunks:  # noqa: B007  # `at` is read by self._clock
                 try:
                     if from_client:
                         self.from_client(data)

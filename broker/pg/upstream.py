@@ -110,8 +110,9 @@ async def _login(pipe: Pipe, host: str, port: int, database: str, login: Upstrea
             if code == p.AUTH_OK:
                 continue
             if login.password is None:
-                raise UpstreamError(f"the database asks a password for role `{login.user}` and the broker has none configured",
-                                    "28P01")
+                raise UpstreamError(
+                    f"the database asks a password for role `{login.user}` and the broker has none configured", "28P01"
+                )
             if code == p.AUTH_CLEARTEXT:
                 _check_cleartext(pipe, host, port, login)
                 pipe.write(p.password_message(login.password.encode() + b"\x00"))
@@ -122,7 +123,9 @@ async def _login(pipe: Pipe, host: str, port: int, database: str, login: Upstrea
             elif code == p.AUTH_SASL:
                 mechs = p.parse_sasl_mechanisms(data)
                 if "SCRAM-SHA-256" not in mechs:
-                    raise UpstreamError(f"the database offers no supported SASL mechanism ({', '.join(mechs)})", "28000")
+                    raise UpstreamError(
+                        f"the database offers no supported SASL mechanism ({', '.join(mechs)})", "28000"
+                    )
                 scram = scramp.ScramClient(["SCRAM-SHA-256"], login.user, login.password)
                 pipe.write(p.sasl_initial_response("SCRAM-SHA-256", scram.get_client_first().encode()))
             elif code == p.AUTH_SASL_CONTINUE and scram is not None:
@@ -146,8 +149,10 @@ async def _login(pipe: Pipe, host: str, port: int, database: str, login: Upstrea
             session.notices.append(p.message(b"N", msg.body))
         elif kind == b"E":
             fields = p.parse_error_fields(msg.body)
-            raise UpstreamError(f"the database refused the login as `{login.user}`: {fields.get('message', 'unknown error')}",
-                                fields.get("sqlstate", "08006"))
+            raise UpstreamError(
+                f"the database refused the login as `{login.user}`: {fields.get('message', 'unknown error')}",
+                fields.get("sqlstate", "08006"),
+            )
         elif kind == b"Z":
             rest = reader.take_rest()
             pipe.unread(rest)

@@ -84,7 +84,9 @@ def check_certificate(key_data: bytes, username: str, trusted_ca_lines: Iterable
         info = verify_certificate(key_data, trusted, now=now, principal=target.principal)
     except CertificateRejected as exc:
         if exc.code == "cert.malformed":
-            raise Refusal("cert.required", f"a jitgate certificate is required: run `jitgate ssh {target.resource}`") from None
+            raise Refusal(
+                "cert.required", f"a jitgate certificate is required: run `jitgate ssh {target.resource}`"
+            ) from None
         hint = _HINTS.get(exc.code, "").format(resource=target.resource)
         raise Refusal(exc.code, f"{exc.message}" + (f"; {hint}" if hint else "")) from None
     if info.serial in revoked_serials:

@@ -61,8 +61,11 @@ class BrokerConfig:
         ident = Path(self.identity_dir)
         missing = [n for n in ("ca.pem", "cert.pem", "key.pem") if not (ident / n).is_file()]
         if missing:
-            raise ValueError(f"identity directory `{ident}` lacks {', '.join(missing)} "
-                             "(make one with `jitgate admin issue-identity NAME --out DIR`; NAME must be listed under `brokers:` in the server config)")
+            raise ValueError(
+                f"identity directory `{ident}` lacks {', '.join(missing)} "
+                "(make one with `jitgate admin issue-identity NAME --out DIR`; "
+                "NAME must be listed under `brokers:` in the server config)"
+            )
         parse_listen(self.server)
         if self.activity_interval <= 0 or self.trust_refresh_interval <= 0:
             raise ValueError("intervals must be positive")

@@ -26,7 +26,14 @@ from broker.cpclient import Authorization, ControlPlaneError
 from broker.monitor import Cut, utcnow
 from broker.runtime import cut_summary
 from broker.ssh.channel import (
-    CLIENT_EXIT, ERROR, RECORDING_FAILED, ClientConnection, RelayedChannel, RelayHost, TargetSide, authorize,
+    CLIENT_EXIT,
+    ERROR,
+    RECORDING_FAILED,
+    ClientConnection,
+    RelayedChannel,
+    RelayHost,
+    TargetSide,
+    authorize,
     recording_problem,
 )
 from broker.ssh.upstream import UpstreamError

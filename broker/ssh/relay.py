@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncssh
@@ -30,7 +31,14 @@ from broker.cpclient import Authorization, ControlPlaneError
 from broker.monitor import Cut, utcnow
 from broker.runtime import cut_summary
 from broker.ssh.channel import (
-    ERROR, RECORDING_FAILED, ClientConnection, RelayedChannel, RelayHost, TargetSide, authorize, recording_problem,
+    ERROR,
+    RECORDING_FAILED,
+    ClientConnection,
+    RelayedChannel,
+    RelayHost,
+    TargetSide,
+    authorize,
+    recording_problem,
 )
 from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
@@ -73,7 +81,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         super().__init__(broker, conn)
         self._chan: asyncssh.SSHServerChannel | None = None
         self._up_chan: asyncssh.SSHClientChannel | None = None
-        self._term: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
+        self._term: tuple[str, tuple[int, int, int, int], Mapping[int, int]] | None = None
         self._command: str | None = None
         self._subsystem: str | None = None
         self._pending_eof = False
@@ -98,7 +106,9 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self._chan = chan
 
-    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: dict[int, int]) -> bool:
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Mapping[int, int]
+    ) -> bool:
         self._term = (term_type, term_size, term_modes)
         return True  # checked against the decision once the session is authorized
 
@@ -345,7 +355,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         if chan is not None:
             try:
                 await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 pass
         self._conn.disconnect(cut.message)
 

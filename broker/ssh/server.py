@@ -82,7 +82,7 @@ class SSHBroker:
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncssh.SSHAcceptor | None = None
         self._trust_lock = asyncio.Lock()
         self._next_trust = 0.0  # loop time of the next periodic trust refresh
         self._cuts = 0  # cuts under way (line sent, waiting for the client to close)
@@ -159,7 +159,7 @@ class SSHBroker:
         """
         try:
             await asyncio.wait_for(self._no_cuts.wait(), CUT_QUIET_LIMIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # -------------------------------------------------------- trust and events
@@ -188,8 +188,14 @@ class SSHBroker:
 
     async def report_refusal(self, conn: BrokerConnection, code: str, message: str) -> None:
         try:
-            await self.cp.report_refusal(kind="ssh", user=conn.username, resource=conn.target.resource if conn.target else "",
-                                         code=code, message=message, client_address=conn.client_address)
+            await self.cp.report_refusal(
+                kind="ssh",
+                user=conn.username,
+                resource=conn.target.resource if conn.target else "",
+                code=code,
+                message=message,
+                client_address=conn.client_address,
+            )
         except ControlPlaneError as exc:
             log.warning("refusal %s of %s not reported: %s", code, conn.username, exc)
 

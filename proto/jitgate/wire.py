@@ -39,11 +39,7 @@ def _message_options() -> Options:
 
 def server_options() -> Options:
     """Channel arguments of the control plane's gRPC server."""
-    return _message_options() + [
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
-        ("grpc.http2.max_ping_strikes", SERVER_MAX_PING_STRIKES),
-    ]
+    return [*_message_options(), ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.min_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS), ("grpc.http2.max_ping_strikes", SERVER_MAX_PING_STRIKES)]
 
 
 def client_options(keepalive: bool = True) -> Options:

@@ -13,7 +13,7 @@ from broker.refusals import RefusalLimits
 from broker.runtime import BrokerRuntime, cut_summary, end_report
 from recorder import FileRecordingStore
 
-T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.UTC)
 
 
 class FakeControlPlane:

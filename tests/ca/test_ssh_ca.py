@@ -18,7 +18,7 @@ from tests.ca.sshkeys import user_keypair
 from tests.support import require_binary
 
 PASS = b"ssh-ca-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
@@ -261,7 +261,15 @@ def test_concurrent_signing_records_the_latest_valid_before(tmp_path: Path, ca: 
 
     def work(i: int) -> str:
         return ca.sign_user_certificate(
-            user_line, f"grant-{i}", ["root"], T0, T0 + dt.timedelta(minutes=5, seconds=i), new_serial(), True, False, False
+            user_line,
+            f"grant-{i}",
+            ["root"],
+            T0,
+            T0 + dt.timedelta(minutes=5, seconds=i),
+            new_serial(),
+            True,
+            False,
+            False,
         )
 
     with ThreadPoolExecutor(max_workers=8) as pool:

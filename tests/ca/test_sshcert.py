@@ -17,7 +17,7 @@ from tests.ca.sshkeys import blob, line_from_blob, private_openssh, user_keypair
 from tests.support import require_binary
 
 PASS = b"sshcert-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 CERT_TYPE = "ssh-ed25519-cert-v01@openssh.com"
 
@@ -65,7 +65,9 @@ def test_verify_accepts_inside_window(ca: SSHCertificateAuthority, cert: str) ->
     assert info.key_id == "grant-7f3a"
     # The window is [valid_after, valid_before): both edges.
     verify_certificate(cert, [ca.public_key_line()], T0 - dt.timedelta(seconds=30))
-    verify_certificate(parse_certificate(cert), ca.trusted_public_key_lines(), T0 + dt.timedelta(minutes=59, seconds=59))
+    verify_certificate(
+        parse_certificate(cert), ca.trusted_public_key_lines(), T0 + dt.timedelta(minutes=59, seconds=59)
+    )
 
 
 def test_expired_and_not_yet_valid(ca: SSHCertificateAuthority, cert: str) -> None:
@@ -137,7 +139,9 @@ def _raw_cert(ca_key: ed25519.Ed25519PrivateKey, **kw: object) -> str:
 
 def test_host_cert_no_principals_and_unknown_critical_option_refused() -> None:
     key = ed25519.Ed25519PrivateKey.generate()
-    trusted = [key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()]
+    trusted = [
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    ]
     host = _raw_cert(key, type=serialization.SSHCertificateType.HOST, principals=[b"web-01"])
     expect("cert.not_user_cert", host, trusted, T0)
     expect("cert.no_principals", _raw_cert(key), trusted, T0)
@@ -170,7 +174,7 @@ def test_certificate_made_by_ssh_keygen_verifies(tmp_path: Path) -> None:
     ca_path = tmp_path / "ca_key"
     ca_path.write_bytes(private_openssh(ca_key))
     os.chmod(ca_path, 0o600)
-    user_key, user_line = user_keypair()
+    _user_key, user_line = user_keypair()
     (tmp_path / "id.pub").write_text(user_line + "\n")
     subprocess.run(
         [keygen, "-q", "-s", str(ca_path), "-I", "grant-kg", "-n", "root,deploy", "-z", "4242",
@@ -178,7 +182,9 @@ def test_certificate_made_by_ssh_keygen_verifies(tmp_path: Path) -> None:
         check=True, capture_output=True, timeout=10, env={**os.environ, "TZ": "UTC"},
     )
     line = (tmp_path / "id-cert.pub").read_text()
-    trusted = [ca_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()]
+    trusted = [
+        ca_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    ]
     info = verify_certificate(line, trusted, T0, principal="deploy")
     assert (info.key_id, info.serial, info.principals) == ("grant-kg", 4242, ("root", "deploy"))
     assert info.extensions == {"permit-pty": ""}

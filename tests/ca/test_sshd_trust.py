@@ -22,7 +22,7 @@ from tests.ca.sshkeys import private_openssh, user_keypair
 from tests.support import require, require_binary
 
 PASS = b"sshd-trust-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ca.x509 import (
 )
 
 PASS = b"x509-test-passphrase"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from policy import PolicyLoadError, PolicyRequest, RequestError, load_policy_text, parse_duration
-from policy import cel, limits
+from policy import PolicyLoadError, PolicyRequest, RequestError, cel, limits, load_policy_text, parse_duration
 from policy.names import name_problem
 from policy.request import request_from_json
 

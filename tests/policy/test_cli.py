@@ -30,7 +30,9 @@ def looser(tmp_path: Path) -> Path:
     text = text.replace("    max_duration: 2h\n    max_extensions: 1", "    max_duration: 4h\n    max_extensions: 1")
     text = text.replace("max_duration: 2h, max_extensions: 0", "max_duration: 4h, max_extensions: 0")
     text = text.replace("expect: {effect: deny, message: maximum of 2h, max_duration: 2h}", "expect: {effect: allow}")
-    text = text.replace("      max_duration: 2h\n      max_extensions: 1\n", "      max_duration: 4h\n      max_extensions: 1\n")
+    text = text.replace(
+        "      max_duration: 2h\n      max_extensions: 1\n", "      max_duration: 4h\n      max_extensions: 1\n"
+    )
     p = tmp_path / "new.yaml"
     p.write_text(text)
     return p
@@ -46,7 +48,9 @@ def test_check_ok_and_json() -> None:
 
 def test_check_refuses_with_every_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nusers:\n  ann: {manager: zed}\n  ann: {}\nrules:\n  - {name: r, when: 'x ==', approval: auto}\n")
+    bad.write_text(
+        "version: 1\nusers:\n  ann: {manager: zed}\n  ann: {}\nrules:\n  - {name: r, when: 'x ==', approval: auto}\n"
+    )
     code, out, err = run("check", str(bad))
     assert code == 1 and "Traceback" not in err
     lines = err.strip().splitlines()

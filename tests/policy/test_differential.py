@@ -6,7 +6,7 @@ every effect and approval mode) and requests against them.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -16,20 +16,49 @@ from hypothesis import strategies as st
 from policy import PolicyRequest, load_policy_text
 
 ATOMS = [
-    'resource.labels.env == "dev"', 'resource.labels.env == "prod"', '"staging" == resource.labels.env',
-    'resource.labels.env in ["dev", "staging"]', 'resource.labels.tier == "gold"',
-    'resource.labels["tier"] in ["gold", "silver"]', 'has(resource.labels.tier)',
-    'resource.kind == "ssh"', 'resource.kind == "postgres"', 'resource.name == "r1"',
-    'request.resource in ["r0", "r2"]', 'request.login == "root"', 'request.role == "rw"',
-    'request.login in ["ops", "root"]', 'request.emergency', '!request.emergency', '!!request.emergency',
-    '"a" in user.groups', 'user.name == "u1"', 'request.user in ["u0", "u2"]', '"c" in user.groups', 'now.getHours("UTC") < 12',
-    'now.getHours("Europe/Berlin") >= 18', 'history.granted_90d >= 3', 'history.median_minutes > 30.0',
-    'request.duration > duration("1h")', 'request.extension == 0', "true", "false",
-    '(resource.labels.env == "prod" || request.emergency)', 'resource.labels.tier != "gold"',
-    'user.attributes.level > 2', 'history.revoked_90d >= 1', '2 > history.granted_90d', 'history.flagged_90d == 0',
-    'request.duration <= duration("1h30m")', 'duration("1h") < request.duration', 'request.ticket != ""',
-    'request.ticket == "T-1"', 'request.extension > 0', 'resource.labels.env != "prod"',
-    'resource.labels.tier != "gold"', 'request.duration == duration("60m")',
+    'resource.labels.env == "dev"',
+    'resource.labels.env == "prod"',
+    '"staging" == resource.labels.env',
+    'resource.labels.env in ["dev", "staging"]',
+    'resource.labels.tier == "gold"',
+    'resource.labels["tier"] in ["gold", "silver"]',
+    "has(resource.labels.tier)",
+    'resource.kind == "ssh"',
+    'resource.kind == "postgres"',
+    'resource.name == "r1"',
+    'request.resource in ["r0", "r2"]',
+    'request.login == "root"',
+    'request.role == "rw"',
+    'request.login in ["ops", "root"]',
+    "request.emergency",
+    "!request.emergency",
+    "!!request.emergency",
+    '"a" in user.groups',
+    'user.name == "u1"',
+    'request.user in ["u0", "u2"]',
+    '"c" in user.groups',
+    'now.getHours("UTC") < 12',
+    'now.getHours("Europe/Berlin") >= 18',
+    "history.granted_90d >= 3",
+    "history.median_minutes > 30.0",
+    'request.duration > duration("1h")',
+    "request.extension == 0",
+    "true",
+    "false",
+    '(resource.labels.env == "prod" || request.emergency)',
+    'resource.labels.tier != "gold"',
+    "user.attributes.level > 2",
+    "history.revoked_90d >= 1",
+    "2 > history.granted_90d",
+    "history.flagged_90d == 0",
+    'request.duration <= duration("1h30m")',
+    'duration("1h") < request.duration',
+    'request.ticket != ""',
+    'request.ticket == "T-1"',
+    "request.extension > 0",
+    'resource.labels.env != "prod"',
+    'resource.labels.tier != "gold"',
+    'request.duration == duration("60m")',
 ]
 APPROVERS = ["manager", "owner", "group:a", "group:b", "user:u0", "user:u3"]
 USERS = ["u0", "u1", "u2", "u3"]
@@ -83,14 +112,16 @@ def policy_sets(draw: Any) -> dict[str, Any]:
             if draw(st.booleans()):
                 rule["max_extensions"] = draw(st.integers(0, 3))
             if draw(st.booleans()):
-                rule["session"] = {draw(st.sampled_from(["pty", "exec", "sftp", "port_forwarding"])): draw(st.booleans())}
+                rule["session"] = {
+                    draw(st.sampled_from(["pty", "exec", "sftp", "port_forwarding"])): draw(st.booleans())
+                }
         rules.append(rule)
     return {"version": 1, "users": users, "resources": resources, "rules": rules}
 
 
 @st.composite
 def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
-    name = draw(st.sampled_from(sorted(doc["resources"]) + ["missing"]))
+    name = draw(st.sampled_from([*sorted(doc["resources"]), "missing"]))
     res = doc["resources"].get(name, {"kind": "ssh"})
     extra: dict[str, Any] = {}
     if res["kind"] == "ssh":
@@ -98,9 +129,9 @@ def requests(draw: Any, doc: dict[str, Any]) -> PolicyRequest:
     else:
         extra["role"] = draw(st.sampled_from(["ro", "rw", "rw", "admin"]))
     return PolicyRequest(
-        user=draw(st.sampled_from(USERS + ["stranger"])), resource=name,
+        user=draw(st.sampled_from([*USERS, "stranger"])), resource=name,
         duration=timedelta(minutes=draw(st.sampled_from([15, 60, 90, 300]))),
-        time=datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(hours=draw(st.integers(0, 23))),
+        time=datetime(2026, 3, 2, tzinfo=UTC) + timedelta(hours=draw(st.integers(0, 23))),
         emergency=draw(st.booleans()), extension=draw(st.integers(0, 3)),
         ticket=draw(st.sampled_from(["", "T-1", "T-2"])),
         history={"granted_90d": draw(st.integers(0, 5)), "revoked_90d": draw(st.integers(0, 2)),

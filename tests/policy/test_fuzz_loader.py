@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy import PolicyLoadError, PolicySet, load_policy_text
-from policy.loader import RULE_FIELDS, TOP_FIELDS, USER_FIELDS, RESOURCE_FIELDS
+from policy.loader import RESOURCE_FIELDS, RULE_FIELDS, TOP_FIELDS, USER_FIELDS
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "policies.yaml").read_text()
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,9 +45,41 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**20), st.floats
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.one_of(KEYS, st.text(max_size=5)), inner, max_size=4)),
     max_leaves=20)
-CEL_TOKENS = st.sampled_from(['request', 'user', 'resource', 'history', 'now', '.', 'labels', 'env', '==', '"x"',
-                              '&&', '||', '!', '(', ')', '[', ']', 'in', 'has(', 'true', '1', '?', ':', 'getHours("UTC")',
-                              'duration("1h")', ',', 'size(', 'groups', 'exists(g, g == "a")', '1/0', '"\\u00e9"'])
+CEL_TOKENS = st.sampled_from(
+    [
+        "request",
+        "user",
+        "resource",
+        "history",
+        "now",
+        ".",
+        "labels",
+        "env",
+        "==",
+        '"x"',
+        "&&",
+        "||",
+        "!",
+        "(",
+        ")",
+        "[",
+        "]",
+        "in",
+        "has(",
+        "true",
+        "1",
+        "?",
+        ":",
+        'getHours("UTC")',
+        'duration("1h")',
+        ",",
+        "size(",
+        "groups",
+        'exists(g, g == "a")',
+        "1/0",
+        '"\\u00e9"',
+    ]
+)
 
 
 @FUZZ
@@ -70,6 +102,14 @@ def test_mutated_example(pos: int, cut: int, insert: str) -> None:
 
 
 def test_hostile_yaml_is_refused_cleanly() -> None:
-    for text in ["a: &x [*x]", "[" * 1200, "{" * 600 + "}" * 600, "!!python/object:os.system {}",
-                 "version: 1\nusers: !!binary aGVsbG8=", "version: 1\n---\nversion: 1", "\x00", "version: 1\nrules:\n  - when: " + "(" * 600 + "true" + ")" * 600 + "\n    name: deep\n    approval: auto"]:
+    for text in [
+        "a: &x [*x]",
+        "[" * 1200,
+        "{" * 600 + "}" * 600,
+        "!!python/object:os.system {}",
+        "version: 1\nusers: !!binary aGVsbG8=",
+        "version: 1\n---\nversion: 1",
+        "\x00",
+        "version: 1\nrules:\n  - when: " + "(" * 600 + "true" + ")" * 600 + "\n    name: deep\n    approval: auto",
+    ]:
         _load(text)

@@ -1,7 +1,6 @@
 """Loading files and folders: merging, locations, versions, tests, warnings."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -52,7 +51,12 @@ def test_example_policy_loads_and_its_tests_pass() -> None:
     assert {"alice", "bob", "sam", "cora", "admin"} <= set(ps.users)
     assert ps.groups_of("alice") == {"sre", "oncall"} and ps.groups_of("admin") == {"admins"}
     demo = ps.resources["demo"]
-    assert (demo.kind, demo.address, demo.labels, demo.logins) == ("ssh", "127.0.0.1:2222", {"env": "dev"}, ("demo", "root"))
+    assert (demo.kind, demo.address, demo.labels, demo.logins) == (
+        "ssh",
+        "127.0.0.1:2222",
+        {"env": "dev"},
+        ("demo", "root"),
+    )
     db = ps.resources["demo-db"]
     assert (db.kind, db.roles, db.credentials) == ("postgres", ("readonly", "readwrite"), "env:DEMO_DB")
     assert ps.users["alice"].manager == "bob" and ps.users["alice"].attributes == {"team": "payments"}
@@ -73,7 +77,9 @@ def test_folder_reports_duplicates_across_files_with_both_places(tmp_path: Path)
     with pytest.raises(PolicyLoadError) as info:
         load_policy_set(d)
     msgs = [str(e) for e in info.value.errors]
-    assert any(m.startswith(f"{d / 'd.yaml'}:2:11: `settings` given twice (first at {d / 'a.yaml'}:2:11)") for m in msgs), msgs
+    assert any(
+        m.startswith(f"{d / 'd.yaml'}:2:11: `settings` given twice (first at {d / 'a.yaml'}:2:11)") for m in msgs
+    ), msgs
     assert any(f"{d / 'd.yaml'}:4:3: duplicate user `max` (first at {d / 'a.yaml'}:5:3)" in m for m in msgs), msgs
     assert any("duplicate group `security`" in m for m in msgs), msgs
 
@@ -114,7 +120,9 @@ rules:
 """)
     (w,) = ps.warnings
     assert w.code == "policy.missing_label" and (w.line, w.col) == (7, 25) and "(b)" in w.message
-    d = ps.decide(PolicyRequest.from_mapping({"user": "ann", "resource": "b", "login": "ops", "duration": "1h", "time": T0}))
+    d = ps.decide(
+        PolicyRequest.from_mapping({"user": "ann", "resource": "b", "login": "ops", "duration": "1h", "time": T0})
+    )
     assert d.effect == "deny" and d.rules == ["gold"] and "rule `gold`" in d.message and d.errors
 
 
@@ -170,7 +178,9 @@ def test_hidden_files_in_a_policy_folder_are_ignored(tmp_path: Path) -> None:
 
 def test_decide_fails_closed_on_an_internal_error() -> None:
     ps = load_policy_set(ROOT / "policies.yaml")
-    req = PolicyRequest.from_mapping({"user": "alice", "resource": "demo", "login": "demo", "duration": "1h", "time": T0})
+    req = PolicyRequest.from_mapping(
+        {"user": "alice", "resource": "demo", "login": "demo", "duration": "1h", "time": T0}
+    )
     ps._index.pop("demo")  # simulate a bug: the index lost a resource
     d = ps.decide(req)
     assert d.effect == "deny" and "internal error" in d.message and d.errors

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import policy
-from policy import (Decision, PolicyError, PolicyLoadError, PolicyRequest, RequestError, format_duration,
-                    load_policy_set, parse_duration)
+from policy import (
+    Decision,
+    PolicyError,
+    PolicyLoadError,
+    PolicyRequest,
+    RequestError,
+    format_duration,
+    load_policy_set,
+    parse_duration,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = "2026-11-18T10:00:00Z"
@@ -52,7 +60,7 @@ def test_format_duration_is_humane() -> None:
 def test_request_from_mapping_defaults() -> None:
     r = PolicyRequest.from_mapping({"user": "a", "resource": "r", "login": "x", "duration": "1h", "time": T0})
     assert (r.reason, r.ticket, r.emergency, r.extension, r.history) == ("", "", False, 0, {})
-    assert r.time == datetime(2026, 11, 18, 10, tzinfo=timezone.utc)
+    assert r.time == datetime(2026, 11, 18, 10, tzinfo=UTC)
     assert r.history_value("granted_90d") == 0 and r.history_value("median_minutes") == 0.0
 
 
@@ -78,16 +86,27 @@ def test_request_from_mapping_refuses(mapping: object, needle: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-@given(st.builds(
-    PolicyRequest,
-    user=st.text(min_size=1, max_size=8), resource=st.text(min_size=1, max_size=8),
-    duration=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s)),
-    time=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=2))])).map(
-        lambda d: d.replace(microsecond=0)),
-    login=st.text(max_size=5), role=st.text(max_size=5), reason=st.text(max_size=10), ticket=st.text(max_size=5),
-    emergency=st.booleans(), extension=st.integers(0, 5),
-    history=st.fixed_dictionaries({}, optional={"granted_90d": st.integers(0, 99), "median_minutes": st.floats(0, 1e4)}),
-    id=st.text(max_size=5)))
+@given(
+    st.builds(
+        PolicyRequest,
+        user=st.text(min_size=1, max_size=8),
+        resource=st.text(min_size=1, max_size=8),
+        duration=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s)),
+        time=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])).map(
+            lambda d: d.replace(microsecond=0)
+        ),
+        login=st.text(max_size=5),
+        role=st.text(max_size=5),
+        reason=st.text(max_size=10),
+        ticket=st.text(max_size=5),
+        emergency=st.booleans(),
+        extension=st.integers(0, 5),
+        history=st.fixed_dictionaries(
+            {}, optional={"granted_90d": st.integers(0, 99), "median_minutes": st.floats(0, 1e4)}
+        ),
+        id=st.text(max_size=5),
+    )
+)
 @settings(max_examples=60)
 def test_request_mapping_round_trip(req: PolicyRequest) -> None:
     assert PolicyRequest.from_mapping(req.to_mapping()) == req

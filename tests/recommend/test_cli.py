@@ -65,7 +65,9 @@ def test_train_then_explain_with_data_dir_from_env(history: Path, tmp_path: Path
     assert code == 0, err
     answer = json.loads(out)
     assert answer["model_version"] == trained["version"] and answer["fallback"] is False
-    assert answer["minutes"] % 15 == 0 and answer["minutes"] <= 120 and "similar report requests" in answer["explanation"]
+    assert (
+        answer["minutes"] % 15 == 0 and answer["minutes"] <= 120 and "similar report requests" in answer["explanation"]
+    )
     code, out, _ = _run("explain", json.dumps(REQUEST), "--model-dir", str(tmp_path / "data" / "model"))
     assert code == 0 and out.startswith("recommended: ") and "why: " in out
 
@@ -77,29 +79,38 @@ def test_explain_without_model_warns_and_falls_back(tmp_path: Path) -> None:
     assert json.loads(out)["fallback"] is True
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--history", "{bad}"], "{bad}:2: not valid JSON"),
-    (["evaluate", "--history", "{bad}"], "{bad}:2: not valid JSON"),
-    (["train", "--history", "{missing}"], "no such file"),
-    (["evaluate", "--history", "{small}"], "too little history"),
-    (["evaluate", "--history", "{small}", "--max", "soon"], "--max: `soon` is not a duration"),
-    (["explain", "--request", "{\"user\": \"a\"}"], "needs `user`, `resource` and `kind`"),
-    (["explain", "--request", "[1]"], "must be a JSON object"),
-    (["explain", "--request", "{\"user\": \"a\", \"resource\": \"r\", \"kind\": \"ssh\", \"when\": 1}"], "unknown field `when`"),
-    (["explain"], "give the request as JSON"),
-    (["import", "{bad}"], "{bad}:2: not valid JSON"),
-    (["import", "{missing}"], "no such file"),
-    (["train"], "no control plane store here"),
-    (["export", "--identity", "{missing}", "--server", "127.0.0.1:1"], "identity directory `{missing}` does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--history", "{bad}"], "{bad}:2: not valid JSON"),
+        (["evaluate", "--history", "{bad}"], "{bad}:2: not valid JSON"),
+        (["train", "--history", "{missing}"], "no such file"),
+        (["evaluate", "--history", "{small}"], "too little history"),
+        (["evaluate", "--history", "{small}", "--max", "soon"], "--max: `soon` is not a duration"),
+        (["explain", "--request", '{"user": "a"}'], "needs `user`, `resource` and `kind`"),
+        (["explain", "--request", "[1]"], "must be a JSON object"),
+        (["explain", "--request", '{"user": "a", "resource": "r", "kind": "ssh", "when": 1}'], "unknown field `when`"),
+        (["explain"], "give the request as JSON"),
+        (["import", "{bad}"], "{bad}:2: not valid JSON"),
+        (["import", "{missing}"], "no such file"),
+        (["train"], "no control plane store here"),
+        (
+            ["export", "--identity", "{missing}", "--server", "127.0.0.1:1"],
+            "identity directory `{missing}` does not exist",
+        ),
+    ],
+)
 def test_errors_are_one_plain_line(history: Path, tmp_path: Path, args: list[str], message: str) -> None:
     lines = history.read_text().splitlines()
     bad, small = tmp_path / "bad.jsonl", tmp_path / "small.jsonl"
     bad.write_text(lines[0] + "\n{oops\n")
     small.write_text("\n".join(lines[:30]) + "\n")
     paths = {"{bad}": str(bad), "{small}": str(small), "{missing}": str(tmp_path / "none.jsonl")}
-    code, _, err = _run(*[paths.get(a, a) for a in args], "--data-dir", str(tmp_path)) if args[0] in ("train", "explain", "import") \
+    code, _, err = (
+        _run(*[paths.get(a, a) for a in args], "--data-dir", str(tmp_path))
+        if args[0] in ("train", "explain", "import")
         else _run(*[paths.get(a, a) for a in args])
+    )
     assert code == 1
     for placeholder, path in paths.items():
         message = message.replace(placeholder, path)

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from recommend.features import FEATURES, ask_of, features_for, in_time_order, past_features
 from recommend.history import HistoryRow
 from recommend.text import TEXT_FEATURES
 
-T0 = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
 COL = {name: i for i, name in enumerate(FEATURES)}
 
 
@@ -53,7 +53,9 @@ def test_serving_features_equal_training_features(rows: list[HistoryRow]) -> Non
         ask = ask_of(ordered[i])
         served = features_for(ask, list(reversed(ordered)), words)  # the order a caller passes rows in does not matter
         if i >= freeze:  # the same frozen words: the same text features and kind of work
-            assert _same(trained[i][len(FEATURES) - len(TEXT_FEATURES):], served.raw[len(FEATURES) - len(TEXT_FEATURES):])
+            assert _same(
+                trained[i][len(FEATURES) - len(TEXT_FEATURES) :], served.raw[len(FEATURES) - len(TEXT_FEATURES) :]
+            )
             assert trained[i][COL["work"]] == served.raw[COL["work"]]
         keep = [j for j in range(len(FEATURES) - len(TEXT_FEATURES)) if j not in _BY_WORK and j != COL["work"]]
         assert _same(tuple(trained[i][j] for j in keep), tuple(served.raw[j] for j in keep)), \

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ def test_optional_fields_and_blank_lines(tmp_path: Path) -> None:
     (row,) = read_history(path)
     assert row.labels == {} and row.reason == "" and row.ticket == "" and row.extensions == 0
     assert row.access == "login:deploy"
-    assert row.requested_at == datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)
+    assert row.requested_at == datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("line, message", [

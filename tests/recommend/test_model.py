@@ -61,7 +61,7 @@ def test_garbage_with_a_matching_checksum_is_refused_by_lightgbm(trained_dir: Pa
     garbage = "tree\nversion=v4\nthis is not a model\n"
     (copy / MODEL_FILE).write_text(garbage)
     _rewrite_meta(copy, model_sha256=hashlib.sha256(garbage.encode()).hexdigest())
-    with pytest.raises(ModelError, match="LightGBM cannot read it|features"):
+    with pytest.raises(ModelError, match=r"LightGBM cannot read it|features"):
         load_model(copy)
 
 

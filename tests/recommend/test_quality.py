@@ -3,7 +3,7 @@ duration = task length x personal speed x environment x small noise."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from recommend.evaluate import baseline_predictions, score
 from recommend.history import HistoryRow
@@ -20,7 +20,7 @@ def known_structure(count: int, seed: int = 3) -> list[HistoryRow]:
     rng = random.Random(seed)
     resources = [(f"db-{env}-{i}", env) for env in ENV for i in range(3)]
     people = {f"user{i}": (rng.choice([0.6, 1.0, 1.6]), rng.sample(resources, 2)) for i in range(30)}
-    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
     rows = []
     for n in range(count):
         user = rng.choice(sorted(people))

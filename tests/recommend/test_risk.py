@@ -9,12 +9,23 @@ import numpy as np
 import pytest
 
 from policy import PolicyRequest, load_policy_text
+from recommend.errors import ModelError
 from recommend.features import in_time_order
-from recommend.risk import (MAX_SAMPLES, N_TREES, RISK_FILE, ask_of_row, fit_risk, history_features, load_risk, past_of, rarity_matrix,
-                            save_risk, score_request)
+from recommend.risk import (
+    MAX_SAMPLES,
+    N_TREES,
+    RISK_FILE,
+    ask_of_row,
+    fit_risk,
+    history_features,
+    load_risk,
+    past_of,
+    rarity_matrix,
+    save_risk,
+    score_request,
+)
 from recommend.serve import Recommender
 from recommend.synth import generate
-from recommend.errors import ModelError
 
 POLICY = """
 version: 1
@@ -150,8 +161,8 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
     """A scored request: the score reaches CEL, the decision, its audit event, the Decision message
     and `requests show`; without a risk model the score is unknown, the decision says why, and the
     fail-closed rule adds security."""
-    from controlplane import convert
     from cli.render import risk_text
+    from controlplane import convert
 
     save_risk(tmp_path / "model", model)
     core = _core(tmp_path, Recommender(tmp_path / "model", check_every=None))

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from recommend.history import HistoryRow
 from recommend.model import MODEL_FILE, load_model
-from recommend.serve import Recommendation, RecommendRequest, Recommender
+from recommend.serve import Recommendation, Recommender, RecommendRequest
 
 STEP = timedelta(minutes=15)
-LATER = datetime(2027, 1, 4, 10, 0, tzinfo=timezone.utc)  # after every synthetic grant
+LATER = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)  # after every synthetic grant
 
 
 def _request(row: HistoryRow, **changes: object) -> RecommendRequest:
@@ -74,7 +74,9 @@ def test_fallback_without_model_uses_resource_then_kind_statistics(rows: list[Hi
     used = sorted(r.used_minutes for r in rows if r.resource == row.resource)
     assert on_resource.duration.total_seconds() / 60 >= used[int(len(used) * 0.8) - 1]
 
-    new_db = _request(row, resource="brand-new-db", kind="postgres", labels={"env": "prod"}, login=None, role="readonly")
+    new_db = _request(
+        row, resource="brand-new-db", kind="postgres", labels={"env": "prod"}, login=None, role="readonly"
+    )
     by_kind = recommender.recommend(new_db, timedelta(hours=8), STEP, rows)
     assert by_kind.fallback and by_kind.basis == "kind" and "on prod databases" in by_kind.explanation
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 def _finished_grant(data: Path, policy_set, minutes_used: float) -> dict:
     """One finished grant with a 25-minute database session, written by a core on the store."""
-    clock = [datetime.now(timezone.utc) - timedelta(hours=3)]
+    clock = [datetime.now(UTC) - timedelta(hours=3)]
     core = AccessCore(open_store(str(db_path(data))), StaticPolicy(policy_set), clock=lambda: clock[0],
                       brokers={"broker"})
     try:
@@ -64,7 +64,7 @@ def test_demo_model_request_without_duration_export_and_live_retrain(tmp_path: P
         code, out, err = _cli(alice, "request", "orders-db", "--role", "readonly", "--reason", "monthly orders report",
                               "--dry-run")
         assert code == 0, err
-        line = next(l for l in out.splitlines() if "recommended" in l)
+        line = next(ln for ln in out.splitlines() if "recommended" in ln)
         assert "fallback" not in line and "your last" in line and "on orders-db used" in line, out
         code, out, err = _cli(alice, "request", "demo-db", "--role", "readonly", "--reason", "weekly report",
                               "--output", "json")

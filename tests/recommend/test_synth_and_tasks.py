@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from collections import defaultdict
@@ -20,7 +21,7 @@ def test_same_seed_same_history_other_seed_differs() -> None:
 
 def test_rows_are_valid_history_in_time_order(rows: list[HistoryRow]) -> None:
     assert [row_from_json(r.to_json()) for r in rows[:300]] == rows[:300]
-    assert all(a.requested_at <= b.requested_at for a, b in zip(rows, rows[1:]))
+    assert all(a.requested_at <= b.requested_at for a, b in itertools.pairwise(rows))
     assert {task_of(r.reason, r.ticket) for r in rows} == set(TASKS)
 
 

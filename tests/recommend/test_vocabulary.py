@@ -13,7 +13,7 @@ import pytest
 from recommend.calibrate import Calibration, check_coverage
 from recommend.errors import ModelError
 from recommend.model import load_model
-from recommend.serve import RecommendRequest, Recommender
+from recommend.serve import Recommender, RecommendRequest
 from recommend.synth import generate as generate_shop
 from recommend.synth_harbor import generate as generate_harbor
 from recommend.tasks import classify_task
@@ -91,7 +91,7 @@ def test_calibration_factor_is_the_smallest_that_covers_enough() -> None:
     assert cal._covered(factor, 5.0, None) >= needed > cal._covered(factor * 0.99, 5.0, None)
     assert cal.factor(0.85, 60.0, None) < factor  # a coarser step covers more by rounding alone
     assert Calibration.of(predicted[:5], used[:5]).factor(0.85, 5.0, None) == 1.0  # too small a window
-    with pytest.raises(ValueError, match="`coverage` must be a number from 0.5 to 0.99"):
+    with pytest.raises(ValueError, match=r"`coverage` must be a number from 0\.5 to 0\.99"):
         check_coverage(1.5)
     with pytest.raises(ValueError, match="coverage"):
         Recommender(None, coverage=0.2)

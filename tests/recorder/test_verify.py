@@ -63,13 +63,13 @@ def test_edit_with_recomputed_chain_is_caught_by_the_signed_seal(store: FileReco
         h = chain.link(h, line)
         hashes.append(h.hex().encode())
     seal_line = _lines(chain_path)[-1]
-    _write_lines(chain_path, hashes + [seal_line])
+    _write_lines(chain_path, [*hashes, seal_line])
     _assert_tampered(store, ref, "final hash does not match the seal")
     # ... and forging the seal's hash breaks its signature.
     seal = Seal.from_line(seal_line.decode())
     forged = Seal(**{**json.loads(seal_line)["seal"], "final_hash": h.hex()})
     assert forged.signature == seal.signature
-    _write_lines(chain_path, hashes + [forged.to_line().encode()])
+    _write_lines(chain_path, [*hashes, forged.to_line().encode()])
     _assert_tampered(store, ref, "seal signature is invalid")
 
 

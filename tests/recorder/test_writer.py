@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 from recorder import (
-    DbStatement, ExecData, ExecExit, FileRecordingStore, Kind, Note, RecordingError,
-    RecordingFilter, RecordingWriter, SftpOp, TerminalEvent,
+    DbStatement,
+    ExecData,
+    ExecExit,
+    FileRecordingStore,
+    Kind,
+    Note,
+    RecordingError,
+    RecordingFilter,
+    RecordingWriter,
+    SftpOp,
+    TerminalEvent,
 )
 from recorder.header import RecordingHeader
 from recorder.keys import PRIVATE_NAME
@@ -254,7 +263,8 @@ def test_note_in_every_kind(store: FileRecordingStore) -> None:
     assert isinstance(ev, Note) and ev.text == "grant extended by 30m"
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 

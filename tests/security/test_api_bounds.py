@@ -10,7 +10,7 @@ and the event stream keep working.
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -149,7 +149,7 @@ def _store_legacy_row(cp: ControlPlane) -> str:
     with sqlite3.connect(cp.data.db_path, timeout=30) as db:
         db.execute("UPDATE requests SET reason = ?, ticket = ? WHERE id = ?", (huge, huge, grant.id))
         db.execute("UPDATE audit SET data = ? WHERE subject = ? AND type = 'request.created'",
-                   ('{"reason": "%s"}' % huge, grant.id))
+                   (f'{{"reason": "{huge}"}}', grant.id))
     return grant.id
 
 

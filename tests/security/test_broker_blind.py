@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import time
-from typing import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import pytest
@@ -144,14 +144,14 @@ async def _revoke(cp: ControlPlane, grant_id: str) -> None:
 async def _extend(cp: ControlPlane, grant_id: str, minutes: int) -> dt.datetime:
     rec = await asyncio.to_thread(lambda: cp.client("alice").access.Extend(access_pb2.ExtendRequest(
         id=grant_id, justification="more work", duration=duration_pb2.Duration(seconds=minutes * 60)), timeout=15))
-    return rec.expires_at.ToDatetime(tzinfo=dt.timezone.utc)
+    return rec.expires_at.ToDatetime(tzinfo=dt.UTC)
 
 
 def _session(hub: MonitorHub, grant: types_pb2.AccessRequest) -> SessionMonitor:
     async def on_cut(cut: Cut) -> None:
         return None
     return hub.start_monitor(session_id=f"s-{grant.id}", grant_id=grant.id, resource=grant.resource,
-                             expires_at=grant.expires_at.ToDatetime(tzinfo=dt.timezone.utc),
+                             expires_at=grant.expires_at.ToDatetime(tzinfo=dt.UTC),
                              grace_period=dt.timedelta(0), on_cut=on_cut)
 
 

@@ -30,7 +30,13 @@ from jitgate.v1 import access_pb2
 from policy.policyset import PolicyLoadError, load_policy_text
 from tests.broker.pg.harness import LOCAL_PG, PgStack, local_pg_available
 from tests.broker.pg.test_broker import (
-    ended_sessions, raw_login, read_all, recording_process, refusal, session_recording, statements,
+    ended_sessions,
+    raw_login,
+    read_all,
+    recording_process,
+    refusal,
+    session_recording,
+    statements,
 )
 from tests.support import require
 

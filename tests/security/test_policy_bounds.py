@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
@@ -37,7 +37,7 @@ RANGE = "[" + ",".join(str(i) for i in range(60)) + "]"
 
 def _alias_bomb() -> str:
     lines = ['      a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, cur in zip("abcdefgh", "bcdefghi"):
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"      {cur}: &{cur} [" + ",".join([f"*{prev}"] * 10) + "]")
     return BASE.replace("  alice: {groups: [sre]}\n",
                         "  alice:\n    groups: [sre]\n    attributes:\n" + "\n".join(lines) + "\n")

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from jitgate.v1 import audit_pb2, broker_pb2
 
 from broker.pg import protocol as p
+from jitgate.v1 import audit_pb2, broker_pb2
 from tests.broker.pg.harness import PgStack, local_pg_available
 from tests.broker.ssh.harness import SshStack, UserKey
 from tests.support import require, require_binary

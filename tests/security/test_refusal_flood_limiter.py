@@ -29,7 +29,9 @@ def limiter(**kw: object) -> tuple[RefusalLimiter, FakeClock]:
     return RefusalLimiter(RefusalLimits(**kw), clock=clock, wall=clock), clock  # type: ignore[arg-type]
 
 
-def flood(lim: RefusalLimiter, address: str, n: int, user: str = "u@r", code: str = "user.malformed") -> list[RefusalReport]:
+def flood(
+    lim: RefusalLimiter, address: str, n: int, user: str = "u@r", code: str = "user.malformed"
+) -> list[RefusalReport]:
     out = []
     for _ in range(n):
         report = lim.record(address, code, user, "r", f"user name `{user}` is bad")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ast
 import io
 import json
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

@@ -275,8 +275,12 @@ def local_forward(stack: SshStack, key: UserKey, bulk: BulkServer) -> Iterator[t
     """`ssh -N -L LPORT:127.0.0.1:BULK_PORT` running; yields it and LPORT once it listens (killed
     on exit if still running: a refused channel does not end `ssh -N`)."""
     lport = free_port()
-    proc = subprocess.Popen(stack.ssh_argv(key, "web-01", extra=("-N", "-L", f"127.0.0.1:{lport}:127.0.0.1:{bulk.port}")),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        stack.ssh_argv(key, "web-01", extra=("-N", "-L", f"127.0.0.1:{lport}:127.0.0.1:{bulk.port}")),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         def listening() -> bool:
             assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
@@ -330,7 +334,9 @@ def test_the_byte_bound_cuts_an_exec_session_and_its_recording_still_verifies(st
                                                                               key: UserKey) -> None:
     r = stack.ssh(key, "web-01", f"head -c {BULK} /dev/zero")
     assert r.returncode != 0
-    assert "jitgate: this session reached the broker's recording limit of 512 KiB; closing it" in r.stderr.decode(), text(r)[-500:]
+    assert "jitgate: this session reached the broker's recording limit of 512 KiB; closing it" in r.stderr.decode(), (
+        text(r)[-500:]
+    )
     assert len(r.stdout) < LIMIT  # recorded before relayed: nothing passed that is not on record
     session = the_session(stack, key)
     assert session.end_reason == "recording_limit"

@@ -229,7 +229,9 @@ class PgStack:
         if self.private is not None:
             self.private.stop()
         with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:
-            conn.execute(f"select pg_terminate_backend(pid) from pg_stat_activity where usename in ('{self.ro}', '{self.rw}')")
+            conn.execute(
+                f"select pg_terminate_backend(pid) from pg_stat_activity where usename in ('{self.ro}', '{self.rw}')"
+            )
             conn.execute(f"drop schema if exists {self.schema} cascade")
             for role in (self.ro, self.rw):
                 conn.execute(f"drop owned by {role} cascade")

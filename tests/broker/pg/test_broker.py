@@ -93,7 +93,12 @@ def test_psql_verify_full_simple_protocol(stack: PgStack) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{stack.ro}|42"
     [rec] = statements(session_recording(stack, token.grant_id))
-    assert (rec.text, rec.protocol, rec.rows, rec.command_tag) == ("select current_user, 40 + 2", "simple", 1, "SELECT 1")
+    assert (rec.text, rec.protocol, rec.rows, rec.command_tag) == (
+        "select current_user, 40 + 2",
+        "simple",
+        1,
+        "SELECT 1",
+    )
     # The broker's certificate does not name 127.0.0.2: verify-full must fail there (TLS is really checked).
     bad = subprocess.run([psql, conninfo.replace("host=localhost", "host=127.0.0.2 hostaddr=127.0.0.1"), "-Xc",
                           "select 1"], env=env, capture_output=True, text=True, timeout=30)
@@ -287,7 +292,9 @@ def test_scram_and_md5_credential_injection(stack: PgStack) -> None:
         with connect(stack, token) as conn:
             assert conn.execute("select current_user").fetchone() == (role,)
             # The broker's own upstream connection: TLS verify-full for the SCRAM role (its URI asks so).
-            assert conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (upstream_tls,)
+            assert conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (
+                upstream_tls,
+            )
     # The private cluster really demands the password: the role cannot log in without it.
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(host="127.0.0.1", port=stack.private.port, user=stack.scram_role, dbname="postgres",
@@ -432,7 +439,7 @@ def test_backend_key_is_the_brokers_and_oversized_message_ends_only_that_client(
     pid, secret = p.parse_backend_key_data(key.body)
     tls.sendall(p.message(b"Q", b"select pg_backend_pid()\x00"))
     rows = read_until(tls, p.MessageReader(), b"Z")
-    data_row = [m for m in rows if m.type == b"D"][0]
+    data_row = next(m for m in rows if m.type == b"D")
     assert int(data_row.body[6:]) == pid  # the upstream's real pid, with the broker's own secret
     assert secret != 0
     tls.sendall(b"Q" + struct.pack("!I", MAX_MESSAGE + 100))
@@ -670,7 +677,9 @@ def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stac
     token = stack.login("alice", "testdb", stack.ro)
     with connect(stack, token, autocommit=True) as conn:
         assert conn.execute("select 'ended during the outage'").fetchone() == ("ended during the outage",)
-        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        [live] = (
+            stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        )
         stack.cp.kill()
     spooled = stack.broker_dir / "pending-ends" / f"{live.id}.json"
     try:
@@ -685,7 +694,9 @@ def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stac
         stack.start_broker()
     [session] = ended_sessions(stack, token.grant_id)
     assert session.end_reason == "client_exit" and session.recording_ref
-    assert any(e.text == "select 'ended during the outage'" for e in statements(session_recording(stack, token.grant_id)))
+    assert any(
+        e.text == "select 'ended during the outage'" for e in statements(session_recording(stack, token.grant_id))
+    )
     deadline = time.monotonic() + 5
     while spooled.exists():  # acknowledged, so no longer kept
         assert time.monotonic() < deadline, "an acknowledged end stayed in the spool"
@@ -695,8 +706,10 @@ def test_a_session_end_survives_a_control_plane_outage_and_a_broker_restart(stac
 def test_an_end_missed_during_an_outage_is_sent_once_the_control_plane_is_back(stack: PgStack) -> None:
     assert stack.cp is not None
     token = stack.login("alice", "testdb", stack.ro)
-    with connect(stack, token, autocommit=True) as conn:
-        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+    with connect(stack, token, autocommit=True):
+        [live] = (
+            stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        )
         stack.cp.kill()
     spooled = stack.broker_dir / "pending-ends" / f"{live.id}.json"
     try:
@@ -717,7 +730,9 @@ def test_a_killed_broker_reports_its_open_sessions_ended_in_error_at_restart(sta
     conn = connect(stack, token, autocommit=True)
     try:
         assert conn.execute("select 'before the crash'").fetchone() == ("before the crash",)
-        [live] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        [live] = (
+            stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+        )
         deadline = time.monotonic() + 10
         while not any(getattr(e, "text", "") == "select 'before the crash'" for e in store.open(live.id).events()):
             assert time.monotonic() < deadline, "the statement did not reach the recording"
@@ -756,7 +771,9 @@ def test_broker_shutdown_cuts_sessions_with_a_reason_and_seals_recordings(stack:
         stack.start_broker()
     events = session_recording(stack, token.grant_id)
     assert any(getattr(e, "text", "") == "select 'before shutdown'" for e in events)
-    [session] = stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+    [session] = (
+        stack.client("admin").access.ListSessions(access_pb2.ListSessionsRequest(grant_id=token.grant_id)).sessions
+    )
     assert session.end_reason == "broker_shutdown"
     # Whatever the earlier tests did to it, the broker never let an error go unhandled.
     log = stack.broker_log_text()

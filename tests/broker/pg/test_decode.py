@@ -31,7 +31,7 @@ def test_statement_lines_are_the_lines_of_decoded_statements() -> None:
     assert len(raws) == 7
     start = raws[0][STARTED] - 2.5
     lines = list(statement_lines(raws, start))
-    for raw, (line, text_len) in zip(raws, lines):
+    for raw, (line, text_len) in zip(raws, lines, strict=True):
         event = decode_statement(raw)
         event.t = max(0.0, event.started_at - start)
         assert line == event.to_line().encode("utf-8")

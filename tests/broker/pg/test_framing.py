@@ -29,7 +29,7 @@ def test_walker_same_result_for_any_split(cuts: list[int]) -> None:
               + msg(b"D", b"") + msg(b"Q", b"q" * 70 + b"\x00"))
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks, prev = [], 0
-    for c in points + [len(stream)]:
+    for c in [*points, len(stream)]:
         chunks.append(stream[prev:c])
         prev = c
     assert _walk(chunks) == _walk([stream]) == [

@@ -12,7 +12,6 @@ from tests.broker.pg.harness import LOCAL_PG, local_pg_available
 from tests.broker.pg.wire import cstr, msg
 from tests.support import require
 
-
 # ---------------------------------------------------------------- startup
 
 
@@ -108,7 +107,9 @@ def test_binary_parameters_read_as_postgresql_writes_them() -> None:
         for oid, values in BINARY_CASES.items():
             name = TYPE_NAMES[oid]
             for value in values:
-                sent, text = conn.execute(f"select {name}_send(%s::{name}), %s::{name}::text", (value, value)).fetchone()
+                sent, text = conn.execute(
+                    f"select {name}_send(%s::{name}), %s::{name}::text", (value, value)
+                ).fetchone()
                 shown = p.parse_bind_parameters(bind_body([bytes(sent)], binary=True), [oid])
                 assert shown == [text], (name, value)
     # Malformed binary values are shown as hex, never raise.

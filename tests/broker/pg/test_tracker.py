@@ -104,7 +104,7 @@ def test_closed_statements_are_forgotten() -> None:
 def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks, prev = [], 0
-    for c in points + [len(stream)]:
+    for c in [*points, len(stream)]:
         chunks.append(stream[prev:c])
         prev = c
     return [c for c in chunks if c]
@@ -253,8 +253,9 @@ def test_feed_times_each_chunk_by_when_it_passed_and_stops_at_a_refused_one() ->
                       (msg(b"T", b"x" * 30), False, 11.2),
                       (ROW + msg(b"C", cstr("SELECT 1")) + ready(), False, 11.7)])
     assert refused is None
-    assert [(r.text, r.started_at, round(r.duration_ms, 6), r.rows) for r in map(decode_statement, t.take_completed())] == [
-        ("update a set x = 1", 10.0, 500.0, 2), ("select 1", 11.0, 700.0, 1)]
+    assert [
+        (r.text, r.started_at, round(r.duration_ms, 6), r.rows) for r in map(decode_statement, t.take_completed())
+    ] == [("update a set x = 1", 10.0, 500.0, 2), ("select 1", 11.0, 700.0, 1)]
     t.from_client(msg(b"Q", cstr("select 2")))  # one at a time again: the tracker's own clock
     t.abandon("57P01", "cut")
     assert [r.started_at for r in map(decode_statement, t.take_completed())] == [99.0]

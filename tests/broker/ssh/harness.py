@@ -197,8 +197,16 @@ class SshStack:
         return ["ssh", "-p", str(self.broker_port), *self.ssh_options(key), *extra,
                 f"{login}@{resource}@127.0.0.1", *command]
 
-    def ssh(self, key: UserKey | Path, resource: str, *command: str, input: bytes | None = None,
-            timeout: float = 30, login: str = "root", extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
+    def ssh(
+        self,
+        key: UserKey | Path,
+        resource: str,
+        *command: str,
+        input: bytes | None = None,
+        timeout: float = 30,
+        login: str = "root",
+        extra: tuple[str, ...] = (),
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(self.ssh_argv(key, resource, *command, login=login, extra=extra), input=input,
                               capture_output=True, timeout=timeout)
 

@@ -12,7 +12,7 @@ import pytest
 from broker.ssh.auth import Refusal, check_certificate, install_certificate_hook, parse_user_name
 from ca import SSHCertificateAuthority, new_serial
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,9 @@ def cert_blob(ca: SSHCertificateAuthority, principal: str = "root@web-01", key_i
     return base64.b64decode(line.split()[1])
 
 
-def code_of(blob: bytes, ca: SSHCertificateAuthority, user: str = "root@web-01", revoked: frozenset[int] = frozenset()) -> str:
+def code_of(
+    blob: bytes, ca: SSHCertificateAuthority, user: str = "root@web-01", revoked: frozenset[int] = frozenset()
+) -> str:
     with pytest.raises(Refusal) as err:
         check_certificate(blob, user, [ca.public_key_line()], revoked)
     return err.value.code
@@ -55,7 +57,10 @@ def test_valid_certificate_yields_key_id_and_serial(ca: SSHCertificateAuthority)
 
 
 def test_refusal_codes(ca: SSHCertificateAuthority, tmp_path: Path) -> None:
-    assert code_of(cert_blob(ca, before=NOW - dt.timedelta(seconds=1), after=NOW - dt.timedelta(hours=1)), ca) == "cert.expired"
+    assert (
+        code_of(cert_blob(ca, before=NOW - dt.timedelta(seconds=1), after=NOW - dt.timedelta(hours=1)), ca)
+        == "cert.expired"
+    )
     assert code_of(cert_blob(ca), ca, user="root@web-02") == "cert.principal_mismatch"
     assert code_of(cert_blob(ca, serial=777), ca, revoked=frozenset({777})) == "cert.revoked"
     other = SSHCertificateAuthority.load_or_create(tmp_path, b"o" * 32, name="user-ca")

@@ -160,8 +160,8 @@ def test_scp_both_ways_and_sftp(stack: SshStack, alice: UserKey, tmp_path: Path)
     assert back.read_bytes() == payload
 
     batch = tmp_path / "batch"
-    batch.write_text("mkdir /tmp/jitgate-sftp-dir\nput {0} /tmp/jitgate-sftp-dir/a\nrename /tmp/jitgate-sftp-dir/a "
-                     "/tmp/jitgate-sftp-dir/b\nget /tmp/jitgate-sftp-dir/b {1}\nrm /tmp/jitgate-sftp-dir/b\n"
+    batch.write_text("mkdir /tmp/jitgate-sftp-dir\nput {} /tmp/jitgate-sftp-dir/a\nrename /tmp/jitgate-sftp-dir/a "
+                     "/tmp/jitgate-sftp-dir/b\nget /tmp/jitgate-sftp-dir/b {}\nrm /tmp/jitgate-sftp-dir/b\n"
                      "rmdir /tmp/jitgate-sftp-dir\n".format(src, tmp_path / "sftp-back.bin"))
     r = subprocess.run(stack.sftp_argv(alice, "web-01", batch), capture_output=True, timeout=30)
     assert r.returncode == 0, text(r)
@@ -255,7 +255,7 @@ def test_revocation_cuts_live_session(stack: SshStack) -> None:
     assert proc.stdout is not None and proc.stdout.readline() == b"started\n"  # relaying
     stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="incident 7"))
     revoked_at = time.monotonic()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     elapsed = time.monotonic() - revoked_at
     assert proc.returncode != 0
     assert b"was revoked" in err and b"incident 7" in err, err
@@ -311,7 +311,7 @@ def test_expired_certificate_is_refused(stack: SshStack, alice: UserKey) -> None
     from controlplane.identity import open_ssh_cas
 
     user_ca, _ = open_ssh_cas(stack.cp.data)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     key = sign_with(user_ca, stack.new_key(), alice.grant_id, "root@web-01",
                     now - dt.timedelta(hours=2), now - dt.timedelta(hours=1))
     refused(stack.ssh(key, "web-01", "echo should-not-run"), "expired")
@@ -329,7 +329,7 @@ def test_revoked_grant_certificate_is_refused(stack: SshStack) -> None:
 
 def test_foreign_ca_certificate_is_refused(stack: SshStack, alice: UserKey, tmp_path: Path) -> None:
     foreign = SSHCertificateAuthority.load_or_create(tmp_path / "foreign", b"p" * 32, name="user-ca")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     key = sign_with(foreign, stack.new_key(), alice.grant_id, "root@web-01", now - dt.timedelta(minutes=1),
                     now + dt.timedelta(hours=1))
     refused(stack.ssh(key, "web-01", "echo should-not-run"), "untrusted CA")
@@ -428,7 +428,7 @@ def test_jitgate_ssh_finds_grant_and_refreshes_certificate_after_extension(stack
     assert r.returncode == 0, text(r)
     second = parse_certificate(cert.read_text())
     assert second.serial != first.serial
-    assert second.valid_before == extended.expires_at.ToDatetime(tzinfo=dt.timezone.utc).replace(microsecond=0)
+    assert second.valid_before == extended.expires_at.ToDatetime(tzinfo=dt.UTC).replace(microsecond=0)
 
     r = jitgate(stack, "alice", ssh_dir, "ssh-config")
     assert r.returncode == 0, text(r)

@@ -9,7 +9,7 @@ import pytest
 from broker.cpclient import GrantChange
 from broker.monitor import BROKER_SHUTDOWN, EXPIRED, REVOKED, FakeClock, MonitorHub, SessionMonitor
 
-T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.UTC)
 
 
 class Seen:
@@ -51,7 +51,9 @@ async def test_warns_once_then_cuts_at_deadline() -> None:
     clock.advance(1)
     await settle()
     assert len(seen.warnings) == 1
-    assert "web-01" in seen.warnings[0] and "12:01:00 UTC" in seen.warnings[0] and "jitgate extend g1" in seen.warnings[0]
+    assert (
+        "web-01" in seen.warnings[0] and "12:01:00 UTC" in seen.warnings[0] and "jitgate extend g1" in seen.warnings[0]
+    )
     clock.advance(9.5)
     await settle()
     assert seen.cuts == [] and len(seen.warnings) == 1
