@@ -203,13 +203,15 @@ def seed_grants(cp: ControlPlane, n: int) -> dt.datetime:
     users = ["alice", "bob", "sam", "sara", "dave"]
     probe = time.monotonic()
     for i in range(100):
-        core.requests.create_request(users[i % len(users)], "web-dev-01", login="deploy", duration=dt.timedelta(hours=1),
-                            reason=f"probe {i}")
+        core.requests.create_request(
+            users[i % len(users)], "web-dev-01", login="deploy", duration=dt.timedelta(hours=1), reason=f"probe {i}"
+        )
     per_grant = (time.monotonic() - probe) / 100
     deadline = t0 + dt.timedelta(seconds=20 + 2 * per_grant * n)
     for i in range(n):
-        core.requests.create_request(users[i % len(users)], "dev-db", role="readonly", duration=deadline - t0,
-                            reason=f"expiry bench {i}")
+        core.requests.create_request(
+            users[i % len(users)], "dev-db", role="readonly", duration=deadline - t0, reason=f"expiry bench {i}"
+        )
     store.close()
     return deadline
 
@@ -219,8 +221,9 @@ async def await_expiry(cp: ControlPlane, ids_expected: int, deadline: dt.datetim
     seconds from the deadline until an admin's watch stream has delivered every grant.expired)."""
     from jitgate.v1 import access_pb2, access_pb2_grpc, types_pb2
 
-    channel = grpc.aio.secure_channel(cp.address, cp.credentials("ada"),
-                                      options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    channel = grpc.aio.secure_channel(
+        cp.address, cp.credentials("ada"), options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    )
     stub = access_pb2_grpc.AccessServiceStub(channel)
 
     async def watch() -> dt.datetime:
@@ -238,8 +241,9 @@ async def await_expiry(cp: ControlPlane, ids_expected: int, deadline: dt.datetim
         while dt.datetime.now(dt.UTC) < deadline:
             await asyncio.sleep(0.01)
         while True:
-            active = await stub.ListRequests(access_pb2.ListRequestsRequest(
-                resource="dev-db", states=[types_pb2.REQUEST_STATE_ACTIVE], page_size=1))
+            active = await stub.ListRequests(
+                access_pb2.ListRequestsRequest(resource="dev-db", states=[types_pb2.REQUEST_STATE_ACTIVE], page_size=1)
+            )
             if not active.requests:
                 return dt.datetime.now(dt.UTC)
             await asyncio.sleep(0.01)
@@ -247,8 +251,11 @@ async def await_expiry(cp: ControlPlane, ids_expected: int, deadline: dt.datetim
     watched, listed = await asyncio.gather(watch(), states())
     expired, token = 0, ""
     while True:  # pages are bounded (controlplane/bounds.py): follow the page tokens
-        page = await stub.ListRequests(access_pb2.ListRequestsRequest(
-            resource="dev-db", states=[types_pb2.REQUEST_STATE_EXPIRED], page_token=token))
+        page = await stub.ListRequests(
+            access_pb2.ListRequestsRequest(
+                resource="dev-db", states=[types_pb2.REQUEST_STATE_EXPIRED], page_token=token
+            )
+        )
         expired += len(page.requests)
         token = page.next_page_token
         if not token:
@@ -262,8 +269,9 @@ async def await_expiry(cp: ControlPlane, ids_expected: int, deadline: dt.datetim
 # -- main -------------------------------------------------------------------------------------------
 
 
-async def throughput(cp: ControlPlane, echo_pid: int, echo_port: int, clients: int,
-                     seconds: float) -> tuple[Result, Result]:
+async def throughput(
+    cp: ControlPlane, echo_pid: int, echo_port: int, clients: int, seconds: float
+) -> tuple[Result, Result]:
     echo = await drive("echo (aio)", clients, seconds, echo_factory(echo_port, cp.credentials("alice")), echo_pid)
     assert cp.proc is not None
     control = await drive("control plane", clients, seconds, cp_factory(cp), cp.proc.pid)
@@ -297,16 +305,20 @@ def main() -> None:
         )
         echo_proc, echo_port = start_echo(echo_identity(cp, tmp / "echo-server"), tmp)
         try:
-            print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, "
-                  f"{os.cpu_count()} cores")
+            print(
+                f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, "
+                f"{os.cpu_count()} cores"
+            )
             control, echo = asyncio.run(throughput(cp, echo_proc.pid, echo_port, args.clients, args.seconds))
             print(echo.line())
             print(control.line())
             ratio = control.throughput / echo.throughput
-            print(f"throughput ratio control plane / echo: {ratio:.2f} (goal >= 0.40); "
-                  f"control plane p99 {control.pct(0.99):.2f} ms (goal < 20 ms); "
-                  f"p99 ratio {control.pct(0.99) / echo.pct(0.99):.1f}x; "
-                  f"server CPU per op ratio {control.cpu_ms_per_op / echo.cpu_ms_per_op:.1f}x")
+            print(
+                f"throughput ratio control plane / echo: {ratio:.2f} (goal >= 0.40); "
+                f"control plane p99 {control.pct(0.99):.2f} ms (goal < 20 ms); "
+                f"p99 ratio {control.pct(0.99) / echo.pct(0.99):.1f}x; "
+                f"server CPU per op ratio {control.cpu_ms_per_op / echo.cpu_ms_per_op:.1f}x"
+            )
 
             if args.grants <= 0:
                 return
@@ -318,9 +330,11 @@ def main() -> None:
             if dt.datetime.now(dt.UTC) >= deadline:
                 raise SystemExit("seeding took too long: the grants expired before the server was back")
             to_state, to_events = asyncio.run(await_expiry(cp, args.grants, deadline))
-            print(f"{args.grants} grants expiring at the same instant (seeded in {seeded:.1f} s): all EXPIRED "
-                  f"in ListRequests {to_state:.2f} s after the deadline (goal < 2 s); every grant.expired "
-                  f"event delivered to a watcher {to_events:.2f} s after")
+            print(
+                f"{args.grants} grants expiring at the same instant (seeded in {seeded:.1f} s): all EXPIRED "
+                f"in ListRequests {to_state:.2f} s after the deadline (goal < 2 s); every grant.expired "
+                f"event delivered to a watcher {to_events:.2f} s after"
+            )
         finally:
             echo_proc.terminate()
             echo_proc.wait()

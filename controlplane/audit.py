@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.model import AuditRecord
@@ -27,7 +27,7 @@ SECRET_KEYS = frozenset({"token", "db_token", "password", "private_key", "secret
 @functools.lru_cache(maxsize=256)
 def format_at(at: datetime) -> str:
     """The timestamp as hashed: UTC, microseconds, `Z` (cached: batches share one time)."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def data_text(data: dict[str, Any]) -> str:
@@ -46,7 +46,7 @@ def canonical(seq: int, at: datetime, type_: str, actor: str, subject: str,
     return ("[" + ",".join(parts) + "]").encode()
 
 
-_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C quoting json.dumps uses
+_str = json.encoder.encode_basestring  # the C quoting json.dumps uses
 
 
 def event_hash(seq: int, at: datetime, type_: str, actor: str, subject: str,

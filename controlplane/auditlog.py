@@ -32,7 +32,7 @@ class AuditLog:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def audit_events(self, after_seq: int = 0, type: str = "", subject: str = "",  # noqa: A002
+    def audit_events(self, after_seq: int = 0, type: str = "", subject: str = "",
                      limit: int = 100, since: datetime | None = None) -> list[AuditRecord]:
         """Events after `after_seq` in order; `type` may end with `*` for a prefix."""
         limit = max(1, min(int(limit or 100), MAX_EVENTS))

@@ -45,11 +45,13 @@ Responses (each within the 1 MiB message limit of `jitgate.wire`):
 | dashboard lists | a third of a message each | rows in the core's order while they fit |
 | VerifyChain problems | as many as fit | then "... and N more" |
 """
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -60,29 +62,29 @@ from jitgate.wire import MAX_MESSAGE_BYTES
 KiB = 1024
 
 # -- text bounds (UTF-8 bytes) -----------------------------------------------------------------
-FREE_TEXT = 2 * KiB   # reason, justification, comment: a few sentences a person reads before approving
-TICKET = 256          # an issue key or a URL
-ID = 64               # our ids are 16 hex characters; extensions add `.<n>`
-NAME = 128            # user, resource, login, role, broker and identity names
+FREE_TEXT = 2 * KiB  # reason, justification, comment: a few sentences a person reads before approving
+TICKET = 256  # an issue key or a URL
+ID = 64  # our ids are 16 hex characters; extensions add `.<n>`
+NAME = 128  # user, resource, login, role, broker and identity names
 PRINCIPAL = 2 * NAME + 64  # `login@target`
 PUBLIC_KEY = 8 * KiB  # a 16384-bit RSA public key line is ~2.8 KB
 CERTIFICATE = 16 * KiB  # a certificate line: the key, the CA's key and its signature
-DB_TOKEN = 256        # ours are 43 characters
-PAGE_TOKEN = 32       # a row number
-WORD = 64             # event types, kinds, channels, end reasons, refusal codes
-ADDRESS = 256         # host:port, IPv6 included
+DB_TOKEN = 256  # ours are 43 characters
+PAGE_TOKEN = 32  # a row number
+WORD = 64  # event types, kinds, channels, end reasons, refusal codes
+ADDRESS = 256  # host:port, IPv6 included
 RECORDING_REF = 1 * KiB  # a path or object key
-DIGEST = 256          # a hex digest with its algorithm name
-FILENAME = 256        # a policy file's name, for error positions
+DIGEST = 256  # a hex digest with its algorithm name
+FILENAME = 256  # a policy file's name, for error positions
 # A message the control plane composes around user text (e.g. "revoked by NAME: reason").
 COMPOSED_TEXT = FREE_TEXT + NAME + 128
 
 # -- numbers ----------------------------------------------------------------------------------
 MAX_DURATION = dt.timedelta(days=366)  # no grant or extension is longer than a year
-MAX_EXPORT_DAYS = 3660                 # ten years of history
-MAX_IDENTITY_DAYS = 365                # identities are renewed at least yearly
-MAX_TYPES = 64                         # WatchEvents filters: more than every event type there is
-MAX_STATES = 16                        # ListRequests filters: there are 7 states
+MAX_EXPORT_DAYS = 3660  # ten years of history
+MAX_IDENTITY_DAYS = 365  # identities are renewed at least yearly
+MAX_TYPES = 64  # WatchEvents filters: more than every event type there is
+MAX_STATES = 16  # ListRequests filters: there are 7 states
 INT64_MAX = 2**63 - 1
 
 # -- responses --------------------------------------------------------------------------------
@@ -137,64 +139,92 @@ _BY_POLICY = Text(MAX_MESSAGE_BYTES)  # policy/ bounds the content further
 # Every field of every request message, as "<Message>.<field>".
 FIELDS: dict[str, Bound] = {
     # AccessService
-    "CreateRequestRequest.resource": Text(NAME), "CreateRequestRequest.login": Text(NAME),
-    "CreateRequestRequest.role": Text(NAME), "CreateRequestRequest.duration": _DURATION,
-    "CreateRequestRequest.reason": Text(FREE_TEXT), "CreateRequestRequest.ticket": Text(TICKET),
+    "CreateRequestRequest.resource": Text(NAME),
+    "CreateRequestRequest.login": Text(NAME),
+    "CreateRequestRequest.role": Text(NAME),
+    "CreateRequestRequest.duration": _DURATION,
+    "CreateRequestRequest.reason": Text(FREE_TEXT),
+    "CreateRequestRequest.ticket": Text(TICKET),
     "GetRequestRequest.id": Text(ID),
-    "ListRequestsRequest.user": Text(NAME), "ListRequestsRequest.resource": Text(NAME),
-    "ListRequestsRequest.states": Many(MAX_STATES), "ListRequestsRequest.page_size": _PAGE_SIZE,
+    "ListRequestsRequest.user": Text(NAME),
+    "ListRequestsRequest.resource": Text(NAME),
+    "ListRequestsRequest.states": Many(MAX_STATES),
+    "ListRequestsRequest.page_size": _PAGE_SIZE,
     "ListRequestsRequest.page_token": Text(PAGE_TOKEN),
-    "DecideRequest.id": Text(ID), "DecideRequest.comment": Text(FREE_TEXT),
+    "DecideRequest.id": Text(ID),
+    "DecideRequest.comment": Text(FREE_TEXT),
     "CancelRequest.id": Text(ID),
-    "ExtendRequest.id": Text(ID), "ExtendRequest.duration": _DURATION,
+    "ExtendRequest.id": Text(ID),
+    "ExtendRequest.duration": _DURATION,
     "ExtendRequest.justification": Text(FREE_TEXT),
-    "RevokeRequest.id": Text(ID), "RevokeRequest.reason": Text(FREE_TEXT),
-    "ReviewRequest.id": Text(ID), "ReviewRequest.comment": Text(FREE_TEXT),
-    "RecommendDurationRequest.resource": Text(NAME), "RecommendDurationRequest.login": Text(NAME),
-    "RecommendDurationRequest.role": Text(NAME), "RecommendDurationRequest.reason": Text(FREE_TEXT),
+    "RevokeRequest.id": Text(ID),
+    "RevokeRequest.reason": Text(FREE_TEXT),
+    "ReviewRequest.id": Text(ID),
+    "ReviewRequest.comment": Text(FREE_TEXT),
+    "RecommendDurationRequest.resource": Text(NAME),
+    "RecommendDurationRequest.login": Text(NAME),
+    "RecommendDurationRequest.role": Text(NAME),
+    "RecommendDurationRequest.reason": Text(FREE_TEXT),
     "RecommendDurationRequest.ticket": Text(TICKET),
-    "IssueSshCertificateRequest.grant_id": Text(ID), "IssueSshCertificateRequest.public_key": Text(PUBLIC_KEY),
+    "IssueSshCertificateRequest.grant_id": Text(ID),
+    "IssueSshCertificateRequest.public_key": Text(PUBLIC_KEY),
     "IssueDatabaseTokenRequest.grant_id": Text(ID),
-    "ListSessionsRequest.grant_id": Text(ID), "ListSessionsRequest.user": Text(NAME),
-    "ListSessionsRequest.resource": Text(NAME), "ListSessionsRequest.page_size": _PAGE_SIZE,
+    "ListSessionsRequest.grant_id": Text(ID),
+    "ListSessionsRequest.user": Text(NAME),
+    "ListSessionsRequest.resource": Text(NAME),
+    "ListSessionsRequest.page_size": _PAGE_SIZE,
     "ListSessionsRequest.page_token": Text(PAGE_TOKEN),
     "GetSessionRequest.id": Text(ID),
     "WatchEventsRequest.types": Many(MAX_TYPES, Text(WORD)),
     # BrokerService
-    "AuthorizeSessionRequest.broker": Text(NAME), "AuthorizeSessionRequest.kind": Text(WORD),
-    "AuthorizeSessionRequest.resource": Text(NAME), "AuthorizeSessionRequest.login": Text(NAME),
-    "AuthorizeSessionRequest.role": Text(NAME), "AuthorizeSessionRequest.client_address": Text(ADDRESS),
+    "AuthorizeSessionRequest.broker": Text(NAME),
+    "AuthorizeSessionRequest.kind": Text(WORD),
+    "AuthorizeSessionRequest.resource": Text(NAME),
+    "AuthorizeSessionRequest.login": Text(NAME),
+    "AuthorizeSessionRequest.role": Text(NAME),
+    "AuthorizeSessionRequest.client_address": Text(ADDRESS),
     "AuthorizeSessionRequest.channel": Text(WORD),
-    "SshCredential.key_id": Text(ID), "SshCredential.principal": Text(PRINCIPAL),
+    "SshCredential.key_id": Text(ID),
+    "SshCredential.principal": Text(PRINCIPAL),
     "SshCredential.certificate": Text(CERTIFICATE),
     "DatabaseCredential.token": Text(DB_TOKEN),
     "IssueUpstreamCertificateRequest.session_id": Text(ID),
     "IssueUpstreamCertificateRequest.public_key": Text(PUBLIC_KEY),
-    "ReportSessionEndRequest.session_id": Text(ID), "ReportSessionEndRequest.reason": Text(WORD),
-    "ReportSessionEndRequest.bytes_in": _NOT_NEGATIVE, "ReportSessionEndRequest.bytes_out": _NOT_NEGATIVE,
+    "ReportSessionEndRequest.session_id": Text(ID),
+    "ReportSessionEndRequest.reason": Text(WORD),
+    "ReportSessionEndRequest.bytes_in": _NOT_NEGATIVE,
+    "ReportSessionEndRequest.bytes_out": _NOT_NEGATIVE,
     "ReportSessionEndRequest.recording_ref": Text(RECORDING_REF),
     "ReportSessionEndRequest.recording_hash": Text(DIGEST),
     "ReportActivityRequest.session_id": Text(ID),
-    "ReportActivityRequest.bytes_in": _NOT_NEGATIVE, "ReportActivityRequest.bytes_out": _NOT_NEGATIVE,
+    "ReportActivityRequest.bytes_in": _NOT_NEGATIVE,
+    "ReportActivityRequest.bytes_out": _NOT_NEGATIVE,
     # A refusal report carries attacker-chosen text: cut, never refused, so the refusal is still audited.
-    "ReportRefusalRequest.broker": Text(NAME, clip=True), "ReportRefusalRequest.kind": Text(WORD, clip=True),
-    "ReportRefusalRequest.user": Text(2 * NAME, clip=True), "ReportRefusalRequest.resource": Text(NAME, clip=True),
-    "ReportRefusalRequest.code": Text(WORD, clip=True), "ReportRefusalRequest.message": Text(512, clip=True),
+    "ReportRefusalRequest.broker": Text(NAME, clip=True),
+    "ReportRefusalRequest.kind": Text(WORD, clip=True),
+    "ReportRefusalRequest.user": Text(2 * NAME, clip=True),
+    "ReportRefusalRequest.resource": Text(NAME, clip=True),
+    "ReportRefusalRequest.code": Text(WORD, clip=True),
+    "ReportRefusalRequest.message": Text(512, clip=True),
     "ReportRefusalRequest.client_address": Text(ADDRESS, clip=True),
     "ReportRefusalRequest.count": _NOT_NEGATIVE,
     # about a dozen codes exist; a person reads a few names tried
     "ReportRefusalRequest.codes": Many(32, Text(WORD, clip=True), clip=True),
     "ReportRefusalRequest.samples": Many(8, Text(NAME, clip=True), clip=True),
     # AuditService
-    "ListEventsRequest.after_seq": _NOT_NEGATIVE, "ListEventsRequest.type": Text(WORD),
-    "ListEventsRequest.subject": Text(NAME), "ListEventsRequest.page_size": _PAGE_SIZE,
+    "ListEventsRequest.after_seq": _NOT_NEGATIVE,
+    "ListEventsRequest.type": Text(WORD),
+    "ListEventsRequest.subject": Text(NAME),
+    "ListEventsRequest.page_size": _PAGE_SIZE,
     "ExportEventsRequest.after_seq": _NOT_NEGATIVE,
     "ExportRequestsRequest.days": Range(0, MAX_EXPORT_DAYS),
     "ExportHistoryRequest.days": Range(0, MAX_EXPORT_DAYS),
     # AdminService
-    "IssueIdentityRequest.name": Text(NAME), "IssueIdentityRequest.days": Range(0, MAX_IDENTITY_DAYS),
+    "IssueIdentityRequest.name": Text(NAME),
+    "IssueIdentityRequest.days": Range(0, MAX_IDENTITY_DAYS),
     # PolicyService (policy/ checks the content itself)
-    "ValidatePolicyRequest.content": _BY_POLICY, "ValidatePolicyRequest.filename": Text(FILENAME),
+    "ValidatePolicyRequest.content": _BY_POLICY,
+    "ValidatePolicyRequest.filename": Text(FILENAME),
     "DryRunRequest.request_json": _BY_POLICY,
 }
 
@@ -250,6 +280,7 @@ def _text_check(field: str, bound: Text) -> Check:
                 setattr(msg, field, clip(value, bound.limit))
             else:
                 raise _too_long(prefix + field, size, bound.limit)
+
     return check
 
 
@@ -258,13 +289,14 @@ def _many_check(field: str, bound: Many, is_map: bool = False) -> Check:
         values = getattr(msg, field)
         if len(values) > bound.count:
             if not bound.clip:
-                raise JitError("invalid.too_many",
-                               f"`{prefix + field}` has {len(values)} entries; the limit is {bound.count}")
+                raise JitError(
+                    "invalid.too_many", f"`{prefix + field}` has {len(values)} entries; the limit is {bound.count}"
+                )
             if is_map:
-                for key in sorted(values, key=lambda k: -values[k])[bound.count:]:
+                for key in sorted(values, key=lambda k: -values[k])[bound.count :]:
                     del values[key]
             else:
-                del values[bound.count:]
+                del values[bound.count :]
         if bound.each is None:
             return
         if is_map:
@@ -276,6 +308,7 @@ def _many_check(field: str, bound: Many, is_map: bool = False) -> Check:
                 if not bound.each.clip:
                     raise _too_long(f"{prefix + field}[]", size, bound.each.limit)
                 values[i] = clip(value, bound.each.limit)
+
     return check
 
 
@@ -296,9 +329,12 @@ def _number_check(field: str, bound: Range, seconds: bool = False) -> Check:
         low_ok = value > bound.low if bound.low_open else value >= bound.low
         if not (low_ok and value <= bound.high):
             unit = f" seconds ({_num(bound.high / 86400)} days)" if seconds else ""
-            raise JitError("invalid.out_of_range",
-                           f"`{prefix + field}` is {_num(value)}{' seconds' if seconds else ''}; "
-                           f"it must be {_range_text(bound)}{unit}")
+            raise JitError(
+                "invalid.out_of_range",
+                f"`{prefix + field}` is {_num(value)}{' seconds' if seconds else ''}; "
+                f"it must be {_range_text(bound)}{unit}",
+            )
+
     return check
 
 
@@ -311,8 +347,12 @@ def _enum_check(fd: FieldDescriptor) -> Check:
         values = getattr(msg, fd.name) if repeated else (getattr(msg, fd.name),)
         for value in values:
             if value not in allowed:
-                raise JitError("invalid.enum", f"`{prefix + fd.name}` has no value {value} "
-                                               f"(allowed: {', '.join(str(n) for n in sorted(allowed))})")
+                raise JitError(
+                    "invalid.enum",
+                    f"`{prefix + fd.name}` has no value {value} "
+                    f"(allowed: {', '.join(str(n) for n in sorted(allowed))})",
+                )
+
     return check
 
 
@@ -322,6 +362,7 @@ def _timestamp_check(field: str) -> Check:
             ts = getattr(msg, field)
             if not (_TIMESTAMP_MIN <= ts.seconds <= _TIMESTAMP_MAX and 0 <= ts.nanos < 10**9):
                 raise JitError("invalid.out_of_range", f"`{prefix + field}` is not a time between years 1 and 9999")
+
     return check
 
 
@@ -329,6 +370,7 @@ def _nested_check(field: str, inner: Callable[[Any, str], None]) -> Check:
     def check(msg: Any, prefix: str) -> None:
         if msg.HasField(field):
             inner(getattr(msg, field), f"{prefix}{field}.")
+
     return check
 
 
@@ -377,11 +419,12 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
     def check_all(msg: Any, prefix: str) -> None:
         for check in frozen:
             check(msg, prefix)
+
     return check_all
 
 
 def _request_types_by_method() -> dict[str, Descriptor]:
-    """"/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
+    """ "/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
     out: dict[str, Descriptor] = {}
     for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
@@ -397,7 +440,8 @@ def request_types() -> list[Descriptor]:
 
 _CHECKERS: dict[str, Callable[[Any, str], None]] = {d.full_name: _compile(d) for d in request_types()}
 _CHECKERS_BY_METHOD: dict[str, Callable[[Any, str], None]] = {
-    method: _CHECKERS[d.full_name] for method, d in _request_types_by_method().items()}
+    method: _CHECKERS[d.full_name] for method, d in _request_types_by_method().items()
+}
 
 
 def check_request(msg: Any) -> None:
@@ -423,7 +467,21 @@ def page_limit(asked: int, maximum: int, default: int = 50) -> int:
 
 
 __all__ = [
-    "FIELDS", "FREE_TEXT", "MAX_DURATION", "MAX_REQUEST_PAGE", "MAX_ROW_BYTES", "MAX_SESSION_PAGE",
-    "MAX_SESSION_ROW_BYTES", "MissingBound", "Many", "Range", "ROWS_BUDGET", "Text", "check_request", "clip",
-    "page_limit", "request_checker", "request_types",
+    "FIELDS",
+    "FREE_TEXT",
+    "MAX_DURATION",
+    "MAX_REQUEST_PAGE",
+    "MAX_ROW_BYTES",
+    "MAX_SESSION_PAGE",
+    "MAX_SESSION_ROW_BYTES",
+    "ROWS_BUDGET",
+    "Many",
+    "MissingBound",
+    "Range",
+    "Text",
+    "check_request",
+    "clip",
+    "page_limit",
+    "request_checker",
+    "request_types",
 ]

@@ -17,9 +17,10 @@ recommend_coverage: 0.85  # share of grants a recommended duration should cover
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -21,10 +21,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from jitgate.v1 import types_pb2
-
 from controlplane import convert
 from controlplane.model import Change
+from jitgate.v1 import types_pb2
 
 log = logging.getLogger(__name__)
 

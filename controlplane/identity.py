@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def _server_cert_fits(cert_path: Path, ca: X509CA, names: list[str], ips: list[s
         cert.verify_directly_issued_by(ca.certificate)
     except Exception:  # any unreadable or foreign certificate is simply reissued
         return False
-    if cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) < _SERVER_CERT_RENEW:
+    if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < _SERVER_CERT_RENEW:
         return False
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     have_dns = set(san.get_values_for_type(x509.DNSName))
@@ -114,7 +115,9 @@ def _server_cert_fits(cert_path: Path, ca: X509CA, names: list[str], ips: list[s
     return set(names) <= have_dns and {str(ipaddress.ip_address(i)) for i in ips} <= have_ips
 
 
-def init_pki(data_dir: DataDir, server_names: list[str] | None = None, server_ips: list[str] | None = None) -> ServerPki:
+def init_pki(
+    data_dir: DataDir, server_names: list[str] | None = None, server_ips: list[str] | None = None
+) -> ServerPki:
     """Load the CAs and the server certificate, creating what is missing (first start)."""
     names = list(server_names or [])
     ips = list(server_ips or [])
@@ -150,12 +153,12 @@ def issue_identity_bundle(ca: X509CA, name: str, out_dir: Path, days: int = 90) 
     return write_identity_bundle(bundle, ca.ca_cert_pem, Path(out_dir))
 
 
-def caller_name(auth_context: dict[str, list[bytes]]) -> str | None:
+def caller_name(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
     """The CN of the verified client certificate in a gRPC auth context, or None."""
-    names = auth_context.get("x509_common_name") or []
+    names = list(auth_context.get("x509_common_name") or [])
     if len(names) == 1 and names[0]:
         return names[0].decode("utf-8", "replace")
-    pems = auth_context.get("x509_pem_cert") or []
+    pems = list(auth_context.get("x509_pem_cert") or [])
     if pems:
         try:
             return peer_name_from_cert(pems[0])

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from controlplane.errors import JitError
@@ -40,7 +40,7 @@ AuditEntry = tuple[str, str, str, dict[str, Any], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class PolicyHolder(Protocol):
@@ -59,7 +59,7 @@ class StaticPolicy:
 
 def iso(dt: datetime | None) -> str | None:
     """RFC 3339 UTC with `Z`, as audit event data writes times."""
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if dt else None
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z") if dt else None
 
 
 def fmt_td(td: timedelta) -> str:

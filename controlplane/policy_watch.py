@@ -11,9 +11,10 @@ import datetime as dt
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from policy import PolicySet, load_policy_set
 
@@ -79,7 +80,7 @@ class PolicyHolder:
 
     def __init__(self, path: Path, policy_set: PolicySet, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.path = Path(path)
-        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._current = policy_set
         self._loaded_at = self._clock()
         self._fingerprint = fingerprint(self.path)

@@ -18,14 +18,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 import grpc
+from grpc_health.v1 import _async as health_aio  # what `health.aio` names
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ca.errors import CAError
-from jitgate.errors import JitgateError
 from ca.keystore import ensure_private_dir
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
@@ -39,8 +39,19 @@ from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import Guard, GuardedRegistry
 from controlplane.servicers.policy import PolicyServicer
 from jitgate import wire
-from jitgate.v1 import access_pb2, access_pb2_grpc, admin_pb2, admin_pb2_grpc, audit_pb2, audit_pb2_grpc
-from jitgate.v1 import broker_pb2, broker_pb2_grpc, policy_pb2, policy_pb2_grpc
+from jitgate.errors import JitgateError
+from jitgate.v1 import (
+    access_pb2,
+    access_pb2_grpc,
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    broker_pb2,
+    broker_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+)
 
 log = logging.getLogger("controlplane.server")
 
@@ -119,8 +130,8 @@ class LazyRecommender:
                 try:
                     from recommend import Recommender
 
-                    extra = {} if self._coverage is None else {"coverage": self._coverage}
-                    self._inner = Recommender(self._model_dir, **extra)
+                    self._inner = (Recommender(self._model_dir) if self._coverage is None
+                                   else Recommender(self._model_dir, coverage=self._coverage))
                 except Exception:
                     self._failed = True
                     log.exception("duration recommender unavailable")
@@ -160,7 +171,7 @@ def load_policies(config: ServerConfig) -> PolicyHolder:
         raise StartError("policies refused:\n" + "\n".join(error_lines(e))) from None
 
 
-def _add_services(server: grpc.aio.Server, deps: Deps) -> health.aio.HealthServicer:
+def _add_services(server: grpc.aio.Server, deps: Deps) -> health_aio.HealthServicer:
     # Every jitgate service behind the Guard, wrapped once at registration (not per call).
     guarded = GuardedRegistry(server, Guard(deps.core.ledger.roles_of))
     access_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(deps), guarded)
@@ -168,7 +179,7 @@ def _add_services(server: grpc.aio.Server, deps: Deps) -> health.aio.HealthServi
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), guarded)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), guarded)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), guarded)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -295,4 +306,4 @@ def run_server(config: ServerConfig) -> int:
     return 0
 
 
-__all__ = ["ControlPlaneServer", "StartError", "open_core", "run_server", "SERVICE_NAMES"]
+__all__ = ["SERVICE_NAMES", "ControlPlaneServer", "StartError", "open_core", "run_server"]

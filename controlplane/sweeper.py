@@ -80,7 +80,7 @@ class Sweeper:
             if self._target is None or deadline < self._target:
                 self._cond.notify_all()
 
-    def _sweep_once(self) -> datetime | None | bool:
+    def _sweep_once(self) -> datetime | bool | None:
         try:
             self.sweeps += 1
             return self.core.grants.sweep()
@@ -88,7 +88,7 @@ class Sweeper:
             log.exception("sweep failed; retrying")
             return False  # retry after ERROR_BACKOFF
 
-    def _run(self, nxt: datetime | None | bool) -> None:
+    def _run(self, nxt: datetime | bool | None) -> None:
         while True:
             with self._cond:
                 while not self._stopping and not self._dirty:

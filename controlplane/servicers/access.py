@@ -1,7 +1,8 @@
 """AccessService: asking for, deciding on and ending access; sessions; the watch stream."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -101,7 +102,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         out = access_pb2.IssueSshCertificateResponse(
             certificate=cert, serial=serial, principals=list(principals),
             broker_address=self.d.config.ssh_broker_address)
-        out.valid_before.CopyFrom(convert.ts(valid_before))
+        out.valid_before.CopyFrom(convert.ts_at(valid_before))
         return out
 
     async def IssueDatabaseToken(
@@ -116,7 +117,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             broker_address=self.d.config.pg_broker_address,
             database=getattr(resource, "database", "") or "",
         )
-        out.expires_at.CopyFrom(convert.ts(expires_at))
+        out.expires_at.CopyFrom(convert.ts_at(expires_at))
         return out
 
     async def ListSessions(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListSessionsResponse:

@@ -1,7 +1,8 @@
 """AuditService: the hash-chained event log and history exports (admins only)."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -44,7 +45,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         out.events.extend(page)
         return out
 
-    async def ExportEvents(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[types_pb2.AuditEvent]:
+    async def ExportEvents(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[types_pb2.AuditEvent]:
         require_role("admin", "export the audit log")
         after = request.after_seq
         while True:
@@ -65,7 +68,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         for row in rows:
             yield audit_pb2.JsonLine(json=convert.bounded_json(row))
 
-    async def ExportRequests(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
+    async def ExportRequests(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export requests")
         async for line in self._lines(self.d.core.audit.export_requests, request.days or _DEFAULT_DAYS):
             yield line

@@ -83,10 +83,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
             session=_session_options(grant.decision), target=_target(resource),
         )
         if grant.expires_at is not None:
-            out.expires_at.CopyFrom(convert.ts(grant.expires_at))
+            out.expires_at.CopyFrom(convert.ts_at(grant.expires_at))
         # The grace period's one source: the policies' `settings.grace_period` (policy/model.py
         # holds its default); the broker warns with what it is sent.
-        out.grace_period.CopyFrom(convert.dur(self.d.policies.current.settings.grace_period))
+        out.grace_period.CopyFrom(convert.dur_of(self.d.policies.current.settings.grace_period))
         return out
 
     async def IssueUpstreamCertificate(
@@ -96,7 +96,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         cert, valid_before = await self.d.run(
             self.d.core.credentials.issue_upstream_certificate, broker, request.session_id, request.public_key)
         out = broker_pb2.IssueUpstreamCertificateResponse(certificate=cert)
-        out.valid_before.CopyFrom(convert.ts(valid_before))
+        out.valid_before.CopyFrom(convert.ts_at(valid_before))
         return out
 
     async def ReportSessionEnd(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -104,10 +105,13 @@ class Guard(grpc.aio.ServerInterceptor):
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         """`handler` with the caller authenticated and errors mapped."""
         check = request_checker(method) or _no_check
+        # grpc's handlers are namedtuples at run time; grpc-stubs types them as a plain class.
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, check))
+            return handler._replace(  # type: ignore[attr-defined]
+                unary_unary=self._unary(handler.unary_unary, method, check))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method, check))
+            return handler._replace(  # type: ignore[attr-defined]
+                unary_stream=self._stream(handler.unary_stream, method, check))
         return handler  # no client-streaming RPCs in jitgate.v1
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
@@ -172,7 +176,7 @@ class GuardedRegistry:
         self._guard = guard
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self._server.add_registered_method_handlers(
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]  # grpcio >= 1.62, not in grpc-stubs
             service, {name: self._guard.wrap(h, f"/{service}/{name}") for name, h in handlers.items()})
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:

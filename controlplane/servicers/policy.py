@@ -84,7 +84,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             version=policy_set.version, source=str(self.d.policies.path),
             rules=len(getattr(policy_set, "rules", ()) or ()), resources=len(policy_set.resources),
         )
-        out.loaded_at.CopyFrom(convert.ts(self.d.policies.loaded_at))
+        out.loaded_at.CopyFrom(convert.ts_at(self.d.policies.loaded_at))
         return out
 
     def _may_validate(self, who: Caller) -> bool:
@@ -111,7 +111,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def DryRun(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Decision:
         try:
             policy_request = request_from_json(request.request_json,
-                                               default_time=dt.datetime.now(dt.timezone.utc))
+                                               default_time=dt.datetime.now(dt.UTC))
         except RequestError as e:
             raise JitError("invalid.argument", f"bad request: {e}") from None
         decision = await self.d.run(self.d.policies.current.decide, policy_request)

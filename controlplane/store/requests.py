@@ -244,7 +244,9 @@ def request_record(row: Any) -> RequestRecord:
     return RequestRecord(
         id=row.id, user=row.user, resource=row.resource, kind=row.kind, login=row.login, role=row.role,
         duration=timedelta(microseconds=row.duration_us), reason=row.reason, ticket=row.ticket,
-        emergency=bool(row.emergency), state=row.state, decision=_decision_from_text(row.decision),
+        # A stored decision is never null but in test rows built without one.
+        emergency=bool(row.emergency), state=row.state,
+        decision=_decision_from_text(row.decision),  # type: ignore[arg-type]
         created_at=from_us(row.created_us),  # type: ignore[arg-type]
         activated_at=from_us(row.activated_us), expires_at=from_us(row.expires_us),
         ended_at=from_us(row.ended_us), extensions_used=row.extensions_used,
@@ -266,6 +268,7 @@ def _extension_record(row: Any) -> ExtensionRecord:
     return ExtensionRecord(
         id=row.id, request_id=row.request_id, number=row.number,
         duration=timedelta(microseconds=row.duration_us), justification=row.justification,
-        state=row.state, decision=_decision_from_text(row.decision), approvals=[],
+        # A stored decision is never null but in test rows built without one.
+        state=row.state, decision=_decision_from_text(row.decision), approvals=[],  # type: ignore[arg-type]
         created_at=from_us(row.created_us), decided_at=from_us(row.decided_us),
         current_level=row.current_level)

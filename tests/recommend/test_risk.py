@@ -167,7 +167,8 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
     save_risk(tmp_path / "model", model)
     core = _core(tmp_path, Recommender(tmp_path / "model", check_every=None))
     try:
-        rec, _ = core.requests.create_request("alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+        rec, _ = core.requests.create_request(
+            "alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
         risk = rec.decision.risk
         assert risk["known"] and 0.0 <= risk["score"] <= 1.0 and isinstance(risk["reasons"], list)
         created = core.audit.audit_events(type="request.created")[-1]
@@ -181,7 +182,9 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
     (tmp_path / "none").mkdir()
     core = _core(tmp_path / "none", Recommender(tmp_path / "model", check_every=None))
     try:
-        rec, _ = core.requests.create_request("alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+        rec, _ = core.requests.create_request(
+            "alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report"
+        )
         assert rec.decision.risk["known"] is False and "no risk model" in rec.decision.risk["reasons"][0]
         assert rec.decision.approval.levels, "an unknown score takes the policy's fail-closed branch"
         assert risk_text(convert.decision(rec.decision)).startswith("unknown (no risk model")

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli.demo_model import ensure_demo_model
 from cli.main import cli
 from controlplane.core import AccessCore, StaticPolicy
+from controlplane.local_history import db_path
 from controlplane.store import open_store
 from jitgate.v1 import access_pb2
 from policy import load_policy_set
 from recommend import read_history
 from recommend.history import row_from_json
-from cli.demo_model import ensure_demo_model
-from controlplane.local_history import db_path
 from tests.cluster import REPO, ControlPlane
 
 RELOAD_DEADLINE = 30.0  # the server looks for a new model every 2 s

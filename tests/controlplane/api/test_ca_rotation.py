@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ca.sshcert import parse_certificate
@@ -30,7 +30,7 @@ def test_rotation_keeps_old_key_trusted_and_is_audited(tmp_path: Path) -> None:
     data = tmp_path / "data"
     old_user_ca, _ = open_ssh_cas(DataDir(data))
     old_key = old_user_ca.public_key_line()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = old_user_ca.sign_user_certificate(_user_key(tmp_path), "g1", ["root@web"], now - timedelta(minutes=1),
                                              now + timedelta(hours=1), 7, True, False, False)
 

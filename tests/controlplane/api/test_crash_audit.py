@@ -6,8 +6,9 @@ import datetime as dt
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -86,9 +87,9 @@ def test_kill_9_mid_workload(plane: ControlPlane):
     assert len(acked) >= 60 and work.errors, "the workload must have been interrupted by the kill"
 
     # Wait (on the known deadline, not a guess) until every short grant is overdue, then restart.
-    overdue_at = max(r.expires_at.ToDatetime(tzinfo=dt.timezone.utc) for r in acked.values()
+    overdue_at = max(r.expires_at.ToDatetime(tzinfo=dt.UTC) for r in acked.values()
                      if r.state == S.REQUEST_STATE_ACTIVE and r.duration.seconds == 2)
-    while dt.datetime.now(dt.timezone.utc) < overdue_at:
+    while dt.datetime.now(dt.UTC) < overdue_at:
         time.sleep(0.05)
     plane.start()
 

@@ -27,10 +27,22 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     proto_copy = tmp_path / "proto"
     (proto_copy / "jitgate" / "v1").mkdir(parents=True)
     src = (REPO / "proto" / "jitgate" / "v1" / "admin.proto").read_text()
-    (proto_copy / "jitgate" / "v1" / "admin.proto").write_text(src.replace("int32 days = 2;", "int32 days = 2;\n  string note = 3;"))
+    (proto_copy / "jitgate" / "v1" / "admin.proto").write_text(
+        src.replace("int32 days = 2;", "int32 days = 2;\n  string note = 3;")
+    )
     out = tmp_path / "out"
     out.mkdir()
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_copy}", f"--python_out={out}",
-                    str(proto_copy / "jitgate" / "v1" / "admin.proto")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto_copy}",
+            f"--python_out={out}",
+            str(proto_copy / "jitgate" / "v1" / "admin.proto"),
+        ],
+        check=True,
+    )
     assert (out / "jitgate" / "v1" / "admin_pb2.py").read_bytes() != (
-        REPO / "proto" / "jitgate" / "v1" / "admin_pb2.py").read_bytes()
+        REPO / "proto" / "jitgate" / "v1" / "admin_pb2.py"
+    ).read_bytes()

@@ -6,6 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controlplane import convert
 from controlplane.config import ConfigError, build_config
@@ -15,7 +17,7 @@ from jitgate.v1 import types_pb2
 
 
 def _record(user: str = "alice", rid: str = "r1") -> RequestRecord:
-    now = dt.datetime(2026, 11, 18, 10, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 18, 10, tzinfo=dt.UTC)
     return RequestRecord(id=rid, user=user, resource="web-dev-01", kind="ssh", login="deploy", role="",
                          duration=dt.timedelta(minutes=30), reason="r", ticket="", emergency=False,
                          state="ACTIVE", decision=None, created_at=now, activated_at=now,
@@ -93,10 +95,9 @@ def test_decision_conversion_matches_policy_json():
 
 # -- fast conversions equal the protobuf helpers ------------------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _TIMES = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1),
-                      timezones=st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-7)),
+                      timezones=st.sampled_from([None, dt.UTC, dt.timezone(dt.timedelta(hours=-7)),
                                                  dt.timezone(dt.timedelta(hours=5, minutes=30))]))
 
 
@@ -106,17 +107,18 @@ def test_ts_and_dur_equal_the_protobuf_helpers(when, span):
     from google.protobuf import duration_pb2, timestamp_pb2
 
     want_ts = timestamp_pb2.Timestamp()
-    want_ts.FromDatetime(when.astimezone(dt.timezone.utc) if when.tzinfo else when)
+    want_ts.FromDatetime(when.astimezone(dt.UTC) if when.tzinfo else when)
     want_dur = duration_pb2.Duration()
     want_dur.FromTimedelta(span)
     assert convert.ts(when) == want_ts and convert.dur(span) == want_dur
-    assert convert.from_ts(convert.ts(when)) == (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
+    assert convert.from_ts(convert.ts(when)) == (when if when.tzinfo else when.replace(tzinfo=dt.UTC))
     assert convert.from_dur(convert.dur(span)) == span
 
 
 def test_full_request_conversion_sets_every_field():
-    from controlplane.model import ApprovalRecord, ExtensionRecord
     from google.protobuf import json_format
+
+    from controlplane.model import ApprovalRecord, ExtensionRecord
 
     rec = _record()
     now = rec.created_at

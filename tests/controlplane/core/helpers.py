@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from controlplane.core import AccessCore
 
-START = datetime(2026, 11, 18, 10, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The hash-chained audit log: verify catches edited, removed, reordered, inserted and cut events."""
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 
@@ -34,7 +35,7 @@ def test_chain_links_and_hashes(filled):
     events = filled.audit.audit_events(limit=100)
     assert [e.seq for e in events] == list(range(1, 8))
     assert events[0].prev_hash == "0" * 64
-    for a, b in zip(events, events[1:]):
+    for a, b in itertools.pairwise(events):
         assert b.prev_hash == a.hash
     e = events[3]
     assert e.hash == event_hash(e.seq, e.at, e.type, e.actor, e.subject, e.data, e.prev_hash)

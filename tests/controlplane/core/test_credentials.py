@@ -101,10 +101,19 @@ def test_authorize_ssh_session_checks_serial_grant_target_and_channel(core, cloc
             **{**kw, "channel": "sftp"})  # dev rule: sftp false
     refused("session.channel_not_allowed", core.sessions.authorize_session, "broker-1", "ssh", "web-dev-01",
             **{**kw, "channel": "port_forwarding"})
-    assert core.sessions.authorize_session("broker-1", "ssh", "web-dev-01", **{**kw, "channel": "exec"})[0].channel == "exec"
-    assert refusals(core) == ["permission.denied", "credential.invalid", "credential.invalid",
-                              "session.login_mismatch", "session.target_mismatch",
-                              "session.channel_not_allowed", "session.channel_not_allowed"]
+    assert (
+        core.sessions.authorize_session("broker-1", "ssh", "web-dev-01", **{**kw, "channel": "exec"})[0].channel
+        == "exec"
+    )
+    assert refusals(core) == [
+        "permission.denied",
+        "credential.invalid",
+        "credential.invalid",
+        "session.login_mismatch",
+        "session.target_mismatch",
+        "session.channel_not_allowed",
+        "session.channel_not_allowed",
+    ]
 
     # revocation makes the serial revoked for brokers and for the gate
     core.grants.revoke("ada", rec.id, "done")
@@ -117,32 +126,80 @@ def test_authorize_refuses_after_expiry_even_before_the_sweep(core, clock):
     rec = dev(core, minutes=10)
     _, serial, _, _ = core.credentials.issue_ssh_certificate("alice", rec.id, pubkey())
     clock.advance(minutes=10)
-    e = refused("grant.not_active", core.sessions.authorize_session, "broker-1", "ssh", "web-dev-01", login="deploy",
-                ssh_key_id=rec.id, ssh_serial=serial, channel="shell")
+    e = refused(
+        "grant.not_active",
+        core.sessions.authorize_session,
+        "broker-1",
+        "ssh",
+        "web-dev-01",
+        login="deploy",
+        ssh_key_id=rec.id,
+        ssh_serial=serial,
+        channel="shell",
+    )
     assert "expired" in e.message
     core.grants.sweep()
-    refused("grant.not_active", core.sessions.authorize_session, "broker-1", "ssh", "web-dev-01", login="deploy",
-            ssh_key_id=rec.id, ssh_serial=serial, channel="shell")
+    refused(
+        "grant.not_active",
+        core.sessions.authorize_session,
+        "broker-1",
+        "ssh",
+        "web-dev-01",
+        login="deploy",
+        ssh_key_id=rec.id,
+        ssh_serial=serial,
+        channel="shell",
+    )
 
 
 def test_database_token(core, clock, db_path):
-    rec, _ = core.requests.create_request("alice", "dev-db", role="readonly", duration=timedelta(minutes=30), reason="q")
+    rec, _ = core.requests.create_request(
+        "alice", "dev-db", role="readonly", duration=timedelta(minutes=30), reason="q"
+    )
     token, expires_at = core.credentials.issue_database_token("alice", rec.id)
     assert expires_at == rec.expires_at and len(token) >= 43
     refused("permission.denied", core.credentials.issue_database_token, "dave", rec.id)
     ssh = dev(core)
     refused("invalid.argument", core.credentials.issue_database_token, "alice", ssh.id)
 
-    sess, grant, res = core.sessions.authorize_session("broker-1", "postgres", "dev-db", role="readonly",
-                                              db_token=token, channel="pg")
+    sess, grant, res = core.sessions.authorize_session(
+        "broker-1", "postgres", "dev-db", role="readonly", db_token=token, channel="pg"
+    )
     assert grant.id == rec.id and sess.role == "readonly" and res.database == "dev"
-    assert core.sessions.authorize_session("broker-1", "postgres", "dev-db", db_token=token, channel="pg")[0].role == "readonly"
-    refused("credential.invalid", core.sessions.authorize_session, "broker-1", "postgres", "dev-db", role="readonly",
-            db_token=token[:-1] + ("A" if token[-1] != "A" else "B"), channel="pg")
-    refused("credential.invalid", core.sessions.authorize_session, "broker-1", "postgres", "dev-db", role="readonly",
-            db_token="", channel="pg")
-    refused("session.role_mismatch", core.sessions.authorize_session, "broker-1", "postgres", "dev-db",
-            role="readwrite", db_token=token, channel="pg")
+    assert (
+        core.sessions.authorize_session("broker-1", "postgres", "dev-db", db_token=token, channel="pg")[0].role
+        == "readonly"
+    )
+    refused(
+        "credential.invalid",
+        core.sessions.authorize_session,
+        "broker-1",
+        "postgres",
+        "dev-db",
+        role="readonly",
+        db_token=token[:-1] + ("A" if token[-1] != "A" else "B"),
+        channel="pg",
+    )
+    refused(
+        "credential.invalid",
+        core.sessions.authorize_session,
+        "broker-1",
+        "postgres",
+        "dev-db",
+        role="readonly",
+        db_token="",
+        channel="pg",
+    )
+    refused(
+        "session.role_mismatch",
+        core.sessions.authorize_session,
+        "broker-1",
+        "postgres",
+        "dev-db",
+        role="readwrite",
+        db_token=token,
+        channel="pg",
+    )
 
     # the token is stored hashed only and never reaches the audit log
     with sqlite3.connect(db_path) as conn:
@@ -151,15 +208,24 @@ def test_database_token(core, clock, db_path):
     assert all(token not in str(e.data) for e in core.audit.audit_events(limit=1000))
 
     clock.advance(minutes=30)
-    refused("grant.not_active", core.sessions.authorize_session, "broker-1", "postgres", "dev-db", role="readonly",
-            db_token=token, channel="pg")
+    refused(
+        "grant.not_active",
+        core.sessions.authorize_session,
+        "broker-1",
+        "postgres",
+        "dev-db",
+        role="readonly",
+        db_token=token,
+        channel="pg",
+    )
 
 
 def test_upstream_certificate_and_session_end(core, clock):
     rec = dev(core, minutes=60)
     _, serial, _, _ = core.credentials.issue_ssh_certificate("alice", rec.id, pubkey())
-    sess, _, _ = core.sessions.authorize_session("broker-1", "ssh", "web-dev-01", login="deploy", ssh_key_id=rec.id,
-                                        ssh_serial=serial, channel="shell")
+    sess, _, _ = core.sessions.authorize_session(
+        "broker-1", "ssh", "web-dev-01", login="deploy", ssh_key_id=rec.id, ssh_serial=serial, channel="shell"
+    )
     line, valid_before = core.credentials.issue_upstream_certificate("broker-1", sess.id, pubkey())
     info = parse_certificate(line)
     assert list(info.principals) == ["deploy"]
@@ -167,19 +233,38 @@ def test_upstream_certificate_and_session_end(core, clock):
     refused("permission.denied", core.credentials.issue_upstream_certificate, "alice", sess.id, pubkey())
     refused("session.not_found", core.credentials.issue_upstream_certificate, "broker-1", "nope", pubkey())
     # an upstream serial is not a user credential
-    refused("credential.invalid", core.sessions.authorize_session, "broker-1", "ssh", "web-dev-01", login="deploy",
-            ssh_key_id=rec.id, ssh_serial=info.serial, channel="shell")
+    refused(
+        "credential.invalid",
+        core.sessions.authorize_session,
+        "broker-1",
+        "ssh",
+        "web-dev-01",
+        login="deploy",
+        ssh_key_id=rec.id,
+        ssh_serial=info.serial,
+        channel="shell",
+    )
 
     clock.advance(minutes=20)
     core.sessions.report_activity("broker-1", sess.id, clock.now, bytes_in=10, bytes_out=200)
     clock.advance(minutes=5)
-    ended = core.sessions.end_session("broker-1", sess.id, "client_exit", bytes_in=12, bytes_out=300,
-                             recording_ref="rec/1.cast", recording_hash="sha256:ab")
+    ended = core.sessions.end_session(
+        "broker-1",
+        sess.id,
+        "client_exit",
+        bytes_in=12,
+        bytes_out=300,
+        recording_ref="rec/1.cast",
+        recording_hash="sha256:ab",
+    )
     assert ended.ended_at == clock.now and ended.end_reason == "client_exit" and ended.bytes_out == 300
     again = core.sessions.end_session("broker-1", sess.id, "expired")
     assert again.end_reason == "client_exit"  # idempotent: the first report stands
-    assert [e.type for e in core.audit.audit_events(subject=sess.id)] == ["session.started", "credential.upstream_issued",
-                                                                     "session.ended"]
+    assert [e.type for e in core.audit.audit_events(subject=sess.id)] == [
+        "session.started",
+        "credential.upstream_issued",
+        "session.ended",
+    ]
     refused("session.ended", core.credentials.issue_upstream_certificate, "broker-1", sess.id, pubkey())
     assert core.sessions.get_session("alice", sess.id).recording_ref == "rec/1.cast"
     refused("permission.denied", core.sessions.get_session, "dave", sess.id)
@@ -190,6 +275,8 @@ def test_upstream_certificate_and_session_end(core, clock):
 
 def test_broker_reported_refusal_is_audited(core):
     refused("permission.denied", core.sessions.record_refusal, "alice", "ssh", "x", "web-dev-01", "cert.expired", "old")
-    core.sessions.record_refusal("broker-1", "ssh", "root@nowhere", "nowhere", "target.unknown", "no such target", "1.2.3.4")
+    core.sessions.record_refusal(
+        "broker-1", "ssh", "root@nowhere", "nowhere", "target.unknown", "no such target", "1.2.3.4"
+    )
     ev = core.audit.audit_events(type="session.refused")
     assert ev[-1].data["code"] == "target.unknown" and ev[-1].actor == "broker-1"

@@ -101,7 +101,8 @@ def test_self_approval_is_refused(core):
     rec, _ = core.requests.create_request("mia", "web-prod-01", login="deploy", duration=timedelta(hours=1),
                                  reason="x")
     core.approvals.approve("bob", rec.id)  # mia's manager
-    e = refused("approval.self", core.approvals.approve, "mia", rec.id)  # mia is in security: eligible but the requester
+    # mia is in security: eligible, but she is the requester
+    e = refused("approval.self", core.approvals.approve, "mia", rec.id)
     assert grpc_status_name(e.code) == "PERMISSION_DENIED"
 
 
@@ -144,6 +145,7 @@ def test_approve_unknown_id(core):
 
 # -- cancel, revoke -------------------------------------------------------------------
 
+
 def test_cancel_by_requester_only_and_only_while_pending(core):
     rec = prod(core)
     refused("permission.denied", core.requests.cancel, "bob", rec.id)
@@ -168,9 +170,11 @@ def test_revoke_by_admin_or_requester_only(core):
 
 # -- break-glass ----------------------------------------------------------------------
 
+
 def test_break_glass_is_active_at_once_and_owes_a_review(core):
-    rec, _ = core.requests.create_request("alice", "web-prod-01", login="deploy", duration=timedelta(minutes=30),
-                                 reason="outage", emergency=True)
+    rec, _ = core.requests.create_request(
+        "alice", "web-prod-01", login="deploy", duration=timedelta(minutes=30), reason="outage", emergency=True
+    )
     assert rec.state == "ACTIVE" and rec.review_state == "OWED"
     assert rec.decision.approval.mode == "break_glass"
     refused("review.self", core.approvals.review, "alice", rec.id, False, "fine")
@@ -185,13 +189,15 @@ def test_break_glass_is_active_at_once_and_owes_a_review(core):
 
 
 def test_break_glass_not_for_non_oncall(core):
-    rec, _ = core.requests.create_request("dave", "web-prod-01", login="deploy", duration=timedelta(minutes=30),
-                                 reason="outage", emergency=True)
+    rec, _ = core.requests.create_request(
+        "dave", "web-prod-01", login="deploy", duration=timedelta(minutes=30), reason="outage", emergency=True
+    )
     assert rec.state == "PENDING" and rec.review_state == ""
     refused("review.not_owed", core.approvals.review, "sam", rec.id, False, "")
 
 
 # -- extensions -----------------------------------------------------------------------
+
 
 def test_auto_extension_moves_the_deadline_up_to_the_limit(core, clock):
     rec = dev(core, minutes=60)
@@ -211,8 +217,9 @@ def test_auto_extension_moves_the_deadline_up_to_the_limit(core, clock):
 
 
 def test_extension_needing_approval(core):
-    rec, _ = core.requests.create_request("alice", "web-stage-01", login="deploy", duration=timedelta(hours=1),
-                                 reason="migration")
+    rec, _ = core.requests.create_request(
+        "alice", "web-stage-01", login="deploy", duration=timedelta(hours=1), reason="migration"
+    )
     assert rec.state == "ACTIVE"
     before = rec.expires_at
     rec = core.grants.extend("alice", rec.id, timedelta(minutes=45), "migration is slow")
@@ -254,6 +261,7 @@ def test_extension_of_an_ended_grant_is_refused(core):
 
 # -- deadlines (the sweep, driven by the clock) ---------------------------------------
 
+
 def test_expiry_and_pending_timeout_via_sweep(core, clock):
     grant = dev(core, minutes=30)
     pending = prod(core)
@@ -274,8 +282,9 @@ def test_expiry_and_pending_timeout_via_sweep(core, clock):
 
 
 def test_pending_extension_is_cancelled_when_the_grant_expires(core, clock):
-    rec, _ = core.requests.create_request("alice", "web-stage-01", login="deploy", duration=timedelta(minutes=20),
-                                 reason="migration")
+    rec, _ = core.requests.create_request(
+        "alice", "web-stage-01", login="deploy", duration=timedelta(minutes=20), reason="migration"
+    )
     rec = core.grants.extend("alice", rec.id, timedelta(minutes=30), "slow")
     clock.advance(minutes=21)
     core.grants.sweep()
@@ -286,12 +295,13 @@ def test_pending_extension_is_cancelled_when_the_grant_expires(core, clock):
 
 # -- visibility -----------------------------------------------------------------------
 
+
 def test_visibility_own_approvable_admin(core):
     mine = prod(core)
     other = dev(core, user="dave")
     refused("permission.denied", core.requests.get_request, "dave", mine.id)
-    assert core.requests.get_request("bob", mine.id).id == mine.id   # alice's manager may approve it
-    assert core.requests.get_request("sam", mine.id).id == mine.id   # security: level 2
+    assert core.requests.get_request("bob", mine.id).id == mine.id  # alice's manager may approve it
+    assert core.requests.get_request("sam", mine.id).id == mine.id  # security: level 2
     refused("permission.denied", core.requests.get_request, "bob", other.id)
     assert {r.id for r in core.requests.list_requests("ada")[0]} == {mine.id, other.id}
     assert [r.id for r in core.requests.list_requests("dave")[0]] == [other.id]
@@ -318,17 +328,27 @@ def test_paging_is_complete_and_without_duplicates(core):
 
 def test_listeners_hear_changes_after_commit(core):
     got = []
-    unsubscribe = core.ledger.subscribe(lambda ch: got.append((ch.type, ch.request.state if ch.request else None,
-                                                        core.requests.get_request("ada", ch.request.id).state
-                                                        if ch.request else None)))
+    unsubscribe = core.ledger.subscribe(
+        lambda ch: got.append(
+            (
+                ch.type,
+                ch.request.state if ch.request else None,
+                core.requests.get_request("ada", ch.request.id).state if ch.request else None,
+            )
+        )
+    )
     rec = prod(core)
     core.approvals.approve("bob", rec.id)
     core.approvals.approve("sam", rec.id)
     unsubscribe()
     dev(core)
     # each change is visible in the store when the listener runs (called after commit)
-    assert got == [("request.created", "PENDING", "PENDING"), ("approval.granted", "PENDING", "PENDING"),
-                   ("approval.granted", "ACTIVE", "ACTIVE"), ("grant.activated", "ACTIVE", "ACTIVE")]
+    assert got == [
+        ("request.created", "PENDING", "PENDING"),
+        ("approval.granted", "PENDING", "PENDING"),
+        ("approval.granted", "ACTIVE", "ACTIVE"),
+        ("grant.activated", "ACTIVE", "ACTIVE"),
+    ]
 
 
 def test_roles(core):

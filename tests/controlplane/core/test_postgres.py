@@ -28,7 +28,7 @@ def pg_schema():
         with admin.begin() as conn:
             name = "jg_core_" + secrets.token_hex(5)
             conn.execute(sqlalchemy.text(f"CREATE SCHEMA {name}"))
-    except Exception as e:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
+    except Exception as e:
         require(False, f"PostgreSQL at {PG_URL} ({type(e).__name__})")
     yield name
     with admin.begin() as conn:

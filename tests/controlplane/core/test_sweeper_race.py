@@ -176,7 +176,8 @@ def test_approval_race_across_two_stores_on_one_file(make_core):
             except JitError as e:
                 results.append(e.code)
 
-        threads = [threading.Thread(target=approve, args=(a, "sam")), threading.Thread(target=approve, args=(b, "sara"))]
+        threads = [threading.Thread(target=approve, args=(a, "sam")),
+                   threading.Thread(target=approve, args=(b, "sara"))]
         for t in threads:
             t.start()
         for t in threads:
