@@ -347,6 +347,6 @@ def to_dict(msg: Any) -> dict[str, Any]:
 
 __all__ = [
     "access_request", "approval", "audit_event", "bounded_json", "change_event", "dashboard",
-    "decision", "decision_dict", "dur", "dur_of", "extension", "fit", "from_dur", "from_ts", "recommendation", "request_state",
-    "request_state_name", "session", "snapshot_event", "to_dict", "ts", "ts_at",
+    "decision", "decision_dict", "dur", "dur_of", "extension", "fit", "from_dur", "from_ts", "recommendation",
+    "request_state", "request_state_name", "session", "snapshot_event", "to_dict", "ts", "ts_at",
 ]
