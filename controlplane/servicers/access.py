@@ -23,7 +23,9 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
-    async def WhoAmI(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.WhoAmIResponse:
+    async def WhoAmI(
+        self, request: access_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
+    ) -> access_pb2.WhoAmIResponse:
         who = caller()
         groups: list[str] = []
         policy_set = self.d.policies.current
@@ -31,11 +33,21 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             groups = sorted(policy_set.groups_of(who.name))
         return access_pb2.WhoAmIResponse(name=who.name, groups=groups, roles=sorted(who.roles))
 
-    async def CreateRequest(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.CreateRequestResponse:
+    async def CreateRequest(
+        self, request: access_pb2.CreateRequestRequest, context: grpc.aio.ServicerContext
+    ) -> access_pb2.CreateRequestResponse:
         duration = convert.from_dur(request.duration) if request.HasField("duration") else None
         record, rec = await self.d.run(
-            self.d.core.requests.create_request, caller().name, request.resource, request.login, request.role,
-            duration, request.reason, request.ticket, request.emergency, dry_run=request.dry_run,
+            self.d.core.requests.create_request,
+            caller().name,
+            request.resource,
+            request.login,
+            request.role,
+            duration,
+            request.reason,
+            request.ticket,
+            request.emergency,
+            dry_run=request.dry_run,
         )
         out = access_pb2.CreateRequestResponse(request=convert.access_request(record))
         recommendation = convert.recommendation(rec)
@@ -43,97 +55,156 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             out.recommendation.CopyFrom(recommendation)
         return out
 
-    async def GetRequest(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+    async def GetRequest(
+        self, request: access_pb2.GetRequestRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
         return convert.access_request(await self.d.run(self.d.core.requests.get_request, caller().name, request.id))
 
-    async def ListRequests(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListRequestsResponse:
+    async def ListRequests(
+        self, request: access_pb2.ListRequestsRequest, context: grpc.aio.ServicerContext
+    ) -> access_pb2.ListRequestsResponse:
         records, token = await self.d.run_slow(
-            self.d.core.requests.list_requests, caller().name, user=request.user or None,
-            resource=request.resource or None, states=_states(request.states), to_approve=request.to_approve,
-            mine=request.mine, since=convert.from_ts(request.since) if request.HasField("since") else None,
-            page_size=bounds.page_limit(request.page_size, bounds.MAX_REQUEST_PAGE), page_token=request.page_token,
+            self.d.core.requests.list_requests,
+            caller().name,
+            user=request.user or None,
+            resource=request.resource or None,
+            states=_states(request.states),
+            to_approve=request.to_approve,
+            mine=request.mine,
+            since=convert.from_ts(request.since) if request.HasField("since") else None,
+            page_size=bounds.page_limit(request.page_size, bounds.MAX_REQUEST_PAGE),
+            page_token=request.page_token,
         )
         out = access_pb2.ListRequestsResponse(next_page_token=token or "")
         out.requests.extend(convert.access_request(r) for r in records)
         return out
 
-    async def Approve(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+    async def Approve(
+        self, request: access_pb2.DecideRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.approvals.approve, caller().name, request.id, request.comment))
+            await self.d.run(self.d.core.approvals.approve, caller().name, request.id, request.comment)
+        )
 
-    async def Deny(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+    async def Deny(
+        self, request: access_pb2.DecideRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.approvals.deny, caller().name, request.id, request.comment))
+            await self.d.run(self.d.core.approvals.deny, caller().name, request.id, request.comment)
+        )
 
-    async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+    async def Cancel(
+        self, request: access_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
         return convert.access_request(await self.d.run(self.d.core.requests.cancel, caller().name, request.id))
 
-    async def Extend(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
+    async def Extend(
+        self, request: access_pb2.ExtendRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
         if not request.HasField("duration"):
             raise JitError("invalid.argument", "an extension needs a duration")
-        return convert.access_request(await self.d.run(
-            self.d.core.grants.extend, caller().name, request.id, convert.from_dur(request.duration),
-            request.justification))
-
-    async def Revoke(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
         return convert.access_request(
-            await self.d.run(self.d.core.grants.revoke, caller().name, request.id, request.reason))
+            await self.d.run(
+                self.d.core.grants.extend,
+                caller().name,
+                request.id,
+                convert.from_dur(request.duration),
+                request.justification,
+            )
+        )
 
-    async def Review(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.AccessRequest:
-        return convert.access_request(await self.d.run(
-            self.d.core.approvals.review, caller().name, request.id, request.flag, request.comment))
+    async def Revoke(
+        self, request: access_pb2.RevokeRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
+        return convert.access_request(
+            await self.d.run(self.d.core.grants.revoke, caller().name, request.id, request.reason)
+        )
 
-    async def RecommendDuration(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Recommendation:
+    async def Review(
+        self, request: access_pb2.ReviewRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.AccessRequest:
+        return convert.access_request(
+            await self.d.run(self.d.core.approvals.review, caller().name, request.id, request.flag, request.comment)
+        )
+
+    async def RecommendDuration(
+        self, request: access_pb2.RecommendDurationRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.Recommendation:
         rec = await self.d.run(
-            self.d.core.history.recommend, caller().name, request.resource, request.login, request.role,
-            request.reason, request.ticket)
+            self.d.core.history.recommend,
+            caller().name,
+            request.resource,
+            request.login,
+            request.role,
+            request.reason,
+            request.ticket,
+        )
         return convert.recommendation(rec) or types_pb2.Recommendation()
 
-    async def GetDashboard(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.Dashboard:
+    async def GetDashboard(
+        self, request: access_pb2.GetDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> access_pb2.Dashboard:
         return convert.dashboard(await self.d.run_slow(self.d.core.dashboards.dashboard, caller().name))
 
     async def IssueSshCertificate(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: access_pb2.IssueSshCertificateRequest, context: grpc.aio.ServicerContext
     ) -> access_pb2.IssueSshCertificateResponse:
         if not request.public_key.strip():
             raise JitError("invalid.argument", "public_key must be an OpenSSH public key line")
         cert, serial, valid_before, principals = await self.d.run(
-            self.d.core.credentials.issue_ssh_certificate, caller().name, request.grant_id, request.public_key)
+            self.d.core.credentials.issue_ssh_certificate, caller().name, request.grant_id, request.public_key
+        )
         out = access_pb2.IssueSshCertificateResponse(
-            certificate=cert, serial=serial, principals=list(principals),
-            broker_address=self.d.config.ssh_broker_address)
+            certificate=cert,
+            serial=serial,
+            principals=list(principals),
+            broker_address=self.d.config.ssh_broker_address,
+        )
         out.valid_before.CopyFrom(convert.ts_at(valid_before))
         return out
 
     async def IssueDatabaseToken(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: access_pb2.IssueDatabaseTokenRequest, context: grpc.aio.ServicerContext
     ) -> access_pb2.IssueDatabaseTokenResponse:
         who = caller().name
         token, expires_at = await self.d.run(self.d.core.credentials.issue_database_token, who, request.grant_id)
         grant = await self.d.run(self.d.core.requests.get_request, who, request.grant_id)
         resource = getattr(self.d.policies.current, "resources", {}).get(grant.resource)
         out = access_pb2.IssueDatabaseTokenResponse(
-            token=token, user=f"{grant.role}@{grant.resource}", ca_pem=self.d.pki.ca_pem.decode(),
+            token=token,
+            user=f"{grant.role}@{grant.resource}",
+            ca_pem=self.d.pki.ca_pem.decode(),
             broker_address=self.d.config.pg_broker_address,
             database=getattr(resource, "database", "") or "",
         )
         out.expires_at.CopyFrom(convert.ts_at(expires_at))
         return out
 
-    async def ListSessions(self, request: Any, context: grpc.aio.ServicerContext) -> access_pb2.ListSessionsResponse:
+    async def ListSessions(
+        self, request: access_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> access_pb2.ListSessionsResponse:
         records, token = await self.d.run_slow(
-            self.d.core.sessions.list_sessions, caller().name, grant_id=request.grant_id or None,
-            user=request.user or None, resource=request.resource or None, live_only=request.live_only,
-            page_size=bounds.page_limit(request.page_size, bounds.MAX_SESSION_PAGE), page_token=request.page_token,
+            self.d.core.sessions.list_sessions,
+            caller().name,
+            grant_id=request.grant_id or None,
+            user=request.user or None,
+            resource=request.resource or None,
+            live_only=request.live_only,
+            page_size=bounds.page_limit(request.page_size, bounds.MAX_SESSION_PAGE),
+            page_token=request.page_token,
         )
         out = access_pb2.ListSessionsResponse(next_page_token=token or "")
         out.sessions.extend(convert.session(s) for s in records)
         return out
 
-    async def GetSession(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
+    async def GetSession(
+        self, request: access_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.Session:
         return convert.session(await self.d.run(self.d.core.sessions.get_session, caller().name, request.id))
 
-    async def WatchEvents(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[types_pb2.Event]:
+    async def WatchEvents(
+        self, request: access_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[types_pb2.Event]:
         """Snapshot of live requests, "snapshot.end", then changes as they commit.
 
         Subscribing before reading the snapshot means a change made meanwhile
@@ -152,7 +223,8 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
                 if event is None:
                     await context.abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        "watcher fell too far behind and was cut off; reconnect for a fresh snapshot")
+                        "watcher fell too far behind and was cut off; reconnect for a fresh snapshot",
+                    )
                 yield event
         finally:
             self.d.hub.unsubscribe(sub)

@@ -1,8 +1,6 @@
 """AdminService: identities for people and brokers, and the SSH CA public keys."""
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
 from controlplane.errors import JitError
@@ -17,7 +15,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
-    async def IssueIdentity(self, request: Any, context: grpc.aio.ServicerContext) -> admin_pb2.IssueIdentityResponse:
+    async def IssueIdentity(
+        self, request: admin_pb2.IssueIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.IssueIdentityResponse:
         admin = require_role("admin", "issue identities")
         days = request.days or 90
         if not 1 <= days <= _MAX_DAYS:
@@ -25,8 +25,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         bundle = await self.d.run_slow(self.d.pki.x509_ca.issue_client_certificate, request.name, days=days)
         await self.d.run(self.d.core.audit.record_identity_issued, admin.name, request.name)
         return admin_pb2.IssueIdentityResponse(
-            ca_pem=self.d.pki.ca_pem.decode(), cert_pem=bundle.cert_pem.decode(), key_pem=bundle.key_pem.decode())
+            ca_pem=self.d.pki.ca_pem.decode(), cert_pem=bundle.cert_pem.decode(), key_pem=bundle.key_pem.decode()
+        )
 
-    async def GetSshCa(self, request: Any, context: grpc.aio.ServicerContext) -> admin_pb2.GetSshCaResponse:
+    async def GetSshCa(
+        self, request: admin_pb2.GetSshCaRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetSshCaResponse:
         ca = self.d.pki.ssh_upstream_ca if request.upstream else self.d.pki.ssh_user_ca
         return admin_pb2.GetSshCaResponse(public_key_lines=ca.trusted_public_key_lines())

@@ -33,12 +33,18 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self.d = deps
 
-    async def ListEvents(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.ListEventsResponse:
+    async def ListEvents(
+        self, request: audit_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.ListEventsResponse:
         require_role("admin", "read the audit log")
         limit = bounds.page_limit(request.page_size, 1000, default=100)
         events = await self.d.run_slow(
-            self.d.core.audit.audit_events, after_seq=request.after_seq, type=request.type,
-            subject=request.subject, limit=limit)
+            self.d.core.audit.audit_events,
+            after_seq=request.after_seq,
+            type=request.type,
+            subject=request.subject,
+            limit=limit,
+        )
         # Cut by bytes: `last_seq` is the cursor, so the next page starts after the last event sent.
         page = convert.fit((convert.audit_event(e) for e in events), bounds.ROWS_BUDGET)
         out = audit_pb2.ListEventsResponse(last_seq=page[-1].seq if page else request.after_seq)
@@ -46,7 +52,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         return out
 
     async def ExportEvents(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ExportEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[types_pb2.AuditEvent]:
         require_role("admin", "export the audit log")
         after = request.after_seq
@@ -58,7 +64,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 return
             after = events[-1].seq
 
-    async def VerifyChain(self, request: Any, context: grpc.aio.ServicerContext) -> audit_pb2.VerifyChainResponse:
+    async def VerifyChain(
+        self, request: audit_pb2.VerifyChainRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.VerifyChainResponse:
         require_role("admin", "verify the audit log")
         ok, count, problems = await self.d.run_slow(self.d.core.audit.verify_audit)
         return audit_pb2.VerifyChainResponse(ok=ok, events=count, problems=_fit_problems(problems))
@@ -69,13 +77,15 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             yield audit_pb2.JsonLine(json=convert.bounded_json(row))
 
     async def ExportRequests(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ExportRequestsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export requests")
         async for line in self._lines(self.d.core.audit.export_requests, request.days or _DEFAULT_DAYS):
             yield line
 
-    async def ExportHistory(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[audit_pb2.JsonLine]:
+    async def ExportHistory(
+        self, request: audit_pb2.ExportHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.JsonLine]:
         require_role("admin", "export history")
         async for line in self._lines(self.d.core.audit.export_history, request.days or _DEFAULT_DAYS):
             yield line

@@ -20,7 +20,7 @@ from policy import Decision, Resource
 # them): each field is cut to its bound here rather than refused, so the refusal is still
 # audited. Bounds: a user name is LOGIN@RESOURCE (2 x 64) with room to see what was tried;
 # a message is one line; an address is at most an IPv6 address with port.
-def _refusal_aggregate(request: Any) -> dict[str, Any] | None:
+def _refusal_aggregate(request: broker_pb2.ReportRefusalRequest) -> dict[str, Any] | None:
     """An aggregate report's count, window and tallies (None for a single refusal); the
     Guard has already cut its text to `controlplane.bounds`."""
     if request.count <= 1:
@@ -65,7 +65,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         return require_role("broker", "call the broker service").name
 
     async def AuthorizeSession(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: broker_pb2.AuthorizeSessionRequest, context: grpc.aio.ServicerContext
     ) -> broker_pb2.AuthorizeSessionResponse:
         broker = self._broker()
         which = request.WhichOneof("credential")
@@ -90,7 +90,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         return out
 
     async def IssueUpstreamCertificate(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: broker_pb2.IssueUpstreamCertificateRequest, context: grpc.aio.ServicerContext
     ) -> broker_pb2.IssueUpstreamCertificateResponse:
         broker = self._broker()
         cert, valid_before = await self.d.run(
@@ -99,37 +99,62 @@ class BrokerServicer(broker_pb2_grpc.BrokerServiceServicer):
         out.valid_before.CopyFrom(convert.ts_at(valid_before))
         return out
 
-    async def ReportSessionEnd(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Session:
+    async def ReportSessionEnd(
+        self, request: broker_pb2.ReportSessionEndRequest, context: grpc.aio.ServicerContext
+    ) -> types_pb2.Session:
         broker = self._broker()
         record = await self.d.run(
-            self.d.core.sessions.end_session, broker, request.session_id, request.reason, request.bytes_in,
-            request.bytes_out, request.recording_ref, request.recording_hash, _opt_ts(request, "ended_at"),
+            self.d.core.sessions.end_session,
+            broker,
+            request.session_id,
+            request.reason,
+            request.bytes_in,
+            request.bytes_out,
+            request.recording_ref,
+            request.recording_hash,
+            _opt_ts(request, "ended_at"),
             _opt_ts(request, "last_activity_at"),
         )
         return convert.session(record)
 
     async def ReportActivity(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: broker_pb2.ReportActivityRequest, context: grpc.aio.ServicerContext
     ) -> broker_pb2.ReportActivityResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.sessions.report_activity, broker, request.session_id, _opt_ts(request, "last_activity_at"),
-            request.bytes_in, request.bytes_out)
+            self.d.core.sessions.report_activity,
+            broker,
+            request.session_id,
+            _opt_ts(request, "last_activity_at"),
+            request.bytes_in,
+            request.bytes_out,
+        )
         return broker_pb2.ReportActivityResponse()
 
     async def ReportRefusal(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: broker_pb2.ReportRefusalRequest, context: grpc.aio.ServicerContext
     ) -> broker_pb2.ReportRefusalResponse:
         broker = self._broker()
         await self.d.run(
-            self.d.core.sessions.record_refusal, broker, request.kind, request.user, request.resource, request.code,
-            request.message, request.client_address, _refusal_aggregate(request))
+            self.d.core.sessions.record_refusal,
+            broker,
+            request.kind,
+            request.user,
+            request.resource,
+            request.code,
+            request.message,
+            request.client_address,
+            _refusal_aggregate(request),
+        )
         return broker_pb2.ReportRefusalResponse()
 
-    async def GetTrust(self, request: Any, context: grpc.aio.ServicerContext) -> broker_pb2.Trust:
+    async def GetTrust(
+        self, request: broker_pb2.GetTrustRequest, context: grpc.aio.ServicerContext
+    ) -> broker_pb2.Trust:
         self._broker()
         serials = await self.d.run_slow(self.d.core.credentials.revoked_serials)
         return broker_pb2.Trust(
-            user_ca_keys=self.d.pki.ssh_user_ca.trusted_public_key_lines(), revoked_serials=serials,
+            user_ca_keys=self.d.pki.ssh_user_ca.trusted_public_key_lines(),
+            revoked_serials=serials,
             ca_pem=self.d.pki.ca_pem.decode(),
         )

@@ -14,7 +14,6 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import grpc
 
@@ -78,11 +77,15 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.d = deps
         self._validations = asyncio.Semaphore(MAX_CONCURRENT_VALIDATIONS)
 
-    async def GetPolicy(self, request: Any, context: grpc.aio.ServicerContext) -> policy_pb2.PolicyInfo:
+    async def GetPolicy(
+        self, request: policy_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.PolicyInfo:
         policy_set = self.d.policies.current
         out = policy_pb2.PolicyInfo(
-            version=policy_set.version, source=str(self.d.policies.path),
-            rules=len(getattr(policy_set, "rules", ()) or ()), resources=len(policy_set.resources),
+            version=policy_set.version,
+            source=str(self.d.policies.path),
+            rules=len(getattr(policy_set, "rules", ()) or ()),
+            resources=len(policy_set.resources),
         )
         out.loaded_at.CopyFrom(convert.ts_at(self.d.policies.loaded_at))
         return out
@@ -92,26 +95,32 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         return who.has("admin") or group in self.d.policies.current.groups_of(who.name)
 
     async def ValidatePolicy(
-        self, request: Any, context: grpc.aio.ServicerContext
+        self, request: policy_pb2.ValidatePolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ValidatePolicyResponse:
         who = caller()
         if not self._may_validate(who):
-            raise JitError("permission.denied", f"`{who.name}` may not validate policies: that needs the admin "
-                                                f"role or membership in group `{self.d.config.policy_authors}`")
+            raise JitError(
+                "permission.denied",
+                f"`{who.name}` may not validate policies: that needs the admin "
+                f"role or membership in group `{self.d.config.policy_authors}`",
+            )
         size = len(request.content.encode("utf-8", "surrogatepass"))
         if size > limits.MAX_POLICY_FILE_BYTES:
-            raise JitError("invalid.argument", f"content is {size} bytes, above the limit of "
-                                               f"{limits.MAX_POLICY_FILE_BYTES}")
+            raise JitError(
+                "invalid.argument", f"content is {size} bytes, above the limit of {limits.MAX_POLICY_FILE_BYTES}"
+            )
         display = _display_name(request.filename)
-        lim = sandbox.Limits(self.d.config.validate_cpu_seconds, self.d.config.validate_memory_mb * 1024 * 1024,
-                             max(float(limits.SANDBOX_WALL_SECONDS), 2.0 * self.d.config.validate_cpu_seconds))
+        lim = sandbox.Limits(
+            self.d.config.validate_cpu_seconds,
+            self.d.config.validate_memory_mb * 1024 * 1024,
+            max(float(limits.SANDBOX_WALL_SECONDS), 2.0 * self.d.config.validate_cpu_seconds),
+        )
         async with self._validations:
             return await self.d.run_slow(_validate, request.content, display, lim)
 
-    async def DryRun(self, request: Any, context: grpc.aio.ServicerContext) -> types_pb2.Decision:
+    async def DryRun(self, request: policy_pb2.DryRunRequest, context: grpc.aio.ServicerContext) -> types_pb2.Decision:
         try:
-            policy_request = request_from_json(request.request_json,
-                                               default_time=dt.datetime.now(dt.UTC))
+            policy_request = request_from_json(request.request_json, default_time=dt.datetime.now(dt.UTC))
         except RequestError as e:
             raise JitError("invalid.argument", f"bad request: {e}") from None
         decision = await self.d.run(self.d.policies.current.decide, policy_request)
