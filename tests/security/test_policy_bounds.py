@@ -16,22 +16,10 @@ import pytest
 from jitgate.v1 import access_pb2, policy_pb2
 from tests.cluster import REPO, ControlPlane
 from tests.controlplane.api.conftest import POLICIES, duration, refused
+from tests.policy.test_bounds import BASE  # a valid one-rule set to which each attack is added
 
 # The issue: `policy check` "refuses within seconds"; a generous bound for one CLI run.
 CLI_TIMEOUT = 60
-BASE = """version: 1
-users:
-  alice: {groups: [sre]}
-resources:
-  web:
-    kind: ssh
-    address: 10.0.0.1:22
-    logins: [deploy]
-rules:
-  - name: dev
-    when: resource.name == "web"
-    approval: auto
-"""
 RANGE = "[" + ",".join(str(i) for i in range(60)) + "]"
 
 
