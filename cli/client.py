@@ -124,7 +124,6 @@ def recording_bytes(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         fail(f"--max-recording-bytes: {exc}")
-        raise  # not reached: fail exits
 
 
 def error_line(exc: BaseException) -> str | None:

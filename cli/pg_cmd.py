@@ -147,7 +147,6 @@ def psql(client: Client, output: str, resource: str, role: str, reason: str | No
     exe = shutil.which("psql")
     if exe is None:
         fail("psql is not installed; `jitgate db-connect` prints the connection settings instead")
-        return
     params = connection_params(token, address, _ca_file(client.server, token.ca_pem))
     env = dict(os.environ)
     env.update({"PGHOST": params["host"], "PGPORT": params["port"], "PGUSER": params["user"],
@@ -261,7 +260,6 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         )
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
-        return
     run_foreground(_serve(config, identity_dir(identity), server_address(server), data, passphrase), uvloop,
                    "pg broker")
 

@@ -47,7 +47,6 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
                                     refusals=refusal_limits(**refusals))
     except ValueError as exc:
         fail(str(exc))
-        return
     run_foreground(_serve(config), uvloop, "ssh broker")
 
 
