@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
+from controlplane.store import shared
 from controlplane.store.tables import (
     DAY_US,
     approvals,
@@ -178,6 +179,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5),
     (6, _v6),
     (7, _v7),
+    (8, shared.create_tables),  # CA files every plane on one store shares
 ]
 LATEST = MIGRATIONS[-1][0]
 

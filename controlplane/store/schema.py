@@ -43,7 +43,7 @@ def head() -> str:
 
 
 def _context(conn: Connection, script: ScriptDirectory) -> MigrationContext:
-    def upgrade(rev: object, _context: object) -> object:
+    def upgrade(rev: str, _context: object) -> object:
         return script._upgrade_revs("head", rev)  # what `alembic upgrade head` runs
 
     return MigrationContext.configure(connection=conn, opts={"script": script, "fn": upgrade})
