@@ -36,8 +36,9 @@ class SweepLease:
             try:
                 if self._conn is None:
                     raw = self._engine.raw_connection()
-                    raw.detach()  # its own session: the lock lives as long as this connection
                     self._conn = raw.driver_connection
+                    raw.detach()  # its own session: the lock lives as long as this connection
+                    self._conn.rollback()  # a pooled connection may be inside an implicit transaction
                     self._conn.autocommit = True
                     self._held = False
                 if self._held:

@@ -74,8 +74,9 @@ class AuditTailer:
             try:
                 if self._conn is None:
                     raw = self.store.engine.raw_connection()
-                    raw.detach()  # its own session: LISTEN lasts as long as this connection
                     self._conn = raw.driver_connection
+                    raw.detach()  # its own session: LISTEN lasts as long as this connection
+                    self._conn.rollback()  # a pooled connection may be inside an implicit transaction
                     self._conn.autocommit = True
                     self._conn.execute(f"LISTEN {CHANNEL}")
                 self.catch_up()  # after (re)connecting: what was committed meanwhile
