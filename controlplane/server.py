@@ -32,7 +32,8 @@ from controlplane.events import EventHub
 from controlplane.identity import DataDir, ServerPki, init_pki, write_server_addr
 from controlplane.policy_watch import PolicyHolder, error_lines
 from controlplane.scaleout.health import follow_store
-from controlplane.scaleout.plane import SharedPlane
+from controlplane.scaleout.plane import PlaneStartError, SharedPlane
+from controlplane.scaleout.shared_ca import SharedCAError
 from controlplane.scaleout.storeurl import is_postgresql, shown
 from controlplane.servicers.access import AccessServicer
 from controlplane.servicers.admin import AdminServicer
@@ -319,7 +320,7 @@ def run_server(config: ServerConfig) -> int:
             cProfile.runctx("asyncio.run(ControlPlaneServer(config).run())", globals(), locals(), profile)
         else:
             asyncio.run(ControlPlaneServer(config).run())
-    except (StartError, CAError) as e:  # CAError: a key or its passphrase cannot be used
+    except (StartError, CAError, PlaneStartError, SharedCAError) as e:  # CAError: a key or its passphrase
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

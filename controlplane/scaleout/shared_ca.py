@@ -33,6 +33,7 @@ from controlplane.store import SqlStore, to_us
 from controlplane.store.shared import CA_FILE_MAX_BYTES, CA_FILES_MAX, read_ca_files, write_ca_files
 from jitgate.errors import JitgateError
 
+STATE_SUFFIX = ".json"
 _CA_LOCK = 7283541  # pg_advisory_xact_lock key: planes starting at once share the CAs one at a time
 
 T = TypeVar("T")
@@ -96,7 +97,10 @@ def with_shared_cas(store: SqlStore, data_dir: DataDir, load: Callable[[], T]) -
         _check_stored(stored)
         if stored:
             local = local_ca_files(data_dir.ca_dir)
-            foreign = sorted(rel for rel, content in local.items() if stored.get(rel) != content)
+            # Keys and certificates must be the store's; an SSH CA's state file (`*.json`) moves as it
+            # signs (`signed_until`), so the store's copy simply replaces a returning plane's.
+            foreign = sorted(rel for rel, content in local.items()
+                             if stored.get(rel) != content and not rel.endswith(STATE_SUFFIX))
             if foreign:
                 raise SharedCAError(
                     f"the data directory `{data_dir.root}` holds CA files that differ from the store's "
