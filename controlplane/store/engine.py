@@ -87,7 +87,8 @@ class SqlStore:
         if url.startswith("sqlite:///"):
             return cls.open_sqlite(url[len("sqlite:///"):])
         # A store that is away fails a call within seconds (store.unavailable), not a TCP timeout.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_SIZE,
+        # No pool_pre_ping: it costs a round trip per transaction; see `_operational` instead.
+        engine = create_engine(url, pool_pre_ping=False, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_SIZE,
                                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         return cls(engine, sqlite=False)
 
@@ -111,7 +112,7 @@ class SqlStore:
                 for hook in self.commit_hooks:
                     hook(tx.appended)
             except (OperationalError, self._dbapi_operational) as e:
-                raise _operational(e) from None
+                raise self._operational(e) from None
 
     def local_commits_settled(self) -> None:
         """Return once no write transaction of this process is between its commit and its hooks."""
@@ -125,7 +126,15 @@ class SqlStore:
             with self._transaction(write=False) as tx:
                 yield tx
         except (OperationalError, self._dbapi_operational) as e:
-            raise _operational(e) from None
+            raise self._operational(e) from None
+
+    def _operational(self, e: Exception) -> JitError:
+        err = _operational(e)
+        if err.code == "store.unavailable" and not self.sqlite:
+            # No pre-ping per checkout (a round trip per transaction): after a lost connection,
+            # drop every pooled one so the next calls connect afresh instead of failing one by one.
+            self.engine.dispose(close=False)
+        return err
 
     def ping(self) -> None:
         """One round trip to the database (raises JitError `store.unavailable` when it cannot)."""
