@@ -289,7 +289,8 @@ async def await_expiry(lister: ControlPlane, watchers: dict[str, ControlPlane], 
         await c.close()
     if expired < ids_expected:
         raise SystemExit(f"only {expired} of {ids_expected} grants are EXPIRED")
-    return (listed - deadline).total_seconds(), {n: (w - deadline).total_seconds() for n, w in zip(names, watched, strict=True)}
+    delays = {n: (w - deadline).total_seconds() for n, w in zip(names, watched, strict=True)}
+    return (listed - deadline).total_seconds(), delays
 
 
 def mass_expiry(name: str, planes: list[ControlPlane], store_target: str, n: int) -> str:
