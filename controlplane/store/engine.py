@@ -112,7 +112,10 @@ class SqlStore:
                 for hook in self.commit_hooks:
                     hook(tx.appended)
             except (OperationalError, self._dbapi_operational) as e:
-                raise self._operational(e) from None
+                err = self._operational(e)
+                if err is None:
+                    raise
+                raise err from None
 
     def local_commits_settled(self) -> None:
         """Return once no write transaction of this process is between its commit and its hooks."""
@@ -126,11 +129,16 @@ class SqlStore:
             with self._transaction(write=False) as tx:
                 yield tx
         except (OperationalError, self._dbapi_operational) as e:
-            raise self._operational(e) from None
+            err = self._operational(e)
+            if err is None:
+                raise
+            raise err from None
 
-    def _operational(self, e: Exception) -> JitError:
-        err = _operational(e)
-        if err.code == "store.unavailable" and not self.sqlite:
+    def _operational(self, e: Exception) -> JitError | None:
+        """The refusal for a driver's operational error, or None to let it through as it is.
+        SQLite's OperationalError also means a bad statement or schema: only busy is a refusal there."""
+        err = _operational(e, self.sqlite)
+        if err is not None and err.code == "store.unavailable":
             # No pre-ping per checkout (a round trip per transaction): after a lost connection,
             # drop every pooled one so the next calls connect afresh instead of failing one by one.
             self.engine.dispose(close=False)
@@ -164,10 +172,12 @@ class SqlStore:
         tx._end(commit=True)
 
 
-def _operational(e: Exception) -> JitError:
+def _operational(e: Exception, sqlite: bool) -> JitError | None:
     """The driver's operational error as the refusal a caller can act on (the cause is logged)."""
     if "locked" in str(e) or "busy" in str(e):
         return JitError("store.busy", "the database is busy; try again")
+    if sqlite:
+        return None
     log.warning("store unavailable: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
     return JitError("store.unavailable", "the store cannot be reached; try again")
 
