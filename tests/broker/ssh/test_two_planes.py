@@ -76,4 +76,4 @@ def test_revocation_on_the_other_plane_cuts_the_session(stack: TwoPlaneStack) ->
     assert b"was revoked" in err and b"incident 9" in err, err
     session = ended_session(stack, grant.id)[0]
     assert session.end_reason == "revoked"
-    print(f"revocation on plane B to disconnect through plane A's broker: {(time.monotonic() - revoked_at) * 1000:.0f} ms")
+    print(f"revoked on plane B, cut by the broker on A: {(time.monotonic() - revoked_at) * 1000:.0f} ms")
