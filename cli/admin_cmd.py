@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cli.client import connect, handle_errors, print_json
+from cli.migrate_cmd import migrate
 from cli.output import echo
 
 
@@ -56,7 +57,10 @@ def issue_identity_locally(data_dir: Any, name: str, out: Path, days: int, actor
 
 @click.group("admin")
 def admin() -> None:
-    """Identities and CA keys."""
+    """Identities, CA keys and the store's schema."""
+
+
+admin.add_command(migrate)  # `jitgate admin migrate` (cli/migrate_cmd.py)
 
 
 @admin.command("issue-identity")

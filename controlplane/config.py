@@ -12,6 +12,7 @@ server_names: [jitgate.internal]
 ssh_broker_address: broker.internal:2222
 pg_broker_address: broker.internal:6432
 recommend_coverage: 0.85  # share of grants a recommended duration should cover
+store: postgresql://jitgate@db.internal:5432/jitgate  # default: SQLite in the data directory
 ```
 """
 from __future__ import annotations
@@ -74,6 +75,7 @@ class ServerConfig:
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
+    store: str = ""  # a store URL (postgresql://... shared by several planes); "": SQLite in data_dir
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -93,6 +95,12 @@ class ServerConfig:
         if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
                 or not 0.5 <= self.recommend_coverage <= 0.99:
             raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
+        if self.store:
+            from controlplane.scaleout.storeurl import normalize
+
+            if not isinstance(self.store, str):
+                raise ConfigError("`store` must be a URL: postgresql://user@host:5432/db or sqlite:///path")
+            object.__setattr__(self, "store", normalize(self.store))  # raises a ConfigError-coded message
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")
@@ -142,6 +150,7 @@ def build_config(
     policies: Path | None = None,
     listen: str | None = None,
     config_file: Path | None = None,
+    store: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     """Merge command-line values over the config file over the environment and defaults."""
@@ -157,6 +166,8 @@ def build_config(
         values["policies"] = policies
     if listen is not None:
         values["listen"] = listen
+    if store:
+        values["store"] = store
     root = Path(values.get("data_dir") or default_data_dir(environ)).expanduser()
     values["data_dir"] = root
     if "policies" not in values:

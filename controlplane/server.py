@@ -31,6 +31,10 @@ from controlplane.config import ServerConfig
 from controlplane.events import EventHub
 from controlplane.identity import DataDir, ServerPki, init_pki, write_server_addr
 from controlplane.policy_watch import PolicyHolder, error_lines
+from controlplane.scaleout.health import follow_store
+from controlplane.scaleout.plane import PlaneStartError, SharedPlane
+from controlplane.scaleout.shared_ca import SharedCAError
+from controlplane.scaleout.storeurl import is_postgresql, shown
 from controlplane.servicers.access import AccessServicer
 from controlplane.servicers.admin import AdminServicer
 from controlplane.servicers.audit import AuditServicer
@@ -96,12 +100,14 @@ class DataDirLock:
 
 def open_core(data_dir: DataDir, holder: Any, pki: ServerPki | None, admins: frozenset[str] = frozenset(),
               brokers: frozenset[str] = frozenset(), with_recommender: bool = True,
-              recommend_coverage: float | None = None) -> Any:
-    """An AccessCore on the data directory's store (also used by local admin commands)."""
+              recommend_coverage: float | None = None, store: Any = None) -> Any:
+    """An AccessCore on `store` (an open SqlStore or a URL), by default the data directory's
+    SQLite store (also used by local admin commands)."""
     from controlplane.core import AccessCore
     from controlplane.store import open_store
 
-    store = open_store(str(data_dir.db_path))
+    if store is None or isinstance(store, str):
+        store = open_store(store or str(data_dir.db_path))
     return AccessCore(
         store, holder, admins=set(admins), brokers=set(brokers),
         ssh_user_ca=pki.ssh_user_ca if pki else None, ssh_upstream_ca=pki.ssh_upstream_ca if pki else None,
@@ -202,19 +208,27 @@ class ControlPlaneServer:
         lock = DataDirLock.acquire(data_dir)
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
-        core = sweeper = holder = None
+        core = sweeper = holder = plane = None
         try:
-            pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
-            holder = load_policies(config)
             loop = asyncio.get_running_loop()
+            plane = SharedPlane(config.store) if is_postgresql(config.store) else None
+            if plane is not None:  # the store first: the CAs come from it (scaleout/shared_ca.py)
+                store: Any = await loop.run_in_executor(executor, plane.open_store)
+                pki = await loop.run_in_executor(executor, plane.shared_pki, data_dir, config)
+            else:
+                store = config.store or None
+                pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
+            holder = load_policies(config)
             core = await loop.run_in_executor(
                 executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender,
-                config.recommend_coverage)
+                config.recommend_coverage, store)
             hub = EventHub(loop, config.watch_queue_size)
             hub.start()
             core.ledger.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
-            sweeper = self._start_sweeper(core)
+            if plane is not None:
+                plane.follow(core, holder)  # other planes' changes -> this plane's watchers and sweeper
+            sweeper = self._start_sweeper(core, plane.may_sweep if plane is not None else None)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *wire.server_options()])
@@ -231,6 +245,8 @@ class ControlPlaneServer:
             await server.start()
             for name in ("", *SERVICE_NAMES):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            health_task = asyncio.create_task(follow_store(
+                core.ledger.store, executor, ("", *SERVICE_NAMES), health_servicer.set))
             self.address = f"{config.host}:{port}"
             write_server_addr(data_dir, self.address)
             holder.start_watching(config.policy_poll_seconds)
@@ -242,10 +258,12 @@ class ControlPlaneServer:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, self._reload, holder, core))
             print(
                 f"jitgate server listening on {self.address} (data dir {data_dir.root}, "
-                f"policy {holder.current.version})", flush=True)
+                f"policy {holder.current.version}{', store ' + shown(config.store) if config.store else ''})",
+                flush=True)
             log.info("listening on %s", self.address)
             await self._stopping.wait()
             log.info("stopping")
+            health_task.cancel()
             await health_servicer.enter_graceful_shutdown()
             await server.stop(grace=2)
             hub.stop()
@@ -254,6 +272,8 @@ class ControlPlaneServer:
                 holder.stop()
             if sweeper is not None:
                 sweeper.stop()
+            if plane is not None:
+                plane.stop()
             executor.shutdown(wait=True, cancel_futures=True)
             if core is not None:
                 core.ledger.store.close()
@@ -268,11 +288,12 @@ class ControlPlaneServer:
         if core.history.recommender is not None:
             core.history.recommender.reload()
 
-    def _start_sweeper(self, core: Any) -> Any:
+    def _start_sweeper(self, core: Any, gate: Any = None) -> Any:
         from controlplane.sweeper import Sweeper
 
         # start() sweeps once before returning: grants that expired while down end before we listen.
-        sweeper = Sweeper(core)
+        # `gate`: on a shared store, only the plane holding the sweeper lease sweeps.
+        sweeper = Sweeper(core, gate=gate)
         sweeper.start()
         return sweeper
 
@@ -282,6 +303,7 @@ def configure_logging(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin and step at every start
 
 
 def run_server(config: ServerConfig) -> int:
@@ -298,7 +320,7 @@ def run_server(config: ServerConfig) -> int:
             cProfile.runctx("asyncio.run(ControlPlaneServer(config).run())", globals(), locals(), profile)
         else:
             asyncio.run(ControlPlaneServer(config).run())
-    except (StartError, CAError) as e:  # CAError: a key or its passphrase cannot be used
+    except (StartError, CAError, PlaneStartError, SharedCAError) as e:  # CAError: a key or its passphrase
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,9 +27,13 @@ EARLY_WAKE_SLACK = timedelta(milliseconds=1)
 class Sweeper:
     """Ends grants at their deadline. `start()` runs one sweep before returning."""
 
-    def __init__(self, core: AccessCore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, core: AccessCore, clock: Callable[[], datetime] = utcnow,
+                 gate: Callable[[], bool] | None = None) -> None:
         self.core = core
         self.clock = clock
+        # Several planes on one store: sweep only while `gate()` says so (the sweeper lease,
+        # controlplane/scaleout/lease.py); otherwise ask again after ERROR_BACKOFF.
+        self.gate = gate
         self._cond = threading.Condition()
         self._dirty = False
         # The earliest deadline among changes published since the current sweep began
@@ -82,6 +86,8 @@ class Sweeper:
 
     def _sweep_once(self) -> datetime | bool | None:
         try:
+            if self.gate is not None and not self.gate():
+                return False  # another plane sweeps; ask again after ERROR_BACKOFF
             self.sweeps += 1
             return self.core.grants.sweep()
         except Exception:

@@ -16,6 +16,7 @@ health service answering SERVING, never a sleep. Defaults: admins [`admin`]
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ca.keystore import PASSPHRASE_ENV
 from cli.client import Client
 from controlplane.identity import DataDir, issue_identity_bundle, open_x509_ca
 
@@ -53,7 +55,13 @@ class ControlPlane:
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         start: bool = True,
+        store: str | None = None,
+        peer: ControlPlane | None = None,
     ) -> None:
+        """`store`: a store URL (`postgresql://...`; see tests/pgstore.py) instead of SQLite in the
+        data directory; the CA passphrase then comes from the environment, as a shared store needs.
+        `peer`: another plane on the same store; this one's CAs come from the store (the peer's),
+        and identities are the peer's."""
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.data = DataDir(self.tmp / "data")
@@ -61,8 +69,14 @@ class ControlPlane:
         self.config_path = self.tmp / "server.yaml"
         cfg: dict[str, Any] = {"admins": list(admins), "brokers": list(brokers), "policy_poll_seconds": 0.25}
         cfg.update(config or {})
+        self.store = store or (peer.store if peer is not None else None)
+        self.peer = peer
+        if self.store:
+            cfg["store"] = self.store
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.env = {**os.environ, **(env or {})}
+        if self.store:  # every plane on one store gets the same passphrase (controlplane/scaleout/shared_ca.py)
+            self.env[PASSPHRASE_ENV] = peer.env[PASSPHRASE_ENV] if peer is not None else secrets.token_hex(32)
         self.env.pop("JITGATE_IDENTITY", None)
         self.env.pop("JITGATE_SERVER", None)
         self.port = 0
@@ -92,7 +106,9 @@ class ControlPlane:
         if self.proc is not None and self.proc.poll() is None:
             raise ControlPlaneError("control plane already running")
         self.data.addr_path.unlink(missing_ok=True)
-        self.identity("admin")  # creates the CA before the server's first start; used for health checks
+        # Creates the CA before the server's first start (a plane joining a store takes the store's
+        # CAs instead); used for health checks.
+        self.identity("admin")
         cmd = [
             sys.executable, "-m", "cli.main", "server", "--data-dir", str(self.data.root),
             "--policies", str(self.policies), "--listen", f"127.0.0.1:{self.port}",
@@ -171,15 +187,22 @@ class ControlPlane:
 
     @property
     def ca_pem(self) -> bytes:
-        return open_x509_ca(self.data).ca_cert_pem
+        if self.peer is not None:
+            return self.peer.ca_pem
+        return open_x509_ca(self.data, self._passphrase()).ca_cert_pem
+
+    def _passphrase(self) -> bytes | None:
+        return self.env[PASSPHRASE_ENV].encode() if self.store else None
 
     def identity(self, name: str, days: int = 1) -> Path:
         """A client bundle (ca.pem, cert.pem, key.pem) for identity `name`, issued once and cached."""
+        if self.peer is not None:
+            return self.peer.identity(name, days)
         out = self.tmp / "identities" / name
         with self._lock:  # threads of one test may ask for the same identity at once
             if not (out / "key.pem").exists():
                 if self._ca is None:
-                    self._ca = open_x509_ca(self.data)
+                    self._ca = open_x509_ca(self.data, self._passphrase())
                 (self.tmp / "identities").mkdir(mode=0o700, exist_ok=True)
                 issue_identity_bundle(self._ca, name, out, days)
         return out
@@ -200,6 +223,10 @@ class ControlPlane:
     def client(self, name: str, timeout: float = 15.0) -> Client:
         """Stubs of every service as `name`: `.access`, `.broker`, `.policy`, `.audit`, `.admin`."""
         return Client(self.channel(name), timeout)
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def cli_env(self, name: str) -> dict[str, str]:
         """Environment for running `jitgate` as `name` against this server."""

@@ -10,9 +10,10 @@ transaction begins, the migration lock and the busy error. The table modules (`r
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from controlplane.errors import JitError
+from controlplane.model import AuditRecord
 from controlplane.store import migrations
 from controlplane.store.audit import AuditTx
 from controlplane.store.base import to_us
@@ -32,8 +34,12 @@ from controlplane.store.history import HistoryTx
 from controlplane.store.requests import RequestTx
 from controlplane.store.sessions import SessionTx
 
+log = logging.getLogger("jitgate.store")
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another process's lock before "busy"
 SQLITE_POOL_SIZE = 16  # pooled connections for a threaded gRPC server: WAL readers never wait on each other
+PG_POOL_SIZE = 10  # pooled connections per plane (the gRPC server's worker threads, plus the sweeper)
+PG_CONNECT_TIMEOUT_S = 3
 _PG_MIGRATION_LOCK = 7283540  # pg_advisory_xact_lock key: two servers starting at once migrate one after the other
 
 
@@ -49,6 +55,9 @@ class SqlStore:
         self.sqlite = sqlite
         self.checkpointer = checkpointer
         self._write_lock = threading.Lock()  # one writer per process; the database lock covers others
+        # Called with the audit events each write transaction appended, after its commit and
+        # before the next local writer starts (scaleout/tailer.py tells its own events apart).
+        self.commit_hooks: list[Callable[[Sequence[AuditRecord]], None]] = []
         # Prebuilt statements raise the driver's own errors (not wrapped by SQLAlchemy).
         self._dbapi_operational: type[Exception] = getattr(
             engine.dialect.loaded_dbapi, "OperationalError", OperationalError)
@@ -77,7 +86,10 @@ class SqlStore:
         """A store at a SQLAlchemy URL (e.g. `postgresql+psycopg://...`), migrated."""
         if url.startswith("sqlite:///"):
             return cls.open_sqlite(url[len("sqlite:///"):])
-        engine = create_engine(url, pool_pre_ping=True)
+        # A store that is away fails a call within seconds (store.unavailable), not a TCP timeout.
+        # No pool_pre_ping: it costs a round trip per transaction; see `_operational` instead.
+        engine = create_engine(url, pool_pre_ping=False, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_SIZE,
+                               connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         return cls(engine, sqlite=False)
 
     def close(self) -> None:
@@ -97,16 +109,46 @@ class SqlStore:
                 with self._transaction(write=True) as tx:
                     tx._lock_head()  # the audit chain's end: the lock every writer takes first
                     yield tx
+                for hook in self.commit_hooks:
+                    hook(tx.appended)
             except (OperationalError, self._dbapi_operational) as e:
-                if "locked" in str(e) or "busy" in str(e):
-                    raise JitError("store.busy", "the database is busy; try again") from None
-                raise
+                err = self._operational(e)
+                if err is None:
+                    raise
+                raise err from None
+
+    def local_commits_settled(self) -> None:
+        """Return once no write transaction of this process is between its commit and its hooks."""
+        with self._write_lock:
+            pass
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A read-only snapshot."""
-        with self._transaction(write=False) as tx:
-            yield tx
+        try:
+            with self._transaction(write=False) as tx:
+                yield tx
+        except (OperationalError, self._dbapi_operational) as e:
+            err = self._operational(e)
+            if err is None:
+                raise
+            raise err from None
+
+    def _operational(self, e: Exception) -> JitError | None:
+        """The refusal for a driver's operational error, or None to let it through as it is.
+        SQLite's OperationalError also means a bad statement or schema: only busy is a refusal there."""
+        err = _operational(e, self.sqlite)
+        if err is not None and err.code == "store.unavailable":
+            # No pre-ping per checkout (a round trip per transaction): after a lost connection,
+            # drop every pooled one so the next calls connect afresh instead of failing one by one.
+            self.engine.dispose(close=False)
+        return err
+
+    def ping(self) -> None:
+        """One round trip to the database (raises JitError `store.unavailable` when it cannot)."""
+        with self.read() as tx:
+            tx.cur.execute("SELECT 1")
+            tx.cur.fetchall()
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Tx]:
@@ -128,6 +170,16 @@ class SqlStore:
             tx._end(commit=False)
             raise
         tx._end(commit=True)
+
+
+def _operational(e: Exception, sqlite: bool) -> JitError | None:
+    """The driver's operational error as the refusal a caller can act on (the cause is logged)."""
+    if "locked" in str(e) or "busy" in str(e):
+        return JitError("store.busy", "the database is busy; try again")
+    if sqlite:
+        return None
+    log.warning("store unavailable: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return JitError("store.unavailable", "the store cannot be reached; try again")
 
 
 def open_store(target: str) -> SqlStore:

@@ -1,4 +1,10 @@
-"""Ordered schema migrations: each database is brought to `LATEST` when a store opens it.
+"""Ordered schema steps: each database is brought to `LATEST` when a store opens it.
+
+Alembic runs them (`schema.py`): step N is the revision file `revisions/versions/rNNNN.py`,
+whose `upgrade()` calls `apply(N)`. To add a step: write its DDL as a function of a
+`Connection` in your own module, append `(N, function)` to `MIGRATIONS` below, and add
+`revisions/versions/rNNNN.py` (copy the last one; set `revision`, `down_revision`, `apply(N)`).
+A test checks that the two lists agree.
 
 Steps are append-only (never edit a released one). Most are portable DDL; the one
 dialect-specific step is v5's triggers (SQLite trigger bodies, a plpgsql function on
@@ -8,10 +14,12 @@ opening transaction (see `engine.py`, which also serializes two servers migratin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
+from controlplane.store import shared
 from controlplane.store.tables import (
     DAY_US,
     approvals,
@@ -171,6 +179,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5),
     (6, _v6),
     (7, _v7),
+    (8, shared.create_tables),  # CA files every plane on one store shares
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -183,15 +192,21 @@ def current_version(conn: Connection) -> int:
     return int(v or 0)
 
 
-def migrate(conn: Connection, now_us: int) -> list[int]:
-    """Apply every pending migration in order inside the caller's transaction; returns those applied."""
-    have = current_version(conn)
-    if have > LATEST:
-        raise RuntimeError(f"the database schema is version {have}, newer than this jitgate ({LATEST})")
-    applied = []
-    for version, step in MIGRATIONS:
-        if version > have:
-            step(conn)
-            conn.execute(insert(schema_version).values(version=version, applied_us=now_us))
-            applied.append(version)
-    return applied
+def apply(version: int) -> None:
+    """Run step `version` on Alembic's connection and record it in `schema_version` (a revision's
+    `upgrade()`: Alembic records the revision, `schema_version` keeps older jitgates refusing)."""
+    from alembic import op
+
+    conn = op.get_bind()
+    dict(MIGRATIONS)[version](conn)
+    now_us = (datetime.now(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    metadata.create_all(conn, tables=[schema_version])
+    conn.execute(insert(schema_version).values(version=version, applied_us=now_us))
+
+
+def migrate(conn: Connection, now_us: int = 0) -> list[int]:
+    """Apply every pending step in order (through Alembic) inside the caller's transaction;
+    returns the versions applied. `now_us` is kept for callers; `apply` stamps the time."""
+    from controlplane.store import schema
+
+    return [int(rev) for rev in schema.migrate(conn)]

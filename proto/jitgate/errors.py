@@ -82,6 +82,8 @@ CODES: dict[str, Code] = {
     "session.role_mismatch": Code("PERMISSION_DENIED", "the grant is for another database role"),
     "session.target_mismatch": Code("PERMISSION_DENIED", "the grant is for another resource"),
     "store.busy": Code("UNAVAILABLE", "the store is busy; the call may be tried again"),
+    "store.schema_newer": Code("FAILED_PRECONDITION", "the store's schema is newer than this jitgate knows"),
+    "store.unavailable": Code("UNAVAILABLE", "the store cannot be reached; the call may be tried again"),
 }
 
 # Any other code: the status of its prefix. Codes of the libraries (`ca/`, `recommend/`,

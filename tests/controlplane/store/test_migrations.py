@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from controlplane.errors import JitError
 from controlplane.store import SqlStore, migrations, tables
 from tests.controlplane.core.helpers import dev
 
@@ -50,5 +51,5 @@ def test_store_refuses_a_newer_schema(tmp_path):
     SqlStore.open_sqlite(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_version (version, applied_us) VALUES (?, 0)", (migrations.LATEST + 1,))
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(JitError, match="newer"):
         SqlStore.open_sqlite(path)
