@@ -234,16 +234,18 @@ class Workload:
         n = 0
         while not self.stop.is_set():
             n += 1
+            plane = first  # whose client failed, if one does
             try:
                 req = create(alice, "web-prod-01", login="deploy", reason=f"prod {n}")
                 with self.lock:
                     self.acked[req.id] = req
-                for who in (bob, sam):
+                for who, where in ((bob, first), (sam, second)):
+                    plane = where
                     got = who.access.Approve(access_pb2.DecideRequest(id=req.id))
                     with self.lock:
                         self.acked[req.id] = got
-            except (grpc.RpcError, ValueError) as e:
-                self.errors[first].append(e.code().name if isinstance(e, grpc.RpcError) else "UNAVAILABLE")
+            except (grpc.RpcError, ValueError) as e:  # ValueError: kill() closed the plane's channels
+                self.errors[plane].append(e.code().name if isinstance(e, grpc.RpcError) else "UNAVAILABLE")
                 return
 
 
@@ -265,7 +267,7 @@ def test_kill_9_of_the_sweeping_plane_mid_workload(planes):
         t.join(15)
     acked = dict(work.acked)
     assert work.errors["a"], "A's clients must have been cut by the kill"
-    assert not work.errors["b"] or set(work.errors["b"]) <= {"UNAVAILABLE"}, work.errors["b"]
+    assert not work.errors["b"], work.errors["b"]  # B's clients went on through the kill
 
     # B takes the sweeper lease and ends every short grant, wherever it was made, without A.
     overdue_at = max(r.expires_at.ToDatetime(tzinfo=dt.UTC) for r in acked.values()
