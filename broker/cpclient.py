@@ -32,11 +32,11 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from broker.failover import ACCESS, BROKER, CallObserver, PlaneChannels, PlanesUnreachable, Service
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
+from jitgate.endpoints import UNREACHABLE, ServerList
 from jitgate.status import reason_of
-from broker.failover import ACCESS, BROKER, CallObserver, PlaneChannels, PlanesUnreachable, Service
-from jitgate.endpoints import ServerList, UNREACHABLE
 from jitgate.v1 import access_pb2, broker_pb2, types_pb2
 
 log = logging.getLogger(__name__)

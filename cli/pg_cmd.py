@@ -193,7 +193,7 @@ def _sh(value: str) -> str:
 @click.command("pg-broker")
 @click.option("--listen", default="127.0.0.1:6432", show_default=True, help="HOST:PORT for PostgreSQL clients")
 @click.option("--identity", default=None, help=f"the broker's identity bundle directory (default ${IDENTITY_ENV})")
-@click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
+@click.option("--server", default=None, help=f"control plane host:port, or several as a,b (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/pg-broker", show_default=True,
               help="recordings, recorder key and (tls/cert.pem, tls/key.pem) the TLS certificate")
 @click.option(
@@ -236,10 +236,12 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
     from broker.pg.credentials import CredentialSource
     from ca.errors import CAError
     from ca.keystore import passphrase_at_start
+    from jitgate.endpoints import parse_servers
 
     start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
+        parse_servers(server_address(server))  # a bad list fails here, before anything starts
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         passphrase = passphrase_at_start(data / "keys")
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)

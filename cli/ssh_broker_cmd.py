@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @click.command("ssh-broker")
 @click.option("--listen", default="127.0.0.1:2222", show_default=True, help="HOST:PORT to accept OpenSSH clients on")
 @click.option("--identity", default=None, help=f"the broker's identity bundle directory (default ${IDENTITY_ENV})")
-@click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
+@click.option("--server", default=None, help=f"control plane host:port, or several as a,b (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/ssh-broker", show_default=True,
               help="host key, key passphrase and recordings")
 @click.option("--record-keystrokes", is_flag=True,
