@@ -12,6 +12,7 @@ server_names: [jitgate.internal]
 ssh_broker_address: broker.internal:2222
 pg_broker_address: broker.internal:6432
 recommend_coverage: 0.85  # share of grants a recommended duration should cover
+metrics: 127.0.0.1:9464   # Prometheus /metrics (controlplane/metrics.py); off when unset
 ```
 """
 from __future__ import annotations
@@ -74,6 +75,7 @@ class ServerConfig:
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
+    metrics: str = ""  # HOST:PORT of the Prometheus endpoint (controlplane/metrics.py); "" = none
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -93,6 +95,13 @@ class ServerConfig:
         if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
                 or not 0.5 <= self.recommend_coverage <= 0.99:
             raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
+        if self.metrics:
+            from jitgate.metrics import parse_metrics_address
+
+            try:
+                parse_metrics_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")
@@ -142,6 +151,7 @@ def build_config(
     policies: Path | None = None,
     listen: str | None = None,
     config_file: Path | None = None,
+    metrics: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     """Merge command-line values over the config file over the environment and defaults."""
@@ -157,6 +167,8 @@ def build_config(
         values["policies"] = policies
     if listen is not None:
         values["listen"] = listen
+    if metrics is not None:
+        values["metrics"] = metrics
     root = Path(values.get("data_dir") or default_data_dir(environ)).expanduser()
     values["data_dir"] = root
     if "policies" not in values:

@@ -30,6 +30,7 @@ from ca.keystore import ensure_private_dir
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
 from controlplane.identity import DataDir, ServerPki, init_pki, write_server_addr
+from controlplane.metrics import start_metrics
 from controlplane.policy_watch import PolicyHolder, error_lines
 from controlplane.servicers.access import AccessServicer
 from controlplane.servicers.admin import AdminServicer
@@ -202,7 +203,7 @@ class ControlPlaneServer:
         lock = DataDirLock.acquire(data_dir)
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
-        core = sweeper = holder = None
+        core = sweeper = holder = metrics_endpoint = None
         try:
             pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
             holder = load_policies(config)
@@ -216,8 +217,10 @@ class ControlPlaneServer:
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
+            metrics, metrics_endpoint = start_metrics(config.metrics, core)  # none without --metrics
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
-            server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *wire.server_options()])
+            server = grpc.aio.server(interceptors=[metrics] if metrics else None,
+                                     options=[("grpc.so_reuseport", 0), *wire.server_options()])
             health_servicer = _add_services(server, deps)
             creds = grpc.ssl_server_credentials(
                 [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca_pem,
@@ -250,6 +253,8 @@ class ControlPlaneServer:
             await server.stop(grace=2)
             hub.stop()
         finally:
+            if metrics_endpoint is not None:
+                metrics_endpoint.stop()
             if holder is not None:
                 holder.stop()
             if sweeper is not None:
