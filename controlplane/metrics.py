@@ -8,7 +8,7 @@
 | `jitgate_decision_seconds` | histogram | | one policy decision of a new request |
 | `jitgate_rpc_seconds` | histogram | method, code | gRPC calls served, by method and status (a server interceptor) |
 | `jitgate_event_stream_lag_seconds` | histogram | | from an event's commit to its sending on a WatchEvents stream |
-| `jitgate_store_errors_total` | counter | code | calls failed on the store (`store.*` codes); scrapes that could not count |
+| `jitgate_store_errors_total` | counter | code | calls failed on the store (`store.*` codes), failed scrapes |
 | `jitgate_watchers` | gauge | | WatchEvents streams open now |
 
 Methods are labelled only when they are jitgate.v1's own (anything else a client
