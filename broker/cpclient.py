@@ -220,11 +220,12 @@ class ControlPlaneClient:
         creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem,
                                              certificate_chain=cert_pem)
         # Message limits and keepalive as the server expects them (jitgate.wire); a short reconnect
-        # back-off, so a restarted plane is used again within about 2 s.
+        # back-off, so a restarted plane is used again within about 1 s (a connect attempt to a
+        # dead address on the broker's own list is cheap).
         self.planes = PlaneChannels(self.servers, creds, [
             *wire.client_options(),
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2_000),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
         ], observer=observer)
         # Seconds from an event's commit to its arrival here (the broker's metrics), or None.
         self.lag_observer: Callable[[float], None] | None = None

@@ -9,8 +9,9 @@
 One channel per address, made lazily on the running loop. Before a call, the
 channel to the current address must be READY within `CONNECT_TIMEOUT`; a
 channel that is down (refused, in gRPC's reconnect back-off) is passed over at
-once in a first round, and waited for only if no address is up (a plane that
-restarted leaves its back-off within ~2 s).
+once in a first round; only if no address is up are all waited for at once, the
+first to come up taking the call (a restarted plane leaves gRPC's reconnect
+back-off, at most 1 s here, and is used within about that).
 """
 from __future__ import annotations
 
@@ -113,10 +114,21 @@ class PlaneChannels:
             if await self._ready(address, patient=False):
                 return [address, *(a for a in order if a != address)]
             self.servers.unreachable(address)
-        for address in self.servers.order():
-            if await self._ready(address, patient=True):
-                return [address, *(a for a in order if a != address)]
-            self.servers.unreachable(address)
+        # None is up: wait for all at once and take the first to come up (a plane starting on the
+        # second address is not kept waiting behind a connect timeout on the first).
+        tasks = {asyncio.ensure_future(self._ready(a, patient=True)): a for a in order}
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.result():
+                        address = tasks[task]
+                        self.servers.answered(address)
+                        return [address, *(a for a in order if a != address)]
+        finally:
+            for task in pending:
+                task.cancel()
         return []
 
     async def unary(self, service: Service, name: str, request: Any, timeout: float) -> Any:
