@@ -3,12 +3,13 @@
 A broker reaches the control plane only over gRPC (never its store). This
 module is shared by the SSH broker and the PostgreSQL broker:
 
-    client = ControlPlaneClient.from_identity_dir("127.0.0.1:7443", Path("id/broker-1"))
+    client = ControlPlaneClient.from_identity_dir("cp-a:7443,cp-b:7443", Path("id/broker-1"))
     auth = await client.authorize_session(kind="ssh", resource="web-01", login="root",
                                           ssh=SshCredential(key_id, serial, principal, cert_line),
                                           client_address="127.0.0.1:50000", channel="shell")
     watcher = client.watch(on_change=..., on_sync=..., live_grants=hub.grant_ids)
-    # reconnects and re-syncs by itself; while the stream is down, polls the live grants
+    # reconnects and re-syncs by itself (on the next plane when its plane went away);
+    # while the stream is down, polls the live grants
     ...
     await watcher.stop(); await client.close()
 
@@ -17,6 +18,11 @@ control plane's stable error code as `reason` (`jitgate.errors`, e.g.
 `session.channel_not_allowed`), a readable `message` and `unavailable` when the
 control plane could not be reached), never a raw grpc exception. A broker
 decides on `reason` or `code`, never on the message text.
+
+Several addresses fail over as `jitgate.endpoints` says (`broker/failover.py`
+does the I/O): a call that changes state and may have reached a plane that then
+went away is not repeated; it raises `unavailable` with the reason
+`client.outcome_unknown`.
 """
 from __future__ import annotations
 
