@@ -217,7 +217,10 @@ class ControlPlaneServer:
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
-            metrics, metrics_endpoint = start_metrics(config.metrics, core)  # none without --metrics
+            try:
+                metrics, metrics_endpoint = start_metrics(config.metrics, core)  # none without --metrics
+            except ValueError as e:  # e.g. the metrics port is taken
+                raise StartError(str(e)) from None
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
             server = grpc.aio.server(interceptors=[metrics] if metrics else None,
                                      options=[("grpc.so_reuseport", 0), *wire.server_options()])
