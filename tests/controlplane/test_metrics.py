@@ -73,3 +73,31 @@ def test_a_store_that_cannot_be_counted_is_an_error_not_a_zero() -> None:
     metrics2.watch_store(lambda state: {"ACTIVE": 3}.get(state, 0))
     assert metrics2.registry.get_sample_value("jitgate_requests", {"state": "ACTIVE"}) == 3
     assert metrics2.registry.get_sample_value("jitgate_requests", {"state": "PENDING"}) == 0
+
+
+def test_bad_metrics_and_server_addresses_are_refused_at_start(tmp_path: Any) -> None:
+    import pytest
+    from click.testing import CliRunner
+
+    from cli.pg_cmd import pg_broker
+    from cli.ssh_broker_cmd import ssh_broker
+    from controlplane.config import ConfigError, build_config
+
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("version: 1\n")
+    with pytest.raises(ConfigError, match="not HOST:PORT"):
+        build_config(data_dir=tmp_path, policies=policies, metrics="9464")
+    with pytest.raises(ConfigError, match="give an IP address"):
+        build_config(data_dir=tmp_path, policies=policies, metrics="metrics.example:9464")
+    assert build_config(data_dir=tmp_path, policies=policies, metrics="127.0.0.1:0").metrics == "127.0.0.1:0"
+    ident = tmp_path / "id"
+    ident.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (ident / name).write_text("x")
+    for command in (ssh_broker, pg_broker):
+        out = CliRunner().invoke(command, ["--identity", str(ident), "--server", "127.0.0.1:1,,b:2",
+                                           "--data-dir", str(tmp_path / command.name)])
+        assert out.exit_code == 1 and "empty control-plane address" in out.output, out.output
+        out = CliRunner().invoke(command, ["--identity", str(ident), "--server", "127.0.0.1:1",
+                                           "--metrics", "everywhere", "--data-dir", str(tmp_path / command.name)])
+        assert out.exit_code == 1 and "metrics address `everywhere`" in out.output, out.output
