@@ -21,7 +21,7 @@ import pytest
 
 from broker.demo_target import free_port
 from broker.failover import ACCESS, BROKER, PlaneChannels, PlanesUnreachable
-from cli.failover import FailoverChannel
+from cli.failover import FailoverChannel, channel_options
 from jitgate import endpoints
 from jitgate.endpoints import OutcomeUnknown, ServerList, ServerListError, after_failure, parse_servers
 from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
@@ -112,6 +112,10 @@ class Plane(access_pb2_grpc.AccessServiceServicer, broker_pb2_grpc.BrokerService
         self._maybe_stall("AuthorizeSession")
         return broker_pb2.AuthorizeSessionResponse(session_id="s1")
 
+    def WatchEvents(self, request: Any, context: Any) -> Any:
+        self._maybe_stall("WatchEvents")
+        yield types_pb2.Event(type="snapshot.end")
+
     def GetTrust(self, request: Any, context: Any) -> Any:
         self._maybe_stall("GetTrust")
         return broker_pb2.Trust(user_ca_keys=["k"])
@@ -138,8 +142,11 @@ def planes() -> Iterator[tuple[str, Plane, str, Plane, str]]:
 
 
 def _cli_channel(addresses: str) -> FailoverChannel:
-    return FailoverChannel(ServerList.parse(addresses),
-                           lambda a: (ch := grpc.insecure_channel(a), ch), connect_timeout=2.0)
+    def make(address: str) -> tuple[grpc.Channel, grpc.Channel]:
+        channel = grpc.insecure_channel(address, options=channel_options([]))
+        return channel, channel
+
+    return FailoverChannel(ServerList.parse(addresses), make)
 
 
 def test_cli_reads_fail_over_writes_are_not_repeated(planes: Any) -> None:
@@ -163,6 +170,16 @@ def test_cli_reads_fail_over_writes_are_not_repeated(planes: Any) -> None:
         # A write whose first address never connected goes on: it never reached a plane.
         stub = access_pb2_grpc.AccessServiceStub(channel)
         assert stub.CreateRequest(access_pb2.CreateRequestRequest(resource="db"), timeout=2).request.id == "r1"
+
+
+def test_cli_stream_opens_on_the_first_plane_that_answers(planes: Any) -> None:
+    dead, _, _, answering, _ = planes
+    with _cli_channel(f"{dead},{answering}") as channel:
+        stream = access_pb2_grpc.AccessServiceStub(channel).WatchEvents(access_pb2.WatchEventsRequest(), timeout=5)
+        first = next(stream)
+        assert first.type == "snapshot.end"
+        assert channel.servers.current == answering
+        stream.cancel()
 
 
 def test_cli_all_down_is_the_single_server_error(planes: Any) -> None:
