@@ -3,12 +3,13 @@
 A broker reaches the control plane only over gRPC (never its store). This
 module is shared by the SSH broker and the PostgreSQL broker:
 
-    client = ControlPlaneClient.from_identity_dir("127.0.0.1:7443", Path("id/broker-1"))
+    client = ControlPlaneClient.from_identity_dir("cp-a:7443,cp-b:7443", Path("id/broker-1"))
     auth = await client.authorize_session(kind="ssh", resource="web-01", login="root",
                                           ssh=SshCredential(key_id, serial, principal, cert_line),
                                           client_address="127.0.0.1:50000", channel="shell")
     watcher = client.watch(on_change=..., on_sync=..., live_grants=hub.grant_ids)
-    # reconnects and re-syncs by itself; while the stream is down, polls the live grants
+    # reconnects and re-syncs by itself (on the next plane when its plane went away);
+    # while the stream is down, polls the live grants
     ...
     await watcher.stop(); await client.close()
 
@@ -17,6 +18,11 @@ control plane's stable error code as `reason` (`jitgate.errors`, e.g.
 `session.channel_not_allowed`), a readable `message` and `unavailable` when the
 control plane could not be reached), never a raw grpc exception. A broker
 decides on `reason` or `code`, never on the message text.
+
+Several addresses fail over as `jitgate.endpoints` says (`broker/failover.py`
+does the I/O): a call that changes state and may have reached a plane that then
+went away is not repeated; it raises `unavailable` with the reason
+`client.outcome_unknown`.
 """
 from __future__ import annotations
 
@@ -32,10 +38,12 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from broker.failover import ACCESS, BROKER, CallObserver, PlaneChannels, PlanesUnreachable, Service
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
+from jitgate.endpoints import UNREACHABLE, ServerList
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
+from jitgate.v1 import access_pb2, broker_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -202,52 +210,63 @@ def _error(exc: grpc.RpcError, what: str) -> ControlPlaneError:
 
 
 class ControlPlaneClient:
-    """An asyncio gRPC client of the control plane with a broker's mTLS identity."""
+    """An asyncio gRPC client of the control plane with a broker's mTLS identity.
+
+    `server` is one address or several (`a:7443,b:7443`, `jitgate.endpoints`): calls go to
+    the plane that last answered and fail over as that module's policy says
+    (`broker/failover.py` does the I/O)."""
 
     def __init__(self, server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
-                 name: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.server = server
+                 name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 observer: CallObserver | None = None) -> None:
+        self.servers = ServerList.parse(server)
+        self.server = self.servers.text
         self.name = name or peer_name_from_cert(cert_pem)
         self.timeout = timeout
-        self._creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem,
-                                                   certificate_chain=cert_pem)
-        self._channel: grpc.aio.Channel | None = None
+        creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem,
+                                             certificate_chain=cert_pem)
+        # Message limits and keepalive as the server expects them (jitgate.wire); a short reconnect
+        # back-off, so a restarted plane is used again within about 1 s (a connect attempt to a
+        # dead address on the broker's own list is cheap).
+        self.planes = PlaneChannels(self.servers, creds, [
+            *wire.client_options(),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
+        ], observer=observer)
+        # Seconds from an event's commit to its arrival here (the broker's metrics), or None.
+        self.lag_observer: Callable[[float], None] | None = None
 
     @classmethod
-    def from_identity_dir(cls, server: str, identity_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> ControlPlaneClient:
+    def from_identity_dir(cls, server: str, identity_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+                          observer: CallObserver | None = None) -> ControlPlaneClient:
         """A client from an identity bundle directory (ca.pem, cert.pem, key.pem)."""
         ca_pem, cert_pem, key_pem = read_identity_bundle(Path(identity_dir))
-        return cls(server, ca_pem, cert_pem, key_pem, timeout=timeout)
-
-    def _chan(self) -> grpc.aio.Channel:
-        # Created lazily so the channel binds to the running event loop.
-        if self._channel is None:
-            # Message limits and keepalive as the server expects them (jitgate.wire).
-            self._channel = grpc.aio.secure_channel(self.server, self._creds, options=[
-                *wire.client_options(),
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2_000),
-            ])
-        return self._channel
+        return cls(server, ca_pem, cert_pem, key_pem, timeout=timeout, observer=observer)
 
     @property
-    def broker(self) -> broker_pb2_grpc.BrokerServiceStub:
-        return broker_pb2_grpc.BrokerServiceStub(self._chan())
+    def current(self) -> str:
+        """The control plane calls go to now."""
+        return self.servers.current
 
-    @property
-    def access(self) -> access_pb2_grpc.AccessServiceStub:
-        return access_pb2_grpc.AccessServiceStub(self._chan())
-
-    async def _call(self, what: str, method: Callable[..., Any], request: Any) -> Any:
+    async def _call(self, what: str, service: Service, name: str, request: Any,
+                    timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=self.timeout)
+            return await self.planes.unary(service, name, request, timeout or self.timeout)
+        except PlanesUnreachable as exc:
+            raise ControlPlaneError("UNAVAILABLE", f"control plane unreachable ({what}): {exc.message}", True,
+                                    exc.reason) from None
         except grpc.RpcError as exc:
             raise _error(exc, what) from None
 
+    async def open_stream(self, name: str, request: Any) -> tuple[str, Any]:
+        """A server stream of AccessService on the current plane: (address, call)."""
+        try:
+            return await self.planes.stream(ACCESS, name, request)
+        except PlanesUnreachable as exc:
+            raise ControlPlaneError("UNAVAILABLE", exc.message, True) from None
+
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)  # no grace: the stubs want it spelled out
-            self._channel = None
+        await self.planes.close()
 
     # -------------------------------------------------------- broker calls
 
@@ -267,7 +286,7 @@ class ControlPlaneClient:
                                                       principal=ssh.principal, certificate=ssh.certificate))
         elif db_token:
             req.database.CopyFrom(broker_pb2.DatabaseCredential(token=db_token))
-        resp = await self._call("authorize session", self.broker.AuthorizeSession, req)
+        resp = await self._call("authorize session", BROKER, "AuthorizeSession", req)
         t, s, g = resp.target, resp.session, resp.grant
         # The control plane sends the policies' grace period (their one source). Without it the
         # broker invents none: no warning, and the deadline holds all the same.
@@ -285,7 +304,7 @@ class ControlPlaneClient:
 
     async def issue_upstream_certificate(self, session_id: str, public_key: str) -> tuple[str, dt.datetime]:
         """The broker's own certificate towards the target: (certificate line, valid_before)."""
-        resp = await self._call("issue upstream certificate", self.broker.IssueUpstreamCertificate,
+        resp = await self._call("issue upstream certificate", BROKER, "IssueUpstreamCertificate",
                                 broker_pb2.IssueUpstreamCertificateRequest(session_id=session_id,
                                                                            public_key=public_key))
         return resp.certificate, to_datetime(resp.valid_before)
@@ -301,13 +320,13 @@ class ControlPlaneClient:
         req.ended_at.CopyFrom(to_timestamp(ended_at or dt.datetime.now(dt.UTC)))
         if last_activity_at is not None:
             req.last_activity_at.CopyFrom(to_timestamp(last_activity_at))
-        await self._call("report session end", self.broker.ReportSessionEnd, req)
+        await self._call("report session end", BROKER, "ReportSessionEnd", req)
 
     async def report_activity(self, session_id: str, last_activity_at: dt.datetime,
                               bytes_in: int = 0, bytes_out: int = 0) -> None:
         req = broker_pb2.ReportActivityRequest(session_id=session_id, bytes_in=bytes_in, bytes_out=bytes_out)
         req.last_activity_at.CopyFrom(to_timestamp(last_activity_at))
-        await self._call("report activity", self.broker.ReportActivity, req)
+        await self._call("report activity", BROKER, "ReportActivity", req)
 
     async def report_refusal(self, *, kind: str, user: str, resource: str, code: str, message: str,
                              client_address: str, count: int = 1, first_at: dt.datetime | None = None,
@@ -321,19 +340,16 @@ class ControlPlaneClient:
         for name, value in (("first_at", first_at), ("last_at", last_at)):
             if value is not None:
                 getattr(req, name).CopyFrom(to_timestamp(value))
-        await self._call("report refusal", self.broker.ReportRefusal, req)
+        await self._call("report refusal", BROKER, "ReportRefusal", req)
 
     async def get_grant(self, grant_id: str, timeout: float | None = None) -> GrantChange:
         """The grant's current state, asked directly (the re-sync while the event stream is down)."""
-        try:
-            resp = await self.access.GetRequest(access_pb2.GetRequestRequest(id=grant_id),
-                                                timeout=timeout or self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc, "get grant") from None
+        resp = await self._call("get grant", ACCESS, "GetRequest", access_pb2.GetRequestRequest(id=grant_id),
+                                timeout)
         return grant_change(resp, "resync", 0)
 
     async def get_trust(self) -> Trust:
-        resp = await self._call("get trust", self.broker.GetTrust, broker_pb2.GetTrustRequest())
+        resp = await self._call("get trust", BROKER, "GetTrust", broker_pb2.GetTrustRequest())
         return Trust(user_ca_keys=tuple(resp.user_ca_keys), revoked_serials=frozenset(resp.revoked_serials),
                      ca_pem=resp.ca_pem)
 
@@ -394,6 +410,7 @@ class EventWatcher:
         self._resync_wake = asyncio.Event()
         self._suspects: set[str] = set()  # grants whose event could not be applied: ask for them
         self.connected = False
+        self.address = ""  # the plane the current (or last) stream is on
         self.syncs = 0  # how many snapshots were applied (tests await re-syncs)
         self.resyncs = 0  # how many rounds of direct asking ran while the stream was down
         self.skipped_events = 0  # events that could not be applied
@@ -440,9 +457,13 @@ class EventWatcher:
                 attempt = 0  # the server ended the stream cleanly; reconnect at once
             except asyncio.CancelledError:
                 raise
+            except ControlPlaneError as exc:  # no plane reachable now
+                log.info("event watch: %s", exc)
             except grpc.RpcError as exc:
                 code = exc.code() if callable(getattr(exc, "code", None)) else exc
-                log.info("event watch interrupted: %s", code)
+                log.info("event watch on %s interrupted: %s", self.address, code)
+                if getattr(code, "name", "") in UNREACHABLE and self.address:
+                    self._client.planes.unreachable(self.address)
             except Exception:  # a callback failed: keep watching, revocations matter more
                 log.exception("event watch callback failed")
             await self._set_connected(False)
@@ -450,11 +471,18 @@ class EventWatcher:
             attempt += 1
 
     async def _stream_once(self) -> None:
-        call = self._client.access.WatchEvents(access_pb2.WatchEventsRequest(types=list(self._types)))
+        # On the plane calls go to now; when it breaks because the plane went away, the next stream
+        # opens on the next plane (jitgate.endpoints) and its snapshot re-syncs the hub.
+        address, call = await self._client.open_stream(
+            "WatchEvents", access_pb2.WatchEventsRequest(types=list(self._types)))
+        self.address = address
         snapshot: dict[str, GrantChange] | None = {}
         complete = True  # every snapshot entry could be read
+        lag = self._client.lag_observer
         try:
             async for event in call:
+                if lag is not None and event.seq and event.HasField("at"):
+                    lag((dt.datetime.now(dt.UTC) - to_datetime(event.at)).total_seconds())
                 if event.type == "snapshot":
                     if snapshot is not None and event.HasField("request"):
                         try:

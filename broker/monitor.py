@@ -272,6 +272,8 @@ class MonitorHub:
         self._ended: OrderedDict[str, GrantChange] = OrderedDict()
         self._last_seq: dict[str, int] = {}
         self._expires: dict[str, dt.datetime] = {}
+        # Told of every monitor that ended with a cut (broker/metrics.py: cut lateness), or None.
+        self.cut_observer: Callable[[SessionMonitor], None] | None = None
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_grant.values())
@@ -309,6 +311,8 @@ class MonitorHub:
 
     async def _forget_when_done(self, mon: SessionMonitor) -> None:
         await mon.wait()
+        if mon.cut is not None and self.cut_observer is not None:
+            self.cut_observer(mon)
         group = self._by_grant.get(mon.grant_id)
         if group is not None:
             group.discard(mon)

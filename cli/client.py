@@ -3,7 +3,8 @@ gRPC stubs over mTLS, `--output`, and turning failures into one plain line.
 
 The identity bundle (ca.pem, cert.pem, key.pem) is found by `--identity DIR`,
 else `$JITGATE_IDENTITY`, else `~/.jitgate/identity`; the server by `--server`,
-else `$JITGATE_SERVER`, else 127.0.0.1:7443.
+else `$JITGATE_SERVER`, else 127.0.0.1:7443. Either may list several control planes
+(`a:7443,b:7443`): calls fail over between them (`jitgate.endpoints`, `cli/failover.py`).
 """
 from __future__ import annotations
 
@@ -73,14 +74,19 @@ class Client:
 def connect(identity: str | os.PathLike[str] | None = None, server: str | None = None,
             timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A Client for the identity bundle and server (defaults as the module says)."""
+    from cli.failover import failover_channel
     from cli.tls_diagnosis import HandshakeDiagnosis
     from jitgate import wire
+    from jitgate.endpoints import ServerList
 
-    bundle, address = identity_dir(identity), server_address(server)
+    bundle = identity_dir(identity)
+    servers = ServerList.parse(server_address(server))  # `a,b`: several planes, failover (jitgate.endpoints)
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
-    channel = grpc.secure_channel(address, channel_credentials(bundle), options=wire.client_options())
     # A call the TLS handshake refused says so (not "failed to connect ... Socket closed").
-    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout, address)
+    channel = failover_channel(servers, channel_credentials(bundle), wire.client_options(), bundle,
+                               lambda raw, ident, address: grpc.intercept_channel(
+                                   raw, HandshakeDiagnosis(ident, address)))
+    return Client(channel, timeout, servers.text)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------
@@ -91,9 +97,8 @@ def connection_options(f: F) -> F:
 
     @click.option("--identity", "identity", type=click.Path(file_okay=False), default=None,
                   help=f"identity bundle directory (default ${IDENTITY_ENV} or ~/.jitgate/identity)")
-    @click.option(
-        "--server", "server", default=None, help=f"server host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})"
-    )
+    @click.option("--server", "server", default=None,
+                  help=f"control plane host:port, or several as a,b (default ${SERVER_ENV} or {DEFAULT_SERVER})")
     @functools.wraps(f)
     def wrapper(*args: Any, identity: str | None, server: str | None, **kwargs: Any) -> Any:
         client = connect(identity, server)

@@ -193,7 +193,7 @@ def _sh(value: str) -> str:
 @click.command("pg-broker")
 @click.option("--listen", default="127.0.0.1:6432", show_default=True, help="HOST:PORT for PostgreSQL clients")
 @click.option("--identity", default=None, help=f"the broker's identity bundle directory (default ${IDENTITY_ENV})")
-@click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
+@click.option("--server", default=None, help=f"control plane host:port, or several as a,b (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/pg-broker", show_default=True,
               help="recordings, recorder key and (tls/cert.pem, tls/key.pem) the TLS certificate")
 @click.option(
@@ -224,22 +224,29 @@ def _sh(value: str) -> str:
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9466)")
 @passphrase_options
 @refusal_options
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
               record_backlog: int, max_recording_bytes: str, credentials_env: tuple[str, ...],
               credentials_prefix: tuple[str, ...], credentials_dir: str | None, allow_plaintext: bool, uvloop: bool,
-              log_level: str, **refusals: Any) -> None:
+              log_level: str, metrics: str | None, **refusals: Any) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
     from broker.pg.credentials import CredentialSource
     from ca.errors import CAError
     from ca.keystore import passphrase_at_start
+    from jitgate.endpoints import parse_servers
+    from jitgate.metrics import parse_metrics_address
 
     start_logging(log_level)
     data = Path(data_dir).expanduser()
     try:
+        parse_servers(server_address(server))  # a bad list fails here, before anything starts
+        if metrics:
+            parse_metrics_address(metrics)
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         passphrase = passphrase_at_start(data / "keys")
         cert, key = _tls_files(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
@@ -260,8 +267,8 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
         )
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))
-    run_foreground(_serve(config, identity_dir(identity), server_address(server), data, passphrase), uvloop,
-                   "pg broker")
+    run_foreground(_serve(config, identity_dir(identity), server_address(server), data, passphrase, metrics),
+                   uvloop, "pg broker")
 
 
 def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
@@ -284,14 +291,27 @@ def _tls_files(data: Path, cert: str | None, key: str | None, ca_data_dir: str |
     return None, None
 
 
-async def _serve(config: Any, identity: Path, server: str, data: Path, passphrase: bytes) -> None:
+async def _serve(config: Any, identity: Path, server: str, data: Path, passphrase: bytes,
+                 metrics: str | None = None) -> None:
     from broker.cpclient import ControlPlaneClient
+    from broker.metrics import start_broker_metrics
     from broker.pg.recording import RecorderProcess
     from broker.pg.server import PgBroker
 
     cp = ControlPlaneClient.from_identity_dir(server, identity)
     broker = PgBroker(config, cp, RecorderProcess(data, passphrase, interval=config.record_interval,
                                                   backlog=config.record_backlog, max_bytes=config.max_recording_bytes))
+    endpoint = start_broker_metrics(metrics, "pg", cp, broker.hub)
+    if endpoint is not None:
+        click.echo(f"metrics on http://{endpoint.address}/metrics", err=True)
+    try:
+        await _run(broker, cp, config, data)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+async def _run(broker: Any, cp: Any, config: Any, data: Path) -> None:
     host, port = await broker.start()
     # Everything loaded so far (gRPC, protobuf, crypto) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise pause the relay for ~10 ms now and then.

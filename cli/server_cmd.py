@@ -19,9 +19,11 @@ from cli.passphrase_options import passphrase_options
 @click.option("--store", default=None, envvar="JITGATE_STORE",
               help="store URL: postgresql://user@host:5432/db, shared by several planes "
                    "(default: SQLite in the data directory)")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)")
 @passphrase_options
 def server(data_dir: str | None, policies: str | None, listen: str | None, config_file: str | None,
-           store: str | None) -> None:
+           store: str | None, metrics: str | None) -> None:
     """Run the control plane: gRPC over mTLS, with health and reflection."""
     from controlplane.config import ConfigError, build_config
     from controlplane.server import run_server
@@ -29,7 +31,8 @@ def server(data_dir: str | None, policies: str | None, listen: str | None, confi
     try:
         config = build_config(
             data_dir=Path(data_dir) if data_dir else None, policies=Path(policies) if policies else None,
-            listen=listen, config_file=Path(config_file) if config_file else None, store=store)
+            listen=listen, config_file=Path(config_file) if config_file else None, store=store,
+            metrics=metrics)
     except ConfigError as e:
         echo(f"error: {e}", err=True)
         sys.exit(2)

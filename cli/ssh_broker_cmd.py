@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @click.command("ssh-broker")
 @click.option("--listen", default="127.0.0.1:2222", show_default=True, help="HOST:PORT to accept OpenSSH clients on")
 @click.option("--identity", default=None, help=f"the broker's identity bundle directory (default ${IDENTITY_ENV})")
-@click.option("--server", default=None, help=f"control plane host:port (default ${SERVER_ENV})")
+@click.option("--server", default=None, help=f"control plane host:port, or several as a,b (default ${SERVER_ENV})")
 @click.option("--data-dir", default="~/.jitgate/ssh-broker", show_default=True,
               help="host key, key passphrase and recordings")
 @click.option("--record-keystrokes", is_flag=True,
@@ -27,16 +27,19 @@ if TYPE_CHECKING:
               help="bytes one session's recording may take (e.g. 512MiB); past it the session is cut")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9465)")
 @passphrase_options
 @refusal_options
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
-               max_recording_bytes: str, uvloop: bool, log_level: str, **refusals: Any) -> None:
+               max_recording_bytes: str, uvloop: bool, log_level: str, metrics: str | None, **refusals: Any) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.
 
     The broker's host key is made on first start in DATA_DIR (ssh_host_ed25519_key.pub);
     users pin it with `jitgate ssh-config`.
     """
     from broker.ssh.config import BrokerConfig
+    from jitgate.metrics import parse_metrics_address
 
     start_logging(log_level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
@@ -45,15 +48,29 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
                                     record_keystrokes=record_keystrokes, max_recording_bytes=max_bytes,
                                     refusals=refusal_limits(**refusals))
+        if metrics:
+            parse_metrics_address(metrics)
     except ValueError as exc:
         fail(str(exc))
-    run_foreground(_serve(config), uvloop, "ssh broker")
+    run_foreground(_serve(config, metrics), uvloop, "ssh broker")
 
 
-async def _serve(config: BrokerConfig) -> None:
+async def _serve(config: BrokerConfig, metrics: str | None = None) -> None:
+    from broker.metrics import start_broker_metrics
     from broker.ssh.server import SSHBroker
 
     broker = SSHBroker(config)
+    endpoint = start_broker_metrics(metrics, "ssh", broker.cp, broker.hub)
+    if endpoint is not None:
+        click.echo(f"metrics on http://{endpoint.address}/metrics", err=True)
+    try:
+        await _run(broker, config)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+async def _run(broker: Any, config: BrokerConfig) -> None:
     await broker.start()
     click.echo(f"jitgate ssh broker on {config.listen_host}:{broker.port}", err=True)
     click.echo(f"host key: {broker.host_key_line}", err=True)

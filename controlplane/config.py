@@ -13,6 +13,7 @@ ssh_broker_address: broker.internal:2222
 pg_broker_address: broker.internal:6432
 recommend_coverage: 0.85  # share of grants a recommended duration should cover
 store: postgresql://jitgate@db.internal:5432/jitgate  # default: SQLite in the data directory
+metrics: 127.0.0.1:9464   # Prometheus /metrics (controlplane/metrics.py); off when unset
 ```
 """
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ServerConfig:
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
     store: str = ""  # a store URL (postgresql://... shared by several planes); "": SQLite in data_dir
+    metrics: str = ""  # HOST:PORT of the Prometheus endpoint (controlplane/metrics.py); "" = none
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -101,6 +103,13 @@ class ServerConfig:
             if not isinstance(self.store, str):
                 raise ConfigError("`store` must be a URL: postgresql://user@host:5432/db or sqlite:///path")
             object.__setattr__(self, "store", normalize(self.store))  # raises a ConfigError-coded message
+        if self.metrics:
+            from jitgate.metrics import parse_metrics_address
+
+            try:
+                parse_metrics_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")
@@ -151,6 +160,7 @@ def build_config(
     listen: str | None = None,
     config_file: Path | None = None,
     store: str | None = None,
+    metrics: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     """Merge command-line values over the config file over the environment and defaults."""
@@ -168,6 +178,8 @@ def build_config(
         values["listen"] = listen
     if store:
         values["store"] = store
+    if metrics is not None:
+        values["metrics"] = metrics
     root = Path(values.get("data_dir") or default_data_dir(environ)).expanduser()
     values["data_dir"] = root
     if "policies" not in values:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -51,6 +52,8 @@ class RequestService:
         self.ledger = ledger
         self.history = history
         self.approvals = approvals
+        # Seconds one policy decision took (controlplane/metrics.py when `--metrics` is on).
+        self.decision_observer: Callable[[float], None] | None = None
 
     def create_request(self, actor: str, resource: str, login: str = "", role: str = "",
                        duration: timedelta | None = None, reason: str = "", ticket: str = "",
@@ -117,11 +120,13 @@ class RequestService:
             w.commit(events, request=rec)
         return rec, recommendation
 
-    @staticmethod
-    def _decided(ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
+    def _decided(self, ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
                  history: History, request_id: str, risk: Risk | None = None) -> tuple[RequestRecord, str]:
         """The new request as the policy decides it (one decision); and the deny code, if any."""
+        started = time.perf_counter()
         decision = ps.decide(target.policy_request(duration, now, history, risk))
+        if self.decision_observer is not None:
+            self.decision_observer(time.perf_counter() - started)
         res = target.res
         rec = RequestRecord(
             id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,

@@ -30,6 +30,7 @@ from ca.keystore import ensure_private_dir
 from controlplane.config import ServerConfig
 from controlplane.events import EventHub
 from controlplane.identity import DataDir, ServerPki, init_pki, write_server_addr
+from controlplane.metrics import start_metrics
 from controlplane.policy_watch import PolicyHolder, error_lines
 from controlplane.scaleout.health import follow_store
 from controlplane.scaleout.plane import PlaneStartError, SharedPlane
@@ -208,7 +209,7 @@ class ControlPlaneServer:
         lock = DataDirLock.acquire(data_dir)
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
-        core = sweeper = holder = plane = None
+        core = sweeper = holder = plane = metrics_endpoint = None
         try:
             loop = asyncio.get_running_loop()
             plane = SharedPlane(config.store) if is_postgresql(config.store) else None
@@ -230,8 +231,13 @@ class ControlPlaneServer:
                 plane.follow(core, holder)  # other planes' changes -> this plane's watchers and sweeper
             sweeper = self._start_sweeper(core, plane.may_sweep if plane is not None else None)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
+            try:
+                metrics, metrics_endpoint = start_metrics(config.metrics, core)  # none without --metrics
+            except ValueError as e:  # e.g. the metrics port is taken
+                raise StartError(str(e)) from None
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
-            server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *wire.server_options()])
+            server = grpc.aio.server(interceptors=[metrics] if metrics else None,
+                                     options=[("grpc.so_reuseport", 0), *wire.server_options()])
             health_servicer = _add_services(server, deps)
             creds = grpc.ssl_server_credentials(
                 [(pki.server_key_pem, pki.server_cert_pem)], root_certificates=pki.ca_pem,
@@ -268,6 +274,8 @@ class ControlPlaneServer:
             await server.stop(grace=2)
             hub.stop()
         finally:
+            if metrics_endpoint is not None:
+                metrics_endpoint.stop()
             if holder is not None:
                 holder.stop()
             if sweeper is not None:

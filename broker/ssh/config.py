@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.refusals import RefusalLimits
+from jitgate.endpoints import parse_servers
 from recorder.limits import DEFAULT_MAX_RECORDING_BYTES, check_max_recording_bytes
 
 _HOSTPORT = re.compile(r"^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$")
@@ -66,7 +67,7 @@ class BrokerConfig:
                 "(make one with `jitgate admin issue-identity NAME --out DIR`; "
                 "NAME must be listed under `brokers:` in the server config)"
             )
-        parse_listen(self.server)
+        parse_servers(self.server)  # one control plane or several (a,b): jitgate.endpoints
         if self.activity_interval <= 0 or self.trust_refresh_interval <= 0:
             raise ValueError("intervals must be positive")
         check_max_recording_bytes(self.max_recording_bytes, "--max-recording-bytes")

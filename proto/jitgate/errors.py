@@ -38,6 +38,8 @@ CODES: dict[str, Code] = {
     "approval.self": Code("PERMISSION_DENIED", "nobody approves or denies their own request"),
     "approval.two_levels": Code("PERMISSION_DENIED", "one person approves one level of a request, not two"),
     "ca.unavailable": Code("UNAVAILABLE", "the certificate authority needed is not configured"),
+    "client.outcome_unknown": Code("UNAVAILABLE", "a client's control plane went away after a call that changes "
+                                                  "state was sent; it was not repeated on another plane"),
     "config.invalid": Code("FAILED_PRECONDITION", "the server's configuration is invalid (at start)"),
     "credential.expired": Code("UNAUTHENTICATED", "the presented credential is past its validity"),
     "credential.invalid": Code("UNAUTHENTICATED", "the presented certificate or token was not issued by jitgate "

@@ -141,7 +141,8 @@ class PgStack:
     """Control plane + pg broker + test roles on the local PostgreSQL (+ a private SCRAM cluster)."""
 
     def __init__(self, tmp: Path, private: bool = True, broker_args: tuple[str, ...] = (),
-                 resources: dict[str, Any] | None = None, broker_env: dict[str, str] | None = None) -> None:
+                 resources: dict[str, Any] | None = None, broker_env: dict[str, str] | None = None,
+                 cp_config: dict[str, Any] | None = None, servers: Any = None) -> None:
         self.tmp = Path(tmp)
         suffix = secrets.token_hex(3)
         self.ro = f"jgt_ro_{suffix}"
@@ -169,6 +170,8 @@ class PgStack:
         self._broker_args = broker_args
         self._resources = resources  # more resources in the policy (name -> resource mapping)
         self.broker_env = dict(broker_env or {})  # more variables in the broker's environment
+        self.cp_config = cp_config  # more server.yaml keys
+        self.servers = servers  # control plane address -> the broker's --server value (a list)
 
     # -------------------------------------------------------- life cycle
 
@@ -188,7 +191,8 @@ class PgStack:
             self.private.start()
         policies = self.tmp / "policies.yaml"
         policies.write_text(policy_text(self.ro, self.rw, self.private, self._resources))
-        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",))
+        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",),
+                               config=self.cp_config)
         self.start_broker()
         return self
 
@@ -201,7 +205,8 @@ class PgStack:
         # The broker makes its TLS certificate from the control plane's CA and keeps the key
         # encrypted with its own passphrase (the passphrase files of the two data directories).
         cmd = [sys.executable, "-m", "cli.main", "pg-broker", "--listen", "127.0.0.1:0",
-               "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
+               "--identity", str(self.cp.identity("broker")),
+               "--server", self.servers(self.cp.address) if self.servers else self.cp.address,
                "--data-dir", str(self.broker_dir), "--issue-tls-from", str(self.cp.data.root),
                "--tls-hostname", "localhost", "--credentials-env", "JGT_PRIVATE_DB", *self._broker_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -74,7 +74,7 @@ class UserKey:
 class SshStack:
     """Control plane + target + broker for one test module."""
 
-    def __init__(self, tmp: Path, broker_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: Path, broker_args: tuple[str, ...] = (), servers: Any = None) -> None:
         self.tmp = Path(tmp)
         self.target = DemoTarget.create(self.tmp / "target")
         self.policies = self.tmp / "policies.yaml"
@@ -84,6 +84,7 @@ class SshStack:
         self.broker_port = 0
         self.broker_host_key = ""
         self._broker_args = broker_args
+        self.servers = servers  # control plane address -> the broker's --server value (a list)
         self._keys = 0
 
     # -------------------------------------------------------- life cycle
@@ -115,7 +116,8 @@ class SshStack:
         addr = self.broker_dir / "listen.addr"
         self.broker_log = self.tmp / "broker.log"
         cmd = [sys.executable, "-m", "cli.main", "ssh-broker", "--listen", "127.0.0.1:0",
-               "--identity", str(self.cp.identity("broker")), "--server", self.cp.address,
+               "--identity", str(self.cp.identity("broker")),
+               "--server", self.servers(self.cp.address) if self.servers else self.cp.address,
                "--data-dir", str(self.broker_dir), *self._broker_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.broker_proc, self.broker_port = spawn_broker(cmd, env, self.broker_log, addr, "broker", timeout=30)
