@@ -12,6 +12,8 @@ server_names: [jitgate.internal]
 ssh_broker_address: broker.internal:2222
 pg_broker_address: broker.internal:6432
 recommend_coverage: 0.85  # share of grants a recommended duration should cover
+login_listen: 127.0.0.1:7444   # sign-ins (`jitgate login`), only with `oidc:` (controlplane/signin/config.py)
+oidc: {issuer: https://login.example.com/, client_id: jitgate}
 ```
 """
 from __future__ import annotations
@@ -74,6 +76,8 @@ class ServerConfig:
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
+    oidc: Any = None  # sign-in through OpenID Connect: an OidcConfig once built (None: off)
+    login_listen: str = ""  # the sign-in listener; "" with `oidc`: the mTLS port + 1 (0 stays 0)
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -93,6 +97,14 @@ class ServerConfig:
         if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
                 or not 0.5 <= self.recommend_coverage <= 0.99:
             raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
+        if self.oidc is not None:
+            from controlplane.signin.config import OidcConfig
+
+            object.__setattr__(self, "oidc", OidcConfig.from_mapping(self.oidc))
+            if not self.login_listen:
+                object.__setattr__(self, "login_listen", f"{self.listen.rpartition(':')[0]}:"
+                                   f"{self.port + 1 if self.port else 0}")
+            split_listen(self.login_listen)
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

@@ -103,7 +103,8 @@ class ProviderKeys:
         try:
             self._keys = KeySet.import_key_set({"keys": usable})
         except (jose_errors.JoseError, ValueError, TypeError):
-            raise _refuse("signin.provider_unavailable", "the provider's JWKS holds a key that cannot be read") from None
+            raise _refuse("signin.provider_unavailable",
+                          "the provider's JWKS holds a key that cannot be read") from None
         self._fetched_at = self._monotonic()
         self.fetches += 1
 
