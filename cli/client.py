@@ -56,6 +56,7 @@ class Client:
     channel: grpc.Channel
     timeout: float = DEFAULT_TIMEOUT
     server: str = ""  # the host:port connected to, for files kept per control plane
+    identity: Path | None = None  # the identity bundle's directory (whoami reads its certificate)
 
     def __post_init__(self) -> None:
         from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
@@ -80,7 +81,7 @@ def connect(identity: str | os.PathLike[str] | None = None, server: str | None =
     # The server's message limit and ping policy (jitgate.wire): keepalive keeps `sessions watch` alive.
     channel = grpc.secure_channel(address, channel_credentials(bundle), options=wire.client_options())
     # A call the TLS handshake refused says so (not "failed to connect ... Socket closed").
-    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout, address)
+    return Client(grpc.intercept_channel(channel, HandshakeDiagnosis(bundle, address)), timeout, address, bundle)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------
