@@ -6,7 +6,7 @@ one-time nonce; the CLI runs the OIDC flow as a public client, makes a key pair 
 never leaves this machine, and trades the ID token and a CSR for a client certificate
 (default 8 h, at most what the server allows) written as an identity bundle.
 
-- With a browser: authorization code with PKCE (S256, authlib) through a loopback
+- With a browser: authorization code with PKCE (S256; verifier and challenge by authlib) through a loopback
   redirect on 127.0.0.1 (RFC 8252); the browser is the one Python's `webbrowser`
   finds (`$BROWSER` picks one). No browser found: the device flow, as `--headless`.
 - `--headless`: the device authorization grant (RFC 8628): open the printed address
@@ -43,7 +43,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_HTTP_BYTES = 256 * 1024
 
 
-def login_server(value: str | None) -> str:
+def login_address(value: str | None) -> str:
     """--login-server, else $JITGATE_LOGIN_SERVER, else the control plane's port + 1."""
     if value:
         return value
@@ -143,8 +143,10 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
 def browser_flow(flow: Flow, timeout: float) -> str:
     """The ID token from the authorization code flow with PKCE (S256) and a loopback redirect."""
+    import httpx
     from authlib.common.security import generate_token
-    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.common.urls import add_params_to_uri
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
     results: queue.Queue[dict[str, str]] = queue.Queue()
     handler = type("Callback", (_Callback,), {"results": results})
@@ -153,12 +155,13 @@ def browser_flow(flow: Flow, timeout: float) -> str:
     thread.start()
     try:
         redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
-        oauth = OAuth2Client(flow.client_id, scope=" ".join(flow.scopes), redirect_uri=redirect_uri,
-                             code_challenge_method="S256", timeout=15.0)
-        verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(flow.authorization_endpoint, code_verifier=verifier,
-                                                    nonce=flow.nonce)
-        echo(f"Opening your browser to sign in. If it does not open, visit:\n  {url}", err=True)
+        verifier, state = generate_token(64), generate_token(32)
+        url = add_params_to_uri(flow.authorization_endpoint, [
+            ("response_type", "code"), ("client_id", flow.client_id), ("redirect_uri", redirect_uri),
+            ("scope", " ".join(flow.scopes)), ("state", state), ("nonce", flow.nonce),
+            ("code_challenge", create_s256_code_challenge(verifier)), ("code_challenge_method", "S256")])
+        echo("Opening your browser to sign in. If it does not open, visit:", err=True)
+        echo(f"  {url}", err=True)
         opener = threading.Thread(target=webbrowser.open, args=(url,), daemon=True)
         opener.start()
         try:
@@ -169,14 +172,17 @@ def browser_flow(flow: Flow, timeout: float) -> str:
             fail("the sign-in answer does not match this login (state differs); try again")
         if "error" in got:
             fail(f"the identity provider refused the sign-in: {got['error']}: {got.get('error_description', '')}")
-        token = oauth.fetch_token(flow.token_endpoint, code=got.get("code", ""), code_verifier=verifier)
-    except Exception as e:
-        if isinstance(e, SystemExit):
-            raise
-        fail(f"the sign-in with the identity provider failed: {e}")
+        with _http() as client:
+            token = _json(client.post(flow.token_endpoint, data={
+                "grant_type": "authorization_code", "code": got.get("code", ""), "redirect_uri": redirect_uri,
+                "client_id": flow.client_id, "code_verifier": verifier}), "token endpoint")
+    except httpx.HTTPError as e:
+        fail(f"cannot reach the identity provider: {type(e).__name__}")
     finally:
         server.shutdown()
         server.server_close()
+    if "error" in token:
+        fail(f"the identity provider refused the code: {token['error']}: {token.get('error_description', '')}")
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
         fail("the identity provider answered without an ID token (is `openid` among the scopes?)")
@@ -281,7 +287,7 @@ def login(identity: str | None, login_server: str | None, ca: str | None, headle
     source, _ = identity_source(bundle)
     if source == "bundle":
         fail(f"`{bundle}` holds an identity issued by an admin; sign in into another directory (--identity DIR)")
-    address = login_server(login_server)
+    address = login_address(login_server)
     creds = grpc.ssl_channel_credentials(root_certificates=_ca_pem(ca, bundle))
     with grpc.secure_channel(address, creds, options=wire.client_options()) as channel:
         stub = signin_pb2_grpc.SignInServiceStub(channel)
@@ -336,4 +342,4 @@ def logout(identity: str | None) -> None:
     echo(f"Signed out: removed the identity in {bundle}")
 
 
-__all__ = ["identity_source", "login", "login_server", "logout"]
+__all__ = ["identity_source", "login", "login_address", "logout"]

@@ -135,6 +135,7 @@ class IdToken:
     """The checked claims of an ID token."""
 
     claims: dict[str, Any]
+    kid: str = ""
 
     @property
     def subject(self) -> str:
@@ -204,7 +205,7 @@ class TokenChecker:
         aud = claims.get("aud")
         if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != cfg.client_id:
             raise _refuse("signin.wrong_audience", "the ID token names several audiences and `azp` is not jitgate")
-        return IdToken(claims)
+        return IdToken(claims, kid)
 
     def _claim_error(self, claim: str, claims: dict[str, Any]) -> JitError:
         cfg = self._config

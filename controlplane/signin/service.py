@@ -149,7 +149,7 @@ class SignInService:
             w.commit([("signin.succeeded", name, name, {
                 "issuer": cfg.issuer, "subject": person.subject, "groups": list(groups), "email": email,
                 "serial": str(cert.serial_number), "expires_at": expires.isoformat(), "amr": list(amr_list),
-                "peer": peer[:200]}, now)])
+                "kid": token.kid, "peer": peer[:200]}, now)])
         self.directory.put(name, groups)
         return SignedIn(name, tuple(groups), email, cert_pem, self.ca.ca_cert_pem, expires)
 

@@ -35,7 +35,7 @@ def test_client(client_id: str = CLIENT_ID) -> dict[str, Any]:
         "client_id": client_id, "token_endpoint_auth_method": "none", "application_type": "native",
         "redirect_uris": ["http://127.0.0.1/callback"], "response_types": ["code"],
         "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
-        "require_auth_time": True,
+        "require_auth_time": True, "id_token_signed_response_alg": "ES256",  # the keys made here are P-256
     }
 
 
@@ -126,7 +126,7 @@ _INPUT = re.compile(r'<input[^>]*name="([^"]+)"[^>]*?(?:value="([^"]*)")?[^>]*>'
 
 def _form(page: httpx.Response) -> tuple[str, dict[str, str]]:
     m = _FORM.search(page.text)
-    assert m, f"no form on {page.url}: {page.text[:500]}"
+    assert m, f"no form on {page.url}: {page.text[-1500:]}"
     action = urljoin(str(page.url), m.group(1).replace("&amp;", "&"))
     return action, {name: value or "" for name, value in _INPUT.findall(page.text)}
 
