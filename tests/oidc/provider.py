@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
@@ -120,15 +120,27 @@ class OidcProvider:
         self.stop()
 
 
-_FORM = re.compile(r'<form[^>]*action="([^"]+)"', re.I)
-_INPUT = re.compile(r'<input[^>]*name="([^"]+)"[^>]*?(?:value="([^"]*)")?[^>]*>', re.I)
+class _Forms(HTMLParser):
+    """The first form's action and its inputs' names and values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = a.get("action") or ""
+        elif tag in ("input", "button") and a.get("name") and a.get("name") != "abort":  # a person confirms
+            self.fields[str(a["name"])] = a.get("value") or ""
 
 
 def _form(page: httpx.Response) -> tuple[str, dict[str, str]]:
-    m = _FORM.search(page.text)
-    assert m, f"no form on {page.url}: {page.text[-1500:]}"
-    action = urljoin(str(page.url), m.group(1).replace("&amp;", "&"))
-    return action, {name: value or "" for name, value in _INPUT.findall(page.text)}
+    parser = _Forms()
+    parser.feed(page.text)
+    assert parser.action is not None, f"no form on {page.url}: {page.text[-1500:]}"
+    return urljoin(str(page.url), parser.action), parser.fields
 
 
 def _sign_in(http: httpx.Client, page: httpx.Response, user: str, password: str, otp: str) -> httpx.Response:
@@ -155,9 +167,8 @@ def device_login(verification_uri: str, user_code: str, user: str, password: str
         action, fields = _form(page)
         fields["user_code"] = user_code
         page = http.post(action, data=fields)
-        if 'name="confirm"' in page.text or "confirm" in page.text.lower() and "login" not in page.text:
+        if "Confirm Device" in page.text:
             action, fields = _form(page)
-            fields["confirm"] = "yes"
             page = http.post(action, data=fields)
         done = _sign_in(http, page, user, password, otp)
         return done
