@@ -9,8 +9,9 @@ never leaves this machine, and trades the ID token and a CSR for a client certif
 - With a browser: authorization code with PKCE (S256; verifier and challenge by authlib) through a loopback
   redirect on 127.0.0.1 (RFC 8252); the browser is the one Python's `webbrowser`
   finds (`$BROWSER` picks one). No browser found: the device flow, as `--headless`.
-- `--headless`: the device authorization grant (RFC 8628): open the printed address
-  anywhere and enter the code.
+- `--headless`: the device authorization grant (RFC 8628), run by the control plane
+  (its device code never reaches this machine, which binds the token to this sign-in:
+  the grant has no nonce): open the printed address anywhere and enter the code.
 
 The bundle directory also holds `signin.json` (where and when); a bundle issued by an
 admin (`admin issue-identity`) is never overwritten or deleted by these commands.
@@ -39,7 +40,6 @@ LOGIN_SERVER_ENV = "JITGATE_LOGIN_SERVER"
 CA_ENV = "JITGATE_CA"
 SIGNIN_FILE = "signin.json"
 SOURCE_UNIT = "oidc"  # the OU the control plane gives signed-in certificates
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_HTTP_BYTES = 256 * 1024
 
 
@@ -78,7 +78,6 @@ class Flow:
     max_hours: int
     authorization_endpoint: str
     token_endpoint: str
-    device_endpoint: str
 
 
 def _http() -> Any:
@@ -189,53 +188,31 @@ def browser_flow(flow: Flow, timeout: float) -> str:
     return id_token
 
 
-# -- headless: the device authorization grant ---------------------------------------------------------
-
-
-def device_flow(flow: Flow, timeout: float) -> str:
-    """The ID token from the device authorization grant, the user signing in on any device."""
-    import httpx
-
-    if not flow.device_endpoint:
-        fail("the identity provider offers no device authorization endpoint: sign in with a browser")
-    try:
-        with _http() as http:
-            start = _json(http.post(flow.device_endpoint, data={
-                "client_id": flow.client_id, "scope": " ".join(flow.scopes), "nonce": flow.nonce}),
-                "device authorization")
-            if "device_code" not in start:
-                fail(f"the identity provider refused the device sign-in: {start.get('error', 'no device_code')}")
-            where = start.get("verification_uri_complete") or start.get("verification_uri")
-            echo(f"To sign in, open {start.get('verification_uri')} on any device and enter the code "
-                 f"{start.get('user_code')}", err=True)
-            if where != start.get("verification_uri"):
-                echo(f"  (or open {where})", err=True)
-            interval = max(1.0, float(start.get("interval", 5)))
-            deadline = time.monotonic() + min(timeout, float(start.get("expires_in", timeout)))
-            while time.monotonic() < deadline:
-                time.sleep(interval)
-                answer = _json(http.post(flow.token_endpoint, data={
-                    "grant_type": DEVICE_GRANT, "device_code": start["device_code"], "client_id": flow.client_id}),
-                    "token endpoint")
-                error = answer.get("error")
-                if error == "authorization_pending":
-                    continue
-                if error == "slow_down":
-                    interval += 5
-                    continue
-                if error:
-                    fail(f"the identity provider ended the device sign-in: {error}: "
-                         f"{answer.get('error_description', '')}")
-                id_token = answer.get("id_token")
-                if not isinstance(id_token, str):
-                    fail("the identity provider answered without an ID token")
-                return id_token
-    except httpx.HTTPError as e:
-        fail(f"cannot reach the identity provider: {type(e).__name__}")
-    fail(f"the device sign-in was not completed within {int(timeout)} s")
-
-
 # -- the commands ---------------------------------------------------------------------------------------
+
+
+def _headless(stub: Any, begun: Any, csr_pem: str, hours: int, timeout: float) -> Any:
+    """Show the code, then ask the control plane until the person has signed in elsewhere."""
+    import grpc
+
+    from jitgate.status import reason_of
+    from jitgate.v1 import signin_pb2
+
+    echo(f"To sign in, open {begun.verification_uri} on any device and enter the code {begun.user_code}", err=True)
+    if begun.verification_uri_complete:
+        echo(f"  (or open {begun.verification_uri_complete})", err=True)
+    deadline = time.monotonic() + timeout
+    interval = max(1, begun.interval_seconds)
+    while True:
+        time.sleep(interval)
+        try:
+            return stub.CompleteSignIn(signin_pb2.CompleteSignInRequest(
+                nonce=begun.nonce, csr_pem=csr_pem, hours=hours), timeout=30)
+        except grpc.RpcError as e:
+            if reason_of(e) != "signin.pending":
+                fail(error_line(e) or "the sign-in failed")
+        if time.monotonic() > deadline:
+            fail(f"the sign-in was not completed within {int(timeout)} s")
 
 
 def _csr() -> tuple[str, bytes]:
@@ -291,29 +268,31 @@ def login(identity: str | None, login_server: str | None, ca: str | None, headle
     creds = grpc.ssl_channel_credentials(root_certificates=_ca_pem(ca, bundle))
     with grpc.secure_channel(address, creds, options=wire.client_options()) as channel:
         stub = signin_pb2_grpc.SignInServiceStub(channel)
-        try:
-            begun = stub.BeginSignIn(signin_pb2.BeginSignInRequest(), timeout=30)
-        except grpc.RpcError as e:
-            fail(f"{error_line(e)} (sign-in server {address})")
-        doc = discover(begun.issuer)
-        flow = Flow(begun.issuer, begun.client_id, list(begun.scopes), begun.nonce, begun.max_hours,
-                    str(doc.get("authorization_endpoint", "")), str(doc.get("token_endpoint", "")),
-                    str(doc.get("device_authorization_endpoint", "")))
-        if not flow.token_endpoint:
-            fail("the identity provider's discovery document names no token endpoint")
         if not headless:
             try:
                 webbrowser.get()
             except webbrowser.Error:
                 echo("No browser found here: signing in with a code on another device instead.", err=True)
                 headless = True
-        id_token = device_flow(flow, timeout) if headless else browser_flow(flow, timeout)
-        csr_pem, key_pem = _csr()
         try:
-            done = stub.CompleteSignIn(signin_pb2.CompleteSignInRequest(
-                id_token=id_token, nonce=begun.nonce, csr_pem=csr_pem, hours=hours), timeout=30)
+            begun = stub.BeginSignIn(signin_pb2.BeginSignInRequest(headless=headless), timeout=30)
         except grpc.RpcError as e:
-            fail(error_line(e) or "the sign-in failed")
+            fail(f"{error_line(e)} (sign-in server {address})")
+        csr_pem, key_pem = _csr()
+        if headless:
+            done = _headless(stub, begun, csr_pem, hours, timeout)
+        else:
+            doc = discover(begun.issuer)
+            flow = Flow(begun.issuer, begun.client_id, list(begun.scopes), begun.nonce, begun.max_hours,
+                        str(doc.get("authorization_endpoint", "")), str(doc.get("token_endpoint", "")))
+            if not flow.token_endpoint or not flow.authorization_endpoint:
+                fail("the identity provider's discovery document names no authorization or token endpoint")
+            id_token = browser_flow(flow, timeout)
+            try:
+                done = stub.CompleteSignIn(signin_pb2.CompleteSignInRequest(
+                    id_token=id_token, nonce=begun.nonce, csr_pem=csr_pem, hours=hours), timeout=30)
+            except grpc.RpcError as e:
+                fail(error_line(e) or "the sign-in failed")
     write_identity_bundle(CertBundle(done.cert_pem.encode(), key_pem), done.ca_pem.encode(), bundle)
     expires = done.expires_at.ToDatetime(dt.UTC)
     info = {"source": "oidc", "name": done.name, "issuer": begun.issuer, "login_server": address,

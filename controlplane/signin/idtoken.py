@@ -64,6 +64,26 @@ def fetch_json(url: str, timeout: float, what: str) -> dict[str, Any]:
     return data
 
 
+def post_form(url: str, data: dict[str, str], timeout: float, what: str) -> dict[str, Any]:
+    """POST a form to the provider; its JSON answer (an OAuth error answer included), bounded."""
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            resp = client.post(url, data=data)
+    except httpx.HTTPError as e:
+        raise _refuse("signin.provider_unavailable",
+                      f"cannot reach the identity provider's {what}: {type(e).__name__}") from None
+    if len(resp.content) > MAX_DOCUMENT_BYTES:
+        raise _refuse("signin.provider_unavailable", f"the identity provider's {what} answer is too large")
+    try:
+        answer = resp.json()
+    except ValueError:
+        raise _refuse("signin.provider_unavailable",
+                      f"the identity provider's {what} answered HTTP {resp.status_code} without JSON") from None
+    if not isinstance(answer, dict):
+        raise _refuse("signin.provider_unavailable", f"the identity provider's {what} answer is not an object")
+    return answer
+
+
 class ProviderKeys:
     """The issuer's discovery document and signing keys, refetched on an unknown key id (bounded)."""
 
@@ -74,6 +94,7 @@ class ProviderKeys:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._jwks_uri = ""
+        self.document: dict[str, Any] = {}
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
         self.fetches = 0  # JWKS fetches so far (tests check the bound)
@@ -92,7 +113,15 @@ class ProviderKeys:
             if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
                 raise _refuse("signin.provider_unavailable", "the discovery document has no usable `jwks_uri`")
             self._jwks_uri = uri
+            self.document = doc
         return self._jwks_uri
+
+    def endpoint(self, name: str) -> str:
+        """An endpoint from the discovery document (`token_endpoint`, ...); "" when absent."""
+        with self._lock:
+            self._discover()
+            value = self.document.get(name)
+        return value if isinstance(value, str) and value.startswith(("https://", "http://")) else ""
 
     def _refetch(self) -> None:
         data = self._fetch(self._discover(), self._config.http_timeout_seconds, "key set (JWKS)")
@@ -150,7 +179,8 @@ class TokenChecker:
         self._keys = keys
         self._now = now
 
-    def check(self, token: str, nonce: str) -> IdToken:
+    def check(self, token: str, nonce: str | None) -> IdToken:
+        """The checked token; `nonce` None only for a device grant the control plane ran itself."""
         cfg = self._config
         if len(token) > MAX_TOKEN_BYTES:
             raise _refuse("signin.token_invalid", f"the ID token is larger than {MAX_TOKEN_BYTES} bytes")
@@ -183,15 +213,13 @@ class TokenChecker:
         except jose_errors.JoseError as e:
             raise _refuse("signin.token_invalid", f"the ID token cannot be verified: {e.error}") from None
         claims = decoded.claims
-        registry = jwt.JWTClaimsRegistry(
-            now=lambda: int(self._now()), leeway=cfg.clock_skew_seconds,
-            iss={"essential": True, "value": cfg.issuer},
-            sub={"essential": True},
-            aud={"essential": True, "value": cfg.client_id},
-            exp={"essential": True},
-            iat={"essential": True},
-            nonce={"essential": True, "value": nonce},
-        )
+        options: dict[str, Any] = {
+            "iss": {"essential": True, "value": cfg.issuer}, "sub": {"essential": True},
+            "aud": {"essential": True, "value": cfg.client_id}, "exp": {"essential": True},
+            "iat": {"essential": True}}
+        if nonce is not None:
+            options["nonce"] = {"essential": True, "value": nonce}
+        registry = jwt.JWTClaimsRegistry(now=lambda: int(self._now()), leeway=cfg.clock_skew_seconds, **options)
         try:
             registry.validate(claims)
         except jose_errors.ExpiredTokenError:
@@ -219,4 +247,4 @@ class TokenChecker:
         return _refuse("signin.token_invalid", f"the ID token's claim `{claim}` is invalid")
 
 
-__all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "IdToken", "ProviderKeys", "TokenChecker", "fetch_json"]
+__all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "IdToken", "ProviderKeys", "TokenChecker", "fetch_json", "post_form"]

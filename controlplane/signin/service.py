@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from controlplane.errors import JitError
 from controlplane.signin.config import MAX_GROUPS, NAME_MAX, OidcConfig
 from controlplane.signin.directory import PeopleDirectory
-from controlplane.signin.idtoken import IdToken, ProviderKeys, TokenChecker
+from controlplane.signin.idtoken import IdToken, ProviderKeys, TokenChecker, post_form
 from controlplane.store import people as people_store
 from policy.names import name_problem
 
@@ -35,10 +37,29 @@ SOURCE_UNIT = "oidc"  # the OU of a signed-in certificate: `whoami` shows it as 
 ANONYMOUS = "-"  # the audit actor of a refusal before a name is known
 
 
+MAX_DEVICE_SIGNINS = 256  # headless sign-ins waiting at once (each holds a device code)
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 @dataclass(frozen=True)
 class Begun:
     nonce: str
     expires_at: dt.datetime
+    user_code: str = ""
+    verification_uri: str = ""
+    verification_uri_complete: str = ""
+    interval: int = 0
+
+
+@dataclass
+class DeviceSignIn:
+    """A headless sign-in in progress: the device code stays here, never with the client."""
+
+    device_code: str
+    token_endpoint: str
+    interval: float
+    expires: float  # monotonic
+    next_poll: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,8 @@ class SignInService:
         self.keys = ProviderKeys(config)
         self.checker = checker or TokenChecker(config, self.keys)
         self.clock = clock or ledger.clock
+        self._devices: dict[str, DeviceSignIn] = {}
+        self._devices_lock = threading.Lock()
 
     def load_people(self) -> None:
         """Put every stored person in the directory (at start)."""
@@ -90,18 +113,82 @@ class SignInService:
             found = people_store.all_people(tx.conn)
         self.directory.load((p.name, p.groups) for p in found)
 
-    def begin(self) -> Begun:
+    def begin(self, headless: bool = False) -> Begun:
         now = self.clock()
         nonce = secrets.token_urlsafe(32)
         expires = now + dt.timedelta(minutes=self.config.nonce_minutes)
+        started = self._start_device() if headless else None
         with self.ledger.store.write() as tx:
             people_store.put_nonce(tx.conn, nonce, now, expires)
-        return Begun(nonce, expires)
+        if started is None:
+            return Begun(nonce, expires)
+        device, answer = started
+        with self._devices_lock:
+            mono = time.monotonic()
+            for key in [k for k, d in self._devices.items() if d.expires < mono]:
+                del self._devices[key]
+            if len(self._devices) >= MAX_DEVICE_SIGNINS:
+                raise JitError("signin.busy", f"{MAX_DEVICE_SIGNINS} headless sign-ins are already waiting; "
+                                              "try again in a minute")
+            self._devices[nonce] = device
+        return Begun(nonce, expires, str(answer.get("user_code", ""))[:64],
+                     str(answer.get("verification_uri", ""))[:512],
+                     str(answer.get("verification_uri_complete", ""))[:1024], int(device.interval))
+
+    def _start_device(self) -> tuple[DeviceSignIn, dict[str, Any]]:
+        """Ask the provider for a device code (RFC 8628 section 3.1)."""
+        endpoint = self.keys.endpoint("device_authorization_endpoint")
+        token_endpoint = self.keys.endpoint("token_endpoint")
+        if not endpoint or not token_endpoint:
+            raise JitError("signin.provider_unavailable",
+                           "the identity provider offers no device authorization: sign in with a browser")
+        answer = post_form(endpoint, {"client_id": self.config.client_id, "scope": " ".join(self.config.scopes)},
+                           self.config.http_timeout_seconds, "device authorization endpoint")
+        code = answer.get("device_code")
+        if not isinstance(code, str) or not code or len(code) > 2048 or not answer.get("user_code"):
+            raise JitError("signin.provider_unavailable",
+                           f"the identity provider refused a device sign-in: {str(answer.get('error'))[:200]}")
+        lifetime = min(float(answer.get("expires_in") or 600), self.config.nonce_minutes * 60.0)
+        interval = min(max(float(answer.get("interval") or 5), 1.0), 60.0)
+        return DeviceSignIn(code, token_endpoint, interval, time.monotonic() + lifetime), answer
+
+    def _device_token(self, nonce: str) -> str:
+        """The ID token of a headless sign-in, or `signin.pending` while the person has not finished."""
+        with self._devices_lock:
+            device = self._devices.get(nonce)
+            mono = time.monotonic()
+            if device is None:
+                raise JitError("signin.nonce", "no headless sign-in is waiting under this nonce: sign in again")
+            if mono > device.expires:
+                del self._devices[nonce]
+                raise JitError("signin.device_denied", "the headless sign-in took too long: sign in again")
+            if mono < device.next_poll:  # the client cannot make us hit the provider faster than it allows
+                raise JitError("signin.pending", "waiting for the sign-in on the other device")
+            device.next_poll = mono + device.interval
+        answer = post_form(device.token_endpoint, {
+            "grant_type": DEVICE_GRANT, "device_code": device.device_code, "client_id": self.config.client_id},
+            self.config.http_timeout_seconds, "token endpoint")
+        error = answer.get("error")
+        if error in ("authorization_pending", "slow_down"):
+            if error == "slow_down":
+                device.interval = min(device.interval + 5, 60.0)
+            raise JitError("signin.pending", "waiting for the sign-in on the other device")
+        with self._devices_lock:
+            self._devices.pop(nonce, None)
+        if error:
+            raise JitError("signin.device_denied", f"the identity provider ended the headless sign-in: "
+                                                   f"{str(error)[:64]}")
+        token = answer.get("id_token")
+        if not isinstance(token, str):
+            raise JitError("signin.provider_unavailable", "the identity provider answered without an ID token")
+        return token
 
     def complete(self, id_token: str, nonce: str, csr_pem: str, hours: int, peer: str) -> SignedIn:
         try:
             return self._complete(id_token, nonce, csr_pem, hours, peer)
         except JitError as e:
+            if e.code == "signin.pending":
+                raise  # not a refusal: the person is still signing in
             actor = getattr(e, "signin_name", ANONYMOUS)
             self.ledger.record("signin.refused", actor, actor, {
                 "code": e.code, "message": e.message, "peer": peer[:200], "issuer": self.config.issuer})
@@ -118,7 +205,10 @@ class SignInService:
             raise JitError("signin.bad_lifetime", f"a signed-in certificate lasts 1 to {cfg.max_certificate_hours} "
                                                   f"hours here, not {hours}")
         public_key = _public_key(csr_pem)
-        token = self.checker.check(id_token, nonce)
+        if id_token:
+            token = self.checker.check(id_token, nonce)
+        else:  # headless: the device code never left this server, so the token is this sign-in's
+            token = self.checker.check(self._device_token(nonce), None)
         name, email, groups = self._identity(token)
         if self.ledger.is_broker(name):
             err = JitError("signin.name_reserved", f"`{name}` is a broker identity; a person cannot sign in as it")

@@ -48,19 +48,20 @@ class SignInServicer(signin_pb2_grpc.SignInServiceServicer):
             return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
         except Exception as exc:  # mapped like every other service (guard.status_of): never a traceback
             status = status_of(exc)
-            if status.code == grpc.StatusCode.INTERNAL:
+            if status.code == grpc.StatusCode.INTERNAL:  # the traceback stays in the server log
                 log.error("sign-in failed", exc_info=exc)
             await context.abort(status.code, status.details, status.trailing_metadata)
             raise  # unreachable: abort raises
 
     async def BeginSignIn(self, request: signin_pb2.BeginSignInRequest,
                           context: grpc.aio.ServicerContext) -> signin_pb2.BeginSignInResponse:
-        begun = await self._call(context, self.service.begin)
+        begun = await self._call(context, self.service.begin, request.headless)
         cfg = self.service.config
         return signin_pb2.BeginSignInResponse(
             issuer=cfg.issuer, client_id=cfg.client_id, scopes=list(cfg.scopes), nonce=begun.nonce,
             nonce_expires_at=_ts(begun.expires_at), default_hours=cfg.certificate_hours,
-            max_hours=cfg.max_certificate_hours)
+            max_hours=cfg.max_certificate_hours, user_code=begun.user_code, verification_uri=begun.verification_uri,
+            verification_uri_complete=begun.verification_uri_complete, interval_seconds=begun.interval)
 
     async def CompleteSignIn(self, request: signin_pb2.CompleteSignInRequest,
                              context: grpc.aio.ServicerContext) -> signin_pb2.CompleteSignInResponse:

@@ -86,12 +86,16 @@ CODES: dict[str, Code] = {
     "signin.bad_lifetime": Code("INVALID_ARGUMENT", "the certificate lifetime asked for at sign-in is outside what "
                                                     "the server allows"),
     "signin.bad_signature": Code("UNAUTHENTICATED", "the ID token's signature does not verify with the provider's key"),
+    "signin.busy": Code("UNAVAILABLE", "too many headless sign-ins are waiting; try again later"),
     "signin.claims": Code("UNAUTHENTICATED", "the ID token's user name or groups claim is missing or refused"),
+    "signin.device_denied": Code("UNAUTHENTICATED", "the provider ended a headless sign-in (denied or expired)"),
     "signin.email_unverified": Code("UNAUTHENTICATED", "the sign-in uses an email the provider has not verified"),
     "signin.expired": Code("UNAUTHENTICATED", "the ID token has expired"),
     "signin.name_reserved": Code("PERMISSION_DENIED", "the signed-in name is a broker identity"),
     "signin.nonce": Code("UNAUTHENTICATED", "the sign-in's nonce is missing, unknown, expired or already used (a "
                                             "replay)"),
+    "signin.pending": Code("FAILED_PRECONDITION", "a headless sign-in is not finished yet: call again after the "
+                                                 "interval"),
     "signin.provider_unavailable": Code("UNAVAILABLE", "the identity provider's discovery document or keys cannot be "
                                                        "fetched or used"),
     "signin.step_up": Code("PERMISSION_DENIED", "a rule requires a fresh sign-in (recent or with MFA) for this action"),

@@ -16,9 +16,9 @@ import os
 import shutil
 import subprocess
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
@@ -88,11 +88,14 @@ class OidcProvider:
         return self
 
     def _line(self) -> str:
+        """The provider's next JSON line on stdout (its library may print other lines there)."""
         assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the OpenID provider did not start:\n{self.log_path.read_text()[-2000:]}")
-        return line
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the OpenID provider stopped:\n{self.log_path.read_text()[-2000:]}")
+            if line.startswith("{"):
+                return line
 
     def rotate(self) -> ECKey:
         """A new signing key, published first; the old one stays published (a real rotation)."""

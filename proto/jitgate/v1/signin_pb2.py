@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/signin.proto\x12\njitgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n\x12\x42\x65ginSignInRequest\"\xb7\x01\n\x13\x42\x65ginSignInResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\r\n\x05nonce\x18\x04 \x01(\t\x12\x34\n\x10nonce_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdefault_hours\x18\x06 \x01(\x05\x12\x11\n\tmax_hours\x18\x07 \x01(\x05\"X\n\x15\x43ompleteSignInRequest\x12\x10\n\x08id_token\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\t\x12\r\n\x05hours\x18\x04 \x01(\x05\"\x97\x01\n\x16\x43ompleteSignInResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb8\x01\n\rSignInService\x12N\n\x0b\x42\x65ginSignIn\x12\x1e.jitgate.v1.BeginSignInRequest\x1a\x1f.jitgate.v1.BeginSignInResponse\x12W\n\x0e\x43ompleteSignIn\x12!.jitgate.v1.CompleteSignInRequest\x1a\".jitgate.v1.CompleteSignInResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/signin.proto\x12\njitgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x12\x42\x65ginSignInRequest\x12\x10\n\x08headless\x18\x01 \x01(\x08\"\xa1\x02\n\x13\x42\x65ginSignInResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\r\n\x05nonce\x18\x04 \x01(\t\x12\x34\n\x10nonce_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rdefault_hours\x18\x06 \x01(\x05\x12\x11\n\tmax_hours\x18\x07 \x01(\x05\x12\x11\n\tuser_code\x18\x08 \x01(\t\x12\x18\n\x10verification_uri\x18\t \x01(\t\x12!\n\x19verification_uri_complete\x18\n \x01(\t\x12\x18\n\x10interval_seconds\x18\x0b \x01(\x05\"X\n\x15\x43ompleteSignInRequest\x12\x10\n\x08id_token\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\t\x12\r\n\x05hours\x18\x04 \x01(\x05\"\x97\x01\n\x16\x43ompleteSignInResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb8\x01\n\rSignInService\x12N\n\x0b\x42\x65ginSignIn\x12\x1e.jitgate.v1.BeginSignInRequest\x1a\x1f.jitgate.v1.BeginSignInResponse\x12W\n\x0e\x43ompleteSignIn\x12!.jitgate.v1.CompleteSignInRequest\x1a\".jitgate.v1.CompleteSignInResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jitgate.v1.signin_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BEGINSIGNINREQUEST']._serialized_start=72
-  _globals['_BEGINSIGNINREQUEST']._serialized_end=92
-  _globals['_BEGINSIGNINRESPONSE']._serialized_start=95
-  _globals['_BEGINSIGNINRESPONSE']._serialized_end=278
-  _globals['_COMPLETESIGNINREQUEST']._serialized_start=280
-  _globals['_COMPLETESIGNINREQUEST']._serialized_end=368
-  _globals['_COMPLETESIGNINRESPONSE']._serialized_start=371
-  _globals['_COMPLETESIGNINRESPONSE']._serialized_end=522
-  _globals['_SIGNINSERVICE']._serialized_start=525
-  _globals['_SIGNINSERVICE']._serialized_end=709
+  _globals['_BEGINSIGNINREQUEST']._serialized_end=110
+  _globals['_BEGINSIGNINRESPONSE']._serialized_start=113
+  _globals['_BEGINSIGNINRESPONSE']._serialized_end=402
+  _globals['_COMPLETESIGNINREQUEST']._serialized_start=404
+  _globals['_COMPLETESIGNINREQUEST']._serialized_end=492
+  _globals['_COMPLETESIGNINRESPONSE']._serialized_start=495
+  _globals['_COMPLETESIGNINRESPONSE']._serialized_end=646
+  _globals['_SIGNINSERVICE']._serialized_start=649
+  _globals['_SIGNINSERVICE']._serialized_end=833
 # @@protoc_insertion_point(module_scope)

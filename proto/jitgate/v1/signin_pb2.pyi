@@ -10,11 +10,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BeginSignInRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("headless",)
+    HEADLESS_FIELD_NUMBER: _ClassVar[int]
+    headless: bool
+    def __init__(self, headless: _Optional[bool] = ...) -> None: ...
 
 class BeginSignInResponse(_message.Message):
-    __slots__ = ("issuer", "client_id", "scopes", "nonce", "nonce_expires_at", "default_hours", "max_hours")
+    __slots__ = ("issuer", "client_id", "scopes", "nonce", "nonce_expires_at", "default_hours", "max_hours", "user_code", "verification_uri", "verification_uri_complete", "interval_seconds")
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +24,10 @@ class BeginSignInResponse(_message.Message):
     NONCE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_HOURS_FIELD_NUMBER: _ClassVar[int]
     MAX_HOURS_FIELD_NUMBER: _ClassVar[int]
+    USER_CODE_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_URI_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_URI_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     issuer: str
     client_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
@@ -29,7 +35,11 @@ class BeginSignInResponse(_message.Message):
     nonce_expires_at: _timestamp_pb2.Timestamp
     default_hours: int
     max_hours: int
-    def __init__(self, issuer: _Optional[str] = ..., client_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., nonce: _Optional[str] = ..., nonce_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., default_hours: _Optional[int] = ..., max_hours: _Optional[int] = ...) -> None: ...
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    interval_seconds: int
+    def __init__(self, issuer: _Optional[str] = ..., client_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., nonce: _Optional[str] = ..., nonce_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., default_hours: _Optional[int] = ..., max_hours: _Optional[int] = ..., user_code: _Optional[str] = ..., verification_uri: _Optional[str] = ..., verification_uri_complete: _Optional[str] = ..., interval_seconds: _Optional[int] = ...) -> None: ...
 
 class CompleteSignInRequest(_message.Message):
     __slots__ = ("id_token", "nonce", "csr_pem", "hours")

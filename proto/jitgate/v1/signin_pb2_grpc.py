@@ -58,6 +58,8 @@ class SignInServiceServicer:
 
     def CompleteSignIn(self, request, context):
         """An ID token (from the flow started with the nonce) and a CSR -> a short-lived client certificate.
+        Headless: no ID token; the control plane asks the provider (device grant) and answers
+        FAILED_PRECONDITION `signin.pending` until the person has signed in: call again after the interval.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,7 +47,7 @@ function makeProvider(issuer, jwks) {
     cookies: { keys: ['jitgate-test-provider-cookie-key'] },
     scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
     claims: {
-      openid: ['sub'],
+      openid: ['sub', 'amr', 'acr'],  // amr in the ID token: step-up rules read it
       email: ['email', 'email_verified'],
       profile: ['preferred_username', 'name'],
       groups: ['groups'],
