@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from joserfc import jwt
 
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2, audit_pb2, signin_pb2, signin_pb2_grpc
+from jitgate.v1 import access_pb2, audit_pb2, signin_pb2, signin_pb2_grpc, types_pb2
 from tests.cluster import REPO, ControlPlane
 from tests.oidc.provider import (
     CLIENT_ID,
@@ -61,11 +61,28 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
         yield provider
 
 
+# The example policies plus two step-up rules (matched only by these tests' reasons).
+STEP_UP_RULES = """
+  - name: mfa-to-ask
+    when: resource.name == "demo" && request.reason.startsWith("mfa:")
+    approval: auto
+    step_up: {for: [activate], mfa: true}
+  - name: fresh-to-approve
+    when: resource.name == "web-dev-01" && request.reason.startsWith("fresh:")
+    approval: {levels: [{approvers: [group:sre]}]}
+    step_up: {for: [approve], max_age: 10m}
+"""
+
+
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory, idp: OidcProvider) -> Iterator[ControlPlane]:
+    tmp = tmp_path_factory.mktemp("oidc-cp")
+    text = (REPO / "policies.yaml").read_text()
+    policies = tmp / "policies.yaml"
+    policies.write_text(text.replace("\ntests:\n", STEP_UP_RULES + "\ntests:\n", 1))
     config = {"oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "group_map": GROUP_MAP,
                        "certificate_hours": 8, "max_certificate_hours": 12, "jwks_min_refresh_seconds": 1}}
-    with ControlPlane(tmp_path_factory.mktemp("oidc-cp"), REPO / "policies.yaml", config=config) as plane:
+    with ControlPlane(tmp, policies, config=config) as plane:
         yield plane
 
 
@@ -329,3 +346,82 @@ def test_email_of_finds_a_signed_in_person(cp: ControlPlane, signin: Any, idp: O
     finally:
         store.close()
 
+
+
+# -- step-up ---------------------------------------------------------------------------------------------
+
+
+def _sign_in_as(signin: Any, idp: OidcProvider, tmp: Path, name: str, groups: list[str], amr: list[str],
+                auth_age: int = 0) -> Path:
+    """Sign `name` in with a token signed by the provider's key; the bundle written like `jitgate login` does."""
+    from ca.x509 import CertBundle, write_identity_bundle
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(key, hashes.SHA256())
+    nonce = signin.BeginSignIn(signin_pb2.BeginSignInRequest(), timeout=20).nonce
+    claims = _claims(idp, nonce, sub=name, preferred_username=name, email=f"{name}@example.com", groups=groups,
+                     amr=amr, auth_time=int(time.time()) - auth_age)
+    done = _complete(signin, _signed(idp.signing_key, claims), nonce,
+                     csr=csr.public_bytes(serialization.Encoding.PEM).decode())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return write_identity_bundle(CertBundle(done.cert_pem.encode(), key_pem), done.ca_pem.encode(), tmp / name)
+
+
+def _stub(cp: ControlPlane, bundle: Path) -> Any:
+    from cli.client import connect
+
+    return connect(bundle, cp.address)
+
+
+def test_a_rule_can_require_mfa_to_ask(cp: ControlPlane, signin: Any, idp: OidcProvider, tmp_path: Path) -> None:
+    ask = access_pb2.CreateRequestRequest(resource="demo", login="demo", reason="mfa: look",
+                                          duration=_duration(1800))
+    client = _stub(cp, _sign_in_as(signin, idp, tmp_path, "erin", ["idp-sre"], ["pwd"]))
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            client.access.CreateRequest(ask, timeout=20)
+        assert reason_of(e.value) == "signin.step_up"
+        assert "rule `mfa-to-ask` requires a sign-in with multi-factor authentication" in e.value.details()
+    finally:
+        client.close()
+    refused = [json.loads(ev.data_json) for ev in _events(cp, "signin.step_up_refused") if ev.actor == "erin"]
+    assert refused and refused[-1]["action"] == "activate"
+    client = _stub(cp, _sign_in_as(signin, idp, tmp_path / "again", "erin", ["idp-sre"], ["pwd", "otp", "mfa"]))
+    try:
+        made = client.access.CreateRequest(ask, timeout=20)
+        assert made.request.state == types_pb2.REQUEST_STATE_ACTIVE
+    finally:
+        client.close()
+
+
+def test_a_rule_can_require_a_recent_sign_in_to_approve(cp: ControlPlane, signin: Any, idp: OidcProvider,
+                                                       tmp_path: Path) -> None:
+    asker = _stub(cp, _sign_in_as(signin, idp, tmp_path, "fay", [], ["pwd"]))
+    try:
+        made = asker.access.CreateRequest(access_pb2.CreateRequestRequest(
+            resource="web-dev-01", login="deploy", reason="fresh: deploy", duration=_duration(1800)), timeout=20)
+    finally:
+        asker.close()
+    rid = made.request.id
+    stale = _stub(cp, _sign_in_as(signin, idp, tmp_path, "gus", ["idp-sre"], ["pwd"], auth_age=3600))
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            stale.access.Approve(access_pb2.DecideRequest(id=rid), timeout=20)
+        assert reason_of(e.value) == "signin.step_up"
+        assert "requires a sign-in within 10m to approve; yours was 1h" in e.value.details()
+    finally:
+        stale.close()
+    fresh = _stub(cp, _sign_in_as(signin, idp, tmp_path / "again", "gus", ["idp-sre"], ["pwd"]))
+    try:
+        approved = fresh.access.Approve(access_pb2.DecideRequest(id=rid), timeout=20)
+        assert approved.activated_at.seconds > 0
+    finally:
+        fresh.close()
+
+
+def _duration(seconds: int) -> Any:
+    from google.protobuf.duration_pb2 import Duration
+
+    return Duration(seconds=seconds)
