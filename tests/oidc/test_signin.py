@@ -425,3 +425,27 @@ def _duration(seconds: int) -> Any:
     from google.protobuf.duration_pb2 import Duration
 
     return Duration(seconds=seconds)
+
+
+def test_unknown_key_ids_refetch_the_key_set_at_most_once_per_interval(idp: OidcProvider) -> None:
+    from controlplane.errors import JitError
+    from controlplane.signin.config import OidcConfig
+    from controlplane.signin.idtoken import ProviderKeys
+
+    clock = [1000.0]
+    keys = ProviderKeys(OidcConfig(issuer=idp.issuer, client_id=CLIENT_ID, jwks_min_refresh_seconds=30),
+                        monotonic=lambda: clock[0])
+    assert keys.key_for(idp.signing_key.kid).kid == idp.signing_key.kid
+    assert keys.fetches == 1
+    for i in range(20):  # a flood of made-up key ids costs the provider nothing more
+        with pytest.raises(JitError) as e:
+            keys.key_for(f"made-up-{i}")
+        assert e.value.code == "signin.unknown_key"
+    assert keys.fetches == 1
+    clock[0] += 31
+    with pytest.raises(JitError):
+        keys.key_for("made-up-again")
+    assert keys.fetches == 2  # one refetch once the interval has passed
+    with pytest.raises(JitError):
+        keys.key_for("and-again")
+    assert keys.fetches == 2
