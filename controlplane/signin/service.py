@@ -37,6 +37,7 @@ SOURCE_UNIT = "oidc"  # the OU of a signed-in certificate: `whoami` shows it as 
 ANONYMOUS = "-"  # the audit actor of a refusal before a name is known
 
 
+MAX_OPEN_SIGNINS = 10_000  # nonces handed out and not yet used or expired (BeginSignIn needs no certificate)
 MAX_DEVICE_SIGNINS = 256  # headless sign-ins waiting at once (each holds a device code)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -119,7 +120,8 @@ class SignInService:
         expires = now + dt.timedelta(minutes=self.config.nonce_minutes)
         started = self._start_device() if headless else None
         with self.ledger.store.write() as tx:
-            people_store.put_nonce(tx.conn, nonce, now, expires)
+            if not people_store.put_nonce(tx.conn, nonce, now, expires, MAX_OPEN_SIGNINS):
+                raise JitError("signin.busy", f"{MAX_OPEN_SIGNINS} sign-ins are already under way; try again later")
         if started is None:
             return Begun(nonce, expires)
         device, answer = started

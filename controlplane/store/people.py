@@ -19,7 +19,20 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Connection, Index, String, Table, Text, delete, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from controlplane.store.base import from_us, to_us
 from controlplane.store.tables import metadata
@@ -105,12 +118,18 @@ def nonce_digest(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
 
-def put_nonce(conn: Connection, nonce: str, now: datetime, expires: datetime) -> None:
-    """Remember a fresh nonce (and forget those that expired: the table stays small)."""
+def put_nonce(conn: Connection, nonce: str, now: datetime, expires: datetime, limit: int) -> bool:
+    """Remember a fresh nonce (and forget those that expired: the table stays small); False when
+    `limit` nonces are already open (the sign-in listener needs no certificate: anyone may ask)."""
     now_us = to_us(now)
     conn.execute(delete(signin_nonces).where(signin_nonces.c.expires_us < now_us))
+    open_count = conn.execute(select(func.count()).select_from(signin_nonces)
+                              .where(signin_nonces.c.used_us.is_(None))).scalar_one()
+    if open_count >= limit:
+        return False
     conn.execute(insert(signin_nonces).values(nonce_sha256=nonce_digest(nonce), created_us=now_us,
                                               expires_us=to_us(expires), used_us=None))
+    return True
 
 
 def consume_nonce(conn: Connection, nonce: str, now: datetime) -> str:
