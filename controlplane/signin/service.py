@@ -246,31 +246,34 @@ class SignInService:
         return SignedIn(name, tuple(groups), email, cert_pem, self.ca.ca_cert_pem, expires)
 
     def _identity(self, token: IdToken) -> tuple[str, str, list[str]]:
-        """(user name, verified email or "", policy groups) from the checked claims."""
-        cfg, claims = self.config, token.claims
-        verified = claims.get("email_verified") is True
-        raw_name = claims.get(cfg.username_claim)
-        if cfg.username_claim == "email" and not verified:
-            raise JitError("signin.email_unverified",
-                           "the user name comes from `email`, and the provider has not verified this email")
-        if not isinstance(raw_name, str) or not raw_name:
-            raise JitError("signin.claims", f"the ID token has no `{cfg.username_claim}` claim to name the user")
-        if len(raw_name) > NAME_MAX:
-            raise JitError("signin.claims", f"the user name in `{cfg.username_claim}` is longer than {NAME_MAX}")
-        problem = name_problem(raw_name)
-        if problem:
-            raise JitError("signin.claims", f"the user name in `{cfg.username_claim}` is refused: {problem}")
-        raw_email = claims.get("email")
-        email = raw_email if verified and isinstance(raw_email, str) and len(raw_email) <= 320 else ""
-        raw_groups = claims.get(cfg.groups_claim, [])
-        if isinstance(raw_groups, str):
-            raw_groups = [raw_groups]
-        if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
-            raise JitError("signin.claims", f"the `{cfg.groups_claim}` claim must be a list of group names")
-        if len(raw_groups) > MAX_GROUPS:
-            raise JitError("signin.claims", f"the `{cfg.groups_claim}` claim lists more than {MAX_GROUPS} groups")
-        groups = [g for g in cfg.policy_groups(raw_groups) if len(g) <= NAME_MAX and not name_problem(g)]
-        return raw_name, email, groups
+        return identity_of(self.config, token.claims)
+
+
+def identity_of(cfg: OidcConfig, claims: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """(user name, verified email or "", policy groups) from an ID token's checked claims."""
+    verified = claims.get("email_verified") is True
+    raw_name = claims.get(cfg.username_claim)
+    if cfg.username_claim == "email" and not verified:
+        raise JitError("signin.email_unverified",
+                       "the user name comes from `email`, and the provider has not verified this email")
+    if not isinstance(raw_name, str) or not raw_name:
+        raise JitError("signin.claims", f"the ID token has no `{cfg.username_claim}` claim to name the user")
+    if len(raw_name) > NAME_MAX:
+        raise JitError("signin.claims", f"the user name in `{cfg.username_claim}` is longer than {NAME_MAX}")
+    problem = name_problem(raw_name)
+    if problem:
+        raise JitError("signin.claims", f"the user name in `{cfg.username_claim}` is refused: {problem}")
+    raw_email = claims.get("email")
+    email = raw_email if verified and isinstance(raw_email, str) and len(raw_email) <= 320 else ""
+    raw_groups = claims.get(cfg.groups_claim, [])
+    if isinstance(raw_groups, str):
+        raw_groups = [raw_groups]
+    if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
+        raise JitError("signin.claims", f"the `{cfg.groups_claim}` claim must be a list of group names")
+    if len(raw_groups) > MAX_GROUPS:
+        raise JitError("signin.claims", f"the `{cfg.groups_claim}` claim lists more than {MAX_GROUPS} groups")
+    groups = [g for g in cfg.policy_groups(raw_groups) if len(g) <= NAME_MAX and not name_problem(g)]
+    return raw_name, email, groups
 
 
 def email_of(store: Any, name: str) -> str | None:
@@ -282,4 +285,4 @@ def email_of(store: Any, name: str) -> str | None:
         return people_store.email_of(tx.conn, name)
 
 
-__all__ = ["MAX_CSR_BYTES", "SOURCE_UNIT", "Begun", "SignInService", "SignedIn", "email_of"]
+__all__ = ["MAX_CSR_BYTES", "SOURCE_UNIT", "Begun", "SignInService", "SignedIn", "email_of", "identity_of"]
