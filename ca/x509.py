@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca.errors import IssueError, KeyStoreError
@@ -202,6 +203,19 @@ class X509CA:
             common_name=_check_name(name), san=None, eku=ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now
         )
 
+    def issue_client_certificate_for(
+        self, name: str, public_key: CertificatePublicKeyTypes, lifetime: dt.timedelta, unit: str,
+        now: dt.datetime | None = None,
+    ) -> bytes:
+        """A clientAuth certificate (PEM) for a key the client keeps (a CSR's), CN = `name`,
+        OU = `unit` (how the identity was obtained, e.g. `oidc`), valid for `lifetime`."""
+        if not dt.timedelta(minutes=1) <= lifetime <= dt.timedelta(days=CLIENT_CERT_DAYS):
+            raise IssueError("x509.bad_validity", "a signed-in certificate's lifetime must be between 1 minute "
+                             f"and {CLIENT_CERT_DAYS} days")
+        cert = self._build(_check_name(name), None, ExtendedKeyUsageOID.CLIENT_AUTH, lifetime, now or _utcnow(),
+                           public_key, unit)
+        return cert.public_bytes(serialization.Encoding.PEM)
+
     def _issue(
         self,
         common_name: str,
@@ -210,14 +224,24 @@ class X509CA:
         days: int,
         now: dt.datetime | None,
     ) -> CertBundle:
-        now = now or _utcnow()
         key = _new_key()
-        not_after = min(now + dt.timedelta(days=_check_days(days)), self._cert.not_valid_after_utc)
+        cert = self._build(common_name, san, eku, dt.timedelta(days=_check_days(days)), now or _utcnow(),
+                           key.public_key(), "")
+        return CertBundle(cert.public_bytes(serialization.Encoding.PEM), _key_pem_plain(key))
+
+    def _build(
+        self, common_name: str, san: x509.SubjectAlternativeName | None, eku: x509.ObjectIdentifier,
+        lifetime: dt.timedelta, now: dt.datetime, public_key: CertificatePublicKeyTypes, unit: str,
+    ) -> x509.Certificate:
+        not_after = min(now + lifetime, self._cert.not_valid_after_utc)
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if unit:
+            subject.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW)
             .not_valid_after(not_after)
@@ -231,15 +255,14 @@ class X509CA:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
             )
         )
         if san is not None:
             builder = builder.add_extension(san, critical=False)
-        cert = builder.sign(self._key, hashes.SHA256())
-        return CertBundle(cert.public_bytes(serialization.Encoding.PEM), _key_pem_plain(key))
+        return builder.sign(self._key, hashes.SHA256())
 
     def verify_issued(self, cert_pem_or_der: bytes, now: dt.datetime | None = None) -> str:
         """Check a certificate was issued by this CA and is within its window; return its CN.

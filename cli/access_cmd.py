@@ -300,13 +300,18 @@ def dashboard(client: Client, output: str) -> None:
 @command_options
 def whoami(client: Client, output: str) -> None:
     """Your identity as the server sees it: name, groups and roles."""
+    from cli.login_cmd import identity_source
     from jitgate.v1 import access_pb2
 
     me = client.access.WhoAmI(access_pb2.WhoAmIRequest(), timeout=client.timeout)
+    source, expires = identity_source(client.identity) if client.identity else ("none", None)
     if output == "json":
-        print_json(me)
+        print_json({**to_dict(me), "source": source, "expires_at": expires})
     else:
         echo(f"{me.name} (groups: {', '.join(me.groups) or '-'}; roles: {', '.join(me.roles)})")
+        if expires is not None:
+            how = "signed in (oidc)" if source == "oidc" else "bundle issued by an admin"
+            echo(f"identity: {how}, valid until {expires.strftime('%Y-%m-%d %H:%M UTC')}")
 
 
 __all__ = ["approve", "cancel", "dashboard", "deny", "extend", "request_cmd", "requests", "review", "revoke",

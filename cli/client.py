@@ -57,6 +57,7 @@ class Client:
     channel: grpc.Channel
     timeout: float = DEFAULT_TIMEOUT
     server: str = ""  # the host:port connected to, for files kept per control plane
+    identity: Path | None = None  # the identity bundle's directory (whoami reads its certificate)
 
     def __post_init__(self) -> None:
         from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
@@ -86,7 +87,7 @@ def connect(identity: str | os.PathLike[str] | None = None, server: str | None =
     channel = failover_channel(servers, channel_credentials(bundle), wire.client_options(), bundle,
                                lambda raw, ident, address: grpc.intercept_channel(
                                    raw, HandshakeDiagnosis(ident, address)))
-    return Client(channel, timeout, servers.text)
+    return Client(channel, timeout, servers.text, bundle)
 
 
 # -- click plumbing ---------------------------------------------------------------------------------

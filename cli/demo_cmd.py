@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -106,6 +107,15 @@ def _ensure_duration_model(server_dir: Path, policies: Path) -> None:
         click.echo(f"trained the demo's duration model {model.version} on {model.train_rows} synthetic grants")
 
 
+def demo_oidc_text(oidc: bool, jg: str, login_port: int, identities: Path) -> str:
+    """How to sign in (with --oidc), else how to turn it on."""
+    if not oidc:
+        return "\nSign-in through a local OpenID provider: run the demo with --oidc (or JITGATE_DEMO_OIDC=1).\n"
+    from cli import demo_oidc
+
+    return demo_oidc.instructions(jg, login_port, identities / "alice" / "ca.pem", identities) + "\n"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -118,7 +128,9 @@ def _interrupt(signum: int, frame: object) -> None:
 @click.option("--server-port", default=7443, show_default=True)
 @click.option("--ssh-port", default=2222, show_default=True)
 @click.option("--pg-port", default=6432, show_default=True)
-def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port: int) -> None:
+@click.option("--oidc", is_flag=True, envvar="JITGATE_DEMO_OIDC",
+              help="also run a local OpenID provider and sign-ins (`jitgate login`) on --server-port + 1")
+def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port: int, oidc: bool) -> None:
     """Run the control plane, both brokers and a local SSH target; Ctrl-C stops them."""
     from broker.demo_target import DemoTarget, free_port
 
@@ -164,8 +176,15 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         target.start(port=target_port)
 
         config = data / "server.yaml"
-        config.write_text(yaml.safe_dump({"ssh_broker_address": f"127.0.0.1:{ssh_port}",
-                                          "pg_broker_address": f"127.0.0.1:{pg_port}"}))
+        settings: dict[str, Any] = {"ssh_broker_address": f"127.0.0.1:{ssh_port}",
+                                    "pg_broker_address": f"127.0.0.1:{pg_port}"}
+        if oidc:  # the provider runs for the demo's life, like the other children
+            from cli import demo_oidc
+
+            provider, issuer = demo_oidc.start_provider(data, logs / "oidc-provider.log")
+            children.append(provider)  # type: ignore[arg-type]  # a text-mode Popen; only polled and killed
+            settings.update(demo_oidc.server_settings(issuer, server_port + 1))
+        config.write_text(yaml.safe_dump(settings))
         server, server_log = start("server", "server", "--data-dir", str(server_dir), "--policies", str(served),
                                    "--listen", server_address, "--config", str(config))
         _wait_for_port(server_address, server, "the control plane", server_log)
@@ -198,7 +217,7 @@ In another terminal:
   JITGATE_IDENTITY={identities / 'bob'} {jg} requests --to-approve
   JITGATE_IDENTITY={identities / 'admin'} {jg} dashboard
   JITGATE_DATA_DIR={data / 'ssh-broker'} {jg} recordings list
-
+{demo_oidc_text(oidc, jg, server_port + 1, identities)}
 Ctrl-C stops the demo.""")
         while all(proc.poll() is None for proc in children):
             time.sleep(0.5)

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "requests": "cli.access_cmd:requests",
     "dashboard": "cli.access_cmd:dashboard",
     "whoami": "cli.access_cmd:whoami",
+    "login": "cli.login_cmd:login",
+    "logout": "cli.login_cmd:logout",
     "sessions": "cli.sessions_cmd:sessions",
     "audit": "cli.audit_cmd:audit",
     "admin": "cli.admin_cmd:admin",

@@ -25,6 +25,7 @@ from controlplane.model import (
     ExtensionRecord,
     RequestRecord,
 )
+from controlplane.signin import stepup
 from policy import Decision, PolicySet
 from policy.approvals import Eligible, VoteRefusal, approvers_text, judge_vote, level_after
 
@@ -109,6 +110,10 @@ class ApprovalService:
     def approve(self, actor: str, target_id: str, comment: str = "") -> RequestRecord:
         """Approve the current level of a request or extension (`target_id`)."""
         now = self.ledger.clock()
+        if any(r.step_up is not None for r in self.ledger.policy.current.rules):  # a rule may want a fresh sign-in
+            with self.ledger.store.read() as tx:
+                rec, ext = load_target(tx, target_id)
+            stepup.enforce(self.ledger, (ext or rec).decision.rules, "approve", actor, target_id, now)
         with self.ledger.write() as w:
             rec, ext, decision, vote = self._cast(w, actor, target_id, True, comment, now)
             assert decision.approval is not None

@@ -14,6 +14,8 @@ pg_broker_address: broker.internal:6432
 recommend_coverage: 0.85  # share of grants a recommended duration should cover
 store: postgresql://jitgate@db.internal:5432/jitgate  # default: SQLite in the data directory
 metrics: 127.0.0.1:9464   # Prometheus /metrics (controlplane/metrics.py); off when unset
+login_listen: 127.0.0.1:7444   # sign-ins (`jitgate login`), only with `oidc:` (controlplane/signin/config.py)
+oidc: {issuer: https://login.example.com/, client_id: jitgate}
 ```
 """
 from __future__ import annotations
@@ -78,6 +80,8 @@ class ServerConfig:
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
     store: str = ""  # a store URL (postgresql://... shared by several planes); "": SQLite in data_dir
     metrics: str = ""  # HOST:PORT of the Prometheus endpoint (controlplane/metrics.py); "" = none
+    oidc: Any = None  # sign-in through OpenID Connect: an OidcConfig once built (None: off)
+    login_listen: str = ""  # the sign-in listener; "" with `oidc`: the mTLS port + 1 (0 stays 0)
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -110,6 +114,14 @@ class ServerConfig:
                 parse_metrics_address(self.metrics)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.oidc is not None:
+            from controlplane.signin.config import OidcConfig
+
+            object.__setattr__(self, "oidc", OidcConfig.from_mapping(self.oidc))
+            if not self.login_listen:
+                object.__setattr__(self, "login_listen", f"{self.listen.rpartition(':')[0]}:"
+                                   f"{self.port + 1 if self.port else 0}")
+            split_listen(self.login_listen)
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

@@ -23,8 +23,10 @@ from controlplane.model import (
     Recommendation,
     RequestRecord,
 )
+from controlplane.signin import stepup
 from policy import PolicySet
 from policy.approvals import approved_at_once
+from policy.model import Resource
 from policy.request import Risk
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
@@ -98,9 +100,23 @@ class RequestService:
             rec, _code = self._decided(ps, target, duration, now, history, "", risk)
             return rec, recommendation
 
+        try:
+            return self._store_new(ps, actor, res, target, duration, now, risk), recommendation
+        except stepup.StepUpRequired as e:  # audited once the request's transaction has rolled back
+            stepup.audit(self.ledger, e, actor, resource, "activate", now)
+            raise
+
+    def _store_new(self, ps: PolicySet, actor: str, res: Resource, target: Ask, duration: timedelta,
+                   now: datetime, risk: Risk) -> RequestRecord:
+        """Decide inside the write transaction that stores the request (see create_request)."""
+        resource, login, role = res.name, target.login, target.role
+        reason, ticket, emergency = target.reason, target.ticket, target.emergency
         with self.ledger.write() as w:
             history = self.history.history_in(w.tx, actor, resource, now)
             rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
+            if rec.state != DENIED:  # a rule may want a fresh sign-in to ask for this access
+                stepup.check(self.ledger.store, stepup.need_of(self.ledger.policy.current, rec.decision.rules,
+                                                               "activate"), actor, "activate", now)
             w.tx.insert_request(rec)
             decision = rec.decision
             data = {"resource": resource, "kind": res.kind, "login": login, "role": role,
@@ -118,7 +134,7 @@ class RequestService:
                                {"mode": decision.approval.mode, "expires_at": iso(rec.expires_at),
                                 "review_owed": rec.review_state == REVIEW_OWED}, now))
             w.commit(events, request=rec)
-        return rec, recommendation
+        return rec
 
     def _decided(self, ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
                  history: History, request_id: str, risk: Risk | None = None) -> tuple[RequestRecord, str]:

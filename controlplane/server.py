@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import grpc
 from grpc_health.v1 import _async as health_aio  # what `health.aio` names
@@ -43,6 +43,7 @@ from controlplane.servicers.broker import BrokerServicer
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import Guard, GuardedRegistry
 from controlplane.servicers.policy import PolicyServicer
+from controlplane.signin.directory import PeopleDirectory
 from jitgate import wire
 from jitgate.errors import JitgateError
 from jitgate.v1 import (
@@ -210,6 +211,7 @@ class ControlPlaneServer:
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
         core = sweeper = holder = plane = metrics_endpoint = None
+        stop_signin: Any = None
         try:
             loop = asyncio.get_running_loop()
             plane = SharedPlane(config.store) if is_postgresql(config.store) else None
@@ -220,8 +222,10 @@ class ControlPlaneServer:
                 store = config.store or None
                 pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
             holder = load_policies(config)
+            # With sign-in on, signed-in people join the policies' users (controlplane/signin/directory.py).
+            policies = PeopleDirectory(holder) if config.oidc is not None else holder
             core = await loop.run_in_executor(
-                executor, open_core, data_dir, holder, pki, config.admins, config.brokers, config.recommender,
+                executor, open_core, data_dir, policies, pki, config.admins, config.brokers, config.recommender,
                 config.recommend_coverage, store)
             hub = EventHub(loop, config.watch_queue_size)
             hub.start()
@@ -230,7 +234,7 @@ class ControlPlaneServer:
             if plane is not None:
                 plane.follow(core, holder)  # other planes' changes -> this plane's watchers and sweeper
             sweeper = self._start_sweeper(core, plane.may_sweep if plane is not None else None)
-            deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
+            deps = Deps(config, core, cast(PolicyHolder, policies), hub, pki, executor, inline=config.inline_core)
             try:
                 metrics, metrics_endpoint = start_metrics(config.metrics, core)  # none without --metrics
             except ValueError as e:  # e.g. the metrics port is taken
@@ -253,6 +257,8 @@ class ControlPlaneServer:
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
             health_task = asyncio.create_task(follow_store(
                 core.ledger.store, executor, ("", *SERVICE_NAMES), health_servicer.set))
+            if config.oidc is not None:
+                stop_signin = await self._start_signin(config, core, policies, pki, executor)
             self.address = f"{config.host}:{port}"
             write_server_addr(data_dir, self.address)
             holder.start_watching(config.policy_poll_seconds)
@@ -271,6 +277,8 @@ class ControlPlaneServer:
             log.info("stopping")
             health_task.cancel()
             await health_servicer.enter_graceful_shutdown()
+            if stop_signin is not None:
+                await stop_signin()
             await server.stop(grace=2)
             hub.stop()
         finally:
@@ -288,6 +296,16 @@ class ControlPlaneServer:
             if self.address:
                 data_dir.addr_path.unlink(missing_ok=True)
             lock.release()
+
+    async def _start_signin(self, config: ServerConfig, core: Any, policies: Any, pki: ServerPki,
+                            executor: ThreadPoolExecutor) -> Any:
+        from controlplane.signin.service import SignInService
+        from controlplane.signin.servicer import start_listener
+
+        service = SignInService(config.oidc, core.ledger, pki.x509_ca, policies)
+        await asyncio.get_running_loop().run_in_executor(executor, service.load_people)
+        return await start_listener(config.login_listen, service, pki.server_key_pem, pki.server_cert_pem, executor,
+                                    self.data_dir.root / "login.addr")
 
     @staticmethod
     def _reload(holder: PolicyHolder, core: Any) -> None:

@@ -17,6 +17,7 @@ from policy.errors import PolicyError
 from policy.limits import MAX_POLICY_FILE_BYTES, MAX_POLICY_FILES, MAX_POLICY_SET_BYTES
 from policy.model import EFFECTS, NOWHERE, RESOURCE_KINDS, Loc, PolicyTest, Resource, Settings
 from policy.ruleparts import WrittenApproval, read_approval, read_session
+from policy.stepup import StepUp, read_step_up
 from policy.testing import read_tests
 from policy.yamlnodes import Reader, Sink, compose
 
@@ -26,7 +27,7 @@ USER_FIELDS = ("groups", "manager", "attributes", "description")
 RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "host_key",
                    "host_ca", "database", "credentials", "description")
 RULE_FIELDS = ("name", "when", "effect", "approval", "review", "max_duration", "max_extensions",
-               "session", "message", "description")
+               "session", "message", "description", "step_up")
 SECRET_PREFIXES = ("env:", "file:")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -65,6 +66,7 @@ class RawRule:
     session: dict[str, bool] = field(default_factory=dict)
     message: str = ""
     description: str = ""
+    step_up: StepUp | None = None
 
 
 @dataclass
@@ -318,6 +320,8 @@ class _FileReader:
             rule.message = r.text(f["message"][1], f"{what}: message") or ""
         if "description" in f:
             rule.description = r.text(f["description"][1], f"{what}: description") or ""
+        if "step_up" in f:
+            rule.step_up = read_step_up(r, f["step_up"][1], f"{what}: step_up")
         return rule
 
     def _approvers(self, what: str, items: list[tuple[str, yaml.Node]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from policy.decision import ApprovalLevel
 from policy.request import PolicyRequest
+from policy.stepup import StepUp
 
 RESOURCE_KINDS = ("ssh", "postgres")
 EFFECTS = ("allow", "require", "deny")
@@ -94,6 +95,7 @@ class Rule:
     description: str = ""
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     when_loc: Loc = field(default=NOWHERE, compare=False, repr=False)
+    step_up: StepUp | None = None  # a fresh sign-in to approve or activate (policy/stepup.py)
 
     @property
     def break_glass(self) -> bool:

@@ -13,6 +13,9 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 # A real JDBC client for the PostgreSQL broker's tests: a JDK runs the one-file test client.
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+# The OpenID provider the sign-in tests and `jitgate demo --oidc` run (tests/oidc/provider).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -34,4 +37,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     exit 1
   fi
   touch "$stamp"
+fi
+
+# oidc-provider (npm, pinned by tests/oidc/provider/package-lock.json), installed once per lock change.
+oidc=tests/oidc/provider
+if [ ! -f "$oidc/node_modules/.installed" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.installed" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm is missing: install nodejs and npm (the OpenID provider of the sign-in tests needs them)" >&2
+    exit 1
+  fi
+  if ! (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error >npm-ci.log 2>&1); then
+    cat "$oidc/npm-ci.log" >&2
+    echo "setup: npm ci in $oidc failed (log above)" >&2
+    exit 1
+  fi
+  rm -f "$oidc/npm-ci.log"
+  touch "$oidc/node_modules/.installed"
 fi

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
 from controlplane.store import shared
+from controlplane.store.people import create_people_tables
 from controlplane.store.tables import (
     DAY_US,
     approvals,
@@ -180,6 +181,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _v6),
     (7, _v7),
     (8, shared.create_tables),  # CA files every plane on one store shares
+    (9, create_people_tables),  # people who signed in (OIDC) and sign-in nonces
 ]
 LATEST = MIGRATIONS[-1][0]
 

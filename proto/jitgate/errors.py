@@ -83,6 +83,28 @@ CODES: dict[str, Code] = {
     "session.not_found": Code("NOT_FOUND", "there is no such session"),
     "session.role_mismatch": Code("PERMISSION_DENIED", "the grant is for another database role"),
     "session.target_mismatch": Code("PERMISSION_DENIED", "the grant is for another resource"),
+    "signin.bad_csr": Code("INVALID_ARGUMENT", "the sign-in's certificate signing request is too large, malformed or "
+                                               "its key is refused"),
+    "signin.bad_lifetime": Code("INVALID_ARGUMENT", "the certificate lifetime asked for at sign-in is outside what "
+                                                    "the server allows"),
+    "signin.bad_signature": Code("UNAUTHENTICATED", "the ID token's signature does not verify with the provider's key"),
+    "signin.busy": Code("UNAVAILABLE", "too many headless sign-ins are waiting; try again later"),
+    "signin.claims": Code("UNAUTHENTICATED", "the ID token's user name or groups claim is missing or refused"),
+    "signin.device_denied": Code("UNAUTHENTICATED", "the provider ended a headless sign-in (denied or expired)"),
+    "signin.email_unverified": Code("UNAUTHENTICATED", "the sign-in uses an email the provider has not verified"),
+    "signin.expired": Code("UNAUTHENTICATED", "the ID token has expired"),
+    "signin.name_reserved": Code("PERMISSION_DENIED", "the signed-in name is a broker identity"),
+    "signin.nonce": Code("UNAUTHENTICATED", "the sign-in's nonce is missing, unknown, expired or already used (a "
+                                            "replay)"),
+    "signin.pending": Code("FAILED_PRECONDITION", "a headless sign-in is not finished yet: call again after the "
+                                                 "interval"),
+    "signin.provider_unavailable": Code("UNAVAILABLE", "the identity provider's discovery document or keys cannot be "
+                                                       "fetched or used"),
+    "signin.step_up": Code("PERMISSION_DENIED", "a rule requires a fresh sign-in (recent or with MFA) for this action"),
+    "signin.token_invalid": Code("UNAUTHENTICATED", "the ID token is malformed, too large or a claim is invalid"),
+    "signin.unknown_key": Code("UNAUTHENTICATED", "the ID token is signed with a key the provider does not publish"),
+    "signin.wrong_audience": Code("UNAUTHENTICATED", "the ID token was issued for another client"),
+    "signin.wrong_issuer": Code("UNAUTHENTICATED", "the ID token was issued by another provider"),
     "store.busy": Code("UNAVAILABLE", "the store is busy; the call may be tried again"),
     "store.schema_newer": Code("FAILED_PRECONDITION", "the store's schema is newer than this jitgate knows"),
     "store.unavailable": Code("UNAVAILABLE", "the store cannot be reached; the call may be tried again"),
@@ -105,6 +127,7 @@ PREFIXES: dict[str, Code] = {
     "request": Code("FAILED_PRECONDITION", "the request's state does not allow the call"),
     "review": Code("PERMISSION_DENIED", "a break-glass review was refused"),
     "session": Code("PERMISSION_DENIED", "a session was refused"),
+    "signin": Code("UNAUTHENTICATED", "a sign-in was refused"),
     "ssh": Code("INVALID_ARGUMENT", "an SSH certificate cannot be issued for this input"),
     "x509": Code("INVALID_ARGUMENT", "an X.509 certificate cannot be issued or read for this input"),
 }
