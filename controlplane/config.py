@@ -74,6 +74,13 @@ class ServerConfig:
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
+    # Uploaded recordings (controlplane/recordings.py): `s3://bucket/prefix`, or a directory
+    # ("" = DATA_DIR/recording-store, the embedded default). S3 credentials: boto3's usual chain.
+    recordings: str = ""
+    recordings_endpoint: str = ""  # S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS)
+    recordings_region: str = ""
+    recordings_retention_days: int = 0  # 0: keep forever; else delete older ones not on legal hold
+    auditors_group: str = "auditors"  # policy group that may read every recording (besides admins)
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -93,6 +100,10 @@ class ServerConfig:
         if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
                 or not 0.5 <= self.recommend_coverage <= 0.99:
             raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
+        if not 0 <= self.recordings_retention_days <= 36600:
+            raise ConfigError("recordings_retention_days must be between 0 (keep) and 36600")
+        if self.recordings.startswith("s3://") and not self.recordings[5:].strip("/"):
+            raise ConfigError("recordings: `s3://` needs a bucket: s3://BUCKET[/PREFIX]")
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")
