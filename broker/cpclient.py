@@ -35,7 +35,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
+from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, recordings_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,11 @@ class ControlPlaneClient:
     @property
     def access(self) -> access_pb2_grpc.AccessServiceStub:
         return access_pb2_grpc.AccessServiceStub(self._chan())
+
+    @property
+    def recordings(self) -> recordings_pb2_grpc.RecordingServiceStub:
+        """Recording uploads (broker.uploader), with the channel's own retries and limits."""
+        return recordings_pb2_grpc.RecordingServiceStub(self._chan())
 
     async def _call(self, what: str, method: Callable[..., Any], request: Any) -> Any:
         try:

@@ -39,6 +39,7 @@ from broker.cpclient import ControlPlaneError, GrantChange
 from broker.monitor import Cut, MonitorHub, utcnow
 from broker.refusals import RefusalGate, RefusalLimits, control_plane_sender
 from broker.spool import EndReport, EndReportSpool
+from broker.uploader import RecordingUploader
 from recorder import FileRecordingStore
 from recorder.events import storage_problem
 
@@ -130,6 +131,11 @@ class BrokerRuntime:
         self._periodic: asyncio.Task[None] | None = None
         self._sweep = asyncio.Lock()  # one sweep of the spool at a time
         self._sending: set[str] = set()  # session ids whose end is being sent now
+        # Recordings go on to the control plane's store while sessions run (broker/uploader.py);
+        # a control-plane stand-in without the RecordingService (unit tests) uploads nothing.
+        self.uploader: RecordingUploader | None = (
+            RecordingUploader(cp, self.data_dir) if hasattr(cp, "recordings") else None)
+        self._uploading: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------- tasks
 
@@ -178,6 +184,8 @@ class BrokerRuntime:
         """Start the periodic rounds and the refusal gate (after the listener is up)."""
         self._periodic = asyncio.get_running_loop().create_task(self._rounds(every_round))
         self.refusals.start()
+        if self.uploader is not None:
+            self._uploading = asyncio.get_running_loop().create_task(self.uploader.run())
         if self._watcher is None:  # else the stream's first sync sends what a restart left pending
             self.spawn(self.send_pending())
 
@@ -197,6 +205,11 @@ class BrokerRuntime:
         for task in list(self._tasks):
             task.cancel()
         await self.send_pending()
+        if self._uploading is not None:
+            self._uploading.cancel()
+            await asyncio.gather(self._uploading, return_exceptions=True)
+            assert self.uploader is not None
+            await self.uploader.drain(timeout=max(2.0, deadline - loop.time()))
         await self.refusals.stop()
 
     async def _rounds(self, every_round: Callable[[], Awaitable[Any]] | None) -> None:
