@@ -58,20 +58,24 @@ async def follow(store: Any, ref: str) -> None:
         render(event)
 
 
-def _watch_remote(client: Any, output: str, session: Any) -> None:
-    """Through the control plane: the broker uploads small parts often while someone watches."""
+def _watch_remote(client: Any, output: str, session_id: str) -> None:
+    """Through the control plane (admins, auditors, the session's user): the broker uploads small
+    parts often while someone watches."""
     from cli.remote_recordings import RemoteRecordingStore
     from recorder import RecordingError
 
     store = RemoteRecordingStore(client)
-    refs = [session.recording_ref] if session.recording_ref else store.refs_for(session.id)
+    refs = store.refs_for(session_id)
     if not refs:
-        refs = store.refs_for(session.id)
-    if not refs:
-        fail(f"no recording of session `{session.id}` has reached the control plane yet; try again in a moment")
+        fail(f"no recording of session `{session_id}` that you may watch has reached the control plane "
+             "(yet: a session's first part arrives within seconds)")
+    info = store.info(refs[-1])
     if output == "table":
-        echo(f"[jitgate] session {session.id}: {session.user} as {session.login} on {session.resource}"
-             f"{'' if not session.end_reason else ' (ended: ' + session.end_reason + ')'}", err=True)
+        m = info.metadata
+        where = m.get("target") or m.get("resource") or ""
+        as_ = m.get("login") or m.get("role") or ""
+        echo(visible(f"[jitgate] session {session_id}: {m.get('user', '')} as {as_} on {where}"
+                     f"{'' if not info.end_reason else ' (ended: ' + info.end_reason + ')'}"), err=True)
     try:
         for event in store.follow(refs[-1]):
             render(event)
@@ -89,14 +93,15 @@ def _watch_remote(client: Any, output: str, session: Any) -> None:
 )
 @command_options
 def watch(client: Any, output: str, session_id: str, data_dir: str | None) -> None:
-    """Follow SESSION live from its recording (admins and the grant's approvers)."""
+    """Follow SESSION live from its recording: through the control plane (admins, the auditors group,
+    the session's own user), or from a broker's --data-dir (admins and the grant's approvers)."""
     from jitgate.v1 import access_pb2
     from recorder import FileRecordingStore, RecordingError
 
-    session = client.access.GetSession(access_pb2.GetSessionRequest(id=session_id), timeout=client.timeout)
     if not (data_dir or os.environ.get("JITGATE_DATA_DIR")):
-        _watch_remote(client, output, session)
+        _watch_remote(client, output, session_id)  # the RecordingService decides who may watch
         return
+    session = client.access.GetSession(access_pb2.GetSessionRequest(id=session_id), timeout=client.timeout)
     store = FileRecordingStore(_data_dir(data_dir))
     refs = [session.recording_ref] if session.recording_ref else store.refs_for(session_id)
     if not refs:
