@@ -168,7 +168,7 @@ class RecordingUploader:
         sealed = bool(meta.get("seal"))
         data_path, chain_path = u.directory / u.data_name, u.directory / "chain"
         data_size, chain_size = data_path.stat().st_size, chain_path.stat().st_size
-        base = dict(ref=u.ref, session_id=str(meta["session_id"]), kind=str(meta["kind"]),
+        base: dict[str, Any] = dict(ref=u.ref, session_id=str(meta["session_id"]), kind=str(meta["kind"]),
                     metadata_json=json.dumps({**(meta.get("metadata") or {}),
                                               **({"command": meta["command"]} if meta.get("command") else {})}),
                     started_at=float(meta["started_at"]))

@@ -9,6 +9,7 @@ line; seals verify against the keys the brokers published to the control plane.
 """
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -46,12 +47,12 @@ class RemoteRecordingStore:
         self.client = client
         self.stub = recordings_pb2_grpc.RecordingServiceStub(client.channel)
         self.root = f"the control plane at {client.server}"  # what "no recording in ..." names
-        self._keys: list[Ed25519PublicKey] | None = None
+        self._keys: builtins.list[Ed25519PublicKey] | None = None
         self._rows: dict[str, recordings_pb2.Recording] = {}
 
-    def rows(self, *, session_id: str = "", user: str = "", kind: str = "") -> list[recordings_pb2.Recording]:
+    def rows(self, *, session_id: str = "", user: str = "", kind: str = "") -> builtins.list[recordings_pb2.Recording]:
         """Every recording the caller may see (newest first), page by page."""
-        out: list[recordings_pb2.Recording] = []
+        out: builtins.list[recordings_pb2.Recording] = []
         token = ""
         while True:
             page = self.stub.ListRecordings(recordings_pb2.ListRecordingsRequest(
@@ -64,7 +65,7 @@ class RemoteRecordingStore:
             if not token:
                 return out
 
-    def list(self, filters: RecordingFilter | None = None) -> list[RecordingInfo]:
+    def list(self, filters: RecordingFilter | None = None) -> builtins.list[RecordingInfo]:
         f = filters or RecordingFilter()
         user = f.metadata.get("user") if isinstance(f.metadata.get("user"), str) else ""
         rows = self.rows(session_id=f.session_id or "", user=user or "", kind=f.kind.value if f.kind else "")
@@ -73,7 +74,7 @@ class RemoteRecordingStore:
         infos.sort(key=lambda i: (i.started_at, i.ref))
         return infos
 
-    def refs_for(self, session_or_ref: str) -> list[str]:
+    def refs_for(self, session_or_ref: str) -> builtins.list[str]:
         return [i.ref for i in self.list(RecordingFilter(session_id=session_or_ref))] or (
             [session_or_ref] if session_or_ref in self._rows else [])
 
@@ -84,7 +85,7 @@ class RemoteRecordingStore:
             raise RecordingError(f"no recording `{ref}` in {self.root}")
         return info_from(self._rows[ref])
 
-    def trusted_keys(self) -> list[Ed25519PublicKey]:
+    def trusted_keys(self) -> builtins.list[Ed25519PublicKey]:
         """Every seal key the brokers published (rotated ones included)."""
         if self._keys is None:
             resp = self.stub.ListSealKeys(recordings_pb2.ListSealKeysRequest(), timeout=self.client.timeout)
@@ -152,14 +153,14 @@ class RemoteRecordingStore:
             call.cancel()
 
     def search(self, text: str, *, session_id: str = "", kind: str = "", case_sensitive: bool = False,
-               limit: int = 20) -> list[dict[str, Any]]:
+               limit: int = 20) -> builtins.list[dict[str, Any]]:
         """Hits from the control plane, which searches where the recordings are."""
         call = self.stub.SearchRecordings(recordings_pb2.SearchRecordingsRequest(
             text=text, session_id=session_id, kind=kind, case_sensitive=case_sensitive, limit_per_recording=limit))
         return [{"ref": h.ref, "session_id": h.session_id, "kind": h.kind, "t": h.t, "where": h.where,
                  "snippet": h.snippet, "started_at": h.started_at} for h in call]
 
-    def hold(self, session_id: str, *, release: bool, reason: str) -> list[str]:
+    def hold(self, session_id: str, *, release: bool, reason: str) -> builtins.list[str]:
         resp = self.stub.HoldRecording(recordings_pb2.HoldRecordingRequest(
             session_id=session_id, release=release, reason=reason), timeout=self.client.timeout)
         return list(resp.refs)

@@ -18,6 +18,7 @@ Retention: recordings older than `retention_days` are deleted with their rows
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -107,7 +108,7 @@ class RecordingArchive:
                 w.commit([("recording.key_published", broker, kid, {"broker": broker, "key_id": kid}, now)])
         return kid, new
 
-    def seal_keys(self) -> list[dict[str, Any]]:
+    def seal_keys(self) -> builtins.list[dict[str, Any]]:
         with self.ledger.store.read() as tx:
             rows = rs.list_seal_keys(tx.conn)
         return [{"key_id": r.key_id, "broker": r.broker, "public_key": r.public_key,
@@ -267,7 +268,7 @@ class RecordingArchive:
         return self.ledger.is_admin(actor) or self.auditors_group in self.ledger.policy.current.groups_of(actor)
 
     def list(self, actor: str, *, session_id: str = "", user: str = "", kind: str = "",
-             before_created_us: int | None = None, limit: int = 100) -> list[rs.RecordingRow]:
+             before_created_us: int | None = None, limit: int = 100) -> builtins.list[rs.RecordingRow]:
         """The recordings `actor` may see, newest first (audited as one read of the list)."""
         if not self.sees_all(actor):
             if user and user != actor:
@@ -330,7 +331,7 @@ class RecordingArchive:
 
     # ---------------------------------------------------------------- hold, retention
 
-    def hold(self, actor: str, session_or_ref: str, *, release: bool, reason: str) -> list[str]:
+    def hold(self, actor: str, session_or_ref: str, *, release: bool, reason: str) -> builtins.list[str]:
         if not self.ledger.is_admin(actor):
             self.ledger.refuse(actor, session_or_ref, "recording.refused", "permission.denied",
                                f"`{actor}` may not place legal holds: it needs the admin role", {"what": "hold"})
