@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,8 +134,9 @@ class BrokerRuntime:
         self._sending: set[str] = set()  # session ids whose end is being sent now
         # Recordings go on to the control plane's store while sessions run (broker/uploader.py);
         # a control-plane stand-in without the RecordingService (unit tests) uploads nothing.
-        self.uploader: RecordingUploader | None = (
-            RecordingUploader(cp, self.data_dir) if hasattr(cp, "recordings") else None)
+        # JITGATE_UPLOAD_RECORDINGS=0 keeps them on this disk only (benchmarks' baseline, offline brokers).
+        upload = hasattr(cp, "recordings") and os.environ.get("JITGATE_UPLOAD_RECORDINGS", "1") != "0"
+        self.uploader: RecordingUploader | None = RecordingUploader(cp, self.data_dir) if upload else None
         self._uploading: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------- tasks
@@ -237,6 +239,8 @@ class BrokerRuntime:
     async def report_end(self, report: EndReport) -> None:
         """ReportSessionEnd; kept on disk and retried until the control plane has it."""
         assert self.spool is not None, "recover() opens the spool at start"
+        if self.uploader is not None:
+            self.uploader.poke()  # the recording is sealed: on to the store now
         try:
             self.spool.put(report)
         except OSError as exc:

@@ -68,20 +68,33 @@ class RecordingUploader:
         self._outage_until = 0.0
         self._outages = 0
         self._stopping = False
+        self._wake: asyncio.Event | None = None
         self.completed = 0  # recordings acknowledged complete (for logs and benchmarks)
 
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
+        self._wake = wake = asyncio.Event()
         last_scan = 0.0
         while not self._stopping:
             now = time.monotonic()
-            if now - last_scan >= self.interval:
+            if now - last_scan >= self.interval or wake.is_set():
+                wake.clear()
                 await asyncio.to_thread(self._scan)
                 await self._publish_key()
                 last_scan = now
             await self.round()
-            await asyncio.sleep(self._sleep_time())
+            try:
+                await asyncio.wait_for(wake.wait(), self._sleep_time())
+            except TimeoutError:
+                pass
+
+    def poke(self) -> None:
+        """A session ended (its recording is sealed): send what is left now, not at the next round."""
+        for upload in self._uploads.values():
+            upload.next_at = 0.0
+        if self._wake is not None:
+            self._wake.set()
 
     def _sleep_time(self) -> float:
         now = time.monotonic()

@@ -1,0 +1,129 @@
+"""Recording store benchmark: brokers uploading to S3-compatible storage (s3rver) through the
+control plane, against the broker's own file store, in one run.
+
+- recording throughput while relaying: MB/s of an exec session's output through the SSH broker
+  with the upload on, as a ratio to the same broker with the upload off (file store only);
+- session end -> recording complete in the store and readable through the control plane from
+  another process (p50/p99 over N sessions);
+- replay start latency (first event) for a large recording: through the control plane vs the
+  broker's local disk.
+
+    .venv/bin/python bench/recordings_bench.py [--mb 100] [--sessions 100]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli.client import connect
+from cli.remote_recordings import RemoteRecordingStore
+from jitgate.v1 import recordings_pb2, recordings_pb2_grpc
+from recorder import FileRecordingStore
+from tests.broker.ssh.harness import sessions_of, wait_for
+from tests.recordings.stack import RecordingStack
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def bulk(stack: RecordingStack, mb: int) -> tuple[float, str]:
+    """Seconds for `mb` MB of text through the broker (an exec session), and its session id."""
+    grant = stack.grant("alice", "web-01")
+    key = stack.user_key("alice", grant.id)
+    lines = mb * 1_000_000 // 100
+    cmd = f"yes {'x' * 98} | head -n {lines}"
+    t0 = time.perf_counter()
+    r = subprocess.run(stack.ssh_argv(key, "web-01", cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       timeout=600)
+    elapsed = time.perf_counter() - t0
+    assert len(r.stdout) == lines * 100, len(r.stdout)
+    return elapsed, sessions_of(stack, grant.id)[0].id
+
+
+def complete(stub: recordings_pb2_grpc.RecordingServiceStub, sid: str, timeout: float = 120) -> None:
+    def done() -> bool:
+        rows = stub.ListRecordings(recordings_pb2.ListRecordingsRequest(session_id=sid)).recordings
+        return bool(rows) and rows[0].complete
+    wait_for(done, timeout=timeout, interval=0.02)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--sessions", type=int, default=100)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, RecordingStack(Path(tmp)) as stack:
+        assert stack.cp is not None
+        admin = recordings_pb2_grpc.RecordingServiceStub(stack.cp.channel("admin"))
+
+        # 1. Throughput: the same broker binary, upload off (file store only), then on.
+        stack.stop_broker()
+        os.environ["JITGATE_UPLOAD_RECORDINGS"] = "0"
+        stack.start_broker()
+        bulk(stack, 5)  # warm up
+        base_s, _ = bulk(stack, args.mb)
+        stack.stop_broker()
+        del os.environ["JITGATE_UPLOAD_RECORDINGS"]
+        stack.start_broker()
+        bulk(stack, 5)
+        up_s, big = bulk(stack, args.mb)
+        t_end = time.perf_counter()
+        complete(admin, big, timeout=600)
+        big_lag = time.perf_counter() - t_end
+        print(f"throughput, {args.mb} MB exec output recorded:")
+        print(f"  file store only        {args.mb / base_s:8.1f} MB/s")
+        print(f"  uploading to S3        {args.mb / up_s:8.1f} MB/s   ratio {base_s / up_s:.2f}x (goal >= 0.8x)")
+        print(f"  {args.mb} MB recording complete in the store {big_lag:.2f} s after its session ended")
+
+        # 2. Session end -> complete and readable from another process (the CLI's path).
+        lags: list[float] = []
+        grant = stack.grant("alice", "web-01")
+        key = stack.user_key("alice", grant.id)
+        reader = RemoteRecordingStore(connect(stack.cp.identity("audrey"), stack.cp.address))
+        seen: set[str] = set()
+        for i in range(args.sessions):
+            subprocess.run(stack.ssh_argv(key, "web-01", f"echo session-{i}"), capture_output=True, timeout=60,
+                           check=True)
+            t0 = time.perf_counter()
+            sid = wait_for(lambda: next((s.id for s in sessions_of(stack, grant.id)
+                                         if s.end_reason and s.id not in seen), ""), timeout=30, interval=0.01)
+            seen.add(sid)
+            complete(admin, sid)
+            reader._rows.pop(sid, None)
+            first = next(iter(reader.open(sid).events()))
+            lags.append(time.perf_counter() - t0)
+            assert first is not None
+        print(f"session end -> complete and readable through the control plane, {args.sessions} sessions:")
+        print(f"  p50 {pct(lags, 50) * 1000:.0f} ms   p99 {pct(lags, 99) * 1000:.0f} ms   "
+              f"max {max(lags) * 1000:.0f} ms")
+
+        # 3. Replay start of the large recording: control plane vs the broker's disk.
+        local = FileRecordingStore(stack.broker_dir)
+        remote_t, local_t = [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            store = RemoteRecordingStore(connect(stack.cp.identity("audrey"), stack.cp.address))
+            next(iter(store.open(big).events()))
+            remote_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            next(iter(local.open(big).events()))
+            local_t.append(time.perf_counter() - t0)
+        size = local.info(big)
+        data_mb = (stack.broker_dir / "recordings" / big / "events.jsonl").stat().st_size / 1e6
+        print(f"replay start (first event) of a {data_mb:.0f} MB recording ({size.ref}), median of 5:")
+        print(f"  local disk             {pct(local_t, 50) * 1000:8.1f} ms")
+        print(f"  through control plane  {pct(remote_t, 50) * 1000:8.1f} ms   "
+              f"(+{(pct(remote_t, 50) - pct(local_t, 50)) * 1000:.0f} ms: connect, list, audit, first part)")
+
+
+if __name__ == "__main__":
+    main()
