@@ -40,7 +40,7 @@ def bulk(stack: RecordingStack, mb: int) -> tuple[float, str]:
     grant = stack.grant("alice", "web-01")
     key = stack.user_key("alice", grant.id)
     lines = mb * 1_000_000 // 100
-    cmd = f"yes {'x' * 98} | head -n {lines}"
+    cmd = f"yes {'x' * 99} | head -n {lines}"  # 100-byte lines
     t0 = time.perf_counter()
     r = subprocess.run(stack.ssh_argv(key, "web-01", cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                        timeout=600)
