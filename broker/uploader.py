@@ -198,8 +198,9 @@ class RecordingUploader:
                 return
             data_n = min(data_size - u.data_offset, MAX_PAYLOAD)
             chain_n = min(chain_size - u.chain_offset, MAX_PAYLOAD - data_n)
-            data = _read(data_path, u.data_offset, data_n)
-            chain_part = _read(chain_path, u.chain_offset, chain_n)
+            # Off the event loop: a part is up to 880 KiB, and the loop relays live sessions.
+            data = await asyncio.to_thread(_read, data_path, u.data_offset, data_n)
+            chain_part = await asyncio.to_thread(_read, chain_path, u.chain_offset, chain_n)
             final = sealed and u.data_offset + len(data) >= data_size and u.chain_offset + len(chain_part) >= chain_size
             answer = await self.cp.recordings.AppendRecording(recordings_pb2.AppendRecordingRequest(
                 **base, data_offset=u.data_offset, data=data, chain_offset=u.chain_offset, chain=chain_part,

@@ -93,3 +93,22 @@ def test_upload_read_authorize_hold_and_retention(core, clock, archive, tmp_path
     for t in ("recording.stored", "recording.read", "recording.refused", "recording.held",
               "recording.hold_released", "recording.deleted"):
         assert t in types, t
+
+
+def test_seal_keys_are_published_by_brokers_and_kept_after_rotation(core, archive, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    def line() -> str:
+        return Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+    old, new = line(), line()
+    kid_old, fresh = archive.publish_key("broker-1", old)
+    assert fresh and archive.publish_key("broker-1", old) == (kid_old, False)
+    kid_new, _ = archive.publish_key("broker-1", new)  # rotation: both stay trusted
+    assert {k["key_id"] for k in archive.seal_keys()} == {kid_old, kid_new}
+    with pytest.raises(JitError):
+        archive.publish_key("alice", line())  # only brokers publish
+    with pytest.raises(JitError):
+        archive.publish_key("broker-1", "ssh-rsa AAAA not-a-key")
