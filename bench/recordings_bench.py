@@ -6,7 +6,8 @@ control plane, against the broker's own file store, in one run.
 - session end -> recording complete in the store and readable through the control plane from
   another process (p50/p99 over N sessions);
 - replay start latency (first event) for a large recording: through the control plane vs the
-  broker's local disk.
+  broker's local disk;
+- live watch delay: a line typed into a session -> seen by a watcher through the control plane.
 
     .venv/bin/python bench/recordings_bench.py [--mb 100] [--sessions 100]
 """
@@ -123,6 +124,52 @@ def main() -> None:
         print(f"  local disk             {pct(local_t, 50) * 1000:8.1f} ms")
         print(f"  through control plane  {pct(remote_t, 50) * 1000:8.1f} ms   "
               f"(+{(pct(remote_t, 50) - pct(local_t, 50)) * 1000:.0f} ms: connect, list, audit, first part)")
+
+        watch_delay(stack)
+
+
+def watch_delay(stack: RecordingStack, marks: int = 20) -> None:
+    """A line into an exec session -> the same line out of a `sessions watch` stream (another process's path)."""
+    import re
+    import threading
+
+    from recorder import ExecData
+
+    assert stack.cp is not None
+    grant = stack.grant("alice", "web-01")
+    key = stack.user_key("alice", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-01", "while read l; do echo \"$l\"; done"),
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    sid = wait_for(lambda: next((s.id for s in sessions_of(stack, grant.id) if not s.end_reason), ""), timeout=30)
+    proc.stdin.write(b"warm-up\n")
+    proc.stdin.flush()
+    store = RemoteRecordingStore(connect(stack.cp.identity("audrey"), stack.cp.address))
+    wait_for(lambda: store.refs_for(sid), timeout=30)
+    arrived: dict[int, float] = {}
+
+    def follow() -> None:
+        for event in store.follow(sid):
+            if isinstance(event, ExecData) and event.stream == "stdout":
+                for n in re.findall(rb"mark-(\d+)", event.data):
+                    arrived.setdefault(int(n), time.perf_counter())
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    time.sleep(3)  # the first parts tell the broker someone watches
+    sent: dict[int, float] = {}
+    for n in range(marks):
+        sent[n] = time.perf_counter()
+        proc.stdin.write(f"mark-{n}\n".encode())
+        proc.stdin.flush()
+        time.sleep(0.5)
+    proc.stdin.close()
+    proc.wait(30)
+    t.join(30)
+    delays = [arrived[n] - sent[n] for n in sent if n in arrived]
+    print(f"live watch through the control plane, {len(delays)}/{marks} lines seen:")
+    print(f"  delay p50 {pct(delays, 50) * 1000:.0f} ms   p99 {pct(delays, 99) * 1000:.0f} ms   "
+          f"max {max(delays) * 1000:.0f} ms (goal < 1 s)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ has been sent and acknowledged; then a `uploaded` mark beside it stops further w
 Cadence (Teleport's async uploader does the same): a part every `interval`
 seconds (2 s) or as soon as `part_bytes` (512 KiB) are waiting; while someone
 watches the session live (the control plane says so in its answers) every
-`live_interval` (0.2 s), so a watcher sees output within a second.
+`live_interval` (0.1 s), so a watcher sees output within a second.
 The seal keys this broker signs with are published at start and again whenever
 the key file changes (rotation), so seals verify from any machine.
 """
@@ -53,7 +53,7 @@ class _Upload:
 class RecordingUploader:
     """One per broker: finds recordings under DATA_DIR/recordings and sends them on."""
 
-    def __init__(self, cp: Any, data_dir: Path, *, interval: float = 2.0, live_interval: float = 0.2,
+    def __init__(self, cp: Any, data_dir: Path, *, interval: float = 2.0, live_interval: float = 0.1,
                  part_bytes: int = 512 * 1024, timeout: float = 10.0) -> None:
         self.cp = cp
         self.root = Path(data_dir) / "recordings"

@@ -2,7 +2,7 @@
 
 The control plane decides who may see the session (GetSession). By default the
 bytes come through the control plane (RecordingService.WatchRecording: the broker
-uploads small parts every 0.2 s while someone watches); with `--data-dir` (or
+uploads small parts every 0.1 s while someone watches); with `--data-dir` (or
 $JITGATE_DATA_DIR) they are read from the broker's data directory on its machine.
 Terminal output is replayed raw; exec streams, sftp operations and
 notes (warnings, cuts) as lines. Ends when the session's recording is sealed.

@@ -21,7 +21,7 @@ from recorder.objectstore import ObjectStoreError
 
 T = TypeVar("T")
 _PAGE = 200  # recordings per ListRecordings page (a row is < 4 KiB)
-WATCH_POLL = 0.1  # how often a live watch looks for new parts
+WATCH_POLL = 0.05  # how often a live watch looks for new parts (one indexed row read)
 _PART_NAMES = {recordings_pb2.RECORDING_PART_DATA: "data", recordings_pb2.RECORDING_PART_CHAIN: "chain"}
 
 

@@ -74,7 +74,7 @@ class S3Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [binary, "-d", str(self.data), "-a", "127.0.0.1", "-p", str(self.port),
-                 "--configure-bucket", self.bucket, "--no-vhost-buckets"],
+                 "--configure-bucket", self.bucket, "--no-vhost-buckets", "--silent"],
                 stdout=subprocess.PIPE, stderr=log)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
