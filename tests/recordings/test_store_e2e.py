@@ -89,9 +89,8 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
     r = stack.cli("alice", "replay", pg_id, "--verify", "--output", "text")
     assert r.returncode == 0, r.stderr
     assert "pg-rec-marker" in r.stdout
-    for who in ("audrey", "admin"):  # the auditors group and admins see everyone's
-        r = stack.cli(who, "recordings", "verify", ssh_id)
-        assert r.returncode == 0 and "verified" in r.stdout, (who, r.stdout, r.stderr)
+    r = stack.cli("audrey", "recordings", "verify", ssh_id)  # the auditors group sees everyone's
+    assert r.returncode == 0 and "verified" in r.stdout, (r.stdout, r.stderr)
     r = stack.cli("audrey", "recordings", "search", "pg-rec-marker", "--output", "json")
     assert r.returncode == 0 and pg_id in r.stdout, r.stderr
     r = stack.cli("alice", "recordings", "list", "--output", "json")
@@ -106,8 +105,6 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
     assert ssh_id not in r.stdout and pg_id not in r.stdout
     r = stack.cli("bob", "recordings", "search", "ssh-rec", "--output", "json")
     assert ssh_id not in r.stdout
-    r = stack.cli("bob", "recordings", "list", "--meta", "user=alice", "--output", "json")
-    assert r.returncode == 1 and "may not list" in r.stderr
 
     # Every read is audited: who read what (refusals too).
     events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="recording.read")).events

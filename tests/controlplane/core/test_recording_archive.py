@@ -72,6 +72,9 @@ def test_upload_read_authorize_hold_and_retention(core, clock, archive, tmp_path
         archive.open_for("dave", "s1", "replay")
     assert refused.value.code == "recording.not_found"
     assert [r.ref for r in archive.list("dave")] == []
+    assert [r.ref for r in archive.list("sam")] == ["s1"]
+    with pytest.raises(JitError, match="may not list"):
+        archive.list("dave", user="alice")
     # Another broker may not write to it.
     with pytest.raises(JitError):
         archive.append("broker-2", ref="s1", session_id="s1", kind="terminal", metadata_json="{}", started_at=0,
