@@ -65,6 +65,10 @@ class RemoteRecordingStore:
             if not token:
                 return out
 
+    def stored(self, ref: str) -> recordings_pb2.Recording | None:
+        """The control plane's row of a recording listed or read before (size, SHA-256, hold)."""
+        return self._rows.get(ref)
+
     def list(self, filters: RecordingFilter | None = None) -> builtins.list[RecordingInfo]:
         f = filters or RecordingFilter()
         user = f.metadata.get("user") if isinstance(f.metadata.get("user"), str) else ""

@@ -230,6 +230,15 @@ def _show(store: Any, ref: str, *, speed: float, idle_limit: float | None,
     print_table(None, columns, table)
 
 
+def _stored(store: Any, ref: str) -> dict[str, Any]:
+    """What the control plane knows of a stored recording: its owner, size, SHA-256, state, hold."""
+    row = store.stored(ref) if hasattr(store, "stored") else None
+    if row is None:
+        return {}
+    return {"owner": row.user, "broker": row.broker, "size": row.size, "sha256": row.sha256 or None,
+            "complete": row.complete, "hold": row.hold}
+
+
 def _verify_dict(result: Any) -> dict[str, Any]:
     return {"ok": result.ok, "status": result.status, "sealed": result.sealed,
             "intact": result.intact, "events": result.events, "final_hash": result.final_hash,
@@ -272,7 +281,7 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
         _fail(_rpc_line(exc))
         return
     if output == "json":
-        click.echo(json_text({"recordings": [_json_times(i.to_dict()) for i in infos]}))
+        click.echo(json_text({"recordings": [_json_times({**i.to_dict(), **_stored(store, i.ref)}) for i in infos]}))
         return
     if not infos:
         echo(f"no recordings in {store.root}")

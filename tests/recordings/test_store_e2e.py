@@ -6,6 +6,7 @@ who has only an identity bundle and the server's address.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -94,7 +95,9 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
     r = stack.cli("audrey", "recordings", "search", "pg-rec-marker", "--output", "json")
     assert r.returncode == 0 and pg_id in r.stdout, r.stderr
     r = stack.cli("alice", "recordings", "list", "--output", "json")
-    assert ssh_id in r.stdout and pg_id in r.stdout
+    listed = {x["session_id"]: x for x in json.loads(r.stdout)["recordings"]}
+    assert listed[ssh_id]["sha256"] == ssh_rec.sha256 and listed[ssh_id]["size"] == ssh_rec.size
+    assert listed[pg_id]["location"] == pg_rec.location and listed[pg_id]["complete"]
 
     # Nobody else: bob is a user, not the owner, not an auditor.
     for args in (("replay", ssh_id, "--output", "text"), ("recordings", "verify", pg_id)):
