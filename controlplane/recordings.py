@@ -287,7 +287,7 @@ class RecordingArchive:
         with self.ledger.store.read() as tx:
             row = rs.get_recording(tx.conn, ref)
             if row is None:  # a session id: its only (or first) recording
-                rows = rs.query_recordings(tx.conn, session_id=ref, limit=2)
+                rows = rs.query_recordings(tx.conn, session_id=ref, limit=1000)
                 row = rows[-1] if rows else None
         if row is None or not self.may_read(actor, row):
             # The same answer whether it exists or not: nobody learns of others' sessions.
