@@ -79,8 +79,21 @@ class RemoteRecordingStore:
         return infos
 
     def refs_for(self, session_or_ref: str) -> builtins.list[str]:
-        return [i.ref for i in self.list(RecordingFilter(session_id=session_or_ref))] or (
-            [session_or_ref] if session_or_ref in self._rows else [])
+        refs = [i.ref for i in self.list(RecordingFilter(session_id=session_or_ref))]
+        if refs:
+            return refs
+        # Not in what the caller may list: ask for it by name, so the control plane answers (and
+        # audits) the refusal itself: "no recording `X` that `bob` may read" (recording.not_found).
+        call = self.stub.ReadRecording(recordings_pb2.ReadRecordingRequest(
+            ref=session_or_ref, part=recordings_pb2.RECORDING_PART_CHAIN, offset=2**62, purpose="resolve"))
+        try:
+            first = next(iter(call), None)
+        finally:
+            call.cancel()
+        if first is None or not first.HasField("recording"):
+            return []
+        self._rows[first.recording.ref] = first.recording
+        return [first.recording.ref]
 
     def info(self, ref: str) -> RecordingInfo:
         if ref not in self._rows:

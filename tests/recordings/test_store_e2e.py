@@ -47,6 +47,11 @@ def live_session_id(stack: RecordingStack, grant_id: str) -> str:
                     timeout=20, interval=0.05)
 
 
+def wait_file(path: Path) -> str:
+    """A shell line that waits until the test creates `path` (no timing in the test)."""
+    return f"while [ ! -e {path} ]; do sleep 0.05; done"
+
+
 def slow_ssh(stack: RecordingStack, *script: str) -> tuple[subprocess.Popen[bytes], str]:
     grant = stack.grant("alice", "web-01")
     key = stack.user_key("alice", grant.id)
@@ -59,11 +64,13 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
     import psycopg
 
     # SSH: uploaded while the session runs (a part is in the store before the end).
-    proc, ssh_id = slow_ssh(stack, "echo ssh-rec-first", "sleep 3", "echo ssh-rec-last")
+    go = stack.tmp / "go-first"
+    proc, ssh_id = slow_ssh(stack, "echo ssh-rec-first", wait_file(go), "echo ssh-rec-last")
     early = wait_for(lambda: (r if (r := recording(stack, ssh_id)) is not None and r.size > 0 else None),
                      timeout=20, interval=0.1)
     assert proc.poll() is None and not early.sealed, "a part reached the store before the session ended"
     assert early.location.startswith(f"s3://{BUCKET}/jitgate/"), early.location
+    go.write_text("go")
     out, _ = proc.communicate(timeout=30)
     assert b"ssh-rec-last" in out
 
@@ -118,10 +125,12 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
 
 
 def test_the_object_store_stopped_mid_session_loses_nothing(stack: RecordingStack) -> None:
-    proc, sid = slow_ssh(stack, "echo outage-before", "sleep 1.5", "seq 1 3000 | sed s/^/outage-line-/",
+    go = stack.tmp / "go-outage"
+    proc, sid = slow_ssh(stack, "echo outage-before", wait_file(go), "seq 1 3000 | sed s/^/outage-line-/",
                          "sleep 1", "echo outage-after")
     wait_for(lambda: (r if (r := recording(stack, sid)) is not None and r.size > 0 else None), timeout=20)
-    stack.s3.stop()
+    stack.s3.stop()  # the session is still waiting for `go`: the rest happens while the store is away
+    go.write_text("go")
     try:
         out, _ = proc.communicate(timeout=30)
         assert b"outage-after" in out
