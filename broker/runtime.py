@@ -172,7 +172,16 @@ class BrokerRuntime:
               on_event: Callable[[str], Awaitable[None] | None] | None = None) -> None:
         """Subscribe to grant changes; `after_sync` runs after each (re)sync was applied."""
         self._after_sync = after_sync
-        self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_event,
+
+        async def on_any_event(event_type: str) -> None:
+            if event_type == "recording.watched" and self.uploader is not None:
+                self.uploader.poke(probe=True)  # a live watch began: parts go at once, then small and often
+            if on_event is not None:
+                result = on_event(event_type)
+                if result is not None:
+                    await result
+
+        self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_any_event,
                                       live_grants=self.hub.grant_ids)
 
     async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:

@@ -48,6 +48,7 @@ class _Upload:
     watched: bool = False
     next_at: float = 0.0
     failures: int = 0
+    probe: bool = False  # ask the store even with nothing to send (someone may be watching)
 
 
 class RecordingUploader:
@@ -89,10 +90,13 @@ class RecordingUploader:
             except TimeoutError:
                 pass
 
-    def poke(self) -> None:
-        """A session ended (its recording is sealed): send what is left now, not at the next round."""
+    def poke(self, probe: bool = False) -> None:
+        """Send what is left now, not at the next round: a session ended (its recording is sealed),
+        or (`probe`) someone started watching a session live, so every live recording asks the
+        control plane at once whether it is watched and, if so, goes on in small parts."""
         for upload in self._uploads.values():
             upload.next_at = 0.0
+            upload.probe = upload.probe or probe
         if self._wake is not None:
             self._wake.set()
 
@@ -194,8 +198,13 @@ class RecordingUploader:
         while True:
             pending = (data_size - u.data_offset) + (chain_size - u.chain_offset)
             if pending <= 0 and not sealed:
+                if u.probe:
+                    u.probe = False
+                    self._apply(u, await self.cp.recordings.AppendRecording(recordings_pb2.AppendRecordingRequest(
+                        **base, data_offset=u.data_offset, chain_offset=u.chain_offset), timeout=self.timeout))
                 u.next_at = time.monotonic() + (self.live_interval if u.watched else self.interval)
                 return
+            u.probe = False
             data_n = min(data_size - u.data_offset, MAX_PAYLOAD)
             chain_n = min(chain_size - u.chain_offset, MAX_PAYLOAD - data_n)
             # Off the event loop: a part is up to 880 KiB, and the loop relays live sessions.

@@ -293,8 +293,9 @@ class RecordingArchive:
             # The same answer whether it exists or not: nobody learns of others' sessions.
             self.ledger.refuse(actor, ref, "recording.refused", "recording.not_found",
                                f"no recording `{ref}` that `{actor}` may read", {"what": purpose})
-        self.ledger.record("recording.read", actor, row.session_id,
-                           {"ref": row.ref, "purpose": purpose[:64], "user": row.user})
+        # A live watch has its own type: brokers hear it on their event stream and send at once.
+        etype = "recording.watched" if purpose == "watch" else "recording.read"
+        self.ledger.record(etype, actor, row.session_id, {"ref": row.ref, "purpose": purpose[:64], "user": row.user})
         return row
 
     def current(self, ref: str) -> rs.RecordingRow:

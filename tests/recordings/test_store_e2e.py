@@ -177,6 +177,8 @@ def test_a_live_session_is_watched_through_the_control_plane(stack: RecordingSta
                 p.wait(5)
     bob = stack.cli("bob", "sessions", "watch", sid)
     assert bob.returncode == 1
+    events = stack.client("admin").audit.ListEvents(audit_pb2.ListEventsRequest(type="recording.watched")).events
+    assert any(e.actor == "audrey" and e.subject == sid for e in events)
 
 
 def test_a_tampered_stored_recording_is_a_clear_warning(stack: RecordingStack) -> None:
