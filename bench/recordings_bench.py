@@ -62,9 +62,13 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--watch-only", action="store_true", help="only the live watch delay")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RecordingStack(Path(tmp)) as stack:
         assert stack.cp is not None
+        if args.watch_only:
+            watch_delay(stack)
+            return
         admin = recordings_pb2_grpc.RecordingServiceStub(stack.cp.channel("admin"))
 
         # 1. Throughput: the same broker binary, upload off (file store only), then on, alternating
@@ -157,8 +161,10 @@ def watch_delay(stack: RecordingStack, marks: int = 20) -> None:
     sid = wait_for(lambda: next((s.id for s in sessions_of(stack, grant.id) if not s.end_reason), ""), timeout=30)
     proc.stdin.write(b"warm-up\n")
     proc.stdin.flush()
+    admin = recordings_pb2_grpc.RecordingServiceStub(stack.cp.channel("admin"))
+    wait_for(lambda: admin.ListRecordings(recordings_pb2.ListRecordingsRequest(session_id=sid)).recordings,
+             timeout=30)  # its first part is in the store
     store = RemoteRecordingStore(connect(stack.cp.identity("audrey"), stack.cp.address))
-    wait_for(lambda: store.refs_for(sid), timeout=30)
     arrived: dict[int, float] = {}
 
     def follow() -> None:
