@@ -38,7 +38,16 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from broker.failover import ACCESS, BROKER, CallObserver, PlaneChannels, PlanesUnreachable, Service
+from broker.failover import (
+    ACCESS,
+    BROKER,
+    RECORDINGS,
+    CallObserver,
+    FailoverStub,
+    PlaneChannels,
+    PlanesUnreachable,
+    Service,
+)
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
 from jitgate.endpoints import UNREACHABLE, ServerList
@@ -247,6 +256,11 @@ class ControlPlaneClient:
     def current(self) -> str:
         """The control plane calls go to now."""
         return self.servers.current
+
+    @property
+    def recordings(self) -> Any:
+        """Recording uploads (broker.uploader) through the plane calls go to now, with failover."""
+        return FailoverStub(self.planes, RECORDINGS, self.timeout)
 
     async def _call(self, what: str, service: Service, name: str, request: Any,
                     timeout: float | None = None) -> Any:

@@ -26,7 +26,7 @@ import grpc
 
 from jitgate.endpoints import CONNECT_TIMEOUT, ServerList, after_failure, outcome_unknown_message, short_method
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2_grpc, broker_pb2_grpc
+from jitgate.v1 import access_pb2_grpc, broker_pb2_grpc, recordings_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Service:
 
 ACCESS = Service("/jitgate.v1.AccessService/", access_pb2_grpc.AccessServiceStub)
 BROKER = Service("/jitgate.v1.BrokerService/", broker_pb2_grpc.BrokerServiceStub)
+RECORDINGS = Service("/jitgate.v1.RecordingService/", recordings_pb2_grpc.RecordingServiceStub)
 
 
 class PlanesUnreachable(Exception):
@@ -181,3 +182,22 @@ class PlaneChannels:
 
 
 __all__ = ["ACCESS", "BROKER", "CallObserver", "PlaneChannels", "PlanesUnreachable", "Service"]
+
+
+class FailoverStub:
+    """A stub-like object whose unary methods go through `PlaneChannels.unary` (failover included).
+
+    For callers written against a plain stub (they catch grpc.RpcError): no plane reachable is
+    raised as an UNAVAILABLE `grpc.aio.AioRpcError`."""
+
+    def __init__(self, planes: PlaneChannels, service: Service, timeout: float) -> None:
+        self._planes, self._service, self._timeout = planes, service, timeout
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        async def call(request: Any, timeout: float | None = None) -> Any:
+            try:
+                return await self._planes.unary(self._service, name, request, timeout or self._timeout)
+            except PlanesUnreachable as exc:
+                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                           details=exc.message, debug_error_string="") from None
+        return call

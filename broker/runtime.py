@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from broker.cpclient import ControlPlaneError, GrantChange
 from broker.monitor import Cut, MonitorHub, utcnow
 from broker.refusals import RefusalGate, RefusalLimits, control_plane_sender
 from broker.spool import EndReport, EndReportSpool
+from broker.uploader import RecordingUploader
 from recorder import FileRecordingStore
 from recorder.events import storage_problem
 
@@ -130,6 +132,12 @@ class BrokerRuntime:
         self._periodic: asyncio.Task[None] | None = None
         self._sweep = asyncio.Lock()  # one sweep of the spool at a time
         self._sending: set[str] = set()  # session ids whose end is being sent now
+        # Recordings go on to the control plane's store while sessions run (broker/uploader.py);
+        # a control-plane stand-in without the RecordingService (unit tests) uploads nothing.
+        # JITGATE_UPLOAD_RECORDINGS=0 keeps them on this disk only (benchmarks' baseline, offline brokers).
+        upload = hasattr(cp, "recordings") and os.environ.get("JITGATE_UPLOAD_RECORDINGS", "1") != "0"
+        self.uploader: RecordingUploader | None = RecordingUploader(cp, self.data_dir) if upload else None
+        self._uploading: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------- tasks
 
@@ -164,7 +172,16 @@ class BrokerRuntime:
               on_event: Callable[[str], Awaitable[None] | None] | None = None) -> None:
         """Subscribe to grant changes; `after_sync` runs after each (re)sync was applied."""
         self._after_sync = after_sync
-        self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_event,
+
+        async def on_any_event(event_type: str) -> None:
+            if event_type == "recording.watched" and self.uploader is not None:
+                self.uploader.poke(probe=True)  # a live watch began: parts go at once, then small and often
+            if on_event is not None:
+                result = on_event(event_type)
+                if result is not None:
+                    await result
+
+        self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_any_event,
                                       live_grants=self.hub.grant_ids)
 
     async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
@@ -178,6 +195,8 @@ class BrokerRuntime:
         """Start the periodic rounds and the refusal gate (after the listener is up)."""
         self._periodic = asyncio.get_running_loop().create_task(self._rounds(every_round))
         self.refusals.start()
+        if self.uploader is not None:
+            self._uploading = asyncio.get_running_loop().create_task(self.uploader.run())
         if self._watcher is None:  # else the stream's first sync sends what a restart left pending
             self.spawn(self.send_pending())
 
@@ -197,6 +216,11 @@ class BrokerRuntime:
         for task in list(self._tasks):
             task.cancel()
         await self.send_pending()
+        if self._uploading is not None:
+            self._uploading.cancel()
+            await asyncio.gather(self._uploading, return_exceptions=True)
+            assert self.uploader is not None
+            await self.uploader.drain(timeout=max(2.0, deadline - loop.time()))
         await self.refusals.stop()
 
     async def _rounds(self, every_round: Callable[[], Awaitable[Any]] | None) -> None:
@@ -224,6 +248,8 @@ class BrokerRuntime:
     async def report_end(self, report: EndReport) -> None:
         """ReportSessionEnd; kept on disk and retried until the control plane has it."""
         assert self.spool is not None, "recover() opens the spool at start"
+        if self.uploader is not None:
+            self.uploader.poke()  # the recording is sealed: on to the store now
         try:
             self.spool.put(report)
         except OSError as exc:

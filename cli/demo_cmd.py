@@ -216,7 +216,8 @@ In another terminal:
   {jg} request orders-db --role readonly --reason "monthly orders report"   # recommends a duration; needs bob, then sam
   JITGATE_IDENTITY={identities / 'bob'} {jg} requests --to-approve
   JITGATE_IDENTITY={identities / 'admin'} {jg} dashboard
-  JITGATE_DATA_DIR={data / 'ssh-broker'} {jg} recordings list
+  {jg} recordings list                                      # alice's recordings, through the control plane
+  JITGATE_DATA_DIR={data / 'ssh-broker'} {jg} recordings list   # offline: the SSH broker's own disk
 {demo_oidc_text(oidc, jg, server_port + 1, identities)}
 Ctrl-C stops the demo.""")
         while all(proc.poll() is None for proc in children):

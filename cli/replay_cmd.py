@@ -8,13 +8,36 @@ from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 
 from cli.output import Col, echo, json_text, print_table, rfc3339
 from recorder.events import Kind, RecordingError, event_to_dict
 from recorder.reader import RecordingInfo
 from recorder.storage import FileRecordingStore, RecordingFilter
 
-DATA_DIR_HELP = "data directory (default: $JITGATE_DATA_DIR, else ~/.jitgate)"
+DATA_DIR_HELP = ("a broker's data directory, read offline (default: $JITGATE_DATA_DIR; "
+                 "neither set: through the control plane)")
+
+
+def _local(data_dir: str | None) -> bool:
+    """Offline on a broker's disk when --data-dir or $JITGATE_DATA_DIR says so; else through the
+    control plane with the caller's identity (the new default: no broker disk needed)."""
+    return bool(data_dir or os.environ.get("JITGATE_DATA_DIR"))
+
+
+def _remote(identity: str | None, server: str | None) -> Any:
+    from cli.client import connect
+    from cli.remote_recordings import RemoteRecordingStore
+
+    return RemoteRecordingStore(connect(identity, server))
+
+
+def remote_options(f: Any) -> Any:
+    """--identity/--server for reading through the control plane."""
+    f = click.option("--server", "server", default=None,
+                     help="control plane host:port (default $JITGATE_SERVER)")(f)
+    return click.option("--identity", "identity", type=click.Path(file_okay=False), default=None,
+                        help="identity bundle (default $JITGATE_IDENTITY or ~/.jitgate/identity)")(f)
 
 
 def _data_dir(value: str | None) -> Path:
@@ -26,9 +49,16 @@ def _is_recording_path(path: Path) -> bool:
     return (directory / "meta.json").is_file()
 
 
-def _resolve(target: str, data_dir: str | None) -> tuple[FileRecordingStore, list[str]]:
+def _resolve(target: str, data_dir: str | None, identity: str | None = None,
+             server: str | None = None) -> tuple[Any, list[str]]:
     """A session id, recording ref, or path -> the store and the recordings to show."""
     path = Path(target).expanduser()
+    if not _local(data_dir) and not (path.exists() and _is_recording_path(path)):
+        remote = _remote(identity, server)
+        refs = remote.refs_for(target)
+        if not refs:
+            raise RecordingError(f"no recording for `{target}` that you may read in {remote.root}")
+        return remote, refs
     if path.exists() and _is_recording_path(path):
         # Seals verify against the key of the recording's own data dir and of --data-dir.
         keys = FileRecordingStore(_data_dir(data_dir)).trusted_keys()
@@ -91,8 +121,10 @@ def _who(info: RecordingInfo) -> str:
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 @click.option("--output", type=click.Choice(["table", "text", "json"]), default="table",
               show_default=True, help="table: play terminals, tables for others; text: no timing")
+@remote_options
 def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_first: bool,
-           expect_hash: str | None, data_dir: str | None, output: str) -> None:
+           expect_hash: str | None, data_dir: str | None, output: str, identity: str | None = None,
+           server: str | None = None) -> None:
     """Play a session's recordings: terminals with real timing, exec, sftp and
     database sessions as timelines."""
     if speed <= 0:
@@ -100,7 +132,7 @@ def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_
     if idle_limit is not None and idle_limit < 0:
         _fail("--idle-limit must not be negative")
     try:
-        store, refs = _resolve(session_or_path, data_dir)
+        store, refs = _resolve(session_or_path, data_dir, identity, server)
         if expect_hash is not None and len(refs) != 1:
             _fail(f"--expect-hash needs one recording; `{session_or_path}` has {len(refs)}")
         results = {}
@@ -126,13 +158,31 @@ def replay(session_or_path: str, speed: float, idle_limit: float | None, verify_
         for ref in refs:
             _show(store, ref, speed=speed, idle_limit=idle_limit, text=output == "text",
                   several=len(refs) > 1)
+            if not verify_first and not isinstance(store, FileRecordingStore):
+                _warn_unless_verified(store, ref)
     except (RecordingError, OSError, ValueError) as exc:
         _fail(str(exc))
+    except grpc.RpcError as exc:
+        _fail(_rpc_line(exc))
     except KeyboardInterrupt:
         sys.exit(130)
 
 
-def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: float | None,
+def _rpc_line(exc: grpc.RpcError) -> str:
+    from cli.client import error_line
+
+    return error_line(exc) or "the control plane failed"
+
+
+def _warn_unless_verified(store: Any, ref: str) -> None:
+    """Played from the control plane without --verify: check it afterwards, and say so loudly
+    when its chain or seal does not hold (never silently)."""
+    result = store.verify(ref)
+    if not result.ok:
+        echo(f"WARNING: recording {ref} did not verify: {result.summary()}", err=True)
+
+
+def _show(store: Any, ref: str, *, speed: float, idle_limit: float | None,
           text: bool, several: bool) -> None:
     from recorder.replay import play_terminal, terminal_text, timeline
 
@@ -180,6 +230,15 @@ def _show(store: FileRecordingStore, ref: str, *, speed: float, idle_limit: floa
     print_table(None, columns, table)
 
 
+def _stored(store: Any, ref: str) -> dict[str, Any]:
+    """What the control plane knows of a stored recording: its owner, size, SHA-256, state, hold."""
+    row = store.stored(ref) if hasattr(store, "stored") else None
+    if row is None:
+        return {}
+    return {"owner": row.user, "broker": row.broker, "size": row.size, "sha256": row.sha256 or None,
+            "complete": row.complete, "hold": row.hold}
+
+
 def _verify_dict(result: Any) -> dict[str, Any]:
     return {"ok": result.ok, "status": result.status, "sealed": result.sealed,
             "intact": result.intact, "events": result.events, "final_hash": result.final_hash,
@@ -201,9 +260,10 @@ def recordings() -> None:
               help="metadata must equal this, e.g. user=alice (repeatable)")
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@remote_options
 def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], data_dir: str | None,
-             output: str) -> None:
-    """Recordings in the data directory, oldest first."""
+             output: str, identity: str | None = None, server: str | None = None) -> None:
+    """Recordings you may read (through the control plane, or in --data-dir), oldest first."""
     wanted: dict[str, Any] = {}
     for item in meta:
         key, sep, value = item.partition("=")
@@ -211,14 +271,17 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
             _fail(f"--meta `{item}` is not KEY=VALUE")
         wanted[key] = value
     try:
-        store = FileRecordingStore(_data_dir(data_dir))
+        store: Any = FileRecordingStore(_data_dir(data_dir)) if _local(data_dir) else _remote(identity, server)
         infos = store.list(RecordingFilter(session_id=session_id, kind=Kind(kind) if kind else None,
                                            metadata=wanted))
     except (RecordingError, OSError) as exc:
         _fail(str(exc))
         return
+    except grpc.RpcError as exc:
+        _fail(_rpc_line(exc))
+        return
     if output == "json":
-        click.echo(json_text({"recordings": [_json_times(i.to_dict()) for i in infos]}))
+        click.echo(json_text({"recordings": [_json_times({**i.to_dict(), **_stored(store, i.ref)}) for i in infos]}))
         return
     if not infos:
         echo(f"no recordings in {store.root}")
@@ -240,31 +303,39 @@ def list_cmd(session_id: str | None, kind: str | None, meta: tuple[str, ...], da
               help="hits per recording")
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@remote_options
 def search_cmd(text: str, session_id: str | None, kind: str | None, case_sensitive: bool, limit: int,
-               data_dir: str | None, output: str) -> None:
+               data_dir: str | None, output: str, identity: str | None = None, server: str | None = None) -> None:
     """Sessions where TEXT was typed, shown, run, touched (sftp) or queried, with the time offset."""
     from recorder.search import search
 
     if not text:
         _fail("search text is empty")
     try:
-        store = FileRecordingStore(_data_dir(data_dir))
-        infos = store.list(RecordingFilter(session_id=session_id, kind=Kind(kind) if kind else None))
-        hits = search((store.open(i.ref) for i in infos), text, ignore_case=not case_sensitive,
-                      limit_per_recording=limit)
+        if _local(data_dir):
+            store = FileRecordingStore(_data_dir(data_dir))
+            infos = store.list(RecordingFilter(session_id=session_id, kind=Kind(kind) if kind else None))
+            hits = [h.to_dict() for h in search((store.open(i.ref) for i in infos), text,
+                                                ignore_case=not case_sensitive, limit_per_recording=limit)]
+        else:  # searched where the recordings are: the control plane streams the hits
+            hits = _remote(identity, server).search(text, session_id=session_id or "", kind=kind or "",
+                                                    case_sensitive=case_sensitive, limit=limit)
     except (RecordingError, OSError, ValueError) as exc:
         _fail(str(exc))
         return
+    except grpc.RpcError as exc:
+        _fail(_rpc_line(exc))
+        return
     if output == "json":
-        click.echo(json_text({"hits": [_json_times(h.to_dict()) for h in hits]}))
+        click.echo(json_text({"hits": [_json_times(h) for h in hits]}))
         return
     if not hits:
         echo(f"no recordings match `{text}`")
         return
     columns = [Col(c, overflow="fold", no_wrap=c in ("started", "at"))
                for c in ("recording", "session", "started", "at", "where", "match")]
-    print_table(None, columns, ([h.ref, h.session_id, _when(h.started_at), _offset(h.t), h.where, h.snippet]
-                                for h in hits))
+    print_table(None, columns, ([h["ref"], h["session_id"], _when(h["started_at"]), _offset(h["t"]), h["where"],
+                                 h["snippet"]] for h in hits))
 
 
 @recordings.command("verify")
@@ -272,14 +343,20 @@ def search_cmd(text: str, session_id: str | None, kind: str | None, case_sensiti
 @click.option("--expect-hash", default=None, help="final hash reported at session end (audit log)")
 @click.option("--data-dir", default=None, help=DATA_DIR_HELP)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def verify_cmd(session_or_path: str, expect_hash: str | None, data_dir: str | None, output: str) -> None:
-    """Check recordings' hash chains and seals; exit 1 unless every one is intact and sealed."""
+@remote_options
+def verify_cmd(session_or_path: str, expect_hash: str | None, data_dir: str | None, output: str,
+               identity: str | None = None, server: str | None = None) -> None:
+    """Check recordings' hash chains and seals; exit 1 unless every one is intact and sealed.
+    Through the control plane, seals verify against every key the brokers published."""
     try:
-        store, refs = _resolve(session_or_path, data_dir)
+        store, refs = _resolve(session_or_path, data_dir, identity, server)
         results = {ref: store.verify(ref, expected_final_hash=expect_hash if len(refs) == 1 else None)
                    for ref in refs}
     except (RecordingError, OSError) as exc:
         _fail(str(exc))
+        return
+    except grpc.RpcError as exc:
+        _fail(_rpc_line(exc))
         return
     bad = [ref for ref, r in results.items() if not r.ok]
     if output == "json":
@@ -291,3 +368,20 @@ def verify_cmd(session_or_path: str, expect_hash: str | None, data_dir: str | No
                 echo(f"  note: {note}", err=not r.ok)
     if bad:
         sys.exit(1)
+
+
+@recordings.command("hold")
+@click.argument("session_id")
+@click.option("--release", is_flag=True, help="lift the hold instead")
+@click.option("--reason", default="", help="why (audited)")
+@remote_options
+def hold_cmd(session_id: str, release: bool, reason: str, identity: str | None = None,
+             server: str | None = None) -> None:
+    """Put a legal hold on SESSION's recordings (admins): retention never deletes them."""
+    try:
+        refs = _remote(identity, server).hold(session_id, release=release, reason=reason)
+    except grpc.RpcError as exc:
+        _fail(_rpc_line(exc))
+        return
+    for ref in refs:
+        echo(f"recording {ref}: {'hold released' if release else 'on legal hold'}")

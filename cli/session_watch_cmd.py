@@ -1,9 +1,10 @@
 """`jitgate sessions watch SESSION`: follow a live session as it happens.
 
-The control plane decides who may see the session (GetSession); the bytes come
-from the recording as the broker writes it (within about a second), read from
-the broker's data directory (`--data-dir`, else $JITGATE_DATA_DIR, else
-~/.jitgate). Terminal output is replayed raw; exec streams, sftp operations and
+The control plane decides who may see the session (GetSession). By default the
+bytes come through the control plane (RecordingService.WatchRecording: the broker
+uploads small parts every 0.1 s while someone watches); with `--data-dir` (or
+$JITGATE_DATA_DIR) they are read from the broker's data directory on its machine.
+Terminal output is replayed raw; exec streams, sftp operations and
 notes (warnings, cuts) as lines. Ends when the session's recording is sealed.
 """
 from __future__ import annotations
@@ -57,17 +58,49 @@ async def follow(store: Any, ref: str) -> None:
         render(event)
 
 
+def _watch_remote(client: Any, output: str, session_id: str) -> None:
+    """Through the control plane (admins, auditors, the session's user): the broker uploads small
+    parts often while someone watches."""
+    from cli.remote_recordings import RemoteRecordingStore
+    from recorder import RecordingError
+
+    store = RemoteRecordingStore(client)
+    refs = store.refs_for(session_id)
+    if not refs:
+        fail(f"no recording of session `{session_id}` that you may watch has reached the control plane "
+             "(yet: a session's first part arrives within seconds)")
+    info = store.info(refs[-1])
+    if output == "table":
+        m = info.metadata
+        where = m.get("target") or m.get("resource") or ""
+        as_ = m.get("login") or m.get("role") or ""
+        echo(visible(f"[jitgate] session {session_id}: {m.get('user', '')} as {as_} on {where}"
+                     f"{'' if not info.end_reason else ' (ended: ' + info.end_reason + ')'}"), err=True)
+    try:
+        for event in store.follow(refs[-1]):
+            render(event)
+    except RecordingError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
 @click.command("watch")
 @click.argument("session_id")
 @click.option(
-    "--data-dir", default=None, help="the broker's data directory (default $JITGATE_DATA_DIR, else ~/.jitgate)"
+    "--data-dir", default=None,
+    help="read the broker's data directory offline (default $JITGATE_DATA_DIR; neither: through the control plane)"
 )
 @command_options
 def watch(client: Any, output: str, session_id: str, data_dir: str | None) -> None:
-    """Follow SESSION live from its recording (admins and the grant's approvers)."""
+    """Follow SESSION live from its recording: through the control plane (admins, the auditors group,
+    the session's own user), or from a broker's --data-dir (admins and the grant's approvers)."""
     from jitgate.v1 import access_pb2
     from recorder import FileRecordingStore, RecordingError
 
+    if not (data_dir or os.environ.get("JITGATE_DATA_DIR")):
+        _watch_remote(client, output, session_id)  # the RecordingService decides who may watch
+        return
     session = client.access.GetSession(access_pb2.GetSessionRequest(id=session_id), timeout=client.timeout)
     store = FileRecordingStore(_data_dir(data_dir))
     refs = [session.recording_ref] if session.recording_ref else store.refs_for(session_id)

@@ -56,7 +56,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from controlplane.errors import JitError
-from jitgate.v1 import access_pb2, admin_pb2, audit_pb2, broker_pb2, policy_pb2
+from jitgate.v1 import access_pb2, admin_pb2, audit_pb2, broker_pb2, policy_pb2, recordings_pb2
 from jitgate.wire import MAX_MESSAGE_BYTES
 
 KiB = 1024
@@ -226,13 +226,38 @@ FIELDS: dict[str, Bound] = {
     "ValidatePolicyRequest.content": _BY_POLICY,
     "ValidatePolicyRequest.filename": Text(FILENAME),
     "DryRunRequest.request_json": _BY_POLICY,
+    # RecordingService (controlplane/recordings.py bounds one append's payload further)
+    "PublishSealKeyRequest.public_key": Text(PUBLIC_KEY),
+    "AppendRecordingRequest.ref": Text(RECORDING_REF),
+    "AppendRecordingRequest.session_id": Text(ID),
+    "AppendRecordingRequest.kind": Text(WORD),
+    "AppendRecordingRequest.metadata_json": Text(16 * KiB),
+    "AppendRecordingRequest.started_at": Range(0, 1e11),
+    "AppendRecordingRequest.data": Text(MAX_MESSAGE_BYTES),
+    "AppendRecordingRequest.chain": Text(MAX_MESSAGE_BYTES),
+    "ListRecordingsRequest.session_id": Text(RECORDING_REF),
+    "ListRecordingsRequest.user": Text(NAME),
+    "ListRecordingsRequest.kind": Text(WORD),
+    "ListRecordingsRequest.page_size": _PAGE_SIZE,
+    "ListRecordingsRequest.page_token": Text(PAGE_TOKEN),
+    "ReadRecordingRequest.ref": Text(RECORDING_REF),
+    "ReadRecordingRequest.purpose": Text(WORD),
+    "WatchRecordingRequest.ref": Text(RECORDING_REF),
+    "SearchRecordingsRequest.text": Text(FREE_TEXT),
+    "SearchRecordingsRequest.session_id": Text(RECORDING_REF),
+    "SearchRecordingsRequest.kind": Text(WORD),
+    "SearchRecordingsRequest.limit_per_recording": Range(0, 10_000),
+    "HoldRecordingRequest.session_id": Text(RECORDING_REF),
+    "HoldRecordingRequest.reason": Text(FREE_TEXT),
 }
 
 
 # -- checking requests -------------------------------------------------------------------------
 
 
-def _utf8_len(value: str) -> int:
+def _utf8_len(value: str | bytes) -> int:
+    if isinstance(value, bytes):  # a bytes field (recording parts): its length is its size
+        return len(value)
     return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
@@ -426,7 +451,7 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
 def _request_types_by_method() -> dict[str, Descriptor]:
     """ "/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
     out: dict[str, Descriptor] = {}
-    for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2):
+    for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2, recordings_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 out[f"/{service.full_name}/{method.name}"] = method.input_type

@@ -82,6 +82,13 @@ class ServerConfig:
     metrics: str = ""  # HOST:PORT of the Prometheus endpoint (controlplane/metrics.py); "" = none
     oidc: Any = None  # sign-in through OpenID Connect: an OidcConfig once built (None: off)
     login_listen: str = ""  # the sign-in listener; "" with `oidc`: the mTLS port + 1 (0 stays 0)
+    # Uploaded recordings (controlplane/recordings.py): `s3://bucket/prefix`, or a directory
+    # ("" = DATA_DIR/recording-store, the embedded default). S3 credentials: boto3's usual chain.
+    recordings: str = ""
+    recordings_endpoint: str = ""  # S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS)
+    recordings_region: str = ""
+    recordings_retention_days: int = 0  # 0: keep forever; else delete older ones not on legal hold
+    auditors_group: str = "auditors"  # policy group that may read every recording (besides admins)
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -122,6 +129,10 @@ class ServerConfig:
                 object.__setattr__(self, "login_listen", f"{self.listen.rpartition(':')[0]}:"
                                    f"{self.port + 1 if self.port else 0}")
             split_listen(self.login_listen)
+        if not 0 <= self.recordings_retention_days <= 36600:
+            raise ConfigError("recordings_retention_days must be between 0 (keep) and 36600")
+        if self.recordings.startswith("s3://") and not self.recordings[5:].strip("/"):
+            raise ConfigError("recordings: `s3://` needs a bucket: s3://BUCKET[/PREFIX]")
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

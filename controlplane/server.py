@@ -57,6 +57,8 @@ from jitgate.v1 import (
     broker_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
+    recordings_pb2,
+    recordings_pb2_grpc,
 )
 
 log = logging.getLogger("controlplane.server")
@@ -67,6 +69,7 @@ SERVICE_NAMES = (
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
 )
 
 
@@ -187,6 +190,12 @@ def _add_services(server: grpc.aio.Server, deps: Deps) -> health_aio.HealthServi
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), guarded)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), guarded)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), guarded)
+    from controlplane.recordings import open_archive
+    from controlplane.servicers.recordings import RecordingServicer
+
+    archive = open_archive(deps.config, deps.core.ledger)
+    recordings_pb2_grpc.add_RecordingServiceServicer_to_server(RecordingServicer(deps, archive), guarded)
+    deps.recordings = archive
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -273,9 +282,12 @@ class ControlPlaneServer:
                 f"policy {holder.current.version}{', store ' + shown(config.store) if config.store else ''})",
                 flush=True)
             log.info("listening on %s", self.address)
+            retention = loop.create_task(deps.recordings.retention_loop(executor)) if deps.recordings else None
             await self._stopping.wait()
             log.info("stopping")
             health_task.cancel()
+            if retention is not None:
+                retention.cancel()
             await health_servicer.enter_graceful_shutdown()
             if stop_signin is not None:
                 await stop_signin()

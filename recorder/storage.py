@@ -1,9 +1,10 @@
 """Where recordings live: the `RecordingStore` interface and the data-directory store.
 
 A store creates writers, opens readers, lists, verifies and follows recordings.
-Recordings are never deleted through it (retention is an operator's job, out of
-band). An object-store implementation keeps the same shape: its sink spools
-lines and uploads parts, its reader streams the object.
+Recordings are never deleted through it. On a broker this directory is also the
+spool of the upload to the control plane's store (`broker/uploader.py` ->
+`controlplane/recordings.py` -> `recorder/objectstore.py`: S3 or a directory),
+where retention and legal holds apply.
 
 File layout (`FileRecordingStore`), one directory per recording, mode 0700:
     DATA_DIR/recordings/REF/meta.json       listing data (not trusted by verify)

@@ -13,7 +13,8 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 # A real JDBC client for the PostgreSQL broker's tests: a JDK runs the one-file test client.
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
-# The OpenID provider the sign-in tests and `jitgate demo --oidc` run (tests/oidc/provider).
+# Node.js and npm: the OpenID provider of the sign-in tests and `jitgate demo --oidc`
+# (tests/oidc/provider) and the S3-compatible server of the recording-store tests (s3rver).
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,6 +23,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     echo "setup: please install: ${need_apt[*]}" >&2
+  fi
+fi
+
+# s3rver: a standalone S3-compatible server (filesystem-backed) from npm, pinned.
+if ! command -v s3rver >/dev/null && command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    if ! npm install -g --silent --no-audit --no-fund s3rver@3.7.1 >/tmp/jitgate-s3rver-install.log 2>&1; then
+      cat /tmp/jitgate-s3rver-install.log >&2
+      echo "setup: installing s3rver (npm) failed (log above)" >&2
+      exit 1
+    fi
+  else
+    echo "setup: please install s3rver: npm install -g s3rver@3.7.1" >&2
   fi
 fi
 

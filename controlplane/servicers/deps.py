@@ -30,6 +30,7 @@ class Deps:
     pki: ServerPki
     executor: ThreadPoolExecutor
     inline: bool = True  # quick core calls on the event loop thread (config `inline_core`)
+    recordings: Any = None  # controlplane.recordings.RecordingArchive, set when the services are added
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A quick core call (one request's worth of work): on the loop thread when `inline`.

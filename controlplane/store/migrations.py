@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Index, insert, select
 from controlplane.audit import GENESIS
 from controlplane.store import shared
 from controlplane.store.people import create_people_tables
+from controlplane.store.recordings import create_recording_tables
 from controlplane.store.tables import (
     DAY_US,
     approvals,
@@ -182,6 +183,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (7, _v7),
     (8, shared.create_tables),  # CA files every plane on one store shares
     (9, create_people_tables),  # people who signed in (OIDC) and sign-in nonces
+    (10, create_recording_tables),  # uploaded recordings, their parts, seal keys (store/recordings.py)
 ]
 LATEST = MIGRATIONS[-1][0]
 

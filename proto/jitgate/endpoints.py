@@ -54,6 +54,7 @@ _BROKER = "/jitgate.v1.BrokerService/"
 _POLICY = "/jitgate.v1.PolicyService/"
 _AUDIT = "/jitgate.v1.AuditService/"
 _ADMIN = "/jitgate.v1.AdminService/"
+_RECORDINGS = "/jitgate.v1.RecordingService/"
 
 # Sent and then unanswered, these are tried on the next plane: they change nothing, or a repeat
 # changes nothing more (ReportSessionEnd: a second report returns the first; ReportActivity sets
@@ -67,6 +68,10 @@ RETRY_AFTER_SEND = frozenset({
     _AUDIT + "ListEvents", _AUDIT + "ExportEvents", _AUDIT + "VerifyChain", _AUDIT + "ExportRequests",
     _AUDIT + "ExportHistory",
     _ADMIN + "GetSshCa",
+    # AppendRecording writes only at the offsets the store holds (a repeat is answered with them).
+    _RECORDINGS + "PublishSealKey", _RECORDINGS + "AppendRecording", _RECORDINGS + "ListSealKeys",
+    _RECORDINGS + "ListRecordings", _RECORDINGS + "ReadRecording", _RECORDINGS + "WatchRecording",
+    _RECORDINGS + "SearchRecordings",
 })
 # Sent once: a repeat would make a second request, approval vote, session record, credential or
 # audit event. Tried on the next plane only when the first never reached a server.
@@ -74,7 +79,7 @@ ONCE = frozenset({
     _ACCESS + "CreateRequest", _ACCESS + "Approve", _ACCESS + "Deny", _ACCESS + "Cancel", _ACCESS + "Extend",
     _ACCESS + "Revoke", _ACCESS + "Review", _ACCESS + "IssueSshCertificate", _ACCESS + "IssueDatabaseToken",
     _BROKER + "AuthorizeSession", _BROKER + "IssueUpstreamCertificate", _BROKER + "ReportRefusal",
-    _ADMIN + "IssueIdentity",
+    _ADMIN + "IssueIdentity", _RECORDINGS + "HoldRecording",
 })
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})$")

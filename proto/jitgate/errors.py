@@ -74,6 +74,10 @@ CODES: dict[str, Code] = {
     "resource.not_found": Code("NOT_FOUND", "there is no such resource in the policies in force"),
     "review.not_eligible": Code("PERMISSION_DENIED", "the caller is not among the break-glass reviewers"),
     "review.not_owed": Code("PERMISSION_DENIED", "the grant owes no review"),
+    "recording.not_found": Code("NOT_FOUND", "no such recording, or none the caller may read"),
+    "recording.store_unavailable": Code("UNAVAILABLE", "the recording store cannot be reached now; "
+                                                       "the broker keeps its copy and tries again"),
+    "recording.unsealed": Code("FAILED_PRECONDITION", "a recording was sent as final without its seal"),
     "review.self": Code("PERMISSION_DENIED", "nobody reviews their own break-glass access"),
     "server.start_failed": Code("FAILED_PRECONDITION", "the server cannot start (data directory, keys, port)"),
     "session.channel_not_allowed": Code("PERMISSION_DENIED", "the grant's policy does not allow this kind of "
