@@ -50,6 +50,7 @@ class AuditTailer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Any = None
+        self._down = False  # between a lost connection and the next successful catch-up
 
     def start(self) -> None:
         with self.store.read() as tx:
@@ -81,6 +82,9 @@ class AuditTailer:
                     self._conn.autocommit = True
                     self._conn.execute(f"LISTEN {CHANNEL}")
                 self.catch_up()  # after (re)connecting: what was committed meanwhile
+                if self._down:
+                    log.info("event tail resumed at seq %d", self.cursor)
+                    self._down = False
                 for note in self._conn.notifies(timeout=POLL_SECONDS):
                     if self._stopping.is_set():
                         break
@@ -92,7 +96,9 @@ class AuditTailer:
                         continue  # already read, or this plane's own events: nothing to read
                     self.catch_up()
             except Exception as e:  # the store is away: reconnect and resume from the cursor
-                log.warning("event tail interrupted (%s); resuming from seq %d", type(e).__name__, self.cursor)
+                if self._conn is not None or not self._down:  # once per outage, not every retry
+                    log.warning("event tail interrupted (%s); resuming from seq %d", type(e).__name__, self.cursor)
+                self._down = True
                 self._close()
                 self._stopping.wait(RECONNECT_SECONDS)
 
