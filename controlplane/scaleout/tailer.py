@@ -12,7 +12,8 @@ notification or a dropped connection delays events but never loses one: nothing 
 Seqs become visible in order: writers serialize on the chain head (FOR UPDATE), so seq N+1
 commits after seq N. Which events are this plane's is known from the store's commit hook,
 which runs while the store's process write lock is still held; `local_commits_settled()`
-after each read waits for any local writer whose commit that read could have seen.
+after each read waits for any local writer whose commit that read could have seen. When a
+notification's seq and all before it are known to be this plane's, no read is made at all.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class AuditTailer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Any = None
+        self._down = False  # between a lost connection and the next successful catch-up
 
     def start(self) -> None:
         with self.store.read() as tx:
@@ -80,17 +82,23 @@ class AuditTailer:
                     self._conn.autocommit = True
                     self._conn.execute(f"LISTEN {CHANNEL}")
                 self.catch_up()  # after (re)connecting: what was committed meanwhile
+                if self._down:
+                    log.info("event tail resumed at seq %d", self.cursor)
+                    self._down = False
                 for note in self._conn.notifies(timeout=POLL_SECONDS):
                     if self._stopping.is_set():
                         break
                     try:
-                        if int(note.payload) <= self.cursor:
-                            continue  # already read by an earlier catch-up
+                        seq = int(note.payload)
                     except ValueError:
-                        pass
+                        seq = 0
+                    if seq and (seq <= self.cursor or self._only_mine(seq)):
+                        continue  # already read, or this plane's own events: nothing to read
                     self.catch_up()
             except Exception as e:  # the store is away: reconnect and resume from the cursor
-                log.warning("event tail interrupted (%s); resuming from seq %d", type(e).__name__, self.cursor)
+                if self._conn is not None or not self._down:  # once per outage, not every retry
+                    log.warning("event tail interrupted (%s); resuming from seq %d", type(e).__name__, self.cursor)
+                self._down = True
                 self._close()
                 self._stopping.wait(RECONNECT_SECONDS)
 
@@ -101,6 +109,17 @@ class AuditTailer:
                 conn.close()
             except Exception:
                 log.debug("closing the tail connection failed", exc_info=True)
+
+    def _only_mine(self, seq: int) -> bool:
+        """Whether every event after the cursor up to `seq` was appended here (then the cursor
+        moves on without a read: a lone plane's own commits cost it no query). Seqs have no gaps."""
+        with self._mu:
+            wanted = range(self.cursor + 1, seq + 1)
+            if len(wanted) > PAGE or not all(s in self._mine for s in wanted):
+                return False  # unknown ones (another plane's, or a local hook not run yet): read them
+            self._mine.difference_update(wanted)
+            self.cursor = seq
+            return True
 
     def catch_up(self) -> int:
         """Publish every event after the cursor that another plane appended; returns how many."""
