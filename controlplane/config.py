@@ -74,6 +74,7 @@ class ServerConfig:
     policy_authors: str = "policy-authors"  # policy group whose members (besides admins) may call ValidatePolicy
     validate_cpu_seconds: int = 30  # CPU limit of one ValidatePolicy's sandboxed check (policy.sandbox)
     validate_memory_mb: int = 1024  # memory limit of one ValidatePolicy's sandboxed check
+    notify: dict[str, Any] | None = None  # `notify:` (controlplane/notify/config.py); None: notifications off
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -93,6 +94,9 @@ class ServerConfig:
         if isinstance(self.recommend_coverage, bool) or not isinstance(self.recommend_coverage, (int, float)) \
                 or not 0.5 <= self.recommend_coverage <= 0.99:
             raise ConfigError(f"recommend_coverage must be a number from 0.5 to 0.99, got {self.recommend_coverage!r}")
+        if self.notify is not None:
+            from controlplane.notify.config import parse_notify
+            parse_notify(self.notify)  # a bad channel or a missing secret fails at start
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

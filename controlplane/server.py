@@ -202,7 +202,7 @@ class ControlPlaneServer:
         lock = DataDirLock.acquire(data_dir)
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
-        core = sweeper = holder = None
+        core = sweeper = holder = notifier = None
         try:
             pki = init_pki(data_dir, list(config.server_names), list(config.server_ips))
             holder = load_policies(config)
@@ -214,6 +214,7 @@ class ControlPlaneServer:
             hub.start()
             core.ledger.subscribe(hub.publish)
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
+            notifier = self._start_notifier(core)
             sweeper = self._start_sweeper(core)
             deps = Deps(config, core, holder, hub, pki, executor, inline=config.inline_core)
             # Message limits and the keepalive ping policy agree with every client (jitgate.wire).
@@ -254,6 +255,8 @@ class ControlPlaneServer:
                 holder.stop()
             if sweeper is not None:
                 sweeper.stop()
+            if notifier is not None:
+                notifier.stop()
             executor.shutdown(wait=True, cancel_futures=True)
             if core is not None:
                 core.ledger.store.close()
@@ -267,6 +270,17 @@ class ControlPlaneServer:
         holder.reload(force=True)
         if core.history.recommender is not None:
             core.history.recommender.reload()
+
+    def _start_notifier(self, core: Any) -> Any:
+        """The notification outbox's planner and worker (README, Notifications); None when off."""
+        if self.config.notify is None:
+            return None
+        from controlplane.notify import Notifier, parse_notify
+
+        notifier = Notifier(core, parse_notify(self.config.notify))
+        notifier.install()  # before the sweeper's first pass: its timeouts owe messages too
+        notifier.start()
+        return notifier
 
     def _start_sweeper(self, core: Any) -> Any:
         from controlplane.sweeper import Sweeper

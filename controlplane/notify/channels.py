@@ -1,0 +1,170 @@
+"""Delivery: one class per channel type, each one bounded attempt that succeeds or raises.
+
+- email: SMTP with STARTTLS (certificate verified) and AUTH (smtplib); one message to
+  every recipient, `Message-ID: <KEY@jitgate>` so a receiver that sees it twice can drop it.
+- slack: a Slack-compatible incoming webhook, Block Kit JSON (httpx).
+- webhook: JSON with `X-Jitgate-Signature: v1=HEX`, HEX = HMAC-SHA256(secret,
+  f"{X-Jitgate-Timestamp}.{body}"), and the idempotency key in `Idempotency-Key`.
+
+An error message never carries a secret: `DeliveryError` texts are built from the status
+and the exception's class, and `scrub` removes the channel's secrets from anything else.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate
+
+import httpx
+
+from controlplane.notify.config import ChannelConfig
+from controlplane.notify.messages import Message
+
+SIGNATURE_HEADER = "X-Jitgate-Signature"
+TIMESTAMP_HEADER = "X-Jitgate-Timestamp"
+KEY_HEADER = "Idempotency-Key"
+KIND_HEADER = "X-Jitgate-Event"
+MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is read no further
+
+
+class DeliveryError(Exception):
+    """One attempt failed (retried by the worker until its limits); the text is safe to log."""
+
+
+class NothingToSend(Exception):
+    """Nobody on this channel to tell (e.g. no email address): the row is skipped, not retried."""
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The webhook signature header value (see README, Notifications, to verify it)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={mac}"
+
+
+class Channel:
+    """One configured channel. `send` makes one attempt within `timeout` seconds."""
+
+    def __init__(self, config: ChannelConfig, timeout: float) -> None:
+        self.config = config
+        self.name = config.name
+        self.timeout = timeout
+
+    def send(self, message: Message, addresses: list[str], event_at: datetime) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release pooled connections."""
+
+
+class HttpChannel(Channel):
+    """What the Slack and generic webhook channels share: a pooled client with hard timeouts."""
+
+    def __init__(self, config: ChannelConfig, timeout: float) -> None:
+        super().__init__(config, timeout)
+        assert config.url is not None
+        self._url = config.url.value
+        # Every phase bounded; no redirects (a 3xx is a misconfiguration, not somewhere to follow a secret URL).
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False,
+                                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> None:
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._client.stream("POST", self._url, content=body,
+                                     headers={"Content-Type": "application/json", **headers}) as resp:
+                read = 0
+                for chunk in resp.iter_bytes():  # drain (bounded) so the connection can be reused
+                    read += len(chunk)
+                    if read > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+                        break
+                status = resp.status_code
+        except httpx.TimeoutException:
+            raise DeliveryError(f"no answer within {self.timeout:g}s") from None
+        except httpx.HTTPError as e:
+            raise DeliveryError(f"{type(e).__name__}: {scrub(str(e), self.config.secrets())}") from None
+        if not 200 <= status < 300:
+            raise DeliveryError(f"the receiver answered HTTP {status}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class SlackChannel(HttpChannel):
+    def send(self, message: Message, addresses: list[str], event_at: datetime) -> None:
+        body = json.dumps(message.slack(), ensure_ascii=False).encode()
+        # Slack ignores the key; a Slack-compatible receiver (Mattermost, a proxy) may use it.
+        self._post(body, {KEY_HEADER: message.key})
+
+
+class WebhookChannel(HttpChannel):
+    def send(self, message: Message, addresses: list[str], event_at: datetime) -> None:
+        assert self.config.secret is not None
+        body = json.dumps(message.webhook(event_at), ensure_ascii=False, separators=(",", ":")).encode()
+        ts = str(int(time.time()))
+        self._post(body, {KEY_HEADER: message.key, KIND_HEADER: message.kind, TIMESTAMP_HEADER: ts,
+                          SIGNATURE_HEADER: sign(self.config.secret.value, ts, body)})
+
+
+class EmailChannel(Channel):
+    def __init__(self, config: ChannelConfig, timeout: float) -> None:
+        super().__init__(config, timeout)
+        self._tls = ssl.create_default_context(cafile=config.ca_file or None)
+
+    def send(self, message: Message, addresses: list[str], event_at: datetime) -> None:
+        if not addresses:
+            raise NothingToSend("no email address for " + (", ".join(message.recipients) or "anyone"))
+        c = self.config
+        mail = EmailMessage()
+        mail["Subject"] = message.subject
+        mail["From"] = c.sender
+        mail["To"] = ", ".join(addresses)
+        mail["Date"] = formatdate(event_at.timestamp(), usegmt=True)
+        # The idempotency key: the same row always sends the same Message-ID.
+        mail["Message-ID"] = f"<{message.key}@jitgate>"
+        mail["X-Jitgate-Request"] = message.request_id
+        mail.set_content(message.text())
+        try:
+            with smtplib.SMTP(c.host, c.port, timeout=self.timeout) as smtp:
+                smtp.ehlo()
+                if c.starttls:
+                    smtp.starttls(context=self._tls)
+                    smtp.ehlo()
+                if c.username and c.password is not None:
+                    smtp.login(c.username, c.password.value)
+                refused = smtp.send_message(mail)
+        except smtplib.SMTPAuthenticationError as e:
+            raise DeliveryError(f"SMTP authentication refused ({e.smtp_code})") from None
+        except smtplib.SMTPResponseException as e:
+            raise DeliveryError(f"SMTP error {e.smtp_code}") from None
+        except smtplib.SMTPRecipientsRefused:
+            raise DeliveryError("SMTP server refused every recipient") from None
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as e:
+            raise DeliveryError(f"{type(e).__name__}: {scrub(str(e), c.secrets())}"[:300]) from None
+        if refused:
+            raise DeliveryError(f"SMTP server refused {len(refused)} of {len(addresses)} recipient(s)")
+
+
+CHANNEL_CLASSES: dict[str, Callable[[ChannelConfig, float], Channel]] = {
+    "email": EmailChannel, "slack": SlackChannel, "webhook": WebhookChannel}
+
+
+def make_channel(config: ChannelConfig, timeout: float) -> Channel:
+    return CHANNEL_CLASSES[config.type](config, timeout)
+
+
+__all__ = ["KEY_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Channel", "DeliveryError", "EmailChannel",
+           "NothingToSend", "SlackChannel", "WebhookChannel", "make_channel", "scrub", "sign"]
