@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 import time
@@ -31,6 +32,9 @@ SIGNATURE_HEADER = "X-Jitgate-Signature"
 TIMESTAMP_HEADER = "X-Jitgate-Timestamp"
 KEY_HEADER = "Idempotency-Key"
 KIND_HEADER = "X-Jitgate-Event"
+# httpx logs every request's full URL at INFO; a webhook URL is a secret (it authorizes posting).
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is read no further
 
 

@@ -115,7 +115,9 @@ def claim(tx: TxBase, channel: str, now_us: int, lease_us: int, limit: int) -> l
 
 def settle(tx: TxBase, row_id: int, state: str, now_us: int, error: str = "", next_us: int | None = None) -> None:
     """Record one attempt's outcome: `sent`/`skipped`/`dead`, or still `pending` until `next_us`."""
-    values: dict[str, Any] = {"state": state, "last_error": error[:MAX_ERROR_CHARS]}
+    values: dict[str, Any] = {"state": state}
+    if error:  # a row sent after failures keeps its last failure (what went wrong, for support)
+        values["last_error"] = error[:MAX_ERROR_CHARS]
     if state == PENDING:
         assert next_us is not None
         values["next_us"] = next_us
