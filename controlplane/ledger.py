@@ -292,5 +292,5 @@ class Ledger:
         return False
 
 
-__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "StaticPolicy", "TxHook", "Write", "active_grant", "fmt_td",
-           "iso", "live_session", "load_target", "page_start", "utcnow"]
+__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "StaticPolicy", "TxHook", "Write", "active_grant",
+           "fmt_td", "iso", "live_session", "load_target", "page_start", "utcnow"]

@@ -34,8 +34,8 @@ from controlplane.notify.directory import email_of as policy_email_of
 from controlplane.notify.messages import render
 from controlplane.notify.planner import APPROVERS, REVIEWERS, Planner
 from controlplane.store import from_us, to_us
-from controlplane.store.outbox import DEAD, PENDING as ROW_PENDING, SENT, SKIPPED, OutboxRow, claim, counts, \
-    next_due, purge, settle
+from controlplane.store.outbox import DEAD, SENT, SKIPPED, OutboxRow, claim, counts, next_due, purge, settle
+from controlplane.store.outbox import PENDING as ROW_PENDING
 from policy import PolicySet
 
 log = logging.getLogger("jitgate.notify")

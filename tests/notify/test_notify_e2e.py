@@ -162,7 +162,7 @@ def test_denial_and_revocation_tell_the_requester(stack: Stack) -> None:
     denied = stack.ask("alice", "web-prod-01", login="deploy")
     stack.cp.client("bob").access.Deny(access_pb2.DecideRequest(id=denied.id, comment="use staging"))
     stack.smtp.wait(lambda ms: any(m.message["Subject"] == f"Your request {denied.id} was denied" for m in ms))
-    mail = [m for m in stack.smtp.for_request(denied.id) if "denied" in m.message["Subject"]][0]
+    mail = next(m for m in stack.smtp.for_request(denied.id) if "denied" in m.message["Subject"])
     assert mail.recipients == ["alice@example.test"] and "use staging" in mail.message.get_content()
 
     granted = stack.ask("alice", "web-dev-01", login="deploy")  # auto: nobody to tell
