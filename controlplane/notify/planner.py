@@ -9,7 +9,7 @@ waits when it is sent; a message about something already decided is skipped).
 | event                                   | kind            | audience   | when                       |
 | --------------------------------------- | --------------- | ---------- | -------------------------- |
 | request.created (PENDING)               | waiting         | approvers  | now (level 1)              |
-|                                         | reminder        | approvers  | timeout - reminder_before  |
+|                                         | reminder        | approvers  | timeout - min(reminder_before, wait/2) |
 | approval.granted (still pending)        | level           | approvers  | now (the next level)       |
 | extension.requested (pending)           | waiting         | approvers  | now                        |
 | grant.activated (break-glass)           | break_glass     | reviewers  | now                        |
@@ -88,7 +88,9 @@ class Planner:
         if t == "request.created" and rec.state == PENDING:
             owed = [Owed("waiting", rec.id, 0, now, {})]
             if rec.pending_deadline is not None:
-                at = rec.pending_deadline - self.config.reminder_before
+                # reminder_before, but at most half the wait: a short timeout still gets its reminder
+                before = min(self.config.reminder_before, (rec.pending_deadline - now) / 2)
+                at = rec.pending_deadline - before
                 if at > now:
                     owed.append(Owed("reminder", rec.id, -1, at, {}))
             return owed
