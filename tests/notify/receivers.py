@@ -63,6 +63,7 @@ class Mail:
     message: Message
     tls: bool
     authenticated: bool
+    at: float = field(default_factory=time.monotonic)  # when it arrived (the benchmark's clock)
 
 
 class SmtpServer:
