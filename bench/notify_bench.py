@@ -3,7 +3,9 @@
     .venv/bin/python bench/notify_bench.py [--requests 500] [--clients 4] [--seconds 5]
 
 Against real `jitgate server` processes (SQLite, mTLS on loopback) with a real SMTP server
-(aiosmtpd, STARTTLS + AUTH) and a real HTTP webhook receiver in this process:
+(aiosmtpd, STARTTLS + AUTH) and a real HTTP webhook receiver, both in a child process (so
+their work does not share the clients' interpreter); arrival times are CLOCK_MONOTONIC,
+the same clock in every process:
 
 1. Latency: `--requests` requests that wait for approval (two levels, so level 1's approver is
    told by email and by the signed webhook), `--clients` at a time; for each, the time from
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,10 +44,62 @@ def pct(data: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
-def notify_config(smtp: SmtpServer) -> dict[str, Any]:
+def serve_receivers(out: Path) -> None:
+    """The child: run both receivers, append `kind request-id arrival` lines to out/arrivals."""
+    smtp = SmtpServer(out).start()
+    hooks = HttpReceiver().start()
+    log = (out / "arrivals").open("a", buffering=1)
+    lock = __import__("threading").Lock()
+
+    def record(kind: str, rid: str, at: float) -> None:
+        with lock:
+            log.write(f"{kind} {rid} {at:.6f}\n")
+
+    orig_http, orig_mail = hooks._answered, SmtpServer.handle_DATA
+
+    def answered(hit: Any) -> None:
+        orig_http(hit)
+        body = hit.json()
+        record(f"hook-{body['kind']}", body["request"]["id"], hit.at)
+        record("key", hit.headers.get("idempotency-key", ""), 0.0)
+
+    async def handle_data(self: SmtpServer, server: Any, session: Any, envelope: Any) -> str:
+        got = await orig_mail(self, server, session, envelope)
+        m = self.mails[-1]
+        record("mail", m.message["X-Jitgate-Request"], m.at)
+        return got
+
+    hooks._answered = answered  # type: ignore[method-assign]
+    SmtpServer.handle_DATA = handle_data  # type: ignore[method-assign]
+    (out / "ready.json").write_text(json.dumps({"smtp_port": smtp.port, "cert": str(smtp.cert), "user": smtp.user,
+                                                "password": smtp.password, "hook_url": hooks.url,
+                                                "hook_key": hooks.secret}))
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    smtp.stop()
+    hooks.stop()
+
+
+def read_arrivals(out: Path) -> list[tuple[str, str, float]]:
+    rows = []
+    for line in (out / "arrivals").read_text().splitlines():
+        kind, rid, at = line.split(" ")
+        rows.append((kind, rid, float(at)))
+    return rows
+
+
+def wait_arrivals(out: Path, kind: str, ids: set[str], timeout: float = 120) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {rid: at for k, rid, at in read_arrivals(out) if k == kind}
+        if ids <= set(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def notify_config(r: dict[str, Any]) -> dict[str, Any]:
     return {"channels": {
-        "mail": {"type": "email", "host": "127.0.0.1", "port": smtp.port, "from": "jitgate@example.test",
-                 "username": smtp.user, "password": "env:B_SMTP_PASSWORD", "ca_file": str(smtp.cert)},
+        "mail": {"type": "email", "host": "127.0.0.1", "port": r["smtp_port"], "from": "jitgate@example.test",
+                 "username": r["user"], "password": "env:B_SMTP_PASSWORD", "ca_file": r["cert"]},
         "hooks": {"type": "webhook", "url": "env:B_HOOK_URL", "secret": "env:B_HOOK_KEY"}},
         "approvers": ["mail", "hooks"], "requester": ["mail"]}
 
@@ -85,16 +142,29 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--serve-receivers", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_receivers:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        serve_receivers(Path(args.serve_receivers))
+        return
 
     with tempfile.TemporaryDirectory(prefix="jitgate-notify-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        smtp = SmtpServer(tmp).start()
-        hooks = HttpReceiver().start()
-        env = {"B_SMTP_PASSWORD": smtp.password, "B_HOOK_URL": hooks.url, "B_HOOK_KEY": hooks.secret,
+        rdir = tmp / "receivers"
+        rdir.mkdir()
+        (rdir / "arrivals").touch()
+        child = subprocess.Popen([sys.executable, __file__, "--serve-receivers", str(rdir)], cwd=REPO,
+                                 stderr=subprocess.DEVNULL)
+        while not (rdir / "ready.json").exists():
+            if child.poll() is not None:
+                raise SystemExit("the receivers did not start")
+            time.sleep(0.05)
+        r = json.loads((rdir / "ready.json").read_text())
+        env = {"B_SMTP_PASSWORD": r["password"], "B_HOOK_URL": r["hook_url"], "B_HOOK_KEY": r["hook_key"],
                "JITGATE_LOG_LEVEL": "WARNING"}
         base = {"recommender": False}
-        on = ControlPlane(tmp / "on", POLICIES, config={**base, "notify": notify_config(smtp)}, env=env)
+        on = ControlPlane(tmp / "on", POLICIES, config={**base, "notify": notify_config(r)}, env=env)
         off = ControlPlane(tmp / "off", POLICIES, config=base, env=env)
         try:
             print(f"# {args.requests} requests, {args.clients} concurrent clients, {os.cpu_count()} cores, "
@@ -103,20 +173,18 @@ def main() -> None:
             sent_at: dict[str, float] = {}
             asyncio.run(create_many(on, args.requests, args.clients, None, sent_at))
             ids = set(sent_at)
-            hits = hooks.wait(lambda hs: ids <= {h.json()["request"]["id"] for h in hs
-                                                 if h.json()["kind"] == "waiting"}, timeout=120)
-            mails = smtp.wait(lambda ms: ids <= {m.message["X-Jitgate-Request"] for m in ms}, timeout=120)
-            hook_at = {h.json()["request"]["id"]: h.at for h in hits if h.json()["kind"] == "waiting"}
-            mail_at = {m.message["X-Jitgate-Request"]: m.at for m in mails}
+            hook_at = wait_arrivals(rdir, "hook-waiting", ids)
+            mail_at = wait_arrivals(rdir, "mail", ids)
+            if not ids <= set(hook_at) or not ids <= set(mail_at):
+                raise SystemExit(f"missing: {len(ids - set(hook_at))} webhook, {len(ids - set(mail_at))} email")
             hook_ms = [(hook_at[i] - sent_at[i]) * 1000 for i in ids]
             mail_ms = [(mail_at[i] - sent_at[i]) * 1000 for i in ids]
             print(f"webhook  CreateRequest -> received: p50 {pct(hook_ms, .5):7.1f} ms  p99 {pct(hook_ms, .99):7.1f} ms"
                   f"  max {max(hook_ms):7.1f} ms  ({len(hook_ms)} messages; goal p99 < 1000 ms)")
             print(f"email    CreateRequest -> received: p50 {pct(mail_ms, .5):7.1f} ms  p99 {pct(mail_ms, .99):7.1f} ms"
                   f"  max {max(mail_ms):7.1f} ms  ({len(mail_ms)} messages, STARTTLS + AUTH each)")
-            keys = [h.headers["idempotency-key"] for h in hooks.answered]
-            print(f"webhook deliveries {len(keys)}, distinct keys {len(set(keys))}, bad signatures "
-                  f"{hooks.bad_signatures}")
+            keys = [rid for k, rid, _ in read_arrivals(rdir) if k == "key"]
+            print(f"webhook deliveries {len(keys)}, distinct keys {len(set(keys))}")
 
             # 2. throughput with notifications on vs off, alternated
             rates: dict[str, list[float]] = {"off": [], "on": []}
@@ -133,8 +201,8 @@ def main() -> None:
         finally:
             on.stop()
             off.stop()
-            smtp.stop()
-            hooks.stop()
+            child.terminate()
+            child.wait(10)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import logging
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -36,6 +37,7 @@ KIND_HEADER = "X-Jitgate-Event"
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is read no further
+SMTP_REUSE_SECONDS = 60.0  # an SMTP connection is kept this long, then opened anew
 
 
 class DeliveryError(Exception):
@@ -124,9 +126,55 @@ class WebhookChannel(HttpChannel):
 
 
 class EmailChannel(Channel):
+    """SMTP: each sending thread keeps one authenticated STARTTLS connection and reuses it
+    (a TLS handshake and AUTH per message would cost more than the request being told about);
+    a connection older than SMTP_REUSE_SECONDS, or one the server closed, is opened again."""
+
     def __init__(self, config: ChannelConfig, timeout: float) -> None:
         super().__init__(config, timeout)
         self._tls = ssl.create_default_context(cafile=config.ca_file or None)
+        self._local = threading.local()
+        self._all: list[smtplib.SMTP] = []
+        self._all_lock = threading.Lock()
+
+    def _connect(self) -> smtplib.SMTP:
+        c = self.config
+        smtp = smtplib.SMTP(c.host, c.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if c.starttls:
+                smtp.starttls(context=self._tls)
+                smtp.ehlo()
+            if c.username and c.password is not None:
+                smtp.login(c.username, c.password.value)
+        except BaseException:
+            smtp.close()
+            raise
+        with self._all_lock:
+            self._all.append(smtp)
+        return smtp
+
+    def _drop(self) -> None:
+        smtp = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            with self._all_lock:
+                if smtp in self._all:
+                    self._all.remove(smtp)
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
+    def _connection(self) -> smtplib.SMTP:
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is not None and time.monotonic() - self._local.since > SMTP_REUSE_SECONDS:
+            self._drop()
+            smtp = None
+        if smtp is None:
+            smtp = self._connect()
+            self._local.smtp, self._local.since = smtp, time.monotonic()
+        return smtp
 
     def send(self, message: Message, addresses: list[str], event_at: datetime) -> None:
         if not addresses:
@@ -142,24 +190,36 @@ class EmailChannel(Channel):
         mail["X-Jitgate-Request"] = message.request_id
         mail.set_content(message.text())
         try:
-            with smtplib.SMTP(c.host, c.port, timeout=self.timeout) as smtp:
-                smtp.ehlo()
-                if c.starttls:
-                    smtp.starttls(context=self._tls)
-                    smtp.ehlo()
-                if c.username and c.password is not None:
-                    smtp.login(c.username, c.password.value)
-                refused = smtp.send_message(mail)
+            try:
+                reused = getattr(self._local, "smtp", None) is not None
+                refused = self._connection().send_message(mail)
+            except smtplib.SMTPServerDisconnected:
+                self._drop()
+                if not reused:
+                    raise
+                refused = self._connection().send_message(mail)  # the kept connection had gone stale
         except smtplib.SMTPAuthenticationError as e:
+            self._drop()
             raise DeliveryError(f"SMTP authentication refused ({e.smtp_code})") from None
         except smtplib.SMTPResponseException as e:
+            self._drop()
             raise DeliveryError(f"SMTP error {e.smtp_code}") from None
         except smtplib.SMTPRecipientsRefused:
             raise DeliveryError("SMTP server refused every recipient") from None
         except (smtplib.SMTPException, OSError, ssl.SSLError) as e:
+            self._drop()
             raise DeliveryError(f"{type(e).__name__}: {scrub(str(e), c.secrets())}"[:300]) from None
         if refused:
             raise DeliveryError(f"SMTP server refused {len(refused)} of {len(addresses)} recipient(s)")
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for smtp in conns:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
 
 
 CHANNEL_CLASSES: dict[str, Callable[[ChannelConfig, float], Channel]] = {
