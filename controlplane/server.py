@@ -273,14 +273,14 @@ class ControlPlaneServer:
 
     def _start_notifier(self, core: Any) -> Any:
         """The notification outbox's planner and worker (README, Notifications); None when off."""
-        if self.config.notify is None:
+        config = self.config
+        if config.notify is None:
             return None
-        from controlplane.notify import Notifier, parse_notify
+        from controlplane.notify import start_notifications
 
-        notifier = Notifier(core, parse_notify(self.config.notify))
-        notifier.install()  # before the sweeper's first pass: its timeouts owe messages too
-        notifier.start()
-        return notifier
+        # Installed before the sweeper's first pass: its timeouts owe messages too.
+        return start_notifications(core, config.notify, data_dir=config.data_dir, policies=config.policies,
+                                   recommender=config.recommender, recommend_coverage=config.recommend_coverage)
 
     def _start_sweeper(self, core: Any) -> Any:
         from controlplane.sweeper import Sweeper

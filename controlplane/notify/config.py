@@ -45,7 +45,7 @@ MAX_SECRET_BYTES = 4096
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _TOP = ("channels", "approvers", "requester", "reminder_before", "timeout_seconds", "concurrency",
         "retry_base_seconds", "retry_max_seconds", "max_attempts", "max_age", "lease_seconds", "poll_seconds",
-        "keep_sent", "web_url", "recommendation")
+        "keep_sent", "web_url", "recommendation", "sender")
 _CHANNEL_KEYS = {
     "email": ("type", "host", "port", "from", "username", "password", "ca_file", "starttls"),
     "slack": ("type", "url"),
@@ -108,6 +108,7 @@ class NotifyConfig:
     keep_sent: timedelta = timedelta(days=7)  # settled rows are deleted after this
     web_url: str = ""                 # optional: a link to the request in the web console (`{id}`)
     recommendation: bool = True       # compute the duration recommendation for approvers' messages
+    sender: str = "process"           # process: a child at lower CPU priority (notify/process.py); thread: in-process
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -128,6 +129,8 @@ class NotifyConfig:
             raise NotifyConfigError("notify.lease_seconds must be at least twice timeout_seconds")
         if not 0.05 <= self.poll_seconds <= 60:
             raise NotifyConfigError("notify.poll_seconds must be from 0.05 to 60")
+        if self.sender not in ("process", "thread"):
+            raise NotifyConfigError("notify.sender must be `process` or `thread`")
         if self.web_url and not self.web_url.startswith(("https://", "http://")):
             raise NotifyConfigError("notify.web_url must be an http(s) URL with `{id}` for the request")
 
@@ -264,6 +267,8 @@ def parse_notify(data: Any, environ: Mapping[str, str] | None = None) -> NotifyC
             kw[key] = int(_number(data[key], f"notify.{key}"))
     if "web_url" in data:
         kw["web_url"] = str(data["web_url"])
+    if "sender" in data:
+        kw["sender"] = str(data["sender"])
     if "recommendation" in data:
         if not isinstance(data["recommendation"], bool):
             raise NotifyConfigError("notify.recommendation must be true or false")

@@ -18,6 +18,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ log = logging.getLogger("jitgate.notify")
 BACKLOG_WARN = 10_000      # pending rows past which the worker warns (once per BACKLOG_CHECK)
 BACKLOG_CHECK = 60.0       # seconds between backlog counts and purges of settled rows
 SETTLE_BATCH = 500         # outcomes recorded per write transaction
+LEASE_MARGIN = 0.2         # seconds of a claim's lease kept free after the last possible send ends
 WAKE_TYPES = frozenset({"request.created", "approval.granted", "extension.requested", "grant.activated",
                         "grant.extended", "request.denied", "extension.denied", "grant.revoked",
                         "request.timed_out"})
@@ -106,6 +108,10 @@ class Notifier:
         for ch in self.channels.values():
             ch.close()
 
+    def wake(self) -> None:
+        """Look for due rows now (a commit may have written some)."""
+        self._wake.set()
+
     def _on_change(self, change: Change) -> None:
         if change.type in WAKE_TYPES:
             self._wake.set()
@@ -145,9 +151,10 @@ class Notifier:
             return
         with self.core.ledger.store.write() as tx:
             claimed = [row for n, k in free.items() if k > 0 for row in claim(tx, n, now_us, lease_us, k)]
+        claimed_at = time.monotonic()
         for row in claimed:
             self._inflight[row.channel] += 1
-            self._pools[row.channel].submit(self._attempt, row)
+            self._pools[row.channel].submit(self._attempt, row, claimed_at)
 
     def _settle_all(self) -> None:
         outcomes: list[Outcome] = []
@@ -182,16 +189,16 @@ class Notifier:
 
     # -- one attempt (in the channel's pool) --------------------------------------------
 
-    def _attempt(self, row: OutboxRow) -> None:
+    def _attempt(self, row: OutboxRow, claimed_at: float) -> None:
         try:
-            outcome = self._deliver(row)
+            outcome = self._deliver(row, claimed_at)
         except Exception as e:  # a bug or a store error: retried like a failed delivery
             log.exception("notification %s: unexpected error", row.key)
             outcome = self._failed(row, f"internal error: {type(e).__name__}")
         self._results.put(outcome)
         self._wake.set()
 
-    def _deliver(self, row: OutboxRow) -> Outcome:
+    def _deliver(self, row: OutboxRow, claimed_at: float) -> Outcome:
         with self.core.ledger.store.read() as tx:
             rec = tx.get_request(row.request_id)
         if rec is None:
@@ -213,6 +220,11 @@ class Notifier:
         recommendation = self._recommendation(rec, ext, ps) if row.kind in APPROVERS else None
         message = render(row.kind, row.key, rec, ext, level, recipients, row.data,
                          recommendation=recommendation, web_url=self.config.web_url)
+        # The claim's lease must outlast the send: past this point another sender (or this one,
+        # on its next round) may claim the row, so the attempt is handed back unsent.
+        if time.monotonic() - claimed_at > self.config.lease_seconds - self.config.timeout_seconds - LEASE_MARGIN:
+            log.warning("notification %s on %s: its lease ran out before sending; handed back", row.key, row.channel)
+            return Outcome(row, ROW_PENDING, "the lease ran out before sending", to_us(self.clock()) or 0)
         try:
             channel.send(message, addresses, from_us(row.created_us) or self.clock())
         except NothingToSend as e:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -59,15 +60,21 @@ notify_outbox = Table(
 )
 _o = notify_outbox.c
 
-# Due rows of one channel, oldest due first: a partial index that only pending rows touch.
-_INDEX_DDL = "CREATE INDEX IF NOT EXISTS ix_notify_outbox_due ON notify_outbox (channel, next_us) " \
-             "WHERE state = 'pending'"
+# Due rows of one channel, oldest due first, and the next due row of any: partial indexes that
+# only pending rows touch. Queries name the state as a literal (a bound parameter could not
+# be proven to match the index's WHERE, and the planner would scan every row ever written).
+_INDEX_DDL = [
+    "CREATE INDEX IF NOT EXISTS ix_notify_outbox_due ON notify_outbox (channel, next_us) WHERE state = 'pending'",
+    "CREATE INDEX IF NOT EXISTS ix_notify_outbox_next ON notify_outbox (next_us) WHERE state = 'pending'",
+]
+_IS_PENDING = text("notify_outbox.state = 'pending'")
 
 
 def create_outbox(conn: Connection) -> None:
     """The outbox table and its index (one migration step; one Alembic revision later)."""
     metadata.create_all(conn, tables=[notify_outbox])
-    conn.exec_driver_sql(_INDEX_DDL)
+    for ddl in _INDEX_DDL:
+        conn.exec_driver_sql(ddl)
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ def claim(tx: TxBase, channel: str, now_us: int, lease_us: int, limit: int) -> l
     if limit <= 0:
         return []
     rows = [_row(r) for r in tx.conn.execute(
-        select(*_COLS).where(_o.state == PENDING, _o.channel == channel, _o.next_us <= now_us)
+        select(*_COLS).where(_IS_PENDING, _o.channel == channel, _o.next_us <= now_us)
         .order_by(_o.next_us).limit(limit)).all()]
     if rows:
         tx.conn.execute(update(notify_outbox).where(_o.id.in_([r.id for r in rows]))
@@ -141,7 +148,7 @@ def settle(tx: TxBase, row_id: int, state: str, now_us: int, error: str = "", ne
 
 def next_due(tx: TxBase) -> int | None:
     """When the earliest pending row is due (None: none is pending)."""
-    v = tx.conn.execute(select(func.min(_o.next_us)).where(_o.state == PENDING)).scalar()
+    v = tx.conn.execute(select(func.min(_o.next_us)).where(_IS_PENDING)).scalar()
     return None if v is None else int(v)
 
 
