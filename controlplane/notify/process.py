@@ -29,7 +29,7 @@ from controlplane.notify.worker import WAKE_TYPES
 
 log = logging.getLogger("jitgate.notify")
 
-NICE = 10  # the sender's CPU priority below the server's
+NICE = 19  # the sender's CPU priority: the lowest; decisions are served first when the CPU is full
 STOP_TIMEOUT = 15.0  # seconds the server waits for the child to finish its sends in flight
 
 

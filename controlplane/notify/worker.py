@@ -44,6 +44,8 @@ log = logging.getLogger("jitgate.notify")
 BACKLOG_WARN = 10_000      # pending rows past which the worker warns (once per BACKLOG_CHECK)
 BACKLOG_CHECK = 60.0       # seconds between backlog counts and purges of settled rows
 SETTLE_BATCH = 500         # outcomes recorded per write transaction
+ROUND_GAP = 0.05           # seconds between two rounds of claims (a burst is claimed in batches)
+QUEUE_DEPTH = 8            # rows claimed per sender of a channel (queued in its pool; each checks its lease)
 LEASE_MARGIN = 0.2         # seconds of a claim's lease kept free after the last possible send ends
 WAKE_TYPES = frozenset({"request.created", "approval.granted", "extension.requested", "grant.activated",
                         "grant.extended", "request.denied", "extension.denied", "grant.revoked",
@@ -119,7 +121,14 @@ class Notifier:
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        last = 0.0
         while not self._stopping.is_set():
+            # At most one round per ROUND_GAP: under a burst of requests the sender's store
+            # writes (claims, outcomes) stay a few per second instead of one per request.
+            gap = ROUND_GAP - (time.monotonic() - last)
+            if gap > 0 and self._stopping.wait(gap):
+                break
+            last = time.monotonic()
             self._wake.clear()
             try:
                 self._settle_all()
@@ -138,7 +147,7 @@ class Notifier:
         if due is None:
             return self.config.poll_seconds
         wait = (due - (to_us(self.clock()) or 0)) / 1e6
-        free = any(self._inflight[n] < self.config.concurrency for n in self.channels)
+        free = any(self._inflight[n] < self.config.concurrency * QUEUE_DEPTH for n in self.channels)
         if wait <= 0 and not free:
             return self.config.poll_seconds  # all busy: a finished send wakes us
         return max(0.0, min(self.config.poll_seconds, wait))
@@ -146,7 +155,8 @@ class Notifier:
     def _claim_and_submit(self) -> None:
         now_us = to_us(self.clock()) or 0
         lease_us = int(self.config.lease_seconds * 1e6)
-        free = {n: self.config.concurrency - self._inflight[n] for n in self.channels}
+        depth = self.config.concurrency * QUEUE_DEPTH
+        free = {n: depth - self._inflight[n] for n in self.channels}
         if not any(v > 0 for v in free.values()):
             return
         with self.core.ledger.store.write() as tx:
