@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from controlplane.core import AccessCore
 from controlplane.notify.config import NotifyConfig, NotifyConfigError, parse_notify
-from controlplane.notify.planner import Planner
 from controlplane.notify.process import SenderProcess, SenderSpec
 from controlplane.notify.worker import Notifier
 
@@ -34,13 +33,10 @@ def start_notifications(core: AccessCore, notify: dict[str, Any], *, data_dir: P
         notifier.install()
         notifier.start()
         return notifier
-    core.ledger.add_tx_hook(Planner(config, core.ledger.policy).hook)
-    sender = SenderProcess(SenderSpec(data_dir=str(data_dir), policies=str(policies), notify=notify,
-                                      recommender=recommender and config.recommendation,
-                                      recommend_coverage=recommend_coverage))
-    sender.start()
-    core.ledger.subscribe(sender.on_change)
-    sender.wake()  # rows left from before a restart
+    sender = SenderProcess(core, config, SenderSpec(
+        data_dir=str(data_dir), policies=str(policies), notify=notify,
+        recommender=recommender and config.recommendation, recommend_coverage=recommend_coverage))
+    sender.start()  # installs the planner and starts the dispatcher (rows left from before a restart go first)
     return sender
 
 

@@ -62,53 +62,70 @@ class Outcome:
     next_us: int | None = None
 
 
+Send = Callable[[OutboxRow, float], None]  # hand a claimed row (and when it was claimed) to a sender
+
+
 class Notifier:
-    """Installs the planner on the ledger and runs the sending thread."""
+    """Installs the planner on the ledger and runs the dispatching thread: it claims due rows,
+    hands them to a sender (a `Deliverer` in this process, or the sender process), and records
+    the outcomes the sender reports (`report`). Only this thread writes the outbox."""
 
     def __init__(self, core: AccessCore, config: NotifyConfig, *, email_of: EmailLookup = policy_email_of,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, send: Send | None = None) -> None:
         self.core = core
         self.config = config
-        self.email_of = email_of  # the one replaceable lookup of a person's address
         self.clock = clock
         self.planner = Planner(config, core.ledger.policy)
-        self.channels: dict[str, Channel] = {n: make_channel(c, config.timeout_seconds)
-                                             for n, c in config.channels.items()}
-        self._pools = {n: ThreadPoolExecutor(config.concurrency, thread_name_prefix=f"notify-{n}")
-                       for n in config.channels}
+        self.deliverer: Deliverer | None = None
+        if send is None:
+            self.deliverer = Deliverer(core, config, email_of=email_of, clock=clock)
+            deliverer = self.deliverer
+            send = lambda row, claimed_at: deliverer.submit(row, claimed_at, self.report)  # noqa: E731
+        self._send = send
+        self.channels = tuple(config.channels)
         self._inflight = dict.fromkeys(config.channels, 0)
         self._results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._secrets = config.secrets()
         self._last_check = 0.0
-        self.sent = 0  # counters for logs and tests
-        self.failed_attempts = 0
 
     def install(self) -> None:
         """From now on every write transaction writes the notifications it owes."""
         self.core.ledger.add_tx_hook(self.planner.hook)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> None:
         self._unsubscribe = self.core.ledger.subscribe(self._on_change)
         self._thread = threading.Thread(target=self._run, name="jitgate-notify", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop claiming; let sends in flight finish (each bounded by the timeout) and record them."""
+    def stop_claiming(self) -> None:
+        """End the dispatching thread (no new claims); outcomes still arrive through `report`."""
         self._stopping.set()
         self._wake.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
+            self._unsubscribe = None
         if self._thread is not None:
             self._thread.join(self.config.timeout_seconds + 5)
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+            self._thread = None
+
+    def stop(self) -> None:
+        """Stop claiming; let sends in flight finish (each bounded by the timeout) and record them."""
+        self.stop_claiming()
+        if self.deliverer is not None:
+            self.deliverer.close()  # waits for the sends in flight (each bounded by the timeout)
         self._settle_all()
-        for ch in self.channels.values():
-            ch.close()
+
+    def report(self, outcome: Outcome) -> None:
+        """A sender's outcome of one row (any thread); recorded by the next round."""
+        self._results.put(outcome)
+        self._wake.set()
 
     def wake(self) -> None:
         """Look for due rows now (a commit may have written some)."""
@@ -164,7 +181,7 @@ class Notifier:
         claimed_at = time.monotonic()
         for row in claimed:
             self._inflight[row.channel] += 1
-            self._pools[row.channel].submit(self._attempt, row, claimed_at)
+            self._send(row, claimed_at)
 
     def _settle_all(self) -> None:
         outcomes: list[Outcome] = []
@@ -197,16 +214,47 @@ class Notifier:
         if purged:
             log.info("notification outbox: removed %d settled messages older than %s", purged, self.config.keep_sent)
 
-    # -- one attempt (in the channel's pool) --------------------------------------------
 
-    def _attempt(self, row: OutboxRow, claimed_at: float) -> None:
+
+class Deliverer:
+    """One attempt per claimed row: read the request, decide who is told, render, send on the
+    row's channel (each channel has its own small pool, so a slow one holds only its own rows).
+    It only reads the store; its outcomes go back to the dispatcher through `done`."""
+
+    def __init__(self, core: AccessCore, config: NotifyConfig, *, email_of: EmailLookup = policy_email_of,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.core = core
+        self.config = config
+        self.email_of = email_of  # the one replaceable lookup of a person's address
+        self.clock = clock
+        self.channels: dict[str, Channel] = {n: make_channel(c, config.timeout_seconds)
+                                             for n, c in config.channels.items()}
+        self._pools = {n: ThreadPoolExecutor(config.concurrency, thread_name_prefix=f"notify-{n}")
+                       for n in config.channels}
+        self._secrets = config.secrets()
+        self.sent = 0  # counters for logs and tests
+        self.failed_attempts = 0
+
+    def submit(self, row: OutboxRow, claimed_at: float, done: Callable[[Outcome], None]) -> None:
+        pool = self._pools.get(row.channel)
+        if pool is None:
+            done(Outcome(row, DEAD, f"channel `{row.channel}` is no longer configured"))
+            return
+        pool.submit(self._attempt, row, claimed_at, done)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        for ch in self.channels.values():
+            ch.close()
+
+    def _attempt(self, row: OutboxRow, claimed_at: float, done: Callable[[Outcome], None]) -> None:
         try:
             outcome = self._deliver(row, claimed_at)
         except Exception as e:  # a bug or a store error: retried like a failed delivery
             log.exception("notification %s: unexpected error", row.key)
             outcome = self._failed(row, f"internal error: {type(e).__name__}")
-        self._results.put(outcome)
-        self._wake.set()
+        done(outcome)
 
     def _deliver(self, row: OutboxRow, claimed_at: float) -> Outcome:
         with self.core.ledger.store.read() as tx:
