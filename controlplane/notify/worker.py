@@ -35,7 +35,7 @@ from controlplane.notify.directory import email_of as policy_email_of
 from controlplane.notify.messages import render
 from controlplane.notify.planner import APPROVERS, REVIEWERS, Planner
 from controlplane.store import from_us, to_us
-from controlplane.store.outbox import DEAD, SENT, SKIPPED, OutboxRow, claim, counts, next_due, purge, settle
+from controlplane.store.outbox import DEAD, SENT, SKIPPED, OutboxRow, claim, counts, next_due, purge, settle_many
 from controlplane.store.outbox import PENDING as ROW_PENDING
 from policy import PolicySet
 
@@ -149,18 +149,16 @@ class Notifier:
             self._wake.clear()
             try:
                 self._settle_all()
-                self._claim_and_submit()
+                due = self._claim_and_submit()
                 self._housekeeping()
-                timeout = self._idle_timeout()
+                timeout = self._idle_timeout(due)
             except Exception:  # the store busy or away: try again shortly, never die
                 log.exception("notification worker: a round failed; retrying")
                 timeout = self.config.poll_seconds
             if timeout > 0:
                 self._wake.wait(timeout)
 
-    def _idle_timeout(self) -> float:
-        with self.core.ledger.store.read() as tx:
-            due = next_due(tx)
+    def _idle_timeout(self, due: int | None) -> float:
         if due is None:
             return self.config.poll_seconds
         wait = (due - (to_us(self.clock()) or 0)) / 1e6
@@ -169,19 +167,23 @@ class Notifier:
             return self.config.poll_seconds  # all busy: a finished send wakes us
         return max(0.0, min(self.config.poll_seconds, wait))
 
-    def _claim_and_submit(self) -> None:
+    def _claim_and_submit(self) -> int | None:
+        """Claim and hand over what is due; returns when the next row is due (None: none pending)."""
         now_us = to_us(self.clock()) or 0
         lease_us = int(self.config.lease_seconds * 1e6)
         depth = self.config.concurrency * QUEUE_DEPTH
         free = {n: depth - self._inflight[n] for n in self.channels}
         if not any(v > 0 for v in free.values()):
-            return
+            with self.core.ledger.store.read() as rtx:
+                return next_due(rtx)
         with self.core.ledger.store.write() as tx:
             claimed = [row for n, k in free.items() if k > 0 for row in claim(tx, n, now_us, lease_us, k)]
+            due = next_due(tx)
         claimed_at = time.monotonic()
         for row in claimed:
             self._inflight[row.channel] += 1
             self._send(row, claimed_at)
+        return due
 
     def _settle_all(self) -> None:
         outcomes: list[Outcome] = []
@@ -194,8 +196,7 @@ class Notifier:
             part = outcomes[i:i + SETTLE_BATCH]
             now_us = to_us(self.clock()) or 0
             with self.core.ledger.store.write() as tx:
-                for o in part:
-                    settle(tx, o.row.id, o.state, now_us, o.error, o.next_us)
+                settle_many(tx, [(o.row, o.state, o.error, o.next_us) for o in part], now_us)
             for o in part:
                 self._inflight[o.row.channel] = max(0, self._inflight[o.row.channel] - 1)
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -133,17 +134,21 @@ def claim(tx: TxBase, channel: str, now_us: int, lease_us: int, limit: int) -> l
     return rows
 
 
-def settle(tx: TxBase, row_id: int, state: str, now_us: int, error: str = "", next_us: int | None = None) -> None:
-    """Record one attempt's outcome: `sent`/`skipped`/`dead`, or still `pending` until `next_us`."""
-    values: dict[str, Any] = {"state": state}
-    if error:  # a row sent after failures keeps its last failure (what went wrong, for support)
-        values["last_error"] = error[:MAX_ERROR_CHARS]
-    if state == PENDING:
-        assert next_us is not None
-        values["next_us"] = next_us
-    else:
-        values["done_us"] = now_us
-    tx.conn.execute(update(notify_outbox).where(_o.id == row_id).values(**values))
+_SETTLE = update(notify_outbox).where(_o.id == bindparam("b_id")).values(
+    state=bindparam("b_state"), last_error=bindparam("b_error"), next_us=bindparam("b_next"),
+    done_us=bindparam("b_done"))
+
+
+def settle_many(tx: TxBase, outcomes: Sequence[tuple[OutboxRow, str, str, int | None]], now_us: int) -> None:
+    """Record many attempts' outcomes (row, state, error, next_us) in one executemany; a row sent
+    after failures keeps its last failure (what went wrong, for support)."""
+    if not outcomes:
+        return
+    tx.conn.execute(_SETTLE, [
+        {"b_id": row.id, "b_state": state, "b_error": (error or row.last_error)[:MAX_ERROR_CHARS],
+         "b_next": next_us if state == PENDING and next_us is not None else row.next_us,
+         "b_done": None if state == PENDING else now_us}
+        for row, state, error, next_us in outcomes])
 
 
 def next_due(tx: TxBase) -> int | None:
@@ -174,4 +179,4 @@ def purge(tx: TxBase, before_us: int, limit: int = 5000) -> int:
 
 
 __all__ = ["DEAD", "PENDING", "SENT", "SKIPPED", "OutboxRow", "add_rows", "claim", "counts", "create_outbox",
-           "next_due", "notify_outbox", "purge", "rows_for", "settle"]
+           "next_due", "notify_outbox", "purge", "rows_for", "settle_many"]
