@@ -58,6 +58,7 @@ class Planner:
         self.config = config
         self.policy = policy
         self._warned: set[tuple[str, str]] = set()  # (rule, channel) named but not configured: logged once
+        self._routes: tuple[str, dict[str, tuple[str, ...]]] = ("", {})  # (policy version, rule -> its notify)
 
     def hook(self, tx: Tx, events: Sequence[AuditRecord], request: RequestRecord | None) -> None:
         """The ledger's tx hook: write the rows this change owes, in its transaction."""
@@ -138,6 +139,15 @@ class Planner:
             return []
         return [Owed("expiry_warning", rec.id, -1, at, {"expires_us": to_us(rec.expires_at)})]
 
+    def _notify_of(self, rule: str) -> tuple[str, ...]:
+        """A rule's `notify:` in the policy in force (the table is rebuilt once per policy version)."""
+        ps = self.policy.current
+        version, routes = self._routes
+        if version != ps.version:
+            routes = {r.name: r.notify for r in ps.rules if r.notify}
+            self._routes = (ps.version, routes)
+        return routes.get(rule, ())
+
     def channels_for(self, kind: str, rec: RequestRecord | None, subject: str) -> tuple[str, ...]:
         """Requester kinds: `notify.requester`. Approvers and reviewers: the channels the matched
         rules name in `notify:` (configured ones), else `notify.approvers`."""
@@ -149,10 +159,8 @@ class Planner:
             for ext in rec.extensions:
                 if ext.id == subject:
                     decision = ext.decision
-            rules = {r.name: r for r in self.policy.current.rules}
             for name in decision.rules:
-                rule = rules.get(name)
-                for ch in rule.notify if rule is not None else ():
+                for ch in self._notify_of(name):
                     if ch in self.config.channels:
                         named.append(ch)
                     elif (name, ch) not in self._warned:

@@ -175,10 +175,10 @@ class Notifier:
         free = {n: depth - self._inflight[n] for n in self.channels}
         if not any(v > 0 for v in free.values()):
             with self.core.ledger.store.read() as rtx:
-                return next_due(rtx)
+                return next_due(rtx, self.channels)
         with self.core.ledger.store.write() as tx:
             claimed = [row for n, k in free.items() if k > 0 for row in claim(tx, n, now_us, lease_us, k)]
-            due = next_due(tx)
+            due = next_due(tx, self.channels)
         claimed_at = time.monotonic()
         for row in claimed:
             self._inflight[row.channel] += 1

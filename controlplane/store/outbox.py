@@ -45,7 +45,9 @@ MAX_ERROR_CHARS = 500  # the last error kept on a row (already scrubbed of secre
 notify_outbox = Table(
     "notify_outbox", metadata,
     Column("id", _AutoKey, primary_key=True, autoincrement=True),
-    Column("key", String(200), nullable=False, unique=True),  # the idempotency key receivers see
+    # The idempotency key receivers see: unique by construction (it holds the audit seq of the
+    # event that owed it), so no unique index costs every request a B-tree write.
+    Column("key", String(200), nullable=False),
     Column("channel", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("request_id", String(64), nullable=False),
@@ -61,12 +63,11 @@ notify_outbox = Table(
 )
 _o = notify_outbox.c
 
-# Due rows of one channel, oldest due first, and the next due row of any: partial indexes that
-# only pending rows touch. Queries name the state as a literal (a bound parameter could not
+# Due rows of one channel, oldest due first: the one index a new row writes, partial so that
+# only pending rows are in it. Queries name the state as a literal (a bound parameter could not
 # be proven to match the index's WHERE, and the planner would scan every row ever written).
 _INDEX_DDL = [
     "CREATE INDEX IF NOT EXISTS ix_notify_outbox_due ON notify_outbox (channel, next_us) WHERE state = 'pending'",
-    "CREATE INDEX IF NOT EXISTS ix_notify_outbox_next ON notify_outbox (next_us) WHERE state = 'pending'",
 ]
 _IS_PENDING = text("notify_outbox.state = 'pending'")
 
@@ -151,10 +152,13 @@ def settle_many(tx: TxBase, outcomes: Sequence[tuple[OutboxRow, str, str, int | 
         for row, state, error, next_us in outcomes])
 
 
-def next_due(tx: TxBase) -> int | None:
-    """When the earliest pending row is due (None: none is pending)."""
-    v = tx.conn.execute(select(func.min(_o.next_us)).where(_IS_PENDING)).scalar()
-    return None if v is None else int(v)
+def next_due(tx: TxBase, channels: Sequence[str]) -> int | None:
+    """When the earliest pending row of `channels` is due (None: none is pending); one indexed
+    lookup per channel."""
+    found = [tx.conn.execute(select(func.min(_o.next_us)).where(_IS_PENDING, _o.channel == ch)).scalar()
+             for ch in channels]
+    due = [int(v) for v in found if v is not None]
+    return min(due) if due else None
 
 
 def counts(tx: TxBase) -> dict[str, int]:
