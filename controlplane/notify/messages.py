@@ -92,6 +92,8 @@ class Message:
         body = {"id": self.key, "kind": self.kind, "at": iso(event_at), "request": self.payload,
                 "recipients": self.recipients, "subject": self.subject, "text": self.text(),
                 "command": self.command, "link": self.link}
+        if len(json.dumps(body, ensure_ascii=False).encode()) > MAX_BODY:
+            body["text"] = ""  # the fields carry the same facts; the whole stays within MAX_BODY
         return body
 
 

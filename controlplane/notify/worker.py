@@ -90,6 +90,8 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._last_check = 0.0
+        self._due: int | None = None  # when the next pending row is due, as of the last round
+        self._looked_us = 0  # when due rows were last looked for
 
     def install(self) -> None:
         """From now on every write transaction writes the notifications it owes."""
@@ -146,10 +148,10 @@ class Notifier:
             if gap > 0 and self._stopping.wait(gap):
                 break
             last = time.monotonic()
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
-                self._settle_all()
-                due = self._claim_and_submit()
+                due = self._round(woken)
                 self._housekeeping()
                 timeout = self._idle_timeout(due)
             except Exception:  # the store busy or away: try again shortly, never die
@@ -167,31 +169,56 @@ class Notifier:
             return self.config.poll_seconds  # all busy: a finished send wakes us
         return max(0.0, min(self.config.poll_seconds, wait))
 
-    def _claim_and_submit(self) -> int | None:
-        """Claim and hand over what is due; returns when the next row is due (None: none pending)."""
+    def _round(self, woken: bool) -> int | None:
+        """Record the outcomes that came back and claim what is due, in ONE write transaction
+        (every write waits for the others: one per round keeps the sender's share small);
+        skipped when there is nothing to record and nothing can be due. Returns when the next
+        row is due (None: none pending)."""
+        outcomes = self._drain(SETTLE_BATCH)
         now_us = to_us(self.clock()) or 0
-        lease_us = int(self.config.lease_seconds * 1e6)
         depth = self.config.concurrency * QUEUE_DEPTH
         free = {n: depth - self._inflight[n] for n in self.channels}
-        if not any(v > 0 for v in free.values()):
-            with self.core.ledger.store.read() as rtx:
-                return next_due(rtx, self.channels)
-        with self.core.ledger.store.write() as tx:
-            claimed = [row for n, k in free.items() if k > 0 for row in claim(tx, n, now_us, lease_us, k)]
-            due = next_due(tx, self.channels)
+        look = woken or now_us - self._looked_us >= self.config.poll_seconds * 1e6 or \
+            (self._due is not None and self._due <= now_us)
+        claim_now = look and any(k > 0 for k in free.values())
+        if not outcomes and not claim_now:
+            return self._due
+        lease_us = int(self.config.lease_seconds * 1e6)
+        try:
+            with self.core.ledger.store.write() as tx:
+                if outcomes:
+                    settle_many(tx, [(o.row, o.state, o.error, o.next_us) for o in outcomes], now_us)
+                claimed = [row for n, k in free.items() if k > 0 and claim_now
+                           for row in claim(tx, n, now_us, lease_us, k)]
+                self._due = next_due(tx, self.channels)
+        except BaseException:
+            for o in outcomes:  # recorded by a later round (the store was busy or away)
+                self._results.put(o)
+            raise
+        if claim_now:
+            self._looked_us = now_us
+        for o in outcomes:
+            self._inflight[o.row.channel] = max(0, self._inflight[o.row.channel] - 1)
         claimed_at = time.monotonic()
         for row in claimed:
             self._inflight[row.channel] += 1
             self._send(row, claimed_at)
-        return due
+        if outcomes and not self._results.empty():
+            self._wake.set()  # more outcomes than one batch: another round at once
+        return self._due
 
-    def _settle_all(self) -> None:
+    def _drain(self, limit: int) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        while True:
+        while len(outcomes) < limit:
             try:
                 outcomes.append(self._results.get_nowait())
             except queue.Empty:
                 break
+        return outcomes
+
+    def _settle_all(self) -> None:
+        """Record every outcome that came back (at stop)."""
+        outcomes = self._drain(10**9)
         for i in range(0, len(outcomes), SETTLE_BATCH):
             part = outcomes[i:i + SETTLE_BATCH]
             now_us = to_us(self.clock()) or 0

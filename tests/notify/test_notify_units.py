@@ -202,6 +202,7 @@ def test_messages_are_bounded_and_show_user_text_literally(core: AccessCore) -> 
     assert f"jitgate approve {rec.id}" in msg.text() and "…" in msg.text()  # the reason was clipped
     hook = msg.webhook(rec.created_at)
     assert hook["request"]["id"] == rec.id and hook["recipients"] == ["bob"]
+    assert len(json.dumps(hook, ensure_ascii=False).encode()) <= MAX_BODY
 
 
 def test_one_email_lookup_refuses_what_is_not_one_plain_address(tmp_path: Path) -> None:
