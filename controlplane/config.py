@@ -89,6 +89,7 @@ class ServerConfig:
     recordings_region: str = ""
     recordings_retention_days: int = 0  # 0: keep forever; else delete older ones not on legal hold
     auditors_group: str = "auditors"  # policy group that may read every recording (besides admins)
+    notify: dict[str, Any] | None = None  # `notify:` (controlplane/notify/config.py); None: notifications off
 
     def __post_init__(self) -> None:
         split_listen(self.listen)
@@ -133,6 +134,9 @@ class ServerConfig:
             raise ConfigError("recordings_retention_days must be between 0 (keep) and 36600")
         if self.recordings.startswith("s3://") and not self.recordings[5:].strip("/"):
             raise ConfigError("recordings: `s3://` needs a bucket: s3://BUCKET[/PREFIX]")
+        if self.notify is not None:
+            from controlplane.notify.config import parse_notify
+            parse_notify(self.notify)  # a bad channel or a missing secret fails at start
         overlap = self.admins & self.brokers
         if overlap:
             raise ConfigError(f"`{sorted(overlap)[0]}` cannot be both an admin and a broker")

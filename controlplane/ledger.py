@@ -37,6 +37,9 @@ LOADED_CHUNK = 500  # changes published per chunk after a mass expiry: the first
 
 # One audit event as the store appends it: (type, actor, subject, data, at).
 AuditEntry = tuple[str, str, str, dict[str, Any], datetime]
+# Called inside a write transaction with the audit records it just appended and the request
+# (if the caller gave one), to write more rows in the same transaction (the notification outbox).
+TxHook = Callable[[Tx, Sequence[AuditRecord], "RequestRecord | None"], None]
 
 
 def utcnow() -> datetime:
@@ -114,8 +117,9 @@ def live_session(tx: Tx, broker: str, session_id: str) -> SessionRecord:
 class Write:
     """One write transaction: change the store through `tx`, then `commit` its audit events."""
 
-    def __init__(self, tx: Tx) -> None:
+    def __init__(self, tx: Tx, hooks: Sequence[TxHook] = ()) -> None:
         self.tx = tx
+        self.hooks = hooks
         self.changes: list[Change] = []
         self.loaded: list[AuditRecord] = []  # published with their requests read after the commit
 
@@ -125,6 +129,8 @@ class Write:
         one Change per event carrying `request` / `session` (or, with `load_requests`, each
         event's request as stored after the commit)."""
         recs = self.tx.append_audit_many(events)
+        for hook in self.hooks:  # an error here rolls the whole change back: nothing owed is lost
+            hook(self.tx, recs, request)
         if load_requests:
             self.loaded.extend(recs)
         else:
@@ -146,6 +152,7 @@ class Ledger:
         self._listeners: list[Callable[[Change], None]] = []
         self._listeners_lock = threading.Lock()
         self._approver_cache: dict[tuple[str, str], bool] = {}
+        self._tx_hooks: tuple[TxHook, ...] = ()
 
     # -- transactions and listeners -------------------------------------------------
 
@@ -153,7 +160,7 @@ class Ledger:
     def write(self) -> Iterator[Write]:
         """A write transaction; what it `commit`s is published after the store commits."""
         with self.store.write() as tx:
-            w = Write(tx)
+            w = Write(tx, self._tx_hooks)
             yield w
         self.publish(w.changes)
         if w.loaded:
@@ -170,6 +177,10 @@ class Ledger:
         """Write a refusal to the audit log in its own transaction, then raise it."""
         self.record(etype, actor, subject, {"code": code, "message": message, **data})
         raise JitError(code, message)
+
+    def add_tx_hook(self, hook: TxHook) -> None:
+        """Call `hook` in every write transaction that commits audit events (before it commits)."""
+        self._tx_hooks = (*self._tx_hooks, hook)
 
     def subscribe(self, listener: Callable[[Change], None]) -> Callable[[], None]:
         """Call `listener(change)` after every commit; returns the unsubscribe function."""
@@ -281,5 +292,5 @@ class Ledger:
         return False
 
 
-__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "StaticPolicy", "Write", "active_grant", "fmt_td",
-           "iso", "live_session", "load_target", "page_start", "utcnow"]
+__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "StaticPolicy", "TxHook", "Write", "active_grant",
+           "fmt_td", "iso", "live_session", "load_target", "page_start", "utcnow"]

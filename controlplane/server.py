@@ -219,7 +219,7 @@ class ControlPlaneServer:
         lock = DataDirLock.acquire(data_dir)
         data_dir.addr_path.unlink(missing_ok=True)  # stale after a kill -9
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="core")
-        core = sweeper = holder = plane = metrics_endpoint = None
+        core = sweeper = holder = plane = metrics_endpoint = notifier = None
         stop_signin: Any = None
         try:
             loop = asyncio.get_running_loop()
@@ -242,6 +242,7 @@ class ControlPlaneServer:
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
             if plane is not None:
                 plane.follow(core, holder)  # other planes' changes -> this plane's watchers and sweeper
+            notifier = self._start_notifier(core)
             sweeper = self._start_sweeper(core, plane.may_sweep if plane is not None else None)
             deps = Deps(config, core, cast(PolicyHolder, policies), hub, pki, executor, inline=config.inline_core)
             try:
@@ -302,6 +303,8 @@ class ControlPlaneServer:
                 sweeper.stop()
             if plane is not None:
                 plane.stop()
+            if notifier is not None:
+                notifier.stop()
             executor.shutdown(wait=True, cancel_futures=True)
             if core is not None:
                 core.ledger.store.close()
@@ -325,6 +328,18 @@ class ControlPlaneServer:
         holder.reload(force=True)
         if core.history.recommender is not None:
             core.history.recommender.reload()
+
+    def _start_notifier(self, core: Any) -> Any:
+        """The notification outbox's planner and worker (README, Notifications); None when off."""
+        config = self.config
+        if config.notify is None:
+            return None
+        from controlplane.notify import start_notifications
+
+        # Installed before the sweeper's first pass: its timeouts owe messages too.
+        return start_notifications(core, config.notify, data_dir=config.data_dir, policies=config.policies,
+                                   recommender=config.recommender, recommend_coverage=config.recommend_coverage,
+                                   store_url=config.store)
 
     def _start_sweeper(self, core: Any, gate: Any = None) -> Any:
         from controlplane.sweeper import Sweeper

@@ -94,7 +94,7 @@ def check(raw: Raw, sink: Sink) -> Checked:
 
 
 # Fields a deny rule refuses: it grants nothing, so it has nothing to approve or limit.
-DENY_TAKES_NO = ("approval", "review", "max_duration", "max_extensions", "session")
+DENY_TAKES_NO = ("approval", "review", "max_duration", "max_extensions", "session", "notify")
 
 
 def build_rules(written: list[RawRule], sink: Sink) -> list[Rule]:
@@ -108,7 +108,7 @@ def build_rules(written: list[RawRule], sink: Sink) -> list[Rule]:
         rules.append(Rule(name=w.name, when=w.when, position=len(rules), effect=w.effect, approval=approval,
                           review=review, max_duration=w.max_duration, max_extensions=w.max_extensions,
                           session=w.session, message=w.message, description=w.description,
-                          loc=w.loc, when_loc=w.when_loc, step_up=w.step_up))
+                          notify=w.notify, loc=w.loc, when_loc=w.when_loc, step_up=w.step_up))
     return rules
 
 
@@ -264,8 +264,9 @@ def canonical(settings: Settings, users: dict[str, User], resources: dict[str, R
                        "levels": [lv.to_json() for lv in r.approval.levels]},
                    "review": list(r.review), "max_duration": dur(r.max_duration),
                    "max_extensions": r.max_extensions, "session": r.session, "message": r.message,
-                   # only when set: versions of sets without step-up stay what they were
-                   **({"step_up": r.step_up.to_json()} if r.step_up is not None else {})}
+                   # only when set: versions of sets without them stay what they were
+                   **({"step_up": r.step_up.to_json()} if r.step_up is not None else {}),
+                   **({"notify": list(r.notify)} if r.notify else {})}
                   for r in rules],
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

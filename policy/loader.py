@@ -27,7 +27,9 @@ USER_FIELDS = ("groups", "manager", "attributes", "description")
 RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "host_key",
                    "host_ca", "database", "credentials", "description")
 RULE_FIELDS = ("name", "when", "effect", "approval", "review", "max_duration", "max_extensions",
-               "session", "message", "description", "step_up")
+               "session", "message", "description", "notify", "step_up")
+MAX_NOTIFY_CHANNELS = 16  # channel names one rule may list in `notify:`
+CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # as server.yaml's notify.channels names them
 SECRET_PREFIXES = ("env:", "file:")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -67,6 +69,7 @@ class RawRule:
     message: str = ""
     description: str = ""
     step_up: StepUp | None = None
+    notify: tuple[str, ...] = ()  # server.yaml channel names the approvers are told on (empty: the defaults)
 
 
 @dataclass
@@ -322,6 +325,15 @@ class _FileReader:
             rule.description = r.text(f["description"][1], f"{what}: description") or ""
         if "step_up" in f:
             rule.step_up = read_step_up(r, f["step_up"][1], f"{what}: step_up")
+        if "notify" in f:
+            items = r.text_list(f["notify"][1], f"{what}: notify") or []
+            if len(items) > MAX_NOTIFY_CHANNELS:
+                r.error(f["notify"][1], "policy.limit",
+                        f"{what}: notify names {len(items)} channels, at most {MAX_NOTIFY_CHANNELS}")
+            for v, n in items:
+                if not CHANNEL_NAME.fullmatch(v):
+                    r.error(n, "policy.bad_text", f"{what}: notify channel `{v}` must be 1-64 of a-z, 0-9, `_`, `-`")
+            rule.notify = tuple(dict.fromkeys(v for v, _ in items))
         return rule
 
     def _approvers(self, what: str, items: list[tuple[str, yaml.Node]]) -> None:

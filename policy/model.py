@@ -93,6 +93,7 @@ class Rule:
     session: dict[str, bool] = field(default_factory=dict)
     message: str = ""
     description: str = ""
+    notify: tuple[str, ...] = ()  # server.yaml channel names its approvers are told on (empty: the defaults)
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     when_loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     step_up: StepUp | None = None  # a fresh sign-in to approve or activate (policy/stepup.py)

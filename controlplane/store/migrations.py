@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
 from controlplane.store import shared
+from controlplane.store.outbox import create_outbox
 from controlplane.store.people import create_people_tables
 from controlplane.store.recordings import create_recording_tables
 from controlplane.store.tables import (
@@ -184,6 +185,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (8, shared.create_tables),  # CA files every plane on one store shares
     (9, create_people_tables),  # people who signed in (OIDC) and sign-in nonces
     (10, create_recording_tables),  # uploaded recordings, their parts, seal keys (store/recordings.py)
+    (11, create_outbox),  # the notification outbox (controlplane/store/outbox.py)
 ]
 LATEST = MIGRATIONS[-1][0]
 
