@@ -11,6 +11,7 @@ from datetime import datetime
 
 from controlplane.errors import JitError
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, fmt_td, iso, load_target
+from controlplane.locks import refuse_if_grant_locked
 from controlplane.model import (
     ACTIVE,
     DENIED,
@@ -97,6 +98,8 @@ class ApprovalService:
               ) -> tuple[RequestRecord, ExtensionRecord | None, Decision, ApprovalRecord]:
         """Store `actor`'s vote on what waits at `target_id`, if rule 5 lets it count."""
         rec, ext = load_target(w.tx, target_id)
+        if approve:  # a deny is always welcome; an approval under a lock would start access
+            refuse_if_grant_locked(w.tx, now, rec)
         decision, level, approvals = _pending_target(rec, ext, now)
         assert decision.approval is not None
         eligible = _eligible(self.ledger.policy.current, rec)

@@ -10,6 +10,7 @@ from controlplane.approvals import ApprovalService, activate, review_owed_text, 
 from controlplane.errors import JitError
 from controlplane.history import PROBE_DURATION, Ask, History, HistoryService, check_target
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target, page_start
+from controlplane.locks import lock_message, matching_lock, refuse_if_locked
 from controlplane.model import (
     ACTIVE,
     CANCELLED,
@@ -95,7 +96,13 @@ class RequestService:
             rec, _code = self._decided(ps, target, duration, now, history, "", risk)
             return rec, recommendation
 
+        with self.ledger.store.read() as tx:
+            lock = matching_lock(tx, now, actor, resource, login or role)
+        if lock is not None:  # audited, like a refused extension
+            self.ledger.refuse(actor, resource, "request.refused", "lock.active", lock_message(lock),
+                               {"lock_id": lock.id, "login": login, "role": role})
         with self.ledger.write() as w:
+            refuse_if_locked(w.tx, now, actor, resource, login or role)
             history = self.history.history_in(w.tx, actor, resource, now)
             rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
             w.tx.insert_request(rec)

@@ -37,6 +37,7 @@ from controlplane.servicers.audit import AuditServicer
 from controlplane.servicers.broker import BrokerServicer
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import Guard, GuardedRegistry
+from controlplane.servicers.locks import LockServicer
 from controlplane.servicers.policy import PolicyServicer
 from jitgate import wire
 from jitgate.errors import JitgateError
@@ -49,6 +50,8 @@ from jitgate.v1 import (
     audit_pb2_grpc,
     broker_pb2,
     broker_pb2_grpc,
+    locks_pb2,
+    locks_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
 )
@@ -61,6 +64,7 @@ SERVICE_NAMES = (
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    locks_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
 )
 
 
@@ -179,6 +183,7 @@ def _add_services(server: grpc.aio.Server, deps: Deps) -> health_aio.HealthServi
     policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(deps), guarded)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(deps), guarded)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(deps), guarded)
+    locks_pb2_grpc.add_LockServiceServicer_to_server(LockServicer(deps), guarded)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

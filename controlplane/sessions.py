@@ -15,6 +15,7 @@ from typing import Any
 from controlplane.credentials import token_hash
 from controlplane.errors import JitError
 from controlplane.ledger import Ledger, active_grant, iso, live_session, page_start
+from controlplane.locks import refuse_if_grant_locked
 from controlplane.model import RequestRecord, SessionRecord
 from controlplane.store import Tx
 from policy import Resource
@@ -78,7 +79,10 @@ class SessionService:
         now = self.ledger.clock()
         with self.ledger.write() as w:
             grant_id = self._grant_of(w.tx, kind, key_id, serial, db_token)
-            rec = active_grant(w.tx.get_request(grant_id), grant_id, now)
+            found = w.tx.get_request(grant_id)
+            if found is not None:  # a lock's refusal says why, before the grant it ended does
+                refuse_if_grant_locked(w.tx, now, found)
+            rec = active_grant(found, grant_id, now)
             if rec.kind != kind or rec.resource != resource:
                 raise JitError("session.target_mismatch",
                                f"grant `{rec.id}` is for `{rec.resource}`, not `{resource}`")

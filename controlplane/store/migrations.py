@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
+from controlplane.store.locks import create_lock_tables
 from controlplane.store.tables import (
     DAY_US,
     approvals,
@@ -171,6 +172,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5),
     (6, _v6),
     (7, _v7),
+    (8, create_lock_tables),  # locks (controlplane/store/locks.py)
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -59,6 +59,12 @@ CODES: dict[str, Code] = {
     "invalid.out_of_range": Code("INVALID_ARGUMENT", "a number or time field is outside its bound"),
     "invalid.too_long": Code("INVALID_ARGUMENT", "a text field is longer than its bound"),
     "invalid.too_many": Code("INVALID_ARGUMENT", "a list field has more items than its bound"),
+    "lock.active": Code("PERMISSION_DENIED", "a lock covers this user, resource or login; nothing under it starts"),
+    "lock.not_active": Code("FAILED_PRECONDITION", "the lock was already lifted or has ended"),
+    "lock.not_found": Code("NOT_FOUND", "there is no such lock"),
+    "lock.stale": Code("UNAVAILABLE", "the broker could not learn the lock state for too long; it refuses new "
+                                      "sessions until it can"),
+    "lock.too_many": Code("FAILED_PRECONDITION", "too many locks are in force, or too many grants fall under one"),
     "permission.denied": Code("PERMISSION_DENIED", "the caller's role or ownership does not allow the call"),
     "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "policy.invalid": Code("FAILED_PRECONDITION", "a policy set was refused; each problem has its own "
@@ -96,6 +102,7 @@ PREFIXES: dict[str, Code] = {
     "grant": Code("FAILED_PRECONDITION", "the grant's state does not allow the call"),
     "identity": Code("UNAUTHENTICATED", "the caller's identity was refused"),
     "invalid": Code("INVALID_ARGUMENT", "a field of the call is invalid"),
+    "lock": Code("PERMISSION_DENIED", "a lock refused the call"),
     "policy": Code("FAILED_PRECONDITION", "the policy engine refused (load, check or decision)"),
     "recommend": Code("FAILED_PRECONDITION", "the duration recommender failed (history, model or training)"),
     "request": Code("FAILED_PRECONDITION", "the request's state does not allow the call"),
