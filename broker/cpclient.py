@@ -35,7 +35,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, types_pb2
+from jitgate.v1 import access_pb2, access_pb2_grpc, broker_pb2, broker_pb2_grpc, locks_pb2, locks_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,12 @@ class ControlPlaneClient:
         except grpc.RpcError as exc:
             raise _error(exc, "get grant") from None
         return grant_change(resp, "resync", 0)
+
+    async def list_locks(self) -> list[locks_pb2.Lock]:
+        """The locks in force (the broker's lock-state poll while the event stream is down)."""
+        stub = locks_pb2_grpc.LockServiceStub(self._chan())
+        resp = await self._call("list locks", stub.ListLocks, locks_pb2.ListLocksRequest())
+        return list(resp.locks)
 
     async def get_trust(self) -> Trust:
         resp = await self._call("get trust", self.broker.GetTrust, broker_pb2.GetTrustRequest())

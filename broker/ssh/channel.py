@@ -89,6 +89,7 @@ class RelayHost(Protocol):
 async def authorize(broker: RelayHost, conn: ClientConnection, channel: str) -> Authorization:
     """AuthorizeSession for one channel of this connection (ControlPlaneError when refused)."""
     assert conn.target is not None and conn.credential is not None
+    broker.runtime.check_lock_state()  # fail closed: a broker blind to locks opens nothing new
     return await broker.cp.authorize_session(
         kind="ssh", resource=conn.target.resource, login=conn.target.login,
         client_address=conn.client_address, channel=channel, ssh=conn.credential)

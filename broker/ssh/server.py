@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.cpclient import ControlPlaneClient, ControlPlaneError, SshCredential, Trust
+from broker.lockstate import LockState
 from broker.monitor import Clock, MonitorHub
 from broker.runtime import BrokerRuntime, LiveSession
 from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
@@ -75,7 +76,7 @@ class SSHBroker:
         self.cp = cp or ControlPlaneClient.from_identity_dir(config.server, config.identity_dir)
         self.hub = MonitorHub(clock)
         self.runtime = BrokerRuntime("ssh", self.cp, self.hub, config.refusals, config.activity_interval,
-                                     config.data_dir)
+                                     config.data_dir, LockState(config.lock_stale_after))
         self.refusals = self.runtime.refusals
         self.sessions: set[LiveSession] = self.runtime.sessions
         self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
