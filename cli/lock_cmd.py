@@ -35,12 +35,6 @@ def _ts(value: dt.datetime) -> Any:
     return ts
 
 
-def _stub(client: Client) -> Any:
-    from jitgate.v1 import locks_pb2_grpc
-
-    return locks_pb2_grpc.LockServiceStub(client.channel)
-
-
 def _what(lock: Any) -> str:
     return "everything" if lock.target == "all" else f"{lock.target} {lock.value}"
 
@@ -67,7 +61,7 @@ def lock(client: Client, output: str, user: str | None, resource: str | None, lo
     req = locks_pb2.CreateLockRequest(target=target, value=value or "", reason=reason)
     if until is not None:
         req.until.CopyFrom(_ts(parse_time(until)))
-    resp = _stub(client).CreateLock(req, timeout=client.timeout)
+    resp = client.locks.CreateLock(req, timeout=client.timeout)
     if output == "json":
         print_json(resp)
         return
@@ -85,7 +79,7 @@ def unlock(client: Client, output: str, id: str, reason: str) -> None:
     """Lift lock ID (admins). Grants the lock ended stay ended."""
     from jitgate.v1 import locks_pb2
 
-    lk = _stub(client).DeleteLock(locks_pb2.DeleteLockRequest(id=id, reason=reason), timeout=client.timeout)
+    lk = client.locks.DeleteLock(locks_pb2.DeleteLockRequest(id=id, reason=reason), timeout=client.timeout)
     if output == "json":
         print_json(lk)
     else:
@@ -99,7 +93,7 @@ def locks(client: Client, output: str, include_inactive: bool) -> None:
     """List the locks in force (admins)."""
     from jitgate.v1 import locks_pb2
 
-    resp = _stub(client).ListLocks(locks_pb2.ListLocksRequest(include_inactive=include_inactive),
+    resp = client.locks.ListLocks(locks_pb2.ListLocksRequest(include_inactive=include_inactive),
                                    timeout=client.timeout)
     if output == "json":
         print_json(resp)

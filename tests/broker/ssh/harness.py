@@ -89,8 +89,19 @@ class SshStack:
     # -------------------------------------------------------- life cycle
 
     def start(self) -> SshStack:
-        from broker.demo_target import free_port
         from controlplane.identity import open_ssh_cas
+
+        self.start_target()
+        self.policies.write_text(policy_text(self.target))
+        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
+        _, upstream = open_ssh_cas(self.cp.data)
+        self.upstream_ca_line = upstream.public_key_line()
+        self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login
+        self.start_broker()
+        return self
+
+    def start_target(self) -> None:
+        from broker.demo_target import free_port
 
         # The target runs first, on a port the policy then names; another process may take
         # a free port between the probe and sshd's bind, so try a few.
@@ -102,13 +113,6 @@ class SshStack:
                 self.target.stop()
                 if attempt == 2:
                     raise
-        self.policies.write_text(policy_text(self.target))
-        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
-        _, upstream = open_ssh_cas(self.cp.data)
-        self.upstream_ca_line = upstream.public_key_line()
-        self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login
-        self.start_broker()
-        return self
 
     def start_broker(self) -> None:
         assert self.cp is not None
