@@ -214,6 +214,10 @@ def combine(outcome: Outcome, req: PolicyRequest, settings: Settings, version: s
             explicit_ext.append(r.max_extensions)
     if explicit_ext:
         max_extensions = min(explicit_ext)
+    # POLICY.md Additions: on first use if any rule says so, the smallest claim window and session count.
+    first_use = any(r.activate == "on_first_use" for r in contributing)
+    claims = [r.claim_within for r in contributing if r.claim_within is not None]
+    counts = [r.max_sessions for r in contributing if r.max_sessions is not None]
     session = SessionOptions(**{opt: all(r.session.get(opt, True) for r in contributing)
                                 for opt in SESSION_OPTIONS})
     names = [r.name for r in contributing]
@@ -226,7 +230,9 @@ def combine(outcome: Outcome, req: PolicyRequest, settings: Settings, version: s
                              f"extension(s) for `{req.resource}`", names, max_duration=max_duration)
     return Decision(effect="allow", approval=approval, max_duration=max_duration,
                     max_extensions=max_extensions, session=session, rules=names, message="",
-                    policy_version=version)
+                    policy_version=version, activate="on_first_use" if first_use else "on_approval",
+                    claim_within=min(claims) if first_use and claims else None,
+                    max_sessions=min(counts) if counts else None)
 
 
 def _approval(rules: list[Rule], req: PolicyRequest) -> Approval:

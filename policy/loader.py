@@ -26,7 +26,8 @@ USER_FIELDS = ("groups", "manager", "attributes", "description")
 RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "host_key",
                    "host_ca", "database", "credentials", "description")
 RULE_FIELDS = ("name", "when", "effect", "approval", "review", "max_duration", "max_extensions",
-               "session", "message", "description")
+               "session", "message", "description", "activate", "claim_within", "max_sessions")
+ACTIVATE_MODES = ("on_approval", "on_first_use")
 SECRET_PREFIXES = ("env:", "file:")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -65,6 +66,9 @@ class RawRule:
     session: dict[str, bool] = field(default_factory=dict)
     message: str = ""
     description: str = ""
+    activate: str | None = None  # "on_approval" | "on_first_use" (POLICY.md Additions)
+    claim_within: timedelta | None = None
+    max_sessions: int | None = None
 
 
 @dataclass
@@ -314,6 +318,17 @@ class _FileReader:
             rule.max_extensions = r.integer(f["max_extensions"][1], f"{what}: max_extensions")
         if "session" in f:
             rule.session = read_session(r, f["session"][1], f"{what}: session") or {}
+        if "activate" in f:
+            a = r.text(f["activate"][1], f"{what}: activate")
+            if a is not None and a not in ACTIVATE_MODES:
+                r.error(f["activate"][1], "policy.type",
+                        f"{what}: unknown activate `{a}` (use on_approval or on_first_use)")
+            elif a is not None:
+                rule.activate = a
+        if "claim_within" in f:
+            rule.claim_within = r.duration(f["claim_within"][1], f"{what}: claim_within")
+        if "max_sessions" in f:
+            rule.max_sessions = r.integer(f["max_sessions"][1], f"{what}: max_sessions", minimum=1)
         if "message" in f:
             rule.message = r.text(f["message"][1], f"{what}: message") or ""
         if "description" in f:

@@ -92,6 +92,9 @@ class Rule:
     session: dict[str, bool] = field(default_factory=dict)
     message: str = ""
     description: str = ""
+    activate: str = "on_approval"  # or "on_first_use": the clock starts at the first session
+    claim_within: timedelta | None = None  # on_first_use: unused this long after approval -> CLAIM_EXPIRED
+    max_sessions: int | None = None  # None: unlimited; 1: single use
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     when_loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
