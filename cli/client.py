@@ -63,6 +63,7 @@ class Client:
             admin_pb2_grpc,
             audit_pb2_grpc,
             broker_pb2_grpc,
+            lifecycle_pb2_grpc,
             locks_pb2_grpc,
             policy_pb2_grpc,
         )
@@ -73,6 +74,7 @@ class Client:
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.locks = locks_pb2_grpc.LockServiceStub(self.channel)
+        self.lifecycle = lifecycle_pb2_grpc.GrantLifecycleServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

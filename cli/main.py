@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "revoke": "cli.access_cmd:revoke",
     "lock": "cli.lock_cmd:lock",
     "unlock": "cli.lock_cmd:unlock",
+    "release": "cli.release_cmd:release",
     "locks": "cli.lock_cmd:locks",
     "review": "cli.access_cmd:review",
     "requests": "cli.access_cmd:requests",

@@ -22,6 +22,7 @@ from controlplane.model import (
     PENDING,
     REVIEW_OWED,
     REVIEWED,
+    UNCLAIMED,
     ApprovalRecord,
     ExtensionRecord,
     RequestRecord,
@@ -31,12 +32,37 @@ from policy.approvals import Eligible, VoteRefusal, approvers_text, judge_vote, 
 
 
 def activate(rec: RequestRecord, now: datetime) -> None:
-    """PENDING -> ACTIVE: the clock starts at activation."""
+    """PENDING -> ACTIVE: the clock starts at activation, or, on first use, waits for the first
+    session until the claim deadline (`expires_at` until then)."""
     rec.state = ACTIVE
     rec.activated_at = now
-    rec.expires_at = now + rec.duration
     rec.pending_deadline = None
     rec.message = ""
+    claim_within = rec.decision.claim_within
+    if rec.decision.activate == "on_first_use" and claim_within is not None:
+        rec.expires_at = now + claim_within
+        rec.end_reason = UNCLAIMED
+        rec.message = (f"approved; the {fmt_td(rec.duration)} start at the first session, "
+                       f"which must come by {iso(rec.expires_at)}")
+        return
+    rec.expires_at = now + rec.duration
+
+
+def claim(rec: RequestRecord, now: datetime) -> AuditEntry | None:
+    """The first session of an unclaimed on-first-use grant starts its clock; its `grant.claimed` event."""
+    if rec.state != ACTIVE or rec.end_reason != UNCLAIMED:
+        return None
+    rec.activated_at, rec.expires_at = now, now + rec.duration
+    rec.end_reason, rec.message = "", ""
+    return ("grant.claimed", SYSTEM, rec.id, {"expires_at": iso(rec.expires_at)}, now)
+
+
+def latest_end(rec: RequestRecord) -> datetime | None:
+    """The latest the grant can end as it stands: an unclaimed grant may still be claimed at its
+    claim deadline and then run its whole duration (a credential must last that long)."""
+    if rec.expires_at is not None and rec.end_reason == UNCLAIMED:
+        return rec.expires_at + rec.duration
+    return rec.expires_at
 
 
 def apply_extension(rec: RequestRecord, ext: ExtensionRecord, now: datetime) -> AuditEntry:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from controlplane.approvals import latest_end
 from controlplane.errors import JitError
 from controlplane.ledger import Ledger, active_grant, iso, live_session
 from controlplane.locks import refuse_if_grant_locked
@@ -77,7 +78,7 @@ class CredentialService:
             raise JitError("invalid.argument", f"grant `{grant_id}` is for a {rec.kind} resource, not ssh")
         principals = [f"{rec.login}@{rec.resource}"]
         options = rec.decision.session
-        expires_at = rec.expires_at
+        expires_at = latest_end(rec)  # unclaimed on first use: the claim deadline plus the duration
         assert expires_at is not None
 
         def sign(serial: int) -> str:

@@ -19,7 +19,11 @@ CANCELLED = "CANCELLED"
 TIMED_OUT = "TIMED_OUT"
 EXPIRED = "EXPIRED"
 REVOKED = "REVOKED"
-REQUEST_STATES = (PENDING, ACTIVE, DENIED, CANCELLED, TIMED_OUT, EXPIRED, REVOKED)
+CLAIM_EXPIRED = "CLAIM_EXPIRED"  # on first use (POLICY.md Additions), and never used in its claim window
+REQUEST_STATES = (PENDING, ACTIVE, DENIED, CANCELLED, TIMED_OUT, EXPIRED, REVOKED, CLAIM_EXPIRED)
+# `end_reason` of an ACTIVE on-first-use grant nobody used yet: its `expires_at` is then the claim
+# deadline, and the first session through a broker starts the clock (`claim` in approvals.py).
+UNCLAIMED = "unclaimed"
 
 # Review states of break-glass grants ("" = no review owed).
 REVIEW_NONE = ""

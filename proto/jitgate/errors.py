@@ -48,6 +48,8 @@ CODES: dict[str, Code] = {
     "extension.limit": Code("FAILED_PRECONDITION", "the grant has used all the extensions the policy allows"),
     "extension.pending": Code("FAILED_PRECONDITION", "an extension of the grant is already waiting, or the grant "
                                                      "changed meanwhile"),
+    "grant.unclaimed": Code("FAILED_PRECONDITION", "the grant starts at its first session; it cannot be "
+                                                   "extended before"),
     "grant.not_active": Code("FAILED_PRECONDITION", "the grant is not active (pending, ended or expired)"),
     "history.already_imported": Code("FAILED_PRECONDITION", "this history file was imported before"),
     "identity.missing": Code("UNAUTHENTICATED", "the caller's certificate names no identity"),
@@ -82,6 +84,7 @@ CODES: dict[str, Code] = {
     "server.start_failed": Code("FAILED_PRECONDITION", "the server cannot start (data directory, keys, port)"),
     "session.channel_not_allowed": Code("PERMISSION_DENIED", "the grant's policy does not allow this kind of "
                                                              "channel (exec, sftp, port forwarding, ...)"),
+    "session.limit": Code("PERMISSION_DENIED", "the grant's sessions (`max_sessions`) were all used"),
     "session.ended": Code("PERMISSION_DENIED", "the session has ended"),
     "session.login_mismatch": Code("PERMISSION_DENIED", "the grant is for another login"),
     "session.not_found": Code("NOT_FOUND", "there is no such session"),

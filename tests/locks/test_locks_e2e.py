@@ -26,7 +26,7 @@ def stack(tmp_path_factory):
         import psycopg
 
         psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=5).close()
-    except Exception as e:  # noqa: BLE001 (any failure means: no PostgreSQL here)
+    except Exception as e:
         require(False, f"PostgreSQL at 127.0.0.1:5432 ({type(e).__name__})")
     with TwoBrokers(tmp_path_factory.mktemp("locks")) as s:
         yield s

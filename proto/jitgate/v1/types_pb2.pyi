@@ -21,6 +21,7 @@ class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_STATE_TIMED_OUT: _ClassVar[RequestState]
     REQUEST_STATE_EXPIRED: _ClassVar[RequestState]
     REQUEST_STATE_REVOKED: _ClassVar[RequestState]
+    REQUEST_STATE_CLAIM_EXPIRED: _ClassVar[RequestState]
 
 class ReviewState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +45,7 @@ REQUEST_STATE_CANCELLED: RequestState
 REQUEST_STATE_TIMED_OUT: RequestState
 REQUEST_STATE_EXPIRED: RequestState
 REQUEST_STATE_REVOKED: RequestState
+REQUEST_STATE_CLAIM_EXPIRED: RequestState
 REVIEW_STATE_UNSPECIFIED: ReviewState
 REVIEW_STATE_OWED: ReviewState
 REVIEW_STATE_REVIEWED: ReviewState
