@@ -274,7 +274,10 @@ def canonical(settings: Settings, users: dict[str, User], resources: dict[str, R
         "settings": {"grace_period": dur(settings.grace_period),
                      "pending_timeout": dur(settings.pending_timeout),
                      "default_max_extensions": settings.default_max_extensions,
-                     "duration_step": dur(settings.duration_step)},
+                     "duration_step": dur(settings.duration_step),
+                     # only when changed: a set that does not use it keeps its policy_version
+                     **({"max_schedule_ahead": dur(settings.max_schedule_ahead)}
+                        if settings.max_schedule_ahead != Settings().max_schedule_ahead else {})},
         "users": {u.name: {"groups": list(u.groups), "manager": u.manager, "attributes": u.attributes}
                   for u in users.values()},
         "resources": {r.name: {"kind": r.kind, "address": r.address, "labels": r.labels,

@@ -21,7 +21,8 @@ from policy.testing import read_tests
 from policy.yamlnodes import Reader, Sink, compose
 
 TOP_FIELDS = ("version", "settings", "users", "groups", "resources", "rules", "tests")
-SETTINGS_FIELDS = ("grace_period", "pending_timeout", "default_max_extensions", "duration_step")
+SETTINGS_FIELDS = ("grace_period", "pending_timeout", "default_max_extensions", "duration_step",
+                   "max_schedule_ahead")
 USER_FIELDS = ("groups", "manager", "attributes", "description")
 RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "host_key",
                    "host_ca", "database", "credentials", "description")
@@ -171,7 +172,7 @@ class _FileReader:
                     f"`settings` given twice (first at {self.raw.settings.loc})")
             return
         kw: dict[str, Any] = {}
-        for name in ("grace_period", "pending_timeout", "duration_step"):
+        for name in ("grace_period", "pending_timeout", "duration_step", "max_schedule_ahead"):
             if name in f:
                 td = r.duration(f[name][1], f"settings.{name}")
                 if td is not None:

@@ -35,6 +35,7 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=24)
     default_max_extensions: int = 2
     duration_step: timedelta = timedelta(minutes=15)
+    max_schedule_ahead: timedelta = timedelta(days=7)  # how far ahead a request's `start` may be
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 

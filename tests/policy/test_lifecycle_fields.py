@@ -69,3 +69,25 @@ def test_a_used_field_changes_the_version() -> None:
 def test_refused_with_their_position(rule: str, wanted: str) -> None:
     errors = _errors(f"  - {rule}\n")
     assert any(wanted in e and e.startswith("p.yaml:5:") and "[policy." in e for e in errors), errors
+
+
+WINDOW = """\
+  - {name: night, when: 'now.getHours("UTC") >= 22 && request.start == now', approval: auto, max_duration: 2h}
+"""
+
+
+def test_a_scheduled_window_is_judged_at_its_start_and_bounded_ahead() -> None:
+    ps = load_policy_text(HEAD + WINDOW, "p.yaml")
+    later = {**REQ, "duration": "2h", "time": "2026-12-05T10:00:00Z", "start": "2026-12-05T22:00:00Z"}
+    d = ps.decide(PolicyRequest.from_mapping(later))
+    assert d.allowed, d.message  # `now` is the window's start (22:00), not the request's time (10:00)
+    assert not ps.decide(PolicyRequest.from_mapping({k: v for k, v in later.items() if k != "start"})).allowed
+    # max_duration bounds the window (2h), not the 12 h wait before it.
+    assert PolicyRequest.from_mapping(later).to_mapping()["start"] == "2026-12-05T22:00:00Z"
+    far = ps.decide(PolicyRequest.from_mapping({**later, "start": "2026-12-13T22:00:00Z"}))
+    assert not far.allowed and "max_schedule_ahead" in far.message
+    past = ps.decide(PolicyRequest.from_mapping({**later, "time": "2026-12-05T23:00:00Z"}))
+    assert not past.allowed and "in the past" in past.message
+    wide = load_policy_text(HEAD.replace("rules:", "settings: {max_schedule_ahead: 30d}\nrules:") + WINDOW, "p.yaml")
+    assert wide.decide(PolicyRequest.from_mapping({**later, "start": "2026-12-13T22:00:00Z"})).allowed
+    assert wide.version != ps.version
