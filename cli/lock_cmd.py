@@ -7,32 +7,13 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import click
 
 from cli.client import Client, command_options, fail, print_json, print_table, when
 from cli.output import echo
-
-
-def parse_time(text: str) -> dt.datetime:
-    """RFC 3339 (`2026-12-05T22:00Z`, `2026-12-05T22:00:00+01:00`) -> aware UTC datetime."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
-        raise click.BadParameter(f"`{text}` is not an RFC 3339 time (e.g. 2026-12-05T22:00Z)") from None
-    if value.tzinfo is None:
-        raise click.BadParameter(f"`{text}` has no time zone: add `Z` for UTC")
-    return value.astimezone(dt.UTC)
-
-
-def _ts(value: dt.datetime) -> Any:
-    from google.protobuf import timestamp_pb2
-
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+from cli.times import parse_time, timestamp
 
 
 def _what(lock: Any) -> str:
@@ -60,7 +41,7 @@ def lock(client: Client, output: str, user: str | None, resource: str | None, lo
     target, value = chosen[0]
     req = locks_pb2.CreateLockRequest(target=target, value=value or "", reason=reason)
     if until is not None:
-        req.until.CopyFrom(_ts(parse_time(until)))
+        req.until.CopyFrom(timestamp(parse_time(until)))
     resp = client.locks.CreateLock(req, timeout=client.timeout)
     if output == "json":
         print_json(resp)

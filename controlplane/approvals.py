@@ -34,18 +34,19 @@ from policy.approvals import Eligible, VoteRefusal, approvers_text, judge_vote, 
 def activate(rec: RequestRecord, now: datetime) -> None:
     """PENDING -> ACTIVE: the clock starts at activation, or, on first use, waits for the first
     session until the claim deadline (`expires_at` until then)."""
+    begin = max(now, rec.start) if rec.start is not None else now  # a scheduled window starts at its start
     rec.state = ACTIVE
-    rec.activated_at = now
+    rec.activated_at = begin
     rec.pending_deadline = None
-    rec.message = ""
+    rec.message = "" if begin == now else f"approved for the window from {iso(begin)}"
     claim_within = rec.decision.claim_within
     if rec.decision.activate == "on_first_use" and claim_within is not None:
-        rec.expires_at = now + claim_within
+        rec.expires_at = begin + claim_within
         rec.end_reason = UNCLAIMED
         rec.message = (f"approved; the {fmt_td(rec.duration)} start at the first session, "
                        f"which must come by {iso(rec.expires_at)}")
         return
-    rec.expires_at = now + rec.duration
+    rec.expires_at = (rec.start if rec.start is not None and rec.start > now else now) + rec.duration
 
 
 def claim(rec: RequestRecord, now: datetime) -> AuditEntry | None:

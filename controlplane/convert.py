@@ -210,7 +210,7 @@ def access_request(rec: RequestRecord) -> types_pb2.AccessRequest:
         current_level=rec.current_level or 0, review_state=_review_state(rec.review_state or ""),
         end_reason=clip(rec.end_reason or "", bounds.COMPOSED_TEXT),
         message=clip(rec.message or "", bounds.COMPOSED_TEXT),
-        approvals=[approval(a) for a in rec.approvals or []], extensions=extensions,
+        approvals=[approval(a) for a in rec.approvals or []], extensions=extensions, start=ts(rec.start),
     )
     return msg if msg.ByteSize() <= bounds.MAX_ROW_BYTES else _slim(msg)
 

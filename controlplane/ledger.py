@@ -84,6 +84,8 @@ def active_grant(rec: RequestRecord | None, grant_id: str, now: datetime) -> Req
         raise JitError("grant.not_active", f"grant `{grant_id}` is {rec.state}, not active")
     if rec.expires_at is None or rec.expires_at <= now:
         raise JitError("grant.not_active", f"grant `{grant_id}` expired at {iso(rec.expires_at)}")
+    if rec.activated_at is not None and rec.activated_at > now:  # a scheduled window not begun yet
+        raise JitError("grant.not_started", f"grant `{grant_id}` starts at {iso(rec.activated_at)}")
     return rec
 
 

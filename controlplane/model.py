@@ -97,6 +97,7 @@ class RequestRecord:
     history: dict[str, int | float] = field(default_factory=dict)  # POLICY.md's `history` counters
     review_by: str = ""
     review_comment: str = ""
+    start: datetime | None = None  # a scheduled window's start (None: the clock starts at approval)
 
     @property
     def pending_extension(self) -> ExtensionRecord | None:

@@ -1,6 +1,7 @@
 """Requests: ask (decided by the policies with the requester's history), see, list, cancel."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from policy.request import Risk
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
 
+START_SKEW = timedelta(seconds=60)  # a window's start this far in the past is taken as now (clock skew)
+
 
 def walk_requests(ledger: Ledger, states: Sequence[str] = (), since: datetime | None = None,
                   keep: Callable[[RequestRecord], bool] | None = None) -> list[RequestRecord]:
@@ -55,7 +58,7 @@ class RequestService:
 
     def create_request(self, actor: str, resource: str, login: str = "", role: str = "",
                        duration: timedelta | None = None, reason: str = "", ticket: str = "",
-                       emergency: bool = False, dry_run: bool = False
+                       emergency: bool = False, dry_run: bool = False, start: datetime | None = None
                        ) -> tuple[RequestRecord, Recommendation | None]:
         """Validate, decide with the requester's history, store. A policy deny is stored as DENIED.
 
@@ -72,6 +75,10 @@ class RequestService:
         if not reason:
             raise JitError("invalid.argument", "a reason is required: say what you will do")
         now = self.ledger.clock()
+        if start is not None and start <= now:
+            if now - start > START_SKEW:
+                raise JitError("invalid.argument", f"the window's start {iso(start)} is in the past")
+            start = None  # within the clock skew: it starts now
         target = Ask(actor, res, login, role, reason, ticket, emergency)
 
         # The model is asked only when its answer is used: no duration given (it becomes the
@@ -93,7 +100,7 @@ class RequestService:
         if dry_run:
             with self.ledger.store.read() as tx:
                 history = self.history.history_in(tx, actor, resource, now)
-            rec, _code = self._decided(ps, target, duration, now, history, "", risk)
+            rec, _code = self._decided(ps, target, duration, now, history, "", risk, start)
             return rec, recommendation
 
         with self.ledger.store.read() as tx:
@@ -104,7 +111,7 @@ class RequestService:
         with self.ledger.write() as w:
             refuse_if_locked(w.tx, now, actor, resource, login or role)
             history = self.history.history_in(w.tx, actor, resource, now)
-            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
+            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk, start)
             w.tx.insert_request(rec)
             decision = rec.decision
             data = {"resource": resource, "kind": res.kind, "login": login, "role": role,
@@ -126,14 +133,16 @@ class RequestService:
 
     @staticmethod
     def _decided(ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
-                 history: History, request_id: str, risk: Risk | None = None) -> tuple[RequestRecord, str]:
+                 history: History, request_id: str, risk: Risk | None = None, start: datetime | None = None
+                 ) -> tuple[RequestRecord, str]:
         """The new request as the policy decides it (one decision); and the deny code, if any."""
-        decision = ps.decide(target.policy_request(duration, now, history, risk))
+        decision = ps.decide(dataclasses.replace(target.policy_request(duration, now, history, risk), start=start))
         res = target.res
         rec = RequestRecord(
             id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,
             role=target.role, duration=duration, reason=target.reason, ticket=target.ticket,
-            emergency=target.emergency, state=PENDING, decision=decision, created_at=now, history=dict(history))
+            emergency=target.emergency, state=PENDING, decision=decision, created_at=now, history=dict(history),
+            start=start)
         code = ""
         if not decision.allowed:
             rec.state, rec.ended_at, rec.message, rec.end_reason = DENIED, now, decision.message, "denied by policy"
@@ -146,6 +155,8 @@ class RequestService:
                 rec.message = review_owed_text(decision.approval.review)
         else:
             rec.pending_deadline = now + ps.settings.pending_timeout
+            if start is not None:  # nobody decided before the window closed: it times out then
+                rec.pending_deadline = min(rec.pending_deadline, start + duration)
             rec.message = waiting_text(decision, 0)
         return rec, code
 

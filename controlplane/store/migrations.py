@@ -28,6 +28,7 @@ from controlplane.store.tables import (
     schema_version,
     sessions,
 )
+from controlplane.store.windows import add_window_column
 
 V1_TABLES = [requests, approvals, extensions, sessions, certificates, db_tokens, audit, audit_head]
 
@@ -173,6 +174,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _v6),
     (7, _v7),
     (8, create_lock_tables),  # locks (controlplane/store/locks.py)
+    (9, add_window_column),  # requests.start_us (controlplane/store/windows.py)
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -245,6 +245,7 @@ def _request_values(r: RequestRecord) -> dict[str, Any]:
         ended_us=to_us(r.ended_at), pending_deadline_us=to_us(r.pending_deadline),
         extensions_used=r.extensions_used, current_level=r.current_level, review_state=r.review_state,
         review_by=r.review_by, review_comment=r.review_comment, end_reason=r.end_reason, message=r.message,
+        start_us=to_us(r.start),
     )
 
 
@@ -262,7 +263,7 @@ def request_record(row: Any) -> RequestRecord:
         current_level=row.current_level, review_state=row.review_state, end_reason=row.end_reason,
         message=row.message, pending_deadline=from_us(row.pending_deadline_us),
         history=json_object_from_text(row.history or "{}"), review_by=row.review_by,
-        review_comment=row.review_comment,
+        review_comment=row.review_comment, start=from_us(row.start_us),
     )
 
 

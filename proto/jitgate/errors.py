@@ -48,6 +48,7 @@ CODES: dict[str, Code] = {
     "extension.limit": Code("FAILED_PRECONDITION", "the grant has used all the extensions the policy allows"),
     "extension.pending": Code("FAILED_PRECONDITION", "an extension of the grant is already waiting, or the grant "
                                                      "changed meanwhile"),
+    "grant.not_started": Code("FAILED_PRECONDITION", "the grant's scheduled window has not begun"),
     "grant.unclaimed": Code("FAILED_PRECONDITION", "the grant starts at its first session; it cannot be "
                                                    "extended before"),
     "grant.not_active": Code("FAILED_PRECONDITION", "the grant is not active (pending, ended or expired)"),

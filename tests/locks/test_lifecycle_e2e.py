@@ -91,3 +91,55 @@ def test_release_ends_the_grant_and_cuts_its_sessions(stack) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stack.client("alice").lifecycle.Release(lifecycle_pb2.ReleaseRequest(id=grant.id))
     assert reason_of(info.value) == "grant.not_active"
+
+
+def test_a_scheduled_window_activates_on_time_and_its_sessions_are_cut_at_its_end(stack) -> None:
+    from google.protobuf import duration_pb2, timestamp_pb2
+
+    alice = stack.client("alice")
+    start = timestamp_pb2.Timestamp(seconds=int(time.time()) + 3)  # whole seconds: the store keeps microseconds
+    resp = alice.access.CreateRequest(access_pb2.CreateRequestRequest(
+        resource="window-01", login="root", duration=duration_pb2.Duration(seconds=3), reason="window",
+        start=start))
+    grant = resp.request
+    # Approved now (auto) for the window: it begins at its start and lasts its duration from there.
+    assert grant.state == types_pb2.REQUEST_STATE_ACTIVE and grant.start == start
+    assert grant.activated_at == start and _ts(grant.expires_at) == pytest.approx(_ts(start) + 3)
+    key = stack.ssh.new_key()
+    ask = access_pb2.IssueSshCertificateRequest(grant_id=grant.id,
+                                                public_key=key.with_suffix(".pub").read_text().strip())
+    with pytest.raises(grpc.RpcError) as info:
+        alice.access.IssueSshCertificate(ask)
+    assert reason_of(info.value) == "grant.not_started" and "starts at" in info.value.details()
+    # Too far ahead, or in the past: refused with the reason.
+    far = timestamp_pb2.Timestamp(seconds=int(time.time()) + 8 * 86400)
+    denied = alice.access.CreateRequest(access_pb2.CreateRequestRequest(
+        resource="window-01", login="root", duration=duration_pb2.Duration(seconds=60), reason="w", start=far))
+    assert denied.request.state == types_pb2.REQUEST_STATE_DENIED and "max_schedule_ahead" in denied.request.message
+    with pytest.raises(grpc.RpcError) as info:
+        alice.access.CreateRequest(access_pb2.CreateRequestRequest(
+            resource="window-01", login="root", duration=duration_pb2.Duration(seconds=60), reason="w",
+            start=timestamp_pb2.Timestamp(seconds=int(time.time()) - 3600)))
+    assert reason_of(info.value) == "invalid.argument" and "in the past" in info.value.details()
+
+    cert = wait_for(lambda: _try_cert(alice, ask), timeout=10, interval=0.1)
+    assert time.time() >= _ts(start) - 0.05
+    certfile = key.parent / (key.name + "-cert.pub")
+    certfile.write_text(cert.certificate + "\n")
+    from tests.broker.ssh.harness import UserKey
+
+    live = subprocess.Popen(stack.ssh.ssh_argv(UserKey(key, certfile, grant.id), "window-01", "echo in; sleep 60"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert live.stdout is not None and live.stdout.readline() == b"in\n"
+    _, err = live.communicate(timeout=30)
+    assert live.returncode != 0 and b"expired at" in err, err
+    assert time.time() >= _ts(grant.expires_at) - 0.5
+
+
+def _try_cert(client, ask):
+    try:
+        return client.access.IssueSshCertificate(ask)
+    except grpc.RpcError as e:
+        if reason_of(e) != "grant.not_started":
+            raise
+        return None

@@ -157,7 +157,7 @@ class Extension(_message.Message):
     def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., number: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., justification: _Optional[str] = ..., state: _Optional[_Union[ExtensionState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AccessRequest(_message.Message):
-    __slots__ = ("id", "user", "resource", "kind", "login", "role", "duration", "reason", "ticket", "emergency", "state", "decision", "created_at", "activated_at", "expires_at", "ended_at", "extensions_used", "approvals", "current_level", "review_state", "end_reason", "message", "extensions")
+    __slots__ = ("id", "user", "resource", "kind", "login", "role", "duration", "reason", "ticket", "emergency", "state", "decision", "created_at", "activated_at", "expires_at", "ended_at", "extensions_used", "approvals", "current_level", "review_state", "end_reason", "message", "extensions", "start")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class AccessRequest(_message.Message):
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     id: str
     user: str
     resource: str
@@ -204,7 +205,8 @@ class AccessRequest(_message.Message):
     end_reason: str
     message: str
     extensions: _containers.RepeatedCompositeFieldContainer[Extension]
-    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., kind: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extensions_used: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., current_level: _Optional[int] = ..., review_state: _Optional[_Union[ReviewState, str]] = ..., end_reason: _Optional[str] = ..., message: _Optional[str] = ..., extensions: _Optional[_Iterable[_Union[Extension, _Mapping]]] = ...) -> None: ...
+    start: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., kind: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extensions_used: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., current_level: _Optional[int] = ..., review_state: _Optional[_Union[ReviewState, str]] = ..., end_reason: _Optional[str] = ..., message: _Optional[str] = ..., extensions: _Optional[_Iterable[_Union[Extension, _Mapping]]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "grant_id", "user", "resource", "kind", "login", "role", "broker", "client_address", "started_at", "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_ref", "recording_hash", "last_activity_at")
