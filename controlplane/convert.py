@@ -151,6 +151,9 @@ def decision(value: Any) -> types_pb2.Decision | None:
         rules=list(value.rules), message=clip(value.message or "", bounds.COMPOSED_TEXT),
         policy_version=value.policy_version or "",
         risk=types_pb2.Risk(**value.risk) if getattr(value, "risk", None) else None,
+        activate=getattr(value, "activate", "") or "",
+        claim_within=_format_duration(value.claim_within) if getattr(value, "claim_within", None) else "",
+        max_sessions=getattr(value, "max_sessions", None),
     )
 
 
@@ -174,6 +177,10 @@ def _decision_for_proto(data: dict[str, Any]) -> dict[str, Any]:
     if out.get("session") is None:
         out.pop("session", None)
     out.pop("errors", None)
+    if out.get("claim_within") is None:
+        out.pop("claim_within", None)
+    if out.get("max_sessions") is None:
+        out.pop("max_sessions", None)
     return out
 
 

@@ -87,7 +87,7 @@ class SessionOptions(_message.Message):
     def __init__(self, pty: _Optional[bool] = ..., exec: _Optional[bool] = ..., sftp: _Optional[bool] = ..., port_forwarding: _Optional[bool] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version", "risk")
+    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version", "risk", "activate", "claim_within", "max_sessions")
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,9 @@ class Decision(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     RISK_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATE_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_WITHIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     effect: str
     approval: Approval
     max_duration: str
@@ -106,7 +109,10 @@ class Decision(_message.Message):
     message: str
     policy_version: str
     risk: Risk
-    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ...) -> None: ...
+    activate: str
+    claim_within: str
+    max_sessions: int
+    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., activate: _Optional[str] = ..., claim_within: _Optional[str] = ..., max_sessions: _Optional[int] = ...) -> None: ...
 
 class Risk(_message.Message):
     __slots__ = ("known", "score", "reasons")
