@@ -188,7 +188,7 @@ class RequestTx(TxBase):
                 self.conn.execute(update(extensions).where(_e.id.in_(ids))
                                   .values(state=EXT_CANCELLED, decided_us=now_us))
                 cancelled.extend(ids)
-        return DueEnded(expired, timed_out, cancelled, claim_expired)
+        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired))
 
     def next_deadline(self) -> datetime | None:
         """The earliest expiry of an active grant or deadline of a pending request."""
