@@ -246,7 +246,11 @@ class SessionMonitor:
                 self._wake.clear()
                 return
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-            handle = call_at(until, lambda: waiter.done() or waiter.set_result(None))
+            def ring() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            handle = call_at(until, ring)
             try:
                 await waiter
             finally:

@@ -21,7 +21,7 @@ import secrets
 from datetime import datetime
 
 from controlplane.errors import JitError
-from controlplane.ledger import AuditEntry, Ledger, Write, iso
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, iso
 from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, RequestRecord
 from controlplane.store import Tx
 from controlplane.store.locks import LOCK_TARGETS, LockRecord
@@ -100,10 +100,15 @@ class LockService:
                                    states=[ACTIVE], limit=MAX_GRANTS_PER_LOCK + 1)
         if len(rows) > MAX_GRANTS_PER_LOCK:
             raise JitError("lock.too_many", f"more than {MAX_GRANTS_PER_LOCK} active grants fall under this lock")
-        ended: list[str] = []
-        for _num, rec in rows:
-            if not lock.matches(rec.user, rec.resource, rec.login or rec.role):
-                continue
+        under = [rec for _num, rec in rows if lock.matches(rec.user, rec.resource, rec.login or rec.role)]
+        # Certificates and tokens of them all in two statements (a lock may end hundreds of grants
+        # at once, and the brokers hear of none of them before this transaction commits).
+        ids = [rec.id for rec in under]
+        serials = w.tx.revoke_certificates(ids, now) if ids else []
+        if ids:
+            w.tx.delete_tokens(ids)
+        events: list[AuditEntry] = []
+        for rec in under:
             rec.state, rec.ended_at = REVOKED, now
             rec.end_reason = rec.message = f"locked by {lock.created_by}: {lock.reason}"
             for ext in rec.extensions:
@@ -111,13 +116,13 @@ class LockService:
                     ext.state, ext.decided_at = EXT_CANCELLED, now
                     w.tx.update_extension(ext)
             w.tx.update_request(rec)
-            serials = w.tx.revoke_certificates([rec.id], now)
-            w.tx.delete_tokens([rec.id])
-            event: AuditEntry = ("grant.revoked", lock.created_by, rec.id,
-                                 {"reason": rec.end_reason, "lock_id": lock.id, "revoked_serials": serials}, now)
+            events.append(("grant.revoked", lock.created_by, rec.id,
+                           {"reason": rec.end_reason, "lock_id": lock.id}, now))
+        for event, rec in zip(events, under, strict=True):
             w.commit([event], request=rec)
-            ended.append(rec.id)
-        return ended
+        if serials:
+            w.commit([("lock.certificates_revoked", SYSTEM, lock.id, {"revoked_serials": serials}, now)])
+        return ids
 
     def unlock(self, actor: str, lock_id: str, reason: str = "") -> LockRecord:
         """Lift a lock (it stays listed with `--all`)."""

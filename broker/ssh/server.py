@@ -80,6 +80,8 @@ class SSHBroker:
         self.refusals = self.runtime.refusals
         self.sessions: set[LiveSession] = self.runtime.sessions
         self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
+        self._trust_wanted = False  # a trust event arrived since the last refresh started
+        self._trust_refreshing = False
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
@@ -176,7 +178,21 @@ class SSHBroker:
 
     async def _on_event(self, event_type: str) -> None:
         if any(word in event_type for word in _TRUST_EVENTS):
-            self.runtime.spawn(self.refresh_trust())
+            # Coalesced: a lock or a mass revocation brings hundreds of these at once, and one
+            # GetTrust each (one after the other, behind `_trust_lock`) kept the broker busy
+            # while it should be cutting. Every event still gets a refresh that starts after it.
+            self._trust_wanted = True
+            if not self._trust_refreshing:
+                self._trust_refreshing = True
+                self.runtime.spawn(self._refresh_while_wanted())
+
+    async def _refresh_while_wanted(self) -> None:
+        try:
+            while self._trust_wanted:
+                self._trust_wanted = False
+                await self.refresh_trust()
+        finally:
+            self._trust_refreshing = False
 
     async def _trust_round(self) -> None:
         """In the runtime's periodic round: refresh the trust when its interval has passed."""
