@@ -255,9 +255,8 @@ class Bench:
             f.seek(log_start)
             text = f.read().decode(errors="replace")
         broker = []
-        for stamp in re.findall(r"^(\S+ \S+) INFO \S+: session \S+ cut: revoked", text, re.M):
-            at = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").astimezone(dt.UTC).timestamp()
-            broker.append((at - created) * 1000)
+        for stamp in re.findall(r"cut: revoked .*\(cut started (\S+)\)", text):
+            broker.append((dt.datetime.fromisoformat(stamp).timestamp() - created) * 1000)
         await asyncio.to_thread(admin.locks.DeleteLock, locks_pb2.DeleteLockRequest(id=resp.lock.id))
         return broker, clients
 

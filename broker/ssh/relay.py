@@ -344,7 +344,9 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         self.end_reason = cut.reason
         # Timed now, written once the user's side is closed: when hundreds of cuts start in the
         # same instant, the log's write is one more thing each later cut would wait behind.
-        summary = cut_summary(self.session_id or "?", cut, self.monitor.deadline if self.monitor else None)
+        started = utcnow()
+        deadline = self.monitor.deadline if self.monitor else None
+        summary = f"{cut_summary(self.session_id or '?', cut, deadline, started)} (cut started {started.isoformat()})"
         chan = self._chan
         # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
         # the same second, sends are most of what a cut costs.
