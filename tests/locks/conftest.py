@@ -9,7 +9,7 @@ from tests.support import require, require_binary
 # Resources and rules of the life-cycle tests, beside the broker tests' own (auto-approved dev).
 RESOURCES = {"firstuse-01": {"labels": {"env": "firstuse"}}, "single-01": {"labels": {"env": "single"}},
              "window-01": {"labels": {"env": "window"}}}
-CLAIM_WITHIN = 4  # seconds
+CLAIM_WITHIN = 3  # seconds
 RULES = [
     {"name": "first-use", "when": 'resource.labels.env == "firstuse"', "approval": "auto", "max_duration": "1h",
      "activate": "on_first_use", "claim_within": f"{CLAIM_WITHIN}s"},
