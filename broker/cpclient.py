@@ -141,6 +141,21 @@ class Trust:
 
 
 @dataclass(frozen=True)
+class LockChange:
+    """A lock placed (`lock.created`): what it covers, for the brokers' immediate cut."""
+
+    target: str  # "user", "resource", "login" or "all"
+    value: str
+    reason: str
+    created_by: str
+
+    def matches(self, user: str, resource: str, login: str) -> bool:
+        if self.target == "all":
+            return True
+        return {"user": user, "resource": resource, "login": login}.get(self.target) == self.value
+
+
+@dataclass(frozen=True)
 class GrantChange:
     """The state of one grant as the event stream last reported it."""
 
@@ -350,9 +365,11 @@ class ControlPlaneClient:
               on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
               on_event: Callable[[str], Awaitable[None] | None] | None = None,
               types: Iterable[str] = (),
-              live_grants: Callable[[], Iterable[str]] | None = None) -> EventWatcher:
+              live_grants: Callable[[], Iterable[str]] | None = None,
+              on_lock: Callable[[LockChange], Awaitable[None] | None] | None = None) -> EventWatcher:
         """Start a reconnecting WatchEvents subscription (see EventWatcher)."""
-        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event, live_grants)
+        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event, live_grants,
+                               on_lock)
         watcher.start()
         return watcher
 
@@ -386,8 +403,10 @@ class EventWatcher:
                  on_connection: Callable[[bool], Awaitable[None] | None] | None,
                  types: tuple[str, ...],
                  on_event: Callable[[str], Awaitable[None] | None] | None = None,
-                 live_grants: Callable[[], Iterable[str]] | None = None) -> None:
+                 live_grants: Callable[[], Iterable[str]] | None = None,
+                 on_lock: Callable[[LockChange], Awaitable[None] | None] | None = None) -> None:
         self._client = client
+        self._on_lock = on_lock
         self._on_event = on_event
         self._on_change = on_change
         self._on_sync = on_sync
@@ -498,6 +517,9 @@ class EventWatcher:
         try:
             if self._on_event is not None:
                 await _maybe_await(self._on_event(event.type))
+            if self._on_lock is not None and event.HasField("lock") and event.type == "lock.created":
+                lk = event.lock
+                await _maybe_await(self._on_lock(LockChange(lk.target, lk.value, lk.reason, lk.created_by)))
             if grant_id:
                 await _maybe_await(self._on_change(grant_change(event.request, event.type, event.seq)))
         except Exception:

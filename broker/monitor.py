@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from broker.cpclient import GrantChange
+from broker.cpclient import GrantChange, LockChange
 from jitgate.text import visible
 
 log = logging.getLogger(__name__)
@@ -145,12 +145,15 @@ class SessionMonitor:
                  grace_period: dt.timedelta, clock: Clock,
                  on_cut: Callable[[Cut], Awaitable[None] | None],
                  on_warning: Callable[[str], Awaitable[None] | None] | None = None,
-                 on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+                 on_extended: Callable[[str], Awaitable[None] | None] | None = None,
+                 user: str = "", login: str = "") -> None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         self.session_id = session_id
         self.grant_id = grant_id
         self.resource = resource
+        self.user = user  # whose session, and as which login or role: what a lock matches
+        self.login = login
         self.clock = clock
         self._deadline = expires_at
         self._grace = max(grace_period, dt.timedelta(0))
@@ -321,11 +324,12 @@ class MonitorHub:
                       grace_period: dt.timedelta,
                       on_cut: Callable[[Cut], Awaitable[None] | None],
                       on_warning: Callable[[str], Awaitable[None] | None] | None = None,
-                      on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> SessionMonitor:
+                      on_extended: Callable[[str], Awaitable[None] | None] | None = None,
+                      user: str = "", login: str = "") -> SessionMonitor:
         """Create, register and start a monitor; it leaves the hub when it stops."""
         mon = SessionMonitor(session_id=session_id, grant_id=grant_id, resource=resource,
                              expires_at=expires_at, grace_period=grace_period, clock=self.clock,
-                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended)
+                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended, user=user, login=login)
         self._by_grant.setdefault(grant_id, set()).add(mon)
         # Registered first, then checked against what the stream already said
         # (Teleport's order): a revocation or extension seen just before this
@@ -366,6 +370,13 @@ class MonitorHub:
                 self._ended.popitem(last=False)
         for mon in self.monitors(change.grant_id):
             self._apply_to(mon, change)
+
+    def apply_lock(self, lock: LockChange) -> None:
+        """A lock was placed: cut every session under it now, from this one event (the control
+        plane also revokes each grant under it; those events then find the sessions cut)."""
+        for mon in self.monitors():
+            if mon.user and lock.matches(mon.user, mon.resource, mon.login):
+                mon.revoke(f"locked by {lock.created_by}: {lock.reason}")
 
     def sync(self, snapshot: dict[str, GrantChange]) -> None:
         """Apply a full snapshot of live grants (after a (re)connect).

@@ -75,7 +75,8 @@ class ControlPlane(Protocol):
               on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None = None,
               on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
               on_event: Callable[[str], Awaitable[None] | None] | None = None,
-              types: Any = (), live_grants: Callable[[], Any] | None = None) -> Any: ...
+              types: Any = (), live_grants: Callable[[], Any] | None = None,
+              on_lock: Callable[[Any], Awaitable[None] | None] | None = None) -> Any: ...
 
 
 class LiveSession(Protocol):
@@ -175,7 +176,8 @@ class BrokerRuntime:
         """Subscribe to grant changes; `after_sync` runs after each (re)sync was applied."""
         self._after_sync = after_sync
         self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_event,
-                                      on_connection=self.lock_state.stream, live_grants=self.hub.grant_ids)
+                                      on_connection=self.lock_state.stream, live_grants=self.hub.grant_ids,
+                                      on_lock=self.hub.apply_lock)
 
     async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
         """The grant stream (re)connected: the control plane is back, so ends it missed go now."""

@@ -315,7 +315,16 @@ def change_event(change: Change) -> types_pb2.Event:
         types_pb2.Event(), seq=change.seq, type=change.type, at=ts(change.at),
         request=access_request(change.request) if change.request is not None else None,
         session=session(change.session) if change.session is not None else None,
+        lock=_lock(change.lock) if change.lock is not None else None,
     )
+
+
+def _lock(lock: Any) -> Any:
+    from jitgate.v1 import locks_pb2
+
+    return locks_pb2.Lock(id=lock.id, target=lock.target, value=lock.value, reason=lock.reason,
+                          created_by=lock.created_by, created_at=ts(lock.created_at), until=ts(lock.until),
+                          active=True)
 
 
 def snapshot_event(rec: RequestRecord) -> types_pb2.Event:

@@ -122,7 +122,8 @@ class Write:
         self.loaded: list[AuditRecord] = []  # published with their requests read after the commit
 
     def commit(self, events: Sequence[AuditEntry], *, request: RequestRecord | None = None,
-               session: SessionRecord | None = None, load_requests: bool = False) -> list[AuditRecord]:
+               session: SessionRecord | None = None, load_requests: bool = False, lock: Any = None
+               ) -> list[AuditRecord]:
         """Append `events` to the audit chain in this transaction; once it commits, listeners get
         one Change per event carrying `request` / `session` (or, with `load_requests`, each
         event's request as stored after the commit)."""
@@ -130,7 +131,8 @@ class Write:
         if load_requests:
             self.loaded.extend(recs)
         else:
-            self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session) for r in recs)
+            self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session, lock=lock)
+                                for r in recs)
         return recs
 
 

@@ -88,8 +88,10 @@ class LockService:
             if len(w.tx.query_locks(now=now, limit=MAX_ACTIVE_LOCKS)) >= MAX_ACTIVE_LOCKS:
                 raise JitError("lock.too_many", f"{MAX_ACTIVE_LOCKS} locks are in force; lift some first")
             w.tx.insert_lock(lock)
+            # Published first and with the lock: brokers cut its sessions from this one event,
+            # before the grant.revoked events of each grant (the authoritative path) arrive.
             w.commit([("lock.created", actor, lock.id,
-                       {"target": target, "value": value, "reason": reason, "until": iso(until)}, now)])
+                       {"target": target, "value": value, "reason": reason, "until": iso(until)}, now)], lock=lock)
             ended = self._end_grants(w, lock, now)
         return lock, ended
 

@@ -155,6 +155,7 @@ class Change:
     at: datetime
     request: RequestRecord | None = None
     session: SessionRecord | None = None
+    lock: Any = None  # a store.locks.LockRecord, for `lock.created` (the brokers' fast path)
 
 
 @dataclass

@@ -173,7 +173,8 @@ class RelayedChannel:
         self.monitor = self._broker.hub.start_monitor(
             session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
             expires_at=auth.expires_at, grace_period=auth.grace_period,
-            on_cut=self._cut, on_warning=on_notice, on_extended=on_notice)
+            on_cut=self._cut, on_warning=on_notice, on_extended=on_notice, user=auth.user,
+            login=auth.login or auth.role)
         self._broker.runtime.sessions.add(self)
 
     async def _connect_target(self, auth: Authorization) -> asyncssh.SSHClientConnection:

@@ -74,3 +74,34 @@ def test_the_poll_keeps_it_fresh_only_while_the_control_plane_answers() -> None:
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_lock_event_cuts_the_matching_sessions_at_once() -> None:
+    import datetime as dt
+
+    from broker.cpclient import LockChange
+    from broker.monitor import FakeClock, MonitorHub
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        hub = MonitorHub(clock)
+        cuts: dict[str, str] = {}
+        later = clock.now() + dt.timedelta(hours=1)
+        for sid, user, resource, login in [("a1", "alice", "web-01", "root"), ("a2", "alice", "db", "readonly"),
+                                           ("b1", "bob", "web-01", "root"), ("b2", "bob", "db", "readonly")]:
+            hub.start_monitor(session_id=sid, grant_id=f"g-{sid}", resource=resource, expires_at=later,
+                              grace_period=dt.timedelta(0), user=user, login=login,
+                              on_cut=lambda cut, sid=sid: cuts.__setitem__(sid, cut.message))
+        hub.apply_lock(LockChange("user", "alice", "laptop stolen", "admin"))
+        await asyncio.sleep(0.01)
+        assert set(cuts) == {"a1", "a2"} and all("locked by admin: laptop stolen" in m for m in cuts.values())
+        hub.apply_lock(LockChange("login", "readonly", "rotate", "admin"))
+        await asyncio.sleep(0.01)
+        assert set(cuts) == {"a1", "a2", "b2"}
+        hub.apply_lock(LockChange("resource", "nothing-here", "x", "admin"))
+        await asyncio.sleep(0.01)
+        assert "b1" not in cuts
+        hub.shutdown()
+        await hub.wait_all(1)
+
+    asyncio.run(scenario())
