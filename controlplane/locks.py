@@ -7,11 +7,14 @@
 While a lock is in force nothing under it starts: no request is created, no vote
 is counted, no credential is issued and no session is opened (`lock.active`).
 Placing a lock ends every ACTIVE grant under it as REVOKED, in the same
-transaction as the lock and its audit events: the brokers already cut a revoked
-grant's sessions from the event stream, and from their re-sync when the stream
-is broken (a revoked grant is missing from the snapshot and `GetRequest` says
-REVOKED), so a lock reaches every live session within the revocation bound and
-survives any restart (both the lock and the ended grants are stored).
+transaction as the lock and its audit events. Brokers hear `lock.created` first,
+with the lock in the event, and cut every matching session from that one event
+(`broker.monitor.MonitorHub.apply_lock`: hundreds of sessions in one pass, not one
+stream message each); the grant.revoked events that follow, and the re-sync when
+the stream is broken (a revoked grant is missing from the snapshot and
+`GetRequest` says REVOKED), are the authoritative path. So a lock reaches every
+live session within the revocation bound and survives any restart (both the
+lock and the ended grants are stored).
 Lifting a lock lets new requests through; the grants it ended stay ended
 (a kill switch does not hand access back by itself).
 """
