@@ -13,6 +13,7 @@ subprocess with its own data directory.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -84,7 +85,7 @@ class SshStack:
         self.broker_port = 0
         self.broker_host_key = ""
         self._broker_args = broker_args
-        self._keys = 0
+        self._keys = itertools.count(1)  # next() is atomic: the bench makes keys from many threads
 
     # -------------------------------------------------------- life cycle
 
@@ -170,8 +171,7 @@ class SshStack:
         return req
 
     def new_key(self) -> Path:
-        self._keys += 1
-        path = self.tmp / "keys" / f"id_{self._keys}"
+        path = self.tmp / "keys" / f"id_{next(self._keys)}"
         path.parent.mkdir(exist_ok=True, mode=0o700)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
         return path
