@@ -41,6 +41,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from broker.failover import (
     ACCESS,
     BROKER,
+    LOCKS,
     RECORDINGS,
     CallObserver,
     FailoverStub,
@@ -52,7 +53,7 @@ from ca import peer_name_from_cert, read_identity_bundle
 from jitgate import wire
 from jitgate.endpoints import UNREACHABLE, ServerList
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2, broker_pb2, types_pb2
+from jitgate.v1 import access_pb2, broker_pb2, locks_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,21 @@ class Trust:
     user_ca_keys: tuple[str, ...]
     revoked_serials: frozenset[int]
     ca_pem: str = ""
+
+
+@dataclass(frozen=True)
+class LockChange:
+    """A lock placed (`lock.created`): what it covers, for the brokers' immediate cut."""
+
+    target: str  # "user", "resource", "login" or "all"
+    value: str
+    reason: str
+    created_by: str
+
+    def matches(self, user: str, resource: str, login: str) -> bool:
+        if self.target == "all":
+            return True
+        return {"user": user, "resource": resource, "login": login}.get(self.target) == self.value
 
 
 @dataclass(frozen=True)
@@ -362,6 +378,11 @@ class ControlPlaneClient:
                                 timeout)
         return grant_change(resp, "resync", 0)
 
+    async def list_locks(self) -> list[locks_pb2.Lock]:
+        """The locks in force (the broker's lock-state poll while the event stream is down)."""
+        resp = await self._call("list locks", LOCKS, "ListLocks", locks_pb2.ListLocksRequest())
+        return list(resp.locks)
+
     async def get_trust(self) -> Trust:
         resp = await self._call("get trust", BROKER, "GetTrust", broker_pb2.GetTrustRequest())
         return Trust(user_ca_keys=tuple(resp.user_ca_keys), revoked_serials=frozenset(resp.revoked_serials),
@@ -374,9 +395,11 @@ class ControlPlaneClient:
               on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
               on_event: Callable[[str], Awaitable[None] | None] | None = None,
               types: Iterable[str] = (),
-              live_grants: Callable[[], Iterable[str]] | None = None) -> EventWatcher:
+              live_grants: Callable[[], Iterable[str]] | None = None,
+              on_lock: Callable[[LockChange], Awaitable[None] | None] | None = None) -> EventWatcher:
         """Start a reconnecting WatchEvents subscription (see EventWatcher)."""
-        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event, live_grants)
+        watcher = EventWatcher(self, on_change, on_sync, on_connection, tuple(types), on_event, live_grants,
+                               on_lock)
         watcher.start()
         return watcher
 
@@ -410,8 +433,10 @@ class EventWatcher:
                  on_connection: Callable[[bool], Awaitable[None] | None] | None,
                  types: tuple[str, ...],
                  on_event: Callable[[str], Awaitable[None] | None] | None = None,
-                 live_grants: Callable[[], Iterable[str]] | None = None) -> None:
+                 live_grants: Callable[[], Iterable[str]] | None = None,
+                 on_lock: Callable[[LockChange], Awaitable[None] | None] | None = None) -> None:
         self._client = client
+        self._on_lock = on_lock
         self._on_event = on_event
         self._on_change = on_change
         self._on_sync = on_sync
@@ -534,6 +559,9 @@ class EventWatcher:
         try:
             if self._on_event is not None:
                 await _maybe_await(self._on_event(event.type))
+            if self._on_lock is not None and event.HasField("lock") and event.type == "lock.created":
+                lk = event.lock
+                await _maybe_await(self._on_lock(LockChange(lk.target, lk.value, lk.reason, lk.created_by)))
             if grant_id:
                 await _maybe_await(self._on_change(grant_change(event.request, event.type, event.seq)))
         except Exception:

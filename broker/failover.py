@@ -26,7 +26,7 @@ import grpc
 
 from jitgate.endpoints import CONNECT_TIMEOUT, ServerList, after_failure, outcome_unknown_message, short_method
 from jitgate.status import reason_of
-from jitgate.v1 import access_pb2_grpc, broker_pb2_grpc, recordings_pb2_grpc
+from jitgate.v1 import access_pb2_grpc, broker_pb2_grpc, locks_pb2_grpc, recordings_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Service:
 
 ACCESS = Service("/jitgate.v1.AccessService/", access_pb2_grpc.AccessServiceStub)
 BROKER = Service("/jitgate.v1.BrokerService/", broker_pb2_grpc.BrokerServiceStub)
+LOCKS = Service("/jitgate.v1.LockService/", locks_pb2_grpc.LockServiceStub)
 RECORDINGS = Service("/jitgate.v1.RecordingService/", recordings_pb2_grpc.RecordingServiceStub)
 
 

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from broker.cpclient import GrantChange
+from broker.cpclient import GrantChange, LockChange
 from jitgate.text import visible
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class SystemClock:
         delay = (when - utcnow()).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def call_at(self, when: dt.datetime, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """Run `callback` on the loop at `when` (a monitor's deadline): one timer handle, no task."""
+        return asyncio.get_running_loop().call_later(max(0.0, (when - utcnow()).total_seconds()), callback)
 
 
 class FakeClock:
@@ -141,12 +145,15 @@ class SessionMonitor:
                  grace_period: dt.timedelta, clock: Clock,
                  on_cut: Callable[[Cut], Awaitable[None] | None],
                  on_warning: Callable[[str], Awaitable[None] | None] | None = None,
-                 on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+                 on_extended: Callable[[str], Awaitable[None] | None] | None = None,
+                 user: str = "", login: str = "") -> None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         self.session_id = session_id
         self.grant_id = grant_id
         self.resource = resource
+        self.user = user  # whose session, and as which login or role: what a lock matches
+        self.login = login
         self.clock = clock
         self._deadline = expires_at
         self._grace = max(grace_period, dt.timedelta(0))
@@ -157,6 +164,7 @@ class SessionMonitor:
         self._pending: Cut | None = None
         self._closed = False
         self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the current sleep, on a clock with `call_at`
         self._task: asyncio.Task[None] | None = None
         self.cut: Cut | None = None  # set once the session was cut
         self._done = asyncio.Event()
@@ -188,7 +196,7 @@ class SessionMonitor:
         if later and self._on_extended is not None:
             line = f"jitgate: access to {self.resource} extended until {format_time(expires_at)}"
             asyncio.get_running_loop().create_task(_call(self._on_extended, line))
-        self._wake.set()
+        self._wake_up()
 
     def revoke(self, reason: str = "") -> None:
         """Cut now: the grant was revoked."""
@@ -207,7 +215,7 @@ class SessionMonitor:
     def close(self) -> None:
         """The session ended by itself: stop watching, no cut."""
         self._closed = True
-        self._wake.set()
+        self._wake_up()
 
     async def wait(self) -> Cut | None:
         """Until the monitor stops; the Cut if the session was cut."""
@@ -223,9 +231,36 @@ class SessionMonitor:
         if self._closed or self._pending is not None:
             return
         self._pending = Cut(reason, message, self.clock.now())
+        self._wake_up()
+
+    def _wake_up(self) -> None:
         self._wake.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _sleep(self, until: dt.datetime) -> None:
+        call_at = getattr(self.clock, "call_at", None)
+        if call_at is not None:
+            # Measured (500 monitors, one deadline, a loaded 2-core machine): two tasks per sleep
+            # (the clock's and the Event's) plus asyncio.wait cost the last monitor ~30 ms before
+            # it even started its cut; one future resolved by a timer handle or a wake-up is cheaper.
+            if self._wake.is_set():
+                self._wake.clear()
+                return
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            def ring() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            handle = call_at(until, ring)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                self._waiter = None
+            self._wake.clear()
+            return
         sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
@@ -291,11 +326,12 @@ class MonitorHub:
                       grace_period: dt.timedelta,
                       on_cut: Callable[[Cut], Awaitable[None] | None],
                       on_warning: Callable[[str], Awaitable[None] | None] | None = None,
-                      on_extended: Callable[[str], Awaitable[None] | None] | None = None) -> SessionMonitor:
+                      on_extended: Callable[[str], Awaitable[None] | None] | None = None,
+                      user: str = "", login: str = "") -> SessionMonitor:
         """Create, register and start a monitor; it leaves the hub when it stops."""
         mon = SessionMonitor(session_id=session_id, grant_id=grant_id, resource=resource,
                              expires_at=expires_at, grace_period=grace_period, clock=self.clock,
-                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended)
+                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended, user=user, login=login)
         self._by_grant.setdefault(grant_id, set()).add(mon)
         # Registered first, then checked against what the stream already said
         # (Teleport's order): a revocation or extension seen just before this
@@ -338,6 +374,13 @@ class MonitorHub:
                 self._ended.popitem(last=False)
         for mon in self.monitors(change.grant_id):
             self._apply_to(mon, change)
+
+    def apply_lock(self, lock: LockChange) -> None:
+        """A lock was placed: cut every session under it now, from this one event (the control
+        plane also revokes each grant under it; those events then find the sessions cut)."""
+        for mon in self.monitors():
+            if mon.user and lock.matches(mon.user, mon.resource, mon.login):
+                mon.revoke(f"locked by {lock.created_by}: {lock.reason}")
 
     def sync(self, snapshot: dict[str, GrantChange]) -> None:
         """Apply a full snapshot of live grants (after a (re)connect).

@@ -23,6 +23,9 @@ What the broker owns beside its listener:
   the next re-sync and every round, for as long as it takes (a restart sends
   what is left too). One sweep at a time, and a report being sent is not sent
   again by a sweep.
+- Lock state: `lockstate.LockState` knows how old the broker's view of locks is (fresh
+  while the event stream is up, polled with ListLocks while it is down); past its bound
+  `check_lock_state()` refuses new sessions (fail closed).
 - Refusals before authentication: the `RefusalGate` (audited per source and
   window, failing sources slowed), started and stopped with the broker.
 """
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from broker.cpclient import ControlPlaneError, GrantChange
+from broker.lockstate import LockState
 from broker.monitor import Cut, MonitorHub, utcnow
 from broker.refusals import RefusalGate, RefusalLimits, control_plane_sender
 from broker.spool import EndReport, EndReportSpool
@@ -73,7 +77,8 @@ class ControlPlane(Protocol):
               on_sync: Callable[[dict[str, GrantChange]], Awaitable[None] | None] | None = None,
               on_connection: Callable[[bool], Awaitable[None] | None] | None = None,
               on_event: Callable[[str], Awaitable[None] | None] | None = None,
-              types: Any = (), live_grants: Callable[[], Any] | None = None) -> Any: ...
+              types: Any = (), live_grants: Callable[[], Any] | None = None,
+              on_lock: Callable[[Any], Awaitable[None] | None] | None = None) -> Any: ...
 
 
 class LiveSession(Protocol):
@@ -117,8 +122,9 @@ class BrokerRuntime:
     """Tasks, event watch, periodic rounds, session-end reports and the refusal gate of one broker."""
 
     def __init__(self, kind: str, cp: ControlPlane, hub: MonitorHub, refusal_limits: RefusalLimits,
-                 activity_interval: float, data_dir: Path) -> None:
+                 activity_interval: float, data_dir: Path, lock_state: LockState | None = None) -> None:
         self.kind = kind
+        self.lock_state = lock_state or LockState()  # fail closed when locks cannot be learned
         self.cp = cp
         self.hub = hub
         self.activity_interval = activity_interval
@@ -130,6 +136,7 @@ class BrokerRuntime:
         self._watcher: Any = None
         self._after_sync: Callable[[], Awaitable[Any]] | None = None
         self._periodic: asyncio.Task[None] | None = None
+        self._lock_poll: asyncio.Task[None] | None = None
         self._sweep = asyncio.Lock()  # one sweep of the spool at a time
         self._sending: set[str] = set()  # session ids whose end is being sent now
         # Recordings go on to the control plane's store while sessions run (broker/uploader.py);
@@ -152,6 +159,10 @@ class BrokerRuntime:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s broker task failed", self.kind, exc_info=task.exception())
+
+    def check_lock_state(self) -> None:
+        """Before a new session: ControlPlaneError `lock.stale` when the lock state is too old."""
+        self.lock_state.check()
 
     # -------------------------------------------------------- life cycle
 
@@ -182,7 +193,8 @@ class BrokerRuntime:
                     await result
 
         self._watcher = self.cp.watch(on_change=self.hub.apply, on_sync=self._on_sync, on_event=on_any_event,
-                                      live_grants=self.hub.grant_ids)
+                                      on_connection=self.lock_state.stream, live_grants=self.hub.grant_ids,
+                                      on_lock=self.hub.apply_lock)
 
     async def _on_sync(self, snapshot: dict[str, GrantChange]) -> None:
         """The grant stream (re)connected: the control plane is back, so ends it missed go now."""
@@ -197,6 +209,8 @@ class BrokerRuntime:
         self.refusals.start()
         if self.uploader is not None:
             self._uploading = asyncio.get_running_loop().create_task(self.uploader.run())
+        if hasattr(self.cp, "list_locks"):  # test doubles without it: the stream alone keeps the state fresh
+            self._lock_poll = asyncio.get_running_loop().create_task(self.lock_state.poll(self.cp))  # type: ignore[arg-type]
         if self._watcher is None:  # else the stream's first sync sends what a restart left pending
             self.spawn(self.send_pending())
 
@@ -204,6 +218,9 @@ class BrokerRuntime:
         """After the broker cut its sessions: wait for its tasks until `deadline` (loop time),
         cancel what is left, send what the spool holds once more, stop the refusal gate."""
         loop = asyncio.get_running_loop()
+        if self._lock_poll is not None:
+            self._lock_poll.cancel()
+            await asyncio.gather(self._lock_poll, return_exceptions=True)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=max(0.1, deadline - loop.time()))

@@ -58,9 +58,10 @@ def _show(client: Client, req: Any, output: str) -> None:
 @click.option("--ticket", default="", help="ticket reference")
 @click.option("--emergency", is_flag=True, help="break-glass: active at once if policy allows, reviewed afterwards")
 @click.option("--dry-run", is_flag=True, help="show the decision and recommendation, store nothing")
+@click.option("--start", default=None, help="a scheduled window: when access begins (RFC 3339, 2026-12-05T22:00Z)")
 @command_options
 def request_cmd(client: Client, output: str, resource: str, login: str, role: str, duration: dt.timedelta | None,
-                reason: str, ticket: str, emergency: bool, dry_run: bool) -> None:
+                reason: str, ticket: str, emergency: bool, dry_run: bool, start: str | None) -> None:
     """Ask for access to RESOURCE; shows who must approve, or until when access is active.
 
     Exits 4 when the policies deny it (also with --dry-run)."""
@@ -71,6 +72,10 @@ def request_cmd(client: Client, output: str, resource: str, login: str, role: st
         dry_run=dry_run)
     if duration:
         msg.duration.CopyFrom(duration_message(duration))
+    if start is not None:
+        from cli.times import parse_time, timestamp
+
+        msg.start.CopyFrom(timestamp(parse_time(start)))
     resp = client.access.CreateRequest(msg, timeout=client.timeout)
     if output == "json":
         print_json(resp)

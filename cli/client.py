@@ -60,13 +60,23 @@ class Client:
     identity: Path | None = None  # the identity bundle's directory (whoami reads its certificate)
 
     def __post_init__(self) -> None:
-        from jitgate.v1 import access_pb2_grpc, admin_pb2_grpc, audit_pb2_grpc, broker_pb2_grpc, policy_pb2_grpc
+        from jitgate.v1 import (
+            access_pb2_grpc,
+            admin_pb2_grpc,
+            audit_pb2_grpc,
+            broker_pb2_grpc,
+            lifecycle_pb2_grpc,
+            locks_pb2_grpc,
+            policy_pb2_grpc,
+        )
 
         self.access = access_pb2_grpc.AccessServiceStub(self.channel)
         self.broker = broker_pb2_grpc.BrokerServiceStub(self.channel)
         self.policy = policy_pb2_grpc.PolicyServiceStub(self.channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.locks = locks_pb2_grpc.LockServiceStub(self.channel)
+        self.lifecycle = lifecycle_pb2_grpc.GrantLifecycleServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

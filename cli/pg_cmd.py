@@ -222,6 +222,8 @@ def _sh(value: str) -> str:
 @click.option("--credentials-dir", default=None, type=click.Path(file_okay=False),
               help="the directory `credentials: file:PATH` is read from (relative paths only; none: no files)")
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
+@click.option("--lock-stale-after", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="refuse new sessions after this long without learning the lock state")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--metrics", default=None, metavar="HOST:PORT",
@@ -231,8 +233,8 @@ def _sh(value: str) -> str:
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
               record_backlog: int, max_recording_bytes: str, credentials_env: tuple[str, ...],
-              credentials_prefix: tuple[str, ...], credentials_dir: str | None, allow_plaintext: bool, uvloop: bool,
-              log_level: str, metrics: str | None, **refusals: Any) -> None:
+              credentials_prefix: tuple[str, ...], credentials_dir: str | None, allow_plaintext: bool,
+              lock_stale_after: float, uvloop: bool, log_level: str, metrics: str | None, **refusals: Any) -> None:
     """Accept PostgreSQL clients as ROLE@RESOURCE with a jitgate token; log in upstream; relay, record, cut."""
     from broker.pg.config import ConfigError, PgBrokerConfig
     from broker.pg.credentials import CredentialSource
@@ -264,6 +266,7 @@ def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: s
             credentials=credentials,
             max_recording_bytes=recording_bytes(max_recording_bytes),
             refusals=refusal_limits(**refusals),
+            lock_stale_after=lock_stale_after,
         )
     except (ConfigError, CAError, ValueError, OSError) as exc:
         fail(str(exc))

@@ -105,13 +105,18 @@ def outcome(req: Any) -> list[str]:
     mode = req.decision.approval.mode
     head = f"request {req.id}: {target(req)} for {span(req.duration)} is {state}"
     lines = [head]
-    if state == "ACTIVE":
+    if state == "ACTIVE" and req.message and (req.HasField("start") or req.decision.activate == "on_first_use"):
+        # a scheduled window, or on first use before the first session: its message says when it begins
+        lines.append(f"  {req.message}; until {_until(req.expires_at)}")
+    elif state == "ACTIVE":
         lines.append(f"  access active until {_until(req.expires_at)}")
         if mode == "break_glass":
             lines.append(_break_glass_line(req))
         elif mode == "auto":
             lines.append("  approved automatically by policy")
     elif state == "PENDING":
+        if req.HasField("start"):  # approvers and requester see the window asked for
+            lines.append(f"  for the window from {_until(req.start)}")
         lines.append("  waiting for approval:")
         lines.extend(level_lines(req))
     elif req.message or req.decision.message:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
               help="also record what users type in terminals (passwords typed at prompts that do not echo too)")
 @click.option("--max-recording-bytes", default="1GiB", show_default=True, metavar="SIZE",
               help="bytes one session's recording may take (e.g. 512MiB); past it the session is cut")
+@click.option("--lock-stale-after", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="refuse new sessions after this long without learning the lock state")
 @click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--metrics", default=None, metavar="HOST:PORT",
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 @passphrase_options
 @refusal_options
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
-               max_recording_bytes: str, uvloop: bool, log_level: str, metrics: str | None, **refusals: Any) -> None:
+               max_recording_bytes: str, lock_stale_after: float, uvloop: bool, log_level: str,
+               metrics: str | None, **refusals: Any) -> None:
     """Accept `ssh -p PORT LOGIN@RESOURCE@HOST`, check the jitgate certificate, relay, record, cut at expiry.
 
     The broker's host key is made on first start in DATA_DIR (ssh_host_ed25519_key.pub);
@@ -47,7 +50,7 @@ def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: 
     try:
         config = BrokerConfig.build(listen, identity_dir(identity), server_address(server), data_dir,
                                     record_keystrokes=record_keystrokes, max_recording_bytes=max_bytes,
-                                    refusals=refusal_limits(**refusals))
+                                    refusals=refusal_limits(**refusals), lock_stale_after=lock_stale_after)
         if metrics:
             parse_metrics_address(metrics)
     except ValueError as exc:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from controlplane.errors import JitError
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, fmt_td, iso, load_target
+from controlplane.locks import refuse_if_grant_locked
 from controlplane.model import (
     ACTIVE,
     DENIED,
@@ -21,6 +22,7 @@ from controlplane.model import (
     PENDING,
     REVIEW_OWED,
     REVIEWED,
+    UNCLAIMED,
     ApprovalRecord,
     ExtensionRecord,
     RequestRecord,
@@ -31,12 +33,38 @@ from policy.approvals import Eligible, VoteRefusal, approvers_text, judge_vote, 
 
 
 def activate(rec: RequestRecord, now: datetime) -> None:
-    """PENDING -> ACTIVE: the clock starts at activation."""
+    """PENDING -> ACTIVE: the clock starts at activation, or, on first use, waits for the first
+    session until the claim deadline (`expires_at` until then)."""
+    begin = max(now, rec.start) if rec.start is not None else now  # a scheduled window starts at its start
     rec.state = ACTIVE
-    rec.activated_at = now
-    rec.expires_at = now + rec.duration
+    rec.activated_at = begin
     rec.pending_deadline = None
-    rec.message = ""
+    rec.message = "" if begin == now else f"approved for the window from {iso(begin)}"
+    claim_within = rec.decision.claim_within
+    if rec.decision.activate == "on_first_use" and claim_within is not None:
+        rec.expires_at = begin + claim_within
+        rec.end_reason = UNCLAIMED
+        rec.message = (f"approved; the {fmt_td(rec.duration)} start at the first session, "
+                       f"which must come by {iso(rec.expires_at)}")
+        return
+    rec.expires_at = (rec.start if rec.start is not None and rec.start > now else now) + rec.duration
+
+
+def claim(rec: RequestRecord, now: datetime) -> AuditEntry | None:
+    """The first session of an unclaimed on-first-use grant starts its clock; its `grant.claimed` event."""
+    if rec.state != ACTIVE or rec.end_reason != UNCLAIMED:
+        return None
+    rec.activated_at, rec.expires_at = now, now + rec.duration
+    rec.end_reason, rec.message = "", ""
+    return ("grant.claimed", SYSTEM, rec.id, {"expires_at": iso(rec.expires_at)}, now)
+
+
+def latest_end(rec: RequestRecord) -> datetime | None:
+    """The latest the grant can end as it stands: an unclaimed grant may still be claimed at its
+    claim deadline and then run its whole duration (a credential must last that long)."""
+    if rec.expires_at is not None and rec.end_reason == UNCLAIMED:
+        return rec.expires_at + rec.duration
+    return rec.expires_at
 
 
 def apply_extension(rec: RequestRecord, ext: ExtensionRecord, now: datetime) -> AuditEntry:
@@ -98,6 +126,8 @@ class ApprovalService:
               ) -> tuple[RequestRecord, ExtensionRecord | None, Decision, ApprovalRecord]:
         """Store `actor`'s vote on what waits at `target_id`, if rule 5 lets it count."""
         rec, ext = load_target(w.tx, target_id)
+        if approve:  # a deny is always welcome; an approval under a lock would start access
+            refuse_if_grant_locked(w.tx, now, rec)
         decision, level, approvals = _pending_target(rec, ext, now)
         assert decision.approval is not None
         eligible = _eligible(self.ledger.policy.current, rec)

@@ -56,7 +56,16 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from controlplane.errors import JitError
-from jitgate.v1 import access_pb2, admin_pb2, audit_pb2, broker_pb2, policy_pb2, recordings_pb2
+from jitgate.v1 import (
+    access_pb2,
+    admin_pb2,
+    audit_pb2,
+    broker_pb2,
+    lifecycle_pb2,
+    locks_pb2,
+    policy_pb2,
+    recordings_pb2,
+)
 from jitgate.wire import MAX_MESSAGE_BYTES
 
 KiB = 1024
@@ -222,6 +231,14 @@ FIELDS: dict[str, Bound] = {
     # AdminService
     "IssueIdentityRequest.name": Text(NAME),
     "IssueIdentityRequest.days": Range(0, MAX_IDENTITY_DAYS),
+    # LockService (until: a timestamp, checked by type)
+    "CreateLockRequest.target": Text(WORD),
+    "CreateLockRequest.value": Text(NAME),
+    "CreateLockRequest.reason": Text(FREE_TEXT),
+    "DeleteLockRequest.id": Text(ID),
+    "DeleteLockRequest.reason": Text(FREE_TEXT),
+    # GrantLifecycleService
+    "ReleaseRequest.id": Text(ID),
     # PolicyService (policy/ checks the content itself)
     "ValidatePolicyRequest.content": _BY_POLICY,
     "ValidatePolicyRequest.filename": Text(FILENAME),
@@ -451,7 +468,7 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
 def _request_types_by_method() -> dict[str, Descriptor]:
     """ "/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
     out: dict[str, Descriptor] = {}
-    for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2, recordings_pb2):
+    for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2, recordings_pb2, locks_pb2, lifecycle_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 out[f"/{service.full_name}/{method.name}"] = method.input_type

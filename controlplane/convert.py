@@ -151,6 +151,9 @@ def decision(value: Any) -> types_pb2.Decision | None:
         rules=list(value.rules), message=clip(value.message or "", bounds.COMPOSED_TEXT),
         policy_version=value.policy_version or "",
         risk=types_pb2.Risk(**value.risk) if getattr(value, "risk", None) else None,
+        activate=getattr(value, "activate", "") or "",
+        claim_within=_format_duration(value.claim_within) if getattr(value, "claim_within", None) else "",
+        max_sessions=getattr(value, "max_sessions", None),
     )
 
 
@@ -174,6 +177,10 @@ def _decision_for_proto(data: dict[str, Any]) -> dict[str, Any]:
     if out.get("session") is None:
         out.pop("session", None)
     out.pop("errors", None)
+    if out.get("claim_within") is None:
+        out.pop("claim_within", None)
+    if out.get("max_sessions") is None:
+        out.pop("max_sessions", None)
     return out
 
 
@@ -210,7 +217,7 @@ def access_request(rec: RequestRecord) -> types_pb2.AccessRequest:
         current_level=rec.current_level or 0, review_state=_review_state(rec.review_state or ""),
         end_reason=clip(rec.end_reason or "", bounds.COMPOSED_TEXT),
         message=clip(rec.message or "", bounds.COMPOSED_TEXT),
-        approvals=[approval(a) for a in rec.approvals or []], extensions=extensions,
+        approvals=[approval(a) for a in rec.approvals or []], extensions=extensions, start=ts(rec.start),
     )
     return msg if msg.ByteSize() <= bounds.MAX_ROW_BYTES else _slim(msg)
 
@@ -308,7 +315,16 @@ def change_event(change: Change) -> types_pb2.Event:
         types_pb2.Event(), seq=change.seq, type=change.type, at=ts(change.at),
         request=access_request(change.request) if change.request is not None else None,
         session=session(change.session) if change.session is not None else None,
+        lock=_lock(change.lock) if change.lock is not None else None,
     )
+
+
+def _lock(lock: Any) -> Any:
+    from jitgate.v1 import locks_pb2
+
+    return locks_pb2.Lock(id=lock.id, target=lock.target, value=lock.value, reason=lock.reason,
+                          created_by=lock.created_by, created_at=ts(lock.created_at), until=ts(lock.until),
+                          active=True)
 
 
 def snapshot_event(rec: RequestRecord) -> types_pb2.Event:

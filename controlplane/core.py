@@ -15,6 +15,7 @@ listeners):
     dashboard.py    figures for one person             core.dashboards
     auditlog.py     audit events, chain check, imports and exports
                                                        core.audit
+    locks.py        locks on a user, resource, login or all   core.locks
 
 `AccessCore` only builds them (no method of its own): a caller names the
 service it means, `core.grants.extend(...)`, so a reader finds the code in one hop.
@@ -32,6 +33,7 @@ from controlplane.dashboard import DashboardService
 from controlplane.grants import GrantService
 from controlplane.history import HistoryService, Recommender
 from controlplane.ledger import Ledger, PolicyHolder, StaticPolicy, utcnow
+from controlplane.locks import LockService
 from controlplane.requests import RequestService
 from controlplane.sessions import SessionService
 from controlplane.store import SqlStore
@@ -58,6 +60,7 @@ class AccessCore:
         self.sessions = SessionService(self.ledger)
         self.dashboards = DashboardService(self.ledger)
         self.audit = AuditLog(self.ledger)
+        self.locks = LockService(self.ledger)
 
 
 __all__ = ["AccessCore", "PolicyHolder", "Recommender", "StaticPolicy", "utcnow"]

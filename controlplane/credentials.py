@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from controlplane.approvals import latest_end
 from controlplane.errors import JitError
 from controlplane.ledger import Ledger, active_grant, iso, live_session
+from controlplane.locks import refuse_if_grant_locked
 from controlplane.model import RequestRecord
 
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ class CredentialService:
             raise JitError("invalid.argument", f"grant `{grant_id}` is for a {rec.kind} resource, not ssh")
         principals = [f"{rec.login}@{rec.resource}"]
         options = rec.decision.session
-        expires_at = rec.expires_at
+        expires_at = latest_end(rec)  # unclaimed on first use: the claim deadline plus the duration
         assert expires_at is not None
 
         def sign(serial: int) -> str:
@@ -89,6 +91,7 @@ class CredentialService:
         def store(serial: int) -> bool:
             with self.ledger.write() as w:
                 fresh = active_grant(w.tx.get_request(grant_id), grant_id, self.ledger.clock())
+                refuse_if_grant_locked(w.tx, now, fresh)
                 if not w.tx.insert_certificate(serial, rec.id, "user", principals, now, expires_at):
                     return False
                 w.commit([("credential.ssh_issued", actor, rec.id,
@@ -110,6 +113,7 @@ class CredentialService:
             if found is not None and found.user != actor:
                 raise JitError("permission.denied", f"grant `{grant_id}` belongs to `{found.user}`")
             rec = active_grant(found, grant_id, now)
+            refuse_if_grant_locked(w.tx, now, rec)
             if rec.kind != "postgres":
                 raise JitError("invalid.argument", f"grant `{grant_id}` is for a {rec.kind} resource, not a database")
             w.tx.insert_token(digest, rec.id, now)
@@ -145,7 +149,7 @@ class CredentialService:
 
         def store(serial: int) -> bool:
             with self.ledger.write() as w:
-                active_grant(w.tx.get_request(rec.id), rec.id, self.ledger.clock())
+                refuse_if_grant_locked(w.tx, now, active_grant(w.tx.get_request(rec.id), rec.id, self.ledger.clock()))
                 if not w.tx.insert_certificate(serial, rec.id, "upstream", [rec.login], now, valid_before,
                                                session_id=session_id):
                     return False

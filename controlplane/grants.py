@@ -11,7 +11,16 @@ from controlplane.approvals import apply_extension
 from controlplane.errors import JitError
 from controlplane.history import HistoryService
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td
-from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, ExtensionRecord, RequestRecord
+from controlplane.model import (
+    ACTIVE,
+    EXPIRED,
+    EXT_CANCELLED,
+    EXT_PENDING,
+    REVOKED,
+    UNCLAIMED,
+    ExtensionRecord,
+    RequestRecord,
+)
 from policy import PolicyRequest
 from policy.approvals import approved_at_once
 
@@ -40,6 +49,8 @@ class GrantService:
             raise JitError("invalid.argument", "the extension must be longer than 0s")
         if rec.state != ACTIVE or rec.expires_at is None or rec.expires_at <= now:
             raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
+        if rec.end_reason == UNCLAIMED:  # its clock has not started: there is nothing to extend yet
+            raise JitError("grant.unclaimed", f"grant `{request_id}` starts at its first session; extend it after")
         if rec.pending_extension is not None:
             raise JitError("extension.pending", f"extension `{rec.pending_extension.id}` is still waiting for approval")
         number = rec.extensions_used + 1
@@ -109,6 +120,30 @@ class GrantService:
                      request=rec)
         return rec
 
+    def release(self, actor: str, request_id: str) -> RequestRecord:
+        """The requester gives an active grant back before its end: it ends now (EXPIRED, "released";
+        not REVOKED, which the policies' `history.revoked_90d` counts against the requester)."""
+        now = self.ledger.clock()
+        with self.ledger.write() as w:
+            rec = w.tx.get_request(request_id)
+            if rec is None:
+                raise JitError("request.not_found", f"there is no request `{request_id}`")
+            if actor != rec.user:
+                raise JitError("permission.denied", f"only `{rec.user}` may release `{request_id}`")
+            if rec.state != ACTIVE:
+                raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
+            rec.state, rec.ended_at = EXPIRED, now
+            rec.end_reason = rec.message = f"released by {actor}"
+            for ext in rec.extensions:
+                if ext.state == EXT_PENDING:
+                    ext.state, ext.decided_at = EXT_CANCELLED, now
+                    w.tx.update_extension(ext)
+            w.tx.update_request(rec)
+            serials = w.tx.revoke_certificates([rec.id], now)
+            w.tx.delete_tokens([rec.id])
+            w.commit([("grant.released", actor, rec.id, {"revoked_serials": serials}, now)], request=rec)
+        return rec
+
     def sweep(self) -> datetime | None:
         """End every overdue grant (EXPIRED) and stale pending request (TIMED_OUT) in one
         transaction; returns the next deadline (None when nothing is waiting)."""
@@ -118,12 +153,16 @@ class GrantService:
         if nxt is None or nxt > now:
             return nxt
         with self.ledger.write() as w:
-            expired, timed_out, cancelled = w.tx.end_due(now)
+            expired, timed_out, cancelled, claim_expired = w.tx.end_due(now)
             if expired:
                 w.tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
+            if claim_expired:  # their certificates outlive the claim deadline (`latest_end`): revoke them
+                w.tx.delete_tokens(list(claim_expired))
+                w.tx.revoke_certificates(list(claim_expired), now)
             events: list[AuditEntry] = []
             events += [("grant.expired", SYSTEM, rid, {}, now) for rid in expired]
             events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in timed_out]
+            events += [("grant.claim_expired", SYSTEM, rid, {}, now) for rid in claim_expired]
             events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
             # Listeners get the ended records, loaded after the commit (the states are already final).
             w.commit(events, load_requests=True)

@@ -87,6 +87,8 @@ def active_grant(rec: RequestRecord | None, grant_id: str, now: datetime) -> Req
         raise JitError("grant.not_active", f"grant `{grant_id}` is {rec.state}, not active")
     if rec.expires_at is None or rec.expires_at <= now:
         raise JitError("grant.not_active", f"grant `{grant_id}` expired at {iso(rec.expires_at)}")
+    if rec.activated_at is not None and rec.activated_at > now:  # a scheduled window not begun yet
+        raise JitError("grant.not_started", f"grant `{grant_id}` starts at {iso(rec.activated_at)}")
     return rec
 
 
@@ -124,7 +126,8 @@ class Write:
         self.loaded: list[AuditRecord] = []  # published with their requests read after the commit
 
     def commit(self, events: Sequence[AuditEntry], *, request: RequestRecord | None = None,
-               session: SessionRecord | None = None, load_requests: bool = False) -> list[AuditRecord]:
+               session: SessionRecord | None = None, load_requests: bool = False, lock: Any = None
+               ) -> list[AuditRecord]:
         """Append `events` to the audit chain in this transaction; once it commits, listeners get
         one Change per event carrying `request` / `session` (or, with `load_requests`, each
         event's request as stored after the commit)."""
@@ -134,7 +137,8 @@ class Write:
         if load_requests:
             self.loaded.extend(recs)
         else:
-            self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session) for r in recs)
+            self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session, lock=lock)
+                                for r in recs)
         return recs
 
 

@@ -19,7 +19,11 @@ CANCELLED = "CANCELLED"
 TIMED_OUT = "TIMED_OUT"
 EXPIRED = "EXPIRED"
 REVOKED = "REVOKED"
-REQUEST_STATES = (PENDING, ACTIVE, DENIED, CANCELLED, TIMED_OUT, EXPIRED, REVOKED)
+CLAIM_EXPIRED = "CLAIM_EXPIRED"  # on first use (POLICY.md Additions), and never used in its claim window
+REQUEST_STATES = (PENDING, ACTIVE, DENIED, CANCELLED, TIMED_OUT, EXPIRED, REVOKED, CLAIM_EXPIRED)
+# `end_reason` of an ACTIVE on-first-use grant nobody used yet: its `expires_at` is then the claim
+# deadline, and the first session through a broker starts the clock (`claim` in approvals.py).
+UNCLAIMED = "unclaimed"
 
 # Review states of break-glass grants ("" = no review owed).
 REVIEW_NONE = ""
@@ -93,6 +97,7 @@ class RequestRecord:
     history: dict[str, int | float] = field(default_factory=dict)  # POLICY.md's `history` counters
     review_by: str = ""
     review_comment: str = ""
+    start: datetime | None = None  # a scheduled window's start (None: the clock starts at approval)
 
     @property
     def pending_extension(self) -> ExtensionRecord | None:
@@ -150,6 +155,7 @@ class Change:
     at: datetime
     request: RequestRecord | None = None
     session: SessionRecord | None = None
+    lock: Any = None  # a store.locks.LockRecord, for `lock.created` (the brokers' fast path)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Requests: ask (decided by the policies with the requester's history), see, list, cancel."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import time
@@ -11,6 +12,7 @@ from controlplane.approvals import ApprovalService, activate, review_owed_text, 
 from controlplane.errors import JitError
 from controlplane.history import PROBE_DURATION, Ask, History, HistoryService, check_target
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td, iso, load_target, page_start
+from controlplane.locks import lock_message, matching_lock, refuse_if_locked
 from controlplane.model import (
     ACTIVE,
     CANCELLED,
@@ -30,6 +32,8 @@ from policy.model import Resource
 from policy.request import Risk
 
 LIST_BATCH = 1000  # rows read per transaction when walking many requests
+
+START_SKEW = timedelta(seconds=60)  # a window's start this far in the past is taken as now (clock skew)
 
 
 def walk_requests(ledger: Ledger, states: Sequence[str] = (), since: datetime | None = None,
@@ -59,7 +63,7 @@ class RequestService:
 
     def create_request(self, actor: str, resource: str, login: str = "", role: str = "",
                        duration: timedelta | None = None, reason: str = "", ticket: str = "",
-                       emergency: bool = False, dry_run: bool = False
+                       emergency: bool = False, dry_run: bool = False, start: datetime | None = None
                        ) -> tuple[RequestRecord, Recommendation | None]:
         """Validate, decide with the requester's history, store. A policy deny is stored as DENIED.
 
@@ -76,6 +80,10 @@ class RequestService:
         if not reason:
             raise JitError("invalid.argument", "a reason is required: say what you will do")
         now = self.ledger.clock()
+        if start is not None and start <= now:
+            if now - start > START_SKEW:
+                raise JitError("invalid.argument", f"the window's start {iso(start)} is in the past")
+            start = None  # within the clock skew: it starts now
         target = Ask(actor, res, login, role, reason, ticket, emergency)
 
         # The model is asked only when its answer is used: no duration given (it becomes the
@@ -97,23 +105,29 @@ class RequestService:
         if dry_run:
             with self.ledger.store.read() as tx:
                 history = self.history.history_in(tx, actor, resource, now)
-            rec, _code = self._decided(ps, target, duration, now, history, "", risk)
+            rec, _code = self._decided(ps, target, duration, now, history, "", risk, start)
             return rec, recommendation
 
+        with self.ledger.store.read() as tx:
+            lock = matching_lock(tx, now, actor, resource, login or role)
+        if lock is not None:  # audited, like a refused extension
+            self.ledger.refuse(actor, resource, "request.refused", "lock.active", lock_message(lock),
+                               {"lock_id": lock.id, "login": login, "role": role})
         try:
-            return self._store_new(ps, actor, res, target, duration, now, risk), recommendation
+            return self._store_new(ps, actor, res, target, duration, now, risk, start), recommendation
         except stepup.StepUpRequired as e:  # audited once the request's transaction has rolled back
             stepup.audit(self.ledger, e, actor, resource, "activate", now)
             raise
 
     def _store_new(self, ps: PolicySet, actor: str, res: Resource, target: Ask, duration: timedelta,
-                   now: datetime, risk: Risk) -> RequestRecord:
+                   now: datetime, risk: Risk, start: datetime | None) -> RequestRecord:
         """Decide inside the write transaction that stores the request (see create_request)."""
         resource, login, role = res.name, target.login, target.role
         reason, ticket, emergency = target.reason, target.ticket, target.emergency
         with self.ledger.write() as w:
+            refuse_if_locked(w.tx, now, actor, resource, login or role)
             history = self.history.history_in(w.tx, actor, resource, now)
-            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk)
+            rec, code = self._decided(ps, target, duration, now, history, secrets.token_hex(8), risk, start)
             if rec.state != DENIED:  # a rule may want a fresh sign-in to ask for this access
                 stepup.check(self.ledger.store, stepup.need_of(self.ledger.policy.current, rec.decision.rules,
                                                                "activate"), actor, "activate", now)
@@ -137,17 +151,19 @@ class RequestService:
         return rec
 
     def _decided(self, ps: PolicySet, target: Ask, duration: timedelta, now: datetime,
-                 history: History, request_id: str, risk: Risk | None = None) -> tuple[RequestRecord, str]:
+                 history: History, request_id: str, risk: Risk | None = None, start: datetime | None = None
+                 ) -> tuple[RequestRecord, str]:
         """The new request as the policy decides it (one decision); and the deny code, if any."""
         started = time.perf_counter()
-        decision = ps.decide(target.policy_request(duration, now, history, risk))
+        decision = ps.decide(dataclasses.replace(target.policy_request(duration, now, history, risk), start=start))
         if self.decision_observer is not None:
             self.decision_observer(time.perf_counter() - started)
         res = target.res
         rec = RequestRecord(
             id=request_id, user=target.user, resource=res.name, kind=res.kind, login=target.login,
             role=target.role, duration=duration, reason=target.reason, ticket=target.ticket,
-            emergency=target.emergency, state=PENDING, decision=decision, created_at=now, history=dict(history))
+            emergency=target.emergency, state=PENDING, decision=decision, created_at=now, history=dict(history),
+            start=start)
         code = ""
         if not decision.allowed:
             rec.state, rec.ended_at, rec.message, rec.end_reason = DENIED, now, decision.message, "denied by policy"
@@ -160,6 +176,8 @@ class RequestService:
                 rec.message = review_owed_text(decision.approval.review)
         else:
             rec.pending_deadline = now + ps.settings.pending_timeout
+            if start is not None:  # nobody decided before the window closed: it times out then
+                rec.pending_deadline = min(rec.pending_deadline, start + duration)
             rec.message = waiting_text(decision, 0)
         return rec, code
 

@@ -42,6 +42,8 @@ from controlplane.servicers.audit import AuditServicer
 from controlplane.servicers.broker import BrokerServicer
 from controlplane.servicers.deps import Deps
 from controlplane.servicers.guard import Guard, GuardedRegistry
+from controlplane.servicers.lifecycle import GrantLifecycleServicer
+from controlplane.servicers.locks import LockServicer
 from controlplane.servicers.policy import PolicyServicer
 from controlplane.signin.directory import PeopleDirectory
 from jitgate import wire
@@ -55,6 +57,10 @@ from jitgate.v1 import (
     audit_pb2_grpc,
     broker_pb2,
     broker_pb2_grpc,
+    lifecycle_pb2,
+    lifecycle_pb2_grpc,
+    locks_pb2,
+    locks_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
     recordings_pb2,
@@ -70,6 +76,8 @@ SERVICE_NAMES = (
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
+    locks_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
+    lifecycle_pb2.DESCRIPTOR.services_by_name["GrantLifecycleService"].full_name,
 )
 
 
@@ -196,6 +204,8 @@ def _add_services(server: grpc.aio.Server, deps: Deps) -> health_aio.HealthServi
     archive = open_archive(deps.config, deps.core.ledger)
     recordings_pb2_grpc.add_RecordingServiceServicer_to_server(RecordingServicer(deps, archive), guarded)
     deps.recordings = archive
+    locks_pb2_grpc.add_LockServiceServicer_to_server(LockServicer(deps), guarded)
+    lifecycle_pb2_grpc.add_GrantLifecycleServiceServicer_to_server(GrantLifecycleServicer(deps), guarded)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

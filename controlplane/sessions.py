@@ -12,10 +12,12 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from controlplane.approvals import claim
 from controlplane.credentials import token_hash
 from controlplane.errors import JitError
-from controlplane.ledger import Ledger, active_grant, iso, live_session, page_start
-from controlplane.model import RequestRecord, SessionRecord
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, active_grant, iso, live_session, page_start
+from controlplane.locks import refuse_if_grant_locked
+from controlplane.model import ACTIVE, EXPIRED, RequestRecord, SessionRecord
 from controlplane.store import Tx
 from policy import Resource
 
@@ -78,7 +80,10 @@ class SessionService:
         now = self.ledger.clock()
         with self.ledger.write() as w:
             grant_id = self._grant_of(w.tx, kind, key_id, serial, db_token)
-            rec = active_grant(w.tx.get_request(grant_id), grant_id, now)
+            found = w.tx.get_request(grant_id)
+            if found is not None:  # a lock's refusal says why, before the grant it ended does
+                refuse_if_grant_locked(w.tx, now, found)
+            rec = active_grant(found, grant_id, now)
             if rec.kind != kind or rec.resource != resource:
                 raise JitError("session.target_mismatch",
                                f"grant `{rec.id}` is for `{rec.resource}`, not `{resource}`")
@@ -95,12 +100,21 @@ class SessionService:
             res = ps.resources.get(rec.resource)
             if res is None:
                 raise JitError("resource.not_found", f"resource `{rec.resource}` is no longer in the policy")
+            limit = rec.decision.max_sessions
+            if limit is not None and len(w.tx.query_sessions(grant_id=rec.id, limit=limit)) >= limit:
+                raise JitError("session.limit", f"grant `{rec.id}` allows {limit} session(s) and all were used"
+                               + (" (single use)" if limit == 1 else ""))
+            events: list[AuditEntry] = []
+            claimed = claim(rec, now)  # on first use: this session starts the clock
+            if claimed is not None:
+                w.tx.update_request(rec)
+                events.append(claimed)
             sess = SessionRecord(id=secrets.token_hex(8), grant_id=rec.id, user=rec.user, resource=rec.resource,
                                  kind=rec.kind, login=rec.login, role=rec.role, broker=broker,
                                  client_address=client_address, started_at=now, last_activity_at=now,
                                  channel=channel)
             w.tx.insert_session(sess)
-            w.commit([("session.started", broker, sess.id,
+            w.commit([*events, ("session.started", broker, sess.id,
                        {"grant_id": rec.id, "user": rec.user, "resource": rec.resource,
                         "login": rec.login, "role": rec.role, "channel": channel,
                         "client_address": client_address,
@@ -142,7 +156,25 @@ class SessionService:
                         "bytes_in": sess.bytes_in, "bytes_out": sess.bytes_out,
                         "recording_ref": recording_ref, "recording_hash": recording_hash,
                         "ended_at": iso(sess.ended_at)}, now)], session=sess)
+            self._end_if_used_up(w, sess.grant_id, now)
         return sess
+
+    @staticmethod
+    def _end_if_used_up(w: Write, grant_id: str, now: datetime) -> None:
+        """`max_sessions`: the grant ends (EXPIRED, "used") when its last allowed session ended."""
+        rec = w.tx.get_request(grant_id)
+        if rec is None or rec.state != ACTIVE or rec.decision.max_sessions is None:
+            return
+        limit = rec.decision.max_sessions
+        rows = w.tx.query_sessions(grant_id=grant_id, limit=limit + 1)
+        if len(rows) < limit or any(s.ended_at is None for _n, s in rows):
+            return
+        rec.state, rec.ended_at = EXPIRED, now
+        rec.end_reason = rec.message = f"used: its last allowed session ({limit}) ended"
+        w.tx.update_request(rec)
+        w.tx.revoke_certificates([rec.id], now)
+        w.tx.delete_tokens([rec.id])
+        w.commit([("grant.expired", SYSTEM, rec.id, {"reason": "used", "max_sessions": limit}, now)], request=rec)
 
     def report_activity(self, broker: str, session_id: str, last_activity_at: datetime | None,
                         bytes_in: int = 0, bytes_out: int = 0) -> None:

@@ -50,7 +50,7 @@ CEL_LOCK = threading.Lock()
 
 CONTEXT_FIELDS: dict[str, tuple[str, ...] | None] = {
     "request": ("user", "resource", "login", "role", "duration", "reason", "ticket",
-                "emergency", "extension"),
+                "emergency", "extension", "start"),
     "user": ("name", "groups", "manager", "attributes"),
     "resource": ("name", "kind", "labels", "owners", "address", "logins", "roles"),
     "history": ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d", "median_minutes"),

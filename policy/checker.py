@@ -94,7 +94,8 @@ def check(raw: Raw, sink: Sink) -> Checked:
 
 
 # Fields a deny rule refuses: it grants nothing, so it has nothing to approve or limit.
-DENY_TAKES_NO = ("approval", "review", "max_duration", "max_extensions", "session", "notify")
+DENY_TAKES_NO = ("approval", "review", "max_duration", "max_extensions", "session", "notify", "activate",
+                 "claim_within", "max_sessions")
 
 
 def build_rules(written: list[RawRule], sink: Sink) -> list[Rule]:
@@ -108,8 +109,22 @@ def build_rules(written: list[RawRule], sink: Sink) -> list[Rule]:
         rules.append(Rule(name=w.name, when=w.when, position=len(rules), effect=w.effect, approval=approval,
                           review=review, max_duration=w.max_duration, max_extensions=w.max_extensions,
                           session=w.session, message=w.message, description=w.description,
-                          notify=w.notify, loc=w.loc, when_loc=w.when_loc, step_up=w.step_up))
+                          notify=w.notify, activate=w.activate or "on_approval", claim_within=w.claim_within,
+                          max_sessions=w.max_sessions, loc=w.loc, when_loc=w.when_loc, step_up=w.step_up))
     return rules
+
+
+def _lifecycle_fields(r: Rule) -> dict[str, Any]:
+    """The Additions' rule fields in the hashed content, only when written: a set that does not
+    use them keeps the policy_version it had before they existed."""
+    out: dict[str, Any] = {}
+    if r.activate != "on_approval":
+        out["activate"] = r.activate
+    if r.claim_within is not None:
+        out["claim_within"] = format_duration(r.claim_within)
+    if r.max_sessions is not None:
+        out["max_sessions"] = r.max_sessions
+    return out
 
 
 def _rule_semantics(w: RawRule, sink: Sink) -> tuple[ApprovalSpec | None, tuple[str, ...]]:
@@ -139,6 +154,14 @@ def _rule_semantics(w: RawRule, sink: Sink) -> tuple[ApprovalSpec | None, tuple[
     if review and (approval is None or approval.mode != "break_glass"):
         _err(sink, w.written.get("review", w.loc), "policy.unknown_field",
              f"{what}: `review` is only for break_glass approval")
+    # On first use, an approved grant nobody uses must still lapse: the claim window is required,
+    # and it means nothing without on_first_use.
+    if w.activate == "on_first_use" and w.claim_within is None and "claim_within" not in w.written:
+        _err(sink, w.written["activate"], "policy.missing_field",
+             f"{what}: `activate: on_first_use` needs `claim_within` (how long the grant waits for its first use)")
+    if "claim_within" in w.written and w.activate != "on_first_use":
+        _err(sink, w.written["claim_within"], "policy.unknown_field",
+             f"{what}: `claim_within` is only for `activate: on_first_use`")
     return approval, review
 
 
@@ -251,7 +274,10 @@ def canonical(settings: Settings, users: dict[str, User], resources: dict[str, R
         "settings": {"grace_period": dur(settings.grace_period),
                      "pending_timeout": dur(settings.pending_timeout),
                      "default_max_extensions": settings.default_max_extensions,
-                     "duration_step": dur(settings.duration_step)},
+                     "duration_step": dur(settings.duration_step),
+                     # only when changed: a set that does not use it keeps its policy_version
+                     **({"max_schedule_ahead": dur(settings.max_schedule_ahead)}
+                        if settings.max_schedule_ahead != Settings().max_schedule_ahead else {})},
         "users": {u.name: {"groups": list(u.groups), "manager": u.manager, "attributes": u.attributes}
                   for u in users.values()},
         "resources": {r.name: {"kind": r.kind, "address": r.address, "labels": r.labels,
@@ -266,7 +292,8 @@ def canonical(settings: Settings, users: dict[str, User], resources: dict[str, R
                    "max_extensions": r.max_extensions, "session": r.session, "message": r.message,
                    # only when set: versions of sets without them stay what they were
                    **({"step_up": r.step_up.to_json()} if r.step_up is not None else {}),
-                   **({"notify": list(r.notify)} if r.notify else {})}
+                   **({"notify": list(r.notify)} if r.notify else {}),
+                   **_lifecycle_fields(r)}
                   for r in rules],
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -68,6 +68,9 @@ class Decision:
     policy_version: str
     errors: list[str] = field(default_factory=list)
     risk: dict[str, Any] | None = None  # the request's POLICY.md `risk` as JSON; None: no scorer ran
+    activate: str = "on_approval"  # "on_first_use": the clock starts at the first session through a broker
+    claim_within: timedelta | None = None  # on_first_use: how long the approved grant waits for that session
+    max_sessions: int | None = None  # sessions the grant allows (None: unlimited; 1: single use)
 
     @property
     def allowed(self) -> bool:
@@ -85,6 +88,9 @@ class Decision:
             "message": self.message,
             "policy_version": self.policy_version,
             "errors": list(self.errors),
+            "activate": self.activate,
+            "claim_within": format_duration(self.claim_within) if self.claim_within is not None else None,
+            "max_sessions": self.max_sessions,
             **({"risk": dict(self.risk)} if self.risk is not None else {}),
         }
 
@@ -119,6 +125,9 @@ class Decision:
                 policy_version=str(d.get("policy_version", "")),
                 errors=list(d.get("errors", [])),
                 risk=dict(d["risk"]) if isinstance(d.get("risk"), Mapping) else None,
+                activate=str(d.get("activate") or "on_approval"),
+                claim_within=parse_duration(d["claim_within"]) if d.get("claim_within") else None,
+                max_sessions=int(d["max_sessions"]) if d.get("max_sessions") is not None else None,
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not a decision: {e}") from None

@@ -18,7 +18,7 @@ from policy.durations import format_duration
 from policy.index import Candidate, request_passes
 from policy.limits import MAX_DURATION
 from policy.model import Resource, Rule, Settings, User
-from policy.request import HISTORY_COUNTERS, PolicyRequest
+from policy.request import HISTORY_COUNTERS, PolicyRequest, format_time
 
 _S = ct.StringType
 
@@ -66,13 +66,14 @@ def activation(req: PolicyRequest, user: ct.MapType, resource: ct.MapType) -> di
         "ticket": _S(req.ticket),
         "emergency": ct.BoolType(req.emergency),
         "extension": ct.IntType(req.extension),
+        "start": cel.timestamp(req.window_start),
     })
     history: dict[str, ct.IntType | ct.DoubleType] = {
         name: ct.IntType(req.history_value(name)) for name in HISTORY_COUNTERS}
     history["median_minutes"] = ct.DoubleType(req.history_value("median_minutes"))
     risk = req.risk
     return {"request": request, "user": user, "resource": resource,
-            "history": cel.cel_map(history), "now": cel.timestamp(req.time),
+            "history": cel.cel_map(history), "now": cel.timestamp(req.window_start),
             "risk": cel.cel_map({"known": ct.BoolType(risk is not None and risk.known),
                                  "score": ct.DoubleType(risk.score if risk is not None and risk.known else 0.0),
                                  "reasons": ct.ListType([_S(r) for r in (risk.reasons if risk else ())])})}
@@ -214,6 +215,10 @@ def combine(outcome: Outcome, req: PolicyRequest, settings: Settings, version: s
             explicit_ext.append(r.max_extensions)
     if explicit_ext:
         max_extensions = min(explicit_ext)
+    # POLICY.md Additions: on first use if any rule says so, the smallest claim window and session count.
+    first_use = any(r.activate == "on_first_use" for r in contributing)
+    claims = [r.claim_within for r in contributing if r.claim_within is not None]
+    counts = [r.max_sessions for r in contributing if r.max_sessions is not None]
     session = SessionOptions(**{opt: all(r.session.get(opt, True) for r in contributing)
                                 for opt in SESSION_OPTIONS})
     names = [r.name for r in contributing]
@@ -221,12 +226,21 @@ def combine(outcome: Outcome, req: PolicyRequest, settings: Settings, version: s
         return deny(version, f"requested {format_duration(req.duration)} is above the maximum of "
                              f"{format_duration(max_duration)} for `{req.resource}`; ask for "
                              f"{format_duration(max_duration)} or less", names, max_duration=max_duration)
+    if req.start is not None and req.start < req.time:
+        return deny(version, f"the window's start {format_time(req.start)} is in the past", names,
+                    max_duration=max_duration)
+    if req.start is not None and req.start - req.time > settings.max_schedule_ahead:
+        return deny(version, f"the window starts more than {format_duration(settings.max_schedule_ahead)} ahead "
+                             f"(settings.max_schedule_ahead); ask again closer to it", names,
+                    max_duration=max_duration)
     if req.extension > max_extensions:
         return deny(version, f"extension {req.extension} is above the maximum of {max_extensions} "
                              f"extension(s) for `{req.resource}`", names, max_duration=max_duration)
     return Decision(effect="allow", approval=approval, max_duration=max_duration,
                     max_extensions=max_extensions, session=session, rules=names, message="",
-                    policy_version=version)
+                    policy_version=version, activate="on_first_use" if first_use else "on_approval",
+                    claim_within=min(claims) if first_use and claims else None,
+                    max_sessions=min(counts) if counts else None)
 
 
 def _approval(rules: list[Rule], req: PolicyRequest) -> Approval:

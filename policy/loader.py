@@ -22,14 +22,16 @@ from policy.testing import read_tests
 from policy.yamlnodes import Reader, Sink, compose
 
 TOP_FIELDS = ("version", "settings", "users", "groups", "resources", "rules", "tests")
-SETTINGS_FIELDS = ("grace_period", "pending_timeout", "default_max_extensions", "duration_step")
+SETTINGS_FIELDS = ("grace_period", "pending_timeout", "default_max_extensions", "duration_step",
+                   "max_schedule_ahead")
 USER_FIELDS = ("groups", "manager", "attributes", "description")
 RESOURCE_FIELDS = ("kind", "address", "labels", "logins", "roles", "owners", "host_key",
                    "host_ca", "database", "credentials", "description")
 RULE_FIELDS = ("name", "when", "effect", "approval", "review", "max_duration", "max_extensions",
-               "session", "message", "description", "notify", "step_up")
+               "session", "message", "description", "notify", "step_up", "activate", "claim_within", "max_sessions")
 MAX_NOTIFY_CHANNELS = 16  # channel names one rule may list in `notify:`
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # as server.yaml's notify.channels names them
+ACTIVATE_MODES = ("on_approval", "on_first_use")
 SECRET_PREFIXES = ("env:", "file:")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -70,6 +72,9 @@ class RawRule:
     description: str = ""
     step_up: StepUp | None = None
     notify: tuple[str, ...] = ()  # server.yaml channel names the approvers are told on (empty: the defaults)
+    activate: str | None = None  # "on_approval" | "on_first_use" (POLICY.md Additions)
+    claim_within: timedelta | None = None
+    max_sessions: int | None = None
 
 
 @dataclass
@@ -172,7 +177,7 @@ class _FileReader:
                     f"`settings` given twice (first at {self.raw.settings.loc})")
             return
         kw: dict[str, Any] = {}
-        for name in ("grace_period", "pending_timeout", "duration_step"):
+        for name in ("grace_period", "pending_timeout", "duration_step", "max_schedule_ahead"):
             if name in f:
                 td = r.duration(f[name][1], f"settings.{name}")
                 if td is not None:
@@ -319,6 +324,17 @@ class _FileReader:
             rule.max_extensions = r.integer(f["max_extensions"][1], f"{what}: max_extensions")
         if "session" in f:
             rule.session = read_session(r, f["session"][1], f"{what}: session") or {}
+        if "activate" in f:
+            a = r.text(f["activate"][1], f"{what}: activate")
+            if a is not None and a not in ACTIVATE_MODES:
+                r.error(f["activate"][1], "policy.type",
+                        f"{what}: unknown activate `{a}` (use on_approval or on_first_use)")
+            elif a is not None:
+                rule.activate = a
+        if "claim_within" in f:
+            rule.claim_within = r.duration(f["claim_within"][1], f"{what}: claim_within")
+        if "max_sessions" in f:
+            rule.max_sessions = r.integer(f["max_sessions"][1], f"{what}: max_sessions", minimum=1)
         if "message" in f:
             rule.message = r.text(f["message"][1], f"{what}: message") or ""
         if "description" in f:

@@ -36,6 +36,7 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=24)
     default_max_extensions: int = 2
     duration_step: timedelta = timedelta(minutes=15)
+    max_schedule_ahead: timedelta = timedelta(days=7)  # how far ahead a request's `start` may be
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
 
 
@@ -94,6 +95,9 @@ class Rule:
     message: str = ""
     description: str = ""
     notify: tuple[str, ...] = ()  # server.yaml channel names its approvers are told on (empty: the defaults)
+    activate: str = "on_approval"  # or "on_first_use": the clock starts at the first session
+    claim_within: timedelta | None = None  # on_first_use: unused this long after approval -> CLAIM_EXPIRED
+    max_sessions: int | None = None  # None: unlimited; 1: single use
     loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     when_loc: Loc = field(default=NOWHERE, compare=False, repr=False)
     step_up: StepUp | None = None  # a fresh sign-in to approve or activate (policy/stepup.py)

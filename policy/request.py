@@ -15,7 +15,7 @@ HISTORY_COUNTERS = ("granted_90d", "denied_90d", "revoked_90d", "flagged_90d")
 HISTORY_FIELDS = (*HISTORY_COUNTERS, "median_minutes")
 _REQUEST_FIELDS = (
     "id", "user", "resource", "login", "role", "duration", "reason", "ticket",
-    "emergency", "extension", "time", "history", "risk",
+    "emergency", "extension", "time", "history", "risk", "start",
 )
 MAX_RISK_REASONS = 16  # reasons a request's risk may carry (a scorer names a few; more is a malformed input)
 
@@ -70,10 +70,18 @@ class PolicyRequest:
     history: dict[str, int | float] = field(default_factory=dict)
     risk: Risk | None = None  # None: no scorer ran (CEL sees risk.known == false)
     id: str = ""
+    start: datetime | None = None  # a scheduled window's start (POLICY.md Additions); None: `time`
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             raise RequestError("`time` must carry a time zone (RFC 3339, e.g. 2026-11-18T10:00:00Z)")
+        if self.start is not None and self.start.tzinfo is None:
+            raise RequestError("`start` must carry a time zone (RFC 3339, e.g. 2026-12-05T22:00:00Z)")
+
+    @property
+    def window_start(self) -> datetime:
+        """When the access would begin: `start`, or `time` for access now. Rules see it as `now`."""
+        return self.start if self.start is not None else self.time
 
     def history_value(self, name: str) -> int | float:
         """A history field; absent counters are 0."""
@@ -114,6 +122,7 @@ class PolicyRequest:
             time=when,
             history=_history(d.get("history")),
             risk=Risk.from_mapping(d["risk"]) if d.get("risk") is not None else None,
+            start=_parse_time(d["start"]) if d.get("start") is not None else None,
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -137,6 +146,8 @@ class PolicyRequest:
         if self.extension:
             out["extension"] = self.extension
         out["time"] = format_time(self.time)
+        if self.start is not None:
+            out["start"] = format_time(self.start)
         if self.history:
             out["history"] = dict(self.history)
         if self.risk is not None:

@@ -5,6 +5,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.lockstate import DEFAULT_STALE_AFTER
 from broker.pg.credentials import CredentialSource
 from broker.refusals import RefusalLimits
 from recorder.limits import check_max_recording_bytes
@@ -76,6 +77,8 @@ class PgBrokerConfig:
     cut_wait: float = 2.0  # how long a cut waits for a message boundary to say why
     activity_interval: float = 30.0  # live sessions' activity (and unreported ends) go to the control plane
     refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
+    # Seconds the broker may go without learning the lock state before it refuses new sessions.
+    lock_stale_after: float = DEFAULT_STALE_AFTER
 
     def __post_init__(self) -> None:
         self.host, self.port = split_listen(self.listen)

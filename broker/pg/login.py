@@ -233,6 +233,7 @@ class PgLogin:
         refusals = self.runtime.refusals
         counted = not refusals.claim_report(peer)  # past its individual audits: the gate counts it
         try:
+            self.runtime.check_lock_state()  # fail closed: a broker blind to locks opens nothing new
             auth = await self.cp.authorize_session(kind="postgres", resource=resource, role=role, db_token=token,
                                                    client_address=peer, channel="pg", refusal_counted=counted)
         except ControlPlaneError as exc:

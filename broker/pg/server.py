@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 from broker.cpclient import Authorization
+from broker.lockstate import LockState
 from broker.monitor import MonitorHub
 from broker.pg.config import PgBrokerConfig
 from broker.pg.login import PgLogin
@@ -40,7 +41,7 @@ class PgBroker:
         self.hub = hub or MonitorHub()
         self.name: str = getattr(control_plane, "name", config.name)
         self.runtime = BrokerRuntime("postgres", control_plane, self.hub, config.refusals, config.activity_interval,
-                                     recorder.data_dir)
+                                     recorder.data_dir, LockState(config.lock_stale_after))
         self.login = PgLogin(config, control_plane, self.runtime, recorder, self.name, self._new_session)
         self._server: asyncio.AbstractServer | None = None
         recorder.on_behind = self._recording_behind

@@ -287,7 +287,8 @@ class Session:
         self.monitor = self.broker.hub.start_monitor(
             session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
             expires_at=auth.expires_at, grace_period=auth.grace_period,
-            on_cut=self._on_cut, on_warning=self._on_warning, on_extended=self._on_extended)
+            on_cut=self._on_cut, on_warning=self._on_warning, on_extended=self._on_extended, user=auth.user,
+            login=auth.role or auth.login)
         early = client.take_buffer()
         late = up.take_buffer()
         client.relay_to(self._c2s)

@@ -89,6 +89,7 @@ class RelayHost(Protocol):
 async def authorize(broker: RelayHost, conn: ClientConnection, channel: str) -> Authorization:
     """AuthorizeSession for one channel of this connection (ControlPlaneError when refused)."""
     assert conn.target is not None and conn.credential is not None
+    broker.runtime.check_lock_state()  # fail closed: a broker blind to locks opens nothing new
     return await broker.cp.authorize_session(
         kind="ssh", resource=conn.target.resource, login=conn.target.login,
         client_address=conn.client_address, channel=channel, ssh=conn.credential)
@@ -172,7 +173,8 @@ class RelayedChannel:
         self.monitor = self._broker.hub.start_monitor(
             session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
             expires_at=auth.expires_at, grace_period=auth.grace_period,
-            on_cut=self._cut, on_warning=on_notice, on_extended=on_notice)
+            on_cut=self._cut, on_warning=on_notice, on_extended=on_notice, user=auth.user,
+            login=auth.login or auth.role)
         self._broker.runtime.sessions.add(self)
 
     async def _connect_target(self, auth: Authorization) -> asyncssh.SSHClientConnection:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker.lockstate import DEFAULT_STALE_AFTER
 from broker.refusals import RefusalLimits
 from jitgate.endpoints import parse_servers
 from recorder.limits import DEFAULT_MAX_RECORDING_BYTES, check_max_recording_bytes
@@ -52,6 +53,8 @@ class BrokerConfig:
     # password typed at a prompt that does not echo must not end up in a recording.
     record_keystrokes: bool = False
     refusals: RefusalLimits = field(default_factory=RefusalLimits)  # refused logins: audit and tarpit
+    # Seconds the broker may go without learning the lock state before it refuses new sessions.
+    lock_stale_after: float = DEFAULT_STALE_AFTER
     # Bytes one session's recording may take (recorder.limits says why 1 GiB); past it the
     # session is cut with a line saying so, so one user cannot fill the recordings disk.
     max_recording_bytes: int = DEFAULT_MAX_RECORDING_BYTES

@@ -342,7 +342,11 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
     async def _cut_user_side(self, cut: Cut) -> None:
         """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
         self.end_reason = cut.reason
-        log.info("%s", cut_summary(self.session_id or "?", cut, self.monitor.deadline if self.monitor else None))
+        # Timed now, written once the user's side is closed: when hundreds of cuts start in the
+        # same instant, the log's write is one more thing each later cut would wait behind.
+        started = utcnow()
+        deadline = self.monitor.deadline if self.monitor else None
+        summary = f"{cut_summary(self.session_id or '?', cut, deadline, started)} (cut started {started.isoformat()})"
         chan = self._chan
         # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
         # the same second, sends are most of what a cut costs.
@@ -358,6 +362,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             except (TimeoutError, OSError):
                 pass
         self._conn.disconnect(cut.message)
+        log.info("%s", summary)
 
     async def _refuse(self, message: str) -> None:
         """End the channel before it relayed anything, with a line on stderr and exit status 1."""

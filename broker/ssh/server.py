@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.cpclient import ControlPlaneClient, ControlPlaneError, SshCredential, Trust
+from broker.lockstate import LockState
 from broker.monitor import Clock, MonitorHub
 from broker.runtime import BrokerRuntime, LiveSession
 from broker.ssh.auth import Refusal, Target, check_certificate, install_certificate_hook, parse_user_name
@@ -75,10 +76,12 @@ class SSHBroker:
         self.cp = cp or ControlPlaneClient.from_identity_dir(config.server, config.identity_dir)
         self.hub = MonitorHub(clock)
         self.runtime = BrokerRuntime("ssh", self.cp, self.hub, config.refusals, config.activity_interval,
-                                     config.data_dir)
+                                     config.data_dir, LockState(config.lock_stale_after))
         self.refusals = self.runtime.refusals
         self.sessions: set[LiveSession] = self.runtime.sessions
         self.trust = Trust(user_ca_keys=(), revoked_serials=frozenset())
+        self._trust_wanted = False  # a trust event arrived since the last refresh started
+        self._trust_refreshing = False
         self.connections: set[BrokerConnection] = set()
         self.host_key_line = ""
         self.recordings: FileRecordingStore
@@ -176,7 +179,21 @@ class SSHBroker:
 
     async def _on_event(self, event_type: str) -> None:
         if any(word in event_type for word in _TRUST_EVENTS):
-            self.runtime.spawn(self.refresh_trust())
+            # Coalesced: a lock or a mass revocation brings hundreds of these at once, and one
+            # GetTrust each (one after the other, behind `_trust_lock`) kept the broker busy
+            # while it should be cutting. Every event still gets a refresh that starts after it.
+            self._trust_wanted = True
+            if not self._trust_refreshing:
+                self._trust_refreshing = True
+                self.runtime.spawn(self._refresh_while_wanted())
+
+    async def _refresh_while_wanted(self) -> None:
+        try:
+            while self._trust_wanted:
+                self._trust_wanted = False
+                await self.refresh_trust()
+        finally:
+            self._trust_refreshing = False
 
     async def _trust_round(self) -> None:
         """In the runtime's periodic round: refresh the trust when its interval has passed."""

@@ -48,6 +48,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             request.ticket,
             request.emergency,
             dry_run=request.dry_run,
+            start=convert.from_ts(request.start) if request.HasField("start") else None,
         )
         out = access_pb2.CreateRequestResponse(request=convert.access_request(record))
         recommendation = convert.recommendation(rec)

@@ -31,6 +31,7 @@ from controlplane.store.checkpoint import Checkpointer
 from controlplane.store.credentials import CredentialTx
 from controlplane.store.files import prepare_private_db_file
 from controlplane.store.history import HistoryTx
+from controlplane.store.locks import LockTx
 from controlplane.store.requests import RequestTx
 from controlplane.store.sessions import SessionTx
 
@@ -43,7 +44,7 @@ PG_CONNECT_TIMEOUT_S = 3
 _PG_MIGRATION_LOCK = 7283540  # pg_advisory_xact_lock key: two servers starting at once migrate one after the other
 
 
-class Tx(AuditTx, RequestTx, SessionTx, CredentialTx, HistoryTx):
+class Tx(AuditTx, RequestTx, SessionTx, CredentialTx, HistoryTx, LockTx):
     """The store's operations inside one transaction: one class per table group, one transaction."""
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Index, insert, select
 
 from controlplane.audit import GENESIS
 from controlplane.store import shared
+from controlplane.store.locks import create_lock_tables
 from controlplane.store.outbox import create_outbox
 from controlplane.store.people import create_people_tables
 from controlplane.store.recordings import create_recording_tables
@@ -38,6 +39,7 @@ from controlplane.store.tables import (
     schema_version,
     sessions,
 )
+from controlplane.store.windows import add_window_column
 
 V1_TABLES = [requests, approvals, extensions, sessions, certificates, db_tokens, audit, audit_head]
 
@@ -186,6 +188,8 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (9, create_people_tables),  # people who signed in (OIDC) and sign-in nonces
     (10, create_recording_tables),  # uploaded recordings, their parts, seal keys (store/recordings.py)
     (11, create_outbox),  # the notification outbox (controlplane/store/outbox.py)
+    (12, create_lock_tables),  # locks (controlplane/store/locks.py)
+    (13, add_window_column),  # requests.start_us (controlplane/store/windows.py)
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -17,11 +17,13 @@ from sqlalchemy import and_, bindparam, func, insert, select, text, update
 
 from controlplane.model import (
     ACTIVE,
+    CLAIM_EXPIRED,
     EXPIRED,
     EXT_CANCELLED,
     EXT_PENDING,
     PENDING,
     TIMED_OUT,
+    UNCLAIMED,
     ApprovalRecord,
     ExtensionRecord,
     RequestRecord,
@@ -55,6 +57,7 @@ class DueEnded(NamedTuple):
     expired: list[str]  # grant ids now EXPIRED
     timed_out: list[str]  # request ids now TIMED_OUT
     cancelled: list[str]  # ids of the pending extensions of those, now CANCELLED
+    claim_expired: Sequence[str] = ()  # on-first-use grants unused in their claim window, now CLAIM_EXPIRED
 
 
 class RequestTx(TxBase):
@@ -162,6 +165,12 @@ class RequestTx(TxBase):
         their pending extensions."""
         now_us = to_us(now)
         # One UPDATE ... RETURNING per kind (SQLite >= 3.35 and PostgreSQL both have it).
+        # First the unclaimed on-first-use grants (their `expires_us` is the claim deadline).
+        claim_expired = [r.id for r in self.conn.execute(
+            update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= now_us, _r.end_reason == UNCLAIMED))
+            .values(state=CLAIM_EXPIRED, ended_us=_r.expires_us, end_reason="claim_expired",
+                    message="not used within its claim window")
+            .returning(_r.id))]
         expired = [r.id for r in self.conn.execute(
             update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= now_us))
             .values(state=EXPIRED, ended_us=_r.expires_us, end_reason="expired")
@@ -172,14 +181,14 @@ class RequestTx(TxBase):
                     message="nobody decided in time")
             .returning(_r.id))]
         cancelled: list[str] = []
-        for part in chunks(expired + timed_out):
+        for part in chunks(expired + timed_out + claim_expired):
             ids = [r.id for r in self.conn.execute(select(_e.id).where(and_(
                 _e.request_id.in_(part), _e.state == EXT_PENDING))).all()]
             if ids:
                 self.conn.execute(update(extensions).where(_e.id.in_(ids))
                                   .values(state=EXT_CANCELLED, decided_us=now_us))
                 cancelled.extend(ids)
-        return DueEnded(expired, timed_out, cancelled)
+        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired))
 
     def next_deadline(self) -> datetime | None:
         """The earliest expiry of an active grant or deadline of a pending request."""
@@ -236,6 +245,7 @@ def _request_values(r: RequestRecord) -> dict[str, Any]:
         ended_us=to_us(r.ended_at), pending_deadline_us=to_us(r.pending_deadline),
         extensions_used=r.extensions_used, current_level=r.current_level, review_state=r.review_state,
         review_by=r.review_by, review_comment=r.review_comment, end_reason=r.end_reason, message=r.message,
+        start_us=to_us(r.start),
     )
 
 
@@ -253,7 +263,7 @@ def request_record(row: Any) -> RequestRecord:
         current_level=row.current_level, review_state=row.review_state, end_reason=row.end_reason,
         message=row.message, pending_deadline=from_us(row.pending_deadline_us),
         history=json_object_from_text(row.history or "{}"), review_by=row.review_by,
-        review_comment=row.review_comment,
+        review_comment=row.review_comment, start=from_us(row.start_us),
     )
 
 

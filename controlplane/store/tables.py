@@ -59,6 +59,7 @@ requests = Table(
     Column("review_comment", Text, nullable=False, default=""),
     Column("end_reason", Text, nullable=False, default=""),
     Column("message", Text, nullable=False, default=""),
+    Column("start_us", BigInteger),  # a scheduled window's start (store/windows.py); NULL: at approval
 )
 Index("ix_requests_state_expires", requests.c.state, requests.c.expires_us)
 Index("ix_requests_state_pending", requests.c.state, requests.c.pending_deadline_us)

@@ -55,6 +55,8 @@ _POLICY = "/jitgate.v1.PolicyService/"
 _AUDIT = "/jitgate.v1.AuditService/"
 _ADMIN = "/jitgate.v1.AdminService/"
 _RECORDINGS = "/jitgate.v1.RecordingService/"
+_LOCKS = "/jitgate.v1.LockService/"
+_LIFECYCLE = "/jitgate.v1.GrantLifecycleService/"
 
 # Sent and then unanswered, these are tried on the next plane: they change nothing, or a repeat
 # changes nothing more (ReportSessionEnd: a second report returns the first; ReportActivity sets
@@ -71,7 +73,7 @@ RETRY_AFTER_SEND = frozenset({
     # AppendRecording writes only at the offsets the store holds (a repeat is answered with them).
     _RECORDINGS + "PublishSealKey", _RECORDINGS + "AppendRecording", _RECORDINGS + "ListSealKeys",
     _RECORDINGS + "ListRecordings", _RECORDINGS + "ReadRecording", _RECORDINGS + "WatchRecording",
-    _RECORDINGS + "SearchRecordings",
+    _RECORDINGS + "SearchRecordings", _LOCKS + "ListLocks",
 })
 # Sent once: a repeat would make a second request, approval vote, session record, credential or
 # audit event. Tried on the next plane only when the first never reached a server.
@@ -79,7 +81,8 @@ ONCE = frozenset({
     _ACCESS + "CreateRequest", _ACCESS + "Approve", _ACCESS + "Deny", _ACCESS + "Cancel", _ACCESS + "Extend",
     _ACCESS + "Revoke", _ACCESS + "Review", _ACCESS + "IssueSshCertificate", _ACCESS + "IssueDatabaseToken",
     _BROKER + "AuthorizeSession", _BROKER + "IssueUpstreamCertificate", _BROKER + "ReportRefusal",
-    _ADMIN + "IssueIdentity", _RECORDINGS + "HoldRecording",
+    _ADMIN + "IssueIdentity", _RECORDINGS + "HoldRecording", _LOCKS + "CreateLock", _LOCKS + "DeleteLock",
+    _LIFECYCLE + "Release",
 })
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})$")

@@ -50,6 +50,9 @@ CODES: dict[str, Code] = {
     "extension.limit": Code("FAILED_PRECONDITION", "the grant has used all the extensions the policy allows"),
     "extension.pending": Code("FAILED_PRECONDITION", "an extension of the grant is already waiting, or the grant "
                                                      "changed meanwhile"),
+    "grant.not_started": Code("FAILED_PRECONDITION", "the grant's scheduled window has not begun"),
+    "grant.unclaimed": Code("FAILED_PRECONDITION", "the grant starts at its first session; it cannot be "
+                                                   "extended before"),
     "grant.not_active": Code("FAILED_PRECONDITION", "the grant is not active (pending, ended or expired)"),
     "history.already_imported": Code("FAILED_PRECONDITION", "this history file was imported before"),
     "identity.missing": Code("UNAUTHENTICATED", "the caller's certificate names no identity"),
@@ -61,6 +64,12 @@ CODES: dict[str, Code] = {
     "invalid.out_of_range": Code("INVALID_ARGUMENT", "a number or time field is outside its bound"),
     "invalid.too_long": Code("INVALID_ARGUMENT", "a text field is longer than its bound"),
     "invalid.too_many": Code("INVALID_ARGUMENT", "a list field has more items than its bound"),
+    "lock.active": Code("PERMISSION_DENIED", "a lock covers this user, resource or login; nothing under it starts"),
+    "lock.not_active": Code("FAILED_PRECONDITION", "the lock was already lifted or has ended"),
+    "lock.not_found": Code("NOT_FOUND", "there is no such lock"),
+    "lock.stale": Code("UNAVAILABLE", "the broker could not learn the lock state for too long; it refuses new "
+                                      "sessions until it can"),
+    "lock.too_many": Code("FAILED_PRECONDITION", "too many locks are in force, or too many grants fall under one"),
     "permission.denied": Code("PERMISSION_DENIED", "the caller's role or ownership does not allow the call"),
     "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "policy.invalid": Code("FAILED_PRECONDITION", "a policy set was refused; each problem has its own "
@@ -82,6 +91,7 @@ CODES: dict[str, Code] = {
     "server.start_failed": Code("FAILED_PRECONDITION", "the server cannot start (data directory, keys, port)"),
     "session.channel_not_allowed": Code("PERMISSION_DENIED", "the grant's policy does not allow this kind of "
                                                              "channel (exec, sftp, port forwarding, ...)"),
+    "session.limit": Code("PERMISSION_DENIED", "the grant's sessions (`max_sessions`) were all used"),
     "session.ended": Code("PERMISSION_DENIED", "the session has ended"),
     "session.login_mismatch": Code("PERMISSION_DENIED", "the grant is for another login"),
     "session.not_found": Code("NOT_FOUND", "there is no such session"),
@@ -126,6 +136,7 @@ PREFIXES: dict[str, Code] = {
     "grant": Code("FAILED_PRECONDITION", "the grant's state does not allow the call"),
     "identity": Code("UNAUTHENTICATED", "the caller's identity was refused"),
     "invalid": Code("INVALID_ARGUMENT", "a field of the call is invalid"),
+    "lock": Code("PERMISSION_DENIED", "a lock refused the call"),
     "policy": Code("FAILED_PRECONDITION", "the policy engine refused (load, check or decision)"),
     "recommend": Code("FAILED_PRECONDITION", "the duration recommender failed (history, model or training)"),
     "request": Code("FAILED_PRECONDITION", "the request's state does not allow the call"),

@@ -119,7 +119,8 @@ def test_decision_json_round_trip_and_shape() -> None:
     d = ps.decide(req)
     j = d.to_json()
     assert list(j) == ["effect", "approval", "max_duration", "max_extensions", "session", "rules", "message",
-                       "policy_version", "errors"]
+                       "policy_version", "errors", "activate", "claim_within", "max_sessions"]
+    assert j["activate"] == "on_approval" and j["claim_within"] is None and j["max_sessions"] is None
     assert j["approval"] == {"mode": "levels", "levels": [{"approvers": ["manager", "owner"], "min": 1},
                                                           {"approvers": ["group:security"], "min": 1}]}
     assert j["max_duration"] == "2h" and j["policy_version"] == ps.version

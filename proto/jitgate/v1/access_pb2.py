@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jitgate.v1 import types_pb2 as jitgate_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/access.proto\x12\njitgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"\x0f\n\rWhoAmIRequest\"=\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05roles\x18\x03 \x03(\t\"\xb6\x01\n\x14\x43reateRequestRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06ticket\x18\x06 \x01(\t\x12\x11\n\temergency\x18\x07 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\"w\n\x15\x43reateRequestResponse\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x32\n\x0erecommendation\x18\x02 \x01(\x0b\x32\x1a.jitgate.v1.Recommendation\"\x1f\n\x11GetRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd3\x01\n\x13ListRequestsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12(\n\x06states\x18\x03 \x03(\x0e\x32\x18.jitgate.v1.RequestState\x12\x12\n\nto_approve\x18\x04 \x01(\x08\x12\x0c\n\x04mine\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListRequestsResponse\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\rDecideRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"_\n\rExtendRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rjustification\x18\x03 \x01(\t\"+\n\rRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\rReviewRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66lag\x18\x02 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"i\n\x18RecommendDurationRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06ticket\x18\x05 \x01(\t\"\x15\n\x13GetDashboardRequest\"\xf6\x01\n\tDashboard\x12)\n\x06\x61\x63tive\x18\x01 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12*\n\x07pending\x18\x02 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x13\n\x0b\x65xpired_24h\x18\x03 \x01(\x05\x12\x1b\n\x13\x61vg_granted_minutes\x18\x04 \x01(\x01\x12\x18\n\x10\x61vg_used_minutes\x18\x05 \x01(\x01\x12\x15\n\rapproval_rate\x18\x06 \x01(\x01\x12/\n\x0creviews_owed\x18\x07 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\"B\n\x1aIssueSshCertificateRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"\xa0\x01\n\x1bIssueSshCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12\x30\n\x0cvalid_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nprincipals\x18\x04 \x03(\t\x12\x16\n\x0e\x62roker_address\x18\x05 \x01(\t\"-\n\x19IssueDatabaseTokenRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\"\xa3\x01\n\x1aIssueDatabaseTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x04 \x01(\t\x12\x16\n\x0e\x62roker_address\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x06 \x01(\t\"\x81\x01\n\x13ListSessionsRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x11\n\tlive_only\x18\x04 \x01(\x08\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.jitgate.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x12WatchEventsRequest\x12\r\n\x05types\x18\x01 \x03(\t2\x85\n\n\rAccessService\x12?\n\x06WhoAmI\x12\x19.jitgate.v1.WhoAmIRequest\x1a\x1a.jitgate.v1.WhoAmIResponse\x12T\n\rCreateRequest\x12 .jitgate.v1.CreateRequestRequest\x1a!.jitgate.v1.CreateRequestResponse\x12\x46\n\nGetRequest\x12\x1d.jitgate.v1.GetRequestRequest\x1a\x19.jitgate.v1.AccessRequest\x12Q\n\x0cListRequests\x12\x1f.jitgate.v1.ListRequestsRequest\x1a .jitgate.v1.ListRequestsResponse\x12?\n\x07\x41pprove\x12\x19.jitgate.v1.DecideRequest\x1a\x19.jitgate.v1.AccessRequest\x12<\n\x04\x44\x65ny\x12\x19.jitgate.v1.DecideRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06\x43\x61ncel\x12\x19.jitgate.v1.CancelRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06\x45xtend\x12\x19.jitgate.v1.ExtendRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06Revoke\x12\x19.jitgate.v1.RevokeRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06Review\x12\x19.jitgate.v1.ReviewRequest\x1a\x19.jitgate.v1.AccessRequest\x12U\n\x11RecommendDuration\x12$.jitgate.v1.RecommendDurationRequest\x1a\x1a.jitgate.v1.Recommendation\x12\x46\n\x0cGetDashboard\x12\x1f.jitgate.v1.GetDashboardRequest\x1a\x15.jitgate.v1.Dashboard\x12\x66\n\x13IssueSshCertificate\x12&.jitgate.v1.IssueSshCertificateRequest\x1a\'.jitgate.v1.IssueSshCertificateResponse\x12\x63\n\x12IssueDatabaseToken\x12%.jitgate.v1.IssueDatabaseTokenRequest\x1a&.jitgate.v1.IssueDatabaseTokenResponse\x12Q\n\x0cListSessions\x12\x1f.jitgate.v1.ListSessionsRequest\x1a .jitgate.v1.ListSessionsResponse\x12@\n\nGetSession\x12\x1d.jitgate.v1.GetSessionRequest\x1a\x13.jitgate.v1.Session\x12\x42\n\x0bWatchEvents\x12\x1e.jitgate.v1.WatchEventsRequest\x1a\x11.jitgate.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/access.proto\x12\njitgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"\x0f\n\rWhoAmIRequest\"=\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05roles\x18\x03 \x03(\t\"\xe1\x01\n\x14\x43reateRequestRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06ticket\x18\x06 \x01(\t\x12\x11\n\temergency\x18\x07 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12)\n\x05start\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x15\x43reateRequestResponse\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x32\n\x0erecommendation\x18\x02 \x01(\x0b\x32\x1a.jitgate.v1.Recommendation\"\x1f\n\x11GetRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xd3\x01\n\x13ListRequestsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12(\n\x06states\x18\x03 \x03(\x0e\x32\x18.jitgate.v1.RequestState\x12\x12\n\nto_approve\x18\x04 \x01(\x08\x12\x0c\n\x04mine\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x14ListRequestsResponse\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\rDecideRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"_\n\rExtendRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rjustification\x18\x03 \x01(\t\"+\n\rRevokeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\rReviewRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66lag\x18\x02 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"i\n\x18RecommendDurationRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06ticket\x18\x05 \x01(\t\"\x15\n\x13GetDashboardRequest\"\xf6\x01\n\tDashboard\x12)\n\x06\x61\x63tive\x18\x01 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12*\n\x07pending\x18\x02 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\x12\x13\n\x0b\x65xpired_24h\x18\x03 \x01(\x05\x12\x1b\n\x13\x61vg_granted_minutes\x18\x04 \x01(\x01\x12\x18\n\x10\x61vg_used_minutes\x18\x05 \x01(\x01\x12\x15\n\rapproval_rate\x18\x06 \x01(\x01\x12/\n\x0creviews_owed\x18\x07 \x03(\x0b\x32\x19.jitgate.v1.AccessRequest\"B\n\x1aIssueSshCertificateRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"\xa0\x01\n\x1bIssueSshCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\t\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12\x30\n\x0cvalid_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nprincipals\x18\x04 \x03(\t\x12\x16\n\x0e\x62roker_address\x18\x05 \x01(\t\"-\n\x19IssueDatabaseTokenRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\"\xa3\x01\n\x1aIssueDatabaseTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x04 \x01(\t\x12\x16\n\x0e\x62roker_address\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x06 \x01(\t\"\x81\x01\n\x13ListSessionsRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x11\n\tlive_only\x18\x04 \x01(\x08\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.jitgate.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x12WatchEventsRequest\x12\r\n\x05types\x18\x01 \x03(\t2\x85\n\n\rAccessService\x12?\n\x06WhoAmI\x12\x19.jitgate.v1.WhoAmIRequest\x1a\x1a.jitgate.v1.WhoAmIResponse\x12T\n\rCreateRequest\x12 .jitgate.v1.CreateRequestRequest\x1a!.jitgate.v1.CreateRequestResponse\x12\x46\n\nGetRequest\x12\x1d.jitgate.v1.GetRequestRequest\x1a\x19.jitgate.v1.AccessRequest\x12Q\n\x0cListRequests\x12\x1f.jitgate.v1.ListRequestsRequest\x1a .jitgate.v1.ListRequestsResponse\x12?\n\x07\x41pprove\x12\x19.jitgate.v1.DecideRequest\x1a\x19.jitgate.v1.AccessRequest\x12<\n\x04\x44\x65ny\x12\x19.jitgate.v1.DecideRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06\x43\x61ncel\x12\x19.jitgate.v1.CancelRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06\x45xtend\x12\x19.jitgate.v1.ExtendRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06Revoke\x12\x19.jitgate.v1.RevokeRequest\x1a\x19.jitgate.v1.AccessRequest\x12>\n\x06Review\x12\x19.jitgate.v1.ReviewRequest\x1a\x19.jitgate.v1.AccessRequest\x12U\n\x11RecommendDuration\x12$.jitgate.v1.RecommendDurationRequest\x1a\x1a.jitgate.v1.Recommendation\x12\x46\n\x0cGetDashboard\x12\x1f.jitgate.v1.GetDashboardRequest\x1a\x15.jitgate.v1.Dashboard\x12\x66\n\x13IssueSshCertificate\x12&.jitgate.v1.IssueSshCertificateRequest\x1a\'.jitgate.v1.IssueSshCertificateResponse\x12\x63\n\x12IssueDatabaseToken\x12%.jitgate.v1.IssueDatabaseTokenRequest\x1a&.jitgate.v1.IssueDatabaseTokenResponse\x12Q\n\x0cListSessions\x12\x1f.jitgate.v1.ListSessionsRequest\x1a .jitgate.v1.ListSessionsResponse\x12@\n\nGetSession\x12\x1d.jitgate.v1.GetSessionRequest\x1a\x13.jitgate.v1.Session\x12\x42\n\x0bWatchEvents\x12\x1e.jitgate.v1.WatchEventsRequest\x1a\x11.jitgate.v1.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,47 +39,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WHOAMIRESPONSE']._serialized_start=145
   _globals['_WHOAMIRESPONSE']._serialized_end=206
   _globals['_CREATEREQUESTREQUEST']._serialized_start=209
-  _globals['_CREATEREQUESTREQUEST']._serialized_end=391
-  _globals['_CREATEREQUESTRESPONSE']._serialized_start=393
-  _globals['_CREATEREQUESTRESPONSE']._serialized_end=512
-  _globals['_GETREQUESTREQUEST']._serialized_start=514
-  _globals['_GETREQUESTREQUEST']._serialized_end=545
-  _globals['_LISTREQUESTSREQUEST']._serialized_start=548
-  _globals['_LISTREQUESTSREQUEST']._serialized_end=759
-  _globals['_LISTREQUESTSRESPONSE']._serialized_start=761
-  _globals['_LISTREQUESTSRESPONSE']._serialized_end=853
-  _globals['_DECIDEREQUEST']._serialized_start=855
-  _globals['_DECIDEREQUEST']._serialized_end=899
-  _globals['_CANCELREQUEST']._serialized_start=901
-  _globals['_CANCELREQUEST']._serialized_end=928
-  _globals['_EXTENDREQUEST']._serialized_start=930
-  _globals['_EXTENDREQUEST']._serialized_end=1025
-  _globals['_REVOKEREQUEST']._serialized_start=1027
-  _globals['_REVOKEREQUEST']._serialized_end=1070
-  _globals['_REVIEWREQUEST']._serialized_start=1072
-  _globals['_REVIEWREQUEST']._serialized_end=1130
-  _globals['_RECOMMENDDURATIONREQUEST']._serialized_start=1132
-  _globals['_RECOMMENDDURATIONREQUEST']._serialized_end=1237
-  _globals['_GETDASHBOARDREQUEST']._serialized_start=1239
-  _globals['_GETDASHBOARDREQUEST']._serialized_end=1260
-  _globals['_DASHBOARD']._serialized_start=1263
-  _globals['_DASHBOARD']._serialized_end=1509
-  _globals['_ISSUESSHCERTIFICATEREQUEST']._serialized_start=1511
-  _globals['_ISSUESSHCERTIFICATEREQUEST']._serialized_end=1577
-  _globals['_ISSUESSHCERTIFICATERESPONSE']._serialized_start=1580
-  _globals['_ISSUESSHCERTIFICATERESPONSE']._serialized_end=1740
-  _globals['_ISSUEDATABASETOKENREQUEST']._serialized_start=1742
-  _globals['_ISSUEDATABASETOKENREQUEST']._serialized_end=1787
-  _globals['_ISSUEDATABASETOKENRESPONSE']._serialized_start=1790
-  _globals['_ISSUEDATABASETOKENRESPONSE']._serialized_end=1953
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1956
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=2085
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2087
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2173
-  _globals['_GETSESSIONREQUEST']._serialized_start=2175
-  _globals['_GETSESSIONREQUEST']._serialized_end=2206
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2208
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2243
-  _globals['_ACCESSSERVICE']._serialized_start=2246
-  _globals['_ACCESSSERVICE']._serialized_end=3531
+  _globals['_CREATEREQUESTREQUEST']._serialized_end=434
+  _globals['_CREATEREQUESTRESPONSE']._serialized_start=436
+  _globals['_CREATEREQUESTRESPONSE']._serialized_end=555
+  _globals['_GETREQUESTREQUEST']._serialized_start=557
+  _globals['_GETREQUESTREQUEST']._serialized_end=588
+  _globals['_LISTREQUESTSREQUEST']._serialized_start=591
+  _globals['_LISTREQUESTSREQUEST']._serialized_end=802
+  _globals['_LISTREQUESTSRESPONSE']._serialized_start=804
+  _globals['_LISTREQUESTSRESPONSE']._serialized_end=896
+  _globals['_DECIDEREQUEST']._serialized_start=898
+  _globals['_DECIDEREQUEST']._serialized_end=942
+  _globals['_CANCELREQUEST']._serialized_start=944
+  _globals['_CANCELREQUEST']._serialized_end=971
+  _globals['_EXTENDREQUEST']._serialized_start=973
+  _globals['_EXTENDREQUEST']._serialized_end=1068
+  _globals['_REVOKEREQUEST']._serialized_start=1070
+  _globals['_REVOKEREQUEST']._serialized_end=1113
+  _globals['_REVIEWREQUEST']._serialized_start=1115
+  _globals['_REVIEWREQUEST']._serialized_end=1173
+  _globals['_RECOMMENDDURATIONREQUEST']._serialized_start=1175
+  _globals['_RECOMMENDDURATIONREQUEST']._serialized_end=1280
+  _globals['_GETDASHBOARDREQUEST']._serialized_start=1282
+  _globals['_GETDASHBOARDREQUEST']._serialized_end=1303
+  _globals['_DASHBOARD']._serialized_start=1306
+  _globals['_DASHBOARD']._serialized_end=1552
+  _globals['_ISSUESSHCERTIFICATEREQUEST']._serialized_start=1554
+  _globals['_ISSUESSHCERTIFICATEREQUEST']._serialized_end=1620
+  _globals['_ISSUESSHCERTIFICATERESPONSE']._serialized_start=1623
+  _globals['_ISSUESSHCERTIFICATERESPONSE']._serialized_end=1783
+  _globals['_ISSUEDATABASETOKENREQUEST']._serialized_start=1785
+  _globals['_ISSUEDATABASETOKENREQUEST']._serialized_end=1830
+  _globals['_ISSUEDATABASETOKENRESPONSE']._serialized_start=1833
+  _globals['_ISSUEDATABASETOKENRESPONSE']._serialized_end=1996
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1999
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2128
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=2130
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=2216
+  _globals['_GETSESSIONREQUEST']._serialized_start=2218
+  _globals['_GETSESSIONREQUEST']._serialized_end=2249
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2251
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2286
+  _globals['_ACCESSSERVICE']._serialized_start=2289
+  _globals['_ACCESSSERVICE']._serialized_end=3574
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ class WhoAmIResponse(_message.Message):
     def __init__(self, name: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateRequestRequest(_message.Message):
-    __slots__ = ("resource", "login", "role", "duration", "reason", "ticket", "emergency", "dry_run")
+    __slots__ = ("resource", "login", "role", "duration", "reason", "ticket", "emergency", "dry_run", "start")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class CreateRequestRequest(_message.Message):
     TICKET_FIELD_NUMBER: _ClassVar[int]
     EMERGENCY_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     resource: str
     login: str
     role: str
@@ -43,7 +44,8 @@ class CreateRequestRequest(_message.Message):
     ticket: str
     emergency: bool
     dry_run: bool
-    def __init__(self, resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    start: _timestamp_pb2.Timestamp
+    def __init__(self, resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateRequestResponse(_message.Message):
     __slots__ = ("request", "recommendation")

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from jitgate.v1 import locks_pb2 as _locks_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -21,6 +22,7 @@ class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_STATE_TIMED_OUT: _ClassVar[RequestState]
     REQUEST_STATE_EXPIRED: _ClassVar[RequestState]
     REQUEST_STATE_REVOKED: _ClassVar[RequestState]
+    REQUEST_STATE_CLAIM_EXPIRED: _ClassVar[RequestState]
 
 class ReviewState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +46,7 @@ REQUEST_STATE_CANCELLED: RequestState
 REQUEST_STATE_TIMED_OUT: RequestState
 REQUEST_STATE_EXPIRED: RequestState
 REQUEST_STATE_REVOKED: RequestState
+REQUEST_STATE_CLAIM_EXPIRED: RequestState
 REVIEW_STATE_UNSPECIFIED: ReviewState
 REVIEW_STATE_OWED: ReviewState
 REVIEW_STATE_REVIEWED: ReviewState
@@ -85,7 +88,7 @@ class SessionOptions(_message.Message):
     def __init__(self, pty: _Optional[bool] = ..., exec: _Optional[bool] = ..., sftp: _Optional[bool] = ..., port_forwarding: _Optional[bool] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version", "risk")
+    __slots__ = ("effect", "approval", "max_duration", "max_extensions", "session", "rules", "message", "policy_version", "risk", "activate", "claim_within", "max_sessions")
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +98,9 @@ class Decision(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     RISK_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATE_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_WITHIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     effect: str
     approval: Approval
     max_duration: str
@@ -104,7 +110,10 @@ class Decision(_message.Message):
     message: str
     policy_version: str
     risk: Risk
-    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ...) -> None: ...
+    activate: str
+    claim_within: str
+    max_sessions: int
+    def __init__(self, effect: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., max_duration: _Optional[str] = ..., max_extensions: _Optional[int] = ..., session: _Optional[_Union[SessionOptions, _Mapping]] = ..., rules: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., policy_version: _Optional[str] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., activate: _Optional[str] = ..., claim_within: _Optional[str] = ..., max_sessions: _Optional[int] = ...) -> None: ...
 
 class Risk(_message.Message):
     __slots__ = ("known", "score", "reasons")
@@ -155,7 +164,7 @@ class Extension(_message.Message):
     def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., number: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., justification: _Optional[str] = ..., state: _Optional[_Union[ExtensionState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AccessRequest(_message.Message):
-    __slots__ = ("id", "user", "resource", "kind", "login", "role", "duration", "reason", "ticket", "emergency", "state", "decision", "created_at", "activated_at", "expires_at", "ended_at", "extensions_used", "approvals", "current_level", "review_state", "end_reason", "message", "extensions")
+    __slots__ = ("id", "user", "resource", "kind", "login", "role", "duration", "reason", "ticket", "emergency", "state", "decision", "created_at", "activated_at", "expires_at", "ended_at", "extensions_used", "approvals", "current_level", "review_state", "end_reason", "message", "extensions", "start")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +188,7 @@ class AccessRequest(_message.Message):
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     id: str
     user: str
     resource: str
@@ -202,7 +212,8 @@ class AccessRequest(_message.Message):
     end_reason: str
     message: str
     extensions: _containers.RepeatedCompositeFieldContainer[Extension]
-    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., kind: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extensions_used: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., current_level: _Optional[int] = ..., review_state: _Optional[_Union[ReviewState, str]] = ..., end_reason: _Optional[str] = ..., message: _Optional[str] = ..., extensions: _Optional[_Iterable[_Union[Extension, _Mapping]]] = ...) -> None: ...
+    start: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[str] = ..., resource: _Optional[str] = ..., kind: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., emergency: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extensions_used: _Optional[int] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., current_level: _Optional[int] = ..., review_state: _Optional[_Union[ReviewState, str]] = ..., end_reason: _Optional[str] = ..., message: _Optional[str] = ..., extensions: _Optional[_Iterable[_Union[Extension, _Mapping]]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "grant_id", "user", "resource", "kind", "login", "role", "broker", "client_address", "started_at", "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_ref", "recording_hash", "last_activity_at")
@@ -279,15 +290,17 @@ class AuditEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., actor: _Optional[str] = ..., subject: _Optional[str] = ..., data_json: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("seq", "type", "at", "request", "session")
+    __slots__ = ("seq", "type", "at", "request", "session", "lock")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
     seq: int
     type: str
     at: _timestamp_pb2.Timestamp
     request: AccessRequest
     session: Session
-    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request: _Optional[_Union[AccessRequest, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    lock: _locks_pb2.Lock
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request: _Optional[_Union[AccessRequest, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., lock: _Optional[_Union[_locks_pb2.Lock, _Mapping]] = ...) -> None: ...

@@ -176,6 +176,16 @@ class PgStack:
     # -------------------------------------------------------- life cycle
 
     def start(self) -> PgStack:
+        self.prepare()
+        policies = self.tmp / "policies.yaml"
+        policies.write_text(policy_text(self.ro, self.rw, self.private, self._resources))
+        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",),
+                               config=self.cp_config)
+        self.start_broker()
+        return self
+
+    def prepare(self) -> None:
+        """The test roles and schema on the local PostgreSQL, and the private cluster."""
         import psycopg
 
         with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:
@@ -189,12 +199,6 @@ class PgStack:
             conn.execute(f"alter role {self.rw} set search_path = {self.schema}")
         if self.private is not None:
             self.private.start()
-        policies = self.tmp / "policies.yaml"
-        policies.write_text(policy_text(self.ro, self.rw, self.private, self._resources))
-        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",),
-                               config=self.cp_config)
-        self.start_broker()
-        return self
 
     def start_broker(self) -> None:
         assert self.cp is not None

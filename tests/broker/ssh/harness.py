@@ -13,6 +13,7 @@ subprocess with its own data directory.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -85,13 +86,24 @@ class SshStack:
         self.broker_host_key = ""
         self._broker_args = broker_args
         self.servers = servers  # control plane address -> the broker's --server value (a list)
-        self._keys = 0
+        self._keys = itertools.count(1)  # next() is atomic: the bench makes keys from many threads
 
     # -------------------------------------------------------- life cycle
 
     def start(self) -> SshStack:
-        from broker.demo_target import free_port
         from controlplane.identity import open_ssh_cas
+
+        self.start_target()
+        self.policies.write_text(policy_text(self.target))
+        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
+        _, upstream = open_ssh_cas(self.cp.data)
+        self.upstream_ca_line = upstream.public_key_line()
+        self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login
+        self.start_broker()
+        return self
+
+    def start_target(self) -> None:
+        from broker.demo_target import free_port
 
         # The target runs first, on a port the policy then names; another process may take
         # a free port between the probe and sshd's bind, so try a few.
@@ -103,13 +115,6 @@ class SshStack:
                 self.target.stop()
                 if attempt == 2:
                     raise
-        self.policies.write_text(policy_text(self.target))
-        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
-        _, upstream = open_ssh_cas(self.cp.data)
-        self.upstream_ca_line = upstream.public_key_line()
-        self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login
-        self.start_broker()
-        return self
 
     def start_broker(self) -> None:
         assert self.cp is not None
@@ -168,8 +173,7 @@ class SshStack:
         return req
 
     def new_key(self) -> Path:
-        self._keys += 1
-        path = self.tmp / "keys" / f"id_{self._keys}"
+        path = self.tmp / "keys" / f"id_{next(self._keys)}"
         path.parent.mkdir(exist_ok=True, mode=0o700)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
         return path
