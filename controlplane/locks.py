@@ -29,9 +29,7 @@ from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, Requ
 from controlplane.store import Tx
 from controlplane.store.locks import LOCK_TARGETS, LockRecord
 
-# Grants ended per lock at most in one transaction; more than this many live grants under one
-# lock is far past any deployment here, and the refusal says so rather than half-locking.
-MAX_GRANTS_PER_LOCK = 100_000
+GRANTS_PAGE = 1_000  # active grants read per page when a lock ends those under it
 MAX_ACTIVE_LOCKS = 1000  # locks in force at once: every gate reads them all
 
 
@@ -100,12 +98,18 @@ class LockService:
 
     def _end_grants(self, w: Write, lock: LockRecord, now: datetime) -> list[str]:
         """Revoke every ACTIVE grant under `lock` inside the lock's transaction."""
-        rows = w.tx.query_requests(user=lock.value if lock.target == "user" else None,
-                                   resource=lock.value if lock.target == "resource" else None,
-                                   states=[ACTIVE], limit=MAX_GRANTS_PER_LOCK + 1)
-        if len(rows) > MAX_GRANTS_PER_LOCK:
-            raise JitError("lock.too_many", f"more than {MAX_GRANTS_PER_LOCK} active grants fall under this lock")
-        under = [rec for _num, rec in rows if lock.matches(rec.user, rec.resource, rec.login or rec.role)]
+        # Read in pages (bounded memory per read), never refused: a kill switch that fails because
+        # it would end too much would fail open.
+        under: list[RequestRecord] = []
+        before: int | None = None
+        while True:
+            rows = w.tx.query_requests(user=lock.value if lock.target == "user" else None,
+                                       resource=lock.value if lock.target == "resource" else None,
+                                       states=[ACTIVE], before_num=before, limit=GRANTS_PAGE)
+            under += [rec for _num, rec in rows if lock.matches(rec.user, rec.resource, rec.login or rec.role)]
+            if len(rows) < GRANTS_PAGE:
+                break
+            before = rows[-1][0]
         # Certificates and tokens of them all in two statements (a lock may end hundreds of grants
         # at once, and the brokers hear of none of them before this transaction commits).
         ids = [rec.id for rec in under]

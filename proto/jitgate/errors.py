@@ -69,7 +69,7 @@ CODES: dict[str, Code] = {
     "lock.not_found": Code("NOT_FOUND", "there is no such lock"),
     "lock.stale": Code("UNAVAILABLE", "the broker could not learn the lock state for too long; it refuses new "
                                       "sessions until it can"),
-    "lock.too_many": Code("FAILED_PRECONDITION", "too many locks are in force, or too many grants fall under one"),
+    "lock.too_many": Code("FAILED_PRECONDITION", "too many locks are in force"),
     "permission.denied": Code("PERMISSION_DENIED", "the caller's role or ownership does not allow the call"),
     "policy.bad_request": Code("INVALID_ARGUMENT", "a policy request (dry run) is malformed"),
     "policy.invalid": Code("FAILED_PRECONDITION", "a policy set was refused; each problem has its own "

@@ -85,3 +85,15 @@ def test_first_use_claims_at_the_first_session_and_unused_grants_lapse(make, clo
     assert core.requests.get_request("ada", used.id).state == "ACTIVE"  # claimed: its own 30 minutes
     events = [e.type for e in core.audit.audit_events(limit=1000)]
     assert "grant.claimed" in events and "grant.claim_expired" in events
+
+
+def test_a_lock_over_many_pages_of_grants_ends_them_all(make_core, monkeypatch) -> None:
+    import controlplane.locks
+
+    monkeypatch.setattr(controlplane.locks, "GRANTS_PAGE", 2)  # five grants: three pages
+    core = make_core()
+    grants = [dev(core, "alice") for _ in range(5)]
+    other = dev(core, "dave")
+    _lock, ended = core.locks.lock("ada", "all", "", "incident")
+    assert sorted(ended) == sorted([g.id for g in grants] + [other.id])
+    assert {core.requests.get_request("ada", g.id).state for g in grants} == {"REVOKED"}
