@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,7 +32,7 @@ from tests.support import require, require_binary
 
 pytestmark = pytest.mark.timeout(120)
 
-ACCOUNTS = {
+ACCOUNTS: dict[str, dict[str, Any]] = {
     "rita": {"password": "rita-pw", "email": "rita@example.com", "email_verified": True, "groups": ["idp-sre"]},
     "olga": {"password": "olga-pw", "email": "olga@example.com", "email_verified": True, "groups": ["idp-sre"]},
 }
@@ -89,7 +90,7 @@ class DoneWhenStack(SshStack):
     def person_env(self, name: str) -> dict[str, str]:
         """The README's environment for a person who signs in (no admin-issued bundle)."""
         assert self.cp is not None
-        browser = browser_script(self.tmp, sys.executable, name, ACCOUNTS[name]["password"])
+        browser = browser_script(self.tmp, sys.executable, name, str(ACCOUNTS[name]["password"]))
         return {**self.cp.env, "JITGATE_SERVER": self.cp.address, "JITGATE_IDENTITY": str(self.tmp / "ids" / name),
                 "JITGATE_LOGIN_SERVER": self.login_addr, "JITGATE_CA": str(self.tmp / "ca.pem"),
                 "BROWSER": str(browser), "JITGATE_SSH_DIR": str(self.tmp / "ssh" / name)}
