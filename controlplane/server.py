@@ -349,7 +349,7 @@ class ControlPlaneServer:
         # Installed before the sweeper's first pass: its timeouts owe messages too.
         return start_notifications(core, config.notify, data_dir=config.data_dir, policies=config.policies,
                                    recommender=config.recommender, recommend_coverage=config.recommend_coverage,
-                                   store_url=config.store)
+                                   store_url=config.store, people=config.oidc is not None)
 
     def _start_sweeper(self, core: Any, gate: Any = None) -> Any:
         from controlplane.sweeper import Sweeper

@@ -26,8 +26,10 @@ class Running(Protocol):
 
 
 def start_notifications(core: AccessCore, notify: dict[str, Any], *, data_dir: Path, policies: Path,
-                        recommender: bool, recommend_coverage: float, store_url: str = "") -> Running:
-    """Install the planner on the server's ledger and start the sender (`notify.sender`)."""
+                        recommender: bool, recommend_coverage: float, store_url: str = "",
+                        people: bool = False) -> Running:
+    """Install the planner on the server's ledger and start the sender (`notify.sender`).
+    `people`: sign-in is on (the sender then counts signed-in people among the users)."""
     config = parse_notify(notify)
     if config.sender == "thread":
         notifier = Notifier(core, config, email_of=directory_lookup(core.ledger.store))
@@ -36,7 +38,8 @@ def start_notifications(core: AccessCore, notify: dict[str, Any], *, data_dir: P
         return notifier
     sender = SenderProcess(core, config, SenderSpec(
         data_dir=str(data_dir), policies=str(policies), notify=notify,
-        recommender=recommender and config.recommendation, recommend_coverage=recommend_coverage), store_url)
+        recommender=recommender and config.recommendation, recommend_coverage=recommend_coverage,
+        people=people), store_url)
     sender.start()  # installs the planner and starts the dispatcher (rows left from before a restart go first)
     return sender
 

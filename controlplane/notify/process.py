@@ -52,6 +52,7 @@ class SenderSpec:
     notify: dict[str, Any]
     recommender: bool
     recommend_coverage: float
+    people: bool = False  # sign-in is on: signed-in people are users too, as in the server
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -163,9 +164,22 @@ def run_child(spec: SenderSpec, rows: IO[bytes], out: IO[bytes]) -> int:
     except OSError:
         pass
     holder = PolicyHolder.load(Path(spec.policies))
+    # With sign-in on, the server's policies hold the signed-in people (controlplane/signin/
+    # directory.py); the sender must see them too, or an approver known only by sign-in is
+    # never told. They come from the store: the sign-ins happen in the server's process.
+    policies: Any = holder
+    if spec.people:
+        from controlplane.signin.directory import StoredPeopleDirectory
+        from controlplane.store import people as people_store
+
+        def read_people() -> list[tuple[str, tuple[str, ...]]]:
+            with core.ledger.store.read() as tx:
+                return [(p.name, p.groups) for p in people_store.all_people(tx.conn)]
+
+        policies = StoredPeopleDirectory(holder, read_people)
     # The server's store (PostgreSQL with --store): its URL comes in the environment, not argv
     # (a password in it would show in `ps`).
-    core = open_core(DataDir(Path(spec.data_dir)), holder, None, with_recommender=spec.recommender,
+    core = open_core(DataDir(Path(spec.data_dir)), policies, None, with_recommender=spec.recommender,
                      recommend_coverage=spec.recommend_coverage, store=os.environ.get(STORE_ENV) or None)
     if core.history.recommender is not None:
         core.history.recommender.warm()  # load the model now, not in the middle of a first send

@@ -15,7 +15,7 @@ groups can act.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -90,4 +90,24 @@ class PeopleDirectory:
         return getattr(self._holder, name)
 
 
-__all__ = ["PeopleDirectory", "merge_people"]
+class StoredPeopleDirectory(PeopleDirectory):
+    """A PeopleDirectory for a process that does not take the sign-ins itself (the notification
+    sender, controlplane/notify/process.py): `.current` reads the people from the store each
+    time, so an approver who signed in a moment ago is among the users the sender tells.
+    One small query per message; the merge is redone only when someone's groups changed."""
+
+    def __init__(self, holder: Any, read_people: Callable[[], Iterable[tuple[str, Iterable[str]]]]) -> None:
+        super().__init__(holder)
+        self._read_people = read_people
+
+    @property
+    def current(self) -> PolicySet:
+        people = {name: tuple(groups) for name, groups in self._read_people()}
+        with self._lock:
+            if people != self._people:
+                self._people = people
+                self._generation += 1
+        return super().current
+
+
+__all__ = ["PeopleDirectory", "StoredPeopleDirectory", "merge_people"]
