@@ -378,9 +378,12 @@ class MonitorHub:
     def apply_lock(self, lock: LockChange) -> None:
         """A lock was placed: cut every session under it now, from this one event (the control
         plane also revokes each grant under it; those events then find the sessions cut)."""
+        cut = 0
         for mon in self.monitors():
             if mon.user and lock.matches(mon.user, mon.resource, mon.login):
                 mon.revoke(f"locked by {lock.created_by}: {lock.reason}")
+                cut += 1
+        log.info("lock on %s %r by %s: cutting %d sessions", lock.target, lock.value, lock.created_by, cut)
 
     def sync(self, snapshot: dict[str, GrantChange]) -> None:
         """Apply a full snapshot of live grants (after a (re)connect).
