@@ -239,17 +239,21 @@ class Bench:
         live = await self._open_sleepers(n, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), users=("bob",))
         log_start = self.stack.broker_log.stat().st_size
         admin = self.stack.client("admin")
+
+        async def closed(conn: asyncssh.SSHClientConnection) -> float:
+            await conn.wait_closed()
+            return time.time()
+
+        # Watched from before the call: the sessions may be cut before the call returns (the lock
+        # commits and is published before its grants are ended), and a watch started after the call
+        # would time the call, not the client.
+        watches = [asyncio.ensure_future(closed(c)) for _g, c in live]
         t0 = time.time()
         resp = await asyncio.to_thread(admin.locks.CreateLock, locks_pb2.CreateLockRequest(
             target="user", value="bob", reason="bench"))
         created = resp.lock.created_at.ToDatetime(tzinfo=dt.UTC).timestamp()
         print(f"  (the lock call took {(time.time() - t0) * 1000:.0f} ms and ended {len(resp.ended_grants)} grants)")
-
-        async def seen(conn: asyncssh.SSHClientConnection) -> float:
-            await conn.wait_closed()
-            return (time.time() - created) * 1000
-
-        clients = list(await asyncio.gather(*(seen(c) for _g, c in live)))
+        clients = [(at - created) * 1000 for at in await asyncio.gather(*watches)]
         await asyncio.sleep(0.5)  # the log lines are flushed line by line
         with open(self.stack.broker_log, "rb") as f:
             f.seek(log_start)

@@ -146,7 +146,8 @@ class SessionMonitor:
                  on_cut: Callable[[Cut], Awaitable[None] | None],
                  on_warning: Callable[[str], Awaitable[None] | None] | None = None,
                  on_extended: Callable[[str], Awaitable[None] | None] | None = None,
-                 user: str = "", login: str = "") -> None:
+                 user: str = "", login: str = "",
+                 on_cut_now: Callable[[Cut], None] | None = None) -> None:
         if expires_at.tzinfo is None:
             raise ValueError("expires_at must be an aware datetime")
         self.session_id = session_id
@@ -160,6 +161,9 @@ class SessionMonitor:
         self._on_cut = on_cut
         self._on_warning = on_warning
         self._on_extended = on_extended
+        # The synchronous first part of a cut (the user's line and channel close), run by a pass
+        # that cuts many sessions at once (`MonitorHub.apply_lock`) before `on_cut` does the rest.
+        self._on_cut_now = on_cut_now
         self._warned = False
         self._pending: Cut | None = None
         self._closed = False
@@ -203,6 +207,19 @@ class SessionMonitor:
         # An admin's words reach the user's terminal: shown literally, never as escapes it acts on.
         detail = f" ({visible(reason)})" if reason else ""
         self._request_cut(REVOKED, f"jitgate: access to {self.resource} was revoked{detail}; closing the session")
+
+    def revoke_at_once(self, reason: str = "") -> None:
+        """Cut now as revoked, and start the cut in this call (`on_cut_now`) rather than in this
+        monitor's task: a lock's pass starts hundreds of cuts in one go (measured, 500 sessions:
+        the last cut started ~100-150 ms after the first when each waited for its task's turn)."""
+        if self._closed or self._pending is not None:
+            return
+        self.revoke(reason)
+        if self._on_cut_now is not None and self._pending is not None:
+            try:
+                self._on_cut_now(self._pending)
+            except Exception:  # the task's `on_cut` still cuts
+                log.exception("session monitor callback failed")
 
     def expire_now(self) -> None:
         """Cut now as expired (the control plane ended the grant at its deadline)."""
@@ -327,11 +344,13 @@ class MonitorHub:
                       on_cut: Callable[[Cut], Awaitable[None] | None],
                       on_warning: Callable[[str], Awaitable[None] | None] | None = None,
                       on_extended: Callable[[str], Awaitable[None] | None] | None = None,
-                      user: str = "", login: str = "") -> SessionMonitor:
+                      user: str = "", login: str = "",
+                      on_cut_now: Callable[[Cut], None] | None = None) -> SessionMonitor:
         """Create, register and start a monitor; it leaves the hub when it stops."""
         mon = SessionMonitor(session_id=session_id, grant_id=grant_id, resource=resource,
                              expires_at=expires_at, grace_period=grace_period, clock=self.clock,
-                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended, user=user, login=login)
+                             on_cut=on_cut, on_warning=on_warning, on_extended=on_extended, user=user, login=login,
+                             on_cut_now=on_cut_now)
         self._by_grant.setdefault(grant_id, set()).add(mon)
         # Registered first, then checked against what the stream already said
         # (Teleport's order): a revocation or extension seen just before this
@@ -378,9 +397,12 @@ class MonitorHub:
     def apply_lock(self, lock: LockChange) -> None:
         """A lock was placed: cut every session under it now, from this one event (the control
         plane also revokes each grant under it; those events then find the sessions cut)."""
+        cut = 0
         for mon in self.monitors():
             if mon.user and lock.matches(mon.user, mon.resource, mon.login):
-                mon.revoke(f"locked by {lock.created_by}: {lock.reason}")
+                mon.revoke_at_once(f"locked by {lock.created_by}: {lock.reason}")
+                cut += 1
+        log.info("lock on %s %r by %s: cutting %d sessions", lock.target, lock.value, lock.created_by, cut)
 
     def sync(self, snapshot: dict[str, GrantChange]) -> None:
         """Apply a full snapshot of live grants (after a (re)connect).

@@ -89,6 +89,9 @@ class Sweeper:
             if self.gate is not None and not self.gate():
                 return False  # another plane sweeps; ask again after ERROR_BACKOFF
             self.sweeps += 1
+            # A lock is placed and its grants ended in two transactions: grants left ACTIVE under a
+            # lock in force (the plane stopped in between) end here, at the latest on the next start.
+            self.core.locks.end_locked_grants()
             return self.core.grants.sweep()
         except Exception:
             log.exception("sweep failed; retrying")

@@ -173,7 +173,7 @@ class RelayedChannel:
         self.monitor = self._broker.hub.start_monitor(
             session_id=auth.session_id, grant_id=auth.grant_id, resource=auth.resource,
             expires_at=auth.expires_at, grace_period=auth.grace_period,
-            on_cut=self._cut, on_warning=on_notice, on_extended=on_notice, user=auth.user,
+            on_cut=self._cut, on_cut_now=self._cut_now, on_warning=on_notice, on_extended=on_notice, user=auth.user,
             login=auth.login or auth.role)
         self._broker.runtime.sessions.add(self)
 
@@ -185,6 +185,10 @@ class RelayedChannel:
 
     async def _cut(self, cut: Cut) -> None:
         raise NotImplementedError
+
+    def _cut_now(self, cut: Cut) -> None:
+        """A cut's synchronous first part, started by a pass over many sessions; `_cut` does it
+        all when this does nothing (the default)."""
 
     # -------------------------------------------------------- recording, fail closed
 

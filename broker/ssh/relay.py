@@ -89,6 +89,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         self._pending_size: tuple[int, int, int, int] | None = None
         self._sftp: SftpLog | None = None
         self._lost = False  # the user's channel is gone
+        self._sent: tuple[Cut, str, Any] | None = None  # a cut started by `_cut_now`, its rest owed
 
     # -------------------------------------------------------- what the client asks for
 
@@ -332,15 +333,28 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         if self.recording is not None:
             self._recorded(self.recording.mark, text)
 
-    async def _cut(self, cut: Cut) -> None:
+    def _cut_now(self, cut: Cut) -> None:
+        """The user's line and the channel's close, in the pass that decided the cut (a lock's:
+        hundreds of sessions in one go); the monitor's task then runs `_cut` for the rest."""
         if self._cutting or self._finished:
             return
         self._cutting = True
-        with self._broker.cutting():
-            await self._cut_user_side(cut)
+        self._sent = self._send_cut(cut)
 
-    async def _cut_user_side(self, cut: Cut) -> None:
-        """The line, the channel closed, the user disconnected; the target side waits for `_finish`."""
+    async def _cut(self, cut: Cut) -> None:
+        if self._finished:
+            return
+        sent, self._sent = self._sent, None
+        if sent is None:
+            if self._cutting:
+                return  # cut already, or its rest runs elsewhere
+            self._cutting = True
+            sent = self._send_cut(cut)
+        with self._broker.cutting():
+            await self._cut_user_side(*sent)
+
+    def _send_cut(self, cut: Cut) -> tuple[Cut, str, Any]:
+        """The line and CHANNEL_CLOSE; returns what the rest of the cut needs."""
         self.end_reason = cut.reason
         # Timed now, written once the user's side is closed: when hundreds of cuts start in the
         # same instant, the log's write is one more thing each later cut would wait behind.
@@ -354,6 +368,11 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
+        return cut, summary, chan
+
+    async def _cut_user_side(self, cut: Cut, summary: str, chan: Any) -> None:
+        """After the line and the close: the recording's mark, the user disconnected; the target
+        side waits for `_finish`."""
         if self.recording is not None:
             self._recorded(self.recording.mark, cut.message)
         if chan is not None:

@@ -105,3 +105,34 @@ def test_a_lock_event_cuts_the_matching_sessions_at_once() -> None:
         await hub.wait_all(1)
 
     asyncio.run(scenario())
+
+
+def test_a_lock_starts_every_cut_in_its_own_pass_then_each_task_finishes_it() -> None:
+    import datetime as dt
+
+    from broker.cpclient import LockChange
+    from broker.monitor import FakeClock, MonitorHub
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        hub = MonitorHub(clock)
+        started: list[str] = []
+        finished: list[str] = []
+        later = clock.now() + dt.timedelta(hours=1)
+        for sid, user in [("a1", "alice"), ("a2", "alice"), ("b1", "bob")]:
+            hub.start_monitor(session_id=sid, grant_id=f"g-{sid}", resource="web-01", expires_at=later,
+                              grace_period=dt.timedelta(0), user=user, login="root",
+                              on_cut=lambda cut, sid=sid: finished.append(sid),
+                              on_cut_now=lambda cut, sid=sid: started.append(f"{sid}: {cut.message}"))
+        hub.apply_lock(LockChange("user", "alice", "laptop stolen", "admin"))
+        # Started within the call, before any task ran; finished only by each monitor's task.
+        assert sorted(s.split(":")[0] for s in started) == ["a1", "a2"] and finished == []
+        assert all("locked by admin: laptop stolen" in s for s in started)
+        await asyncio.sleep(0.01)
+        assert sorted(finished) == ["a1", "a2"]
+        hub.apply_lock(LockChange("all", "", "incident", "admin"))  # a1, a2 are cut already: once only
+        await asyncio.sleep(0.01)
+        assert sorted(s.split(":")[0] for s in started) == ["a1", "a2", "b1"]
+        assert sorted(finished) == ["a1", "a2", "b1"]
+
+    asyncio.run(scenario())

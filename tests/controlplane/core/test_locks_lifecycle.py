@@ -97,3 +97,43 @@ def test_a_lock_over_many_pages_of_grants_ends_them_all(make_core, monkeypatch) 
     _lock, ended = core.locks.lock("ada", "all", "", "incident")
     assert sorted(ended) == sorted([g.id for g in grants] + [other.id])
     assert {core.requests.get_request("ada", g.id).state for g in grants} == {"REVOKED"}
+
+
+def test_grants_a_crash_left_under_a_lock_are_ended_by_the_sweepers_pass(make, clock, monkeypatch) -> None:
+    """The lock and its event commit first, the grants under it end in a second transaction: when
+    the plane stops in between, the lock already refuses everything and the sweeper ends the rest."""
+    from controlplane.locks import LockService
+    from controlplane.sweeper import Sweeper
+
+    core = make()
+    mine, theirs = dev(core, "alice"), dev(core, "dave")
+
+    def crash(*_a, **_kw):
+        raise RuntimeError("the plane stopped here")
+
+    with monkeypatch.context() as m:
+        m.setattr(LockService, "_end_grants", crash)
+        with pytest.raises(RuntimeError):
+            core.locks.lock("ada", "user", "alice", "laptop stolen")
+    [lock] = core.locks.list_locks("ada")
+    assert core.requests.get_request("ada", mine.id).state == "ACTIVE"  # not ended yet ...
+    with pytest.raises(JitError) as info:  # ... but nothing new starts under the lock
+        dev(core, "alice")
+    assert info.value.code == "lock.active"
+    sweeper = Sweeper(core, clock)
+    sweeper.start()  # one pass before returning, as at every start
+    sweeper.stop()
+    ended = core.requests.get_request("ada", mine.id)
+    assert ended.state == "REVOKED" and "laptop stolen" in ended.end_reason
+    assert core.requests.get_request("ada", theirs.id).state == "ACTIVE"  # not under the lock
+    revoked = [e for e in core.audit.audit_events(limit=1000) if e.type == "grant.revoked"]
+    assert [(e.subject, e.data["lock_id"]) for e in revoked] == [(mine.id, lock.id)]
+    # Nothing left under a lock in force: a pass ends nothing and writes nothing.
+    before = len(core.audit.audit_events(limit=1000))
+    assert core.locks.end_locked_grants() == []
+    assert len(core.audit.audit_events(limit=1000)) == before
+    # A lifted lock ends nothing.
+    core.locks.unlock("ada", lock.id, "found")
+    later = dev(core, "alice")
+    assert core.locks.end_locked_grants() == []
+    assert core.requests.get_request("ada", later.id).state == "ACTIVE"
