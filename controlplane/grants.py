@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from controlplane.approvals import apply_extension
 from controlplane.errors import JitError
 from controlplane.history import HistoryService
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, fmt_td
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, end_grant, fmt_td
 from controlplane.model import (
     ACTIVE,
     EXPIRED,
-    EXT_CANCELLED,
     EXT_PENDING,
     REVOKED,
     UNCLAIMED,
@@ -106,14 +105,7 @@ class GrantService:
                 raise JitError("permission.denied", f"only an admin or `{rec.user}` may revoke `{request_id}`")
             if rec.state != ACTIVE:
                 raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
-            rec.state, rec.ended_at = REVOKED, now
-            rec.end_reason = f"revoked by {actor}" + (f": {reason}" if reason else "")
-            rec.message = rec.end_reason
-            for ext in rec.extensions:
-                if ext.state == EXT_PENDING:
-                    ext.state, ext.decided_at = EXT_CANCELLED, now
-                    w.tx.update_extension(ext)
-            w.tx.update_request(rec)
+            end_grant(w, rec, REVOKED, f"revoked by {actor}" + (f": {reason}" if reason else ""), now)
             serials = w.tx.revoke_certificates([rec.id], now)
             w.tx.delete_tokens([rec.id])
             w.commit([("grant.revoked", actor, rec.id, {"reason": reason, "revoked_serials": serials}, now)],
@@ -132,13 +124,7 @@ class GrantService:
                 raise JitError("permission.denied", f"only `{rec.user}` may release `{request_id}`")
             if rec.state != ACTIVE:
                 raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
-            rec.state, rec.ended_at = EXPIRED, now
-            rec.end_reason = rec.message = f"released by {actor}"
-            for ext in rec.extensions:
-                if ext.state == EXT_PENDING:
-                    ext.state, ext.decided_at = EXT_CANCELLED, now
-                    w.tx.update_extension(ext)
-            w.tx.update_request(rec)
+            end_grant(w, rec, EXPIRED, f"released by {actor}", now)
             serials = w.tx.revoke_certificates([rec.id], now)
             w.tx.delete_tokens([rec.id])
             w.commit([("grant.released", actor, rec.id, {"revoked_serials": serials}, now)], request=rec)

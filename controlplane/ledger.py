@@ -24,7 +24,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from controlplane.errors import JitError
-from controlplane.model import ACTIVE, AuditRecord, Change, ExtensionRecord, RequestRecord, SessionRecord
+from controlplane.model import (
+    ACTIVE,
+    EXT_CANCELLED,
+    EXT_PENDING,
+    AuditRecord,
+    Change,
+    ExtensionRecord,
+    RequestRecord,
+    SessionRecord,
+)
 from controlplane.store import SqlStore, Tx
 from policy import PolicySet, format_duration
 
@@ -140,6 +149,18 @@ class Write:
             self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session, lock=lock)
                                 for r in recs)
         return recs
+
+
+def end_grant(w: Write, rec: RequestRecord, state: str, reason: str, now: datetime) -> None:
+    """End an active grant now as `state` (REVOKED, or EXPIRED when released), its pending
+    extensions cancelled, in `w`'s transaction; its credentials and audit event are the caller's."""
+    rec.state, rec.ended_at = state, now
+    rec.end_reason = rec.message = reason
+    for ext in rec.extensions:
+        if ext.state == EXT_PENDING:
+            ext.state, ext.decided_at = EXT_CANCELLED, now
+            w.tx.update_extension(ext)
+    w.tx.update_request(rec)
 
 
 class Ledger:

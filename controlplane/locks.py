@@ -26,8 +26,8 @@ import secrets
 from datetime import datetime
 
 from controlplane.errors import JitError
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, iso
-from controlplane.model import ACTIVE, EXT_CANCELLED, EXT_PENDING, REVOKED, RequestRecord
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, end_grant, iso
+from controlplane.model import ACTIVE, REVOKED, RequestRecord
 from controlplane.store import Tx
 from controlplane.store.locks import LOCK_TARGETS, LockRecord
 
@@ -146,13 +146,7 @@ class LockService:
             w.tx.delete_tokens(ids)
         events: list[AuditEntry] = []
         for rec in under:
-            rec.state, rec.ended_at = REVOKED, now
-            rec.end_reason = rec.message = f"locked by {lock.created_by}: {lock.reason}"
-            for ext in rec.extensions:
-                if ext.state == EXT_PENDING:
-                    ext.state, ext.decided_at = EXT_CANCELLED, now
-                    w.tx.update_extension(ext)
-            w.tx.update_request(rec)
+            end_grant(w, rec, REVOKED, f"locked by {lock.created_by}: {lock.reason}", now)
             events.append(("grant.revoked", lock.created_by, rec.id,
                            {"reason": rec.end_reason, "lock_id": lock.id}, now))
         for event, rec in zip(events, under, strict=True):
