@@ -56,16 +56,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from controlplane.errors import JitError
-from jitgate.v1 import (
-    access_pb2,
-    admin_pb2,
-    audit_pb2,
-    broker_pb2,
-    lifecycle_pb2,
-    locks_pb2,
-    policy_pb2,
-    recordings_pb2,
-)
+from jitgate.services import api_methods
 from jitgate.wire import MAX_MESSAGE_BYTES
 
 KiB = 1024
@@ -467,12 +458,7 @@ def _compile(desc: Descriptor) -> Callable[[Any, str], None]:
 
 def _request_types_by_method() -> dict[str, Descriptor]:
     """ "/jitgate.v1.<Service>/<Method>" -> its input message, for every RPC of every service."""
-    out: dict[str, Descriptor] = {}
-    for module in (access_pb2, broker_pb2, audit_pb2, admin_pb2, policy_pb2, recordings_pb2, locks_pb2, lifecycle_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            for method in service.methods:
-                out[f"/{service.full_name}/{method.name}"] = method.input_type
-    return out
+    return {path: method.input_type for path, method in api_methods().items()}
 
 
 def request_types() -> list[Descriptor]:

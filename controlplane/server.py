@@ -48,37 +48,21 @@ from controlplane.servicers.policy import PolicyServicer
 from controlplane.signin.directory import PeopleDirectory
 from jitgate import wire
 from jitgate.errors import JitgateError
+from jitgate.services import api_services
 from jitgate.v1 import (
-    access_pb2,
     access_pb2_grpc,
-    admin_pb2,
     admin_pb2_grpc,
-    audit_pb2,
     audit_pb2_grpc,
-    broker_pb2,
     broker_pb2_grpc,
-    lifecycle_pb2,
     lifecycle_pb2_grpc,
-    locks_pb2,
     locks_pb2_grpc,
-    policy_pb2,
     policy_pb2_grpc,
-    recordings_pb2,
     recordings_pb2_grpc,
 )
 
 log = logging.getLogger("controlplane.server")
 
-SERVICE_NAMES = (
-    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
-    broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name,
-    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
-    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-    recordings_pb2.DESCRIPTOR.services_by_name["RecordingService"].full_name,
-    locks_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
-    lifecycle_pb2.DESCRIPTOR.services_by_name["GrantLifecycleService"].full_name,
-)
+SERVICE_NAMES = tuple(s.full_name for s in api_services())  # the API port's services (jitgate.services)
 
 
 class StartError(JitgateError):

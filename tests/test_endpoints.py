@@ -61,13 +61,9 @@ def test_order_is_sticky_and_wraps() -> None:
 
 def test_every_method_is_classified_once() -> None:
     """A new RPC must be put in RETRY_AFTER_SEND or ONCE (a write repeated by mistake duplicates)."""
-    from jitgate.v1 import admin_pb2, audit_pb2, lifecycle_pb2, locks_pb2, policy_pb2, recordings_pb2
+    from jitgate.services import api_methods
 
-    methods = set()
-    for module in (access_pb2, admin_pb2, audit_pb2, broker_pb2, lifecycle_pb2, locks_pb2, policy_pb2,
-                   recordings_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            methods |= {f"/{service.full_name}/{m.name}" for m in service.methods}
+    methods = set(api_methods())
     assert methods == endpoints.RETRY_AFTER_SEND | endpoints.ONCE
     assert not endpoints.RETRY_AFTER_SEND & endpoints.ONCE
     for write in ("AccessService/CreateRequest", "BrokerService/AuthorizeSession", "AccessService/Approve"):
