@@ -50,17 +50,23 @@ class RemoteRecordingStore:
         self._keys: builtins.list[Ed25519PublicKey] | None = None
         self._rows: dict[str, recordings_pb2.Recording] = {}
 
+    def page(self, *, session_id: str = "", user: str = "", kind: str = "", page_size: int = _PAGE,
+             page_token: str = "") -> recordings_pb2.ListRecordingsResponse:
+        """One page of the recordings the caller may see (newest first) and the next page's token."""
+        page = self.stub.ListRecordings(recordings_pb2.ListRecordingsRequest(
+            session_id=session_id, user=user, kind=kind, page_size=page_size, page_token=page_token),
+            timeout=self.client.timeout)
+        for r in page.recordings:
+            self._rows[r.ref] = r
+        return page
+
     def rows(self, *, session_id: str = "", user: str = "", kind: str = "") -> builtins.list[recordings_pb2.Recording]:
         """Every recording the caller may see (newest first), page by page."""
         out: builtins.list[recordings_pb2.Recording] = []
         token = ""
         while True:
-            page = self.stub.ListRecordings(recordings_pb2.ListRecordingsRequest(
-                session_id=session_id, user=user, kind=kind, page_size=_PAGE, page_token=token),
-                timeout=self.client.timeout)
+            page = self.page(session_id=session_id, user=user, kind=kind, page_token=token)
             out.extend(page.recordings)
-            for r in page.recordings:
-                self._rows[r.ref] = r
             token = page.next_page_token
             if not token:
                 return out
@@ -144,30 +150,20 @@ class RemoteRecordingStore:
             result.ok = result.intact = False
         return result
 
+    def watch(self, ref: str, *, timeout: float | None = None) -> LiveWatch:
+        """A live watch of `ref` (WatchRecording) that ends at its seal, at `timeout` seconds (the
+        caller's certificate's end), or when cancelled from another thread (a viewer who left)."""
+        info = self.info(ref)
+        return LiveWatch(info, self.stub.WatchRecording(recordings_pb2.WatchRecordingRequest(ref=ref),
+                                                        timeout=timeout))
+
     def follow(self, ref: str) -> Iterator[Event]:
         """Events of a live recording as the broker uploads them, until it is sealed."""
-        info = self.info(ref)
-        call = self.stub.WatchRecording(recordings_pb2.WatchRecordingRequest(ref=ref))
-        pending = b""
-        header_seen = False
+        live = self.watch(ref)
         try:
-            for chunk in call:
-                if not chunk.data:
-                    if chunk.sealed:
-                        return
-                    continue
-                lines = (pending + chunk.data).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    if not header_seen:
-                        header_seen = True
-                        continue
-                    try:
-                        yield parse_event(info.kind, line)
-                    except ValueError as exc:
-                        raise RecordingError(f"recording {ref}: {exc}") from None
+            yield from live.events()
         finally:
-            call.cancel()
+            live.cancel()
 
     def search(self, text: str, *, session_id: str = "", kind: str = "", case_sensitive: bool = False,
                limit: int = 20) -> builtins.list[dict[str, Any]]:
@@ -181,3 +177,39 @@ class RemoteRecordingStore:
         resp = self.stub.HoldRecording(recordings_pb2.HoldRecordingRequest(
             session_id=session_id, release=release, reason=reason), timeout=self.client.timeout)
         return list(resp.refs)
+
+
+class LiveWatch:
+    """One WatchRecording call and the events it carries: the data file's lines after the header,
+    parsed as they arrive (a line split between chunks waits for its end)."""
+
+    def __init__(self, info: RecordingInfo, call: Any) -> None:
+        self.info = info
+        self.call = call
+        self.recording: recordings_pb2.Recording | None = None  # the latest row the stream sent
+        self.sealed = False
+
+    def events(self) -> Iterator[Event]:
+        pending = b""
+        header_seen = False
+        for chunk in self.call:
+            if chunk.HasField("recording"):
+                self.recording = chunk.recording
+            if not chunk.data:
+                if chunk.sealed:
+                    self.sealed = True
+                    return
+                continue
+            lines = (pending + chunk.data).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                if not header_seen:
+                    header_seen = True
+                    continue
+                try:
+                    yield parse_event(self.info.kind, line)
+                except ValueError as exc:
+                    raise RecordingError(f"recording {self.info.ref}: {exc}") from None
+
+    def cancel(self) -> None:
+        self.call.cancel()

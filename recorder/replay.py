@@ -49,6 +49,7 @@ class TimelineRow:
     duration_ms: float | None = None
     amount: str = ""  # bytes or rows
     status: str = ""  # command tag, exit status, error
+    failed: bool = False  # a statement's error, a refused sftp operation, a non-zero exit or a signal
 
 
 def _exec_rows(events: list[ExecData], flush_all: bool) -> list[TimelineRow]:
@@ -78,22 +79,24 @@ def timeline(events: Iterable[Event]) -> list[TimelineRow]:
             streams.setdefault(ev.stream, []).append(ev)
         elif isinstance(ev, ExecExit):
             status = f"signal {ev.signal}" if ev.signal else f"exit {ev.status}"
-            rows.append(TimelineRow(t, "exit", "", status=status))
+            rows.append(TimelineRow(t, "exit", "", status=status, failed=bool(ev.signal) or ev.status not in (0, None)))
         elif isinstance(ev, SftpOp):
             detail = ev.path + (f" -> {ev.target}" if ev.target else "")
             if ev.flags:
                 detail += f" ({ev.flags})"
             rows.append(TimelineRow(t, ev.op, detail, amount=f"{ev.bytes} B" if ev.bytes else "",
-                                    status="ok" if ev.ok else f"failed: {ev.error or ''}".strip()))
+                                    status="ok" if ev.ok else f"failed: {ev.error or ''}".strip(), failed=not ev.ok))
         elif isinstance(ev, DbStatement):
             detail = " ".join(ev.text.split())
             if ev.parameters:
                 detail += "  [" + ", ".join("NULL" if p is None else p for p in ev.parameters) + "]"
             status = ev.command_tag or ""
-            if ev.error_sqlstate or ev.error_message:
+            failed = bool(ev.error_sqlstate or ev.error_message)
+            if failed:
                 status = f"ERROR {ev.error_sqlstate or ''}: {ev.error_message or ''}".strip()
             rows.append(TimelineRow(t, ev.protocol, detail, duration_ms=ev.duration_ms,
-                                    amount="" if ev.rows is None else f"{ev.rows} rows", status=status))
+                                    amount="" if ev.rows is None else f"{ev.rows} rows", status=status,
+                                    failed=failed))
         elif isinstance(ev, Note):
             rows.append(TimelineRow(t, "note", ev.text))
         elif isinstance(ev, TerminalEvent):

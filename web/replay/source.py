@@ -1,0 +1,89 @@
+"""The control plane as the signed-in person sees it: recordings (RecordingService, through the
+CLI's client `cli.remote_recordings`, so the console lists, reads, verifies and follows exactly
+as `jitgate replay` and `jitgate sessions watch` do) and live sessions (AccessService).
+
+Every call runs on the person's own channel (their short-lived certificate): the control plane
+decides what they may see and audits each read; nothing here widens or repeats that rule.
+These calls block: the routes run them in a worker thread.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from cli.remote_recordings import LiveWatch, RemoteRecordingStore
+from recorder.events import RecordingError
+from web.replay.views import LiveSessionView, live_session_view
+
+CALL_TIMEOUT = 30.0  # seconds for one unary call to the control plane
+LIVE_PAGE = 50  # live sessions on one page
+RECORDINGS_PAGE = 50  # recordings on one page
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    """What RemoteRecordingStore needs of a CLI client: a channel, a name for messages, a timeout."""
+
+    channel: grpc.Channel
+    server: str = "the control plane"
+    timeout: float = CALL_TIMEOUT
+
+
+def seconds_left(expires_at: Any, now: float | None = None) -> float:
+    """Seconds until a certificate's end (an aware datetime or a unix time); 0 when past."""
+    end = expires_at.timestamp() if isinstance(expires_at, dt.datetime) else float(expires_at)
+    return max(0.0, end - (time.time() if now is None else now))
+
+
+def recordings(person: Any) -> RemoteRecordingStore:
+    """The recordings `person` may read, through their own channel."""
+    return RemoteRecordingStore(_Client(person.channel))
+
+
+def resolve(store: RemoteRecordingStore, session_or_ref: str) -> list[str]:
+    """A session's recording refs (or the ref itself). A session nobody may show this person is
+    asked for by name, so the control plane's refusal (recording.not_found) reaches the page."""
+    refs = store.refs_for(session_or_ref)
+    if not refs:
+        raise RecordingError(f"no recording of `{session_or_ref}` that you may read has reached the control "
+                             "plane (a live session's first part arrives within seconds)")
+    return refs
+
+
+def watch(person: Any, session_id: str) -> LiveWatch:
+    """A live watch of the session's latest recording, ending at its seal or when the person's
+    certificate ends (the call's deadline), whichever comes first."""
+    store = recordings(person)
+    refs = resolve(store, session_id)
+    left = seconds_left(person.expires_at)
+    if left <= 0:
+        raise RecordingError("your sign-in has ended: sign in again to watch")
+    return store.watch(refs[-1], timeout=left)
+
+
+def live_sessions(person: Any, now: float | None = None) -> list[LiveSessionView]:
+    """Live sessions the person may see (admins: all; anyone else: their own), with the time left
+    of each one's grant where the person may see that grant."""
+    from jitgate.v1 import access_pb2, access_pb2_grpc
+
+    stub = access_pb2_grpc.AccessServiceStub(person.channel)
+    resp = stub.ListSessions(access_pb2.ListSessionsRequest(live_only=True, page_size=LIVE_PAGE),
+                             timeout=CALL_TIMEOUT)
+    ends: dict[str, float | None] = {}
+    for s in resp.sessions:
+        if s.grant_id in ends:
+            continue
+        try:
+            grant = stub.GetRequest(access_pb2.GetRequestRequest(id=s.grant_id), timeout=CALL_TIMEOUT)
+            ends[s.grant_id] = (grant.expires_at.ToDatetime(dt.UTC).timestamp()
+                                if grant.HasField("expires_at") else None)
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
+                raise
+            ends[s.grant_id] = None  # a session the person sees whose grant they may not: time left unknown
+    at = time.time() if now is None else now
+    return [live_session_view(s, at, ends[s.grant_id]) for s in resp.sessions]
