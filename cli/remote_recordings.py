@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from jitgate.v1 import recordings_pb2, recordings_pb2_grpc
 from recorder.events import Event, Kind, RecordingError
+from recorder.header import RecordingHeader
 from recorder.keys import parse_public_key
 from recorder.objectstore import open_chunks
 from recorder.reader import RecordingInfo, RecordingReader, parse_event
@@ -187,6 +188,7 @@ class LiveWatch:
         self.info = info
         self.call = call
         self.recording: recordings_pb2.Recording | None = None  # the latest row the stream sent
+        self.header: RecordingHeader | None = None  # the data file's first line, once it arrived
         self.sealed = False
 
     def events(self) -> Iterator[Event]:
@@ -205,6 +207,10 @@ class LiveWatch:
             for line in lines:
                 if not header_seen:
                     header_seen = True
+                    try:
+                        self.header = RecordingHeader.from_line(line)
+                    except ValueError:
+                        pass  # events still parse; only the terminal's first size is unknown
                     continue
                 try:
                     yield parse_event(self.info.kind, line)

@@ -15,9 +15,19 @@ from typing import Any
 
 import grpc
 
-from cli.remote_recordings import LiveWatch, RemoteRecordingStore
-from recorder.events import RecordingError
-from web.replay.views import LiveSessionView, live_session_view
+from cli.remote_recordings import LiveWatch, RemoteRecordingStore, info_from
+from recorder.events import Kind, RecordingError
+from web.replay.views import (
+    LiveSessionView,
+    RecordingView,
+    TimelineView,
+    VerifyView,
+    live_session_view,
+    not_checked,
+    recording_view,
+    timeline_view,
+    verify_view,
+)
 
 CALL_TIMEOUT = 30.0  # seconds for one unary call to the control plane
 LIVE_PAGE = 50  # live sessions on one page
@@ -87,3 +97,52 @@ def live_sessions(person: Any, now: float | None = None) -> list[LiveSessionView
             ends[s.grant_id] = None  # a session the person sees whose grant they may not: time left unknown
     at = time.time() if now is None else now
     return [live_session_view(s, at, ends[s.grant_id]) for s in resp.sessions]
+
+
+MAX_VERIFY_BYTES = 64 * 1024 * 1024  # a recording checked on its page (larger: `jitgate recordings verify`)
+
+
+@dataclass(slots=True)
+class RecordingPage:
+    """What a recording's page shows (loaded in a worker thread)."""
+
+    view: RecordingView
+    verify: VerifyView
+    timeline: TimelineView | None  # exec, sftp and database recordings
+    others: list[RecordingView]  # the session's other recordings
+
+
+def recording_page(person: Any, ref: str, page: int) -> RecordingPage:
+    """A recording (or a session's latest) as its page shows it: listing data, verification, and
+    for non-terminal kinds one page of its timeline. Reads are the control plane's (audited)."""
+    store = recordings(person)
+    refs = resolve(store, ref)
+    ref = ref if ref in refs else refs[-1]
+    info = store.info(ref)
+    row = store.stored(ref)
+    size = row.size if row is not None else None
+    if size is not None and size > MAX_VERIFY_BYTES:
+        check = not_checked(f"not checked here: the recording is over {MAX_VERIFY_BYTES // (1024 * 1024)} MiB; "
+                            f"`jitgate recordings verify {ref}` checks any size")
+    else:
+        check = verify_view(store.verify(ref))
+    timeline = None
+    if info.kind is not Kind.TERMINAL:
+        timeline = timeline_view(info.kind, store.open(ref).events(), page=page)
+    others = [recording_view(store.info(r)) for r in refs if r != ref]
+    return RecordingPage(recording_view(info, user=row.user if row is not None else "", size=size),
+                         check, timeline, others)
+
+
+def recordings_page(person: Any, *, kind: str, user: str, page_token: str) -> tuple[list[RecordingView], str]:
+    """One page of the recordings the person may see, newest first, and the next page's token."""
+    store = recordings(person)
+    resp = store.page(kind=kind, user=user, page_size=RECORDINGS_PAGE, page_token=page_token)
+    return [recording_view(info_from(r), user=r.user, size=r.size) for r in resp.recordings], resp.next_page_token
+
+
+def watch_target(person: Any, session_id: str) -> RecordingView:
+    """The recording a watch of `session_id` follows (its latest), as the watch page heads it."""
+    store = recordings(person)
+    refs = resolve(store, session_id)
+    return recording_view(store.info(refs[-1]))
