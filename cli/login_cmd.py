@@ -215,7 +215,7 @@ def _headless(stub: Any, begun: Any, csr_pem: str, hours: int, timeout: float) -
             fail(f"the sign-in was not completed within {int(timeout)} s")
 
 
-def _csr() -> tuple[str, bytes]:
+def new_csr() -> tuple[str, bytes]:
     """(CSR PEM, private key PEM) for a fresh P-256 key; the control plane names the subject."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -278,7 +278,7 @@ def login(identity: str | None, login_server: str | None, ca: str | None, headle
             begun = stub.BeginSignIn(signin_pb2.BeginSignInRequest(headless=headless), timeout=30)
         except grpc.RpcError as e:
             fail(f"{error_line(e)} (sign-in server {address})")
-        csr_pem, key_pem = _csr()
+        csr_pem, key_pem = new_csr()
         if headless:
             done = _headless(stub, begun, csr_pem, hours, timeout)
         else:
@@ -321,4 +321,4 @@ def logout(identity: str | None) -> None:
     echo(f"Signed out: removed the identity in {bundle}")
 
 
-__all__ = ["identity_source", "login", "login_address", "logout"]
+__all__ = ["identity_source", "login", "login_address", "logout", "new_csr"]

@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "db-connect": "cli.pg_cmd:db_connect",
     "pg-broker": "cli.pg_cmd:pg_broker",
     "demo": "cli.demo_cmd:demo",
+    "web": "cli.web_cmd:web",
 }
 
 

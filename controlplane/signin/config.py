@@ -5,6 +5,8 @@ login_listen: 127.0.0.1:7444       # the sign-in listener (TLS, no client certif
 oidc:
   issuer: https://login.example.com/  # https, or http on a loopback address (tests, demo)
   client_id: jitgate                  # a public client: PKCE, loopback redirect, device grant
+  console_client_id: jitgate-web      # optional: the web console's client (`jitgate web`: a web
+                                      # application with its own https redirect URI at the provider)
   scopes: [openid, email, profile, groups]
   username_claim: preferred_username  # the jitgate user name; `email` needs email_verified
   groups_claim: groups                # a list of strings in the ID token
@@ -56,6 +58,10 @@ class OidcConfig:
 
     issuer: str
     client_id: str
+    # The web console (`jitgate web`) signs people in as its own client: providers register a web
+    # application's https redirect URI apart from the CLI's loopback one. Its ID tokens pass the
+    # same checks (issuer, signature, nonce from BeginSignIn, ...); only the audience may be this one.
+    console_client_id: str = ""
     scopes: tuple[str, ...] = ("openid", "email", "profile", "groups")
     username_claim: str = "preferred_username"
     groups_claim: str = "groups"
@@ -76,6 +82,8 @@ class OidcConfig:
             raise OidcConfigError(f"oidc: issuer `{self.issuer}` must use https (http only on a loopback address)")
         if not self.client_id:
             raise OidcConfigError("oidc: `client_id` is required")
+        if self.console_client_id == self.client_id:
+            raise OidcConfigError("oidc: `console_client_id` must differ from `client_id` (or be left out)")
         if "openid" not in self.scopes:
             raise OidcConfigError("oidc: `scopes` must include `openid`")
         if not self.username_claim or not self.groups_claim:
@@ -111,13 +119,18 @@ class OidcConfig:
             values["scopes"] = _names("scopes", values["scopes"])
         if "group_map" in values and not isinstance(values["group_map"], Mapping):
             raise OidcConfigError("oidc: `group_map` must be a mapping")
-        for key in ("issuer", "client_id", "username_claim", "groups_claim"):
+        for key in ("issuer", "client_id", "console_client_id", "username_claim", "groups_claim"):
             if key in values and not isinstance(values[key], str):
                 raise OidcConfigError(f"oidc: `{key}` must be a string")
         try:
             return cls(**values)
         except TypeError as e:
             raise OidcConfigError(f"oidc: {e}") from None
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The clients whose ID tokens sign people in: the CLI's, and the console's when set."""
+        return (self.client_id, self.console_client_id) if self.console_client_id else (self.client_id,)
 
     @property
     def issuer_id(self) -> str:

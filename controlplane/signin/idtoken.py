@@ -215,7 +215,7 @@ class TokenChecker:
         claims = decoded.claims
         options: dict[str, Any] = {
             "iss": {"essential": True, "value": cfg.issuer}, "sub": {"essential": True},
-            "aud": {"essential": True, "value": cfg.client_id}, "exp": {"essential": True},
+            "aud": {"essential": True, "values": list(cfg.audiences)}, "exp": {"essential": True},
             "iat": {"essential": True}}
         if nonce is not None:
             options["nonce"] = {"essential": True, "value": nonce}
@@ -231,7 +231,7 @@ class TokenChecker:
         except jose_errors.JoseError as e:
             raise _refuse("signin.token_invalid", f"the ID token was refused: {e.error}") from None
         aud = claims.get("aud")
-        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != cfg.client_id:
+        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") not in cfg.audiences:
             raise _refuse("signin.wrong_audience", "the ID token names several audiences and `azp` is not jitgate")
         return IdToken(claims, kid)
 
@@ -239,7 +239,7 @@ class TokenChecker:
         cfg = self._config
         if claim == "aud":
             return _refuse("signin.wrong_audience",
-                           f"the ID token is for client `{str(claims.get('aud'))[:200]}`, not `{cfg.client_id}`")
+                           f"the ID token is for client `{str(claims.get('aud'))[:200]}`, not `{'` or `'.join(cfg.audiences)}`")
         if claim == "nonce":
             return _refuse("signin.nonce", "the ID token's nonce is not the one this sign-in was given")
         if claim in ("iat", "nbf"):

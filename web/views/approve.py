@@ -1,0 +1,115 @@
+"""Approve: what I may approve now (with the reason, ticket, the requester's recent history, the
+rules that matched, the duration against the policy's maximum, the risk), approve or deny with a
+comment; break-glass grants that owe a review."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from web.api import api, call
+from web.forms import FormError
+from web.pages import flash, refused, render
+from web.posts import change_form
+from web.session import signed_in
+
+HISTORY = 5  # the requester's most recent other requests shown beside each
+
+
+@dataclass
+class Waiting:
+    """One thing in my queue: a request, or an active grant's extension (`extension` set)."""
+
+    request: Any
+    extension: Any | None
+    history: list[Any]
+    history_error: str | None
+
+    @property
+    def target_id(self) -> str:
+        return self.extension.id if self.extension is not None else self.request.id
+
+    @property
+    def decision(self) -> Any:
+        return self.extension.decision if self.extension is not None else self.request.decision
+
+
+async def _history(client: Any, req: Any) -> tuple[list[Any], str | None]:
+    from jitgate.v1 import access_pb2
+    from web.signin import rpc_text
+
+    try:
+        resp = await call(client.access.ListRequests, access_pb2.ListRequestsRequest(user=req.user,
+                                                                                     page_size=HISTORY + 1))
+    except grpc.RpcError as e:
+        return [], rpc_text(e)
+    return [r for r in resp.requests if r.id != req.id][:HISTORY], None
+
+
+async def page(request: Request) -> Response:
+    from cli.render import pending_extension
+    from jitgate.v1 import access_pb2
+
+    client = api(signed_in(request))
+    try:
+        queue = await call(client.access.ListRequests, access_pb2.ListRequestsRequest(to_approve=True, page_size=30))
+        board = await call(client.access.GetDashboard, access_pb2.GetDashboardRequest())
+    except grpc.RpcError as e:
+        return refused(request, e, "The approval queue could not be read")
+    waiting = []
+    for req in queue.requests:
+        history, error = await _history(client, req)
+        waiting.append(Waiting(req, pending_extension(req), history, error))
+    return render(request, "approve.html", waiting=waiting, reviews=list(board.reviews_owed))
+
+
+def _rid(request: Request) -> str:
+    rid = request.path_params["id"]
+    if len(rid) > 64:
+        raise FormError("the id is longer than 64 characters")
+    return rid
+
+
+async def decide(request: Request) -> Response:
+    from jitgate.v1 import access_pb2
+
+    form = await change_form(request)
+    client = api(signed_in(request))
+    rid, action = _rid(request), form.get("action")
+    if action not in ("approve", "deny"):
+        raise FormError("action must be approve or deny")
+    msg = access_pb2.DecideRequest(id=rid, comment=form.text("comment"))
+    try:
+        await call(client.access.Approve if action == "approve" else client.access.Deny, msg)
+    except grpc.RpcError as e:
+        return refused(request, e, f"Your {'approval' if action == 'approve' else 'denial'} was refused")
+    flash(request, "ok", f"{rid}: {'approved' if action == 'approve' else 'denied'}")
+    return RedirectResponse("/approve", 303)
+
+
+async def review(request: Request) -> Response:
+    from jitgate.v1 import access_pb2
+
+    form = await change_form(request)
+    client = api(signed_in(request))
+    rid = _rid(request)
+    flag = form.get("flag") == "1"
+    try:
+        await call(client.access.Review, access_pb2.ReviewRequest(id=rid, flag=flag, comment=form.text("comment")))
+    except grpc.RpcError as e:
+        return refused(request, e, "Your review was refused")
+    flash(request, "ok", f"{rid}: {'flagged' if flag else 'reviewed'}")
+    return RedirectResponse("/approve", 303)
+
+
+ROUTES = [
+    Route("/approve", page, methods=["GET"]),
+    Route("/approve/{id}", decide, methods=["POST"]),
+    Route("/approve/{id}/review", review, methods=["POST"]),
+]
+
+__all__ = ["ROUTES", "Waiting"]
