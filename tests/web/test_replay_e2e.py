@@ -1,0 +1,220 @@
+"""Watch and replay in Debian's Chromium: a live OpenSSH session's output appears while it runs,
+a finished one replays (the player loads, seek works, the recording verifies), a PostgreSQL
+session is a timeline of statements, and someone who may not read a recording sees why.
+
+One stack for the module: the OpenID provider, a control plane with sign-ins on (recordings in
+its default directory store), the SSH broker with its demo target (real sshd), the PostgreSQL
+broker on the local PostgreSQL, and `jitgate web`. Sessions are made by plain OpenSSH and
+psycopg as `alice`; `admin` watches and replays; `bob` (sre, not an auditor) is refused.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker.demo_target import free_port
+from jitgate.v1 import recordings_pb2, recordings_pb2_grpc
+from tests.broker.ssh.harness import policy_text, sessions_of, wait_for
+from tests.cluster import ControlPlane
+from tests.oidc.provider import OidcProvider, missing, test_client
+from tests.oidc.provider import wait_for as wait_for_file
+from tests.recordings.stack import RecordingStack
+from tests.support import require
+from tests.web.conftest import ACCOUNTS, Browser, WebStack, start_web, stop, web_client
+
+
+class ReplayStack(RecordingStack):
+    """The recording tests' brokers and target under a control plane that signs people in, plus the console."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.idp: OidcProvider | None = None
+        self.web: WebStack | None = None
+
+    def start(self) -> ReplayStack:
+        import psycopg
+
+        from controlplane.identity import open_ssh_cas
+        from tests.broker.pg.harness import LOCAL_PG
+
+        with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:
+            conn.execute(f"create role {self.role} login")
+        self.start_target()
+        doc = yaml.safe_load(policy_text(self.target))
+        doc["resources"]["appdb"] = {"kind": "postgres", "address": "127.0.0.1:5432", "database": "test",
+                                     "labels": {"env": "dev"}, "roles": [self.role], "owners": ["group:sre"]}
+        self.policies.write_text(yaml.safe_dump(doc, sort_keys=False))
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+        self.idp = OidcProvider(self.tmp / "idp", ACCOUNTS, clients=[test_client(), web_client(url + "/auth/callback")])
+        self.idp.start()
+        config = {"oidc": {"issuer": self.idp.issuer, "client_id": "jitgate", "console_client_id": "jitgate-web",
+                           "keep_unmapped_groups": True}}
+        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",),
+                               config=config)
+        _, upstream = open_ssh_cas(self.cp.data)
+        self.target.set_trusted_ca([upstream.public_key_line()])
+        self.start_broker()
+        self.start_pg_broker()
+        proc, log = start_web(self.cp, wait_for_file(self.cp.data.root / "login.addr"), port, self.tmp)
+        self.web = WebStack(self.idp, self.cp, url, proc, log, self.tmp)
+        return self
+
+    def stop(self) -> None:
+        try:
+            if self.web is not None:
+                stop(self.web.proc)
+            super().stop()
+        finally:
+            if self.idp is not None:
+                self.idp.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayStack]:
+    why = missing()
+    require(why is None, why or "")
+    with ReplayStack(tmp_path_factory.mktemp("webreplay")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def web_stack(stack: ReplayStack) -> WebStack:
+    """The console of this module's stack (the `browser` fixture of tests/web/conftest.py opens it)."""
+    assert stack.web is not None
+    return stack.web
+
+
+def recording(stack: ReplayStack, session_id: str) -> recordings_pb2.Recording | None:
+    assert stack.cp is not None
+    stub = recordings_pb2_grpc.RecordingServiceStub(stack.cp.channel("admin"))
+    rows = stub.ListRecordings(recordings_pb2.ListRecordingsRequest(session_id=session_id)).recordings
+    return rows[0] if rows else None
+
+
+def complete(stack: ReplayStack, session_id: str) -> recordings_pb2.Recording:
+    return wait_for(lambda: (r if (r := recording(stack, session_id)) is not None and r.complete else None),
+                    timeout=60, interval=0.1)
+
+
+def live_session(stack: ReplayStack, grant_id: str) -> str:
+    return str(wait_for(lambda: next((s.id for s in sessions_of(stack, grant_id) if not s.end_reason), ""),
+                        timeout=20, interval=0.05))
+
+
+def ssh_tty(stack: ReplayStack, script: str) -> tuple[subprocess.Popen[bytes], str]:
+    """alice's OpenSSH session with a terminal (-tt: a terminal recording) running `script`."""
+    grant = stack.grant("alice", "web-01")
+    key = stack.user_key("alice", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-01", script, extra=("-tt",)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, live_session(stack, grant.id)
+
+
+def terminal_text(browser: Browser, within: str) -> str:
+    return "\n".join(e.text for e in browser.find_all(f"{within} .xterm-rows > div"))
+
+
+def finish(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_a_live_ssh_session_is_watched_in_the_browser(stack: ReplayStack, browser: Browser) -> None:
+    go, done = stack.tmp / "live-go", stack.tmp / "live-done"
+    proc, sid = ssh_tty(stack, f"echo live-start; while [ ! -e {go} ]; do sleep 0.05; done; echo live-after-go; "
+                               f"while [ ! -e {done} ]; do sleep 0.05; done; echo live-end")
+    try:
+        wait_for(lambda: recording(stack, sid), timeout=30, interval=0.1)
+        browser.sign_in("admin")
+        browser.open("/sessions/live")
+        row = browser.find(f"tr[data-session='{sid}']")
+        assert "alice" in row.text and "root@web-01" in row.text
+        assert "unknown" not in browser.text(f"tr[data-session='{sid}'] .time-left")  # the admin sees the grant
+        row.find_element("css selector", "a.watch").click()
+        browser.wait_for(lambda: "live-start" in terminal_text(browser, "#live"), timeout=30)
+        assert "live-after-go" not in terminal_text(browser, "#live")
+        go.write_text("go")  # output that exists only after the page started watching
+        browser.wait_for(lambda: "live-after-go" in terminal_text(browser, "#live"), timeout=30)
+        browser.shot("live")
+        done.write_text("done")
+        browser.wait_for(lambda: browser.find("#live").get_attribute("data-state") == "ended", timeout=60)
+        assert "the session ended" in browser.text("#live .live-status")
+        assert "live-end" in terminal_text(browser, "#live")
+    finally:
+        finish(proc)
+
+
+def _seek(browser: Browser, seconds: str) -> None:
+    browser.driver.execute_script(
+        "const s = document.querySelector('#player input.seek'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input'));", seconds)
+
+
+def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, browser: Browser) -> None:
+    proc, sid = ssh_tty(stack, "echo replay-first; sleep 0.5; echo replay-<b>last</b>")
+    finish(proc)
+    complete(stack, sid)
+    browser.sign_in("admin")
+    browser.open(f"/recordings/{sid}")
+    player = browser.find("#player")
+    browser.wait_for(lambda: player.get_attribute("data-state") == "ended", timeout=30)
+    assert "replay-<b>last</b>" in terminal_text(browser, "#player")  # terminal text, never markup
+    assert browser.find("#verify").get_attribute("data-status") == "verified"
+    _seek(browser, "0")
+    browser.wait_for(lambda: "replay-<b>last</b>" not in terminal_text(browser, "#player"))
+    assert player.get_attribute("data-position") == "0.000"
+    _seek(browser, player.get_attribute("data-duration"))
+    browser.wait_for(lambda: "replay-<b>last</b>" in terminal_text(browser, "#player"))
+    assert "replay-first" in terminal_text(browser, "#player")
+    browser.shot("replay")
+
+
+def test_a_postgresql_session_is_a_timeline_of_statements(stack: ReplayStack, browser: Browser) -> None:
+    import psycopg
+
+    grant = stack.pg_grant("alice")
+    with psycopg.connect(**stack.pg_dsn("alice", grant.id)) as conn:
+        conn.execute("select generate_series(1, 3) as n").fetchall()
+        conn.execute("select %s::text as note", ["<script>alert(1)</script>"]).fetchall()
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("select * from no_such_table_for_the_console")
+    sid = wait_for(lambda: next((s.id for s in sessions_of(stack, grant.id) if s.end_reason), ""), timeout=30)
+    complete(stack, sid)
+    browser.sign_in("admin")
+    browser.open(f"/recordings/{sid}")
+    table = browser.text("#timeline")
+    assert "select generate_series(1, 3) as n" in table and "3 rows" in table
+    assert "<script>alert(1)</script>" in table  # a parameter shown as text
+    failed = [r.text for r in browser.find_all("#timeline tr.failed")]
+    assert len(failed) == 1 and "no_such_table_for_the_console" in failed[0] and "42P01" in failed[0]
+    assert "1 errors" in browser.text("#sql-summary").replace("\n", " ")
+    assert browser.find("#verify").get_attribute("data-status") == "verified"
+    browser.shot("sql-timeline")
+
+
+def test_someone_who_may_not_read_a_recording_is_told_so(stack: ReplayStack, browser: Browser) -> None:
+    proc, sid = ssh_tty(stack, "echo for-alice-and-auditors-only")
+    finish(proc)
+    complete(stack, sid)
+    browser.sign_in("bob")
+    for path in (f"/recordings/{sid}", f"/sessions/live/{sid}"):
+        browser.open(path)
+        message = browser.text("#refusal")
+        assert "recording.not_found" in message and f"no recording `{sid}` that `bob` may read" in message, message
+        assert "for-alice-and-auditors-only" not in browser.text()
+    browser.shot("replay-refused")
+    cast = browser.driver.execute_script("return fetch(arguments[0]).then(r => r.status)", f"/recordings/{sid}/cast")
+    assert cast == 404, cast
+    browser.open("/recordings")
+    assert sid not in browser.text()
+
+
