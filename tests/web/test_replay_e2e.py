@@ -20,7 +20,8 @@ from broker.demo_target import free_port
 from jitgate.v1 import recordings_pb2, recordings_pb2_grpc
 from tests.broker.ssh.harness import policy_text, sessions_of, wait_for
 from tests.cluster import ControlPlane
-from tests.oidc.provider import OidcProvider, missing, test_client
+from tests.oidc.provider import OidcProvider, missing
+from tests.oidc.provider import test_client as cli_client
 from tests.oidc.provider import wait_for as wait_for_file
 from tests.recordings.stack import RecordingStack
 from tests.support import require
@@ -50,7 +51,7 @@ class ReplayStack(RecordingStack):
         self.policies.write_text(yaml.safe_dump(doc, sort_keys=False))
         port = free_port()
         url = f"https://127.0.0.1:{port}"
-        self.idp = OidcProvider(self.tmp / "idp", ACCOUNTS, clients=[test_client(), web_client(url + "/auth/callback")])
+        self.idp = OidcProvider(self.tmp / "idp", ACCOUNTS, clients=[cli_client(), web_client(url + "/auth/callback")])
         self.idp.start()
         config = {"oidc": {"issuer": self.idp.issuer, "client_id": "jitgate", "console_client_id": "jitgate-web",
                            "keep_unmapped_groups": True}}
@@ -139,6 +140,7 @@ def test_a_live_ssh_session_is_watched_in_the_browser(stack: ReplayStack, browse
         row = browser.find(f"tr[data-session='{sid}']")
         assert "alice" in row.text and "root@web-01" in row.text
         assert "unknown" not in browser.text(f"tr[data-session='{sid}'] .time-left")  # the admin sees the grant
+        browser.shot("live-sessions")
         row.find_element("css selector", "a.watch").click()
         browser.wait_for(lambda: "live-start" in terminal_text(browser, "#live"), timeout=30)
         assert "live-after-go" not in terminal_text(browser, "#live")
@@ -160,7 +162,7 @@ def _seek(browser: Browser, seconds: str) -> None:
 
 
 def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, browser: Browser) -> None:
-    proc, sid = ssh_tty(stack, "echo replay-first; sleep 0.5; echo replay-<b>last</b>")
+    proc, sid = ssh_tty(stack, "echo replay-first; sleep 1; echo 'replay-<b>last</b>'")
     finish(proc)
     complete(stack, sid)
     browser.sign_in("admin")
@@ -168,13 +170,22 @@ def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, b
     player = browser.find("#player")
     browser.wait_for(lambda: player.get_attribute("data-state") == "ended", timeout=30)
     assert "replay-<b>last</b>" in terminal_text(browser, "#player")  # terminal text, never markup
+    assert "syntax error" not in terminal_text(browser, "#player")
     assert browser.find("#verify").get_attribute("data-status") == "verified"
+    # The times of the two lines, from the cast the player read: seek between them, then back to 0.
+    first, last = browser.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.querySelector('#player').dataset.cast).then(r => r.text()).then(text => {"
+        "  const ev = text.split('\\n').slice(1).filter(Boolean).map(l => JSON.parse(l));"
+        "  done([ev.find(e => e[2].includes('replay-first'))[0], ev.find(e => e[2].includes('last</b>'))[0]]); });")
+    _seek(browser, str((first + last) / 2))
+    browser.wait_for(lambda: "replay-first" in terminal_text(browser, "#player")
+                     and "replay-<b>last</b>" not in terminal_text(browser, "#player"))
     _seek(browser, "0")
-    browser.wait_for(lambda: "replay-<b>last</b>" not in terminal_text(browser, "#player"))
+    browser.wait_for(lambda: "replay-first" not in terminal_text(browser, "#player"))
     assert player.get_attribute("data-position") == "0.000"
     _seek(browser, player.get_attribute("data-duration"))
     browser.wait_for(lambda: "replay-<b>last</b>" in terminal_text(browser, "#player"))
-    assert "replay-first" in terminal_text(browser, "#player")
     browser.shot("replay")
 
 
@@ -196,7 +207,7 @@ def test_a_postgresql_session_is_a_timeline_of_statements(stack: ReplayStack, br
     assert "<script>alert(1)</script>" in table  # a parameter shown as text
     failed = [r.text for r in browser.find_all("#timeline tr.failed")]
     assert len(failed) == 1 and "no_such_table_for_the_console" in failed[0] and "42P01" in failed[0]
-    assert "1 errors" in browser.text("#sql-summary").replace("\n", " ")
+    assert "1 error" in browser.text("#sql-summary").replace("\n", " ")
     assert browser.find("#verify").get_attribute("data-status") == "verified"
     browser.shot("sql-timeline")
 

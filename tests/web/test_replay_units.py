@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +181,20 @@ def test_the_vendored_player_files_match_their_manifest() -> None:
     for name, digest in listed.items():
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
     assert "@xterm/xterm@6.0.0/LICENSE" in listed
+
+
+def test_a_watch_past_the_console_limit_is_told_at_once() -> None:
+    import anyio
+
+    from web.replay.live import Watches
+
+    def never_started() -> Any:
+        raise AssertionError("a watch over the limit must not call the control plane")
+
+    async def main() -> list[bytes]:
+        watches = Watches(limit=1)
+        async with watches.admitted:  # one watch is running
+            return [m async for m in watches.stream(never_started, str)]
+
+    assert _sse(b"".join(anyio.run(main))) == [
+        ("end", {"why": "1 people are watching live sessions on this console now: try again in a moment"})]

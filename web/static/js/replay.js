@@ -71,7 +71,8 @@
   }
 
   function seek(t) {
-    position = Math.max(0, Math.min(duration, t));
+    // Within a millisecond of the end is the end (data-duration and the clock are rounded).
+    position = t >= duration - 0.001 ? duration : Math.max(0, t);
     next = 0;
     term.resize(width, height);
     apply(position, '\x1bc');  // ESC c: a full reset, queued before the replayed output
@@ -100,6 +101,11 @@
       const note = document.createElement('span');
       note.textContent = ` ${data}`;  // escaped by the server; shown as text
       item.append(button, note);
+      marksList.append(item);
+    }
+    if (!marksList.children.length) {
+      const item = document.createElement('li');
+      item.textContent = 'none: no warning, extension or cut was recorded';
       marksList.append(item);
     }
     statusText.textContent = '';
