@@ -70,7 +70,8 @@ class WebStack:
         return httpx.Client(base_url=self.url, verify=ctx, follow_redirects=False, timeout=15, cookies=cookies)
 
 
-def start_web(cp: ControlPlane, login_addr: str, port: int, tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_web(cp: ControlPlane, login_addr: str, port: int, tmp: Path,
+              *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp / "web.log"
     cmd = [sys.executable, "-m", "cli.main", "web", "--listen", f"127.0.0.1:{port}", "--server", cp.address,
            "--login-server", login_addr, "--issue-tls-from", str(cp.data.root), "--data-dir", str(tmp / "web"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 
 from jitgate.v1 import access_pb2
@@ -56,6 +57,23 @@ def test_alice_previews_and_asks(web_stack: WebStack, browser: Browser) -> None:
     assert "is PENDING" in flash, flash
     SHARED["id"] = flash.split()[1]
     assert browser.find(f"#mine tr[data-id='{SHARED['id']}']")
+
+
+def test_a_requests_recommendation_is_for_who_may_see_it(web_stack: WebStack) -> None:
+    """RecommendDuration by request_id (what the approve screen shows): the requester's answer
+    for an approver who sees the request; refused to one who may not see it, or mixed with fields."""
+    ask = access_pb2.RecommendDurationRequest(request_id=SHARED["id"])
+    mine = web_stack.cp.client("alice").access.RecommendDuration(access_pb2.RecommendDurationRequest(
+        resource="orders-db", role="readonly", reason="monthly orders report", ticket="OPS-4182"))
+    for_bob = web_stack.cp.client("bob").access.RecommendDuration(ask)
+    assert for_bob.minutes == mine.minutes and for_bob.explanation == mine.explanation  # alice's, not bob's
+    with pytest.raises(grpc.RpcError) as e:
+        web_stack.cp.client("cora").access.RecommendDuration(ask)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as e:
+        web_stack.cp.client("bob").access.RecommendDuration(access_pb2.RecommendDurationRequest(
+            request_id=SHARED["id"], resource="orders-db"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_alice_approving_her_own_request_is_refused(web_stack: WebStack, browser: Browser) -> None:
