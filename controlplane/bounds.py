@@ -166,6 +166,7 @@ FIELDS: dict[str, Bound] = {
     "RecommendDurationRequest.role": Text(NAME),
     "RecommendDurationRequest.reason": Text(FREE_TEXT),
     "RecommendDurationRequest.ticket": Text(TICKET),
+    "RecommendDurationRequest.request_id": Text(ID),
     "IssueSshCertificateRequest.grant_id": Text(ID),
     "IssueSshCertificateRequest.public_key": Text(PUBLIC_KEY),
     "IssueDatabaseTokenRequest.grant_id": Text(ID),

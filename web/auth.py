@@ -52,9 +52,9 @@ async def callback(request: Request) -> Response:
         person = await run_in_threadpool(flow.complete, pending, params["code"])
         session = store.create(person)
     except (SignInError, OverflowError) as e:
-        response = problem(request, str(e), 400, "Sign-in failed")
-        response.delete_cookie(SIGNIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
-        return response
+        failed = problem(request, str(e), 400, "Sign-in failed")
+        failed.delete_cookie(SIGNIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+        return failed
     response = RedirectResponse(pending.next_path, 303)
     response.delete_cookie(SIGNIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     lifetime = session.expires_at(store.idle, store.absolute) - session.created_at

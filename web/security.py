@@ -17,7 +17,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'non
 HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts,
+    # which the Origin check must refuse; nothing leaves for other sites either way.
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "strict-transport-security": "max-age=31536000",
     "cross-origin-opener-policy": "same-origin",

@@ -138,7 +138,8 @@ class SignInFlow:
         except httpx.HTTPError as e:
             raise SignInError(f"cannot reach the identity provider at {url}: {type(e).__name__}") from None
         if doc.get("issuer") != issuer:
-            raise SignInError(f"the identity provider at {url} calls itself {str(doc.get('issuer'))[:200]}, not {issuer}")
+            named = str(doc.get("issuer"))[:200]
+            raise SignInError(f"the identity provider at {url} calls itself {named}, not {issuer}")
         ends = {k: doc.get(k) for k in ("authorization_endpoint", "token_endpoint")}
         if not all(isinstance(v, str) and v.startswith(("https://", "http://")) for v in ends.values()):
             raise SignInError("the identity provider's discovery document names no authorization or token endpoint")
@@ -154,7 +155,8 @@ class SignInFlow:
             if pending is None:
                 raise SignInError("this sign-in is unknown or took too long; sign in again")
             if not hmac.compare_digest(pending.state.encode(), state.encode()):
-                raise SignInError("the provider's answer does not belong to this sign-in (state differs); sign in again")
+                raise SignInError("the provider's answer does not belong to this sign-in (state differs); "
+                                  "sign in again")
             del self._pending[pending.id]
         return pending
 

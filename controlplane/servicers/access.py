@@ -131,15 +131,20 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def RecommendDuration(
         self, request: access_pb2.RecommendDurationRequest, context: grpc.aio.ServicerContext
     ) -> types_pb2.Recommendation:
-        rec = await self.d.run(
-            self.d.core.history.recommend,
-            caller().name,
-            request.resource,
-            request.login,
-            request.role,
-            request.reason,
-            request.ticket,
-        )
+        if request.request_id:
+            if request.resource or request.login or request.role or request.reason or request.ticket:
+                raise JitError("invalid.argument", "give either `request_id` or the request's fields, not both")
+            rec = await self.d.run(self.d.core.history.recommend_for_request, caller().name, request.request_id)
+        else:
+            rec = await self.d.run(
+                self.d.core.history.recommend,
+                caller().name,
+                request.resource,
+                request.login,
+                request.role,
+                request.reason,
+                request.ticket,
+            )
         return convert.recommendation(rec) or types_pb2.Recommendation()
 
     async def GetDashboard(

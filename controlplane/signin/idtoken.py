@@ -238,8 +238,9 @@ class TokenChecker:
     def _claim_error(self, claim: str, claims: dict[str, Any]) -> JitError:
         cfg = self._config
         if claim == "aud":
+            wanted = "` or `".join(cfg.audiences)
             return _refuse("signin.wrong_audience",
-                           f"the ID token is for client `{str(claims.get('aud'))[:200]}`, not `{'` or `'.join(cfg.audiences)}`")
+                           f"the ID token is for client `{str(claims.get('aud'))[:200]}`, not `{wanted}`")
         if claim == "nonce":
             return _refuse("signin.nonce", "the ID token's nonce is not the one this sign-in was given")
         if claim in ("iat", "nbf"):

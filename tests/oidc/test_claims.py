@@ -49,9 +49,16 @@ def test_bad_claims_are_refused(claims: dict[str, Any], text: str) -> None:
     ({"issuer": "https://login.example.com", "client_id": "j", "scopes": ["email"]}, "must include `openid`"),
     ({"issuer": "https://login.example.com", "client_id": "j", "certificate_hours": 13}, "certificate_hours"),
     ({"issuer": "https://login.example.com", "client_id": "j", "isuer": "x"}, "unknown key `isuer`"),
+    ({"issuer": "https://login.example.com", "client_id": "j", "console_client_id": "j"}, "must differ"),
 ])
 def test_bad_config_fails_at_start(values: dict[str, Any], text: str) -> None:
     with pytest.raises(OidcConfigError) as e:
         OidcConfig.from_mapping(values)
     assert text in str(e.value)
     assert OidcConfig.from_mapping({"issuer": "http://127.0.0.1:5556", "client_id": "j"}).issuer.startswith("http:")
+
+
+def test_the_consoles_client_is_a_second_audience_only_when_set() -> None:
+    assert CFG.audiences == ("jitgate",)
+    both = OidcConfig.from_mapping({"issuer": CFG.issuer, "client_id": "jitgate", "console_client_id": "jitgate-web"})
+    assert both.audiences == ("jitgate", "jitgate-web")

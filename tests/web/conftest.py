@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from broker.demo_target import free_port
+from cli.demo_model import ensure_demo_model
 from tests.cluster import REPO, ControlPlane
 from tests.oidc.provider import OidcProvider, missing, test_client, wait_for
 from tests.support import require
@@ -61,15 +62,16 @@ class WebStack:
     log: Path
     tmp: Path
 
-    def http(self) -> httpx.Client:
+    def http(self, cookies: dict[str, str] | None = None) -> httpx.Client:
         """An HTTP client for the console that trusts the control plane's CA (no browser)."""
         import ssl
 
         ctx = ssl.create_default_context(cadata=self.cp.ca_pem.decode())
-        return httpx.Client(base_url=self.url, verify=ctx, follow_redirects=False, timeout=15)
+        return httpx.Client(base_url=self.url, verify=ctx, follow_redirects=False, timeout=15, cookies=cookies)
 
 
-def start_web(cp: ControlPlane, login_addr: str, port: int, tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_web(cp: ControlPlane, login_addr: str, port: int, tmp: Path,
+              *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp / "web.log"
     cmd = [sys.executable, "-m", "cli.main", "web", "--listen", f"127.0.0.1:{port}", "--server", cp.address,
            "--login-server", login_addr, "--issue-tls-from", str(cp.data.root), "--data-dir", str(tmp / "web"),
@@ -111,7 +113,9 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     with OidcProvider(tmp / "idp", ACCOUNTS, clients=[test_client(), web_client(url + "/auth/callback")]) as idp:
         config = {"oidc": {"issuer": idp.issuer, "client_id": "jitgate", "console_client_id": WEB_CLIENT_ID,
                            "keep_unmapped_groups": True}}
-        with ControlPlane(tmp / "cp", REPO / "policies.yaml", config=config) as cp:
+        cp = ControlPlane(tmp / "cp", REPO / "policies.yaml", config=config, start=False)
+        ensure_demo_model(cp.data.root, REPO / "policies.yaml")  # recommendations, as `jitgate demo` has them
+        with cp.start():
             login_addr = wait_for(cp.data.root / "login.addr")
             proc, log = start_web(cp, login_addr, port, tmp)
             try:
@@ -137,9 +141,15 @@ class Browser:
         return urlsplit(self.driver.current_url).path
 
     def find(self, css: str) -> Any:
+        """The element, or an AssertionError saying where the browser is and what it shows."""
+        from selenium.common.exceptions import NoSuchElementException
         from selenium.webdriver.common.by import By
 
-        return self.driver.find_element(By.CSS_SELECTOR, css)
+        try:
+            return self.driver.find_element(By.CSS_SELECTOR, css)
+        except NoSuchElementException:
+            body = self.driver.find_element(By.TAG_NAME, "body").text
+            raise AssertionError(f"no `{css}` on {self.driver.current_url}:\n{body[:2000]}") from None
 
     def find_all(self, css: str) -> list[Any]:
         from selenium.webdriver.common.by import By

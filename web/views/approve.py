@@ -28,6 +28,9 @@ class Waiting:
     extension: Any | None
     history: list[Any]
     history_error: str | None
+    recommendation: Any | None = None  # for the requester, as they asked (RecommendDuration by request_id)
+    recommendation_note: str = ""  # why there is none
+    can_decide: bool = True  # show approve/deny (the API still decides who may)
 
     @property
     def target_id(self) -> str:
@@ -50,8 +53,30 @@ async def _history(client: Any, req: Any) -> tuple[list[Any], str | None]:
     return [r for r in resp.requests if r.id != req.id][:HISTORY], None
 
 
-async def page(request: Request) -> Response:
+async def _recommendation(client: Any, req: Any) -> tuple[Any | None, str]:
+    from jitgate.status import reason_of
+    from jitgate.v1 import access_pb2
+
+    try:
+        rec = await call(client.access.RecommendDuration, access_pb2.RecommendDurationRequest(request_id=req.id))
+    except grpc.RpcError as e:
+        return None, reason_of(e) or "unavailable"
+    return (rec, "") if rec.minutes else (None, "the model gave none")
+
+
+async def waiting_item(client: Any, req: Any) -> Waiting:
+    """One request with what an approver weighs: history, recommendation, the extension that waits."""
     from cli.render import pending_extension
+    from web.formats import state
+
+    history, error = await _history(client, req)
+    extension = pending_extension(req)
+    recommendation, note = await _recommendation(client, req) if extension is None else (None, "")
+    return Waiting(req, extension, history, error, recommendation, note,
+                   can_decide=extension is not None or state(req.state) == "PENDING")
+
+
+async def page(request: Request) -> Response:
     from jitgate.v1 import access_pb2
 
     client = api(signed_in(request))
@@ -60,11 +85,20 @@ async def page(request: Request) -> Response:
         board = await call(client.access.GetDashboard, access_pb2.GetDashboardRequest())
     except grpc.RpcError as e:
         return refused(request, e, "The approval queue could not be read")
-    waiting = []
-    for req in queue.requests:
-        history, error = await _history(client, req)
-        waiting.append(Waiting(req, pending_extension(req), history, error))
+    waiting = [await waiting_item(client, req) for req in queue.requests]
     return render(request, "approve.html", waiting=waiting, reviews=list(board.reviews_owed))
+
+
+async def detail(request: Request) -> Response:
+    """One request (any I may see), with the same facts and, while it waits, approve/deny."""
+    from jitgate.v1 import access_pb2
+
+    client = api(signed_in(request))
+    try:
+        req = await call(client.access.GetRequest, access_pb2.GetRequestRequest(id=_rid(request)))
+    except grpc.RpcError as e:
+        return refused(request, e, "The request could not be read")
+    return render(request, "request_detail.html", w=await waiting_item(client, req))
 
 
 def _rid(request: Request) -> str:
@@ -88,7 +122,7 @@ async def decide(request: Request) -> Response:
     except grpc.RpcError as e:
         return refused(request, e, f"Your {'approval' if action == 'approve' else 'denial'} was refused")
     flash(request, "ok", f"{rid}: {'approved' if action == 'approve' else 'denied'}")
-    return RedirectResponse("/approve", 303)
+    return RedirectResponse(_back(form.get("next")), 303)
 
 
 async def review(request: Request) -> Response:
@@ -106,7 +140,13 @@ async def review(request: Request) -> Response:
     return RedirectResponse("/approve", 303)
 
 
+def _back(path: str) -> str:
+    """Where a decision returns: the request's page it was made on, else the queue."""
+    return path if path.startswith("/requests/") and len(path) <= 80 and "//" not in path else "/approve"
+
+
 ROUTES = [
+    Route("/requests/{id}", detail, methods=["GET"]),
     Route("/approve", page, methods=["GET"]),
     Route("/approve/{id}", decide, methods=["POST"]),
     Route("/approve/{id}/review", review, methods=["POST"]),

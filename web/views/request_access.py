@@ -106,6 +106,7 @@ async def _change(request: Request, what: str) -> Response:
     try:
         if what == "extend":
             duration = parse_duration_field(form.get("duration"), required=True)
+            assert duration is not None  # required=True refuses an empty field
             msg = access_pb2.ExtendRequest(id=rid, justification=form.text("justification", required=True,
                                                                             label="justification"))
             msg.duration.CopyFrom(duration_message(duration))

@@ -132,18 +132,20 @@ class ReviewRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., flag: _Optional[bool] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class RecommendDurationRequest(_message.Message):
-    __slots__ = ("resource", "login", "role", "reason", "ticket")
+    __slots__ = ("resource", "login", "role", "reason", "ticket", "request_id")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TICKET_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     resource: str
     login: str
     role: str
     reason: str
     ticket: str
-    def __init__(self, resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, resource: _Optional[str] = ..., login: _Optional[str] = ..., role: _Optional[str] = ..., reason: _Optional[str] = ..., ticket: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetDashboardRequest(_message.Message):
     __slots__ = ()
