@@ -42,7 +42,7 @@ class ReplayStack(RecordingStack):
         from controlplane.identity import open_ssh_cas
         from tests.broker.pg.harness import LOCAL_PG
 
-        with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:
+        with psycopg.connect(**LOCAL_PG, autocommit=True) as conn:  # type: ignore[arg-type]
             conn.execute(f"create role {self.role} login")
         self.start_target()
         doc = yaml.safe_load(policy_text(self.target))
@@ -79,7 +79,8 @@ class ReplayStack(RecordingStack):
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayStack]:
     why = missing()
     require(why is None, why or "")
-    with ReplayStack(tmp_path_factory.mktemp("webreplay")) as s:
+    s = ReplayStack(tmp_path_factory.mktemp("webreplay"))
+    with s:
         yield s
 
 

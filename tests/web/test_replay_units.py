@@ -99,7 +99,7 @@ def test_live_events_become_server_sent_events(store: FileRecordingStore) -> Non
     assert [n for n, _ in term] == ["o", "o", "r", "line"]
     assert term[2][1] == [120, 40]
     assert term[3][1]["text"] == "[jitgate] access expires in 5 minutes"  # type: ignore[index]
-    assert "".join(d for n, d in term if n == "o") == terminal_text(store.open(refs["terminal"]).events())
+    assert "".join(str(d) for n, d in term if n == "o") == terminal_text(store.open(refs["terminal"]).events())
     exec_ = _sse(b"".join(feed_messages(store.open(refs["exec"]).events())))
     assert [n for n, _ in exec_] == ["o", "o", "line"]  # stdout, stderr to the terminal; stdin never shown
     assert exec_[-1][1]["text"] == "[exit]   (exit 2)"  # type: ignore[index]
