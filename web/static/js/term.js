@@ -17,9 +17,11 @@
     copy();
   }
 
-  function create(element, cols, rows) {
+  // `lines`: output written without a terminal (an exec session's stdout), whose "\n" alone must
+  // also return the cursor (convertEol), as a terminal's line discipline would have.
+  function create(element, cols, rows, lines) {
     const term = new window.Terminal({
-      cols: cols, rows: rows, disableStdin: true, cursorBlink: false, scrollback: 10000,
+      cols: cols, rows: rows, disableStdin: true, cursorBlink: false, scrollback: 10000, convertEol: Boolean(lines),
       fontFamily: 'DejaVu Sans Mono, Liberation Mono, monospace', fontSize: 14,
       theme: { background: '#101418', foreground: '#d8dee9' },
     });
