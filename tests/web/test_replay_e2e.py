@@ -18,6 +18,7 @@ import yaml
 
 from broker.demo_target import free_port
 from jitgate.v1 import recordings_pb2, recordings_pb2_grpc
+from recorder.events import RecordingError
 from tests.broker.ssh.harness import policy_text, sessions_of, wait_for
 from tests.cluster import ControlPlane
 from tests.oidc.provider import OidcProvider, missing
@@ -230,3 +231,30 @@ def test_someone_who_may_not_read_a_recording_is_told_so(stack: ReplayStack, bro
     assert sid not in browser.text()
 
 
+
+
+def test_a_live_watch_ends_when_the_viewers_certificate_does(stack: ReplayStack) -> None:
+    """The watch's gRPC call carries the viewer's certificate end as its deadline (no browser needed)."""
+    import datetime as dt
+
+    from web.replay import source
+    from web.replay.live import live_messages
+    from web.session import Person
+    from web.signin import rpc_text
+
+    done = stack.tmp / "cert-done"
+    proc, sid = ssh_tty(stack, f"echo cert-start; while [ ! -e {done} ]; do sleep 0.05; done")
+    try:
+        wait_for(lambda: recording(stack, sid), timeout=30, interval=0.1)
+        assert stack.cp is not None
+        ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+        viewer = Person("admin", ["admins"], stack.cp.channel("admin"), ends)
+        messages = b"".join(live_messages(source.watch(viewer, sid), rpc_text)).decode()
+        assert "cert-start" in messages  # it watched the session while the certificate was good
+        assert messages.endswith('event: end\ndata: {"why": "your sign-in ended: sign in again to keep watching"}\n\n')
+        gone = Person("admin", ["admins"], stack.cp.channel("admin"), dt.datetime.now(dt.UTC))
+        with pytest.raises(RecordingError, match="your sign-in has ended"):
+            source.watch(gone, sid)
+    finally:
+        done.write_text("done")
+        finish(proc)
