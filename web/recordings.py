@@ -14,6 +14,7 @@ Every route only reads: no CSRF token is needed, and none changes state.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import grpc
@@ -122,8 +123,6 @@ async def recording(request: Request) -> Response:
 
 def _cast_or_mark(lines: Iterator[bytes], first: bytes) -> Iterator[bytes]:
     """The cast's lines; a read that fails halfway ends the cast with a mark saying so."""
-    import json
-
     yield first
     try:
         yield from lines

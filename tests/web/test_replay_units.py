@@ -193,8 +193,8 @@ def test_a_watch_past_the_console_limit_is_told_at_once() -> None:
 
     async def main() -> list[bytes]:
         watches = Watches(limit=1)
-        async with watches.admitted:  # one watch is running
-            return [m async for m in watches.stream(never_started, str)]
+        watches.admitted.acquire_on_behalf_of_nowait("the watch already running")
+        return [m async for m in watches.stream(never_started, str)]
 
     assert _sse(b"".join(anyio.run(main))) == [
         ("end", {"why": "1 people are watching live sessions on this console now: try again in a moment"})]

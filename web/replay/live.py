@@ -52,17 +52,16 @@ class Watches:
         self.admitted = anyio.CapacityLimiter(limit)
         self.threads = anyio.CapacityLimiter(limit)  # one blocked next() per admitted watch
 
-    def full(self) -> bool:
-        return self.admitted.available_tokens < 1
-
     async def stream(self, start: Callable[[], LiveWatch],
                      rpc_text: Callable[[grpc.RpcError], str]) -> AsyncIterator[bytes]:
         """The SSE stream of the watch `start` opens (in a worker thread: it calls the control plane)."""
-        if self.full():
+        try:
+            self.admitted.acquire_nowait()  # taken and given back by this stream's one task
+        except anyio.WouldBlock:
             yield end_message(f"{self.limit} people are watching live sessions on this console now: "
                               "try again in a moment")
             return
-        async with self.admitted:
+        try:
             try:
                 live = await anyio.to_thread.run_sync(start, limiter=self.threads)
             except grpc.RpcError as exc:
@@ -81,3 +80,5 @@ class Watches:
                     yield msg
             finally:
                 live.cancel()  # the blocked next() in its thread ends with CANCELLED
+        finally:
+            self.admitted.release()
