@@ -122,6 +122,15 @@ def terminal_text(browser: Browser, within: str) -> str:
     return "\n".join(e.text for e in browser.find_all(f"{within} .xterm-rows > div"))
 
 
+def csp_violations(browser: Browser) -> list[str]:
+    """What the page's Content-Security-Policy blocked so far (the browser's buffered reports)."""
+    return list(browser.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const seen = [];"
+        "const keep = (rs) => rs.forEach(r => seen.push(`${r.body.effectiveDirective} ${r.body.blockedURL}`));"
+        "const o = new ReportingObserver(keep, {types: ['csp-violation'], buffered: true}); o.observe();"
+        "setTimeout(() => { keep(o.takeRecords()); o.disconnect(); done(seen); }, 300);"))
+
+
 def finish(proc: subprocess.Popen[bytes]) -> None:
     try:
         proc.communicate(timeout=30)
@@ -189,6 +198,10 @@ def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, b
     _seek(browser, player.get_attribute("data-duration"))
     browser.wait_for(lambda: "replay-<b>last</b>" in terminal_text(browser, "#player"))
     browser.shot("replay")
+    # Under the console's CSP nothing but xterm.js's own <style> elements is blocked (their rules
+    # reach the page through web/static/js/term.js); no script ever is.
+    blocked = csp_violations(browser)
+    assert blocked and set(blocked) == {"style-src-elem inline"}, blocked
 
 
 def test_a_postgresql_session_is_a_timeline_of_statements(stack: ReplayStack, browser: Browser) -> None:
