@@ -3,8 +3,12 @@
 It runs, as child processes: the control plane (SQLite store and CAs made on
 first start in the data directory, the example policies), a local SSH target
 (a real OpenSSH sshd when installed, else an asyncssh one) that trusts only the
-upstream CA, the SSH broker and the PostgreSQL broker; issues identities for
-the example's people; and prints what to type next. Ctrl-C stops everything.
+upstream CA, the SSH broker and the PostgreSQL broker, a local OpenID provider
+(scripts/setup.sh installs it) and the web console (`jitgate web`, HTTPS with a
+certificate from the demo's CA; people sign in through that provider); issues
+identities for the example's people; and prints what to type next. Ctrl-C stops
+everything. `--no-oidc` (or JITGATE_DEMO_OIDC=0) leaves out the provider, and
+with it sign-ins and the console.
 
 The example's `demo` resource names a placeholder address and no host key: the
 demo writes a copy of the policies with the target's real address and pinned
@@ -108,12 +112,21 @@ def _ensure_duration_model(server_dir: Path, policies: Path) -> None:
 
 
 def demo_oidc_text(oidc: bool, jg: str, login_port: int, identities: Path) -> str:
-    """How to sign in (with --oidc), else how to turn it on."""
+    """How to sign in (the provider runs), else how to turn it on."""
     if not oidc:
-        return "\nSign-in through a local OpenID provider: run the demo with --oidc (or JITGATE_DEMO_OIDC=1).\n"
+        return ("\nSign-ins and the web console need the local OpenID provider: run the demo without --no-oidc "
+                "(scripts/setup.sh installs the provider).\n")
     from cli import demo_oidc
 
     return demo_oidc.instructions(jg, login_port, identities / "alice" / "ca.pem", identities) + "\n"
+
+
+def console_text(oidc: bool, url: str, ca: Path) -> str:
+    if not oidc:
+        return ""
+    return f"""
+  web console       {url}   (sign in as alice, bob, sam or admin; password NAME-demo)
+                    its certificate is from the demo's CA ({ca}): trust that CA or accept the warning"""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -128,10 +141,13 @@ def _interrupt(signum: int, frame: object) -> None:
 @click.option("--server-port", default=7443, show_default=True)
 @click.option("--ssh-port", default=2222, show_default=True)
 @click.option("--pg-port", default=6432, show_default=True)
-@click.option("--oidc", is_flag=True, envvar="JITGATE_DEMO_OIDC",
-              help="also run a local OpenID provider and sign-ins (`jitgate login`) on --server-port + 1")
-def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port: int, oidc: bool) -> None:
-    """Run the control plane, both brokers and a local SSH target; Ctrl-C stops them."""
+@click.option("--web-port", default=8443, show_default=True, help="the web console's HTTPS port")
+@click.option("--oidc/--no-oidc", default=True, show_default=True, envvar="JITGATE_DEMO_OIDC",
+              help="run the local OpenID provider, sign-ins (`jitgate login`, on --server-port + 1) and the console")
+def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port: int, web_port: int,
+         oidc: bool) -> None:
+    """Run the control plane, both brokers, a local SSH target, the OpenID provider and the web
+    console; Ctrl-C stops them."""
     from broker.demo_target import DemoTarget, free_port
 
     data = Path(data_dir).resolve()
@@ -175,13 +191,14 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
         target.set_trusted_ca([line for line in upstream if line.strip()])
         target.start(port=target_port)
 
+        console_url = f"https://127.0.0.1:{web_port}"
         config = data / "server.yaml"
         settings: dict[str, Any] = {"ssh_broker_address": f"127.0.0.1:{ssh_port}",
                                     "pg_broker_address": f"127.0.0.1:{pg_port}"}
         if oidc:  # the provider runs for the demo's life, like the other children
             from cli import demo_oidc
 
-            provider, issuer = demo_oidc.start_provider(data, logs / "oidc-provider.log")
+            provider, issuer = demo_oidc.start_provider(data, logs / "oidc-provider.log", console_url)
             children.append(provider)  # type: ignore[arg-type]  # a text-mode Popen; only polled and killed
             settings.update(demo_oidc.server_settings(issuer, server_port + 1))
         config.write_text(yaml.safe_dump(settings))
@@ -199,14 +216,20 @@ def demo(data_dir: str, policies: str, server_port: int, ssh_port: int, pg_port:
                                   "--credentials-env", "DEMO_DB")
         _wait_for_port(f"127.0.0.1:{ssh_port}", ssh_broker, "the SSH broker", ssh_log)
         _wait_for_port(f"127.0.0.1:{pg_port}", pg_broker, "the PostgreSQL broker", pg_log)
+        if oidc:  # the console: a client of the control plane, people sign in through the provider
+            console, console_log = start("web", "web", "--listen", f"127.0.0.1:{web_port}", "--server",
+                                         server_address, "--login-server", f"127.0.0.1:{server_port + 1}",
+                                         "--issue-tls-from", str(server_dir), "--data-dir", str(data / "web"))
+            _wait_for_port(f"127.0.0.1:{web_port}", console, "the web console", console_log)
 
         jg = sys.argv[0] if Path(sys.argv[0]).name == "jitgate" else f"{sys.executable} -m cli.main"
+        console_line = console_text(oidc, console_url, identities / "alice" / "ca.pem")
         click.echo(f"""
 jitgate demo is running (data in {data}, logs in {logs}):
   control plane     {server_address}   (mTLS; policies {served})
   SSH broker        127.0.0.1:{ssh_port}
   PostgreSQL broker 127.0.0.1:{pg_port}{'' if db_ready else '   (local PostgreSQL not reachable: demo-db will refuse)'}
-  demo SSH target   {target.address}   (trusts only the upstream CA)
+  demo SSH target   {target.address}   (trusts only the upstream CA){console_line}
 
 In another terminal:
   export JITGATE_SERVER={server_address} JITGATE_IDENTITY={identities / 'alice'}

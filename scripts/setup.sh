@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything jitgate needs on a fresh machine: the virtualenv with the
 # project and its test tools, and the system programs the tests and the demo run
-# for real (OpenSSH's sshd and client, psql, Java's PostgreSQL JDBC driver).
+# for real (OpenSSH's sshd and client, psql, Java's PostgreSQL JDBC driver, Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -13,10 +13,14 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 # A real JDBC client for the PostgreSQL broker's tests: a JDK runs the one-file test client.
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
-# Node.js and npm: the OpenID provider of the sign-in tests and `jitgate demo --oidc`
+# Node.js and npm: the OpenID provider of the sign-in tests, `jitgate demo` and its web console
 # (tests/oidc/provider) and the S3-compatible server of the recording-store tests (s3rver).
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# Debian's Chromium and its chromedriver (the same package version, so no driver download):
+# the web console's browser tests drive them with Selenium (tests/web).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

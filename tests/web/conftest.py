@@ -165,8 +165,17 @@ class Browser:
             box.clear()
             box.send_keys(value)
 
-    def click(self, css: str) -> None:
+    def click(self, css: str, navigates: bool = True) -> None:
+        """Click; when it navigates (a link, a form), wait until the next page has replaced this one
+        (Selenium's click does not always wait for a form post's answer)."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+
+        page = self.driver.find_element(By.TAG_NAME, "html")
         self.find(css).click()
+        if navigates:
+            self.wait_for(lambda: expected_conditions.staleness_of(page)(self.driver))
+            self.wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete")
 
     def sign_in(self, name: str, password: str | None = None) -> None:
         """Through the console's sign-in page and the provider's real login form."""
@@ -186,12 +195,16 @@ class Browser:
         WebDriverWait(self.driver, timeout).until(lambda _d: ok())
 
     def shot(self, name: str) -> Path:
+        """The whole page (not only the window) as tests/output/web/NAME.png (Chromium's DevTools)."""
+        import base64
+
         OUTPUT.mkdir(parents=True, exist_ok=True)
         path = OUTPUT / f"{name}.png"
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1280, max(720, min(int(height) + 40, 2400)))
-        self.driver.save_screenshot(str(path))
-        self.driver.set_window_size(1280, 900)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 3000), "scale": 1}
+        png = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                                      "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(png["data"]))
         return path
 
 

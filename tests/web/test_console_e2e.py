@@ -121,6 +121,25 @@ def test_bob_then_sam_approve(web_stack: WebStack, browser: Browser) -> None:
     assert state == 2  # ACTIVE
 
 
+def test_alice_extends_and_releases(web_stack: WebStack, browser: Browser) -> None:
+    browser.sign_in("alice")
+    row = f"#mine tr[data-id='{SHARED['id']}']"
+    assert "ACTIVE" in browser.text(row)
+    browser.fill({"duration": "15m", "justification": "report runs long"}, within=row)
+    browser.click(f"{row} form.extend button")
+    assert f"extension of {SHARED['id']} asked for" in browser.text(".flash.ok")
+    browser.shot("request")
+    # An auto-approved grant (dev-auto), released early from the same list.
+    browser.fill({"resource": "demo", "login": "demo", "reason": "first look"})
+    browser.click("#submit")
+    flash = browser.text(".flash.ok")
+    assert "is ACTIVE" in flash, flash
+    auto = flash.split()[1]
+    browser.click(f"#mine tr[data-id='{auto}'] form[action$='/release'] button")
+    assert f"grant {auto} released" in browser.text(".flash.ok")
+    assert "EXPIRED" in browser.text(f"#mine tr[data-id='{auto}']")
+
+
 def test_csrf_and_headers(web_stack: WebStack, browser: Browser) -> None:
     cookie = browser.driver.get_cookie("__Host-jitgate-session")
     assert cookie and cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
