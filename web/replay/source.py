@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
 from cli.remote_recordings import LiveWatch, RemoteRecordingStore, info_from
 from recorder.events import Kind, RecordingError
+from web.api import TIMEOUT, api
 from web.replay.views import (
     LiveSessionView,
     RecordingView,
@@ -28,30 +28,22 @@ from web.replay.views import (
     timeline_view,
     verify_view,
 )
+from web.session import Person
 
-CALL_TIMEOUT = 30.0  # seconds for one unary call to the control plane
 LIVE_PAGE = 50  # live sessions on one page
 RECORDINGS_PAGE = 50  # recordings on one page
 
 
-@dataclass(frozen=True, slots=True)
-class _Client:
-    """What RemoteRecordingStore needs of a CLI client: a channel, a name for messages, a timeout."""
-
-    channel: grpc.Channel
-    server: str = "the control plane"
-    timeout: float = CALL_TIMEOUT
+def seconds_left(expires_at: dt.datetime, now: float | None = None) -> float:
+    """Seconds until a certificate's end (an aware datetime); 0 when past."""
+    return max(0.0, expires_at.timestamp() - (time.time() if now is None else now))
 
 
-def seconds_left(expires_at: Any, now: float | None = None) -> float:
-    """Seconds until a certificate's end (an aware datetime or a unix time); 0 when past."""
-    end = expires_at.timestamp() if isinstance(expires_at, dt.datetime) else float(expires_at)
-    return max(0.0, end - (time.time() if now is None else now))
-
-
-def recordings(person: Any) -> RemoteRecordingStore:
+def recordings(person: Person) -> RemoteRecordingStore:
     """The recordings `person` may read, through their own channel."""
-    return RemoteRecordingStore(_Client(person.channel))
+    store = RemoteRecordingStore(api(person))
+    store.root = "the control plane"  # what "no recording `X` in ..." names (the console has one)
+    return store
 
 
 def resolve(store: RemoteRecordingStore, session_or_ref: str) -> list[str]:
@@ -64,7 +56,7 @@ def resolve(store: RemoteRecordingStore, session_or_ref: str) -> list[str]:
     return refs
 
 
-def watch(person: Any, session_id: str) -> LiveWatch:
+def watch(person: Person, session_id: str) -> LiveWatch:
     """A live watch of the session's latest recording, ending at its seal or when the person's
     certificate ends (the call's deadline), whichever comes first."""
     store = recordings(person)
@@ -75,20 +67,19 @@ def watch(person: Any, session_id: str) -> LiveWatch:
     return store.watch(refs[-1], timeout=left)
 
 
-def live_sessions(person: Any, now: float | None = None) -> list[LiveSessionView]:
+def live_sessions(person: Person, now: float | None = None) -> list[LiveSessionView]:
     """Live sessions the person may see (admins: all; anyone else: their own), with the time left
     of each one's grant where the person may see that grant."""
-    from jitgate.v1 import access_pb2, access_pb2_grpc
+    from jitgate.v1 import access_pb2
 
-    stub = access_pb2_grpc.AccessServiceStub(person.channel)
-    resp = stub.ListSessions(access_pb2.ListSessionsRequest(live_only=True, page_size=LIVE_PAGE),
-                             timeout=CALL_TIMEOUT)
+    stub = api(person).access
+    resp = stub.ListSessions(access_pb2.ListSessionsRequest(live_only=True, page_size=LIVE_PAGE), timeout=TIMEOUT)
     ends: dict[str, float | None] = {}
     for s in resp.sessions:
         if s.grant_id in ends:
             continue
         try:
-            grant = stub.GetRequest(access_pb2.GetRequestRequest(id=s.grant_id), timeout=CALL_TIMEOUT)
+            grant = stub.GetRequest(access_pb2.GetRequestRequest(id=s.grant_id), timeout=TIMEOUT)
             ends[s.grant_id] = (grant.expires_at.ToDatetime(dt.UTC).timestamp()
                                 if grant.HasField("expires_at") else None)
         except grpc.RpcError as exc:
@@ -112,7 +103,7 @@ class RecordingPage:
     others: list[RecordingView]  # the session's other recordings
 
 
-def recording_page(person: Any, ref: str, page: int) -> RecordingPage:
+def recording_page(person: Person, ref: str, page: int) -> RecordingPage:
     """A recording (or a session's latest) as its page shows it: listing data, verification, and
     for non-terminal kinds one page of its timeline. Reads are the control plane's (audited)."""
     store = recordings(person)
@@ -134,14 +125,14 @@ def recording_page(person: Any, ref: str, page: int) -> RecordingPage:
                          check, timeline, others)
 
 
-def recordings_page(person: Any, *, kind: str, user: str, page_token: str) -> tuple[list[RecordingView], str]:
+def recordings_page(person: Person, *, kind: str, user: str, page_token: str) -> tuple[list[RecordingView], str]:
     """One page of the recordings the person may see, newest first, and the next page's token."""
     store = recordings(person)
     resp = store.page(kind=kind, user=user, page_size=RECORDINGS_PAGE, page_token=page_token)
     return [recording_view(info_from(r), user=r.user, size=r.size) for r in resp.recordings], resp.next_page_token
 
 
-def watch_target(person: Any, session_id: str) -> RecordingView:
+def watch_target(person: Person, session_id: str) -> RecordingView:
     """The recording a watch of `session_id` follows (its latest), as the watch page heads it."""
     store = recordings(person)
     refs = resolve(store, session_id)
