@@ -52,13 +52,22 @@ def _watches(request: Request) -> Watches:
     return watches
 
 
+def _page_token(request: Request) -> str | None:
+    """The `page` a list was given by this console (a number), "" for the first; None: not one."""
+    token = request.query_params.get("page", "")
+    return token if len(token) <= MAX_TOKEN and (not token or token.isdigit()) else None
+
+
 async def live_sessions(request: Request) -> Response:
     person = signed_in(request)
+    token = _page_token(request)
+    if token is None:
+        return problem(request, "`page` is not a page this console gave", 400)
     try:
-        rows = await run_in_threadpool(source.live_sessions, person)
+        rows, next_token = await run_in_threadpool(source.live_sessions, person, token)
     except grpc.RpcError as exc:
         return refused(request, exc, "The control plane refused the list of live sessions")
-    return render(request, "recordings/live.html", sessions=rows)
+    return render(request, "recordings/live.html", sessions=rows, next_token=next_token)
 
 
 async def watch_page(request: Request) -> Response:
@@ -89,10 +98,10 @@ async def recordings_list(request: Request) -> Response:
     person = signed_in(request)
     kind = request.query_params.get("kind", "")
     user = request.query_params.get("user", "")[:MAX_NAME]
-    token = request.query_params.get("page", "")
+    token = _page_token(request)
     if kind and kind not in {k.value for k in Kind}:
         return problem(request, f"`kind` is one of {', '.join(k.value for k in Kind)}", 400)
-    if len(token) > MAX_TOKEN or (token and not token.isdigit()):
+    if token is None:
         return problem(request, "`page` is not a page this console gave", 400)
     try:
         rows, next_token = await run_in_threadpool(source.recordings_page, person, kind=kind, user=user,

@@ -198,3 +198,16 @@ def test_a_watch_past_the_console_limit_is_told_at_once() -> None:
 
     assert _sse(b"".join(anyio.run(main))) == [
         ("end", {"why": "1 people are watching live sessions on this console now: try again in a moment"})]
+
+
+def test_a_recordings_listing_data_is_shown_literally(store: FileRecordingStore) -> None:
+    from web.replay.views import recording_view
+
+    w = store.create("sess-meta", Kind.EXEC, {"user": f"eve{HOSTILE}", "target": "db\x1b[8m", "login": "root"},
+                     command=f"cat {HOSTILE}")
+    w.close_sync("revoked")
+    info = store.open(w.ref).info
+    v = recording_view(info, size=3 * 1024 * 1024)
+    assert v.user == "eve\\x1b]0;pwned\\x07<script>alert(1)</script>\\u202e"  # Jinja escapes the markup
+    assert v.where == "root@db\\x1b[8m" and v.command.startswith("cat \\x1b]0;pwned")
+    assert (v.kind, v.live, v.end_reason, v.size, v.is_terminal) == ("exec", False, "revoked", "3.0 MiB", False)

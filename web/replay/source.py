@@ -67,13 +67,15 @@ def watch(person: Person, session_id: str) -> LiveWatch:
     return store.watch(refs[-1], timeout=left)
 
 
-def live_sessions(person: Person, now: float | None = None) -> list[LiveSessionView]:
-    """Live sessions the person may see (admins: all; anyone else: their own), with the time left
-    of each one's grant where the person may see that grant."""
+def live_sessions(person: Person, page_token: str = "",
+                  now: float | None = None) -> tuple[list[LiveSessionView], str]:
+    """One page of the live sessions the person may see (admins: all; anyone else: their own), with
+    the time left of each one's grant where the person may see that grant, and the next page's token."""
     from jitgate.v1 import access_pb2
 
     stub = api(person).access
-    resp = stub.ListSessions(access_pb2.ListSessionsRequest(live_only=True, page_size=LIVE_PAGE), timeout=TIMEOUT)
+    resp = stub.ListSessions(access_pb2.ListSessionsRequest(live_only=True, page_size=LIVE_PAGE,
+                                                            page_token=page_token), timeout=TIMEOUT)
     ends: dict[str, float | None] = {}
     for s in resp.sessions:
         if s.grant_id in ends:
@@ -87,7 +89,7 @@ def live_sessions(person: Person, now: float | None = None) -> list[LiveSessionV
                 raise
             ends[s.grant_id] = None  # a session the person sees whose grant they may not: time left unknown
     at = time.time() if now is None else now
-    return [live_session_view(s, at, ends[s.grant_id]) for s in resp.sessions]
+    return [live_session_view(s, at, ends[s.grant_id]) for s in resp.sessions], resp.next_page_token
 
 
 MAX_VERIFY_BYTES = 64 * 1024 * 1024  # a recording checked on its page (larger: `jitgate recordings verify`)
