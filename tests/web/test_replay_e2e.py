@@ -173,6 +173,8 @@ def _seek(browser: Browser, seconds: str) -> None:
 
 
 def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, browser: Browser) -> None:
+    from selenium.webdriver.support.ui import Select
+
     proc, sid = ssh_tty(stack, "echo replay-first; sleep 1; echo 'replay-<b>last</b>'")
     finish(proc)
     complete(stack, sid)
@@ -195,6 +197,13 @@ def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, b
     _seek(browser, "0")
     browser.wait_for(lambda: "replay-first" not in terminal_text(browser, "#player"))
     assert player.get_attribute("data-position") == "0.000"
+    # Played again from 0 at 16x: the player runs to the end by itself.
+    Select(browser.find("#player select.speed")).select_by_value("16")
+    browser.click("#player button.play", navigates=False)
+    browser.wait_for(lambda: player.get_attribute("data-state") == "ended", timeout=30)
+    assert "replay-<b>last</b>" in terminal_text(browser, "#player")
+    _seek(browser, "0")
+    browser.wait_for(lambda: "replay-<b>last</b>" not in terminal_text(browser, "#player"))
     _seek(browser, player.get_attribute("data-duration"))
     browser.wait_for(lambda: "replay-<b>last</b>" in terminal_text(browser, "#player"))
     browser.shot("replay")
