@@ -102,6 +102,8 @@ def web(listen: str, public_url: str | None, server: str | None, login_server: s
             ca_pem = open_x509_ca(DataDir(Path(ca_data_dir).expanduser())).ca_cert_pem
         else:
             fail(f"give the control plane's CA certificate: --ca PATH or ${CA_ENV}")
+        if public_url is None and host in ("0.0.0.0", "::", ""):
+            fail("listening on every address: give --public-url https://NAME[:PORT], the address people open")
         shown_host = f"[{host}]" if ":" in host else host
         settings = WebSettings(
             server=server_address(server), login_server=login_address(login_server), ca_pem=ca_pem,

@@ -157,6 +157,7 @@ def test_csrf_and_headers(web_stack: WebStack, browser: Browser) -> None:
             assert answer.status_code == 403 and "refused" in answer.text, answer.text
         long = http.post(target, data={"reason": "x" * 5000}, headers={"origin": web_stack.url})
         assert long.status_code == 400 and "reason is longer than 2048 characters" in long.text, long.text
+        assert "/revoke" not in page.text  # alice is no admin: her dashboard offers no revoke
     still = web_stack.cp.client("admin").access.GetRequest(access_pb2.GetRequestRequest(id=SHARED["id"]))
     assert still.state == 2  # none of them revoked anything
 
