@@ -121,6 +121,22 @@ def test_bob_then_sam_approve(web_stack: WebStack, browser: Browser) -> None:
     assert state == 2  # ACTIVE
 
 
+def test_sam_reviews_break_glass(web_stack: WebStack, browser: Browser) -> None:
+    admin = web_stack.cp.client("admin").access
+    glass = web_stack.cp.client("alice").access.CreateRequest(access_pb2.CreateRequestRequest(
+        resource="web-prod-01", login="root", reason="outage: payments down", emergency=True)).request
+    assert glass.state == 2  # break-glass: active at once, reviewed afterwards
+    browser.open("/approve")
+    item = f"article.waiting[data-id='{glass.id}']"
+    assert "outage: payments down" in browser.text(item)
+    browser.fill({"comment": "checked the incident"}, within=item)
+    browser.click(f"{item} button[value='0']")
+    assert f"{glass.id}: reviewed" in browser.text(".flash.ok")
+    assert not browser.find_all(item)
+    assert admin.GetRequest(access_pb2.GetRequestRequest(id=glass.id)).review_state == 2  # REVIEWED
+    admin.Revoke(access_pb2.RevokeRequest(id=glass.id, reason="outage over"))  # the dashboard counts one grant
+
+
 def test_alice_extends_and_releases(web_stack: WebStack, browser: Browser) -> None:
     browser.sign_in("alice")
     row = f"#mine tr[data-id='{SHARED['id']}']"
