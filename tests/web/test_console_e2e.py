@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from jitgate.v1 import access_pb2
+from jitgate.v1 import access_pb2, policy_pb2
 from tests.web.conftest import Browser, WebStack
 
 SHARED: dict[str, Any] = {}  # what one test leaves for the next (the module runs in order)
@@ -45,6 +45,12 @@ def test_dashboard_before(web_stack: WebStack, browser: Browser) -> None:
 def test_alice_previews_and_asks(web_stack: WebStack, browser: Browser) -> None:
     browser.sign_in("alice")
     assert browser.path == "/request" and browser.text(".who .person") == "alice"
+    listed = browser.text("#resources-list")  # PolicyService.ListResources: what may be asked for
+    assert "orders-db" in listed and "readonly, readwrite" in listed and "env=prod" in listed, listed
+    browser.shot("request-form")
+    answer = web_stack.cp.client("alice").policy.ListResources(policy_pb2.ListResourcesRequest())
+    assert "orders-db" in [r.name for r in answer.resources] and not answer.truncated
+    assert "10.0.2.9" not in str(answer) and "env:ORDERS_DB" not in str(answer)  # no address, no credentials
     browser.fill({"resource": "orders-db", "role": "readonly", "reason": "monthly orders report",
                   "ticket": "OPS-4182"})
     browser.click("#preview")
