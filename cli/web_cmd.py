@@ -26,13 +26,17 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _tls(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None, hostnames: list[str],
-         passphrase: bytes) -> tuple[Path, Path, bytes | None]:
-    """(certificate, key, key password): given, or issued now from the control plane's CA."""
+def _tls(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
+         hostnames: list[str]) -> tuple[Path, Path, bytes | None]:
+    """(certificate, key, key password): given, or issued now from the control plane's CA (its key
+    written encrypted under the console's data directory, like the brokers' TLS keys)."""
     if ca_data_dir:
+        from ca.keystore import passphrase_at_start
         from ca.x509 import write_server_certificate
         from controlplane.identity import DataDir, open_x509_ca
 
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        passphrase = passphrase_at_start(data / "keys")
         bundle = open_x509_ca(DataDir(Path(ca_data_dir).expanduser())).issue_server_certificate(hostnames, [])
         cert_path, key_path = write_server_certificate(data / "tls", bundle, passphrase)
         return cert_path, key_path, passphrase
@@ -51,7 +55,8 @@ def _tls(data: Path, cert: str | None, key: str | None, ca_data_dir: str | None,
                    "its /auth/callback must be registered for --client-id at the provider")
 @click.option("--server", default=None, help=f"control plane host:port, or several as a,b (default ${SERVER_ENV})")
 @click.option("--login-server", default=None,
-              help="the control plane's sign-in address (default $JITGATE_LOGIN_SERVER, else --server's port + 1)")
+              help="the control plane's sign-in address (default $JITGATE_LOGIN_SERVER, else the first "
+                   "--server's port + 1)")
 @click.option("--ca", default=None, type=click.Path(dir_okay=False),
               help=f"the control plane's CA certificate (default ${CA_ENV}; with --issue-tls-from: that CA)")
 @click.option("--client-id", default="jitgate-web", show_default=True,
@@ -78,9 +83,8 @@ def web(listen: str, public_url: str | None, server: str | None, login_server: s
     import uvicorn
 
     from ca.errors import CAError
-    from ca.keystore import passphrase_at_start
     from cli.foreground import start_logging
-    from cli.login_cmd import login_address
+    from cli.login_cmd import LOGIN_SERVER_ENV
     from jitgate.endpoints import parse_servers
     from web.app import create_app
     from web.settings import SettingsError, WebSettings
@@ -89,10 +93,12 @@ def web(listen: str, public_url: str | None, server: str | None, login_server: s
     host, port = _listen(listen)
     data = Path(data_dir).expanduser()
     try:
-        parse_servers(server_address(server))
-        data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        passphrase = passphrase_at_start(data / "keys")
-        cert, key, password = _tls(data, tls_cert, tls_key, ca_data_dir, list(hostnames), passphrase)
+        servers = parse_servers(server_address(server))
+        first_host, _, first_port = servers[0].rpartition(":")
+        login = login_server or os.environ.get(LOGIN_SERVER_ENV) or f"{first_host}:{int(first_port) + 1}"
+        if public_url is None and host in ("0.0.0.0", "::", ""):
+            fail("listening on every address: give --public-url https://NAME[:PORT], the address people open")
+        cert, key, password = _tls(data, tls_cert, tls_key, ca_data_dir, list(hostnames))
         ca_path = ca or os.environ.get(CA_ENV)
         if ca_path:
             ca_pem = Path(ca_path).expanduser().read_bytes()
@@ -104,7 +110,7 @@ def web(listen: str, public_url: str | None, server: str | None, login_server: s
             fail(f"give the control plane's CA certificate: --ca PATH or ${CA_ENV}")
         shown_host = f"[{host}]" if ":" in host else host
         settings = WebSettings(
-            server=server_address(server), login_server=login_address(login_server), ca_pem=ca_pem,
+            server=server_address(server), login_server=login, ca_pem=ca_pem,
             public_url=public_url or f"https://{shown_host}:{port}", client_id=client_id,
             idle_timeout=dt.timedelta(minutes=idle_minutes), absolute_timeout=dt.timedelta(hours=session_hours),
             certificate_hours=hours, tls_cert=cert, tls_key=key, tls_key_password=password)
@@ -115,7 +121,8 @@ def web(listen: str, public_url: str | None, server: str | None, login_server: s
                f"sign-in {settings.login_server})", err=True)
     uvicorn.run(app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                 ssl_keyfile_password=password.decode() if password else None, log_level=log_level,
-                server_header=False, proxy_headers=False, access_log=log_level == "debug",
+                server_header=False, proxy_headers=False,
+                access_log=False,  # request lines carry the sign-in callback's one-time code: never logged
                 limit_concurrency=256, timeout_keep_alive=30)
 
 

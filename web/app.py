@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from web import auth, recordings
 from web.forms import FormError
 from web.pages import problem
-from web.security import CsrfError, SecurityHeaders
+from web.security import HEADERS, CsrfError, SecurityHeaders
 from web.session import NotSignedIn, SessionStore
 from web.settings import WebSettings
 from web.signin import SignInFlow
@@ -52,7 +52,9 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s", request.url.path, exc_info=exc)  # the traceback stays in the log
-    return problem(request, "the console met an unexpected error; it is in the console's log", 500, "Error")
+    response = problem(request, "the console met an unexpected error; it is in the console's log", 500, "Error")
+    response.headers.update(HEADERS)  # this handler runs outside the middleware (Starlette's error layer)
+    return response
 
 
 def create_app(settings: WebSettings) -> Starlette:

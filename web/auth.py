@@ -29,7 +29,8 @@ async def start(request: Request) -> Response:
     """Begin a sign-in and send the browser to the provider."""
     flow: SignInFlow = request.app.state.signin
     try:
-        pending, url = await run_in_threadpool(flow.begin, request.query_params.get("next"))
+        source = request.client.host if request.client else ""
+        pending, url = await run_in_threadpool(flow.begin, request.query_params.get("next"), source)
     except SignInError as e:
         return problem(request, str(e), 502, "Sign-in could not start")
     response = RedirectResponse(url, 303)

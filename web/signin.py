@@ -28,6 +28,7 @@ from web.session import Person
 from web.settings import WebSettings
 
 PENDING_TTL = timedelta(minutes=10)  # the control plane's nonce lives as long by default
+PER_SOURCE = 20  # sign-ins under way from one address: one browser needs one, a flood gets no more
 MAX_HTTP_BYTES = 256 * 1024
 MAX_PARAM = 4096  # code, state, error text from the redirect
 
@@ -45,6 +46,7 @@ class PendingSignIn:
     token_endpoint: str
     created_at: datetime
     next_path: str
+    source: str = ""  # the browser's address: bounds the sign-ins one address may hold open
 
 
 def safe_next(path: str | None) -> str:
@@ -102,13 +104,14 @@ class SignInFlow:
 
     # -- 1. begin ----------------------------------------------------------------------------------
 
-    def begin(self, next_path: str | None) -> tuple[PendingSignIn, str]:
+    def begin(self, next_path: str | None, source: str = "") -> tuple[PendingSignIn, str]:
         """A new pending sign-in and the provider's authorization URL to send the browser to."""
         from authlib.common.urls import add_params_to_uri
         from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
         from jitgate.v1 import signin_pb2
 
+        self._check_room(source)  # before asking the control plane for a nonce
         with self._signin_channel() as channel:
             try:
                 begun = self._signin_stub(channel).BeginSignIn(signin_pb2.BeginSignInRequest(),
@@ -117,18 +120,29 @@ class SignInFlow:
                 raise SignInError(f"the control plane's sign-in refused to start: {rpc_text(e)}") from None
         doc = self._discover(begun.issuer)
         pending = PendingSignIn(secrets.token_urlsafe(32), secrets.token_urlsafe(32), begun.nonce,
-                                secrets.token_urlsafe(64), doc["token_endpoint"], self.clock(), safe_next(next_path))
+                                secrets.token_urlsafe(64), doc["token_endpoint"], self.clock(), safe_next(next_path),
+                                source)
         url = add_params_to_uri(doc["authorization_endpoint"], [
             ("response_type", "code"), ("client_id", self.settings.client_id),
             ("redirect_uri", self.settings.redirect_uri), ("scope", " ".join(begun.scopes)),
             ("state", pending.state), ("nonce", pending.nonce),
             ("code_challenge", create_s256_code_challenge(pending.verifier)), ("code_challenge_method", "S256")])
         with self._lock:
-            self._sweep()
-            if len(self._pending) >= self.settings.max_pending_signins:
-                raise SignInError("too many sign-ins are under way; try again in a few minutes")
+            self._check_room_locked(source)
             self._pending[pending.id] = pending
         return pending, url
+
+    def _check_room(self, source: str) -> None:
+        with self._lock:
+            self._check_room_locked(source)
+
+    def _check_room_locked(self, source: str) -> None:
+        self._sweep()
+        if len(self._pending) >= self.settings.max_pending_signins:
+            raise SignInError("too many sign-ins are under way; try again in a few minutes")
+        if sum(1 for p in self._pending.values() if p.source == source) >= PER_SOURCE:
+            raise SignInError(f"more than {PER_SOURCE} sign-ins are under way from your address; "
+                              "finish one or try again in a few minutes")
 
     def _discover(self, issuer: str) -> dict[str, str]:
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -209,4 +223,5 @@ def person_channel(settings: WebSettings, cert_pem: bytes, key_pem: bytes) -> gr
                             lambda raw, _identity, _address: raw)
 
 
-__all__ = ["PENDING_TTL", "PendingSignIn", "SignInError", "SignInFlow", "person_channel", "rpc_text", "safe_next"]
+__all__ = ["PENDING_TTL", "PER_SOURCE", "PendingSignIn", "SignInError", "SignInFlow", "person_channel", "rpc_text",
+           "safe_next"]

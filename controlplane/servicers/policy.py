@@ -90,6 +90,26 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         out.loaded_at.CopyFrom(convert.ts_at(self.d.policies.loaded_at))
         return out
 
+    async def ListResources(
+        self, request: policy_pb2.ListResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ListResourcesResponse:
+        """Every resource by name (no address, no credentials), as many as one answer holds."""
+        from controlplane.bounds import ROWS_BUDGET
+
+        resources = self.d.policies.current.resources
+        out = policy_pb2.ListResourcesResponse()
+        size = 0
+        for name in sorted(resources):
+            r = resources[name]
+            info = policy_pb2.ResourceInfo(name=r.name, kind=r.kind, labels=dict(r.labels), logins=list(r.logins),
+                                           roles=list(r.roles), description=r.description)
+            size += info.ByteSize() + 8
+            if size > ROWS_BUDGET:
+                out.truncated = True
+                break
+            out.resources.append(info)
+        return out
+
     def _may_validate(self, who: Caller) -> bool:
         group = self.d.config.policy_authors
         return who.has("admin") or group in self.d.policies.current.groups_of(who.name)

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from jitgate.v1 import access_pb2
+from jitgate.v1 import access_pb2, policy_pb2
 from tests.web.conftest import Browser, WebStack
 
 SHARED: dict[str, Any] = {}  # what one test leaves for the next (the module runs in order)
@@ -45,6 +45,12 @@ def test_dashboard_before(web_stack: WebStack, browser: Browser) -> None:
 def test_alice_previews_and_asks(web_stack: WebStack, browser: Browser) -> None:
     browser.sign_in("alice")
     assert browser.path == "/request" and browser.text(".who .person") == "alice"
+    listed = browser.text("#resources-list")  # PolicyService.ListResources: what may be asked for
+    assert "orders-db" in listed and "readonly, readwrite" in listed and "env=prod" in listed, listed
+    browser.shot("request-form")
+    answer = web_stack.cp.client("alice").policy.ListResources(policy_pb2.ListResourcesRequest())
+    assert "orders-db" in [r.name for r in answer.resources] and not answer.truncated
+    assert "10.0.2.9" not in str(answer) and "env:ORDERS_DB" not in str(answer)  # no address, no credentials
     browser.fill({"resource": "orders-db", "role": "readonly", "reason": "monthly orders report",
                   "ticket": "OPS-4182"})
     browser.click("#preview")
@@ -121,6 +127,22 @@ def test_bob_then_sam_approve(web_stack: WebStack, browser: Browser) -> None:
     assert state == 2  # ACTIVE
 
 
+def test_sam_reviews_break_glass(web_stack: WebStack, browser: Browser) -> None:
+    admin = web_stack.cp.client("admin").access
+    glass = web_stack.cp.client("alice").access.CreateRequest(access_pb2.CreateRequestRequest(
+        resource="web-prod-01", login="root", reason="outage: payments down", emergency=True)).request
+    assert glass.state == 2  # break-glass: active at once, reviewed afterwards
+    browser.open("/approve")
+    item = f"article.waiting[data-id='{glass.id}']"
+    assert "outage: payments down" in browser.text(item)
+    browser.fill({"comment": "checked the incident"}, within=item)
+    browser.click(f"{item} button[value='0']")
+    assert f"{glass.id}: reviewed" in browser.text(".flash.ok")
+    assert not browser.find_all(item)
+    assert admin.GetRequest(access_pb2.GetRequestRequest(id=glass.id)).review_state == 2  # REVIEWED
+    admin.Revoke(access_pb2.RevokeRequest(id=glass.id, reason="outage over"))  # the dashboard counts one grant
+
+
 def test_alice_extends_and_releases(web_stack: WebStack, browser: Browser) -> None:
     browser.sign_in("alice")
     row = f"#mine tr[data-id='{SHARED['id']}']"
@@ -157,6 +179,7 @@ def test_csrf_and_headers(web_stack: WebStack, browser: Browser) -> None:
             assert answer.status_code == 403 and "refused" in answer.text, answer.text
         long = http.post(target, data={"reason": "x" * 5000}, headers={"origin": web_stack.url})
         assert long.status_code == 400 and "reason is longer than 2048 characters" in long.text, long.text
+        assert "/revoke" not in page.text  # alice is no admin: her dashboard offers no revoke
     still = web_stack.cp.client("admin").access.GetRequest(access_pb2.GetRequestRequest(id=SHARED["id"]))
     assert still.state == 2  # none of them revoked anything
 

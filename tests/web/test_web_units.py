@@ -170,3 +170,34 @@ def test_bad_settings_fail_at_start(over: dict[str, Any], text: str) -> None:
     assert WebSettings(**values).redirect_uri == "https://c.example.com:8443/auth/callback"
     with pytest.raises(SettingsError, match=text):
         WebSettings(**{**values, **over})
+
+
+def test_sign_ins_under_way_are_bounded_per_address_and_in_all() -> None:
+    from web.signin import PER_SOURCE, PendingSignIn, SignInError, SignInFlow
+
+    clock = _Clock()
+    settings = WebSettings(server="127.0.0.1:1", login_server="127.0.0.1:2", public_url=ORIGIN,
+                           ca_pem=b"-----BEGIN CERTIFICATE-----\n", max_pending_signins=PER_SOURCE + 5)
+    flow = SignInFlow(settings, clock=clock)
+
+    def add(i: int, source: str) -> None:
+        with flow._lock:
+            flow._check_room_locked(source)
+            flow._pending[f"p{source}{i}"] = PendingSignIn(f"p{source}{i}", "st", "n", "v", "t", clock.now, "/", source)
+
+    for i in range(PER_SOURCE):
+        add(i, "10.0.0.1")
+    with pytest.raises(SignInError, match="from your address"):
+        add(99, "10.0.0.1")
+    for i in range(5):
+        add(i, f"10.0.1.{i}")  # others still get in, up to the total
+    with pytest.raises(SignInError, match="too many sign-ins"):
+        add(0, "10.0.2.1")
+    with pytest.raises(SignInError, match="state differs"):
+        flow.take("p10.0.0.10", "other")
+    assert flow.take("p10.0.0.10", "st").next_path == "/"  # once
+    with pytest.raises(SignInError, match="unknown"):
+        flow.take("p10.0.0.10", "st")
+    clock.now += timedelta(minutes=11)  # pending sign-ins lapse with the control plane's nonce
+    add(0, "10.0.2.1")
+    assert len(flow._pending) == 1

@@ -63,10 +63,29 @@ async def _mine(request: Request) -> tuple[list[Any], str | None]:
     return list(resp.requests), None
 
 
+async def _resources(request: Request) -> list[Any]:
+    """What may be asked for, for the form's suggestions (none when the API will not say)."""
+    from jitgate.v1 import policy_pb2
+
+    try:
+        resp = await call(api(signed_in(request)).policy.ListResources, policy_pb2.ListResourcesRequest())
+    except grpc.RpcError:
+        return []  # the form still takes any name; the API judges it
+    return list(resp.resources)
+
+
+async def _page(request: Request, form: dict[str, str], preview: Any = None, recommendation: Any = None) -> Response:
+    mine, error = await _mine(request)
+    resources = await _resources(request)
+    return render(request, "request.html", form=form, preview=preview, recommendation=recommendation, mine=mine,
+                  mine_error=error, resources=resources,
+                  logins=sorted({x for r in resources for x in r.logins}),
+                  roles=sorted({x for r in resources for x in r.roles}))
+
+
 async def page(request: Request) -> Response:
     signed_in(request)
-    mine, error = await _mine(request)
-    return render(request, "request.html", form={}, preview=None, recommendation=None, mine=mine, mine_error=error)
+    return await _page(request, {})
 
 
 async def submit(request: Request) -> Response:
@@ -80,10 +99,8 @@ async def submit(request: Request) -> Response:
     except grpc.RpcError as e:
         return refused(request, e, "The request was refused")
     if dry_run:
-        mine, error = await _mine(request)
-        return render(request, "request.html", form=dict(form.fields), preview=resp.request,
-                      recommendation=resp.recommendation if resp.HasField("recommendation") else None,
-                      mine=mine, mine_error=error)
+        return await _page(request, dict(form.fields), resp.request,
+                           resp.recommendation if resp.HasField("recommendation") else None)
     req = resp.request
     from web.formats import state
 

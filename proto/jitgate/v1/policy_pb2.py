@@ -26,13 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jitgate.v1 import types_pb2 as jitgate_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/policy.proto\x12\njitgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"\x12\n\x10GetPolicyRequest\"~\n\nPolicyInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05rules\x18\x04 \x01(\x05\x12\x11\n\tresources\x18\x05 \x01(\x05\":\n\x15ValidatePolicyRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"W\n\rPolicyProblem\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0b\n\x03\x63ol\x18\x03 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"b\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x08problems\x18\x03 \x03(\x0b\x32\x19.jitgate.v1.PolicyProblem\"%\n\rDryRunRequest\x12\x14\n\x0crequest_json\x18\x01 \x01(\t2\xe6\x01\n\rPolicyService\x12\x41\n\tGetPolicy\x12\x1c.jitgate.v1.GetPolicyRequest\x1a\x16.jitgate.v1.PolicyInfo\x12W\n\x0eValidatePolicy\x12!.jitgate.v1.ValidatePolicyRequest\x1a\".jitgate.v1.ValidatePolicyResponse\x12\x39\n\x06\x44ryRun\x12\x19.jitgate.v1.DryRunRequest\x1a\x14.jitgate.v1.Decisionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17jitgate/v1/policy.proto\x12\njitgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jitgate/v1/types.proto\"\x12\n\x10GetPolicyRequest\"~\n\nPolicyInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05rules\x18\x04 \x01(\x05\x12\x11\n\tresources\x18\x05 \x01(\x05\":\n\x15ValidatePolicyRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"W\n\rPolicyProblem\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0b\n\x03\x63ol\x18\x03 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"b\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x08problems\x18\x03 \x03(\x0b\x32\x19.jitgate.v1.PolicyProblem\"%\n\rDryRunRequest\x12\x14\n\x0crequest_json\x18\x01 \x01(\t\"\x16\n\x14ListResourcesRequest\"\xc3\x01\n\x0cResourceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x34\n\x06labels\x18\x03 \x03(\x0b\x32$.jitgate.v1.ResourceInfo.LabelsEntry\x12\x0e\n\x06logins\x18\x04 \x03(\t\x12\r\n\x05roles\x18\x05 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x15ListResourcesResponse\x12+\n\tresources\x18\x01 \x03(\x0b\x32\x18.jitgate.v1.ResourceInfo\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x32\xbc\x02\n\rPolicyService\x12\x41\n\tGetPolicy\x12\x1c.jitgate.v1.GetPolicyRequest\x1a\x16.jitgate.v1.PolicyInfo\x12W\n\x0eValidatePolicy\x12!.jitgate.v1.ValidatePolicyRequest\x1a\".jitgate.v1.ValidatePolicyResponse\x12\x39\n\x06\x44ryRun\x12\x19.jitgate.v1.DryRunRequest\x1a\x14.jitgate.v1.Decision\x12T\n\rListResources\x12 .jitgate.v1.ListResourcesRequest\x1a!.jitgate.v1.ListResourcesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jitgate.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RESOURCEINFO_LABELSENTRY']._loaded_options = None
+  _globals['_RESOURCEINFO_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_GETPOLICYREQUEST']._serialized_start=96
   _globals['_GETPOLICYREQUEST']._serialized_end=114
   _globals['_POLICYINFO']._serialized_start=116
@@ -45,6 +47,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=491
   _globals['_DRYRUNREQUEST']._serialized_start=493
   _globals['_DRYRUNREQUEST']._serialized_end=530
-  _globals['_POLICYSERVICE']._serialized_start=533
-  _globals['_POLICYSERVICE']._serialized_end=763
+  _globals['_LISTRESOURCESREQUEST']._serialized_start=532
+  _globals['_LISTRESOURCESREQUEST']._serialized_end=554
+  _globals['_RESOURCEINFO']._serialized_start=557
+  _globals['_RESOURCEINFO']._serialized_end=752
+  _globals['_RESOURCEINFO_LABELSENTRY']._serialized_start=707
+  _globals['_RESOURCEINFO_LABELSENTRY']._serialized_end=752
+  _globals['_LISTRESOURCESRESPONSE']._serialized_start=754
+  _globals['_LISTRESOURCESRESPONSE']._serialized_end=841
+  _globals['_POLICYSERVICE']._serialized_start=844
+  _globals['_POLICYSERVICE']._serialized_end=1160
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,11 @@ class PolicyServiceStub:
                 request_serializer=jitgate_dot_v1_dot_policy__pb2.DryRunRequest.SerializeToString,
                 response_deserializer=jitgate_dot_v1_dot_types__pb2.Decision.FromString,
                 _registered_method=True)
+        self.ListResources = channel.unary_unary(
+                '/jitgate.v1.PolicyService/ListResources',
+                request_serializer=jitgate_dot_v1_dot_policy__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=jitgate_dot_v1_dot_policy__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -74,6 +79,14 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListResources(self, request, context):
+        """The resources of the set in force, for a person picking one (the web console's request form):
+        name, kind, labels, what may be asked for, description; never an address or credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +104,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.DryRun,
                     request_deserializer=jitgate_dot_v1_dot_policy__pb2.DryRunRequest.FromString,
                     response_serializer=jitgate_dot_v1_dot_types__pb2.Decision.SerializeToString,
+            ),
+            'ListResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResources,
+                    request_deserializer=jitgate_dot_v1_dot_policy__pb2.ListResourcesRequest.FromString,
+                    response_serializer=jitgate_dot_v1_dot_policy__pb2.ListResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +192,33 @@ class PolicyService:
             '/jitgate.v1.PolicyService/DryRun',
             jitgate_dot_v1_dot_policy__pb2.DryRunRequest.SerializeToString,
             jitgate_dot_v1_dot_types__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jitgate.v1.PolicyService/ListResources',
+            jitgate_dot_v1_dot_policy__pb2.ListResourcesRequest.SerializeToString,
+            jitgate_dot_v1_dot_policy__pb2.ListResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,
