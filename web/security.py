@@ -1,7 +1,7 @@
 """The console's browser-facing defences, as pure functions and one middleware.
 
 - Headers on every answer: a strict Content-Security-Policy (no inline script or style,
-  nothing from elsewhere, no framing, forms post only here), nosniff, no referrer, HSTS.
+  nothing from elsewhere, no framing, forms post only here), nosniff, a same-origin referrer, HSTS.
 - A change is a POST carrying the session's CSRF token (compared in constant time) from a
   page of this origin (the Origin header, which browsers send on every POST; a POST
   without one is refused too).
