@@ -165,6 +165,25 @@ def plane_pid(cp: ControlPlane) -> int:
 
 # -- cross-plane events -----------------------------------------------------------------------------
 
+WATCH = {"rpc": "WatchEventBatches"}  # --watch: which stream the watchers read
+
+
+def open_watch(stub: Any, types: list[str]) -> Any:
+    """The watchers' stream: WatchEventBatches (several events per message in a burst) or, with
+    `--watch events`, WatchEvents (one per message, as every watcher read before batches existed)."""
+    from jitgate.v1 import access_pb2
+
+    return getattr(stub, WATCH["rpc"])(access_pb2.WatchEventsRequest(types=types))
+
+
+async def events_of(stream: Any) -> Any:
+    """The events of either stream, one at a time."""
+    batched = WATCH["rpc"] == "WatchEventBatches"
+    async for message in stream:
+        for event in message.events if batched else (message,):
+            yield event
+
+
 
 async def event_delays(writer: ControlPlane, watchers: dict[str, ControlPlane], n: int) -> dict[str, list[float]]:
     """ms from each CreateRequest's acknowledgement (on `writer`) to its grant.activated at each watcher."""
@@ -179,9 +198,8 @@ async def event_delays(writer: ControlPlane, watchers: dict[str, ControlPlane], 
     async def watch(name: str, cp: ControlPlane) -> None:
         channel = grpc.aio.secure_channel(cp.address, cp.credentials("ada"))
         channels.append(channel)
-        stream = access_pb2_grpc.AccessServiceStub(channel).WatchEvents(
-            access_pb2.WatchEventsRequest(types=["grant.activated"]))
-        async for event in stream:
+        stream = open_watch(access_pb2_grpc.AccessServiceStub(channel), ["grant.activated"])
+        async for event in events_of(stream):
             if event.type == "snapshot.end":
                 ready[name].set()
             elif event.type == "grant.activated":
@@ -260,9 +278,9 @@ async def await_expiry(lister: ControlPlane, watchers: dict[str, ControlPlane], 
         return access_pb2_grpc.AccessServiceStub(channel)
 
     async def watch(cp: ControlPlane) -> dt.datetime:
-        stream = stub_of(cp).WatchEvents(access_pb2.WatchEventsRequest(types=["grant.expired"]))
+        stream = open_watch(stub_of(cp), ["grant.expired"])
         seen = 0
-        async for event in stream:
+        async for event in events_of(stream):
             if event.type == "grant.expired" and event.request.resource == "dev-db":
                 seen += 1
                 if seen == ids_expected:
@@ -360,10 +378,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--grants", type=int, default=10000)
     parser.add_argument("--events", type=int, default=300, help="grants timed for the cross-plane event delay")
+    parser.add_argument("--watch", choices=("batches", "events"), default="batches",
+                        help="watchers read WatchEventBatches (default) or WatchEvents (one event per message)")
     args = parser.parse_args()
+    WATCH["rpc"] = "WatchEventBatches" if args.watch == "batches" else "WatchEvents"
     env = {"JITGATE_LOG_LEVEL": "WARNING",
            "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005")}
-    print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, {os.cpu_count()} cores")
+    print(f"# {args.clients} concurrent clients, {args.seconds:.0f} s each, mTLS on loopback, {os.cpu_count()} cores; "
+          f"watchers read {WATCH['rpc']}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp_name, pg_store("jg_bench") as pg_url:
         tmp = Path(tmp_name)
         url = f"{pg_url}&application_name={APP_NAME}"

@@ -453,6 +453,7 @@ class EventWatcher:
         self.syncs = 0  # how many snapshots were applied (tests await re-syncs)
         self.resyncs = 0  # how many rounds of direct asking ran while the stream was down
         self.skipped_events = 0  # events that could not be applied
+        self._batched = True  # WatchEventBatches until a plane answers UNIMPLEMENTED
 
     def start(self) -> None:
         if self._task is None:
@@ -512,32 +513,41 @@ class EventWatcher:
     async def _stream_once(self) -> None:
         # On the plane calls go to now; when it breaks because the plane went away, the next stream
         # opens on the next plane (jitgate.endpoints) and its snapshot re-syncs the hub.
+        # WatchEventBatches: the same events, several per message when they come in a burst (a lock,
+        # a mass expiry); a plane without it (older) is watched through WatchEvents from then on.
+        batched = self._batched
         address, call = await self._client.open_stream(
-            "WatchEvents", access_pb2.WatchEventsRequest(types=list(self._types)))
+            "WatchEventBatches" if batched else "WatchEvents", access_pb2.WatchEventsRequest(types=list(self._types)))
         self.address = address
         snapshot: dict[str, GrantChange] | None = {}
         complete = True  # every snapshot entry could be read
         lag = self._client.lag_observer
         try:
-            async for event in call:
-                if lag is not None and event.seq and event.HasField("at"):
-                    lag((dt.datetime.now(dt.UTC) - to_datetime(event.at)).total_seconds())
-                if event.type == "snapshot":
-                    if snapshot is not None and event.HasField("request"):
-                        try:
-                            change = grant_change(event.request, "snapshot", 0)
-                        except Exception:
-                            log.exception("unreadable snapshot entry for grant %r", event.request.id)
-                            self._skipped(event.request.id)
-                            complete = False
-                            continue
-                        snapshot[change.grant_id] = change
-                    continue
-                if event.type == "snapshot.end":
-                    await self._apply_snapshot(snapshot or {}, complete)
-                    snapshot = None
-                    continue
-                await self._apply_event(event)
+            async for message in call:
+                for event in message.events if batched else (message,):
+                    if lag is not None and event.seq and event.HasField("at"):
+                        lag((dt.datetime.now(dt.UTC) - to_datetime(event.at)).total_seconds())
+                    if event.type == "snapshot":
+                        if snapshot is not None and event.HasField("request"):
+                            try:
+                                change = grant_change(event.request, "snapshot", 0)
+                            except Exception:
+                                log.exception("unreadable snapshot entry for grant %r", event.request.id)
+                                self._skipped(event.request.id)
+                                complete = False
+                                continue
+                            snapshot[change.grant_id] = change
+                        continue
+                    if event.type == "snapshot.end":
+                        await self._apply_snapshot(snapshot or {}, complete)
+                        snapshot = None
+                        continue
+                    await self._apply_event(event)
+        except grpc.RpcError as exc:
+            if batched and callable(getattr(exc, "code", None)) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                log.info("control plane %s has no WatchEventBatches; watching through WatchEvents", address)
+                self._batched = False
+            raise
         finally:
             call.cancel()
 

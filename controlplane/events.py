@@ -54,6 +54,7 @@ class Subscription:
     limit: int
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     overflowed: bool = False
+    _held: types_pb2.Event | None = None  # taken from the queue but over the last batch's budget
 
     def wants(self, event: types_pb2.Event) -> bool:
         if not type_matches(event.type, self.types):
@@ -68,6 +69,31 @@ class Subscription:
             return False
         self.queue.put_nowait(event)
         return True
+
+    async def next_batch(self, budget: int = 0) -> tuple[list[types_pb2.Event], bool]:
+        """Wait for the next event, then take the events queued behind it (in order) while their
+        encoded sizes add up to at most `budget` bytes (0: one event). Never waits for more to
+        come: a lone event goes out at once, a burst in few messages. The flag is True when this
+        watcher was cut off (after the events before the cut-off marker)."""
+        first, self._held = self._held, None
+        if first is None:
+            first = await self.queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        if budget <= 0:
+            return batch, False
+        used = first.ByteSize()
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is None:
+                return batch, True
+            used += event.ByteSize() + 8  # + the repeated field's tag and length
+            if used > budget:
+                self._held = event
+                break
+            batch.append(event)
+        return batch, False
 
 
 class EventHub:

@@ -7,16 +7,15 @@
 | `jitgate_request_transitions_total` | counter | state | requests this plane moved into a state (audit events) |
 | `jitgate_decision_seconds` | histogram | | one policy decision of a new request |
 | `jitgate_rpc_seconds` | histogram | method, code | gRPC calls served, by method and status (a server interceptor) |
-| `jitgate_event_stream_lag_seconds` | histogram | | from an event's commit to its sending on a WatchEvents stream |
+| `jitgate_event_stream_lag_seconds` | histogram | | from an event's commit to its sending on a watch stream |
 | `jitgate_store_errors_total` | counter | code | calls failed on the store (`store.*` codes), failed scrapes |
-| `jitgate_watchers` | gauge | | WatchEvents streams open now |
+| `jitgate_watchers` | gauge | | watch streams (WatchEvents, WatchEventBatches) open now |
 
 Methods are labelled only when they are jitgate.v1's own (anything else a client
 names is `other`); states, status names and `store.*` codes are fixed sets.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -185,7 +184,8 @@ class ControlPlaneMetrics(grpc.aio.ServerInterceptor):
         return behavior
 
     def _stream(self, inner: Callable[..., Any], label: str) -> Callable[..., Any]:
-        watch = label == "AccessService/WatchEvents"
+        watch = label in ("AccessService/WatchEvents", "AccessService/WatchEventBatches")
+        batches = label == "AccessService/WatchEventBatches"
 
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -193,9 +193,14 @@ class ControlPlaneMetrics(grpc.aio.ServerInterceptor):
                 self.watchers.inc()
             try:
                 async for item in inner(request, context):
-                    if watch and item.seq and item.HasField("at"):
-                        self.event_lag.observe(max(0.0, (dt.datetime.now(dt.UTC)
-                                                         - item.at.ToDatetime(tzinfo=dt.UTC)).total_seconds()))
+                    if watch:
+                        now = time.time()
+                        for event in item.events if batches else (item,):
+                            if event.seq and event.HasField("at"):
+                                # Seconds since the epoch from the Timestamp's fields: a batch holds
+                                # thousands of events, and ToDatetime is pure Python.
+                                at = event.at.seconds + event.at.nanos / 1e9
+                                self.event_lag.observe(max(0.0, now - at))
                     yield item
             except BaseException as exc:
                 self._finish(label, context, started, exc)

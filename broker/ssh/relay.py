@@ -377,7 +377,8 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             self._recorded(self.recording.mark, cut.message)
         if chan is not None:
             try:
-                await asyncio.wait_for(chan.wait_closed(), CUT_FLUSH_TIMEOUT)
+                async with asyncio.timeout(CUT_FLUSH_TIMEOUT):  # no task per cut, unlike wait_for
+                    await chan.wait_closed()
             except (TimeoutError, OSError):
                 pass
         self._conn.disconnect(cut.message)

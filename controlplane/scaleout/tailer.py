@@ -112,10 +112,13 @@ class AuditTailer:
 
     def _only_mine(self, seq: int) -> bool:
         """Whether every event after the cursor up to `seq` was appended here (then the cursor
-        moves on without a read: a lone plane's own commits cost it no query). Seqs have no gaps."""
+        moves on without a read: a lone plane's own commits cost it no query). Seqs have no gaps.
+        No cap on how many: the check stops at the first seq not in `_mine`, so it costs at most
+        what this plane appended. With a cap (one page), a sweep of 10,000 expiries had the sweeping
+        plane read its own 10,000 events back, page by page, while it was publishing them."""
         with self._mu:
             wanted = range(self.cursor + 1, seq + 1)
-            if len(wanted) > PAGE or not all(s in self._mine for s in wanted):
+            if not all(s in self._mine for s in wanted):
                 return False  # unknown ones (another plane's, or a local hook not run yet): read them
             self._mine.difference_update(wanted)
             self.cursor = seq

@@ -1,7 +1,8 @@
 """AccessService: asking for, deciding on and ending access; sessions; the watch stream."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -211,7 +212,25 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def WatchEvents(
         self, request: access_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[types_pb2.Event]:
-        """Snapshot of live requests, "snapshot.end", then changes as they commit.
+        """Snapshot of live requests, "snapshot.end", then changes as they commit, one per message."""
+        async with aclosing(self._watch(request, context, 0)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def WatchEventBatches(
+        self, request: access_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[access_pb2.EventBatch]:
+        """WatchEvents' events in the same order, as many per message as are waiting (measured:
+        grpc.aio costs ~250 us per streamed message on this machine, ~10 us per event in batches)."""
+        async with aclosing(self._watch(request, context, bounds.ROWS_BUDGET)) as batches:
+            async for batch in batches:
+                yield access_pb2.EventBatch(events=batch)
+
+    async def _watch(
+        self, request: access_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext, budget: int
+    ) -> AsyncGenerator[list[types_pb2.Event], None]:
+        """The watch stream as lists of events of at most `budget` encoded bytes (0: one each).
 
         Subscribing before reading the snapshot means a change made meanwhile
         is seen (perhaps twice: events carry state, so that is harmless).
@@ -220,17 +239,26 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         sub = self.d.hub.subscribe(who.name, who.sees_all, tuple(request.types))
         try:
             live = await self.d.run_slow(self.d.core.requests.live_requests)
+            batch: list[types_pb2.Event] = []
+            used = 0
             for record in live:
                 if who.sees_all or record.user == who.name:
-                    yield convert.snapshot_event(record)
-            yield types_pb2.Event(type="snapshot.end")
+                    event = convert.snapshot_event(record)
+                    size = event.ByteSize() + 8 if budget else 0
+                    if batch and (not budget or used + size > budget):
+                        yield batch
+                        batch, used = [], 0
+                    batch.append(event)
+                    used += size
+            yield [*batch, types_pb2.Event(type="snapshot.end")]
             while True:
-                event = await sub.queue.get()
-                if event is None:
+                batch, cut_off = await sub.next_batch(budget)
+                if batch:
+                    yield batch
+                if cut_off:
                     await context.abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         "watcher fell too far behind and was cut off; reconnect for a fresh snapshot",
                     )
-                yield event
         finally:
             self.d.hub.unsubscribe(sub)

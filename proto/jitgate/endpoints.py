@@ -65,6 +65,7 @@ _LIFECYCLE = "/jitgate.v1.GrantLifecycleService/"
 RETRY_AFTER_SEND = frozenset({
     _ACCESS + "WhoAmI", _ACCESS + "GetRequest", _ACCESS + "ListRequests", _ACCESS + "RecommendDuration",
     _ACCESS + "GetDashboard", _ACCESS + "ListSessions", _ACCESS + "GetSession", _ACCESS + "WatchEvents",
+    _ACCESS + "WatchEventBatches",
     _BROKER + "ReportSessionEnd", _BROKER + "ReportActivity", _BROKER + "GetTrust",
     _POLICY + "GetPolicy", _POLICY + "ValidatePolicy", _POLICY + "DryRun", _POLICY + "ListResources",
     _AUDIT + "ListEvents", _AUDIT + "ExportEvents", _AUDIT + "VerifyChain", _AUDIT + "ExportRequests",

@@ -40,7 +40,7 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 class WatchBreakingProxy:
     """A gRPC proxy in front of the control plane: forwards every call as bytes; `break_watch()`
-    ends the WatchEvents streams it relays and refuses new ones with RESOURCE_EXHAUSTED."""
+    ends the watch streams (WatchEvents, WatchEventBatches) it relays and refuses new ones with RESOURCE_EXHAUSTED."""
 
     def __init__(self, cp: ControlPlane) -> None:
         self._cp = cp
@@ -111,7 +111,7 @@ class _Forward(grpc.GenericRpcHandler):
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
         proxy = self._proxy
-        if method.endswith("/WatchEvents"):
+        if method.endswith(("/WatchEvents", "/WatchEventBatches")):
             async def watch(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
                 async for item in proxy.watch(method, request, context):
                     yield item

@@ -120,6 +120,11 @@ class AccessServiceStub:
                 request_serializer=jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=jitgate_dot_v1_dot_types__pb2.Event.FromString,
                 _registered_method=True)
+        self.WatchEventBatches = channel.unary_stream(
+                '/jitgate.v1.AccessService/WatchEventBatches',
+                request_serializer=jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=jitgate_dot_v1_dot_access__pb2.EventBatch.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -229,6 +234,15 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEventBatches(self, request, context):
+        """The same events in the same order, several per message: what is queued for the watcher
+        when a message goes out (one event when they come one at a time). A burst (10,000 grants
+        expiring at once) then costs one message per batch, not one per event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +330,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.FromString,
                     response_serializer=jitgate_dot_v1_dot_types__pb2.Event.SerializeToString,
+            ),
+            'WatchEventBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEventBatches,
+                    request_deserializer=jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.FromString,
+                    response_serializer=jitgate_dot_v1_dot_access__pb2.EventBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +796,33 @@ class AccessService:
             '/jitgate.v1.AccessService/WatchEvents',
             jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.SerializeToString,
             jitgate_dot_v1_dot_types__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEventBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jitgate.v1.AccessService/WatchEventBatches',
+            jitgate_dot_v1_dot_access__pb2.WatchEventsRequest.SerializeToString,
+            jitgate_dot_v1_dot_access__pb2.EventBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""WatchEvents: a late subscriber gets the live state first, then changes; users see their own."""
+"""WatchEvents: a late subscriber gets the live state first, then changes; users see their own.
+WatchEventBatches: the same events in the same order, several per message."""
 from __future__ import annotations
 
 import queue
@@ -10,18 +11,23 @@ from tests.controlplane.api.conftest import duration
 
 
 class Watcher:
-    """Reads a WatchEvents stream in a thread into a queue."""
+    """Reads a WatchEvents stream (or WatchEventBatches, its batches flattened) in a thread into a queue."""
 
-    def __init__(self, client: Any, types: tuple[str, ...] = ()) -> None:
-        self.stream = client.access.WatchEvents(access_pb2.WatchEventsRequest(types=list(types)))
+    def __init__(self, client: Any, types: tuple[str, ...] = (), batched: bool = False) -> None:
+        rpc = client.access.WatchEventBatches if batched else client.access.WatchEvents
+        self.stream = rpc(access_pb2.WatchEventsRequest(types=list(types)))
+        self.batched = batched
+        self.messages: list[Any] = []  # what came in each message
         self.events: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
         try:
-            for event in self.stream:
-                self.events.put(event)
+            for message in self.stream:
+                self.messages.append(message)
+                for event in message.events if self.batched else (message,):
+                    self.events.put(event)
         except Exception as e:  # cancelled at the end of the test
             self.events.put(e)
 
@@ -91,3 +97,37 @@ def test_type_filter(cp):
         assert got[0].request.state == types_pb2.REQUEST_STATE_REVOKED
     finally:
         watch.close()
+
+
+def test_batches_carry_the_same_events_in_order(cp):
+    alice, bob, ada = cp.client("alice"), cp.client("bob"), cp.client("ada")
+    create(alice, "web-dev-01", login="deploy")
+    create(bob, "dev-db", role="readonly")
+    single, batched, own = Watcher(ada), Watcher(ada, batched=True), Watcher(alice, batched=True)
+    try:
+        snap = batched.until(lambda e: e.type == "snapshot.end")
+        assert len(snap) >= 3
+        # The whole snapshot and its end fit in one message.
+        assert [e.type for e in batched.messages[0].events] == [e.type for e in snap]
+        single.until(lambda e: e.type == "snapshot.end")
+        own.until(lambda e: e.type == "snapshot.end")
+
+        made = [create(alice if i % 2 else bob, "web-dev-01" if i % 2 else "dev-db",
+                       **({"login": "deploy"} if i % 2 else {"role": "readonly"})) for i in range(6)]
+        alice.access.Revoke(access_pb2.RevokeRequest(id=made[-1].id, reason="done"))
+
+        def last(e: Any) -> bool:
+            return e.type == "grant.revoked" and e.request.id == made[-1].id
+        got_single, got_batched = single.until(last), batched.until(last)
+        key = [(e.seq, e.type, e.request.id, e.request.state) for e in got_single]
+        assert key == [(e.seq, e.type, e.request.id, e.request.state) for e in got_batched]
+        assert [e.seq for e in got_batched] == sorted(e.seq for e in got_batched)
+        assert {m.id for m in made} <= {e.request.id for e in got_batched}
+
+        # A user's batched stream holds only their own requests, like WatchEvents.
+        mine = own.until(last)
+        assert {e.request.user for e in mine} == {"alice"}
+        assert {m.id for m in made if m.user == "alice"} <= {e.request.id for e in mine}
+    finally:
+        for w in (single, batched, own):
+            w.close()
