@@ -10,8 +10,9 @@ setup:
 run: setup
 	$(VENV)/bin/jitgate demo
 
+# Two workers; a test file (or a folder sharing one stack) stays on one (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Lint and types (settings in pyproject.toml); .ci/run runs it before the tests.
 lint: setup
