@@ -10,8 +10,9 @@ setup:
 run: setup
 	$(VENV)/bin/jitgate demo
 
+# Two pytest-xdist workers; each test file runs whole on one (its module-scoped stacks start once).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Lint and types (settings in pyproject.toml); .ci/run runs it before the tests.
 lint: setup

@@ -30,6 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+# How long a wait for a delivery may take before it fails. Generous: it returns as soon as the
+# delivery is there, and after a kill -9 the restarted server's sender (a low-priority child
+# process) may be starved for a while on a loaded machine (two test workers on two cores).
+WAIT = 30.0
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -100,7 +105,7 @@ class SmtpServer:
             self._cond.notify_all()
         return "250 OK"
 
-    def wait(self, pred: Any, timeout: float = 15.0) -> list[Mail]:
+    def wait(self, pred: Any, timeout: float = WAIT) -> list[Mail]:
         """Wait until `pred(mails)` is true; returns the mails (raises on timeout)."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -216,7 +221,7 @@ class HttpReceiver:
             self.keys[hit.headers.get("idempotency-key", "")] += 1
             self._cond.notify_all()
 
-    def wait(self, pred: Any, timeout: float = 15.0) -> list[Hit]:
+    def wait(self, pred: Any, timeout: float = WAIT) -> list[Hit]:
         """Wait until `pred(answered hits)` holds; returns them."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -228,7 +233,7 @@ class HttpReceiver:
                 self._cond.wait(left)
             return list(self.answered)
 
-    def wait_arrived(self, pred: Any, timeout: float = 15.0) -> list[Hit]:
+    def wait_arrived(self, pred: Any, timeout: float = WAIT) -> list[Hit]:
         """Wait until `pred(every hit that arrived, answered or not)` holds."""
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -22,7 +22,7 @@ from controlplane.store import open_store
 from controlplane.store.outbox import rows_for
 from jitgate.v1 import access_pb2, types_pb2
 from tests.cluster import ControlPlane
-from tests.notify.receivers import HttpReceiver, SmtpServer
+from tests.notify.receivers import WAIT, HttpReceiver, SmtpServer
 
 POLICIES = Path(__file__).with_name("policies.yaml")
 
@@ -62,7 +62,7 @@ class Stack:
         return self.cp.client(user).access.CreateRequest(
             access_pb2.CreateRequestRequest(resource=resource, **kw)).request
 
-    def settled(self, rid: str, kind: str, channel: str, timeout: float = 15.0) -> Any:
+    def settled(self, rid: str, kind: str, channel: str, timeout: float = WAIT) -> Any:
         """The outbox row once the worker has recorded its outcome (polls the store)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -238,7 +238,7 @@ def test_kill_9_between_write_and_send_delivers_once_after_restart(stack: Stack)
     stack.kill_all()  # the receiver holds the request: the control plane never hears its answer
     hooks.mode = "ok"
     stack.cp.restart()
-    hooks.wait(lambda hs: len([h for h in hs if b.id in h.body.decode()]) >= 2, timeout=20)
+    hooks.wait(lambda hs: len([h for h in hs if b.id in h.body.decode()]) >= 2)
     for rid in (a.id, b.id):
         keys = [h.headers["idempotency-key"] for h in hooks.for_request(rid)]
         assert len(set(keys)) == 1, keys  # one notification, whatever the number of deliveries

@@ -15,12 +15,12 @@ from recommend.training import fit, prepare, train_and_save
 from tests.recommend.conftest import FAST
 
 
-def test_training_is_deterministic(rows: list[HistoryRow], tmp_path: Path) -> None:
-    first = train_and_save(rows, tmp_path / "a", FAST)
+def test_training_is_deterministic(rows: list[HistoryRow], trained_dir: Path, tmp_path: Path) -> None:
+    # `trained_dir` is a first training on `rows` with FAST (the session's, made once for the area).
     second = train_and_save(list(reversed(rows)), tmp_path / "b", FAST)  # order of the file does not matter
-    text_a = (tmp_path / "a" / MODEL_FILE).read_text()
+    text_a = (trained_dir / MODEL_FILE).read_text()
     assert text_a == (tmp_path / "b" / MODEL_FILE).read_text()
-    assert first.version == second.version
+    assert load_model(trained_dir).metadata.version == second.version
     assert text_a.count("Tree=") == 80
 
 
@@ -70,9 +70,10 @@ def test_no_model_at_all(tmp_path: Path) -> None:
         load_model(tmp_path / "nothing")
 
 
-def test_replaced_only_if_not_worse(rows: list[HistoryRow], tmp_path: Path) -> None:
+def test_replaced_only_if_not_worse(rows: list[HistoryRow], trained_dir: Path, tmp_path: Path) -> None:
     directory = tmp_path / "model"
-    good = train_and_save(rows, directory, FAST)
+    shutil.copytree(trained_dir, directory)  # a good model: FAST on `rows`, trained once for the area
+    good = load_model(directory).metadata
     good_text = (directory / MODEL_FILE).read_text()
     worse = train_and_save(rows, directory, TrainParams(num_rounds=2))
     assert not worse.replaced and "worse" in worse.reason

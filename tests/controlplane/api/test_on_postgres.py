@@ -1,5 +1,5 @@
 """The single-plane API tests on a PostgreSQL store: a representative subset, against one
-plane on its own schema of the local PostgreSQL (dropped after).
+plane on a database of its own on the local PostgreSQL (tests.pgstore; dropped after).
 
 The subset covers each path the store serves: multi-level approval with its refusals, the
 approval race (row locking), auto-approval and credentials for brokers, revocation and

@@ -1,6 +1,6 @@
 """Two control planes on one PostgreSQL, both active (controlplane/scaleout/).
 
-One schema of the local PostgreSQL for the module (dropped after); plane A connects directly,
+One database of the local PostgreSQL for the module (tests.pgstore, dropped after); plane A connects directly,
 plane B through a TCP relay the test can cut (a store outage). The tests run in order and
 share the planes: identities and CAs, events across planes, expiry with one sweeper, policy
 reloads, a store outage, then kill -9 of the sweeping plane in the middle of a workload.
