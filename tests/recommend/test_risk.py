@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from recommend.features import in_time_order
 from recommend.risk import (
     MAX_SAMPLES,
     N_TREES,
+    RISK_FEATURES,
     RISK_FILE,
     ask_of_row,
     fit_risk,
@@ -21,6 +23,7 @@ from recommend.risk import (
     load_risk,
     past_of,
     rarity_matrix,
+    risk_features,
     save_risk,
     score_request,
 )
@@ -188,5 +191,65 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
         assert rec.decision.risk["known"] is False and "no risk model" in rec.decision.risk["reasons"][0]
         assert rec.decision.approval.levels, "an unknown score takes the policy's fail-closed branch"
         assert risk_text(convert.decision(rec.decision)).startswith("unknown (no risk model")
+    finally:
+        core.ledger.store.close()
+
+
+def test_new_to_the_group_counts_only_the_requesters_peers(history: list) -> None:
+    """A resource new to the requester that only people outside their group used is new to their
+    peers; with peers unnamed (None) everyone counts."""
+    col = list(RISK_FEATURES).index("resource_new_peers")
+    row = next(r for r in history[1000:] if sum(p.user == r.user for p in history[:1000]) > 10)
+    mine = [p for p in history[:1000] if p.user == row.user]
+    other = next(res for res in sorted({r.resource for r in history[:1000]})
+                 if not any(p.resource == res for p in mine) and any(p.resource == res for p in history[:1000]))
+    on_resource = [p for p in history[:1000] if p.resource == other]
+    users_there = {p.user for p in on_resource}
+    ask = ask_of_row(row, resource=other)
+    everyone = risk_features(ask, mine, on_resource, None)[col]
+    outsiders = risk_features(replace(ask, peers=frozenset({"nobody-here"})), mine, on_resource, None)[col]
+    insiders = risk_features(replace(ask, peers=frozenset(users_there)), mine, on_resource, None)[col]
+    assert everyone == pytest.approx(1 / (1 + len(users_there))) and insiders == everyone
+    assert outsiders == 1.0 > everyone  # nobody of the group used it: fully new to the peers
+
+
+PEERS_POLICY = POLICY.replace("  sam: {groups: [security]}", "  sam: {groups: [security]}\n  bob: {groups: [sre]}\n"
+                              "  carol: {groups: [sre, dba]}\n  dan: {groups: [dba]}\n  eve: {}")
+
+
+def test_the_control_plane_names_the_requesters_group_as_peers(tmp_path: Path) -> None:
+    from controlplane.core import AccessCore, StaticPolicy
+    from controlplane.store import open_store
+
+    core = AccessCore(open_store(str(tmp_path / "store.db")),
+                      StaticPolicy(load_policy_text(PEERS_POLICY, "risk.yaml")), recommender=None)
+    try:
+        assert core.history.peers_of("alice") == frozenset({"bob", "carol"})
+        assert core.history.peers_of("carol") == frozenset({"alice", "bob", "dan"})  # both of her groups
+        assert core.history.peers_of("eve") is None  # in no group: everyone is a peer
+    finally:
+        core.ledger.store.close()
+
+
+def test_extensions_are_risk_scored_and_recorded(model, tmp_path: Path) -> None:
+    """An extension is scored as the whole grant it would make: a long one scores higher than a short
+    one, and the score is in the extension's decision and its audit event (and in a refusal's)."""
+    save_risk(tmp_path / "model", model)
+    core = _core(tmp_path, Recommender(tmp_path / "model", check_every=None))
+    try:
+        scores = []
+        for minutes in (5, 300):
+            rec, _ = core.requests.create_request(
+                "alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+            if rec.state == "PENDING":  # alice has no past: her request may score high and need security
+                rec = core.approvals.approve("sam", rec.id)
+            rec = core.grants.extend("alice", rec.id, timedelta(minutes=minutes), "more")
+            risk = rec.extensions[-1].decision.risk
+            assert risk is not None and risk["known"], risk
+            event = core.audit.audit_events(type="extension.requested")[-1]
+            assert event.data["decision"]["risk"] == risk
+            scores.append(risk["score"])
+        assert scores[1] > scores[0], scores
+        assert "duration far above the recommendation" in rec.extensions[-1].decision.risk["reasons"]
     finally:
         core.ledger.store.close()
