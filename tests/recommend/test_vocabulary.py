@@ -12,6 +12,7 @@ import pytest
 
 from recommend.calibrate import Calibration, calibrated, check_coverage
 from recommend.errors import ModelError
+from recommend.history import write_history
 from recommend.model import load_model
 from recommend.serve import Recommender, RecommendRequest
 from recommend.synth import generate as generate_shop
@@ -132,3 +133,32 @@ def test_the_harbor_story_is_deterministic_and_its_own() -> None:
     shop_words = {w for r in generate_shop(300, seed=1) for w in words_of(r.reason, r.ticket)}
     harbor_words = {w for r in a for w in words_of(r.reason, r.ticket)}
     assert len(harbor_words & shop_words) < 0.1 * len(harbor_words)
+
+
+def test_recommend_explain_names_the_learned_words_that_moved_the_offer(harbor: list, harbor_model: Path,
+                                                                        tmp_path: Path) -> None:
+    """`jitgate recommend explain` on the harbor model: a reason in words the keyword list does not
+    know is explained by those words as this history used them; a reason without them names none."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    path = tmp_path / "harbor.jsonl"
+    write_history(harbor, path)
+    row = harbor[-1]
+    request = {"user": row.user, "resource": row.resource, "kind": row.kind, "labels": dict(row.labels),
+               **({"login": row.login} if row.login else {"role": row.role}),
+               "time": (row.requested_at + timedelta(days=1)).isoformat()}
+
+    def explain(reason: str) -> dict:
+        ask = json.dumps({**request, "reason": reason})
+        result = CliRunner().invoke(cli, ["recommend", "explain", "--request", ask, "--history", str(path),
+                                          "--model-dir", str(harbor_model), "--output", "json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    long, plain = explain(LONG), explain("as agreed")
+    assert not long["fallback"] and 'the word "replay"' in long["explanation"], long
+    assert "usually means about" in long["explanation"]
+    assert "learned:" not in plain["explanation"], plain  # vague words moved nothing: none named
+    assert long["minutes"] > plain["minutes"]
