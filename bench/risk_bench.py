@@ -91,7 +91,7 @@ def _evaluate(rows: list[HistoryRow], cut: int, model, rng: random.Random) -> No
     made = defaultdict(int)
     for index, row in enumerate(test):
         mine, on_res = by_user[row.user], by_resource[row.resource]
-        scores.append(model.anomaly(risk_features(ask_of_row(row), mine, on_res, model.pattern)))
+        scores.append(model.statistic(risk_features(ask_of_row(row), mine, on_res, model.pattern)))
         labels.append(0)
         kinds.append("normal")
         kind = plan.get(index)
@@ -99,7 +99,7 @@ def _evaluate(rows: list[HistoryRow], cut: int, model, rng: random.Random) -> No
             injected = _inject(kind, row, mine, on_res, resources, kinds_of, access_by_kind, rng)
             if injected is not None:
                 ask, user_past, resource_past = injected
-                scores.append(model.anomaly(risk_features(ask, user_past, resource_past, model.pattern)))
+                scores.append(model.statistic(risk_features(ask, user_past, resource_past, model.pattern)))
                 labels.append(1)
                 kinds.append(kind)
                 made[kind] += 1

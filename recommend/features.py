@@ -2,10 +2,11 @@
 
 A request is described by what it asks (task type from the keyword list as a
 prior, and the words of its reason and ticket as this history has used them
-(recommend.text), kind,
-env and sensitivity labels, login/role, user, resource, hour, weekday) and by
-the requester's own past on this resource, this task and this kind of
-resource. The past of a row is only what had *finished* before it was asked
+(recommend.text), kind, env and sensitivity labels, login/role, user, resource,
+hour, weekday), by the requester's own past on this resource, this task and
+this kind of resource, and by their habits (what they asked for before, how
+much more they ask than they use, their pace against what their reasons' words
+predicted). The past of a row is only what had *finished* before it was asked
 (`requested_at + used_minutes <= now`): no row ever sees its own outcome or a
 later one.
 """

@@ -231,7 +231,7 @@ def test_the_control_plane_names_the_requesters_group_as_peers(tmp_path: Path) -
         core.ledger.store.close()
 
 
-def test_extensions_are_risk_scored_and_recorded(model, tmp_path: Path) -> None:
+def test_extensions_are_risk_scored_and_recorded(model, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An extension is scored as the whole grant it would make: a long one scores higher than a short
     one, and the score is in the extension's decision and its audit event (and in a refusal's)."""
     save_risk(tmp_path / "model", model)
@@ -251,5 +251,11 @@ def test_extensions_are_risk_scored_and_recorded(model, tmp_path: Path) -> None:
             scores.append(risk["score"])
         assert scores[1] > scores[0], scores
         assert "duration far above the recommendation" in rec.extensions[-1].decision.risk["reasons"]
+        from cli.render import print_request
+        from controlplane import convert
+
+        print_request(convert.access_request(rec))  # what `requests show` prints to an approver
+        shown = capsys.readouterr().out
+        assert f"risk: {risk['score']:.2f}: " in shown and "duration far above the recommendation" in shown
     finally:
         core.ledger.store.close()
