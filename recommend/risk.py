@@ -207,7 +207,9 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     who uses two resources is a surprise, to someone who tries a new one every week it is not.
     """
     at = ask.at
-    past = sorted((p for p in mine if p.requested_at < at), key=_REQUESTED_AT)[-USER_PAST_LIMIT:]
+    past = [p for p in mine if p.requested_at < at]
+    past.sort(key=_REQUESTED_AT)  # callers mostly pass rows in time order: a linear pass then
+    del past[:-USER_PAST_LIMIT]
     n = len(past)
     # Vectorized over the person's past (this runs on every request, the hot path of a decision);
     # times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
@@ -250,7 +252,8 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     if n >= 2:
         span_days = (stamps[-1] - stamps[0]) / 86400
         burst = max(0.0, math.log1p(recent) - math.log1p(n / max(1.0, span_days * 24)))
-        typical_gap = float(np.median(np.diff(stamps))) / 86400  # the median: a person's usual pace, not holidays
+        gaps = np.sort(np.diff(stamps))  # the median gap: a person's usual pace, not their holidays
+        typical_gap = float(gaps[(len(gaps) - 1) // 2] + gaps[len(gaps) // 2]) / 2 / 86400
         since = (now_ts - stamps[-1]) / 86400
         absence = max(0.0, math.log1p(since) - math.log1p(typical_gap))
     else:
@@ -323,11 +326,23 @@ class RiskModel:
     def rarity(self, x: np.ndarray) -> np.ndarray:
         """Each feature as -log of the share of training requests at or above it: features of any
         scale become comparable, and one feature beyond all training requests counts fully."""
-        grid = self.grid
-        points = grid.shape[1]
-        below = np.count_nonzero(grid < x[:, None], axis=1)  # one pass over the grid (the hot path)
-        top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+        flat, offsets, starts, top, spread = self._flat
+        points = self.grid.shape[1]
+        # One binary search over all features' grids laid end to end (the hot path): the same count
+        # as searchsorted(grid[j], x[j]) for each j.
+        below = np.clip(np.searchsorted(flat, x + offsets, side="left") - starts, 0, points)
         return -np.log(np.maximum(1.0 - below / points, 1.0 / points)) + np.log1p(np.maximum(x - top, 0.0) / spread)
+
+    @functools.cached_property
+    def _flat(self) -> tuple[np.ndarray, ...]:
+        """The grid's rows shifted apart so that, laid end to end, they stay sorted; each row's shift,
+        its start in the flat array, and its top value and top-1% range."""
+        grid = self.grid
+        features, points = grid.shape
+        width = float(grid.max() - grid.min()) + 1.0
+        offsets = np.arange(features) * width
+        top, spread = grid[:, -1], np.maximum(grid[:, -1] - grid[:, -(points // 100) - 1], 1e-6)
+        return (grid + offsets[:, None]).ravel(), offsets, np.arange(features) * points, top, spread
 
     def anomaly(self, x: np.ndarray) -> float:
         """sklearn's anomaly score 2^(-E[h(r)] / c(max_samples)) of the rarities r of one feature row."""
@@ -370,11 +385,11 @@ class RiskModel:
         rarity = self.rarity(x)
         raw = float(rarity.max()) + self.forest_anomaly(rarity)
         share = float(np.searchsorted(self.score_quantiles, raw, side="left")) / len(self.score_quantiles)
-        over = sorted(((float(rarity[j]), name) for j, name in enumerate(RISK_FEATURES)
-                       if rarity[j] >= _REASON_RARITY and x[j] > 0), reverse=True)
-        drivers = {name: round(float(x[j]), 4) for j, name in enumerate(RISK_FEATURES)}
+        named = np.flatnonzero((rarity >= _REASON_RARITY) & (x > 0))
+        strongest = named[np.argsort(-rarity[named], kind="stable")][:MAX_REASONS]
+        drivers = dict(zip(RISK_FEATURES, np.round(x, 4).tolist(), strict=True))
         return RiskScore(known=True, score=min(1.0, max(0.0, share)),
-                         reasons=tuple(REASONS[name] for _, name in over[:MAX_REASONS]), drivers=drivers)
+                         reasons=tuple(REASONS[RISK_FEATURES[j]] for j in strongest), drivers=drivers)
 
     def to_json(self) -> dict[str, Any]:
         body = {
