@@ -232,7 +232,8 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float | No
     from cli.output import Col, print_table
 
     print_table(f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train}); "
-                f"target coverage {evaluation.target:.0%}",
+                f"target coverage {evaluation.target:.0%}; model quantile {evaluation.alpha:.2f}, offer exponent "
+                f"{evaluation.scale.exponent:.1f}",
                 [Col("strategy"), *(Col(c, justify="right") for c in ("coverage", "excess min", "extensions/grant"))],
                 ([name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}"]
                  for name, m in [("model", evaluation.model), *evaluation.baselines.items()]))

@@ -213,7 +213,7 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     n = len(past)
     # Vectorized over the person's past (this runs on every request, the hot path of a decision);
     # times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
-    stamps = np.fromiter((p.requested_at.timestamp() for p in past), dtype=np.float64, count=n)
+    stamps = np.fromiter(map(datetime.timestamp, map(_REQUESTED_AT, past)), dtype=np.float64, count=n)
     now_ts = at.timestamp()
     minute = (now_ts // 60) % 1440
     gap = np.abs((stamps // 60) % 1440 - minute)
