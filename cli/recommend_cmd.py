@@ -170,6 +170,7 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
     max_d, step = _given_duration(max_text, "--max"), _given_duration(step_text, "--step")
     target = _model_dir(model_dir, data_dir)
     warnings: list[str] = []
+    policies = None
     if history_path is not None:
         if policies_path is not None or days is not None:
             raise click.ClickException("--policies and --days apply to training from the store, not with --history")
@@ -179,11 +180,13 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
         from controlplane.local_history import history_from_store
 
         root = _data_dir(data_dir)
-        found = history_from_store(root, _load_policies(policies_path, root), days)
+        policies = _load_policies(policies_path, root)
+        found = history_from_store(root, policies, days)
         rows, warnings = found.rows, list(found.warnings)
         source = f"{root} ({found.grants} grants, {found.imported} imported)"
     outcome = train_and_save(rows, target, _params(alpha, num_rounds=rounds, seed=seed), force=force,
-                             max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60)
+                             max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60,
+                             peers_of=policies.peers_of if policies is not None else None)
     for warning in [*warnings, *outcome.warnings]:
         echo(f"warning: {warning}", err=True)
     if output == "json":

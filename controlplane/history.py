@@ -175,13 +175,8 @@ class HistoryService:
             return Risk(known=False, reasons=(f"risk scoring failed ({type(exc).__name__})",))
 
     def peers_of(self, user: str) -> frozenset[str] | None:
-        """Everyone who shares a group with `user` in the current policies (not `user`); None when
-        `user` is in no group (their peers are then everyone)."""
-        ps = self.ledger.policy.current
-        groups = ps.groups_of(user)
-        if not groups:
-            return None
-        return frozenset().union(*(ps.groups.get(g, frozenset()) for g in groups)) - {user}
+        """`user`'s peers in the current policies (PolicySet.peers_of; None: everyone)."""
+        return self.ledger.policy.current.peers_of(user)
 
     def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
         """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""

@@ -42,7 +42,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -278,15 +278,21 @@ def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any
     return max(1.0, pool[len(pool) // 2])
 
 
-def history_features(rows: Sequence[HistoryRow]) -> tuple[np.ndarray, BreakGlassPattern]:
+PeersOf = Callable[[str], "frozenset[str] | None"]  # a user's peers (None: everyone), as the caller knows them
+
+
+def history_features(rows: Sequence[HistoryRow], peers_of: PeersOf | None = None
+                     ) -> tuple[np.ndarray, BreakGlassPattern]:
     """Features of every row of a time-ordered history, each from the rows asked before it; and the
-    break-glass pattern of the whole history."""
+    break-glass pattern of the whole history. `peers_of` names each requester's peers as serving
+    will (e.g. their policy groups' members); without it everyone is a peer."""
     by_user: dict[str, list[HistoryRow]] = {}
     by_resource: dict[str, list[HistoryRow]] = {}
     pattern = BreakGlassPattern()
     out = np.empty((len(rows), len(RISK_FEATURES)), dtype=np.float64)
     for i, row in enumerate(rows):
-        out[i] = risk_features(ask_of_row(row), by_user.get(row.user, [])[-USER_PAST_LIMIT:],
+        ask = ask_of_row(row) if peers_of is None else ask_of_row(row, peers=peers_of(row.user))
+        out[i] = risk_features(ask, by_user.get(row.user, [])[-USER_PAST_LIMIT:],
                                by_resource.get(row.resource, [])[-250:], pattern)
         by_user.setdefault(row.user, []).append(row)
         by_resource.setdefault(row.resource, []).append(row)
@@ -510,10 +516,10 @@ def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -
     return model
 
 
-def train_risk(rows: Sequence[HistoryRow], seed: int = 42) -> RiskModel:
-    """A risk model from a whole history."""
+def train_risk(rows: Sequence[HistoryRow], seed: int = 42, peers_of: PeersOf | None = None) -> RiskModel:
+    """A risk model from a whole history (peers as `history_features` reads them)."""
     ordered = in_time_order(rows)
-    features, pattern = history_features(ordered)
+    features, pattern = history_features(ordered, peers_of)
     model = fit_risk(features, pattern, seed)
     model.trained_until = ordered[-1].requested_at.isoformat() if ordered else ""
     return model

@@ -50,7 +50,7 @@ from recommend.model import (
     train_booster,
 )
 from recommend.plain import plain_predictions
-from recommend.risk import save_risk, train_risk
+from recommend.risk import PeersOf, save_risk, train_risk
 from recommend.rounding import offer_minutes
 from recommend.stats import summarize
 from recommend.text import WordStats, learned_from
@@ -198,9 +198,11 @@ class TrainOutcome:
 
 def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: TrainParams = TrainParams(), *,
                    force: bool = False, max_minutes: float = DEFAULT_MAX_MINUTES,
-                   step_minutes: float = DEFAULT_STEP_MINUTES) -> TrainOutcome:
+                   step_minutes: float = DEFAULT_STEP_MINUTES, peers_of: PeersOf | None = None) -> TrainOutcome:
     """Train a candidate and save it unless the saved model scores better (lower
-    pinball loss at the candidate's alpha) on the held-out rows. `force` saves anyway."""
+    pinball loss at the candidate's alpha) on the held-out rows. `force` saves anyway.
+    The risk model is trained beside it, with `peers_of` naming each requester's peers as the
+    server will (PolicySet.peers_of; None: everyone)."""
     prepared = prepare(rows)
     bundle, predicted, _ = fit(prepared, params, max_minutes, step_minutes)
     outcome = TrainOutcome(replaced=True, reason="no model saved yet", version=bundle.metadata.version,
@@ -232,15 +234,16 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         # Serving reads words as of the whole history (the newest grants included), like personal history.
         bundle.metadata.words = learned_from(in_time_order(rows)).to_json()
         save_model(model_dir, bundle)
-    _save_risk_model(rows, model_dir, outcome)
+    _save_risk_model(rows, model_dir, outcome, peers_of)
     return outcome
 
 
-def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome) -> None:
+def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome,
+                     peers_of: PeersOf | None = None) -> None:
     """Train and save the risk model beside the duration model (it has no held-out score to lose);
     a history too small for it leaves any saved one in place and says so."""
     try:
-        save_risk(model_dir, train_risk(rows))
+        save_risk(model_dir, train_risk(rows, peers_of=peers_of))
     except TrainingError as exc:
         outcome.warnings.append(f"risk model not trained: {exc}")
 

@@ -211,6 +211,11 @@ def test_new_to_the_group_counts_only_the_requesters_peers(history: list) -> Non
     insiders = risk_features(replace(ask, peers=frozenset(users_there)), mine, on_resource, None)[col]
     assert everyone == pytest.approx(1 / (1 + len(users_there))) and insiders == everyone
     assert outsiders == 1.0 > everyone  # nobody of the group used it: fully new to the peers
+    # Training reads peers as serving will, when the caller names them (train_risk(peers_of=...)).
+    alone, _ = history_features(history[:300], peers_of=lambda user: frozenset())
+    crowd, _ = history_features(history[:300])
+    new = alone[:, col] > 0
+    assert new.any() and (alone[new, col] == 1.0).all() and (crowd[new, col] < 1.0).any()
 
 
 PEERS_POLICY = POLICY.replace("  sam: {groups: [security]}", "  sam: {groups: [security]}\n  bob: {groups: [sre]}\n"
