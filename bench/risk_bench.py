@@ -65,6 +65,7 @@ def main() -> int:
         last = (rows, cut, model)
         _evaluate(rows, cut, model, random.Random(args.seed))
         print()
+    assert last is not None
     rows, cut, model = last
     _latency(rows, cut, model, args.calls)
     return 0
@@ -88,7 +89,7 @@ def _evaluate(rows: list[HistoryRow], cut: int, model, rng: random.Random) -> No
     bases = sorted(rng.sample(range(len(test)), min(len(test), per_kind * len(KINDS) * 3)))
     plan = {i: KINDS[n % len(KINDS)] for n, i in enumerate(bases)}
     scores, labels, kinds = [], [], []
-    made = defaultdict(int)
+    made: dict[str, int] = defaultdict(int)
     for index, row in enumerate(test):
         mine, on_res = by_user[row.user], by_resource[row.resource]
         scores.append(model.statistic(risk_features(ask_of_row(row), mine, on_res, model.pattern)))

@@ -74,7 +74,7 @@ def model(history: list):
 
 def _decide(risk: dict | None) -> dict:
     ps = load_policy_text(POLICY, "risk.yaml")
-    req = {"user": "alice", "resource": "db", "role": "readonly", "duration": "30m", "reason": "x",
+    req: dict[str, object] = {"user": "alice", "resource": "db", "role": "readonly", "duration": "30m", "reason": "x",
            "time": "2026-11-18T10:00:00Z"}
     if risk is not None:
         req["risk"] = risk
@@ -177,7 +177,7 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
         created = core.audit.audit_events(type="request.created")[-1]
         assert created.data["decision"]["risk"] == risk
         message = convert.decision(rec.decision)
-        assert message.risk.known and abs(message.risk.score - risk["score"]) < 1e-9
+        assert message is not None and message.risk.known and abs(message.risk.score - risk["score"]) < 1e-9
         assert risk_text(message).startswith(f"{risk['score']:.2f}")
     finally:
         core.ledger.store.close()
