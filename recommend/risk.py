@@ -42,8 +42,9 @@ import json
 import logging
 import math
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
@@ -191,6 +192,8 @@ _FLOOR = 1e-3  # the smallest lift a surprise is taken of (-log(0.001) ~ 6.9)
 
 
 _REQUESTED_AT = attrgetter("requested_at")
+_RESOURCE = attrgetter("resource")
+_ACCESS = attrgetter("access")
 
 
 def _surprise(seen: int, total: int) -> float:
@@ -207,9 +210,12 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     who uses two resources is a surprise, to someone who tries a new one every week it is not.
     """
     at = ask.at
-    past = [p for p in mine if p.requested_at < at]
-    past.sort(key=_REQUESTED_AT)  # callers mostly pass rows in time order: a linear pass then
-    del past[:-USER_PAST_LIMIT]
+    # Sorted (stable), then cut before `at` by a binary search: the same rows in the same order as
+    # filtering first, without a comparison per row in Python (callers mostly pass rows in time
+    # order, so the sort is a linear pass).
+    ordered = sorted(mine, key=_REQUESTED_AT)
+    end = bisect_left(ordered, at, key=_REQUESTED_AT)
+    past = ordered[max(0, end - USER_PAST_LIMIT):end]
     n = len(past)
     # Vectorized over the person's past (this runs on every request, the hot path of a decision);
     # times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
@@ -220,11 +226,11 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     near = int(np.count_nonzero(np.minimum(gap, 1440 - gap) <= HOUR_WINDOW * 60))
     weekend_n = int(np.count_nonzero(((stamps // 86400) + 3) % 7 >= 5))
     recent = int(np.count_nonzero(stamps > now_ts - BURST_WINDOW.total_seconds()))
-    resources = {p.resource for p in past}
+    resources = set(map(_RESOURCE, past))
     asked_here = [p.asked_minutes for p in past if p.resource == ask.resource]
     same_resource = len(asked_here)
     prefix = ask.access.split(":", 1)[0] + ":"
-    kind_accesses = [p.access for p in past if p.access.startswith(prefix)]
+    kind_accesses = [a for a in map(_ACCESS, past) if a.startswith(prefix)]
     same_kind, accesses = len(kind_accesses), set(kind_accesses)
     same_access = kind_accesses.count(ask.access)
     # against an even spread over the day: 0 within the person's usual hours
@@ -390,12 +396,19 @@ class RiskModel:
         x = risk_features(ask, mine, on_resource, self.pattern)
         rarity = self.rarity(x)
         raw = float(rarity.max()) + self.forest_anomaly(rarity)
-        share = float(np.searchsorted(self.score_quantiles, raw, side="left")) / len(self.score_quantiles)
-        named = np.flatnonzero((rarity >= _REASON_RARITY) & (x > 0))
-        strongest = named[np.argsort(-rarity[named], kind="stable")][:MAX_REASONS]
+        # Nine values: plain Python lists cost less than numpy calls here (same comparisons, same order).
+        quantiles = self._quantile_list
+        share = bisect_left(quantiles, raw) / len(quantiles)
+        rare, values = rarity.tolist(), x.tolist()
+        named = [j for j, (r, v) in enumerate(zip(rare, values, strict=True)) if r >= _REASON_RARITY and v > 0]
+        strongest = sorted(named, key=lambda j: -rare[j])[:MAX_REASONS]  # stable: ties keep feature order
         drivers = dict(zip(RISK_FEATURES, np.round(x, 4).tolist(), strict=True))
         return RiskScore(known=True, score=min(1.0, max(0.0, share)),
                          reasons=tuple(REASONS[RISK_FEATURES[j]] for j in strongest), drivers=drivers)
+
+    @functools.cached_property
+    def _quantile_list(self) -> list[float]:
+        return [float(v) for v in self.score_quantiles]
 
     def to_json(self) -> dict[str, Any]:
         body = {
@@ -512,8 +525,9 @@ def fit_risk(features: np.ndarray, pattern: BreakGlassPattern, seed: int = 42) -
                       pattern=pattern, rows=len(features))
     sample = features[np.linspace(0, len(features) - 1, min(len(features), 3 * _QUANTILE_POINTS)).astype(int)]
     scores = np.sort([model.statistic(x) for x in sample])  # the served path, so the 0..1 map matches it
-    model.score_quantiles = scores[np.linspace(0, len(scores) - 1, min(len(scores), _QUANTILE_POINTS)).astype(int)]
-    return model
+    # a new model rather than an assignment: its cached serving arrays are built from the final fields
+    return replace(model, score_quantiles=scores[np.linspace(0, len(scores) - 1,
+                                                             min(len(scores), _QUANTILE_POINTS)).astype(int)])
 
 
 def train_risk(rows: Sequence[HistoryRow], seed: int = 42, peers_of: PeersOf | None = None) -> RiskModel:
