@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -201,10 +202,16 @@ def _surprise(seen: int, total: int) -> float:
     return -math.log((seen + 1) / (total + 2))
 
 
-def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
+# Anyone's past requests on the resource, or a function giving them (called only when needed).
+ResourceRows = Sequence[Any] | Callable[[], Sequence[Any]]
+
+
+def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
                   pattern: BreakGlassPattern | None) -> np.ndarray:
     """RISK_FEATURES of one ask. `mine`: the requester's past requests; `on_resource`: anyone's on
-    the resource (PastAsk or HistoryRow); only requests made before `ask.at` count (any order).
+    the resource (PastAsk or HistoryRow), or a function returning them, called only for a resource
+    new to the person or a duration with nothing of theirs to compare with; only requests made
+    before `ask.at` count (any order).
 
     Novelty is measured against the person's own habit of novelty: a resource new to someone
     who uses two resources is a surprise, to someone who tries a new one every week it is not.
@@ -217,20 +224,34 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     end = bisect_left(ordered, at, key=_REQUESTED_AT)
     past = ordered[max(0, end - USER_PAST_LIMIT):end]
     n = len(past)
-    # Vectorized over the person's past (this runs on every request, the hot path of a decision);
-    # times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
-    stamps = np.fromiter(map(datetime.timestamp, map(_REQUESTED_AT, past)), dtype=np.float64, count=n)
+    # One pass over the person's past in plain Python (this runs on every request, the hot path of a
+    # decision): on ~100 rows a dozen numpy calls cost more than the loop, with the same arithmetic.
+    # Times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
     now_ts = at.timestamp()
     minute = (now_ts // 60) % 1440
-    gap = np.abs((stamps // 60) % 1440 - minute)
-    near = int(np.count_nonzero(np.minimum(gap, 1440 - gap) <= HOUR_WINDOW * 60))
-    weekend_n = int(np.count_nonzero(((stamps // 86400) + 3) % 7 >= 5))
-    recent = int(np.count_nonzero(stamps > now_ts - BURST_WINDOW.total_seconds()))
-    resources = set(map(_RESOURCE, past))
-    asked_here = [p.asked_minutes for p in past if p.resource == ask.resource]
+    window, burst_from = HOUR_WINDOW * 60, now_ts - BURST_WINDOW.total_seconds()
+    resource, prefix = ask.resource, ask.access.split(":", 1)[0] + ":"
+    stamps: list[float] = []
+    near = weekend_n = recent = 0
+    resources: set[str] = set()
+    asked_here: list[float] = []
+    kind_accesses: list[str] = []
+    for p in past:
+        stamp = p.requested_at.timestamp()
+        stamps.append(stamp)
+        gap = abs((stamp // 60) % 1440 - minute)
+        if min(gap, 1440 - gap) <= window:
+            near += 1
+        if ((stamp // 86400) + 3) % 7 >= 5:
+            weekend_n += 1
+        if stamp > burst_from:
+            recent += 1
+        resources.add(p.resource)
+        if p.resource == resource:
+            asked_here.append(p.asked_minutes)
+        if p.access.startswith(prefix):
+            kind_accesses.append(p.access)
     same_resource = len(asked_here)
-    prefix = ask.access.split(":", 1)[0] + ":"
-    kind_accesses = [a for a in map(_ACCESS, past) if a.startswith(prefix)]
     same_kind, accesses = len(kind_accesses), set(kind_accesses)
     same_access = kind_accesses.count(ask.access)
     # against an even spread over the day: 0 within the person's usual hours
@@ -245,7 +266,7 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     new_resource = same_resource == 0
     resource_new_user = -math.log((len(resources) + 1) / (n + 2)) if new_resource else 0.0
     if new_resource:
-        peers = {p.user for p in on_resource if p.requested_at < at and p.user != ask.user
+        peers = {p.user for p in _rows(on_resource) if p.requested_at < at and p.user != ask.user
                  and (ask.peers is None or p.user in ask.peers)}
         resource_new_peers = 1.0 / (1.0 + len(peers))
     else:
@@ -258,8 +279,8 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
     if n >= 2:
         span_days = (stamps[-1] - stamps[0]) / 86400
         burst = max(0.0, math.log1p(recent) - math.log1p(n / max(1.0, span_days * 24)))
-        gaps = np.sort(np.diff(stamps))  # the median gap: a person's usual pace, not their holidays
-        typical_gap = float(gaps[(len(gaps) - 1) // 2] + gaps[len(gaps) // 2]) / 2 / 86400
+        gaps = sorted([b - a for a, b in itertools.pairwise(stamps)])  # the median gap: a person's usual pace
+        typical_gap = (gaps[(len(gaps) - 1) // 2] + gaps[len(gaps) // 2]) / 2 / 86400
         since = (now_ts - stamps[-1]) / 86400
         absence = max(0.0, math.log1p(since) - math.log1p(typical_gap))
     else:
@@ -271,12 +292,16 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
                      duration_over, burst, absence, emergency_off_pattern], dtype=np.float64)
 
 
-def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any], on_resource: Sequence[Any]) -> float:
+def _rows(rows: ResourceRows) -> Sequence[Any]:
+    return rows() if callable(rows) else rows
+
+
+def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any], on_resource: ResourceRows) -> float:
     """The recommendation, else the usual (median) ask of this person on the resource, of anyone on
     it, of this person, else an hour (each list built only when the one before is empty)."""
     if ask.recommended_minutes is not None and ask.recommended_minutes > 0:
         return ask.recommended_minutes
-    pool = asked_here or [p.asked_minutes for p in on_resource[-250:] if p.requested_at < ask.at] \
+    pool = asked_here or [p.asked_minutes for p in _rows(on_resource)[-250:] if p.requested_at < ask.at] \
         or [p.asked_minutes for p in past]
     if not pool:
         return 60.0
@@ -392,7 +417,7 @@ class RiskModel:
                 depth[self.left[node]] = depth[self.right[node]] = depth[node] + 1
         return int(depth.max()) if len(depth) else 0
 
-    def score(self, ask: RiskAsk, mine: Sequence[PastAsk], on_resource: Sequence[PastAsk]) -> RiskScore:
+    def score(self, ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows) -> RiskScore:
         x = risk_features(ask, mine, on_resource, self.pattern)
         rarity = self.rarity(x)
         raw = float(rarity.max()) + self.forest_anomaly(rarity)
@@ -570,14 +595,10 @@ def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
         return unknown(f"no risk model: {load_error or 'not trained'}")
     try:
         user, resource = ask.user, ask.resource
-        # A HistoryRow has every attribute of a PastAsk (read duck-typed).
-        mine: list[Any] = []
-        on_resource: list[Any] = []
-        for r in history:  # one pass: this runs on every request
-            if r.user == user:
-                mine.append(r)
-            if r.resource == resource:
-                on_resource.append(r)
+        # A HistoryRow has every attribute of a PastAsk (read duck-typed). Anyone's rows on the
+        # resource are picked out only when the features ask for them (most requests never do).
+        mine = [r for r in history if r.user == user]
+        on_resource = functools.cache(lambda: [r for r in history if r.resource == resource])
         return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)
