@@ -93,7 +93,7 @@ MAX_REASONS = 3  # reasons named per request, strongest first
 _QUANTILE_POINTS = 1001  # the training score distribution kept to map a depth to 0..1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PastAsk:
     """A past request as risk scoring reads it (a HistoryRow has the same attributes)."""
 
