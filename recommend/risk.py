@@ -193,8 +193,6 @@ _FLOOR = 1e-3  # the smallest lift a surprise is taken of (-log(0.001) ~ 6.9)
 
 
 _REQUESTED_AT = attrgetter("requested_at")
-_RESOURCE = attrgetter("resource")
-_ACCESS = attrgetter("access")
 
 
 def _surprise(seen: int, total: int) -> float:
@@ -225,7 +223,8 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     past = ordered[max(0, end - USER_PAST_LIMIT):end]
     n = len(past)
     # One pass over the person's past in plain Python (this runs on every request, the hot path of a
-    # decision): on ~100 rows a dozen numpy calls cost more than the loop, with the same arithmetic.
+    # decision): each row read once; on ~100 rows no slower than the dozen numpy calls it replaces
+    # (measured), with the same arithmetic, so the same features.
     # Times of day and weekdays in UTC, from the epoch (1970-01-01 was a Thursday, weekday 3).
     now_ts = at.timestamp()
     minute = (now_ts // 60) % 1440
@@ -434,6 +433,7 @@ class RiskModel:
 
     @functools.cached_property
     def _quantile_list(self) -> list[float]:
+        """score_quantiles as floats, for bisect (the training distribution, fixed once fitted)."""
         return [float(v) for v in self.score_quantiles]
 
     def to_json(self) -> dict[str, Any]:

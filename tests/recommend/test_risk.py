@@ -211,6 +211,19 @@ def test_new_to_the_group_counts_only_the_requesters_peers(history: list) -> Non
     insiders = risk_features(replace(ask, peers=frozenset(users_there)), mine, on_resource, None)[col]
     assert everyone == pytest.approx(1 / (1 + len(users_there))) and insiders == everyone
     assert outsiders == 1.0 > everyone  # nobody of the group used it: fully new to the peers
+    # Anyone's rows on the resource may come as a function (score_request's way): the same features,
+    # and it is called only when a feature needs them (not for a known resource with a recommendation).
+    called: list[int] = []
+
+    def rows() -> list:
+        called.append(1)
+        return on_resource
+
+    assert np.array_equal(risk_features(ask, mine, rows, None), risk_features(ask, mine, on_resource, None))
+    assert called
+    called.clear()
+    risk_features(ask_of_row(row, resource=mine[0].resource, recommended_minutes=30.0), mine, rows, None)
+    assert not called
     # Training reads peers as serving will, when the caller names them (train_risk(peers_of=...)).
     alone, _ = history_features(history[:300], peers_of=lambda user: frozenset())
     crowd, _ = history_features(history[:300])
