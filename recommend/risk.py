@@ -239,17 +239,18 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
         stamp = p.requested_at.timestamp()
         stamps.append(stamp)
         gap = abs((stamp // 60) % 1440 - minute)
-        if min(gap, 1440 - gap) <= window:
+        if gap <= window or 1440 - gap <= window:  # within the window either way round the clock
             near += 1
         if ((stamp // 86400) + 3) % 7 >= 5:
             weekend_n += 1
         if stamp > burst_from:
             recent += 1
-        resources.add(p.resource)
-        if p.resource == resource:
+        where, access = p.resource, p.access
+        resources.add(where)
+        if where == resource:
             asked_here.append(p.asked_minutes)
-        if p.access.startswith(prefix):
-            kind_accesses.append(p.access)
+        if access.startswith(prefix):
+            kind_accesses.append(access)
     same_resource = len(asked_here)
     same_kind, accesses = len(kind_accesses), set(kind_accesses)
     same_access = kind_accesses.count(ask.access)
@@ -599,7 +600,13 @@ def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
         # A HistoryRow has every attribute of a PastAsk (read duck-typed). Anyone's rows on the
         # resource are picked out only when the features ask for them (most requests never do).
         mine = [r for r in history if r.user == user]
-        on_resource = functools.cache(lambda: [r for r in history if r.resource == resource])
+        picked: list[list[Any]] = []
+
+        def on_resource() -> list[Any]:  # picked out once, when first needed
+            if not picked:
+                picked.append([r for r in history if r.resource == resource])
+            return picked[0]
+
         return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)
