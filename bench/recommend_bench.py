@@ -23,6 +23,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def main() -> int:
     parser.add_argument("--history", type=Path, help="one history file instead of the two synthetic stories")
     parser.add_argument("--max", default="8h", help="policy maximum (clamp, and the fixed_max baseline)")
     parser.add_argument("--step", default="15m", help="rounding step")
-    parser.add_argument("--alpha", type=float, default=0.8)
+    parser.add_argument("--alpha", type=float, default=None, help="one quantile level (default: the CLI's choice)")
     parser.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="target coverage")
     parser.add_argument("--calls", type=int, default=3000, help="serving calls to time")
     parser.add_argument("--recent", type=int, default=200, help="past grants of the requester passed per call")
@@ -64,8 +65,12 @@ def main() -> int:
                 lambda: generate_harbor(args.rows, args.seed),
             ),
         ]
-    params = TrainParams(alpha=args.alpha)
+    params = TrainParams() if args.alpha is None else TrainParams(alpha=args.alpha, alpha_choices=())
+    print("each history runs recommend.training.evaluate_history, the function `jitgate recommend evaluate` "
+          "calls, with the same defaults (8h max, 15m step, quantile chosen among 0.7/0.8, 300 rounds, "
+          "coverage 0.85; the plain baseline at 0.8)")
     last = None
+    verdicts = []
     for source, make in stories:
         started = time.perf_counter()
         rows = make()
@@ -73,11 +78,15 @@ def main() -> int:
         started = time.perf_counter()
         evaluation, bundle = evaluate_history(rows, params, max_minutes, step_minutes, args.coverage)
         print(f"evaluate (features, model, calibration, every baseline): {time.perf_counter() - started:.2f} s; "
-              f"model training {evaluation.train_seconds:.2f} s, {params.num_rounds} rounds, 1 thread")
+              f"model training {evaluation.train_seconds:.2f} s ({len(params.alpha_choices) or 1} quantile "
+              f"level(s) tried), {params.num_rounds} rounds, 1 thread")
         _print_table(evaluation)
-        _print_goal(evaluation)
+        verdicts.append(_print_goal(evaluation))
         print()
         last = (bundle, rows)
+    print(f"duration goal on every history: {'PASS' if all(verdicts) else 'NOT MET'}")
+    print()
+    assert last is not None
     bundle, rows = last
     prepared = prepare(rows)
     _bench_serving(bundle, prepared.rows, prepared.cut, args, max_minutes, step_minutes)
@@ -87,7 +96,9 @@ def main() -> int:
 def _print_table(evaluation: Evaluation) -> None:
     print(
         f"held-out: newest {evaluation.rows_test} grants; trained on {evaluation.rows_train} (the newest 15% of "
-        f"those kept aside to calibrate); target coverage {evaluation.target:.0%}, model factor {evaluation.factor:.3f}"
+        f"those kept aside to calibrate); target coverage {evaluation.target:.0%}; model: quantile "
+        f"{evaluation.alpha:.2f}, calibration factor {evaluation.scale.factor:.3f}, exponent "
+        f"{evaluation.scale.exponent:.1f} (both chosen on that window)"
     )
     print(f"{'strategy':<27}{'coverage':>10}{'excess min':>12}{'ext/grant':>11}")
     for name, m in [("model", evaluation.model), *evaluation.baselines.items()]:
@@ -96,32 +107,36 @@ def _print_table(evaluation: Evaluation) -> None:
           "needed, each adding the offer again; @target: calibrated to the target on the same window as the model")
 
 
-def _print_goal(evaluation: Evaluation) -> None:
+SAME_COVERAGE_SLACK = 0.005  # a baseline within half a point below the model's coverage counts as reaching it
+
+
+def _print_goal(evaluation: Evaluation) -> bool:
+    """The issue's goal lines for one history; True when every one is met."""
     model = evaluation.model
+    calibration_ok = abs(model.coverage - evaluation.target) <= 0.02
     print(f"calibration: coverage {model.coverage:.1%} vs target {evaluation.target:.0%}: "
-          f"{'MET' if abs(model.coverage - evaluation.target) <= 0.02 else 'NOT MET'} (within 2 points)")
-    eligible = [
-        (m.excess_minutes, n, m)
-        for n, m in evaluation.baselines.items()
-        if not n.endswith(CALIBRATED_SUFFIX) and m.coverage >= model.coverage and not math.isnan(m.excess_minutes)
-    ]
-    if eligible:
-        _, name, m = min(eligible)
-        ratio = model.excess_minutes / m.excess_minutes
-        print(f"goal as the issue words it (best uncalibrated baseline with same-or-higher coverage): "
-              f"{'MET' if model.coverage >= 0.8 and ratio <= 0.7 else 'NOT MET'}: {name} {m.coverage:.1%} / "
-              f"{m.excess_minutes:.1f} min, ratio {ratio:.2f}")
-    equal = [(m.excess_minutes, n, m) for n, m in evaluation.baselines.items()
-             if n.endswith(CALIBRATED_SUFFIX) and not math.isnan(m.excess_minutes)]
-    excess, name, m = min(equal)
+          f"{'MET' if calibration_ok else 'NOT MET'} (within 2 points)")
+    # Every baseline, calibrated or not, that reaches the model's coverage (half a point of slack
+    # in the baseline's favour: excess only grows with coverage).
+    eligible = [(m.excess_minutes, n, m) for n, m in evaluation.baselines.items()
+                if m.coverage >= model.coverage - SAME_COVERAGE_SLACK and not math.isnan(m.excess_minutes)]
+    excess, name, m = min(eligible)
     ratio = model.excess_minutes / excess
-    print(f"at equal target coverage (best calibrated baseline): {name} {m.coverage:.1%} / {excess:.1f} min: "
-          f"ratio {ratio:.2f} ({1 - ratio:.0%} less excess): {'MET' if ratio <= 0.7 else 'NOT MET'} (30% goal)")
+    goal_ok = model.coverage >= 0.8 and ratio <= 0.7
+    print(f"goal: at >= 80% coverage, excess >= 30% below the best baseline reaching the same coverage "
+          f"(>= {model.coverage - SAME_COVERAGE_SLACK:.1%}): {name} {m.coverage:.1%} / {excess:.1f} min; model "
+          f"{model.coverage:.1%} / {model.excess_minutes:.1f} min: ratio {ratio:.2f} ({1 - ratio:.0%} less): "
+          f"{'MET' if goal_ok else 'NOT MET'}")
+    plain_ok = True
     for plain in ("plain_lgbm", "plain_lgbm" + CALIBRATED_SUFFIX):
         pm = evaluation.baselines[plain]
-        better = model.excess_minutes <= pm.excess_minutes and model.coverage >= pm.coverage - 0.005
+        better = model.excess_minutes <= pm.excess_minutes and model.coverage >= pm.coverage - SAME_COVERAGE_SLACK
+        plain_ok = plain_ok and better
         print(f"never worse than {plain} ({pm.coverage:.1%} / {pm.excess_minutes:.1f} min): "
               f"{'MET' if better else 'NOT MET'}")
+    passed = calibration_ok and goal_ok and plain_ok
+    print(f"this history: {'PASS' if passed else 'NOT MET'}")
+    return passed
 
 
 def _bench_serving(bundle, rows: list[HistoryRow], cut: int, args, max_minutes: float, step_minutes: float) -> None:
@@ -173,7 +188,7 @@ def _bench_serving(bundle, rows: list[HistoryRow], cut: int, args, max_minutes: 
     for label, (wall, cpu) in results:
         print(f"{label:<48}{np.percentile(wall, 50):>9.3f}{np.percentile(wall, 99):>9.3f}"
               f"{np.percentile(cpu, 50):>9.3f}{np.percentile(cpu, 99):>9.3f}")
-    fields = [dict(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.requested_at,
+    fields: list[dict[str, Any]] = [dict(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.requested_at,
                    asked_minutes=r.asked_minutes, used_minutes=r.used_minutes, labels=r.labels, login=r.login,
                    role=r.role, reason=r.reason, ticket=r.ticket, extensions=r.extensions) for r in rows[:5000]]
     started = time.thread_time()

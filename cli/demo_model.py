@@ -16,13 +16,16 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane.local_history import StoreHistory, count_imported, history_from_store, import_rows, model_dir_of
 from recommend.demo import DEMO_ROWS, DEMO_SEED, demo_history, policy_set_of
 from recommend.errors import ModelError
 from recommend.model import TrainParams, load_model
 from recommend.training import DEFAULT_MAX_MINUTES, DEFAULT_STEP_MINUTES, TrainOutcome, train_and_save
+
+if TYPE_CHECKING:
+    from policy import PolicySet
 
 DEMO_PARAMS = TrainParams(num_rounds=150)  # a few seconds on 3000 rows; enough for a demo's answers
 DEMO_SOURCE = "jitgate demo: synthetic history"
@@ -39,16 +42,18 @@ class DemoModel:
     train_rows: int
 
 
-def train_from_store(data_dir: str | os.PathLike[str], policies: Any = None, days: float | None = None,
-                     params: TrainParams | None = None, *, force: bool = False, max_minutes: float | None = None,
-                     step_minutes: float | None = None) -> tuple[TrainOutcome, StoreHistory]:
+def train_from_store(data_dir: str | os.PathLike[str], policies: PolicySet | None = None,
+                     days: float | None = None, params: TrainParams | None = None, *, force: bool = False,
+                     max_minutes: float | None = None, step_minutes: float | None = None
+                     ) -> tuple[TrainOutcome, StoreHistory]:
     """Train on the store's history and save into `<data dir>/model` (if not worse than
     the saved model); a running server picks the new model up by itself.
     Returns (TrainOutcome, the history used)."""
     history = history_from_store(data_dir, policies, days)
     outcome = train_and_save(history.rows, model_dir_of(data_dir), params or TrainParams(), force=force,
                              max_minutes=DEFAULT_MAX_MINUTES if max_minutes is None else max_minutes,
-                             step_minutes=DEFAULT_STEP_MINUTES if step_minutes is None else step_minutes)
+                             step_minutes=DEFAULT_STEP_MINUTES if step_minutes is None else step_minutes,
+                             peers_of=policies.peers_of if policies is not None else None)
     return outcome, history
 
 

@@ -147,15 +147,16 @@ def synth(rows: int, seed: int, out_path: str, policies_path: str | None) -> Non
               help="without --history: only grants requested in the last DAYS [default: all]")
 @_model_options
 @_limits_options
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True,
-              help="quantile the model predicts")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="quantile the model predicts [default: 0.7 or 0.8, whichever leaves less excess on the newest "
+                   "15% of the training rows]")
 @click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--force", is_flag=True, help="save the new model even if it is worse than the saved one")
 @_output_option
 @_fail_plainly
 def train(history_path: str | None, policies_path: str | None, days: float | None, model_dir: str | None,
-          data_dir: str | None, max_text: str, step_text: str, alpha: float, rounds: int, seed: int, force: bool,
+          data_dir: str | None, max_text: str, step_text: str, alpha: float | None, rounds: int, seed: int, force: bool,
           output: str) -> None:
     """Train on the older 80% of a history; replace the saved model only if not worse on the newest 20%.
 
@@ -164,12 +165,12 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
     running server picks the new model up within seconds.
     """
     from recommend.history import read_history
-    from recommend.model import TrainParams
     from recommend.training import train_and_save
 
     max_d, step = _given_duration(max_text, "--max"), _given_duration(step_text, "--step")
     target = _model_dir(model_dir, data_dir)
     warnings: list[str] = []
+    policies = None
     if history_path is not None:
         if policies_path is not None or days is not None:
             raise click.ClickException("--policies and --days apply to training from the store, not with --history")
@@ -179,11 +180,13 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
         from controlplane.local_history import history_from_store
 
         root = _data_dir(data_dir)
-        found = history_from_store(root, _load_policies(policies_path, root), days)
+        policies = _load_policies(policies_path, root)
+        found = history_from_store(root, policies, days)
         rows, warnings = found.rows, list(found.warnings)
         source = f"{root} ({found.grants} grants, {found.imported} imported)"
-    outcome = train_and_save(rows, target, TrainParams(alpha=alpha, num_rounds=rounds, seed=seed), force=force,
-                             max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60)
+    outcome = train_and_save(rows, target, _params(alpha, num_rounds=rounds, seed=seed), force=force,
+                             max_minutes=max_d.total_seconds() / 60, step_minutes=step.total_seconds() / 60,
+                             peers_of=policies.peers_of if policies is not None else None)
     for warning in [*warnings, *outcome.warnings]:
         echo(f"warning: {warning}", err=True)
     if output == "json":
@@ -203,12 +206,14 @@ def train(history_path: str | None, policies_path: str | None, days: float | Non
 @click.option("--history", "history_path", type=click.Path(dir_okay=False), required=True,
               help="history file (JSON lines)")
 @_limits_options
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="quantile the model predicts [default: 0.7 or 0.8, whichever leaves less excess on the newest "
+                   "15% of the training rows]")
 @click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True)
 @_coverage_option
 @_output_option
 @_fail_plainly
-def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rounds: int, coverage: float,
+def evaluate(history_path: str, max_text: str, step_text: str, alpha: float | None, rounds: int, coverage: float,
              output: str) -> None:
     """Model vs baselines on the newest 20% of a history (trained on the older 80%; nothing is saved).
 
@@ -218,12 +223,11 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rou
     calibrated to --coverage on the newest 15% of the training rows.
     """
     from recommend.history import read_history
-    from recommend.model import TrainParams
     from recommend.training import evaluate_history
 
     rows = read_history(history_path)
     max_d, step = _given_duration(max_text, "--max"), _given_duration(step_text, "--step")
-    evaluation, _ = evaluate_history(rows, TrainParams(alpha=alpha, num_rounds=rounds), max_d.total_seconds() / 60,
+    evaluation, _ = evaluate_history(rows, _params(alpha, num_rounds=rounds), max_d.total_seconds() / 60,
                                      step.total_seconds() / 60, coverage)
     if output == "json":
         click.echo(json.dumps(evaluation.to_json(), indent=2))
@@ -231,10 +235,18 @@ def evaluate(history_path: str, max_text: str, step_text: str, alpha: float, rou
     from cli.output import Col, print_table
 
     print_table(f"held-out {evaluation.rows_test} grants (trained on {evaluation.rows_train}); "
-                f"target coverage {evaluation.target:.0%}",
+                f"target coverage {evaluation.target:.0%}; model quantile {evaluation.alpha:.2f}, offer exponent "
+                f"{evaluation.scale.exponent:.1f}",
                 [Col("strategy"), *(Col(c, justify="right") for c in ("coverage", "excess min", "extensions/grant"))],
                 ([name, f"{m.coverage:.1%}", f"{m.excess_minutes:.1f}", f"{m.extension_rate:.3f}"]
                  for name, m in [("model", evaluation.model), *evaluation.baselines.items()]))
+
+
+def _params(alpha: float | None, **knobs: Any) -> Any:
+    """TrainParams: the quantile given, or the default choice among ALPHA_CHOICES."""
+    from recommend.model import TrainParams
+
+    return TrainParams(**knobs) if alpha is None else TrainParams(alpha=alpha, alpha_choices=(), **knobs)
 
 
 def _parse_request(text: str) -> Any:

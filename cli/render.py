@@ -190,6 +190,8 @@ def print_request(req: Any) -> None:
         echo(f"  {when(a.at)} {a.approver} {verb} level {a.level + 1}" + (f": {a.comment}" if a.comment else ""))
     for e in req.extensions:
         echo(f"  extension {e.id}: +{span(e.duration)} {extension_state_name(e.state)} — {e.justification}")
+        if risk_text(e.decision):  # scored as the whole grant the extension makes
+            echo(f"    risk: {risk_text(e.decision)}")
         if extension_state_name(e.state) == "PENDING":
             for line in _level_lines(e.decision.approval.levels, e.approvals, extension_level(e)):
                 echo(f"  {line}")

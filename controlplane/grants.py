@@ -9,19 +9,21 @@ from datetime import datetime, timedelta
 
 from controlplane.approvals import apply_extension
 from controlplane.errors import JitError
-from controlplane.history import HistoryService
+from controlplane.history import Ask, HistoryService
 from controlplane.ledger import SYSTEM, AuditEntry, Ledger, end_grant, fmt_td
 from controlplane.model import (
     ACTIVE,
     EXPIRED,
+    EXT_APPROVED,
     EXT_PENDING,
     REVOKED,
     UNCLAIMED,
     ExtensionRecord,
     RequestRecord,
 )
-from policy import PolicyRequest
+from policy import PolicyRequest, PolicySet
 from policy.approvals import approved_at_once
+from policy.request import Risk
 
 
 class GrantService:
@@ -61,7 +63,7 @@ class GrantService:
         decision = ps.decide(PolicyRequest(
             user=actor, resource=rec.resource, duration=duration, time=now, login=rec.login, role=rec.role,
             reason=rec.reason, ticket=rec.ticket, emergency=rec.emergency, extension=number,
-            history=self.history.history(actor, rec.resource, now)))
+            history=self.history.history(actor, rec.resource, now), risk=self._risk(ps, rec, duration, now)))
         if not decision.allowed:
             code = "extension.denied"
             if decision.max_duration is not None and duration > decision.max_duration:
@@ -70,7 +72,8 @@ class GrantService:
                 code = "extension.limit"
             self.ledger.refuse(actor, request_id, "extension.refused", code, decision.message,
                                {"extension": number, "rules": list(decision.rules),
-                                "policy_version": decision.policy_version})
+                                "policy_version": decision.policy_version,
+                                **({"risk": decision.risk} if decision.risk is not None else {})})
         ext = ExtensionRecord(id=f"{rec.id}.{number}", request_id=rec.id, number=number, duration=duration,
                               justification=justification, state=EXT_PENDING, decision=decision,
                               created_at=now)
@@ -93,6 +96,18 @@ class GrantService:
             rec.extensions.append(ext)
             w.commit(events, request=rec)
         return rec
+
+    def _risk(self, ps: PolicySet, rec: RequestRecord, duration: timedelta, now: datetime) -> Risk:
+        """The extension's risk, scored as the whole grant it would make: the length granted so far
+        plus `duration`, asked now (an extension far above the usual length of this work stands out
+        as a long request does)."""
+        res = ps.resources.get(rec.resource)
+        if res is None:
+            return Risk(known=False, reasons=(f"resource `{rec.resource}` is no longer in the policies",))
+        granted = rec.duration + sum((e.duration for e in rec.extensions if e.state == EXT_APPROVED), timedelta(0))
+        ask = Ask(rec.user, res, rec.login, rec.role, rec.reason, rec.ticket, rec.emergency)
+        return self.history.risk(ask, granted + duration, now, None,
+                                 lambda: self.history.past_rows(rec.user, rec.resource, now))
 
     def revoke(self, actor: str, request_id: str, reason: str = "") -> RequestRecord:
         """End an active grant early (an admin or the requester); its certificates become revoked."""

@@ -154,7 +154,9 @@ class HistoryService:
 
     def risk(self, ask: Ask, duration: timedelta, now: datetime, recommendation: Recommendation | None,
              past: PastRows) -> Risk:
-        """POLICY.md's `risk` of a new request, scored by recommend/ (unknown, and why, without it)."""
+        """POLICY.md's `risk` of a request (or of an extension, `duration` then being the grant's whole
+        length with it), scored by recommend/ (unknown, and why, without it). Peers are the people who
+        share a group with the requester in the policies (everyone when they are in no group)."""
         if self.recommender is None:
             return Risk(known=False, reasons=("risk scoring is off (the server runs without a model)",))
         try:
@@ -164,12 +166,17 @@ class HistoryService:
                                access=f"login:{ask.login}" if res.kind == "ssh" else f"role:{ask.role}", at=now,
                                asked_minutes=duration.total_seconds() / 60, reason=ask.reason, ticket=ask.ticket,
                                emergency=ask.emergency,
-                               recommended_minutes=recommendation.minutes if recommendation is not None else None)
+                               recommended_minutes=recommendation.minutes if recommendation is not None else None,
+                               peers=self.peers_of(ask.user))
             got = self.recommender.risk(question, past())
             return Risk(known=bool(got.known), score=float(got.score), reasons=tuple(got.reasons))
         except Exception as exc:  # advice only: a broken scorer leaves the score unknown and says why
             log.exception("risk scoring failed")
             return Risk(known=False, reasons=(f"risk scoring failed ({type(exc).__name__})",))
+
+    def peers_of(self, user: str) -> frozenset[str] | None:
+        """`user`'s peers in the current policies (PolicySet.peers_of; None: everyone)."""
+        return self.ledger.policy.current.peers_of(user)
 
     def _imported_rows(self, tx: Tx, user: str, resource: str, row_type: Any) -> list[Any]:
         """`user`'s imported rows and anyone's on `resource` (newest 250 of each), oldest finished first."""

@@ -54,6 +54,14 @@ class PolicySet:
         u = self.users.get(user)
         return frozenset(u.groups) if u else frozenset()
 
+    def peers_of(self, user: str) -> frozenset[str] | None:
+        """Everyone who shares a group with `user` (not `user`); None when `user` is in no group
+        (risk scoring then counts everyone as a peer)."""
+        groups = self.groups_of(user)
+        if not groups:
+            return None
+        return frozenset().union(*(self.groups.get(g, frozenset()) for g in groups)) - {user}
+
     def decide(self, req: PolicyRequest) -> Decision:
         """The decision for a request, evaluating only the rules the index keeps.
 

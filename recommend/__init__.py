@@ -9,8 +9,12 @@ Public API (what the control plane and the CLI use):
 - synthetic history: `generate` (recommend.synth, a web shop), recommend.synth_harbor.generate (another
   organisation's words and habits, for evaluation)
 - risk (recommend.risk): `Recommender.risk(RiskAsk, history) -> RiskScore` (POLICY.md's `risk`; never
-  raises: `known=False` and why without a model), `train_risk`, `save_risk`, `load_risk`
-- calibration (recommend.calibrate): offers calibrated to `Recommender(coverage=0.85)`
+  raises: `known=False` and why without a model), `train_risk`, `save_risk`, `load_risk`. The caller
+  names the requester's peers (`RiskAsk.peers`, e.g. the members of their policy groups; None: everyone)
+  and scores an extension as a request for the whole grant it would make (`asked_minutes`)
+- calibration (recommend.calibrate): offers calibrated to `Recommender(coverage=0.85)`; the model's
+  offers are also reshaped (factor * 60 * (p / 60) ** exponent) with the exponent chosen on the
+  calibration window, and `TrainParams.alpha_choices` picks the quantile level on that window
 - errors: `RecommendError`, `HistoryError`, `ModelError`, `TrainingError`
 - the demo's synthetic history (recommend.demo): `demo_history(policies)`, `demo_specs(policies)`
 

@@ -9,6 +9,15 @@ step and a maximum, the offer is the prediction times the smallest factor that
 makes at least ceil((n + 1) * target) of the n window grants fit after rounding
 up to the step and clamping (split conformal calibration, per step). Exchangeable
 rows would then be covered at least `target` of the time; drifting ones about so.
+
+The model's own offers are also reshaped (`Calibration.scale`): the offer is
+factor * 60 * (prediction / 60) ** exponent, the exponent (from EXPONENTS) the one
+whose calibrated offers leave the least excess on the same window. An exponent
+below 1 covers short work a little more generously and long work a little less:
+a minute of slack costs the same on either, but long work's spread in minutes is
+wider, so the same coverage is bought with fewer idle minutes. The choice is made
+on the window (part of the training rows), never on held-out rows. Baselines
+calibrated for comparison keep the plain factor (`calibrated`).
 """
 from __future__ import annotations
 
@@ -30,6 +39,22 @@ MAX_CALIBRATION_ROWS = 5000  # newest window rows kept in a model file (~100 KB 
 FACTOR_RANGE = (1 / 32, 32.0)  # a factor outside this says the model is broken, not miscalibrated
 _SEARCH_STEPS = 48  # bisection steps over log(factor): far below a minute of difference
 _CACHE_SIZE = 64  # (coverage, step, max) combinations remembered by a serving model
+EXPONENTS = (1.0, 0.9, 0.8, 0.7, 0.6)  # shapes tried by Calibration.scale (1.0 first: kept on a tie)
+REFERENCE_MINUTES = 60.0  # the length an exponent pivots around (only the factor depends on it)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How raw predictions become offers before rounding: factor * REF * (p / REF) ** exponent."""
+
+    factor: float = 1.0
+    exponent: float = 1.0
+
+    def minutes(self, predicted: np.ndarray | float) -> np.ndarray:
+        p = np.maximum(np.asarray(predicted, dtype=np.float64), 0.0)
+        if self.exponent == 1.0:
+            return p * self.factor
+        return self.factor * REFERENCE_MINUTES * (p / REFERENCE_MINUTES) ** self.exponent
 
 
 def check_coverage(value: float, what: str = "coverage") -> float:
@@ -45,7 +70,7 @@ class Calibration:
 
     predicted: np.ndarray
     used: np.ndarray
-    _cache: dict[tuple[float, float, float | None], float] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[float, float, float | None, bool], Scale] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -64,34 +89,58 @@ class Calibration:
     def factor(self, coverage: float, step_minutes: float, max_minutes: float | None) -> float:
         """The smallest factor on the predictions whose rounded, clamped offers cover at least
         ceil((n + 1) * coverage) window grants; 1.0 without a usable window."""
+        return self._cached(coverage, step_minutes, max_minutes, False).factor
+
+    def scale(self, coverage: float, step_minutes: float, max_minutes: float | None) -> Scale:
+        """The exponent (of EXPONENTS) and its conformal factor whose offers cover the target on the
+        window with the least excess; Scale() without a usable window."""
+        return self._cached(coverage, step_minutes, max_minutes, True)
+
+    def _cached(self, coverage: float, step_minutes: float, max_minutes: float | None, shaped: bool) -> Scale:
         if not self.usable:
-            return 1.0
-        key = (coverage, step_minutes, max_minutes)
+            return Scale()
+        key = (coverage, step_minutes, max_minutes, shaped)
         found = self._cache.get(key)
         if found is None:
-            found = self._search(coverage, step_minutes, max_minutes)
+            found = self._best(coverage, step_minutes, max_minutes) if shaped \
+                else Scale(self._search(self.predicted, coverage, step_minutes, max_minutes))
             with self._lock:
                 if len(self._cache) >= _CACHE_SIZE:
                     self._cache.clear()
                 self._cache[key] = found
         return found
 
-    def _search(self, coverage: float, step_minutes: float, max_minutes: float | None) -> float:
+    def _best(self, coverage: float, step_minutes: float, max_minutes: float | None) -> Scale:
+        best: tuple[float, Scale] | None = None
+        for exponent in EXPONENTS:
+            shaped = Scale(1.0, exponent).minutes(self.predicted)
+            candidate = Scale(self._search(shaped, coverage, step_minutes, max_minutes), exponent)
+            offered = offer_minutes(candidate.minutes(self.predicted), max_minutes, step_minutes)
+            covered = self.used <= offered + 1e-9
+            excess = float(np.mean((offered - self.used)[covered])) if covered.any() else math.inf
+            if best is None or excess < best[0] - 1e-9:
+                best = (excess, candidate)
+        assert best is not None
+        return best[1]
+
+    def _search(self, predicted: np.ndarray, coverage: float, step_minutes: float, max_minutes: float | None
+                ) -> float:
         n = len(self.used)
         needed = min(n, math.ceil((n + 1) * coverage))
         low, high = math.log(FACTOR_RANGE[0]), math.log(FACTOR_RANGE[1])
-        if self._covered(math.exp(high), step_minutes, max_minutes) < needed:
+        if self._covered(predicted, math.exp(high), step_minutes, max_minutes) < needed:
             return FACTOR_RANGE[1]  # the maximum caps coverage: the largest factor is the best try
         for _ in range(_SEARCH_STEPS):
             middle = (low + high) / 2
-            if self._covered(math.exp(middle), step_minutes, max_minutes) >= needed:
+            if self._covered(predicted, math.exp(middle), step_minutes, max_minutes) >= needed:
                 high = middle
             else:
                 low = middle
         return math.exp(high)
 
-    def _covered(self, factor: float, step_minutes: float, max_minutes: float | None) -> int:
-        offered = offer_minutes(self.predicted * factor, max_minutes, step_minutes)
+    def _covered(self, predicted: np.ndarray, factor: float, step_minutes: float, max_minutes: float | None
+                 ) -> int:
+        offered = offer_minutes(predicted * factor, max_minutes, step_minutes)
         return int(np.count_nonzero(self.used <= offered + 1e-9))
 
     def to_json(self) -> dict[str, Any]:
@@ -113,7 +162,8 @@ class Calibration:
 
 
 def calibrated(predicted: np.ndarray, calibration: Calibration, coverage: float, step_minutes: float,
-               max_minutes: float | None) -> np.ndarray:
-    """Offers (minutes) of raw predictions calibrated to `coverage`, rounded up and clamped."""
-    factor = calibration.factor(coverage, step_minutes, max_minutes)
-    return offer_minutes(predicted * factor, max_minutes, step_minutes)
+               max_minutes: float | None, shaped: bool = False) -> np.ndarray:
+    """Offers (minutes) of raw predictions calibrated to `coverage`, rounded up and clamped: by the
+    conformal factor alone, or (`shaped`, the model's own offers) by Calibration.scale."""
+    scale = calibration._cached(coverage, step_minutes, max_minutes, shaped)
+    return offer_minutes(scale.minutes(predicted), max_minutes, step_minutes)

@@ -23,11 +23,12 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from recommend.calibrate import Scale
 from recommend.features import quantile, with_finished_past
 from recommend.history import HistoryRow
 
@@ -124,7 +125,8 @@ class Evaluation:
     train_seconds: float = 0.0
     pinball: float = math.nan
     target: float = math.nan  # the coverage the model (and each `@target` baseline) was calibrated to
-    factor: float = 1.0  # the model's calibration factor at the evaluated step
+    alpha: float = math.nan  # the model's quantile level (chosen on the calibration window)
+    scale: Scale = field(default_factory=Scale)  # the model's calibration (factor, exponent) at the evaluated step
 
     def to_json(self) -> dict[str, Any]:
         """The shape `jitgate recommend evaluate --output json` prints."""

@@ -2,10 +2,11 @@
 
 A request is described by what it asks (task type from the keyword list as a
 prior, and the words of its reason and ticket as this history has used them
-(recommend.text), kind,
-env and sensitivity labels, login/role, user, resource, hour, weekday) and by
-the requester's own past on this resource, this task and this kind of
-resource. The past of a row is only what had *finished* before it was asked
+(recommend.text), kind, env and sensitivity labels, login/role, user, resource,
+hour, weekday), by the requester's own past on this resource, this task and
+this kind of resource, and by their habits (what they asked for before, how
+much more they ask than they use, their pace against what their reasons' words
+predicted). The past of a row is only what had *finished* before it was asked
 (`requested_at + used_minutes <= now`): no row ever sees its own outcome or a
 later one.
 """
@@ -26,17 +27,38 @@ from recommend.history import HistoryRow
 from recommend.tasks import classify_task
 from recommend.text import TEXT_FEATURES, WordStats
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
+# A person's habits, learned from their past only: what they asked for on this resource and for
+# this kind of work (asks carry what people know of their work, without a session's noise), how
+# much more they ask than they use, the ask corrected by that habit, and their pace (mean
+# log(used) residual against what their reasons' words predicted when asked).
+PACE_FEATURES: tuple[str, ...] = ("u_res_ask", "u_task_ask", "u_ask_habit", "u_ask_need", "u_pace")
 CATEGORICAL: tuple[str, ...] = ("task", "work", "kind", "env", "sensitivity", "access", "user", "resource")
 NUMERIC: tuple[str, ...] = (
     "hour", "weekday", "after_hours", "u_res_n", "u_res_med", "u_res_p80", "u_res_last", "u_res_task_med",
-    "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share", *TEXT_FEATURES,
+    "u_task_med", "u_kind_n", "u_kind_med", "u_ext_share", *PACE_FEATURES, *TEXT_FEATURES,
 )
 FEATURES: tuple[str, ...] = CATEGORICAL + NUMERIC
 _RECENT = 10  # how many past grants per key the history features look at
+_PACE_RECENT = 30  # past grants of a person their pace and their habit of asking are read from
 _BY_FINISH = itemgetter(0, 1)  # (finished_at, requested_at, row) -> order in which grants became known
 
 RawFeatures = tuple  # CATEGORICAL as str, then NUMERIC as float (nan = unknown)
+
+
+def _log_ratio(asked: float, used: float) -> float:
+    return math.log1p(asked) - math.log1p(used)
+
+
+def _pace_features(res_asks: Sequence[float], task_asks: Sequence[float], ratios: Sequence[float],
+                   residuals: Sequence[float]) -> tuple[float, float, float, float, float]:
+    """PACE_FEATURES from a person's recent asks on the resource and for the kind of work, their
+    log(asked/used) and their log(used) residuals against what the words of each reason predicted."""
+    ask = _median(task_asks) if task_asks else _median(res_asks)
+    habit = _median(ratios)
+    need = math.expm1(max(0.0, math.log1p(ask) - habit)) if ask == ask and habit == habit else math.nan
+    pace = sum(residuals) / len(residuals) if residuals else math.nan
+    return _median(res_asks), _median(task_asks), habit, need, pace
 
 
 @dataclass(frozen=True)
@@ -89,10 +111,20 @@ class PersonalHistory:
         self._extended: dict[str, deque[bool]] = {}
         self._res_n: dict[tuple[str, str], int] = {}
         self._kind_n: dict[tuple[str, str], int] = {}
+        self._res_ask: dict[tuple[str, str], deque[float]] = {}
+        self._task_ask: dict[tuple[str, str], deque[float]] = {}
+        self._ratio: dict[str, deque[float]] = {}
+        self._residual: dict[str, deque[float]] = {}
 
-    def add(self, row: HistoryRow, work: str) -> None:
-        """Count one finished grant of kind of work `work` (called in the order grants finished)."""
+    def add(self, row: HistoryRow, work: str, expected: float = math.nan) -> None:
+        """Count one finished grant of kind of work `work` whose words predicted `expected`
+        log1p(minutes) when it was asked (called in the order grants finished)."""
         task = work
+        _push(self._res_ask, (row.user, row.resource), row.asked_minutes, _RECENT)
+        _push(self._task_ask, (row.user, task), row.asked_minutes, _RECENT)
+        _push(self._ratio, row.user, _log_ratio(row.asked_minutes, row.used_minutes), _PACE_RECENT)
+        if expected == expected:
+            _push(self._residual, row.user, math.log1p(row.used_minutes) - expected, _PACE_RECENT)
         used, user = row.used_minutes, row.user
         res_key, kind_key = (user, row.resource), (user, row.kind)
         _push(self._res, res_key, used, _RECENT)
@@ -123,6 +155,8 @@ class PersonalHistory:
             float(self._kind_n.get((ask.user, ask.kind), 0)),
             _median(self._kind.get((ask.user, ask.kind), ())),
             (sum(extended) / len(extended)) if extended else math.nan,
+            *_pace_features(self._res_ask.get((ask.user, ask.resource), ()), self._task_ask.get((ask.user, task), ()),
+                            self._ratio.get(ask.user, ()), self._residual.get(ask.user, ())),
         )
 
 
@@ -165,17 +199,18 @@ def past_features(
     """
     history = PersonalHistory()
     words = WordStats()
-    work_at_ask: dict[int, list[str]] = {}  # a grant's kind of work as known when it was asked (by id: rows are
-    # not hashable by value, and the same row object may be passed twice)
+    # A grant's kind of work and its words' prediction as known when it was asked (by id: rows are
+    # not hashable by value, and the same row object may be passed twice).
+    work_at_ask: dict[int, list[tuple[str, float]]] = {}
     out = []
     for index, (row, done) in enumerate(with_finished_past(rows)):
         learn = freeze_words_at is None or index < freeze_words_at
         for past in done:
-            history.add(past, work_at_ask[id(past)].pop(0))
+            history.add(past, *work_at_ask[id(past)].pop(0))
             if learn:
                 words.add(past.reason, past.ticket, past.used_minutes)
         work = words.work_of(row.reason, row.ticket, row.task)
-        work_at_ask.setdefault(id(row), []).append(work)
+        work_at_ask.setdefault(id(row), []).append((work, words.expected(row.reason, row.ticket)))
         out.append(history.features(ask_of(row), work) + words.features(row.reason, row.ticket))
     return out, words
 
@@ -206,17 +241,28 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow], words: WordStats | None =
     res_task: list[float] = []
     same_task: list[float] = []
     same_kind: list[float] = []
+    res_ask: list[float] = []
+    task_ask: list[float] = []
+    ratios: list[float] = []
+    residuals: list[float] = []
     for _, _, row in mine:
         used = row.used_minutes
         row_task = words.work_of(row.reason, row.ticket, row.task) if words is not None else row.task
         if row.resource == resource:
             res.append(used)
+            res_ask.append(row.asked_minutes)
             if row_task == task:
                 res_task.append(used)
         if row_task == task:
             same_task.append(used)
+            task_ask.append(row.asked_minutes)
         if row.kind == kind:
             same_kind.append(used)
+    for _, _, row in mine[-_PACE_RECENT:]:
+        ratios.append(_log_ratio(row.asked_minutes, row.used_minutes))
+        expected = words.expected(row.reason, row.ticket) if words is not None else math.nan
+        if expected == expected:
+            residuals.append(math.log1p(row.used_minutes) - expected)
     extended = [row.extensions > 0 for _, _, row in mine[-20:]]
     recent = res[-_RECENT:]
     after_hours = at.weekday() >= 5 or at.hour < 7 or at.hour >= 19
@@ -232,6 +278,7 @@ def features_for(ask: Ask, rows: Iterable[HistoryRow], words: WordStats | None =
         float(len(same_kind)),
         _median(same_kind[-_RECENT:]),
         (sum(extended) / len(extended)) if extended else math.nan,
+        *_pace_features(res_ask[-_RECENT:], task_ask[-_RECENT:], ratios, residuals),
     ) + (words.features(ask.reason, ask.ticket) if words is not None else (math.nan,) * len(TEXT_FEATURES))
     return Served(raw=raw, work=task, recent_on_resource=recent, recent_same_task=same_task[-_RECENT:])
 

@@ -27,6 +27,7 @@ MODEL_FILE = "model.txt"
 META_FILE = "model.json"
 META_FORMAT = 2  # 2: words and calibration window
 MIN_TRAIN_ROWS = 50
+ALPHA_CHOICES = (0.7, 0.8)  # quantile levels `train` and `evaluate` choose among (on training rows)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class TrainParams:
     """Knobs of one training run; the defaults are what `jitgate recommend train` uses."""
 
     alpha: float = 0.8
+    # Quantile levels to choose among on the recent calibration window (training rows): the one whose
+    # calibrated offers leave the least excess is kept. Empty: `alpha` alone. `plain` uses `alpha`.
+    alpha_choices: tuple[float, ...] = ALPHA_CHOICES
     num_rounds: int = 300
     learning_rate: float = 0.05
     num_leaves: int = 31
@@ -42,8 +46,9 @@ class TrainParams:
     num_threads: int = 1  # OpenMP threads spin; on a shared 2-core box one thread is far faster
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
+        for alpha in (self.alpha, *self.alpha_choices):
+            if not 0.0 < alpha < 1.0:
+                raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
         if self.num_rounds < 1 or self.num_leaves < 2 or self.min_data_in_leaf < 1 or self.num_threads < 1:
             raise ValueError("num_rounds, num_leaves, min_data_in_leaf and num_threads must be positive")
 

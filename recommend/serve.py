@@ -209,8 +209,8 @@ class Recommender:
         if loaded is not None and loaded.resource_rows(ask.resource) >= self._min_resource_rows:
             try:
                 max_minutes = max_duration.total_seconds() / 60 if max_duration is not None else None
-                factor = loaded.bundle.calibration.factor(self.coverage, step.total_seconds() / 60, max_minutes)
-                minutes = self._predict(loaded, served.raw) * factor
+                scale = loaded.bundle.calibration.scale(self.coverage, step.total_seconds() / 60, max_minutes)
+                minutes = float(scale.minutes(self._predict(loaded, served.raw)))
             except Exception as exc:  # a broken booster must not fail a request: fall back, say why
                 log.warning("duration model failed, using fallback statistics: %s", exc)
                 failure = "the model failed"

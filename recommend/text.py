@@ -81,6 +81,7 @@ class WordStats:
         self._sum: dict[str, float] = {w: s for w, (_, s) in (counts or {}).items()}
         self._total_n, self._total_sum = total
         self._work: dict[tuple[str, str], str] = {}
+        self._expected: dict[tuple[str, str], float] = {}
 
     @property
     def overall(self) -> float:
@@ -89,6 +90,7 @@ class WordStats:
     def add(self, reason: str, ticket: str, used_minutes: float) -> None:
         value = math.log1p(used_minutes)
         self._work.clear()
+        self._expected.clear()
         self._total_n += 1
         self._total_sum += value
         for word in words_of(reason, ticket):
@@ -118,6 +120,19 @@ class WordStats:
         strongest = max(words, key=lambda e: abs(e.deviation))
         return (min(e.estimate for e in words), max(e.estimate for e in words), strongest.estimate,
                 math.log1p(strongest.count), ticket_est)
+
+    def expected(self, reason: str, ticket: str) -> float:
+        """What the words of a reason predict, log1p(minutes): the strongest word's estimate, else the
+        ticket prefix's, else the overall mean (nan before any grant). Cached, as work_of is."""
+        key = (reason, ticket)
+        found = self._expected.get(key)
+        if found is None:
+            _lo, _hi, word, _n, ticket_est = self.features(reason, ticket)
+            found = word if word == word else ticket_est if ticket_est == ticket_est else self.overall
+            if len(self._expected) >= _WORK_CACHE_SIZE:
+                self._expected.clear()
+            self._expected[key] = found
+        return found
 
     def work_of(self, reason: str, ticket: str, prior: str) -> str:
         """The kind of work a reason names, as this history has learned it: its strongest word

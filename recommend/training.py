@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from recommend.model import (
     train_booster,
 )
 from recommend.plain import plain_predictions
-from recommend.risk import save_risk, train_risk
+from recommend.risk import PeersOf, save_risk, train_risk
 from recommend.rounding import offer_minutes
 from recommend.stats import summarize
 from recommend.text import WordStats, learned_from
@@ -97,29 +98,45 @@ def fit(prepared: Prepared, params: TrainParams, max_minutes: float = DEFAULT_MA
         step_minutes: float = DEFAULT_STEP_MINUTES,
         coverage: float = DEFAULT_COVERAGE) -> tuple[ModelBundle, np.ndarray, float]:
     """Train on the older part, calibrate on the recent window; returns the bundle, its raw
-    (uncalibrated) predictions on the held-out part, and the training seconds."""
+    (uncalibrated) predictions on the held-out part, and the training seconds.
+
+    With several quantile levels to choose from (`params.alpha_choices`), one booster is trained
+    per level and the one whose calibrated offers leave the least excess on the recent window is
+    kept: the choice is made on training rows, never on the held-out part."""
     cut, fit_end = prepared.cut, prepared.fit_end
     vocab = make_vocabularies(prepared.raw[:fit_end])
     x = encode(prepared.raw, vocab)
     used = prepared.used
+    window_used = used[fit_end:cut]
     started = time.perf_counter()
-    booster = train_booster(x[:fit_end], used[:fit_end], params)
+    best: tuple[float, TrainParams, Any, np.ndarray] | None = None
+    for alpha in params.alpha_choices or (params.alpha,):
+        chosen = replace(params, alpha=alpha, alpha_choices=())
+        booster = train_booster(x[:fit_end], used[:fit_end], chosen)
+        window = np.maximum(np.expm1(booster.predict(x[fit_end:cut], num_threads=params.num_threads)), 0.0)
+        calibration = Calibration.of(window, window_used)
+        excess = score(calibrated(window, calibration, coverage, step_minutes, max_minutes, shaped=True),
+                       window_used).excess_minutes if calibration.usable else 0.0
+        if best is None or excess < best[0] - 1e-9:
+            best = (excess, chosen, booster, window)
+    assert best is not None
+    _excess, chosen, booster, window = best
     seconds = time.perf_counter() - started
     text = booster.model_to_string()
-    bundle = ModelBundle(booster=booster, metadata=_metadata(prepared, params, vocab, text), text=text)
-    calibration = Calibration.of(bundle.predict_minutes(x[fit_end:cut], num_threads=params.num_threads),
-                                 used[fit_end:cut])
+    bundle = ModelBundle(booster=booster, metadata=_metadata(prepared, chosen, vocab, text), text=text)
+    calibration = Calibration.of(window, window_used)
     bundle.metadata.calibration = calibration.to_json()
     bundle.calibration = calibration
     predicted = bundle.predict_minutes(x[cut:], num_threads=params.num_threads)
     test_used = used[cut:]
-    metrics = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
+    metrics = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes, shaped=True), test_used)
     bundle.metadata.metrics = {
         **metrics.to_json(),
-        "pinball": round(pinball_loss(test_used, predicted, params.alpha), 4),
+        "pinball": round(pinball_loss(test_used, predicted, chosen.alpha), 4),
     }
     bundle.metadata.extra = {"max_minutes": max_minutes, "step_minutes": step_minutes, "coverage": coverage,
-                             "train_seconds": round(seconds, 3)}
+                             "train_seconds": round(seconds, 3),
+                             "alpha_choices": list(params.alpha_choices or (params.alpha,))}
     return bundle, predicted, seconds
 
 
@@ -147,7 +164,7 @@ def evaluate_history(rows: Sequence[HistoryRow], params: TrainParams = TrainPara
     used = prepared.used
     test_used = used[cut:]
     calibration = bundle.calibration
-    model = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes), test_used)
+    model = score(calibrated(predicted, calibration, coverage, step_minutes, max_minutes, shaped=True), test_used)
     raw = baseline_predictions(prepared.rows, fit_end, max_minutes)  # window and held-out rows
     raw["plain_lgbm"] = plain_predictions(prepared.rows, fit_end, params)
     window = cut - fit_end
@@ -158,8 +175,10 @@ def evaluate_history(rows: Sequence[HistoryRow], params: TrainParams = TrainPara
         baselines[name + CALIBRATED_SUFFIX] = score(
             calibrated(raw[name][window:], own, coverage, step_minutes, max_minutes), test_used)
     evaluation = Evaluation(model=model, baselines=baselines, rows_train=cut, rows_test=len(test_used),
-                            train_seconds=seconds, pinball=pinball_loss(test_used, predicted, params.alpha),
-                            target=coverage, factor=calibration.factor(coverage, step_minutes, max_minutes))
+                            train_seconds=seconds,
+                            pinball=pinball_loss(test_used, predicted, bundle.metadata.alpha),
+                            target=coverage, alpha=bundle.metadata.alpha,
+                            scale=calibration.scale(coverage, step_minutes, max_minutes))
     return evaluation, bundle
 
 
@@ -179,9 +198,11 @@ class TrainOutcome:
 
 def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: TrainParams = TrainParams(), *,
                    force: bool = False, max_minutes: float = DEFAULT_MAX_MINUTES,
-                   step_minutes: float = DEFAULT_STEP_MINUTES) -> TrainOutcome:
+                   step_minutes: float = DEFAULT_STEP_MINUTES, peers_of: PeersOf | None = None) -> TrainOutcome:
     """Train a candidate and save it unless the saved model scores better (lower
-    pinball loss at the candidate's alpha) on the held-out rows. `force` saves anyway."""
+    pinball loss at the candidate's alpha) on the held-out rows. `force` saves anyway.
+    The risk model is trained beside it, with `peers_of` naming each requester's peers as the
+    server will (PolicySet.peers_of; None: everyone)."""
     prepared = prepare(rows)
     bundle, predicted, _ = fit(prepared, params, max_minutes, step_minutes)
     outcome = TrainOutcome(replaced=True, reason="no model saved yet", version=bundle.metadata.version,
@@ -195,7 +216,7 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         old = None
     if old is not None:
         outcome.previous_version = old.metadata.version
-        new_loss, old_loss, compared = _compare(prepared, predicted, old, params.alpha)
+        new_loss, old_loss, compared = _compare(prepared, predicted, old, bundle.metadata.alpha)
         outcome.previous_pinball, outcome.compared_rows = round(old_loss, 4), compared
         if new_loss <= old_loss + 1e-9:
             outcome.reason = f"not worse on {compared} held-out rows (pinball {new_loss:.3f} <= {old_loss:.3f})"
@@ -213,15 +234,16 @@ def train_and_save(rows: Sequence[HistoryRow], model_dir: str | Path, params: Tr
         # Serving reads words as of the whole history (the newest grants included), like personal history.
         bundle.metadata.words = learned_from(in_time_order(rows)).to_json()
         save_model(model_dir, bundle)
-    _save_risk_model(rows, model_dir, outcome)
+    _save_risk_model(rows, model_dir, outcome, peers_of)
     return outcome
 
 
-def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome) -> None:
+def _save_risk_model(rows: Sequence[HistoryRow], model_dir: str | Path, outcome: TrainOutcome,
+                     peers_of: PeersOf | None = None) -> None:
     """Train and save the risk model beside the duration model (it has no held-out score to lose);
     a history too small for it leaves any saved one in place and says so."""
     try:
-        save_risk(model_dir, train_risk(rows))
+        save_risk(model_dir, train_risk(rows, peers_of=peers_of))
     except TrainingError as exc:
         outcome.warnings.append(f"risk model not trained: {exc}")
 

@@ -42,7 +42,9 @@ def test_features_do_not_change_when_the_future_changes(rows: list[HistoryRow]) 
 
 
 # Grouped by the kind of work as known when each past grant was asked (training) or now (serving).
-_BY_WORK = {COL["u_res_task_med"], COL["u_task_med"]}
+# The pace features read what the words predicted of each past grant: when it was asked (training)
+# or now (serving).
+_BY_WORK = {COL["u_res_task_med"], COL["u_task_med"], COL["u_task_ask"], COL["u_ask_need"], COL["u_pace"]}
 
 
 def test_serving_features_equal_training_features(rows: list[HistoryRow]) -> None:

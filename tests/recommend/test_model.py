@@ -10,7 +10,7 @@ import pytest
 from recommend.errors import ModelError, TrainingError
 from recommend.features import encode
 from recommend.history import HistoryRow
-from recommend.model import META_FILE, MODEL_FILE, TrainParams, load_model
+from recommend.model import ALPHA_CHOICES, META_FILE, MODEL_FILE, TrainParams, load_model
 from recommend.training import fit, prepare, train_and_save
 from tests.recommend.conftest import FAST
 
@@ -34,7 +34,7 @@ def test_saved_model_loads_without_retraining_and_predicts_the_same(rows: list[H
     assert meta.version == bundle.metadata.version and meta.rows == len(rows)
     assert meta.rows_train + meta.rows_test == len(rows) and meta.rows_test == len(rows) // 5
     assert set(meta.metrics) == {"coverage", "excess_minutes", "extension_rate", "pinball"}
-    assert "orders-db" in meta.vocabularies["resource"] and meta.alpha == 0.8
+    assert "orders-db" in meta.vocabularies["resource"] and meta.alpha in ALPHA_CHOICES
     assert meta.params["deterministic"] is True and meta.params["force_row_wise"] is True
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from recommend.features import in_time_order
 from recommend.risk import (
     MAX_SAMPLES,
     N_TREES,
+    RISK_FEATURES,
     RISK_FILE,
     ask_of_row,
     fit_risk,
@@ -21,6 +23,7 @@ from recommend.risk import (
     load_risk,
     past_of,
     rarity_matrix,
+    risk_features,
     save_risk,
     score_request,
 )
@@ -71,7 +74,7 @@ def model(history: list):
 
 def _decide(risk: dict | None) -> dict:
     ps = load_policy_text(POLICY, "risk.yaml")
-    req = {"user": "alice", "resource": "db", "role": "readonly", "duration": "30m", "reason": "x",
+    req: dict[str, object] = {"user": "alice", "resource": "db", "role": "readonly", "duration": "30m", "reason": "x",
            "time": "2026-11-18T10:00:00Z"}
     if risk is not None:
         req["risk"] = risk
@@ -174,7 +177,7 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
         created = core.audit.audit_events(type="request.created")[-1]
         assert created.data["decision"]["risk"] == risk
         message = convert.decision(rec.decision)
-        assert message.risk.known and abs(message.risk.score - risk["score"]) < 1e-9
+        assert message is not None and message.risk.known and abs(message.risk.score - risk["score"]) < 1e-9
         assert risk_text(message).startswith(f"{risk['score']:.2f}")
     finally:
         core.ledger.store.close()
@@ -188,5 +191,89 @@ def test_the_control_plane_records_risk_in_decision_audit_and_requests_show(mode
         assert rec.decision.risk["known"] is False and "no risk model" in rec.decision.risk["reasons"][0]
         assert rec.decision.approval.levels, "an unknown score takes the policy's fail-closed branch"
         assert risk_text(convert.decision(rec.decision)).startswith("unknown (no risk model")
+    finally:
+        core.ledger.store.close()
+
+
+def test_new_to_the_group_counts_only_the_requesters_peers(history: list) -> None:
+    """A resource new to the requester that only people outside their group used is new to their
+    peers; with peers unnamed (None) everyone counts."""
+    col = list(RISK_FEATURES).index("resource_new_peers")
+    row = next(r for r in history[1000:] if sum(p.user == r.user for p in history[:1000]) > 10)
+    mine = [p for p in history[:1000] if p.user == row.user]
+    other = next(res for res in sorted({r.resource for r in history[:1000]})
+                 if not any(p.resource == res for p in mine) and any(p.resource == res for p in history[:1000]))
+    on_resource = [p for p in history[:1000] if p.resource == other]
+    users_there = {p.user for p in on_resource}
+    ask = ask_of_row(row, resource=other)
+    everyone = risk_features(ask, mine, on_resource, None)[col]
+    outsiders = risk_features(replace(ask, peers=frozenset({"nobody-here"})), mine, on_resource, None)[col]
+    insiders = risk_features(replace(ask, peers=frozenset(users_there)), mine, on_resource, None)[col]
+    assert everyone == pytest.approx(1 / (1 + len(users_there))) and insiders == everyone
+    assert outsiders == 1.0 > everyone  # nobody of the group used it: fully new to the peers
+    # Anyone's rows on the resource may come as a function (score_request's way): the same features,
+    # and it is called only when a feature needs them (not for a known resource with a recommendation).
+    called: list[int] = []
+
+    def rows() -> list:
+        called.append(1)
+        return on_resource
+
+    assert np.array_equal(risk_features(ask, mine, rows, None), risk_features(ask, mine, on_resource, None))
+    assert called
+    called.clear()
+    risk_features(ask_of_row(row, resource=mine[0].resource, recommended_minutes=30.0), mine, rows, None)
+    assert not called
+    # Training reads peers as serving will, when the caller names them (train_risk(peers_of=...)).
+    alone, _ = history_features(history[:300], peers_of=lambda user: frozenset())
+    crowd, _ = history_features(history[:300])
+    new = alone[:, col] > 0
+    assert new.any() and (alone[new, col] == 1.0).all() and (crowd[new, col] < 1.0).any()
+
+
+PEERS_POLICY = POLICY.replace("  sam: {groups: [security]}", "  sam: {groups: [security]}\n  bob: {groups: [sre]}\n"
+                              "  carol: {groups: [sre, dba]}\n  dan: {groups: [dba]}\n  eve: {}")
+
+
+def test_the_control_plane_names_the_requesters_group_as_peers(tmp_path: Path) -> None:
+    from controlplane.core import AccessCore, StaticPolicy
+    from controlplane.store import open_store
+
+    core = AccessCore(open_store(str(tmp_path / "store.db")),
+                      StaticPolicy(load_policy_text(PEERS_POLICY, "risk.yaml")), recommender=None)
+    try:
+        assert core.history.peers_of("alice") == frozenset({"bob", "carol"})
+        assert core.history.peers_of("carol") == frozenset({"alice", "bob", "dan"})  # both of her groups
+        assert core.history.peers_of("eve") is None  # in no group: everyone is a peer
+    finally:
+        core.ledger.store.close()
+
+
+def test_extensions_are_risk_scored_and_recorded(model, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An extension is scored as the whole grant it would make: a long one scores higher than a short
+    one, and the score is in the extension's decision and its audit event (and in a refusal's)."""
+    save_risk(tmp_path / "model", model)
+    core = _core(tmp_path, Recommender(tmp_path / "model", check_every=None))
+    try:
+        scores = []
+        for minutes in (5, 300):
+            rec, _ = core.requests.create_request(
+                "alice", "db", role="readonly", duration=timedelta(minutes=30), reason="report")
+            if rec.state == "PENDING":  # alice has no past: her request may score high and need security
+                rec = core.approvals.approve("sam", rec.id)
+            rec = core.grants.extend("alice", rec.id, timedelta(minutes=minutes), "more")
+            risk = rec.extensions[-1].decision.risk
+            assert risk is not None and risk["known"], risk
+            event = core.audit.audit_events(type="extension.requested")[-1]
+            assert event.data["decision"]["risk"] == risk
+            scores.append(risk["score"])
+        assert scores[1] > scores[0], scores
+        assert "duration far above the recommendation" in rec.extensions[-1].decision.risk["reasons"]
+        from cli.render import print_request
+        from controlplane import convert
+
+        print_request(convert.access_request(rec))  # what `requests show` prints to an approver
+        shown = capsys.readouterr().out
+        assert f"risk: {risk['score']:.2f}: " in shown and "duration far above the recommendation" in shown
     finally:
         core.ledger.store.close()
