@@ -1,12 +1,15 @@
 """One sweeper at a time among the planes on one PostgreSQL: a session-level advisory lock.
 
-The plane whose lease connection holds `pg_advisory_lock(SWEEP_LOCK)` sweeps; the others ask
+The plane whose lease connection holds the advisory lock (SWEEP_LOCK, hashtext(current_schema()))
+sweeps; the others ask
 again before each sweep they would make (the sweeper retries every `ERROR_BACKOFF`, 1 s). When
 the holder dies (even `kill -9`), its connection closes and PostgreSQL drops the lock at once,
 so another plane takes over within about a second. A plane that loses its lease connection
 stops sweeping until it holds the lock again. Two sweeps at once would still be correct
 (each expiry is a checked state change under the audit head lock); the lease avoids the
-duplicate work and keeps expiry events in one order.
+duplicate work and keeps expiry events in one order. Advisory locks are per database, not per
+schema: the key names the store's schema so that two deployments in one database (a schema
+each, chosen by the store URL's search_path) each have their own sweeper.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from sqlalchemy import Engine
 
 log = logging.getLogger("jitgate.lease")
 
-SWEEP_LOCK = 7283542  # pg advisory lock key of the sweeper's lease
+SWEEP_LOCK = 7283542  # the first half of the sweeper lease's advisory lock key (the second: the schema)
 
 
 class SweepLease:
@@ -44,7 +47,8 @@ class SweepLease:
                 if self._held:
                     self._conn.execute("SELECT 1")  # still connected, so still holding it
                     return True
-                got = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]
+                got = self._conn.execute("SELECT pg_try_advisory_lock(%s::integer, hashtext(current_schema()))",
+                                          (self._key,)).fetchone()[0]
                 if got:
                     log.info("sweeper lease taken: this plane sweeps")
                 self._held = bool(got)
