@@ -73,7 +73,14 @@ def levels(approval: Any) -> list[str]:
     return [f"level {i + 1}: {lv.min or 1} of {', '.join(lv.approvers)}" for i, lv in enumerate(approval.levels)]
 
 
-FILTERS = {"when": when, "span": span, "state": state, "review": review, "extension_state": extension_state,
+def extension_asked(req: Any) -> Any | None:
+    """The extension an ACTIVE grant waits on (what makes it pending on the dashboard), or None."""
+    from cli.render import pending_extension
+
+    return pending_extension(req)
+
+
+FILTERS = {"extension_asked": extension_asked, "when": when, "span": span, "state": state, "review": review, "extension_state": extension_state,
            "percent": percent, "minutes": minutes, "target": target, "levels": levels}
 
 __all__ = ["FILTERS", "levels", "minutes", "percent", "span", "state", "target", "when"]
