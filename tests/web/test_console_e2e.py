@@ -189,6 +189,7 @@ def test_dashboard_numbers_change_and_admin_revokes(web_stack: WebStack, browser
     browser.open("/dashboard")
     assert _figure(browser, "active") == SHARED["active"] + 1
     assert browser.find_all("svg.chart rect.bar")
+    assert "extension asked: +15m" in browser.text("#pending")  # alice's extension waits on approval
     browser.shot("dashboard")
     row = f"#active tr[data-id='{SHARED['id']}']"
     browser.fill({"reason": "report done"}, within=row)
