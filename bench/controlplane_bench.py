@@ -1,7 +1,7 @@
 """Control plane benchmark: one plane on SQLite, one plane on PostgreSQL, two planes on one
 PostgreSQL (clients spread over both), in one run on this machine.
 
-    .venv/bin/python bench/controlplane_bench.py [--clients 8] [--seconds 5] [--grants 10000]
+    .venv/bin/python bench/controlplane_bench.py [--clients 8] [--seconds 5] [--grants 10000] [--watch events]
 
 1. Throughput: one operation is CreateRequest (auto-approved: ACTIVE) + GetRequest over mTLS;
    ops/s, p99 per call, and each process's CPU per operation (every plane, and the PostgreSQL
@@ -12,6 +12,8 @@ PostgreSQL (clients spread over both), in one run on this machine.
 3. Mass expiry: `--grants` grants expiring at one instant, on SQLite and on PostgreSQL (two
    planes: the sweeper on A, watchers on A and B): seconds from the deadline until all are
    EXPIRED, and until a watcher has received every `grant.expired` (goal < 1 s for both).
+   Watchers (here and in 2.) read WatchEventBatches, as brokers do; `--watch events` times
+   WatchEvents instead (one event per message, as every watcher did before batches existed).
 4. Sweeper failover: kill -9 of the plane holding the sweeper lease just before a grant's
    deadline; seconds from the deadline (or the kill, if later) until the other plane expires it.
 
