@@ -104,18 +104,20 @@ def complete(stack: ReplayStack, session_id: str) -> recordings_pb2.Recording:
                     timeout=60, interval=0.1)
 
 
-def live_session(stack: ReplayStack, grant_id: str) -> str:
-    return str(wait_for(lambda: next((s.id for s in sessions_of(stack, grant_id) if not s.end_reason), ""),
+def session_of(stack: ReplayStack, grant_id: str, live: bool = True) -> str:
+    """The grant's session id once the broker reported it (live: only while it runs)."""
+    return str(wait_for(lambda: next((s.id for s in sessions_of(stack, grant_id) if not (live and s.end_reason)), ""),
                         timeout=20, interval=0.05))
 
 
-def ssh_tty(stack: ReplayStack, script: str) -> tuple[subprocess.Popen[bytes], str]:
-    """alice's OpenSSH session with a terminal (-tt: a terminal recording) running `script`."""
+def ssh_tty(stack: ReplayStack, script: str, live: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """alice's OpenSSH session with a terminal (-tt: a terminal recording) running `script`;
+    live=False for a script that may end before the session is first seen."""
     grant = stack.grant("alice", "web-01")
     key = stack.user_key("alice", grant.id)
     proc = subprocess.Popen(stack.ssh_argv(key, "web-01", script, extra=("-tt",)), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return proc, live_session(stack, grant.id)
+    return proc, session_of(stack, grant.id, live)
 
 
 def terminal_text(browser: Browser, within: str) -> str:
@@ -175,7 +177,7 @@ def _seek(browser: Browser, seconds: str) -> None:
 def test_a_finished_session_replays_with_seek_and_verifies(stack: ReplayStack, browser: Browser) -> None:
     from selenium.webdriver.support.ui import Select
 
-    proc, sid = ssh_tty(stack, "echo replay-first; sleep 1; echo 'replay-<b>last</b>'")
+    proc, sid = ssh_tty(stack, "echo replay-first; sleep 1; echo 'replay-<b>last</b>'", live=False)
     finish(proc)
     complete(stack, sid)
     browser.sign_in("admin")
@@ -237,7 +239,7 @@ def test_a_postgresql_session_is_a_timeline_of_statements(stack: ReplayStack, br
 
 
 def test_someone_who_may_not_read_a_recording_is_told_so(stack: ReplayStack, browser: Browser) -> None:
-    proc, sid = ssh_tty(stack, "echo for-alice-and-auditors-only")
+    proc, sid = ssh_tty(stack, "echo for-alice-and-auditors-only", live=False)  # it ends at once
     finish(proc)
     complete(stack, sid)
     browser.sign_in("bob")
