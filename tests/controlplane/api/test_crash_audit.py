@@ -52,6 +52,9 @@ class Workload:
             except grpc.RpcError as e:
                 self.errors.append(e.code().name)
                 return
+            except ValueError:  # the test closed this client's channel after the kill
+                self.errors.append("CLOSED")
+                return
 
     def approvals(self) -> None:
         alice, bob, sam = (self.cp.client(n, timeout=10) for n in ("alice", "bob", "sam"))
@@ -67,6 +70,9 @@ class Workload:
                     self._ack(who.access.Approve(access_pb2.DecideRequest(id=req.id)))
             except grpc.RpcError as e:
                 self.errors.append(e.code().name)
+                return
+            except ValueError:  # the test closed this client's channel after the kill
+                self.errors.append("CLOSED")
                 return
 
 
