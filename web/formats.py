@@ -80,7 +80,8 @@ def extension_asked(req: Any) -> Any | None:
     return pending_extension(req)
 
 
-FILTERS = {"extension_asked": extension_asked, "when": when, "span": span, "state": state, "review": review, "extension_state": extension_state,
+FILTERS = {"extension_asked": extension_asked,
+           "when": when, "span": span, "state": state, "review": review, "extension_state": extension_state,
            "percent": percent, "minutes": minutes, "target": target, "levels": levels}
 
 __all__ = ["FILTERS", "levels", "minutes", "percent", "span", "state", "target", "when"]
