@@ -390,7 +390,7 @@ def main() -> None:
           f"watchers read {WATCH['rpc']}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp_name, pg_store("jg_bench") as pg_url:
         tmp = Path(tmp_name)
-        url = f"{pg_url}&application_name={APP_NAME}"
+        url = f"{pg_url}{'&' if '?' in pg_url else '?'}application_name={APP_NAME}"
         sqlite = ControlPlane(tmp / "sqlite", POLICIES, env=env)
         planes: list[ControlPlane] = [sqlite]
         try:
