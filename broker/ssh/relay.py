@@ -368,7 +368,20 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
+        self._stop_target_command()
         return cut, summary, chan
+
+    def _stop_target_command(self) -> None:
+        """A cut ends the work too, not only the user's connection: without a terminal, sshd
+        closes a command's pipes but signals nothing, so `sleep 600` (or a copy job) would go on
+        running on the target. SIGKILL, because a cut may not be ignored (SIGHUP can be). OpenSSH's
+        sshd kills the session's process group for it, except for a root login (it refuses session
+        signals there and logs so); a command under a terminal also gets SIGHUP as the pty closes."""
+        if self._up_chan is not None:  # (is_closing() is already true once the user's EOF went up)
+            try:
+                self._up_chan.send_signal("KILL")
+            except (OSError, asyncssh.Error):
+                pass  # the target side is already gone: nothing left to stop
 
     async def _cut_user_side(self, cut: Cut, summary: str, chan: Any) -> None:
         """After the line and the close: the recording's mark, the user disconnected; the target

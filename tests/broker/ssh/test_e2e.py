@@ -284,6 +284,11 @@ def test_cut_closes_the_target_side_too(stack: SshStack) -> None:
     proc.communicate(timeout=30)
     assert wait_for(lambda: connections_to(stack.target.port) == before, timeout=10)
     assert ended_session(stack, grant.id)[0].end_reason == "revoked"
+    # The command is stopped too, not only the connections: without a terminal sshd would let
+    # `sleep 60` run on. The broker sends `signal KILL` on the target channel; this machine's tests
+    # log in as root, for whom sshd refuses session signals and logs so: the log shows the request.
+    sshd_log = stack.target.directory / "sshd.log"
+    assert wait_for(lambda: "session_signal_req" in sshd_log.read_text(errors="replace"), timeout=10)
 
 
 # ------------------------------------------------------------------ refusals
