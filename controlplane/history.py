@@ -208,21 +208,6 @@ class HistoryService:
     def recommend(self, actor: str, resource: str, login: str = "", role: str = "",
                   reason: str = "", ticket: str = "") -> Recommendation:
         """A recommended duration for a request the actor could make."""
-        return self._recommend(actor, resource, login, role, reason, ticket)
-
-    def recommend_for_request(self, actor: str, request_id: str) -> Recommendation:
-        """The recommendation for a stored request as its requester asked it (now, with their
-        history), for anyone who may see that request: what an approver weighs the ask against."""
-        with self.ledger.store.read() as tx:
-            rec = tx.get_request(request_id)
-        if rec is None:
-            raise JitError("request.not_found", f"there is no request `{request_id}`")
-        if not self.ledger.visible(actor, rec):
-            raise JitError("permission.denied", f"you may not see request `{request_id}`")
-        return self._recommend(rec.user, rec.resource, rec.login, rec.role, rec.reason, rec.ticket)
-
-    def _recommend(self, actor: str, resource: str, login: str, role: str, reason: str,
-                   ticket: str) -> Recommendation:
         ps = self.ledger.require_user(actor)
         res = ps.resources.get(resource)
         if res is None:

@@ -47,6 +47,14 @@ class Form:
         return value
 
 
+def path_id(path_params: Mapping[str, str], what: str = "id") -> str:
+    """The `{id}` of a change's path, within the API's bound for ids."""
+    rid = path_params["id"]
+    if len(rid) > ID:
+        raise FormError(f"the {what} is longer than {ID} characters")
+    return rid
+
+
 def parse_form(body: bytes, content_type: str | None) -> Form:
     """Bounded parsing of a urlencoded body (see the module doc)."""
     kind = (content_type or "").split(";", 1)[0].strip().lower()

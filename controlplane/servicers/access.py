@@ -135,7 +135,11 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         if request.request_id:
             if request.resource or request.login or request.role or request.reason or request.ticket:
                 raise JitError("invalid.argument", "give either `request_id` or the request's fields, not both")
-            rec = await self.d.run(self.d.core.history.recommend_for_request, caller().name, request.request_id)
+            # A stored request, for anyone who may see it (the approver weighing the ask), as its
+            # requester asked it: their recommendation now, with their history.
+            asked = await self.d.run(self.d.core.requests.get_request, caller().name, request.request_id)
+            rec = await self.d.run(self.d.core.history.recommend, asked.user, asked.resource, asked.login,
+                                   asked.role, asked.reason, asked.ticket)
         else:
             rec = await self.d.run(
                 self.d.core.history.recommend,

@@ -9,7 +9,7 @@ import pytest
 from markupsafe import Markup
 
 from web.charts import DayCounts, bar_chart
-from web.forms import MAX_BODY_BYTES, FormError, parse_form
+from web.forms import MAX_BODY_BYTES, FormError, parse_form, path_id
 from web.pages import back_of, shown
 from web.security import CsrfError, check_change
 from web.session import Person, SessionStore
@@ -40,6 +40,13 @@ def test_a_form_over_a_bound_is_refused_plainly(body: bytes, kind: str, text: st
     with pytest.raises(FormError) as e:
         parse_form(body, kind)
     assert text in str(e.value)
+
+
+def test_a_path_id_past_the_api_bound_is_refused() -> None:
+    assert path_id({"id": "a" * 64}) == "a" * 64
+    with pytest.raises(FormError) as e:
+        path_id({"id": "a" * 65}, "request id")
+    assert str(e.value) == "the request id is longer than 64 characters"
 
 
 def test_required_fields_say_so() -> None:

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from web.api import api, call
-from web.forms import FormError
+from web.forms import FormError, path_id
 from web.pages import flash, refused, render
 from web.posts import change_form
 from web.session import signed_in
@@ -95,17 +95,10 @@ async def detail(request: Request) -> Response:
 
     client = api(signed_in(request))
     try:
-        req = await call(client.access.GetRequest, access_pb2.GetRequestRequest(id=_rid(request)))
+        req = await call(client.access.GetRequest, access_pb2.GetRequestRequest(id=path_id(request.path_params)))
     except grpc.RpcError as e:
         return refused(request, e, "The request could not be read")
     return render(request, "request_detail.html", w=await waiting_item(client, req))
-
-
-def _rid(request: Request) -> str:
-    rid = request.path_params["id"]
-    if len(rid) > 64:
-        raise FormError("the id is longer than 64 characters")
-    return rid
 
 
 async def decide(request: Request) -> Response:
@@ -113,7 +106,7 @@ async def decide(request: Request) -> Response:
 
     form = await change_form(request)
     client = api(signed_in(request))
-    rid, action = _rid(request), form.get("action")
+    rid, action = path_id(request.path_params), form.get("action")
     if action not in ("approve", "deny"):
         raise FormError("action must be approve or deny")
     msg = access_pb2.DecideRequest(id=rid, comment=form.text("comment"))
@@ -130,7 +123,7 @@ async def review(request: Request) -> Response:
 
     form = await change_form(request)
     client = api(signed_in(request))
-    rid = _rid(request)
+    rid = path_id(request.path_params)
     flag = form.get("flag") == "1"
     try:
         await call(client.access.Review, access_pb2.ReviewRequest(id=rid, flag=flag, comment=form.text("comment")))

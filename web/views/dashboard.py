@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from web.api import api, call
 from web.charts import DayCounts, bar_chart
-from web.forms import FIELD_BOUNDS, FormError
+from web.forms import FIELD_BOUNDS, FormError, path_id
 from web.pages import flash, refused, render
 from web.posts import change_form
 from web.session import signed_in
@@ -105,9 +105,7 @@ async def revoke(request: Request) -> Response:
 
     form = await change_form(request)
     client = api(signed_in(request))
-    rid = request.path_params["id"]
-    if len(rid) > 64:
-        raise FormError("the id is longer than 64 characters")
+    rid = path_id(request.path_params)
     try:
         await call(client.access.Revoke, access_pb2.RevokeRequest(
             id=rid, reason=form.text("reason", required=True, label="reason")))

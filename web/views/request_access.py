@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from web.api import api, call
-from web.forms import Form, FormError
+from web.forms import Form, FormError, path_id
 from web.pages import flash, refused, render
 from web.posts import change_form
 from web.session import signed_in
@@ -117,9 +117,7 @@ async def _change(request: Request, what: str) -> Response:
 
     form = await change_form(request)
     client = api(signed_in(request))
-    rid = request.path_params["id"]
-    if len(rid) > 64:
-        raise FormError("the request id is longer than 64 characters")
+    rid = path_id(request.path_params, "request id")
     try:
         if what == "extend":
             duration = parse_duration_field(form.get("duration"), required=True)
