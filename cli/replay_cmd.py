@@ -98,14 +98,8 @@ def _fail(message: str) -> None:
 
 
 def _who(info: RecordingInfo) -> str:
-    m = info.metadata
-    who = m.get("user", "")
-    where = m.get("target") or m.get("resource") or ""
-    as_ = m.get("login") or m.get("role") or ""
-    text = who
-    if where:
-        text += f" -> {as_ + '@' if as_ else ''}{where}"
-    return text
+    who = info.metadata.get("user", "")
+    return f"{who} -> {info.where}" if info.where else who
 
 
 # ---------------------------------------------------------------- replay

@@ -71,10 +71,7 @@ def _watch_remote(client: Any, output: str, session_id: str) -> None:
              "(yet: a session's first part arrives within seconds)")
     info = store.info(refs[-1])
     if output == "table":
-        m = info.metadata
-        where = m.get("target") or m.get("resource") or ""
-        as_ = m.get("login") or m.get("role") or ""
-        echo(visible(f"[jitgate] session {session_id}: {m.get('user', '')} as {as_} on {where}"
+        echo(visible(f"[jitgate] session {session_id}: {info.metadata.get('user', '')} on {info.where}"
                      f"{'' if not info.end_reason else ' (ended: ' + info.end_reason + ')'}"), err=True)
     try:
         for event in store.follow(refs[-1]):

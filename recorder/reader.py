@@ -30,6 +30,14 @@ class RecordingInfo:
     bytes_out: int | None = None
     final_hash: str | None = None
 
+    @property
+    def where(self) -> str:
+        """`login@target` (SSH) or `role@resource` (PostgreSQL), or the target alone, from the metadata."""
+        m = self.metadata
+        target = str(m.get("target") or m.get("resource") or "")
+        as_ = str(m.get("login") or m.get("role") or "")
+        return f"{as_}@{target}" if as_ and target else target
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "session_id": self.session_id, "kind": self.kind.value,

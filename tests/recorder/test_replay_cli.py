@@ -170,3 +170,15 @@ def test_recordings_search(store: FileRecordingStore, data_dir: Path) -> None:
     assert where("nothing like this") == set()
     result = run(data_dir, "recordings", "search", "orders")
     assert result.exit_code == 0 and "sess-db" in result.stdout
+
+
+@pytest.mark.parametrize(("metadata", "expected"), [
+    ({"target": "web-01", "login": "root"}, "root@web-01"),
+    ({"resource": "orders-db", "role": "readonly"}, "readonly@orders-db"),
+    ({"target": "web-01"}, "web-01"),
+    ({"login": "root"}, ""),
+])
+def test_recording_where_names_login_or_role_at_target(metadata: dict[str, str], expected: str) -> None:
+    from recorder.reader import RecordingInfo
+
+    assert RecordingInfo("r", "s", Kind.TERMINAL, 0.0, metadata).where == expected

@@ -44,13 +44,6 @@ def offset(t: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:06.3f}" if hours else f"{minutes:02d}:{seconds:06.3f}"
 
 
-def where(metadata: dict[str, Any]) -> str:
-    """`login@target` (SSH) or `role@resource` (PostgreSQL) from a recording's metadata."""
-    target = metadata.get("target") or metadata.get("resource") or ""
-    as_ = metadata.get("login") or metadata.get("role") or ""
-    return visible(f"{as_}@{target}" if as_ and target else target)
-
-
 @dataclass(frozen=True, slots=True)
 class RecordingView:
     """One recording in a list, or at the top of its page."""
@@ -77,7 +70,7 @@ def recording_view(info: RecordingInfo, *, user: str = "", size: int | None = No
     meta = info.metadata
     return RecordingView(
         ref=visible(info.ref), session_id=visible(info.session_id), kind=info.kind.value,
-        user=visible(user or meta.get("user") or ""), where=where(meta), started=when(info.started_at),
+        user=visible(user or meta.get("user") or ""), where=visible(info.where), started=when(info.started_at),
         length=span(info.ended_at - info.started_at) if info.ended_at else "",
         command=visible(info.command or ""), live=not info.sealed, end_reason=visible(info.end_reason or ""),
         size="" if size is None else _bytes(size), events="" if info.events is None else str(info.events))
