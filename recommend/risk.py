@@ -166,11 +166,10 @@ class BreakGlassPattern:
     def ask_factor(self, reason: str, ticket: str) -> float:
         """How much longer than the average ask requests with these words usually ask (the word
         farthest from average; 1.0 without known words): long kinds of work ask long."""
-        found = self.asks.estimates(reason, ticket)
+        found, overall = self.asks.shrunk_means(reason, ticket), self.asks.overall
         if not found:
             return 1.0
-        strongest = max(found, key=lambda e: abs(e.deviation))
-        return math.exp(strongest.deviation)
+        return math.exp(max(found, key=lambda estimate: abs(estimate - overall)) - overall)
 
     def lift(self, reason: str, ticket: str) -> float:
         """How much likelier break-glass is among past requests sharing a word of this reason than
@@ -178,8 +177,8 @@ class BreakGlassPattern:
         overall = self.words.overall
         if math.isnan(overall) or overall <= 0:
             return 0.0
-        found = self.words.estimates(reason, ticket)
-        return max((e.estimate / overall for e in found), default=1.0)  # log1p(0 or 1) means: ratios of shares
+        # log1p(0 or 1) means: ratios of shares
+        return max((estimate / overall for estimate in self.words.shrunk_means(reason, ticket)), default=1.0)
 
     def hour_rarity(self, at: datetime) -> float:
         """How much rarer break-glass was within an hour of this time of day than if spread evenly."""
@@ -241,11 +240,10 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     else:
         near = weekend_n = 0
     recent = n - bisect_right(stamps, burst_from)  # stamps ascend: `past` is in time order
-    resources = set(map(_RESOURCE, past))
-    asked_here = [p.asked_minutes for p in past if p.resource == resource]
+    resources = Counter(map(_RESOURCE, past))
     access_counts = Counter(map(_ACCESS, past))  # a few distinct values: count first, then filter
     accesses = [a for a in access_counts if a.startswith(prefix)]
-    same_resource = len(asked_here)
+    same_resource = resources[resource]
     same_kind = sum(access_counts[a] for a in accesses)
     same_access = access_counts[ask.access]
     # against an even spread over the day: 0 within the person's usual hours
@@ -266,7 +264,7 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     else:
         resource_new_peers = 0.0
     access_new_user = -math.log((len(accesses) + 1) / (same_kind + 2)) if same_access == 0 and same_kind else 0.0
-    reference = _reference_minutes(ask, asked_here, past, on_resource)
+    reference = _reference_minutes(ask, past, on_resource)
     if pattern is not None and ask.recommended_minutes is None:
         reference *= pattern.ask_factor(ask.reason, ask.ticket)
     duration_over = max(0.0, math.log(ask.asked_minutes / reference))
@@ -290,12 +288,13 @@ def _rows(rows: ResourceRows) -> Sequence[Any]:
     return rows() if callable(rows) else rows
 
 
-def _reference_minutes(ask: RiskAsk, asked_here: list[float], past: Sequence[Any], on_resource: ResourceRows) -> float:
+def _reference_minutes(ask: RiskAsk, past: Sequence[Any], on_resource: ResourceRows) -> float:
     """The recommendation, else the usual (median) ask of this person on the resource, of anyone on
     it, of this person, else an hour (each list built only when the one before is empty)."""
     if ask.recommended_minutes is not None and ask.recommended_minutes > 0:
         return ask.recommended_minutes
-    pool = asked_here or [p.asked_minutes for p in _rows(on_resource)[-250:] if p.requested_at < ask.at] \
+    pool = [p.asked_minutes for p in past if p.resource == ask.resource] \
+        or [p.asked_minutes for p in _rows(on_resource)[-250:] if p.requested_at < ask.at] \
         or [p.asked_minutes for p in past]
     if not pool:
         return 60.0

@@ -109,6 +109,14 @@ class WordStats:
                 out.append(WordEstimate(word, n, (self._sum[word] + SMOOTHING * overall) / (n + SMOOTHING), overall))
         return out
 
+    def shrunk_means(self, reason: str, ticket: str) -> list[float]:
+        """`estimates`' values alone, in the same order (the risk score's hot path: no records built)."""
+        overall = self.overall
+        if math.isnan(overall):
+            return []
+        counts, sums, prior = self._n, self._sum, SMOOTHING * overall
+        return [(sums[w] + prior) / (counts[w] + SMOOTHING) for w in words_of(reason, ticket) if counts.get(w)]
+
     def features(self, reason: str, ticket: str) -> tuple[float, float, float, float, float]:
         """TEXT_FEATURES: lowest and highest word estimate, the estimate and log count of the
         strongest word (farthest from the overall mean), the ticket prefix's estimate (nan: none)."""
