@@ -129,6 +129,14 @@ class TxBase:
             out.extend(tuple(r) for r in self.cur.fetchall())
         return out
 
+    def _bulk_insert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert many rows (values in `columns` order) at once; the engine's Tx loads them the
+        fastest way its database has (PostgreSQL: COPY)."""
+        quote = self.dialect.identifier_preparer.quote
+        mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
+        self.cur.executemany(f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                             f"VALUES ({', '.join([mark] * len(columns))})", rows)
+
     def _delete_in(self, table: Table, key: str, values: Sequence[Any]) -> None:
         """Delete the rows of `table` whose `key` is one of `values` (on the cursor, chunked)."""
         for part in chunks(list(values)):
