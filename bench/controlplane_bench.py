@@ -2,6 +2,7 @@
 PostgreSQL (clients spread over both), in one run on this machine.
 
     .venv/bin/python bench/controlplane_bench.py [--clients 8] [--seconds 5] [--grants 10000] [--watch events]
+                                                 [--only throughput|events|expiry|failover]
 
 1. Throughput: one operation is CreateRequest (auto-approved: ACTIVE) + GetRequest over mTLS;
    ops/s, p99 per call, and each process's CPU per operation (every plane, and the PostgreSQL
@@ -374,6 +375,9 @@ async def sweeper_failover(holder: ControlPlane, other: ControlPlane, lead: floa
 # -- main -------------------------------------------------------------------------------------------
 
 
+PARTS = ("throughput", "events", "expiry", "failover")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -382,7 +386,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300, help="grants timed for the cross-plane event delay")
     parser.add_argument("--watch", choices=("batches", "events"), default="batches",
                         help="watchers read WatchEventBatches (default) or WatchEvents (one event per message)")
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="run only this part (1. throughput, 2. events, 3. expiry, 4. failover); repeatable")
     args = parser.parse_args()
+    parts = set(args.only or PARTS)
     WATCH["rpc"] = "WatchEventBatches" if args.watch == "batches" else "WatchEvents"
     env = {"JITGATE_LOG_LEVEL": "WARNING",
            "JITGATE_SWITCH_INTERVAL": os.environ.get("JITGATE_SWITCH_INTERVAL", "0.0005")}
@@ -394,36 +401,43 @@ def main() -> None:
         sqlite = ControlPlane(tmp / "sqlite", POLICIES, env=env)
         planes: list[ControlPlane] = [sqlite]
         try:
-            one = asyncio.run(drive("1 plane, SQLite", args.clients, args.seconds, [cp_factory(sqlite)],
-                                    {"plane": [plane_pid(sqlite)]}))
-            print(one.line())
+            if "throughput" in parts:
+                one = asyncio.run(drive("1 plane, SQLite", args.clients, args.seconds, [cp_factory(sqlite)],
+                                        {"plane": [plane_pid(sqlite)]}))
+                print(one.line())
             a = ControlPlane(tmp / "a", POLICIES, env=env, store=url)
             planes.append(a)
             pids = {"plane": [plane_pid(a)], "postgres": pg_backends()}
-            pg1 = asyncio.run(drive("1 plane, PostgreSQL", args.clients, args.seconds, [cp_factory(a)], pids))
-            print(pg1.line())
+            if "throughput" in parts:
+                pg1 = asyncio.run(drive("1 plane, PostgreSQL", args.clients, args.seconds, [cp_factory(a)], pids))
+                print(pg1.line())
             b = ControlPlane(tmp / "b", POLICIES, env=env, peer=a)
             planes.append(b)
             pids = {"plane A": [plane_pid(a)], "plane B": [plane_pid(b)], "postgres": pg_backends()}
-            pg2 = asyncio.run(drive("2 planes, PostgreSQL", args.clients, args.seconds, [cp_factory(a), cp_factory(b)],
-                                    pids))
-            print(pg2.line())
-            print(f"throughput vs 1 plane SQLite: 1 plane PG {pg1.throughput / one.throughput:.2f}x, "
-                  f"2 planes PG {pg2.throughput / one.throughput:.2f}x; 2 planes vs 1 plane PG "
-                  f"{pg2.throughput / pg1.throughput:.2f}x; p99 {one.pct(0.99):.1f} / {pg1.pct(0.99):.1f} / "
-                  f"{pg2.pct(0.99):.1f} ms (2 cores shared by every process)")
+            if "throughput" in parts:
+                pg2 = asyncio.run(drive("2 planes, PostgreSQL", args.clients, args.seconds,
+                                        [cp_factory(a), cp_factory(b)], pids))
+                print(pg2.line())
+                print(f"throughput vs 1 plane SQLite: 1 plane PG {pg1.throughput / one.throughput:.2f}x, "
+                      f"2 planes PG {pg2.throughput / one.throughput:.2f}x; 2 planes vs 1 plane PG "
+                      f"{pg2.throughput / pg1.throughput:.2f}x; p99 {one.pct(0.99):.1f} / {pg1.pct(0.99):.1f} / "
+                      f"{pg2.pct(0.99):.1f} ms (2 cores shared by every process)")
 
-            delays = asyncio.run(event_delays(a, {"same plane (A)": a, "other plane (B)": b}, args.events))
-            for name, ms in delays.items():
-                print(f"event delay, watcher on the {name}: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms "
-                      f"({len(ms)} of {args.events} grants){' (goal p99 < 100 ms)' if 'other' in name else ''}")
+            if "events" in parts:
+                delays = asyncio.run(event_delays(a, {"same plane (A)": a, "other plane (B)": b}, args.events))
+                for name, ms in delays.items():
+                    print(f"event delay, watcher on the {name}: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} "
+                          f"ms ({len(ms)} of {args.events} grants){' (goal p99 < 100 ms)' if 'other' in name else ''}")
 
-            if args.grants > 0:
+            if args.grants > 0 and "expiry" in parts:
+                plane_pid(sqlite)  # started (the throughput part starts it otherwise)
                 sqlite_db = str(sqlite.data.db_path)
                 print(mass_expiry("SQLite, 1 plane", [sqlite], sqlite_db, args.grants))
                 sqlite.stop()
                 print(mass_expiry("PostgreSQL, 2 planes", [a, b], url, args.grants))
 
+            if "failover" not in parts:
+                return
             took = asyncio.run(sweeper_failover(a, b))
             print(f"sweeper failover: kill -9 of the plane holding the lease; the other plane expired a due grant "
                   f"{took:.2f} s after its deadline (goal: within a few seconds)")

@@ -11,6 +11,12 @@ gets a fresh snapshot.
 
 Each event carries the current state of the request or session concerned, so
 a change seen twice (once in the snapshot, once live) is harmless.
+
+Ahead of a deadline the sweeper's prepared records (controlplane/prepared.py) reach `prepare`:
+the converter thread builds their `grant.expired` events then, a chunk at a time between live
+changes, so a mass expiry's events only need their seq and time once committed. A change uses
+its prepared event only if it carries that very record object (handed out only when stored rows
+match it).
 """
 from __future__ import annotations
 
@@ -22,10 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane import convert
-from controlplane.model import Change
+from controlplane.model import Change, RequestRecord
 from jitgate.v1 import types_pb2
 
 log = logging.getLogger(__name__)
+
+PREPARE_CHUNK = 200  # prepared records converted per turn (~10 ms): live changes wait at most that long
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """Records whose grant.expired events to build ahead (a queue item of the converter)."""
+
+    records: list[RequestRecord]
+    generation: int
 
 
 def owner_of(event: types_pb2.Event) -> str:
@@ -105,6 +121,10 @@ class EventHub:
         self._subs: set[Subscription] = set()
         self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Converter thread only: id(record) -> (record, its grant.expired event without seq/at).
+        self._ready: dict[int, tuple[RequestRecord, types_pb2.Event]] = {}
+        self._generation = 0  # the latest prepared batch (older remainders are dropped)
+        self._ready_generation = 0  # the batch `_ready` holds
 
     def start(self) -> None:
         """Start the converter thread (publish before start() queues until then)."""
@@ -136,6 +156,13 @@ class EventHub:
         if self._subs:  # nobody watching: nothing to convert (a watcher subscribes before its snapshot)
             self._pending.put(change)
 
+    def prepare(self, records: list[RequestRecord]) -> None:
+        """Prepared-records listener (any thread): build their grant.expired events ahead of the
+        deadline, on the converter thread (replacing those of any earlier batch)."""
+        if self._subs:
+            self._generation += 1
+            self._pending.put(_Prepared(records, self._generation))
+
     def _convert_loop(self) -> None:
         while True:
             batch = [self._pending.get()]
@@ -149,8 +176,11 @@ class EventHub:
             for change in batch:
                 if change is None:
                     continue
+                if isinstance(change, _Prepared):
+                    self._build_ahead(change)
+                    continue
                 try:
-                    events.append(convert.change_event(change))
+                    events.append(self._event_of(change))
                 except Exception:  # one bad change must not stop the stream of the others
                     log.exception("cannot convert change %s", getattr(change, "type", "?"))
             if events:
@@ -160,6 +190,34 @@ class EventHub:
                     return  # the loop is closed: the server is stopping
             if stop:
                 return
+
+    def _build_ahead(self, item: _Prepared) -> None:
+        """Build one chunk of a prepared batch's events; queue the rest behind the waiting changes."""
+        if item.generation != self._generation:
+            return  # a newer batch replaced this one
+        if item.generation != self._ready_generation:  # the first chunk of a new batch
+            self._ready = {}
+            self._ready_generation = item.generation
+        part, rest = item.records[:PREPARE_CHUNK], item.records[PREPARE_CHUNK:]
+        for rec in part:
+            try:
+                event = types_pb2.Event(type="grant.expired", request=convert.access_request(rec))
+                self._ready[id(rec)] = (rec, event)
+            except Exception:  # a record that cannot be built ahead is built when its change comes
+                log.exception("cannot build the event of prepared request %s", rec.id)
+        if rest:
+            self._pending.put(_Prepared(rest, item.generation))
+
+    def _event_of(self, change: Change) -> types_pb2.Event:
+        """The change's event: its prepared one (seq and time filled in) when it carries a prepared record."""
+        if change.type == "grant.expired" and change.request is not None:
+            hit = self._ready.pop(id(change.request), None)
+            if hit is not None and hit[0] is change.request:
+                event = hit[1]
+                event.seq = change.seq
+                event.at.CopyFrom(convert.ts_at(change.at))
+                return event
+        return convert.change_event(change)
 
     def _fanout_many(self, events: list[types_pb2.Event]) -> None:
         for event in events:

@@ -21,6 +21,7 @@ from controlplane.model import (
     ExtensionRecord,
     RequestRecord,
 )
+from controlplane.prepared import PreparedExpiries
 from policy import PolicyRequest, PolicySet
 from policy.approvals import approved_at_once
 from policy.request import Risk
@@ -32,6 +33,8 @@ class GrantService:
     def __init__(self, ledger: Ledger, history: HistoryService) -> None:
         self.ledger = ledger
         self.history = history
+        # Expired records built ahead of a deadline (controlplane/prepared.py; the sweeper fills it).
+        self.prepared = PreparedExpiries(ledger.store)
 
     def extend(self, actor: str, request_id: str, duration: timedelta, justification: str) -> RequestRecord:
         """Ask for more time on an active grant; the policies decide again with `extension = n`."""
@@ -154,7 +157,7 @@ class GrantService:
         if nxt is None or nxt > now:
             return nxt
         with self.ledger.write() as w:
-            expired, timed_out, cancelled, claim_expired = w.tx.end_due(now)
+            expired, timed_out, cancelled, claim_expired, stored = w.tx.end_due(now)
             if expired:
                 w.tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
             if claim_expired:  # their certificates outlive the claim deadline (`latest_end`): revoke them
@@ -165,10 +168,16 @@ class GrantService:
             events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in timed_out]
             events += [("grant.claim_expired", SYSTEM, rid, {}, now) for rid in claim_expired]
             events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
-            # Listeners get the ended records, loaded after the commit (the states are already final).
-            w.commit(events, load_requests=True)
+            # Listeners get the ended records as this transaction stored them (built after the commit,
+            # or ahead of the deadline: controlplane/prepared.py).
+            w.commit(events, requests=lambda: self.prepared.records(stored))
             nxt = w.tx.next_deadline()
         return nxt
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest deadline still to come or past (a grant's end or a pending request's timeout)."""
+        with self.ledger.store.read() as tx:
+            return tx.next_deadline()
 
 
 __all__ = ["GrantService"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
@@ -42,13 +42,14 @@ log = logging.getLogger("jitgate.core")
 SYSTEM = "system"  # the actor of what the control plane does by itself (expiry, activation)
 MAX_PAGE = 1000  # rows per listed page: one page stays one quick read
 APPROVER_CACHE_SIZE = 10_000  # (policy version, name) answers kept before the cache starts over
-LOADED_CHUNK = 500  # changes published per chunk after a mass expiry: the first watchers hear early
 
 # One audit event as the store appends it: (type, actor, subject, data, at).
 AuditEntry = tuple[str, str, str, dict[str, Any], datetime]
 # Called inside a write transaction with the audit records it just appended and the request
 # (if the caller gave one), to write more rows in the same transaction (the notification outbox).
 TxHook = Callable[[Tx, Sequence[AuditRecord], "RequestRecord | None"], None]
+# Builds, after the commit, each event's request by request id (see `Write.commit`).
+RequestsAfter = Callable[[], Mapping[str, RequestRecord]]
 
 
 def utcnow() -> datetime:
@@ -132,19 +133,21 @@ class Write:
         self.tx = tx
         self.hooks = hooks
         self.changes: list[Change] = []
-        self.loaded: list[AuditRecord] = []  # published with their requests read after the commit
+        # Events whose requests are built after the commit, by their builder.
+        self.later: list[tuple[list[AuditRecord], RequestsAfter]] = []
 
     def commit(self, events: Sequence[AuditEntry], *, request: RequestRecord | None = None,
-               session: SessionRecord | None = None, load_requests: bool = False, lock: Any = None
-               ) -> list[AuditRecord]:
+               session: SessionRecord | None = None, requests: RequestsAfter | None = None,
+               lock: Any = None) -> list[AuditRecord]:
         """Append `events` to the audit chain in this transaction; once it commits, listeners get
-        one Change per event carrying `request` / `session` (or, with `load_requests`, each
-        event's request as stored after the commit)."""
+        one Change per event carrying `request` / `session` - or, with `requests`, the request
+        of the event's subject from `requests()`, called after the commit (the sweep's thousands
+        of records are built without holding the write lock, from rows read in the transaction)."""
         recs = self.tx.append_audit_many(events)
         for hook in self.hooks:  # an error here rolls the whole change back: nothing owed is lost
             hook(self.tx, recs, request)
-        if load_requests:
-            self.loaded.extend(recs)
+        if requests is not None:
+            self.later.append((recs, requests))
         else:
             self.changes.extend(Change(r.seq, r.type, r.at, request=request, session=session, lock=lock)
                                 for r in recs)
@@ -188,8 +191,10 @@ class Ledger:
             w = Write(tx, self._tx_hooks)
             yield w
         self.publish(w.changes)
-        if w.loaded:
-            self._publish_loaded(w.loaded)
+        for recs, requests in w.later:
+            by_id = requests()
+            self.publish([Change(r.seq, r.type, r.at, request=by_id.get(r.subject.split(".", 1)[0]))
+                          for r in recs])
 
     def record(self, etype: str, actor: str, subject: str, data: dict[str, Any]) -> None:
         """Append one audit event that changes no state, in its own transaction."""
@@ -227,19 +232,6 @@ class Ledger:
                     listener(change)
                 except Exception:  # a bad listener must not undo or block a committed change
                     log.exception("change listener failed on %s", change.type)
-
-    def _publish_loaded(self, recs: Sequence[AuditRecord]) -> None:
-        """Publish changes with their records loaded after the commit, a chunk at a time."""
-        with self._listeners_lock:
-            if not self._listeners:
-                return
-        for i in range(0, len(recs), LOADED_CHUNK):
-            part = recs[i:i + LOADED_CHUNK]
-            ids = list(dict.fromkeys(r.subject.split(".", 1)[0] for r in part))
-            with self.store.read() as tx:
-                by_id = {r.id: r for r in tx.get_requests(ids)}
-            self.publish([Change(r.seq, r.type, r.at, request=by_id.get(r.subject.split(".", 1)[0]))
-                          for r in part])
 
     # -- identities -----------------------------------------------------------------
 
@@ -317,5 +309,5 @@ class Ledger:
         return False
 
 
-__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "StaticPolicy", "TxHook", "Write", "active_grant",
-           "fmt_td", "iso", "live_session", "load_target", "page_start", "utcnow"]
+__all__ = ["SYSTEM", "AuditEntry", "Ledger", "PolicyHolder", "RequestsAfter", "StaticPolicy", "TxHook", "Write",
+           "active_grant", "fmt_td", "iso", "live_session", "load_target", "page_start", "utcnow"]

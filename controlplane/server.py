@@ -233,6 +233,7 @@ class ControlPlaneServer:
             hub = EventHub(loop, config.watch_queue_size)
             hub.start()
             core.ledger.subscribe(hub.publish)
+            core.grants.prepared.add_listener(hub.prepare)  # a mass expiry's events built before its deadline
             holder.on_reload(lambda version, ok, errors: core.audit.record_policy_reload(version, ok, errors))
             if plane is not None:
                 plane.follow(core, holder)  # other planes' changes -> this plane's watchers and sweeper

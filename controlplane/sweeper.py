@@ -6,6 +6,11 @@ and is woken early by a committed change whose deadline comes sooner than the on
 it waits for (a change with a later deadline, or none, cannot need an earlier sweep:
 under load that is nearly every change, and each sweep is a write transaction). It
 sweeps once at start, so grants that expired while the server was down end at once.
+
+A few seconds before a deadline (PREPARE_LEAD) it has the grants due then built as they will
+be once expired (controlplane/prepared.py), in a thread of its own so the sweep never waits
+for it: a mass expiry then publishes its events at once. Planes that do not hold the sweeper
+lease prepare too, for their event tail (controlplane/scaleout/tailer.py).
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ log = logging.getLogger("jitgate.sweeper")
 MAX_SLEEP = 3600.0       # re-check at least hourly (e.g. after the wall clock jumps)
 ERROR_BACKOFF = 1.0      # a failed sweep (database busy) is retried after this many seconds
 EARLY_WAKE_SLACK = timedelta(milliseconds=1)
+PREPARE_LEAD = 3.0       # seconds before a deadline to build the records it will end
+PREPARE_MIN = 0.5        # not when the deadline is nearer: the sweep comes first
 
 
 class Sweeper:
@@ -44,6 +51,8 @@ class Sweeper:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.sweeps = 0
+        self._prepared_until: datetime | None = None  # the deadlines prepared for (up to)
+        self._preparing: threading.Thread | None = None
 
     def start(self) -> None:
         """Sweep once (overdue grants end now), then keep sweeping in a daemon thread."""
@@ -84,10 +93,40 @@ class Sweeper:
             if self._target is None or deadline < self._target:
                 self._cond.notify_all()
 
+    def _prepare_in(self, target: datetime | None) -> float | None:
+        """Seconds until the records due at `target` should be prepared (<= 0: now); None when
+        there is nothing to prepare (prepared already, being prepared, or too late)."""
+        if target is None or (self._prepared_until is not None and target <= self._prepared_until):
+            return None
+        if self._preparing is not None and self._preparing.is_alive():
+            return None
+        lead = (target - self.clock()).total_seconds()
+        return None if lead < PREPARE_MIN else lead - PREPARE_LEAD
+
+    def _prepare_ahead(self, target: datetime | None) -> float | None:
+        """Start preparing `target`'s records if it is time; else the seconds until it is (None: never)."""
+        wait = self._prepare_in(target)
+        if wait is None or wait > 0 or target is None:
+            return wait
+        until = target + timedelta(seconds=PREPARE_LEAD)  # the deadlines soon after it too
+        self._prepared_until = until
+        self._preparing = threading.Thread(target=self._prepare, args=(until,), name="jitgate-prepare", daemon=True)
+        self._preparing.start()
+        return None
+
+    def _prepare(self, until: datetime) -> None:
+        try:
+            self.core.grants.prepared.prepare(until)
+        except Exception:  # only an optimization: the sweep builds what is not prepared
+            log.warning("preparing the expiries due by %s failed", until, exc_info=True)
+
     def _sweep_once(self) -> datetime | bool | None:
         try:
             if self.gate is not None and not self.gate():
-                return False  # another plane sweeps; ask again after ERROR_BACKOFF
+                # Another plane sweeps; this plane's event tail publishes what it ends (prepared
+                # here too). Ask again after ERROR_BACKOFF.
+                self._prepare_ahead(self.core.grants.next_deadline())
+                return False
             self.sweeps += 1
             # A lock is placed and its grants ended in two transactions: grants left ACTIVE under a
             # lock in force (the plane stopped in between) end here, at the latest on the next start.
@@ -111,9 +150,13 @@ class Sweeper:
                     if timeout <= 0:
                         break
                     self._target = target
+                    prepare_in = self._prepare_ahead(target) if nxt is not False else None
                     # Until then (or the hourly re-check, or the error back-off): sweep. Woken
-                    # sooner by an earlier deadline or a poke: look again.
-                    if not self._cond.wait(timeout) or nxt is False:
+                    # sooner by an earlier deadline or a poke: look again; to prepare: prepare, look again.
+                    if prepare_in is not None and prepare_in < timeout:
+                        if not self._cond.wait(max(prepare_in, 0.0)) and not self._stopping:
+                            continue
+                    elif not self._cond.wait(timeout) or nxt is False:
                         break
                 if self._stopping:
                     return

@@ -58,7 +58,8 @@ class SharedPlane:
             if version != holder.current.version:
                 holder.reload()
 
-        self.tailer = AuditTailer(self.store, core.ledger, on_policy_version=policy_version)
+        self.tailer = AuditTailer(self.store, core.ledger, on_policy_version=policy_version,
+                                  prepared=core.grants.prepared)
         self.tailer.start()
 
     def stop(self) -> None:

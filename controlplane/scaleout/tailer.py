@@ -14,6 +14,8 @@ commits after seq N. Which events are this plane's is known from the store's com
 which runs while the store's process write lock is still held; `local_commits_settled()`
 after each read waits for any local writer whose commit that read could have seen. When a
 notification's seq and all before it are known to be this plane's, no read is made at all.
+The requests are read as stored and built through the sweeper's prepared records
+(controlplane/prepared.py): another plane's mass expiry needs no record built after it.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from typing import Any
 
 from controlplane.ledger import Ledger
 from controlplane.model import AuditRecord, Change
+from controlplane.prepared import PreparedExpiries
 from controlplane.store import SqlStore
+from controlplane.store.requests import stored_record
 
 log = logging.getLogger("jitgate.tailer")
 
@@ -39,9 +43,11 @@ class AuditTailer:
     """Follows the audit log from `start()`'s head onwards; see the module doc."""
 
     def __init__(self, store: SqlStore, ledger: Ledger,
-                 on_policy_version: Callable[[str], None] | None = None) -> None:
+                 on_policy_version: Callable[[str], None] | None = None,
+                 prepared: PreparedExpiries | None = None) -> None:
         self.store = store
         self.ledger = ledger
+        self.prepared = prepared
         self.on_policy_version = on_policy_version
         self.cursor = 0
         self.published = 0  # remote changes published (for tests and the benchmark)
@@ -147,7 +153,10 @@ class AuditTailer:
             sessions = {r.subject: tx.get_session(r.subject) for r in recs if r.type in _SESSION_SUBJECT}
             ids = {r.subject.split(".", 1)[0] for r in recs}
             ids.update(s.grant_id for s in sessions.values() if s is not None)
-            requests = {rec.id: rec for rec in tx.get_requests(sorted(ids))}
+            stored = tx.stored_requests(sorted(ids))
+        # The records the sweeper prepared when they match what is stored (a mass expiry on another plane).
+        requests = self.prepared.records(stored) if self.prepared is not None else \
+            {rid: stored_record(s) for rid, s in stored.items()}
         changes = []
         for r in recs:
             sess = sessions.get(r.subject)

@@ -27,7 +27,9 @@ AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
 _LOCK_HEAD = Prebuilt(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update())
 _UPDATE_HEAD = Prebuilt(update(audit_head).where(audit_head.c.id == 1).values(
     seq=bindparam("new_seq"), hash=bindparam("new_hash")))
-_INSERT_AUDIT = Prebuilt(insert(audit), ["seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash"])
+_AUDIT_COLUMNS = ("seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash")
+_INSERT_AUDIT = Prebuilt(insert(audit), list(_AUDIT_COLUMNS))
+BULK_ROWS = 100  # from this many events on, one bulk load (`_bulk_insert`): a sweep's 10,000 expiries
 
 
 class AuditTx(TxBase):
@@ -53,17 +55,19 @@ class AuditTx(TxBase):
         assert self.writable and self._head is not None
         seq, prev = self._head
         out: list[AuditRecord] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         for type_, actor, subject, data, at in events:
             seq += 1
             rec, text = chain.make_record(seq, at, type_, actor, subject, data, prev)
             prev = rec.hash
             out.append(rec)
-            rows.append(dict(seq=seq, at_us=to_us(at), type=type_, actor=actor, subject=subject,
-                             data=text, prev_hash=rec.prev_hash, hash=rec.hash))
+            rows.append((seq, to_us(at), type_, actor, subject, text, rec.prev_hash, rec.hash))
         if not out:
             return out
-        _INSERT_AUDIT.run_many(self.cur, self.dialect, rows)
+        if len(rows) >= BULK_ROWS:
+            self._bulk_insert(audit, _AUDIT_COLUMNS, rows)
+        else:
+            _INSERT_AUDIT.run_many(self.cur, self.dialect, [dict(zip(_AUDIT_COLUMNS, r, strict=True)) for r in rows])
         _UPDATE_HEAD.run(self.cur, self.dialect, {"new_seq": seq, "new_hash": prev})
         self._head = (seq, prev)
         self.appended.extend(out)

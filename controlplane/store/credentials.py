@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy import Row, and_, insert, select, update
 
 from controlplane.store.base import TxBase, chunks, to_us
 from controlplane.store.tables import certificates, db_tokens
@@ -76,8 +76,7 @@ class CredentialTx(TxBase):
         return found
 
     def delete_tokens(self, grant_ids: Sequence[str]) -> None:
-        for part in chunks(list(grant_ids)):
-            self.conn.execute(delete(db_tokens).where(_t.grant_id.in_(part)))
+        self._delete_in(db_tokens, "grant_id", grant_ids)
 
 
 def _certificate(row: Row[Any]) -> IssuedCertificate:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -46,6 +47,35 @@ _PG_MIGRATION_LOCK = 7283540  # pg_advisory_xact_lock key: two servers starting 
 
 class Tx(AuditTx, RequestTx, SessionTx, CredentialTx, HistoryTx, LockTx):
     """The store's operations inside one transaction: one class per table group, one transaction."""
+
+    def _rows_in(self, table: Table, key: str, values: Sequence[Any],
+                 order: str | None = None) -> list[tuple[Any, ...]]:
+        if self.dialect.name != "postgresql":
+            return super()._rows_in(table, key, values, order)
+        # One statement with an array (`= ANY`), not one IN (...) of 500 placeholders per chunk.
+        quote = self.dialect.identifier_preparer.quote
+        self.cur.execute(f"SELECT {', '.join(quote(c.name) for c in table.c)} FROM {quote(table.name)} "
+                         f"WHERE {quote(key)} = ANY(%s)" + (f" ORDER BY {quote(order)}" if order else ""),
+                         (list(values),))
+        return [tuple(r) for r in self.cur.fetchall()]
+
+    def _delete_in(self, table: Table, key: str, values: Sequence[Any]) -> None:
+        if self.dialect.name != "postgresql":
+            super()._delete_in(table, key, values)
+            return
+        if values:
+            quote = self.dialect.identifier_preparer.quote
+            self.cur.execute(f"DELETE FROM {quote(table.name)} WHERE {quote(key)} = ANY(%s)", (list(values),))
+
+    def _bulk_insert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        if self.dialect.name != "postgresql":
+            super()._bulk_insert(table, columns, rows)  # SQLite's executemany is one prepared loop in C
+            return
+        # COPY: ~6 us a row where executemany costs ~40 (a sweep's 10,000 audit events, measured).
+        quote = self.dialect.identifier_preparer.quote
+        with self.cur.copy(f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 class SqlStore:

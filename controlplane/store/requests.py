@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -51,6 +52,69 @@ _GET_EXTENSIONS = Prebuilt(select(extensions).where(_e.request_id == bindparam("
 _GET_APPROVALS = Prebuilt(select(approvals).where(_a.request_id == bindparam("rid")).order_by(_a.num))
 
 
+# Rows as plain tuples in table column order, and named views of them for the record builders.
+_RequestRow = namedtuple("_RequestRow", [c.key for c in requests.c])  # type: ignore[misc]
+_ExtensionRow = namedtuple("_ExtensionRow", [c.key for c in extensions.c])  # type: ignore[misc]
+_ApprovalRow = namedtuple("_ApprovalRow", [c.key for c in approvals.c])  # type: ignore[misc]
+_ID = [c.key for c in requests.c].index("id")
+_STATE = [c.key for c in requests.c].index("state")
+_ENDED = [c.key for c in requests.c].index("ended_us")
+_EXPIRES = [c.key for c in requests.c].index("expires_us")
+_END_REASON = [c.key for c in requests.c].index("end_reason")
+_EXT_STATE = [c.key for c in extensions.c].index("state")
+_DUE_ROWS = 20_000  # rows `due_grants` reads at most: what one prepared sweep may hold
+
+# The sweep's UPDATEs return the ended rows whole: the events need no read after the commit.
+_END_UNCLAIMED = Prebuilt(
+    update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= bindparam("now_us"), _r.end_reason == UNCLAIMED))
+    .values(state=CLAIM_EXPIRED, ended_us=_r.expires_us, end_reason="claim_expired",
+            message="not used within its claim window").returning(*requests.c))
+_END_EXPIRED = Prebuilt(
+    update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= bindparam("now_us")))
+    .values(state=EXPIRED, ended_us=_r.expires_us, end_reason="expired").returning(*requests.c))
+_END_PENDING = Prebuilt(
+    update(requests).where(and_(_IS_PENDING, _r.pending_deadline_us <= bindparam("now_us")))
+    .values(state=TIMED_OUT, ended_us=bindparam("now_us2"), end_reason="pending timeout",
+            message="nobody decided in time").returning(*requests.c))
+_DUE_GRANTS = Prebuilt(
+    select(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= bindparam("until_us"),
+                                _r.end_reason != UNCLAIMED))
+    .order_by(_r.expires_us).limit(bindparam("lim")))
+
+
+class StoredRequest(NamedTuple):
+    """A request exactly as stored: its row and its extension and approval rows, as plain tuples
+    in column order. Equal StoredRequests make equal records (`stored_record`): a record built
+    ahead of time is used only if what is stored when it is needed still equals what it was built from."""
+
+    row: tuple[Any, ...]
+    extensions: tuple[tuple[Any, ...], ...] = ()
+    approvals: tuple[tuple[Any, ...], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return str(self.row[_ID])
+
+    def expired(self) -> StoredRequest:
+        """This ACTIVE grant as the sweep stores it once it expires (its extensions unchanged:
+        only grants without a pending one are built ahead)."""
+        row = list(self.row)
+        row[_STATE], row[_ENDED], row[_END_REASON] = EXPIRED, row[_EXPIRES], "expired"
+        return StoredRequest(tuple(row), self.extensions, self.approvals)
+
+    def has_pending_extension(self) -> bool:
+        return any(e[_EXT_STATE] == EXT_PENDING for e in self.extensions)
+
+
+def stored_record(stored: StoredRequest) -> RequestRecord:
+    """The record of a stored request, with its extensions and approvals."""
+    rec = request_record(_RequestRow._make(stored.row))
+    if stored.extensions or stored.approvals:
+        _attach_rows({rec.id: rec}, map(_ExtensionRow._make, stored.extensions),
+                     map(_ApprovalRow._make, stored.approvals))
+    return rec
+
+
 class DueEnded(NamedTuple):
     """What one `end_due` sweep ended."""
 
@@ -58,6 +122,7 @@ class DueEnded(NamedTuple):
     timed_out: list[str]  # request ids now TIMED_OUT
     cancelled: list[str]  # ids of the pending extensions of those, now CANCELLED
     claim_expired: Sequence[str] = ()  # on-first-use grants unused in their claim window, now CLAIM_EXPIRED
+    stored: Mapping[str, StoredRequest] = {}  # every request ended, as stored by this sweep
 
 
 class RequestTx(TxBase):
@@ -83,11 +148,31 @@ class RequestTx(TxBase):
 
     def get_requests(self, ids: Sequence[str]) -> list[RequestRecord]:
         """Full records for ids (in the order given; missing ids left out)."""
-        rows: dict[str, RequestRecord] = {}
-        for part in chunks(list(ids)):
-            for row in self.conn.execute(select(requests).where(_r.id.in_(part))):
-                rows[row.id] = request_record(row)
-        return self._attach([rows[i] for i in ids if i in rows])
+        stored = self.stored_requests(ids)
+        return [stored_record(stored[i]) for i in ids if i in stored]
+
+    def stored_requests(self, ids: Sequence[str]) -> dict[str, StoredRequest]:
+        """The requests `ids` as stored (missing ids left out), read on the cursor."""
+        rows = {r[_ID]: r for r in self._rows_in(requests, "id", list(dict.fromkeys(ids)))}
+        return self._with_details(rows)
+
+    def due_grants(self, until: datetime) -> list[StoredRequest]:
+        """ACTIVE grants (not unclaimed) whose deadline is at or before `until`, soonest first, as
+        stored; at most _DUE_ROWS (the sweep builds their ended records ahead of time)."""
+        cur = _DUE_GRANTS.run(self.cur, self.dialect, {"until_us": to_us(until), "lim": _DUE_ROWS})
+        rows = {r[_ID]: tuple(r) for r in cur.fetchall()}
+        return list(self._with_details(rows).values())
+
+    def _with_details(self, rows: Mapping[str, tuple[Any, ...]]) -> dict[str, StoredRequest]:
+        """Stored requests of rows (by id): their extension rows (by number) and approvals (by num)."""
+        exts: dict[str, list[tuple[Any, ...]]] = {}
+        apps: dict[str, list[tuple[Any, ...]]] = {}
+        ids = list(rows)
+        for e in self._rows_in(extensions, "request_id", ids, "number"):
+            exts.setdefault(e[1], []).append(e)
+        for a in self._rows_in(approvals, "request_id", ids, "num"):
+            apps.setdefault(a[1], []).append(a)
+        return {i: StoredRequest(row, tuple(exts.get(i, ())), tuple(apps.get(i, ()))) for i, row in rows.items()}
 
     def query_requests(self, *, user: str | None = None, resource: str | None = None,
                        states: Sequence[str] = (), since: datetime | None = None,
@@ -162,24 +247,18 @@ class RequestTx(TxBase):
 
     def end_due(self, now: datetime) -> DueEnded:
         """Batch-end every overdue grant (EXPIRED) and pending request (TIMED_OUT), and cancel
-        their pending extensions."""
+        their pending extensions; returns them as now stored too."""
         now_us = to_us(now)
         # One UPDATE ... RETURNING per kind (SQLite >= 3.35 and PostgreSQL both have it).
         # First the unclaimed on-first-use grants (their `expires_us` is the claim deadline).
-        claim_expired = [r.id for r in self.conn.execute(
-            update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= now_us, _r.end_reason == UNCLAIMED))
-            .values(state=CLAIM_EXPIRED, ended_us=_r.expires_us, end_reason="claim_expired",
-                    message="not used within its claim window")
-            .returning(_r.id))]
-        expired = [r.id for r in self.conn.execute(
-            update(requests).where(and_(_r.state == ACTIVE, _r.expires_us <= now_us))
-            .values(state=EXPIRED, ended_us=_r.expires_us, end_reason="expired")
-            .returning(_r.id))]
-        timed_out = [r.id for r in self.conn.execute(
-            update(requests).where(and_(_IS_PENDING, _r.pending_deadline_us <= now_us))
-            .values(state=TIMED_OUT, ended_us=now_us, end_reason="pending timeout",
-                    message="nobody decided in time")
-            .returning(_r.id))]
+        rows: dict[str, tuple[Any, ...]] = {}
+        ended: list[list[str]] = []
+        for stmt in (_END_UNCLAIMED, _END_EXPIRED, _END_PENDING):
+            stmt.run(self.cur, self.dialect, {"now_us": now_us, "now_us2": now_us})
+            kind = {r[_ID]: tuple(r) for r in self.cur.fetchall()}
+            rows.update(kind)
+            ended.append(list(kind))
+        claim_expired, expired, timed_out = ended
         cancelled: list[str] = []
         for part in chunks(expired + timed_out + claim_expired):
             ids = [r.id for r in self.conn.execute(select(_e.id).where(and_(
@@ -188,7 +267,7 @@ class RequestTx(TxBase):
                 self.conn.execute(update(extensions).where(_e.id.in_(ids))
                                   .values(state=EXT_CANCELLED, decided_us=now_us))
                 cancelled.extend(ids)
-        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired))
+        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired), self._with_details(rows))
 
     def next_deadline(self) -> datetime | None:
         """The earliest expiry of an active grant or deadline of a pending request."""

@@ -171,6 +171,35 @@ def test_grants_expire_on_time_with_one_sweeper(planes):
         on_a.close()
 
 
+def test_a_burst_of_expiries_reaches_watchers_on_both_planes_whole_and_in_order(planes):
+    """Grants ending together (their records built ahead of the deadline on both planes,
+    controlplane/prepared.py): each watcher gets every grant.expired once, in the same seq order
+    on both planes, each carrying the request as stored."""
+    a, b, _ = planes
+    on_a, on_b = Watch(a.client("ada"), types=("grant.expired",)), Watch(b.client("ada"), types=("grant.expired",))
+    try:
+        alice = a.client("alice")
+        ids = [create(alice, seconds=5, reason=f"burst {i}").id for i in range(40)]
+        got = {}
+        for name, watch in (("A", on_a), ("B", on_b)):
+            seen = []
+            while len(seen) < len(ids):
+                event = watch.events.get(timeout=20)
+                assert not isinstance(event, Exception), event
+                if event.request.id in ids:
+                    seen.append(event)
+            got[name] = seen
+        assert [e.seq for e in got["A"]] == [e.seq for e in got["B"]]
+        seqs = [e.seq for e in got["A"]]
+        assert seqs == sorted(set(seqs)) and sorted(e.request.id for e in got["A"]) == sorted(ids)
+        for event in got["A"] + got["B"]:
+            stored = alice.access.GetRequest(access_pb2.GetRequestRequest(id=event.request.id))
+            assert event.request == stored and stored.state == S.REQUEST_STATE_EXPIRED
+    finally:
+        on_a.close()
+        on_b.close()
+
+
 def test_policy_reload_reaches_every_plane(planes):
     a, b, _ = planes
     before = create(b.client("alice")).decision.policy_version

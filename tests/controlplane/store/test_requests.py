@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from controlplane.model import EXT_CANCELLED, PENDING, ApprovalRecord
-from controlplane.store import DueEnded, SqlStore
+from controlplane.store import SqlStore
+from controlplane.store.requests import stored_record
 from tests.controlplane.core.helpers import START
 from tests.controlplane.store.records import extension, request
 
@@ -32,7 +33,9 @@ def test_a_request_reads_the_same_by_id_by_ids_and_by_query(store: SqlStore) -> 
         assert tx.requests_with_pending_extensions() == ["r-1", "r-1"]
 
 
-def test_end_due_names_what_it_ended(store: SqlStore) -> None:
+def test_end_due_names_what_it_ended_and_returns_it_as_stored(store: SqlStore) -> None:
+    """The sweep's records come from its own UPDATE ... RETURNING and the extension rows it
+    read after cancelling: the same records a read after the commit builds."""
     with store.write() as tx:
         tx.insert_request(request("live", minutes=120))
         tx.insert_request(request("over", minutes=30))
@@ -41,10 +44,14 @@ def test_end_due_names_what_it_ended(store: SqlStore) -> None:
         assert tx.next_deadline() == START + timedelta(minutes=10)
     with store.write() as tx:
         ended = tx.end_due(START + timedelta(hours=1))
-    assert ended == DueEnded(expired=["over"], timed_out=["waiting"], cancelled=["over.1"])
+    assert ended[:4] == (["over"], ["waiting"], ["over.1"], ())
+    assert sorted(ended.stored) == ["over", "waiting"]
     with store.read() as tx:
         over = tx.get_request("over")
         assert over is not None and over.ended_at == START + timedelta(minutes=30)
+        assert stored_record(ended.stored["over"]) == over
+        assert stored_record(ended.stored["waiting"]) == tx.get_request("waiting")
+        assert tx.stored_requests(["waiting", "over"]) == ended.stored
         assert over.extensions[0].state == EXT_CANCELLED
         assert tx.next_deadline() == START + timedelta(minutes=120)
         assert tx.count_requests(states=["EXPIRED", "TIMED_OUT"]) == 2
