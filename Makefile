@@ -10,9 +10,10 @@ setup:
 run: setup
 	$(VENV)/bin/jitgate demo
 
-# Two pytest-xdist workers; each test file runs whole on one (its module-scoped stacks start once).
+# Two pytest-xdist workers; each test file runs whole on one (its module-scoped stacks start once),
+# in collection order: the slowest files first (tests/conftest.py), not xdist's order by test count.
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Lint and types (settings in pyproject.toml); .ci/run runs it before the tests.
 lint: setup

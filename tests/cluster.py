@@ -36,6 +36,11 @@ from controlplane.identity import DataDir, issue_identity_bundle, open_x509_ca
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
+# server.yaml keys for a plane whose tests need no duration model (config=NO_MODEL): each request
+# they make names its duration, and the model's libraries (LightGBM imports scikit-learn and SciPy,
+# ~2 s of CPU) would otherwise load at every start, hold up the first request (its risk score) and
+# delay every graceful stop. Risk scores are then "unknown (off)"; tests/recommend covers them.
+NO_MODEL: dict[str, Any] = {"recommender": False}
 
 
 class ControlPlaneError(RuntimeError):
@@ -268,4 +273,4 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     return proc.returncode
 
 
-__all__ = ["REPO", "ControlPlane", "ControlPlaneError", "spawn_broker", "stop_process"]
+__all__ = ["NO_MODEL", "REPO", "ControlPlane", "ControlPlaneError", "spawn_broker", "stop_process"]

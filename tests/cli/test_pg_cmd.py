@@ -13,12 +13,12 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.cli.conftest import POLICIES, as_json, jitgate
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 
 
 @pytest.fixture(scope="module")
 def other_cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("cli-other-cp"), POLICIES) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("cli-other-cp"), POLICIES, config=NO_MODEL) as plane:
         yield plane
 
 

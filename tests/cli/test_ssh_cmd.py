@@ -32,6 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshStack]:
         doc["resources"]["web-01"]["logins"] = ["root", "nobody"]
         s.policies.write_text(yaml.safe_dump(doc, sort_keys=False))
         ask = access_pb2.CreateRequestRequest(resource="web-01", login="nobody", reason="reload?", dry_run=True)
+        ask.duration.FromSeconds(600)  # the stack's plane has no duration model to pick one
         deadline = time.monotonic() + 15
         while True:  # the control plane polls its policy file
             try:

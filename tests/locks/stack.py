@@ -12,7 +12,7 @@ from tests.broker.pg.harness import PgStack
 from tests.broker.pg.harness import policy_text as pg_policy
 from tests.broker.ssh.harness import SshStack
 from tests.broker.ssh.harness import policy_text as ssh_policy
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 
 
 class TwoBrokers:
@@ -43,7 +43,8 @@ class TwoBrokers:
         self.pg.prepare()
         policies = self.tmp / "policies.yaml"
         policies.write_text(self.policy())
-        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",))
+        self.cp = ControlPlane(self.tmp / "cp", policies=policies, admins=("admin",), brokers=("broker",),
+                               config=NO_MODEL)  # every grant here names its duration
         self.ssh.cp = self.pg.cp = self.cp
         _, upstream = open_ssh_cas(self.cp.data)
         self.ssh.target.set_trusted_ca([upstream.public_key_line()])

@@ -29,7 +29,7 @@ from joserfc import jwt
 
 from jitgate.status import reason_of
 from jitgate.v1 import access_pb2, audit_pb2, signin_pb2, signin_pb2_grpc, types_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import NO_MODEL, REPO, ControlPlane
 from tests.oidc.provider import (
     CLIENT_ID,
     OidcProvider,
@@ -80,7 +80,8 @@ def cp(tmp_path_factory: pytest.TempPathFactory, idp: OidcProvider) -> Iterator[
     text = (REPO / "policies.yaml").read_text()
     policies = tmp / "policies.yaml"
     policies.write_text(text.replace("\ntests:\n", STEP_UP_RULES + "\ntests:\n", 1))
-    config = {"oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "group_map": GROUP_MAP,
+    config = {**NO_MODEL,  # every request here names its duration
+              "oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "group_map": GROUP_MAP,
                        "certificate_hours": 8, "max_certificate_hours": 12, "jwks_min_refresh_seconds": 1}}
     with ControlPlane(tmp, policies, config=config) as plane:
         yield plane

@@ -58,7 +58,7 @@ class RecordingStack(SshStack):
                                      "labels": {"env": "dev"}, "roles": [self.role], "owners": ["group:sre"]}
         self.policies.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",),
-                               config={"recordings": f"s3://{BUCKET}/jitgate",
+                               config={**self.cp_config, "recordings": f"s3://{BUCKET}/jitgate",
                                        "recordings_endpoint": self.s3.endpoint}, env=self.s3.env)
         _, upstream = open_ssh_cas(self.cp.data)
         self.upstream_ca_line = upstream.public_key_line()

@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,17 +123,25 @@ def test_ssh_and_pg_recordings_survive_the_broker_disk_and_read_with_only_an_ide
     assert any(e.actor == "bob" for e in refused)
 
 
+def upload_failures(stack: RecordingStack) -> int:
+    """Upload attempts the broker's log says failed (paused for an outage, or refused)."""
+    failed = r"recording upload paused|recording \S+ refused by the control plane"
+    return len(re.findall(failed, stack.broker_log_text()))
+
+
 def test_the_object_store_stopped_mid_session_loses_nothing(stack: RecordingStack) -> None:
     go = stack.tmp / "go-outage"
     proc, sid = slow_ssh(stack, "echo outage-before", wait_file(go), "seq 1 3000 | sed s/^/outage-line-/",
                          "sleep 1", "echo outage-after")
     wait_for(lambda: (r if (r := recording(stack, sid)) is not None and r.size > 0 else None), timeout=20)
+    tried = upload_failures(stack)
     stack.s3.stop()  # the session is still waiting for `go`: the rest happens while the store is away
     go.write_text("go")
     try:
         out, _ = proc.communicate(timeout=30)
         assert b"outage-after" in out
-        time.sleep(2)  # the broker tries, the store is away: not complete
+        # The broker tries (its log says the upload failed), the store is away: not complete.
+        wait_for(lambda: upload_failures(stack) > tried, timeout=30)
         rec = recording(stack, sid)
         assert rec is not None and not rec.complete
     finally:

@@ -19,14 +19,14 @@ from google.protobuf import duration_pb2
 from controlplane import bounds
 from jitgate import wire
 from jitgate.v1 import access_pb2, audit_pb2, broker_pb2, types_pb2
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 
 HUGE = 5 * 1024 * 1024  # the attack: a reason of several megabytes
 
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("bounds")) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("bounds"), config=NO_MODEL) as plane:
         yield plane
 
 

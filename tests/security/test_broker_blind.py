@@ -24,7 +24,7 @@ from broker.cpclient import ControlPlaneClient, GrantChange
 from broker.monitor import Cut, MonitorHub, SessionMonitor
 from controlplane.identity import open_x509_ca
 from jitgate.v1 import access_pb2, types_pb2
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,7 @@ TOO_BIG = "Received message larger than max (5243000 vs. 4194304)"
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("blind")) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("blind"), config=NO_MODEL) as plane:
         yield plane
 
 

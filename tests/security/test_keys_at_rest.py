@@ -34,7 +34,7 @@ from ca.keystore import (
 )
 from controlplane.store import open_store
 from jitgate.v1 import access_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import NO_MODEL, REPO, ControlPlane
 from tests.controlplane.api.conftest import duration
 
 POLICIES = REPO / "tests" / "controlplane" / "api" / "policies.yaml"
@@ -78,7 +78,7 @@ def assert_keys_encrypted_with(data: Path, passphrase: bytes) -> None:
 
 def write_something(cp: ControlPlane) -> None:
     msg = access_pb2.CreateRequestRequest(resource="web-dev-01", login="deploy", reason="write to the store")
-    msg.duration.CopyFrom(duration(600))  # asked for: no recommender to load
+    msg.duration.CopyFrom(duration(600))  # asked for: the planes here run without the duration model
     cp.client("alice").access.CreateRequest(msg)
 
 
@@ -87,7 +87,7 @@ def write_something(cp: ControlPlane) -> None:
 
 def test_store_files_are_0600_and_the_default_passphrase_warns_once(
         tmp_path: Path, no_passphrase_env: pytest.MonkeyPatch, umask_022: None) -> None:
-    with ControlPlane(tmp_path, POLICIES) as cp:
+    with ControlPlane(tmp_path, POLICIES, config=NO_MODEL) as cp:
         write_something(cp)
         db = cp.data.db_path
         files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
@@ -123,7 +123,7 @@ def test_passphrase_from_a_file_outside_the_data_dir(tmp_path: Path, no_passphra
     secret.parent.mkdir(mode=0o700)
     write_private_file(secret, b"file-passphrase-0123456789abcdefghijklmnop\n")
     no_passphrase_env.setenv(PASSPHRASE_FILE_ENV, str(secret))
-    with ControlPlane(tmp_path / "cp", POLICIES) as cp:
+    with ControlPlane(tmp_path / "cp", POLICIES, config=NO_MODEL) as cp:
         write_something(cp)
         assert WARNING not in cp.log()
         assert not (cp.data.ca_dir / "passphrase").exists()
@@ -134,7 +134,7 @@ def test_passphrase_from_a_command(tmp_path: Path, no_passphrase_env: pytest.Mon
     store = tmp_path / "vault"
     store.write_text("command-passphrase-0123456789abcdefghijklm\n")
     no_passphrase_env.setenv(PASSPHRASE_COMMAND_ENV, f"cat '{store}'")
-    with ControlPlane(tmp_path / "cp", POLICIES) as cp:
+    with ControlPlane(tmp_path / "cp", POLICIES, config=NO_MODEL) as cp:
         write_something(cp)
         assert WARNING not in cp.log()
         assert not (cp.data.ca_dir / "passphrase").exists()

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from jitgate.v1 import access_pb2, policy_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import NO_MODEL, REPO, ControlPlane
 from tests.controlplane.api.conftest import POLICIES, duration, refused
 from tests.policy.test_bounds import BASE  # a valid one-rule set to which each attack is added
 
@@ -106,7 +106,7 @@ def test_policy_check_cpu_limit_is_a_plain_error(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     # A small CPU limit, so the large file hits it; every hostile file is refused far below it.
-    with ControlPlane(tmp_path_factory.mktemp("cp"), POLICIES, config={"validate_cpu_seconds": 2}) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("cp"), POLICIES, config={**NO_MODEL, "validate_cpu_seconds": 2}) as plane:
         yield plane
 
 

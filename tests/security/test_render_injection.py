@@ -24,7 +24,7 @@ import pytest
 
 from cli.output import is_hidden, json_text, safe_json, visible
 from jitgate.v1 import access_pb2, broker_pb2, types_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import NO_MODEL, REPO, ControlPlane
 from tests.controlplane.api.conftest import duration, jitgate
 
 POLICIES = REPO / "tests" / "controlplane" / "api" / "policies.yaml"
@@ -51,7 +51,7 @@ def assert_literal(out: str) -> None:
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("render"), POLICIES) as plane:
+    with ControlPlane(tmp_path_factory.mktemp("render"), POLICIES, config=NO_MODEL) as plane:
         yield plane
 
 

@@ -42,6 +42,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 OUTPUT = REPO / "tests" / "output" / "web"
 WEB_CLIENT_ID = "jitgate-web"
 PEOPLE = {"alice": ["sre", "oncall"], "bob": ["managers"], "sam": ["security"], "admin": ["admins"]}
+DEMO_ROWS = 1200  # synthetic grants the demo model is trained on here
 ACCOUNTS = {name: {"password": f"{name}-pw", "email": f"{name}@example.com", "email_verified": True,
                    "groups": groups} for name, groups in PEOPLE.items()}
 
@@ -114,7 +115,9 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         config = {"oidc": {"issuer": idp.issuer, "client_id": "jitgate", "console_client_id": WEB_CLIENT_ID,
                            "keep_unmapped_groups": True}}
         cp = ControlPlane(tmp / "cp", REPO / "policies.yaml", config=config, start=False)
-        ensure_demo_model(cp.data.root, REPO / "policies.yaml")  # recommendations, as `jitgate demo` has them
+        # Recommendations, as `jitgate demo` has them (from fewer synthetic grants than its 3000:
+        # training time grows with them, and the console's pages need only a model's answers).
+        ensure_demo_model(cp.data.root, REPO / "policies.yaml", rows=DEMO_ROWS)
         with cp.start():
             login_addr = wait_for(cp.data.root / "login.addr")
             proc, log = start_web(cp, login_addr, port, tmp)

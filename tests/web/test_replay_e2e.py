@@ -54,7 +54,8 @@ class ReplayStack(RecordingStack):
         url = f"https://127.0.0.1:{port}"
         self.idp = OidcProvider(self.tmp / "idp", ACCOUNTS, clients=[cli_client(), web_client(url + "/auth/callback")])
         self.idp.start()
-        config = {"oidc": {"issuer": self.idp.issuer, "client_id": "jitgate", "console_client_id": "jitgate-web",
+        config = {**self.cp_config,  # no duration model (SshStack's): every grant here names its duration
+                  "oidc": {"issuer": self.idp.issuer, "client_id": "jitgate", "console_client_id": "jitgate-web",
                            "keep_unmapped_groups": True}}
         self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",),
                                config=config)

@@ -31,7 +31,7 @@ from google.protobuf import duration_pb2
 
 from broker.demo_target import free_port
 from jitgate.v1 import access_pb2, types_pb2
-from tests.cluster import ControlPlane, spawn_broker, stop_process
+from tests.cluster import NO_MODEL, ControlPlane, spawn_broker, stop_process
 
 LOCAL_PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 GRACE = "1s"
@@ -170,7 +170,7 @@ class PgStack:
         self._broker_args = broker_args
         self._resources = resources  # more resources in the policy (name -> resource mapping)
         self.broker_env = dict(broker_env or {})  # more variables in the broker's environment
-        self.cp_config = cp_config  # more server.yaml keys
+        self.cp_config = {**NO_MODEL, **(cp_config or {})}  # server.yaml keys; every grant here names its duration
         self.servers = servers  # control plane address -> the broker's --server value (a list)
 
     # -------------------------------------------------------- life cycle

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2
 
 from broker.demo_target import DemoTarget
 from jitgate.v1 import access_pb2, types_pb2
-from tests.cluster import ControlPlane, spawn_broker, stop_process
+from tests.cluster import NO_MODEL, ControlPlane, spawn_broker, stop_process
 
 GRACE = "2s"
 
@@ -75,7 +75,8 @@ class UserKey:
 class SshStack:
     """Control plane + target + broker for one test module."""
 
-    def __init__(self, tmp: Path, broker_args: tuple[str, ...] = (), servers: Any = None) -> None:
+    def __init__(self, tmp: Path, broker_args: tuple[str, ...] = (), servers: Any = None,
+                 cp_config: dict[str, Any] | None = None) -> None:
         self.tmp = Path(tmp)
         self.target = DemoTarget.create(self.tmp / "target")
         self.policies = self.tmp / "policies.yaml"
@@ -86,6 +87,7 @@ class SshStack:
         self.broker_host_key = ""
         self._broker_args = broker_args
         self.servers = servers  # control plane address -> the broker's --server value (a list)
+        self.cp_config = {**NO_MODEL, **(cp_config or {})}  # server.yaml keys; every grant here names its duration
         self._keys = itertools.count(1)  # next() is atomic: the bench makes keys from many threads
 
     # -------------------------------------------------------- life cycle
@@ -95,7 +97,8 @@ class SshStack:
 
         self.start_target()
         self.policies.write_text(policy_text(self.target))
-        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",))
+        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, admins=("admin",), brokers=("broker",),
+                               config=self.cp_config)
         _, upstream = open_ssh_cas(self.cp.data)
         self.upstream_ca_line = upstream.public_key_line()
         self.target.set_trusted_ca([self.upstream_ca_line])  # sshd reads it at each login

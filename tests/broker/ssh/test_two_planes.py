@@ -36,8 +36,8 @@ class TwoPlaneStack(SshStack):
 
         self.target.start(free_port())
         self.policies.write_text(policy_text(self.target))
-        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, store=self.url)
-        self.plane_b = ControlPlane(self.tmp / "cp-b", policies=self.policies, peer=self.cp)
+        self.cp = ControlPlane(self.tmp / "cp", policies=self.policies, store=self.url, config=self.cp_config)
+        self.plane_b = ControlPlane(self.tmp / "cp-b", policies=self.policies, peer=self.cp, config=self.cp_config)
         _, upstream = open_ssh_cas(self.cp.data, self.cp.env["JITGATE_CA_PASSPHRASE"].encode())
         self.upstream_ca_line = upstream.public_key_line()
         self.target.set_trusted_ca([self.upstream_ca_line])

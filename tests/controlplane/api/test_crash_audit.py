@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from jitgate.v1 import access_pb2, audit_pb2, types_pb2
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 from tests.controlplane.api.conftest import POLICIES, duration, jitgate
 
 S = types_pb2
@@ -22,7 +22,7 @@ S = types_pb2
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("crash"), POLICIES) as cp:
+    with ControlPlane(tmp_path_factory.mktemp("crash"), POLICIES, config=NO_MODEL) as cp:
         yield cp
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 from tests.controlplane.api import test_lifecycle as lc
 from tests.controlplane.api import test_watch as watch
 from tests.controlplane.api.conftest import POLICIES
@@ -32,5 +32,6 @@ test_snapshot_then_live_changes = watch.test_snapshot_then_live_changes
 
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with pg_store("jg_api") as url, ControlPlane(tmp_path_factory.mktemp("cp_pg"), POLICIES, store=url) as plane:
+    with pg_store("jg_api") as url, ControlPlane(tmp_path_factory.mktemp("cp_pg"), POLICIES, store=url,
+                                                         config=NO_MODEL) as plane:
         yield plane

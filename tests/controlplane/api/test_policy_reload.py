@@ -14,7 +14,7 @@ import grpc
 
 from controlplane.policy_watch import PolicyHolder
 from jitgate.v1 import access_pb2, audit_pb2, policy_pb2
-from tests.cluster import REPO, ControlPlane
+from tests.cluster import NO_MODEL, REPO, ControlPlane
 from tests.controlplane.api.conftest import POLICIES, refused
 
 NEW_USER = "  zed:   {groups: [dev]}\n"
@@ -48,7 +48,7 @@ def test_sighup_reload_good_then_bad(tmp_path: Path):
     policies = tmp_path / "policies.yaml"
     shutil.copy(POLICIES, policies)
     # The file watcher is slowed right down so that only SIGHUP can cause these reloads.
-    with ControlPlane(tmp_path / "cp", policies, config={"policy_poll_seconds": 3600}) as cp:
+    with ControlPlane(tmp_path / "cp", policies, config={**NO_MODEL, "policy_poll_seconds": 3600}) as cp:
         ada = cp.client("ada")
         v1 = ada.policy.GetPolicy(policy_pb2.GetPolicyRequest()).version
         refused(lambda: cp.client("zed").access.WhoAmI(access_pb2.WhoAmIRequest()), grpc.StatusCode.UNAUTHENTICATED)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jitgate.status import reason_of
 from jitgate.v1 import access_pb2, audit_pb2, broker_pb2, types_pb2
-from tests.cluster import ControlPlane
+from tests.cluster import NO_MODEL, ControlPlane
 from tests.controlplane.api.conftest import POLICIES, duration
 from tests.pgstore import pg_store
 from tests.tcpproxy import TcpProxy
@@ -36,9 +36,10 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPl
     policies = tmp / "policies.yaml"
     shutil.copy(POLICIES, policies)
     with pg_store("jg_two") as url, TcpProxy("127.0.0.1", 5432) as proxy:
-        a = ControlPlane(tmp / "a", policies, store=url)
+        a = ControlPlane(tmp / "a", policies, store=url, config=NO_MODEL)
         try:
-            b = ControlPlane(tmp / "b", policies, store=url.replace(":5432/", f":{proxy.port}/"), peer=a)
+            b = ControlPlane(tmp / "b", policies, store=url.replace(":5432/", f":{proxy.port}/"), peer=a,
+                             config=NO_MODEL)
             try:
                 yield a, b, proxy
             finally:
@@ -117,7 +118,7 @@ def test_both_planes_serve_the_same_identities_and_cas(planes):
 
 def test_a_plane_with_other_ca_keys_is_refused(planes, tmp_path: Path):
     a, _, _ = planes
-    stranger = ControlPlane(tmp_path / "c", a.policies, store=a.store, start=False)
+    stranger = ControlPlane(tmp_path / "c", a.policies, store=a.store, config=NO_MODEL, start=False)
     stranger.env["JITGATE_CA_PASSPHRASE"] = a.env["JITGATE_CA_PASSPHRASE"]
     stranger.identity("admin")  # its own CA, made before it joins
     with pytest.raises(Exception, match="differ from the store's"):
