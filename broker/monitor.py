@@ -45,6 +45,9 @@ BROKER_SHUTDOWN = "broker_shutdown"
 
 # How many ended grants the hub remembers for the start-of-session race.
 _ENDED_MEMORY = 10_000
+# A monitor whose deadline the hub's timer watches (`MonitorHub._deadline_pass`) wakes this much
+# later by its own timer, as a fallback: the hub's pass is then the one that starts its cut.
+_HUB_FALLBACK = dt.timedelta(milliseconds=100)
 
 
 def utcnow() -> dt.datetime:
@@ -166,6 +169,8 @@ class SessionMonitor:
         # The synchronous first part of a cut (the user's line and channel close), run by a pass
         # that cuts many sessions at once (`MonitorHub.apply_lock`) before `on_cut` does the rest.
         self._on_cut_now = on_cut_now
+        # Set by a hub whose timer watches this deadline: told when it moves.
+        self.on_deadline_moved: Callable[[SessionMonitor], None] | None = None
         self._warned = False
         self._pending: Cut | None = None
         self._closed = False
@@ -197,6 +202,8 @@ class SessionMonitor:
         log.debug("session %s: deadline %s -> %s", self.session_id, self._deadline, expires_at)
         later = expires_at > self._deadline
         self._deadline = expires_at
+        if self.on_deadline_moved is not None:
+            self.on_deadline_moved(self)
         if expires_at - self.clock.now() > self._grace:
             self._warned = False  # warn again before the new deadline
         if later and self._on_extended is not None:
@@ -325,7 +332,11 @@ class SessionMonitor:
                                 f"jitgate: access to {self.resource} ends at {format_time(self._deadline)} "
                                 f"(in {left}); ask for more time: jitgate extend {self.grant_id}")
                     continue
-                await self._sleep(self._deadline if (self._warned or not self._grace) else warn_at)
+                if self._warned or not self._grace:
+                    fallback = _HUB_FALLBACK if self.on_deadline_moved is not None else dt.timedelta(0)
+                    await self._sleep(self._deadline + fallback)
+                else:
+                    await self._sleep(warn_at)
         finally:
             self._done.set()
 
@@ -386,9 +397,9 @@ class MonitorHub:
             self._apply_to(mon, ended)
         elif grant_id in self._expires and self._expires[grant_id] > expires_at:
             mon.extend(self._expires[grant_id])
+        self._add_deadline(mon)
         mon.start()
         asyncio.get_running_loop().create_task(self._forget_when_done(mon))
-        self._add_deadline(mon)
         return mon
 
     # -------------------------------------------------------- deadlines: one pass for all that are due
@@ -398,6 +409,7 @@ class MonitorHub:
         FakeClock, leaves deadlines to each monitor's own task)."""
         if getattr(self.clock, "call_at", None) is None or not mon.live:
             return
+        mon.on_deadline_moved = self._add_deadline
         heapq.heappush(self._deadlines, (mon.deadline, next(self._order), mon))
         self._arm()
 
@@ -423,11 +435,7 @@ class MonitorHub:
         due: list[SessionMonitor] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, mon = heapq.heappop(self._deadlines)
-            if not mon.live:
-                continue
-            if mon.deadline > now:  # extended: back on the timer at its new deadline
-                heapq.heappush(self._deadlines, (mon.deadline, next(self._order), mon))
-            else:
+            if mon.live and mon.deadline <= now:  # (moved: its new deadline has an entry of its own)
                 due.append(mon)
         for mon in due:
             mon.expire_at_once()
