@@ -286,9 +286,12 @@ class BrokerConnection(asyncssh.SSHServer):
         if self.conn is None:
             return
         try:
-            with corked(self.conn):  # one segment, not four (a DISCONNECT twice, each after an IGNORE)
+            with corked(self.conn):  # one segment (asyncssh writes an IGNORE before each packet)
                 send_first = getattr(self.conn, "_send_disconnect", None)
-                if send_first is not None and not self.conn.is_closed():
+                # Only while a channel is open: with none (a cut session's channel closed first),
+                # `disconnect` sends the reason first anyway, and once is enough.
+                open_channels = getattr(self.conn, "_channels", True)
+                if send_first is not None and open_channels and not self.conn.is_closed():
                     send_first(asyncssh.DISC_BY_APPLICATION, reason, "en-US")
                 self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
         except OSError:
