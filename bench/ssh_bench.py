@@ -15,19 +15,35 @@ Each "broker starts the cut" figure is read from the broker's log lines (their t
 deadline, or minus the lock's creation). The goal (issue 20): with 500 sessions, p99 < 100 ms for
 the broker to start every cut and < 250 ms for the clients to see it, for expiry and for a lock.
 
+"The client sees the disconnect" is the moment an asyncssh client's connection ends (its
+`connection_lost`, stamped with the wall clock in the client's own process), minus the deadline or
+the lock's creation. The expiry and lock sessions' clients run in `--client-procs` processes (4 by
+default, each on uvloop, sessions dealt round-robin): a deployment's 500 users are 500 clients on
+their own machines, while 500 clients in the bench's one Python loop take turns (each cut is a few
+SSH packets to decrypt and answer, then a DISCONNECT), so the last ones would be timed late by the
+bench itself. `--client-procs 0` runs them in the bench's own loop as before (`--client-asyncio`: on
+plain asyncio). Whether the clients were the bottleneck shows in the CPU line each cut phase
+prints (broker, control plane, bench clients, the target's sshd and commands, and the rest: kernel
+threads and other users of a shared machine): measured, 500 sessions, the 4 client processes used
+~300 ms of CPU in a ~1 s window, the broker twice that. Everything shares the machine's cores, and
+on a machine shared with other work the figures move by a factor of two from run to run.
+
     .venv/bin/python bench/ssh_bench.py [--mb 200] [--rtt 300] [--sessions 500] [--expiring 500] [--revoked 50]
-                                        [--locked 500] [--only expiry,lock]
+                                        [--locked 500] [--only expiry,lock] [--client-procs 4]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+import multiprocessing
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +61,204 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name ([0] is the state), or [] once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def cpu_ms(pid: int | str, reaped: bool = False) -> float:
+    """CPU time (user + system) of one process so far, in ms (0 once it is gone); `reaped`: with
+    that of the children it has waited for."""
+    f = _stat(pid)
+    if not f:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped else 0)
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_ms(root: int) -> float:
+    """CPU time of `root` and every process under it, living or ended and waited for (a child's
+    time moves into its parent's when the parent waits for it, so each is counted once)."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            f = _stat(p.name)
+            if f:
+                children.setdefault(int(f[1]), []).append(int(p.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu_ms(pid, reaped=True)
+        todo += children.get(pid, [])
+    return total
+
+
+class CpuWindow:
+    """Where the machine's CPU went between `start()` and `stop()`: the broker, the control plane,
+    the bench's clients, the target (sshd, its sessions and their commands: every other process
+    under the bench), and the rest (the kernel's own threads and other users of a shared machine:
+    the cut figures are only as good as that share is small)."""
+
+    def __init__(self, stack: SshStack, clients: list[int]) -> None:
+        assert stack.broker_proc is not None and stack.cp is not None and stack.cp.proc is not None
+        self.named = {"broker": [stack.broker_proc.pid], "control plane": [stack.cp.proc.pid],
+                      "bench clients": sorted({os.getpid(), *clients})}
+
+    @staticmethod
+    def _busy_ms() -> float:
+        f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (sum(f[:3]) + sum(f[5:8])) * 1000 / os.sysconf("SC_CLK_TCK")  # not idle, not iowait
+
+    def _sample(self) -> dict[str, float]:
+        out = {name: sum(cpu_ms(pid, reaped=True) for pid in pids) for name, pids in self.named.items()}
+        out["target"] = tree_cpu_ms(os.getpid()) - sum(out.values())
+        out["machine"] = self._busy_ms()
+        return out
+
+    def start(self) -> None:
+        self._t0, self._a = time.time(), self._sample()
+
+    def stop(self) -> str:
+        """The line to print (right after the last client saw its disconnect)."""
+        b = self._sample()
+        wall = (time.time() - self._t0) * 1000
+        used = {k: b[k] - self._a[k] for k in b}
+        rest = used["machine"] - sum(v for k, v in used.items() if k != "machine")
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in used.items() if k != "machine")
+        return (f"  (CPU over the {wall:.0f} ms window, {os.cpu_count()} cores: machine busy {used['machine']:.0f} ms: "
+                f"{parts}, the rest {max(0.0, rest):.0f} (kernel threads, other processes); "
+                f"load {os.getloadavg()[0]:.1f})")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+class WatchedClient(asyncssh.SSHClient):
+    """A bench client that notes when its connection ended: the moment its user sees the disconnect
+    (asyncssh calls this as the connection is torn down; `wait_closed()` wakes a task later)."""
+
+    def __init__(self) -> None:
+        self.closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(time.time())
+
+
+class SleeperSession(asyncssh.SSHClientSession[bytes]):
+    """`echo up; sleep 600` without a process object's stream machinery: ready at its first output,
+    the rest (the cut's line) received and dropped."""
+
+    def __init__(self) -> None:
+        self.up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if not self.up.done():
+            self.up.set_result(None)
+
+
+@dataclass
+class Sleeper:
+    """One open session of `_open_sleepers`."""
+
+    grant_id: str
+    conn: asyncssh.SSHClientConnection
+    client: WatchedClient
+
+
+async def open_sleeper(port: int, known_hosts: str, key: Path, cert: Path,
+                       resource: str = "web-02") -> tuple[asyncssh.SSHClientConnection, WatchedClient]:
+    """One asyncssh client through the broker running `echo up; sleep 600`, once it is up."""
+    conn, client = await asyncssh.create_connection(
+        WatchedClient, "127.0.0.1", port, username=f"root@{resource}",
+        client_keys=[(asyncssh.read_private_key(str(key)), asyncssh.read_certificate(str(cert)))],
+        known_hosts=known_hosts, agent_path=None, config=[])
+    _chan, session = await conn.create_session(SleeperSession, "echo up; sleep 600", encoding=None)
+    assert isinstance(client, WatchedClient) and isinstance(session, SleeperSession)
+    await session.up
+    return conn, client
+
+
+def client_worker(pipe: Any, port: int, known_hosts: str, creds: list[tuple[str, str, str]]) -> None:
+    """A client process of `ClientPool`: opens its sessions, says how many, then sends back when
+    each one's connection ended ({grant id: time.time()})."""
+    import uvloop
+
+    async def main() -> None:
+        sem = asyncio.Semaphore(10)
+        live: list[tuple[str, WatchedClient]] = []
+
+        async def one(gid: str, key: str, cert: str) -> None:
+            async with sem:
+                _conn, client = await open_sleeper(port, known_hosts, Path(key), Path(cert))
+            live.append((gid, client))
+
+        await asyncio.gather(*(one(*c) for c in creds))
+        pipe.send(len(live))
+        ends = await asyncio.gather(*(client.closed for _g, client in live))
+        pipe.send({gid: at for (gid, _c), at in zip(live, ends, strict=True)})
+        await asyncio.to_thread(pipe.recv)  # alive until the parent has read its CPU time
+
+    uvloop.run(main())
+
+
+class ClientPool:
+    """The sessions of the expiry and lock phases, spread over `procs` client processes (each its
+    own uvloop; 0: the bench's own loop). A real deployment's 500 users are 500 clients on their
+    own machines; 500 asyncssh clients in one Python loop take their turns, and their own work
+    (each cut is a few SSH packets to decrypt and answer) then adds up to more than the broker's."""
+
+    def __init__(self) -> None:
+        self.grant_ids: list[str] = []
+        self.pids: list[int] = []
+        self._workers: list[tuple[Any, Any]] = []
+        self._local: list[Sleeper] = []
+
+    @classmethod
+    async def open(cls, bench: Bench, count: int, until: dt.datetime, users: tuple[str, ...]) -> ClientPool:
+        pool = cls()
+        procs = bench.args.client_procs
+        if procs <= 0:
+            pool._local = await bench._open_sleepers(count, until, users)
+            pool.grant_ids = [one.grant_id for one in pool._local]
+            pool.pids = [os.getpid()]
+            return pool
+        creds = await bench._credentials(count, until, users)
+        ctx = multiprocessing.get_context("spawn")
+        for k in range(procs):
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=client_worker, daemon=True, args=(
+                theirs, bench.stack.broker_port, str(bench.stack.known_hosts), creds[k::procs]))
+            proc.start()
+            pool._workers.append((proc, ours))
+            pool.pids.append(proc.pid or 0)
+        opened = sum([await asyncio.to_thread(ours.recv) for _p, ours in pool._workers])
+        assert opened == count, f"{opened} of {count} sessions opened"
+        pool.grant_ids = [gid for gid, _k, _c in creds]
+        return pool
+
+    async def ends(self) -> dict[str, float]:
+        """When each session's client saw its connection end: {grant id: time.time()}."""
+        if self._local:
+            times = await asyncio.gather(*(one.client.closed for one in self._local))
+            return {one.grant_id: at for one, at in zip(self._local, times, strict=True)}
+        out: dict[str, float] = {}
+        for _proc, ours in self._workers:
+            out.update(await asyncio.to_thread(ours.recv))
+        return out
+
+    async def close(self) -> None:
+        """Let the client processes go (after `ends` and the CPU window)."""
+        for proc, ours in self._workers:
+            ours.send("bye")
+            await asyncio.to_thread(proc.join, 10)
 
 
 class Bench:
@@ -180,11 +389,30 @@ class Bench:
         await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
         return len(conns), (after - before) / max(1, len(conns))
 
+    async def _credentials(self, count: int, until: dt.datetime, users: tuple[str, ...]
+                           ) -> list[tuple[str, str, str]]:
+        """`count` grants ending at `until`, each with a key and certificate: (grant id, key, cert)."""
+        sem = asyncio.Semaphore(8)
+
+        async def one(i: int) -> tuple[str, str, str]:
+            user = users[i % len(users)]
+
+            def grant() -> Any:
+                # The duration is computed in the worker thread, right before the call.
+                return self.stack.grant(user, "web-02", (until - dt.datetime.now(dt.UTC)).total_seconds())
+
+            async with sem:
+                g = await asyncio.to_thread(grant)
+                key = await asyncio.to_thread(self.stack.user_key, user, g.id)
+            return g.id, str(key.key), str(key.cert)
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
     async def _open_sleepers(self, count: int, until: dt.datetime, users: tuple[str, ...] = ("alice", "bob")
-                             ) -> list[tuple[str, asyncssh.SSHClientConnection]]:
+                             ) -> list[Sleeper]:
         """`count` sessions running `sleep`, each under its own grant ending at `until`."""
         sem = asyncio.Semaphore(20)
-        out: list[tuple[str, asyncssh.SSHClientConnection]] = []
+        out: list[Sleeper] = []
 
         async def one(i: int) -> None:
             user = users[i % len(users)]
@@ -196,10 +424,9 @@ class Bench:
             grant = await asyncio.to_thread(grant)
             key = await asyncio.to_thread(self.stack.user_key, user, grant.id)
             async with sem:
-                conn = await self.connect_broker(key.key, key.cert, "web-02")
-                proc = await conn.create_process("echo up; sleep 600", encoding=None)
-                await proc.stdout.readline()
-            out.append((grant.id, conn))
+                conn, client = await open_sleeper(self.stack.broker_port, str(self.stack.known_hosts),
+                                                  key.key, key.cert)
+            out.append(Sleeper(grant.id, conn, client))
 
         await asyncio.gather(*(one(i) for i in range(count)))
         return out
@@ -210,20 +437,23 @@ class Bench:
         log_start = self.stack.broker_log.stat().st_size
         # Room to open them all first: on a loaded 2-core machine 500 take well over a minute.
         until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=max(8.0, n * 0.3))
-        live = await self._open_sleepers(n, until)
+        live = await ClientPool.open(self, n, until, ("alice", "bob"))
         admin = self.stack.client("admin")
         expires = {}
-        for gid, _ in live:
+        for gid in live.grant_ids:
             g = await asyncio.to_thread(admin.access.GetRequest, access_pb2.GetRequestRequest(id=gid))
-            expires[gid] = g.expires_at.ToDatetime(tzinfo=dt.UTC)
+            expires[gid] = g.expires_at.ToDatetime(tzinfo=dt.UTC).timestamp()
 
-        async def lateness(gid: str, conn: asyncssh.SSHClientConnection) -> float:
-            await conn.wait_closed()
-            return (dt.datetime.now(dt.UTC) - expires[gid]).total_seconds() * 1000
-
-        spread = (max(expires.values()) - min(expires.values())).total_seconds() * 1000
+        spread = (max(expires.values()) - min(expires.values())) * 1000
         print(f"  ({n} grants end within {spread:.0f} ms of each other)")
-        seen = list(await asyncio.gather(*(lateness(g, c) for g, c in live)))
+        cpu = CpuWindow(self.stack, live.pids)
+        # Started well before the first deadline: reading every process's time takes a while.
+        await asyncio.sleep(max(0.0, min(expires.values()) - 0.5 - time.time()))
+        cpu.start()
+        ends = await live.ends()
+        print(cpu.stop())
+        await live.close()
+        seen = [(at - expires[gid]) * 1000 for gid, at in ends.items()]
         with open(self.stack.broker_log, "rb") as f:
             f.seek(log_start)
             text = f.read().decode(errors="replace")
@@ -236,24 +466,23 @@ class Bench:
         from jitgate.v1 import locks_pb2
 
         n = self.args.locked
-        live = await self._open_sleepers(n, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), users=("bob",))
+        live = await ClientPool.open(self, n, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), ("bob",))
         log_start = self.stack.broker_log.stat().st_size
         admin = self.stack.client("admin")
 
-        async def closed(conn: asyncssh.SSHClientConnection) -> float:
-            await conn.wait_closed()
-            return time.time()
-
-        # Watched from before the call: the sessions may be cut before the call returns (the lock
-        # commits and is published before its grants are ended), and a watch started after the call
-        # would time the call, not the client.
-        watches = [asyncio.ensure_future(closed(c)) for _g, c in live]
+        # Each client notes its own disconnect (`WatchedClient`): the sessions may be cut before
+        # the call returns (the lock commits and is published before its grants are ended).
+        cpu = CpuWindow(self.stack, live.pids)
+        cpu.start()
         t0 = time.time()
         resp = await asyncio.to_thread(admin.locks.CreateLock, locks_pb2.CreateLockRequest(
             target="user", value="bob", reason="bench"))
         created = resp.lock.created_at.ToDatetime(tzinfo=dt.UTC).timestamp()
         print(f"  (the lock call took {(time.time() - t0) * 1000:.0f} ms and ended {len(resp.ended_grants)} grants)")
-        clients = [(at - created) * 1000 for at in await asyncio.gather(*watches)]
+        ends = await live.ends()
+        print(cpu.stop())
+        await live.close()
+        clients = [(at - created) * 1000 for at in ends.values()]
         await asyncio.sleep(0.5)  # the log lines are flushed line by line
         with open(self.stack.broker_log, "rb") as f:
             f.seek(log_start)
@@ -268,10 +497,10 @@ class Bench:
         live = await self._open_sleepers(self.args.revoked, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
         admin = self.stack.client("admin")
         out = []
-        for gid, conn in live:
+        for one in live:
             t0 = time.perf_counter()
-            await asyncio.to_thread(admin.access.Revoke, access_pb2.RevokeRequest(id=gid, reason="bench"))
-            await conn.wait_closed()
+            await asyncio.to_thread(admin.access.Revoke, access_pb2.RevokeRequest(id=one.grant_id, reason="bench"))
+            await one.conn.wait_closed()
             out.append((time.perf_counter() - t0) * 1000)
         return out
 
@@ -308,6 +537,10 @@ def main() -> int:
     parser.add_argument("--locked", type=int, default=500, help="sessions of one user ended by one lock")
     parser.add_argument("--only", default=",".join(PHASES), help=f"comma-separated phases of {', '.join(PHASES)}")
     parser.add_argument("--no-uvloop", action="store_true", help="run the broker on plain asyncio")
+    parser.add_argument("--client-procs", type=int, default=4, metavar="N",
+                        help="client processes for the expiry and lock sessions (0: in the bench's own loop)")
+    parser.add_argument("--client-asyncio", action="store_true",
+                        help="run the bench's asyncssh clients on plain asyncio (default uvloop)")
     args = parser.parse_args()
     only = {p.strip() for p in args.only.split(",") if p.strip()}
     unknown = only - set(PHASES)
@@ -318,14 +551,21 @@ def main() -> int:
         with SshStack(Path(tmp), broker_args=broker_args) as stack:
             bench = Bench(stack, args)
             loop = "asyncio" if args.no_uvloop else "uvloop"
-            print(f"jitgate SSH broker benchmark (broker on {loop}, sshd target, loopback, 2 cores shared)")
+            client_loop = "asyncio" if args.client_asyncio else "uvloop"
+            print(f"jitgate SSH broker benchmark (broker on {loop}, clients on {client_loop}, sshd target, "
+                  f"loopback, {os.cpu_count()} cores shared)")
             for cipher, source in ((None, "text"), ("aes128-gcm@openssh.com", "text"), (None, "zeros")) \
                     if "bulk" in only else ():
                 b, d = bench.bulk(cipher, source)
                 name = cipher or "negotiated (aes128-gcm to the broker, chacha20-poly1305 direct)"
                 print(f"bulk download {args.mb} MB of {source}, {name}: broker {b:.0f} MB/s, direct {d:.0f} MB/s, "
                       f"ratio {b / d:.2f}")
-            res = asyncio.run(async_parts(bench, only))
+            if args.client_asyncio:
+                res = asyncio.run(async_parts(bench, only))
+            else:
+                import uvloop
+
+                res = uvloop.run(async_parts(bench, only))
             if "rtt" in res:
                 b, d = res["rtt"]  # type: ignore[misc]
                 print(f"keystroke round trip ({args.rtt}): broker p50 {pct(b, 50):.3f} ms p99 {pct(b, 99):.3f} ms; "

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import inspect
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from broker.cpclient import GrantChange, LockChange
 from jitgate.text import visible
@@ -43,6 +45,9 @@ BROKER_SHUTDOWN = "broker_shutdown"
 
 # How many ended grants the hub remembers for the start-of-session race.
 _ENDED_MEMORY = 10_000
+# A monitor whose deadline the hub's timer watches (`MonitorHub._deadline_pass`) wakes this much
+# later by its own timer, as a fallback: the hub's pass is then the one that starts its cut.
+_HUB_FALLBACK = dt.timedelta(milliseconds=100)
 
 
 def utcnow() -> dt.datetime:
@@ -164,6 +169,8 @@ class SessionMonitor:
         # The synchronous first part of a cut (the user's line and channel close), run by a pass
         # that cuts many sessions at once (`MonitorHub.apply_lock`) before `on_cut` does the rest.
         self._on_cut_now = on_cut_now
+        # Set by a hub whose timer watches this deadline: told when it moves.
+        self.on_deadline_moved: Callable[[SessionMonitor], None] | None = None
         self._warned = False
         self._pending: Cut | None = None
         self._closed = False
@@ -195,6 +202,8 @@ class SessionMonitor:
         log.debug("session %s: deadline %s -> %s", self.session_id, self._deadline, expires_at)
         later = expires_at > self._deadline
         self._deadline = expires_at
+        if self.on_deadline_moved is not None:
+            self.on_deadline_moved(self)
         if expires_at - self.clock.now() > self._grace:
             self._warned = False  # warn again before the new deadline
         if later and self._on_extended is not None:
@@ -215,6 +224,19 @@ class SessionMonitor:
         if self._closed or self._pending is not None:
             return
         self.revoke(reason)
+        self._start_cut_now()
+
+    def expire_at_once(self, late: bool = False) -> None:
+        """Cut now as expired and start the cut in this call (`on_cut_now`): the hub's pass over
+        every session whose deadline has come (`MonitorHub`), or the control plane's word that the
+        grant expired (`late`: the line then says when the broker learned it)."""
+        if self._closed or self._pending is not None:
+            return
+        now = self.clock.now()
+        self._request_cut(EXPIRED, self._expired_line(now if late else min(now, self._deadline)))
+        self._start_cut_now()
+
+    def _start_cut_now(self) -> None:
         if self._on_cut_now is not None and self._pending is not None:
             try:
                 self._on_cut_now(self._pending)
@@ -228,6 +250,11 @@ class SessionMonitor:
     def shutdown(self) -> None:
         """Cut now: the broker is stopping."""
         self._request_cut(BROKER_SHUTDOWN, "jitgate: the broker is shutting down; closing the session")
+
+    @property
+    def live(self) -> bool:
+        """Not cut (nor being cut) and not closed."""
+        return not self._closed and self._pending is None
 
     def close(self) -> None:
         """The session ended by itself: stop watching, no cut."""
@@ -305,7 +332,11 @@ class SessionMonitor:
                                 f"jitgate: access to {self.resource} ends at {format_time(self._deadline)} "
                                 f"(in {left}); ask for more time: jitgate extend {self.grant_id}")
                     continue
-                await self._sleep(self._deadline if (self._warned or not self._grace) else warn_at)
+                if self._warned or not self._grace:
+                    fallback = _HUB_FALLBACK if self.on_deadline_moved is not None else dt.timedelta(0)
+                    await self._sleep(self._deadline + fallback)
+                else:
+                    await self._sleep(warn_at)
         finally:
             self._done.set()
 
@@ -326,6 +357,12 @@ class MonitorHub:
         self._expires: dict[str, dt.datetime] = {}
         # Told of every monitor that ended with a cut (broker/metrics.py: cut lateness), or None.
         self.cut_observer: Callable[[SessionMonitor], None] | None = None
+        # Deadlines, earliest first, for one pass that starts every due cut (see `_deadline_pass`);
+        # entries of monitors that ended or moved their deadline are dropped when they come up.
+        self._deadlines: list[tuple[dt.datetime, int, SessionMonitor]] = []
+        self._order = itertools.count()
+        self._deadline_timer: Any = None
+        self._deadline_timer_at: dt.datetime | None = None
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_grant.values())
@@ -360,9 +397,53 @@ class MonitorHub:
             self._apply_to(mon, ended)
         elif grant_id in self._expires and self._expires[grant_id] > expires_at:
             mon.extend(self._expires[grant_id])
+        self._add_deadline(mon)
         mon.start()
         asyncio.get_running_loop().create_task(self._forget_when_done(mon))
         return mon
+
+    # -------------------------------------------------------- deadlines: one pass for all that are due
+
+    def _add_deadline(self, mon: SessionMonitor) -> None:
+        """Put `mon`'s deadline on the hub's timer (a clock without `call_at`, e.g. the tests'
+        FakeClock, leaves deadlines to each monitor's own task)."""
+        if getattr(self.clock, "call_at", None) is None or not mon.live:
+            return
+        mon.on_deadline_moved = self._add_deadline
+        heapq.heappush(self._deadlines, (mon.deadline, next(self._order), mon))
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._deadlines:
+            return
+        first = self._deadlines[0][0]
+        if self._deadline_timer is not None:
+            if self._deadline_timer_at is not None and self._deadline_timer_at <= first:
+                return
+            self._deadline_timer.cancel()
+        self._deadline_timer_at = first
+        self._deadline_timer = self.clock.call_at(first, self._deadline_pass)  # type: ignore[attr-defined]
+
+    def _deadline_pass(self) -> None:
+        """Start the cut of every session whose deadline has come, in this one call: grants that
+        end in the same second come due together, and each cut's line and channel close go out
+        before any of their bookkeeping (each monitor's own timer would start them one task at
+        a time, behind whatever else the loop had queued). Each monitor's task then finishes its
+        cut; its own timer stays as the fallback."""
+        self._deadline_timer = self._deadline_timer_at = None
+        now = self.clock.now()
+        due: list[SessionMonitor] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, mon = heapq.heappop(self._deadlines)
+            if mon.live and mon.deadline <= now:  # (moved: its new deadline has an entry of its own)
+                due.append(mon)
+        for mon in due:
+            mon.expire_at_once()
+        if len(self._deadlines) > 64 and len(self._deadlines) > 2 * len(self):
+            # Sessions that ended long before their deadline: drop their entries.
+            self._deadlines = [e for e in self._deadlines if e[2].live]
+            heapq.heapify(self._deadlines)
+        self._arm()
 
     async def _forget_when_done(self, mon: SessionMonitor) -> None:
         await mon.wait()
@@ -392,7 +473,7 @@ class MonitorHub:
             while len(self._ended) > _ENDED_MEMORY:
                 self._ended.popitem(last=False)
         for mon in self.monitors(change.grant_id):
-            self._apply_to(mon, change)
+            self._apply_to(mon, change, at_once=True)
 
     def apply_lock(self, lock: LockChange) -> None:
         """A lock was placed: cut every session under it now, from this one event (the control
@@ -433,7 +514,9 @@ class MonitorHub:
         if mons:
             await asyncio.wait_for(asyncio.gather(*(m.wait() for m in mons)), timeout)
 
-    def _apply_to(self, mon: SessionMonitor, change: GrantChange) -> None:
+    def _apply_to(self, mon: SessionMonitor, change: GrantChange, at_once: bool = False) -> None:
+        """Apply `change` to `mon`; `at_once`: start a cut in this call (a batch of events from
+        the stream is then one pass of cuts), else in the monitor's task."""
         if change.active:
             # Deadlines only move later: an ACTIVE grant is never shortened (revocation and
             # expiry are state changes), and an event may carry a request state read before
@@ -441,8 +524,10 @@ class MonitorHub:
             if change.expires_at is not None and change.expires_at > mon.deadline:
                 mon.extend(change.expires_at)
         elif change.state == "EXPIRED":
-            mon.expire_now()
+            mon.expire_at_once(late=True) if at_once else mon.expire_now()
         elif change.state == "PENDING":
             return
+        elif at_once:
+            mon.revoke_at_once(change.message)
         else:
             mon.revoke(change.message)

@@ -30,6 +30,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# An unprivileged account for logins on the SSH tests' target sshd (tests/broker/ssh/harness.py,
+# TARGET_USER): sshd refuses session signals for root, so a cut's `signal KILL` is only seen to
+# stop the target's command through a login like this. No home, no password ('*': not locked, so
+# sshd without PAM still lets a certificate in); the target trusts only the test CA.
+if ! getent passwd jitgate-target >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /bin/sh jitgate-target
+    usermod -p '*' jitgate-target
+  else
+    echo "setup: the SSH tests' non-root target login needs an account: sudo $0" >&2
+  fi
+fi
+
 # s3rver: a standalone S3-compatible server (filesystem-backed) from npm, pinned.
 if ! command -v s3rver >/dev/null && command -v npm >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,7 +81,7 @@ class RelayHost(Protocol):
 
     def cutting(self) -> AbstractContextManager[None]: ...
 
-    async def after_cuts(self) -> None: ...
+    def after_cuts(self) -> AbstractAsyncContextManager[None]: ...
 
     async def report_refusal(self, conn: Any, code: str, message: str) -> None: ...
 

@@ -40,6 +40,7 @@ from broker.ssh.channel import (
     authorize,
     recording_problem,
 )
+from broker.ssh.cork import corked
 from broker.ssh.options import ChannelRequest, channel_hint, control_plane_channel, refusal
 from broker.ssh.sftp import SftpLog
 from broker.ssh.upstream import UpstreamError
@@ -350,6 +351,10 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
                 return  # cut already, or its rest runs elsewhere
             self._cutting = True
             sent = self._send_cut(cut)
+        # After the user's side: in a pass over many sessions (`_cut_now`), every user's line and
+        # close went out before the first of these (measured, 500 sessions at once: sending it in
+        # the pass took half of each cut's time there).
+        self._stop_target_command()
         with self._broker.cutting():
             await self._cut_user_side(*sent)
 
@@ -368,7 +373,6 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
-        self._stop_target_command()
         return cut, summary, chan
 
     def _stop_target_command(self) -> None:
@@ -379,7 +383,8 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         signals there and logs so); a command under a terminal also gets SIGHUP as the pty closes."""
         if self._up_chan is not None:  # (is_closing() is already true once the user's EOF went up)
             try:
-                self._up_chan.send_signal("KILL")
+                with corked(self._up_conn):  # asyncssh writes an SSH_MSG_IGNORE before it: one segment
+                    self._up_chan.send_signal("KILL")
             except (OSError, asyncssh.Error):
                 pass  # the target side is already gone: nothing left to stop
 
@@ -423,10 +428,15 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         if self._finished or self.auth is None:
             return
         self._finished = True
-        if self._cutting:
-            await self._broker.after_cuts()
+        if not self._cutting:
+            await self._end_session()
+            return
+        async with self._broker.after_cuts():
             if self._up_conn is not None:
                 self._up_conn.close()
+            await self._end_session()
+
+    async def _end_session(self) -> None:
         if self._sftp is not None:
             self._recorded(self._sftp.close)
         await self._end()

@@ -30,13 +30,17 @@ from jitgate.v1 import access_pb2, types_pb2
 from tests.cluster import NO_MODEL, ControlPlane, spawn_broker, stop_process
 
 GRACE = "2s"
+# An unprivileged account on this machine for logins on the test target (scripts/setup.sh makes
+# it): sshd refuses session signals for root, so what a cut does to a target's command can only
+# be seen through a login like this one.
+TARGET_USER = "jitgate-target"
 
 
 def policy_text(target: DemoTarget) -> str:
     """Policies for the broker tests: auto-approved dev targets, one exec-only target (`locked`),
-    one terminal-and-sftp-only target (`termonly`), grace 2 s."""
+    one terminal-and-sftp-only target (`termonly`), grace 2 s; logins root and TARGET_USER."""
     ssh = {"kind": "ssh", "address": target.address, "host_key": target.host_key_line,
-           "logins": ["root"], "owners": ["group:sre"]}
+           "logins": ["root", TARGET_USER], "owners": ["group:sre"]}
     doc = {
         "version": 1,
         "settings": {"grace_period": GRACE, "pending_timeout": "1h", "default_max_extensions": 5,

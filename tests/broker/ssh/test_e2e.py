@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import pwd
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +21,16 @@ from google.protobuf import duration_pb2
 from ca import SSHCertificateAuthority, new_serial, parse_certificate
 from jitgate.v1 import access_pb2, audit_pb2
 from recorder import FileRecordingStore
-from tests.broker.ssh.harness import SshStack, UserKey, ended_session, read_until, sessions_of, text, wait_for
+from tests.broker.ssh.harness import (
+    TARGET_USER,
+    SshStack,
+    UserKey,
+    ended_session,
+    read_until,
+    sessions_of,
+    text,
+    wait_for,
+)
 from tests.support import require_binary
 
 pytestmark = pytest.mark.timeout(120)
@@ -284,11 +295,37 @@ def test_cut_closes_the_target_side_too(stack: SshStack) -> None:
     proc.communicate(timeout=30)
     assert wait_for(lambda: connections_to(stack.target.port) == before, timeout=10)
     assert ended_session(stack, grant.id)[0].end_reason == "revoked"
-    # The command is stopped too, not only the connections: without a terminal sshd would let
-    # `sleep 60` run on. The broker sends `signal KILL` on the target channel; this machine's tests
-    # log in as root, for whom sshd refuses session signals and logs so: the log shows the request.
+    # The broker also sends `signal KILL` on the target channel; sshd refuses session signals for
+    # root and logs so: the log shows the request (the non-root test below sees the command end).
     sshd_log = stack.target.directory / "sshd.log"
     assert wait_for(lambda: "session_signal_req" in sshd_log.read_text(errors="replace"), timeout=10)
+
+
+def running_on_target(marker: str) -> list[str]:
+    """PIDs of TARGET_USER's processes whose command line holds `marker`."""
+    r = subprocess.run(["pgrep", "-u", TARGET_USER, "-f", marker], capture_output=True, text=True)
+    return r.stdout.split()
+
+
+def test_cut_stops_the_target_command(stack: SshStack) -> None:
+    # Without a terminal, sshd closes a command's pipes when its channel closes but signals
+    # nothing: `sleep` would run on after the cut. The cut's `signal KILL` must end it (sshd
+    # kills the session's process group; it refuses for root, hence a non-root login).
+    try:
+        pwd.getpwnam(TARGET_USER)
+    except KeyError:
+        pytest.skip(f"no account {TARGET_USER} on this machine (scripts/setup.sh makes it)")
+    marker = f"3600.{secrets.randbelow(10**6):06d}"  # a sleep no other process runs
+    grant = stack.grant("bob", "web-02", login=TARGET_USER)
+    key = stack.user_key("bob", grant.id)
+    proc = subprocess.Popen(stack.ssh_argv(key, "web-02", f"echo started; sleep {marker}", login=TARGET_USER),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"started\n", proc.stderr
+    assert running_on_target(f"sleep {marker}")
+    stack.client("admin").access.Revoke(access_pb2.RevokeRequest(id=grant.id, reason="stop the command"))
+    _out, err = proc.communicate(timeout=30)
+    assert b"was revoked" in err, err
+    assert wait_for(lambda: not running_on_target(f"sleep {marker}"), timeout=10)
 
 
 # ------------------------------------------------------------------ refusals

@@ -210,3 +210,54 @@ async def test_a_revocation_reason_reaches_the_terminal_literally() -> None:
     cut = await asyncio.wait_for(mon.wait(), 1)
     assert "\x1b" not in cut.message and "\u202e" not in cut.message
     assert "\\x1b[2K\\x1b[8mhidden\\u202e" in cut.message
+
+
+async def test_hub_starts_every_due_cut_in_one_pass_before_any_finishes() -> None:
+    # Sessions whose deadlines come together: the hub's timer starts each cut (`on_cut_now`)
+    # before the first monitor task finishes one (`on_cut`), whatever the order of their timers.
+    hub = MonitorHub()  # the system clock: its `call_at` drives the hub's deadline timer
+    order: list[str] = []
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=50)
+    mons = [hub.start_monitor(session_id=f"s{i}", grant_id=f"g{i}", resource="r", expires_at=deadline,
+                              grace_period=dt.timedelta(0), on_cut=lambda c, i=i: order.append(f"cut {i}"),
+                              on_cut_now=lambda c, i=i: order.append(f"now {i}"))
+            for i in range(5)]
+    later = hub.start_monitor(session_id="later", grant_id="gl", resource="r",
+                              expires_at=deadline + dt.timedelta(hours=1), grace_period=dt.timedelta(0),
+                              on_cut=lambda c: order.append("cut later"))
+    cuts = await asyncio.wait_for(asyncio.gather(*(m.wait() for m in mons)), 5)
+    assert all(c is not None and c.reason == EXPIRED and "expired at" in c.message for c in cuts)
+    assert sorted(order[:5]) == [f"now {i}" for i in range(5)], order
+    assert sorted(order[5:]) == [f"cut {i}" for i in range(5)], order
+    assert later.live and "cut later" not in order
+    later.close()
+
+
+async def test_hub_extension_moves_a_session_off_the_pass() -> None:
+    hub = MonitorHub()
+    order: list[str] = []
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=50)
+    mon = hub.start_monitor(session_id="s", grant_id="g1", resource="r", expires_at=deadline,
+                            grace_period=dt.timedelta(0), on_cut=lambda c: order.append("cut"),
+                            on_cut_now=lambda c: order.append("now"))
+    hub.apply(change("ACTIVE", deadline + dt.timedelta(hours=1), seq=2))
+    await asyncio.sleep(0.2)
+    assert order == [] and mon.live
+    mon.close()
+
+
+async def test_hub_starts_cuts_from_a_batch_of_events_at_once() -> None:
+    clock = FakeClock(T0)
+    hub = MonitorHub(clock)
+    order: list[str] = []
+    kw = dict(resource="r", expires_at=T0 + dt.timedelta(hours=1), grace_period=dt.timedelta(0))
+    m1 = hub.start_monitor(session_id="s1", grant_id="g1", on_cut=lambda c: order.append("cut 1"),
+                           on_cut_now=lambda c: order.append("now 1"), **kw)
+    m2 = hub.start_monitor(session_id="s2", grant_id="g2", on_cut=lambda c: order.append("cut 2"),
+                           on_cut_now=lambda c: order.append("now 2"), **kw)
+    hub.apply(change("REVOKED", seq=2, message="gone"))  # g1
+    hub.apply(GrantChange(grant_id="g2", state="EXPIRED", expires_at=None, message="", event_type="x", seq=2))
+    assert order == ["now 1", "now 2"]  # started in the calls, before either task ran
+    assert (await asyncio.wait_for(m1.wait(), 1)).reason == REVOKED
+    assert (await asyncio.wait_for(m2.wait(), 1)).reason == EXPIRED
+    assert sorted(order[2:]) == ["cut 1", "cut 2"]
