@@ -23,8 +23,8 @@ their own machines, while 500 clients in the bench's one Python loop take turns 
 SSH packets to decrypt and answer, then a DISCONNECT), so the last ones would be timed late by the
 bench itself. `--client-procs 0` runs them in the bench's own loop as before (`--client-asyncio`: on
 plain asyncio). Whether the clients were the bottleneck shows in the CPU line each cut phase
-prints (broker, control plane, bench clients, the target's sshd and commands, and the rest: kernel
-threads and other users of a shared machine): measured, 500 sessions, the 4 client processes used
+prints (broker, control plane, bench clients, and the rest: the target's sshd and commands, the
+kernel, and other users of a shared machine): measured, 500 sessions, the 4 client processes used
 ~300 ms of CPU in a ~1 s window, the broker twice that. Everything shares the machine's cores, and
 on a machine shared with other work the figures move by a factor of two from run to run.
 
@@ -79,28 +79,11 @@ def cpu_ms(pid: int | str, reaped: bool = False) -> float:
     return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_ms(root: int) -> float:
-    """CPU time of `root` and every process under it, living or ended and waited for (a child's
-    time moves into its parent's when the parent waits for it, so each is counted once)."""
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            f = _stat(p.name)
-            if f:
-                children.setdefault(int(f[1]), []).append(int(p.name))
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += cpu_ms(pid, reaped=True)
-        todo += children.get(pid, [])
-    return total
-
-
 class CpuWindow:
     """Where the machine's CPU went between `start()` and `stop()`: the broker, the control plane,
-    the bench's clients, the target (sshd, its sessions and their commands: every other process
-    under the bench), and the rest (the kernel's own threads and other users of a shared machine:
-    the cut figures are only as good as that share is small)."""
+    the bench's clients, and the rest (the target's sshd and commands, whose processes end within
+    the window and take their time with them, the kernel's own threads, and other users of a shared
+    machine: the cut figures are only as good as that share is small)."""
 
     def __init__(self, stack: SshStack, clients: list[int]) -> None:
         assert stack.broker_proc is not None and stack.cp is not None and stack.cp.proc is not None
@@ -114,7 +97,6 @@ class CpuWindow:
 
     def _sample(self) -> dict[str, float]:
         out = {name: sum(cpu_ms(pid, reaped=True) for pid in pids) for name, pids in self.named.items()}
-        out["target"] = tree_cpu_ms(os.getpid()) - sum(out.values())
         out["machine"] = self._busy_ms()
         return out
 
@@ -129,7 +111,7 @@ class CpuWindow:
         rest = used["machine"] - sum(v for k, v in used.items() if k != "machine")
         parts = ", ".join(f"{k} {v:.0f}" for k, v in used.items() if k != "machine")
         return (f"  (CPU over the {wall:.0f} ms window, {os.cpu_count()} cores: machine busy {used['machine']:.0f} ms: "
-                f"{parts}, the rest {max(0.0, rest):.0f} (kernel threads, other processes); "
+                f"{parts}, the rest {max(0.0, rest):.0f} (target sshd and commands, kernel, other processes); "
                 f"load {os.getloadavg()[0]:.1f})")
 
 
@@ -447,7 +429,6 @@ class Bench:
         spread = (max(expires.values()) - min(expires.values())) * 1000
         print(f"  ({n} grants end within {spread:.0f} ms of each other)")
         cpu = CpuWindow(self.stack, live.pids)
-        # Started well before the first deadline: reading every process's time takes a while.
         await asyncio.sleep(max(0.0, min(expires.values()) - 0.5 - time.time()))
         cpu.start()
         ends = await live.ends()
