@@ -172,12 +172,11 @@ class Browser:
         """Click; when it navigates (a link, a form), wait until the next page has replaced this one
         (Selenium's click does not always wait for a form post's answer)."""
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
 
         page = self.driver.find_element(By.TAG_NAME, "html")
         self.find(css).click()
         if navigates:
-            self.wait_for(lambda: expected_conditions.staleness_of(page)(self.driver))
+            self.wait_for(lambda: _gone(page))
             self.wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete")
 
     def sign_in(self, name: str, password: str | None = None) -> None:
@@ -235,3 +234,20 @@ def browser(web_stack: WebStack) -> Iterator[Browser]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _gone(element: Any) -> bool:
+    """The element's page has been replaced. Chromium sometimes answers a query on an element of a
+    page being torn down with "Node with given id does not belong to the document" (a plain
+    WebDriverException) rather than a stale element: both mean the old page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
