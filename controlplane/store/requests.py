@@ -56,12 +56,10 @@ _GET_APPROVALS = Prebuilt(select(approvals).where(_a.request_id == bindparam("ri
 _RequestRow = namedtuple("_RequestRow", [c.key for c in requests.c])  # type: ignore[misc]
 _ExtensionRow = namedtuple("_ExtensionRow", [c.key for c in extensions.c])  # type: ignore[misc]
 _ApprovalRow = namedtuple("_ApprovalRow", [c.key for c in approvals.c])  # type: ignore[misc]
-_ID = [c.key for c in requests.c].index("id")
-_STATE = [c.key for c in requests.c].index("state")
-_ENDED = [c.key for c in requests.c].index("ended_us")
-_EXPIRES = [c.key for c in requests.c].index("expires_us")
-_END_REASON = [c.key for c in requests.c].index("end_reason")
-_EXT_STATE = [c.key for c in extensions.c].index("state")
+_ID, _STATE, _ENDED, _EXPIRES, _END_REASON = map(_RequestRow._fields.index,
+                                                 ("id", "state", "ended_us", "expires_us", "end_reason"))
+_EXT_STATE, _EXT_REQUEST = map(_ExtensionRow._fields.index, ("state", "request_id"))
+_APPROVAL_REQUEST = _ApprovalRow._fields.index("request_id")
 _DUE_ROWS = 20_000  # rows `due_grants` reads at most: what one prepared sweep may hold
 
 # The sweep's UPDATEs return the ended rows whole: the events need no read after the commit.
@@ -167,11 +165,11 @@ class RequestTx(TxBase):
         """Stored requests of rows (by id): their extension rows (by number) and approvals (by num)."""
         exts: dict[str, list[tuple[Any, ...]]] = {}
         apps: dict[str, list[tuple[Any, ...]]] = {}
-        ids = list(rows)
-        for e in self._rows_in(extensions, "request_id", ids, "number"):
-            exts.setdefault(e[1], []).append(e)
-        for a in self._rows_in(approvals, "request_id", ids, "num"):
-            apps.setdefault(a[1], []).append(a)
+        ext_rows, app_rows = self._detail_rows(list(rows))
+        for e in ext_rows:
+            exts.setdefault(e[_EXT_REQUEST], []).append(e)
+        for a in app_rows:
+            apps.setdefault(a[_APPROVAL_REQUEST], []).append(a)
         return {i: StoredRequest(row, tuple(exts.get(i, ())), tuple(apps.get(i, ()))) for i, row in rows.items()}
 
     def query_requests(self, *, user: str | None = None, resource: str | None = None,
@@ -213,13 +211,14 @@ class RequestTx(TxBase):
     def _attach(self, recs: list[RequestRecord]) -> list[RequestRecord]:
         """Load approvals and extensions of the records in a few queries."""
         by_id = {r.id: r for r in recs}
-        for part in chunks(list(by_id)):
-            _attach_rows(by_id,
-                         self.conn.execute(select(extensions).where(_e.request_id.in_(part))
-                                           .order_by(_e.number)).all(),
-                         self.conn.execute(select(approvals).where(_a.request_id.in_(part))
-                                           .order_by(_a.num)).all())
+        ext_rows, app_rows = self._detail_rows(list(by_id))
+        _attach_rows(by_id, map(_ExtensionRow._make, ext_rows), map(_ApprovalRow._make, app_rows))
         return recs
+
+    def _detail_rows(self, ids: Sequence[str]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The extension rows (by number) and approval rows (by num) of requests `ids`."""
+        return (self._rows_in(extensions, "request_id", ids, "number"),
+                self._rows_in(approvals, "request_id", ids, "num"))
 
     # -- approvals and extensions ---------------------------------------------------
 
