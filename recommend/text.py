@@ -102,20 +102,21 @@ class WordStats:
         overall = self.overall
         if math.isnan(overall):
             return []
-        out = []
-        for word in words_of(reason, ticket):
-            n = self._n.get(word)
-            if n:
-                out.append(WordEstimate(word, n, (self._sum[word] + SMOOTHING * overall) / (n + SMOOTHING), overall))
-        return out
+        prior = SMOOTHING * overall
+        return [WordEstimate(w, self._n[w], self._shrunk(w, prior), overall)
+                for w in words_of(reason, ticket) if self._n.get(w)]
 
     def shrunk_means(self, reason: str, ticket: str) -> list[float]:
         """`estimates`' values alone, in the same order (the risk score's hot path: no records built)."""
         overall = self.overall
         if math.isnan(overall):
             return []
-        counts, sums, prior = self._n, self._sum, SMOOTHING * overall
-        return [(sums[w] + prior) / (counts[w] + SMOOTHING) for w in words_of(reason, ticket) if counts.get(w)]
+        prior = SMOOTHING * overall
+        return [self._shrunk(w, prior) for w in words_of(reason, ticket) if self._n.get(w)]
+
+    def _shrunk(self, word: str, prior: float) -> float:
+        """A known word's mean shrunk toward the overall one (`prior` = SMOOTHING * overall)."""
+        return (self._sum[word] + prior) / (self._n[word] + SMOOTHING)
 
     def features(self, reason: str, ticket: str) -> tuple[float, float, float, float, float]:
         """TEXT_FEATURES: lowest and highest word estimate, the estimate and log count of the
