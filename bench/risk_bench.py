@@ -193,8 +193,7 @@ def _latency(rows: list[HistoryRow], cut: int, model, calls: int, rounds: int = 
         req = PolicyRequest(user=row.user, resource=row.resource, duration=timedelta(minutes=row.asked_minutes),
                             time=row.requested_at, login=row.login or "", role=row.role or "", reason=row.reason,
                             ticket=row.ticket, emergency=row.emergency)
-        history = by_user[row.user][-200:] + by_resource[row.resource][-250:]
-        prepared.append((req, ask_of_row(row), history))
+        prepared.append((req, ask_of_row(row), by_user[row.user][-200:], by_resource[row.resource][-250:]))
 
     # Both build the request the policies see (the core builds it once either way); only the
     # score and what the policies do with it differ.
@@ -202,7 +201,7 @@ def _latency(rows: list[HistoryRow], cut: int, model, calls: int, rounds: int = 
         ps.decide(PolicyRequest(**{**call[0].__dict__, "risk": None}))
 
     def on(call) -> None:
-        got = score_request(model, None, call[1], call[2])
+        got = score_request(model, None, call[1], call[2], call[3])
         ps.decide(PolicyRequest(**{**call[0].__dict__, "risk": Risk(got.known, got.score, got.reasons)}))
 
     timings = {}

@@ -43,11 +43,23 @@ class Recommender(Protocol):
     def recommend(self, req: RecommendRequest, max_duration: timedelta | None, step: timedelta,
                   history: Sequence[HistoryRow]) -> ModelAnswer | None: ...
 
-    def risk(self, ask: RiskAsk, history: Sequence[HistoryRow]) -> RiskScore: ...
+    def risk(self, ask: RiskAsk, mine: Sequence[HistoryRow], on_resource: Sequence[HistoryRow]) -> RiskScore: ...
 
 
-# The requester's past rows for the model and the risk score, read at most once per request.
-PastRows = Callable[[], "list[HistoryRow]"]
+@dataclass(frozen=True)
+class Past:
+    """What the store knows of one ask's past (recommend.HistoryRows): every row once, oldest finished
+    first, for the duration model; and for the risk score the requester's rows and anyone's on the
+    resource apart (a row of the requester's on the resource is in both), sorted as the rows are built
+    so that the score does not pass over the rows again."""
+
+    rows: list[HistoryRow]
+    mine: list[HistoryRow]
+    on_resource: list[HistoryRow]
+
+
+# The requester's past for the model and the risk score, read at most once per request.
+PastRows = Callable[[], Past]
 
 
 @dataclass(frozen=True)
@@ -108,25 +120,33 @@ class HistoryService:
         counts["median_minutes"] = round(float(statistics.median(minutes)), 3) if minutes else 0.0
         return counts
 
-    def past_rows(self, user: str, resource: str, now: datetime) -> list[HistoryRow]:
-        """recommend.HistoryRows of `user`'s finished grants and the imported rows of `user` and `resource`."""
+    def past_rows(self, user: str, resource: str, now: datetime) -> Past:
+        """The imported rows of `user` and `resource`, then the finished grants of `user` anywhere and of
+        anyone on `resource` (last 90 days), as recommend.HistoryRows."""
         from recommend import HistoryRow
         with self.ledger.store.read() as tx:
             past = tx.finished_grants(user, resource, now - HISTORY_WINDOW)
             used = tx.used_minutes([r.id for r in past]) if past else {}
             # Imported history: no time window (it is the past someone chose to bring in).
             rows: list[HistoryRow] = self._imported_rows(tx, user, resource, HistoryRow)
+        mine = [r for r in rows if r.user == user]
+        on_resource = [r for r in rows if r.resource == resource]
         resources = self.ledger.policy.current.resources
         for r in reversed(past):  # oldest first
             if r.id not in used:
                 continue
             labels = dict(resources[r.resource].labels) if r.resource in resources else {}
-            rows.append(HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
-                                   asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
-                                   labels=labels, login=r.login if r.kind == "ssh" else None,
-                                   role=r.role if r.kind != "ssh" else None, reason=r.reason,
-                                   ticket=r.ticket, extensions=r.extensions_used, emergency=r.emergency))
-        return rows
+            row = HistoryRow(user=r.user, resource=r.resource, kind=r.kind, requested_at=r.created_at,
+                             asked_minutes=r.duration.total_seconds() / 60, used_minutes=used[r.id],
+                             labels=labels, login=r.login if r.kind == "ssh" else None,
+                             role=r.role if r.kind != "ssh" else None, reason=r.reason,
+                             ticket=r.ticket, extensions=r.extensions_used, emergency=r.emergency)
+            rows.append(row)
+            if r.user == user:
+                mine.append(row)
+            if r.resource == resource:
+                on_resource.append(row)
+        return Past(rows, mine, on_resource)
 
     def recommendation(self, ask: Ask, now: datetime, max_duration: timedelta | None,
                        past: PastRows | None = None) -> Recommendation | None:
@@ -140,7 +160,7 @@ class HistoryService:
                                         login=ask.login if res.kind == "ssh" else None,
                                         role=ask.role if res.kind != "ssh" else None,
                                         reason=ask.reason, ticket=ask.ticket, requested_at=now)
-            rows = past() if past is not None else self.past_rows(ask.user, res.name, now)
+            rows = (past() if past is not None else self.past_rows(ask.user, res.name, now)).rows
             got = self.recommender.recommend(question, max_duration,
                                              self.ledger.policy.current.settings.duration_step, rows)
         except Exception:  # the model is advice: a broken model never blocks a request
@@ -168,7 +188,8 @@ class HistoryService:
                                emergency=ask.emergency,
                                recommended_minutes=recommendation.minutes if recommendation is not None else None,
                                peers=self.peers_of(ask.user))
-            got = self.recommender.risk(question, past())
+            known = past()
+            got = self.recommender.risk(question, known.mine, known.on_resource)
             return Risk(known=bool(got.known), score=float(got.score), reasons=tuple(got.reasons))
         except Exception as exc:  # advice only: a broken scorer leaves the score unknown and says why
             log.exception("risk scoring failed")
@@ -224,5 +245,5 @@ class HistoryService:
         return rec
 
 
-__all__ = ["HISTORY_WINDOW", "PROBE_DURATION", "Ask", "History", "HistoryService", "PastRows", "Recommender",
+__all__ = ["HISTORY_WINDOW", "PROBE_DURATION", "Ask", "History", "HistoryService", "Past", "PastRows", "Recommender",
            "check_target"]

@@ -150,12 +150,12 @@ class LazyRecommender:
         inner = self.warm()
         return inner.recommend(*args, **kwargs) if inner is not None else None
 
-    def risk(self, ask: Any, history: Any) -> Any:
+    def risk(self, ask: Any, mine: Any, on_resource: Any) -> Any:
         inner = self.warm()
         if inner is None:
             from recommend.risk import unknown
             return unknown("the duration recommender could not start (see the server log)")
-        return inner.risk(ask, history)
+        return inner.risk(ask, mine, on_resource)
 
 
 def load_recommender(data_dir: DataDir, coverage: float | None = None) -> LazyRecommender:

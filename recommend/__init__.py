@@ -8,7 +8,7 @@ Public API (what the control plane and the CLI use):
 - model files: `load_model`, `ModelBundle`, `ModelMetadata`
 - synthetic history: `generate` (recommend.synth, a web shop), recommend.synth_harbor.generate (another
   organisation's words and habits, for evaluation)
-- risk (recommend.risk): `Recommender.risk(RiskAsk, history) -> RiskScore` (POLICY.md's `risk`; never
+- risk (recommend.risk): `Recommender.risk(RiskAsk, mine, on_resource) -> RiskScore` (POLICY.md's `risk`; never
   raises: `known=False` and why without a model), `train_risk`, `save_risk`, `load_risk`. The caller
   names the requester's peers (`RiskAsk.peers`, e.g. the members of their policy groups; None: everyone)
   and scores an extension as a request for the whole grant it would make (`asked_minutes`)
@@ -32,7 +32,10 @@ worker threads; `history` = the requester's recent finished grants, e.g. the las
                            max_duration=timedelta(hours=2), step=timedelta(minutes=15), history=rows)
     answer.duration, answer.explanation, answer.fallback
     risk = rec.risk(RiskAsk(user="alice", resource="orders-db", kind="postgres", access="role:readonly",
-                            at=now, asked_minutes=60, reason="report"), rows)   # risk.known, .score, .reasons
+                            at=now, asked_minutes=60, reason="report"),
+                    mine=[r for r in rows if r.user == "alice"],            # the requester's past
+                    on_resource=[r for r in rows if r.resource == "orders-db"])  # anyone's on it
+    risk.known, risk.score, risk.reasons
 
 A serving Recommender notices a retrained model by itself (it stats the model files
 at most every 2 s from `recommend`), so `jitgate recommend train` needs no restart.

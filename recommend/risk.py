@@ -201,16 +201,11 @@ def _surprise(seen: int, total: int) -> float:
     return -math.log((seen + 1) / (total + 2))
 
 
-# Anyone's past requests on the resource, or a function giving them (called only when needed).
-ResourceRows = Sequence[Any] | Callable[[], Sequence[Any]]
-
-
-def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
+def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any],
                   pattern: BreakGlassPattern | None) -> np.ndarray:
     """RISK_FEATURES of one ask. `mine`: the requester's past requests; `on_resource`: anyone's on
-    the resource (PastAsk or HistoryRow), or a function returning them, called only for a resource
-    new to the person or a duration with nothing of theirs to compare with; only requests made
-    before `ask.at` count (any order).
+    the resource (PastAsk or HistoryRow), read only for a resource new to the person or a duration
+    with nothing of theirs to compare with; only requests made before `ask.at` count (any order).
 
     Novelty is measured against the person's own habit of novelty: a resource new to someone
     who uses two resources is a surprise, to someone who tries a new one every week it is not.
@@ -231,11 +226,12 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     minute = (now_ts // 60) % 1440
     window, burst_from = HOUR_WINDOW * 60, now_ts - BURST_WINDOW.total_seconds()
     resource, prefix = ask.resource, ask.access.split(":", 1)[0] + ":"
-    stamps = [p.requested_at.timestamp() for p in past]
+    stamps = list(map(datetime.timestamp, map(_REQUESTED_AT, past)))
     if n:
         seconds = np.array(stamps)
-        gap = np.abs((seconds // 60) % 1440 - minute)
-        near = int(np.count_nonzero((gap <= window) | (gap >= 1440 - window)))  # either way round the clock
+        # within `window` minutes of the time of day either way round the clock: the minutes after
+        # (minute - window), modulo a day, are at most 2 * window
+        near = int(np.count_nonzero((seconds // 60 - (minute - window)) % 1440 <= 2 * window))
         weekend_n = int(np.count_nonzero((seconds // 86400 + 3) % 7 >= 5))
     else:
         near = weekend_n = 0
@@ -258,7 +254,7 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     new_resource = same_resource == 0
     resource_new_user = -math.log((len(resources) + 1) / (n + 2)) if new_resource else 0.0
     if new_resource:
-        peers = {p.user for p in _rows(on_resource) if p.requested_at < at and p.user != ask.user
+        peers = {p.user for p in on_resource if p.requested_at < at and p.user != ask.user
                  and (ask.peers is None or p.user in ask.peers)}
         resource_new_peers = 1.0 / (1.0 + len(peers))
     else:
@@ -271,7 +267,7 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
     if n >= 2:
         span_days = (stamps[-1] - stamps[0]) / 86400
         burst = max(0.0, math.log1p(recent) - math.log1p(n / max(1.0, span_days * 24)))
-        gaps = np.sort(np.diff(seconds))  # the median gap: a person's usual pace
+        gaps = np.sort(seconds[1:] - seconds[:-1])  # the median gap: a person's usual pace
         typical_gap = float(gaps[(len(gaps) - 1) // 2] + gaps[len(gaps) // 2]) / 2 / 86400
         since = (now_ts - stamps[-1]) / 86400
         absence = max(0.0, math.log1p(since) - math.log1p(typical_gap))
@@ -284,17 +280,13 @@ def risk_features(ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows,
                      duration_over, burst, absence, emergency_off_pattern], dtype=np.float64)
 
 
-def _rows(rows: ResourceRows) -> Sequence[Any]:
-    return rows() if callable(rows) else rows
-
-
-def _reference_minutes(ask: RiskAsk, past: Sequence[Any], on_resource: ResourceRows) -> float:
+def _reference_minutes(ask: RiskAsk, past: Sequence[Any], on_resource: Sequence[Any]) -> float:
     """The recommendation, else the usual (median) ask of this person on the resource, of anyone on
     it, of this person, else an hour (each list built only when the one before is empty)."""
     if ask.recommended_minutes is not None and ask.recommended_minutes > 0:
         return ask.recommended_minutes
     pool = [p.asked_minutes for p in past if p.resource == ask.resource] \
-        or [p.asked_minutes for p in _rows(on_resource)[-250:] if p.requested_at < ask.at] \
+        or [p.asked_minutes for p in on_resource[-250:] if p.requested_at < ask.at] \
         or [p.asked_minutes for p in past]
     if not pool:
         return 60.0
@@ -412,7 +404,7 @@ class RiskModel:
                 depth[self.left[node]] = depth[self.right[node]] = depth[node] + 1
         return int(depth.max()) if len(depth) else 0
 
-    def score(self, ask: RiskAsk, mine: Sequence[Any], on_resource: ResourceRows) -> RiskScore:
+    def score(self, ask: RiskAsk, mine: Sequence[Any], on_resource: Sequence[Any]) -> RiskScore:
         x = risk_features(ask, mine, on_resource, self.pattern)
         rarity = self.rarity(x)
         raw = float(rarity.max()) + self.forest_anomaly(rarity)
@@ -584,25 +576,14 @@ def load_risk(model_dir: str | os.PathLike[str]) -> RiskModel:
 
 
 def score_request(model: RiskModel | None, load_error: str | None, ask: RiskAsk,
-                  history: Sequence[HistoryRow]) -> RiskScore:
-    """A request's risk from the rows a caller knows (the requester's and anyone's on the resource);
-    never raises: without a model, or when it fails, the score is unknown and says why."""
+                  mine: Sequence[HistoryRow], on_resource: Sequence[HistoryRow]) -> RiskScore:
+    """A request's risk from the rows a caller knows: the requester's and anyone's on the resource
+    (a HistoryRow has every attribute of a PastAsk); never raises: without a model, or when it fails,
+    the score is unknown and says why."""
     if model is None:
         return unknown(f"no risk model: {load_error or 'not trained'}")
     try:
-        user, resource = ask.user, ask.resource
-        # A HistoryRow has every attribute of a PastAsk (read duck-typed). Anyone's rows on the
-        # resource are picked out only when the features ask for them (most requests never do).
-        mine = [r for r in history if r.user == user]
-        picked: list[list[Any]] = []
-
-        def on_resource() -> list[Any]:  # picked out once, when first needed
-            if not picked:
-                picked.append([r for r in history if r.resource == resource])
-            return picked[0]
-
         return model.score(ask, mine, on_resource)
     except Exception as exc:  # a broken model must not fail a request: unknown, and why
         log.warning("risk model failed: %s", exc)
         return unknown(f"the risk model failed ({type(exc).__name__})")
-

@@ -173,10 +173,11 @@ class Recommender:
         with self._lock:
             self._risk, self.risk_error = risk, None
 
-    def risk(self, ask: RiskAsk, history: Sequence[HistoryRow]) -> RiskScore:
-        """POLICY.md's `risk` for a request (recommend.risk); never raises: unknown, and why."""
+    def risk(self, ask: RiskAsk, mine: Sequence[HistoryRow], on_resource: Sequence[HistoryRow]) -> RiskScore:
+        """POLICY.md's `risk` for a request (recommend.risk) from the requester's past rows and anyone's
+        on the resource; never raises: unknown, and why."""
         self._maybe_reload()
-        return score_request(self._risk, self.risk_error, ask, history)
+        return score_request(self._risk, self.risk_error, ask, mine, on_resource)
 
     def check_for_new_model(self) -> bool:
         """Reload if the model files changed since the last attempt; True if a reload ran."""

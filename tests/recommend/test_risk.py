@@ -116,7 +116,8 @@ def test_scores_flag_injected_anomalies_with_reasons(history: list, model) -> No
         p.user == row.user and p.resource == res for p in past))
     odd = ask_of_row(row, at=row.requested_at.replace(hour=(row.requested_at.hour + 12) % 24), resource=unseen,
                      asked_minutes=row.asked_minutes * 12, emergency=True, reason="quick look")
-    got = score_request(model, None, odd, past)
+    got = score_request(model, None, odd, [p for p in past if p.user == row.user],
+                        [p for p in past if p.resource == unseen])
     assert got.known and got.score > np.percentile(normal, 95), (got, sorted(normal)[-5:])
     assert "duration far above the recommendation" in got.reasons and len(got.reasons) <= 3
     assert users  # the history had people to compare with
@@ -124,7 +125,7 @@ def test_scores_flag_injected_anomalies_with_reasons(history: list, model) -> No
 
 def test_missing_or_broken_model_gives_unknown_with_why(model, history: list, tmp_path: Path) -> None:
     ask = ask_of_row(history[-1])
-    missing = Recommender(tmp_path / "none", check_every=None).risk(ask, history)
+    missing = Recommender(tmp_path / "none", check_every=None).risk(ask, history, history)
     assert not missing.known and missing.score == 0.0 and "no risk model" in missing.reasons[0]
     save_risk(tmp_path, model)
     assert load_risk(tmp_path).anomaly(history_features(history[:50])[0][-1]) == pytest.approx(
@@ -134,9 +135,9 @@ def test_missing_or_broken_model_gives_unknown_with_why(model, history: list, tm
     (tmp_path / RISK_FILE).write_text(json.dumps(data))
     with pytest.raises(ModelError, match="checksum"):
         load_risk(tmp_path)
-    broken = Recommender(tmp_path, check_every=None).risk(ask, history)
+    broken = Recommender(tmp_path, check_every=None).risk(ask, history, history)
     assert not broken.known and "corrupt risk model" in broken.reasons[0]
-    model_fails = score_request(type("Broken", (), {"score": lambda *a: 1 / 0})(), None, ask, history)
+    model_fails = score_request(type("Broken", (), {"score": lambda *a: 1 / 0})(), None, ask, history, history)
     assert not model_fails.known and "failed" in model_fails.reasons[0]
 
 
@@ -211,19 +212,6 @@ def test_new_to_the_group_counts_only_the_requesters_peers(history: list) -> Non
     insiders = risk_features(replace(ask, peers=frozenset(users_there)), mine, on_resource, None)[col]
     assert everyone == pytest.approx(1 / (1 + len(users_there))) and insiders == everyone
     assert outsiders == 1.0 > everyone  # nobody of the group used it: fully new to the peers
-    # Anyone's rows on the resource may come as a function (score_request's way): the same features,
-    # and it is called only when a feature needs them (not for a known resource with a recommendation).
-    called: list[int] = []
-
-    def rows() -> list:
-        called.append(1)
-        return on_resource
-
-    assert np.array_equal(risk_features(ask, mine, rows, None), risk_features(ask, mine, on_resource, None))
-    assert called
-    called.clear()
-    risk_features(ask_of_row(row, resource=mine[0].resource, recommended_minutes=30.0), mine, rows, None)
-    assert not called
     # Training reads peers as serving will, when the caller names them (train_risk(peers_of=...)).
     alone, _ = history_features(history[:300], peers_of=lambda user: frozenset())
     crowd, _ = history_features(history[:300])
