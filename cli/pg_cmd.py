@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import click
 
+from cli.broker_options import broker_options
 from cli.client import (
     DURATION,
     IDENTITY_ENV,
@@ -32,8 +33,7 @@ from cli.client import (
 )
 from cli.foreground import run_foreground, serve_until_signal, start_logging
 from cli.output import echo
-from cli.passphrase_options import passphrase_options
-from cli.refusal_options import refusal_limits, refusal_options
+from cli.refusal_options import refusal_limits
 
 
 def _state(req: Any) -> str:
@@ -222,14 +222,7 @@ def _sh(value: str) -> str:
 @click.option("--credentials-dir", default=None, type=click.Path(file_okay=False),
               help="the directory `credentials: file:PATH` is read from (relative paths only; none: no files)")
 @click.option("--allow-plaintext", is_flag=True, help="accept clients without TLS (tokens travel in clear: tests only)")
-@click.option("--lock-stale-after", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS", help="refuse new sessions after this long without learning the lock state")
-@click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9466)")
-@passphrase_options
-@refusal_options
+@broker_options(metrics_port=9466)
 def pg_broker(listen: str, identity: str | None, server: str | None, data_dir: str, tls_cert: str | None,
               tls_key: str | None, ca_data_dir: str | None, hostnames: tuple[str, ...], max_message: int,
               record_backlog: int, max_recording_bytes: str, credentials_env: tuple[str, ...],

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.broker_options import broker_options
 from cli.client import IDENTITY_ENV, SERVER_ENV, fail, identity_dir, recording_bytes, server_address
 from cli.foreground import run_foreground, serve_until_signal, start_logging
-from cli.passphrase_options import passphrase_options
-from cli.refusal_options import refusal_limits, refusal_options
+from cli.refusal_options import refusal_limits
 
 if TYPE_CHECKING:
     from broker.ssh.config import BrokerConfig
@@ -25,14 +25,7 @@ if TYPE_CHECKING:
               help="also record what users type in terminals (passwords typed at prompts that do not echo too)")
 @click.option("--max-recording-bytes", default="1GiB", show_default=True, metavar="SIZE",
               help="bytes one session's recording may take (e.g. 512MiB); past it the session is cut")
-@click.option("--lock-stale-after", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              metavar="SECONDS", help="refuse new sessions after this long without learning the lock state")
-@click.option("--uvloop/--no-uvloop", default=True, show_default=True, help="run on uvloop")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9465)")
-@passphrase_options
-@refusal_options
+@broker_options(metrics_port=9465)
 def ssh_broker(listen: str, identity: str | None, server: str | None, data_dir: str, record_keystrokes: bool,
                max_recording_bytes: str, lock_stale_after: float, uvloop: bool, log_level: str,
                metrics: str | None, **refusals: Any) -> None:
