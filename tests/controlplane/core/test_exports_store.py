@@ -93,6 +93,23 @@ def test_export_history_rows(core, clock):
     assert nxt.history["revoked_90d"] == 2
 
 
+def test_past_rows_keep_the_requesters_and_the_resources_apart(core, clock):
+    """The risk score reads the requester's rows and anyone's on the resource apart; the duration
+    model every row once."""
+    for user, minutes in (("alice", 25), ("dave", 10)):
+        rec = db_grant(core, user=user)
+        used_session(core, clock, rec, minutes)
+        core.grants.revoke(user, rec.id, "done")
+    past = core.history.past_rows("alice", "dev-db", clock.now)
+    assert [(r.user, r.used_minutes) for r in past.rows] == [("alice", 25.0), ("dave", 10.0)]
+    assert [r.user for r in past.mine] == ["alice"]
+    assert [r.user for r in past.on_resource] == ["alice", "dave"]
+    assert past.mine[0] is past.on_resource[0]  # one row, in both lists
+    elsewhere = core.history.past_rows("alice", "orders-db", clock.now)
+    assert [r.user for r in elsewhere.rows] == [r.user for r in elsewhere.mine] == ["alice"]
+    assert elsewhere.on_resource == []
+
+
 def test_recommender_is_optional_and_used_when_given(make_core, clock, tmp_path):
     plain = make_core()
     with pytest.raises(JitError) as e:

@@ -63,6 +63,7 @@ WITH_CORE_AND_CLOCK = [
     lc.test_expiry_and_pending_timeout_via_sweep,
     ex.test_dashboard,
     ex.test_export_history_rows,
+    ex.test_past_rows_keep_the_requesters_and_the_resources_apart,
     hp.test_history_counters_equal_counting_every_row,
 ]
 WITH_CORE = [
