@@ -21,6 +21,7 @@ after that line was flushed, then disconnects.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -90,7 +91,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         self._pending_size: tuple[int, int, int, int] | None = None
         self._sftp: SftpLog | None = None
         self._lost = False  # the user's channel is gone
-        self._sent: tuple[Cut, str, Any] | None = None  # a cut started by `_cut_now`, its rest owed
+        self._sent: tuple[Cut, dt.datetime, Any] | None = None  # a cut started by `_cut_now`, its rest owed
 
     # -------------------------------------------------------- what the client asks for
 
@@ -351,29 +352,27 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
                 return  # cut already, or its rest runs elsewhere
             self._cutting = True
             sent = self._send_cut(cut)
-        # After the user's side: in a pass over many sessions (`_cut_now`), every user's line and
-        # close went out before the first of these (measured, 500 sessions at once: sending it in
-        # the pass took half of each cut's time there).
-        self._stop_target_command()
         with self._broker.cutting():
             await self._cut_user_side(*sent)
+            # After every user under way was told (`when_told`): measured, 500 sessions at once,
+            # the kill's send and the target's answers, each in the middle of the other cuts,
+            # were a fifth of the broker's time before the last user saw the cut.
+            self._broker.when_told(self._stop_target_command)
 
-    def _send_cut(self, cut: Cut) -> tuple[Cut, str, Any]:
-        """The line and CHANNEL_CLOSE; returns what the rest of the cut needs."""
+    def _send_cut(self, cut: Cut) -> tuple[Cut, dt.datetime, Any]:
+        """The line and CHANNEL_CLOSE; returns what the rest of the cut needs (the log line is
+        written from it later: when hundreds of cuts start in the same instant, formatting it
+        is one more thing each later cut would wait behind)."""
         self.end_reason = cut.reason
-        # Timed now, written once the user's side is closed: when hundreds of cuts start in the
-        # same instant, the log's write is one more thing each later cut would wait behind.
         started = utcnow()
-        deadline = self.monitor.deadline if self.monitor else None
-        summary = f"{cut_summary(self.session_id or '?', cut, deadline, started)} (cut started {started.isoformat()})"
         chan = self._chan
-        # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
+        # The line and CHANNEL_CLOSE leave in one write: when many grants end in
         # the same second, sends are most of what a cut costs.
         with self._conn.corked():
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
-        return cut, summary, chan
+        return cut, started, chan
 
     def _stop_target_command(self) -> None:
         """A cut ends the work too, not only the user's connection: without a terminal, sshd
@@ -383,16 +382,14 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         signals there and logs so); a command under a terminal also gets SIGHUP as the pty closes."""
         if self._up_chan is not None:  # (is_closing() is already true once the user's EOF went up)
             try:
-                with corked(self._up_conn):  # asyncssh writes an SSH_MSG_IGNORE before it: one segment
+                with corked(self._up_conn):  # asyncssh writes an SSH_MSG_IGNORE before it: one write
                     self._up_chan.send_signal("KILL")
             except (OSError, asyncssh.Error):
                 pass  # the target side is already gone: nothing left to stop
 
-    async def _cut_user_side(self, cut: Cut, summary: str, chan: Any) -> None:
-        """After the line and the close: the recording's mark, the user disconnected; the target
-        side waits for `_finish`."""
-        if self.recording is not None:
-            self._recorded(self.recording.mark, cut.message)
+    async def _cut_user_side(self, cut: Cut, started: dt.datetime, chan: Any) -> None:
+        """After the line and the close: the user disconnected, then the recording's mark and the
+        log line; the target side waits for `_finish`."""
         if chan is not None:
             try:
                 async with asyncio.timeout(CUT_FLUSH_TIMEOUT):  # no task per cut, unlike wait_for
@@ -400,7 +397,11 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
             except (TimeoutError, OSError):
                 pass
         self._conn.disconnect(cut.message)
-        log.info("%s", summary)
+        if self.recording is not None:
+            self._recorded(self.recording.mark, cut.message)
+        deadline = self.monitor.deadline if self.monitor else None
+        log.info("%s (cut started %s)", cut_summary(self.session_id or "?", cut, deadline, started),
+                 started.isoformat())
 
     async def _refuse(self, message: str) -> None:
         """End the channel before it relayed anything, with a line on stderr and exit status 1."""
