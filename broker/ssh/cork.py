@@ -22,7 +22,8 @@ def corked(conn: Any) -> Iterator[None]:
     """Collect `conn`'s writes (an asyncssh connection, or None) and send them in one write on
     exit. Nested blocks on one connection share the outer block's write; an object without
     asyncssh's `_send` (another asyncssh version, a test double) simply writes as it goes."""
-    if conn is None or "_send" in vars(conn) or not callable(getattr(conn, "_send", None)):
+    own = getattr(conn, "__dict__", None)
+    if own is None or "_send" in own or not callable(getattr(conn, "_send", None)):
         yield
         return
     chunks: list[bytes] = []
