@@ -46,3 +46,18 @@ def test_steps_wait_at_most_the_limit(tmp_path: Path, monkeypatch: Any) -> None:
         return done
 
     assert asyncio.run(main()) == ["late"]
+
+
+def test_many_steps_run_a_batch_per_turn_of_the_loop(tmp_path: Path) -> None:
+    async def main() -> list[int]:
+        broker = make_broker(tmp_path)
+        done: list[int] = []
+        with broker.cutting():
+            for i in range(server.TOLD_BATCH + 5):
+                broker.when_told(lambda i=i: done.append(i))  # type: ignore[misc]
+        assert done == list(range(server.TOLD_BATCH))  # the rest after other callbacks
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return done
+
+    assert asyncio.run(main()) == list(range(server.TOLD_BATCH + 5))
