@@ -237,9 +237,14 @@ class RecordingWriter:
         now = self._clock()
         self._add(f'[{now - self._t0:.6f}, "r", "{int(width)}x{int(height)}"]', now)
 
-    def mark(self, text: str) -> None:
-        """A remark at this moment (warning shown, extension, cut): "m" marker or a note."""
-        self.write_event(Note(text=text))
+    def elapsed(self) -> float:
+        """Seconds since the recording started: an event's `t` for this moment."""
+        return round(self._clock() - self._t0, 6)
+
+    def mark(self, text: str, t: float | None = None) -> None:
+        """A remark (warning shown, extension, cut): "m" marker or a note, at this moment or at
+        `t` (`elapsed()` when it happened, for a remark written later)."""
+        self.write_event(Note(text=text, t=t))
 
     def write_event(self, event: Event) -> None:
         """Any event allowed for this recording's kind; fills `event.t` when None."""

@@ -21,9 +21,11 @@ after that line was flushed, then disconnects.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncssh
 
@@ -51,6 +53,15 @@ log = logging.getLogger(__name__)
 STDERR = asyncssh.EXTENDED_DATA_STDERR
 # How long a cut waits for the user's client to acknowledge the final line.
 CUT_FLUSH_TIMEOUT = 1.0
+
+
+class SentCut(NamedTuple):
+    """A cut whose line and close went out: what its rest needs."""
+
+    cut: Cut
+    started: dt.datetime  # when its line went out (the log line's "cut started")
+    chan: Any  # the user's channel, closing
+    mark_at: float | None  # the recording's time then: its mark says when the user saw the line
 
 
 class UpstreamSession(TargetSide, asyncssh.SSHClientSession):
@@ -90,7 +101,7 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         self._pending_size: tuple[int, int, int, int] | None = None
         self._sftp: SftpLog | None = None
         self._lost = False  # the user's channel is gone
-        self._sent: tuple[Cut, str, Any] | None = None  # a cut started by `_cut_now`, its rest owed
+        self._sent: SentCut | None = None  # a cut started by `_cut_now`, its rest owed
 
     # -------------------------------------------------------- what the client asks for
 
@@ -351,29 +362,47 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
                 return  # cut already, or its rest runs elsewhere
             self._cutting = True
             sent = self._send_cut(cut)
-        # After the user's side: in a pass over many sessions (`_cut_now`), every user's line and
-        # close went out before the first of these (measured, 500 sessions at once: sending it in
-        # the pass took half of each cut's time there).
-        self._stop_target_command()
         with self._broker.cutting():
-            await self._cut_user_side(*sent)
+            await self._disconnect_user(sent)
+            # The rest once every user under way was told (`when_told`): measured (cProfile, 500
+            # sessions at once), the kill's send, the recording's mark and the log line, each in
+            # the middle of the other cuts, were about a third of a cut's own time.
+            self._broker.when_told(functools.partial(self._after_user_told, sent))
 
-    def _send_cut(self, cut: Cut) -> tuple[Cut, str, Any]:
+    def _send_cut(self, cut: Cut) -> SentCut:
         """The line and CHANNEL_CLOSE; returns what the rest of the cut needs."""
         self.end_reason = cut.reason
-        # Timed now, written once the user's side is closed: when hundreds of cuts start in the
-        # same instant, the log's write is one more thing each later cut would wait behind.
-        started = utcnow()
-        deadline = self.monitor.deadline if self.monitor else None
-        summary = f"{cut_summary(self.session_id or '?', cut, deadline, started)} (cut started {started.isoformat()})"
         chan = self._chan
-        # The line and CHANNEL_CLOSE leave in one TCP segment: when many grants end in
+        sent = SentCut(cut, utcnow(), chan, self.recording.elapsed() if self.recording is not None else None)
+        # The line and CHANNEL_CLOSE leave in one write: when many grants end in
         # the same second, sends are most of what a cut costs.
         with self._conn.corked():
             self._line(cut.message)
             if chan is not None:
                 chan.close()  # sends the line first, then CHANNEL_CLOSE
-        return cut, summary, chan
+        return sent
+
+    async def _disconnect_user(self, sent: SentCut) -> None:
+        """The DISCONNECT, once the client closed the channel (it has taken the line by then) or
+        after CUT_FLUSH_TIMEOUT."""
+        if sent.chan is not None:
+            try:
+                async with asyncio.timeout(CUT_FLUSH_TIMEOUT):  # no task per cut, unlike wait_for
+                    await sent.chan.wait_closed()
+            except (TimeoutError, OSError):
+                pass
+        self._conn.disconnect(sent.cut.message)
+
+    def _after_user_told(self, sent: SentCut) -> None:
+        """The rest of a cut: the recording's mark (at the time the line was sent), the target
+        command's kill, the log line; the target side is closed by `_finish`, which also runs
+        later (`after_cuts`)."""
+        if self.recording is not None:
+            self._recorded(self.recording.mark, sent.cut.message, sent.mark_at)
+        self._stop_target_command()
+        deadline = self.monitor.deadline if self.monitor else None
+        log.info("%s (cut started %s)", cut_summary(self.session_id or "?", sent.cut, deadline, sent.started),
+                 sent.started.isoformat())
 
     def _stop_target_command(self) -> None:
         """A cut ends the work too, not only the user's connection: without a terminal, sshd
@@ -383,24 +412,10 @@ class BrokerSession(RelayedChannel, asyncssh.SSHServerSession):
         signals there and logs so); a command under a terminal also gets SIGHUP as the pty closes."""
         if self._up_chan is not None:  # (is_closing() is already true once the user's EOF went up)
             try:
-                with corked(self._up_conn):  # asyncssh writes an SSH_MSG_IGNORE before it: one segment
+                with corked(self._up_conn):  # asyncssh writes an SSH_MSG_IGNORE before it: one write
                     self._up_chan.send_signal("KILL")
             except (OSError, asyncssh.Error):
                 pass  # the target side is already gone: nothing left to stop
-
-    async def _cut_user_side(self, cut: Cut, summary: str, chan: Any) -> None:
-        """After the line and the close: the recording's mark, the user disconnected; the target
-        side waits for `_finish`."""
-        if self.recording is not None:
-            self._recorded(self.recording.mark, cut.message)
-        if chan is not None:
-            try:
-                async with asyncio.timeout(CUT_FLUSH_TIMEOUT):  # no task per cut, unlike wait_for
-                    await chan.wait_closed()
-            except (TimeoutError, OSError):
-                pass
-        self._conn.disconnect(cut.message)
-        log.info("%s", summary)
 
     async def _refuse(self, message: str) -> None:
         """End the channel before it relayed anything, with a line on stderr and exit status 1."""

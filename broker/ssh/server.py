@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncssh
@@ -59,6 +59,11 @@ CUT_QUIET_LIMIT = 5.0
 CUT_QUIET = 0.25
 # How many cut sessions are finished (target closed, recording sealed, end reported) at a time.
 BOOKKEEPING_SLOTS = 8
+# How long what a cut does after its user was told (`when_told`: the target command's kill) waits
+# for the other cuts under way to have told theirs, at most.
+TOLD_LIMIT = 1.0
+# ...and how many of those steps run in one turn of the loop.
+TOLD_BATCH = 32
 
 
 def load_or_create_host_key(path: Any, passphrase: bytes) -> tuple[asyncssh.SSHKey, str]:
@@ -101,6 +106,8 @@ class SSHBroker:
         self._quiet.set()
         self._quiet_timer: asyncio.TimerHandle | None = None
         self._bookkeeping = asyncio.Semaphore(BOOKKEEPING_SLOTS)
+        self._after_told: list[Callable[[], None]] = []  # see `when_told`
+        self._told_timer: asyncio.Handle | None = None
 
     # -------------------------------------------------------- life cycle
 
@@ -166,6 +173,34 @@ class SSHBroker:
             self._cuts -= 1
             if not self._cuts:
                 self._quiet_timer = asyncio.get_running_loop().call_later(CUT_QUIET, self._quiet.set)
+                self._run_after_told()
+
+    def when_told(self, action: Callable[[], None]) -> None:
+        """Run `action` (a cut's step after its user was told: the target command's kill) once
+        no cut is waiting for its user any more, at most TOLD_LIMIT seconds from now; at once if
+        none is. When many grants end in the same second, each such step (a send to the target,
+        the target's answers to read) would delay the users still waiting for their line."""
+        if not self._cuts:
+            action()
+            return
+        self._after_told.append(action)
+        if self._told_timer is None:
+            self._told_timer = asyncio.get_running_loop().call_later(TOLD_LIMIT, self._run_after_told)
+
+    def _run_after_told(self) -> None:
+        """The steps owed, TOLD_BATCH at a time: the rest in later turns of the loop (measured, 500
+        kills in one callback held the loop for a few hundred ms, and a deadline due then waited)."""
+        if self._told_timer is not None:
+            self._told_timer.cancel()
+            self._told_timer = None
+        actions, self._after_told = self._after_told[:TOLD_BATCH], self._after_told[TOLD_BATCH:]
+        if self._after_told:
+            self._told_timer = asyncio.get_running_loop().call_soon(self._run_after_told)
+        for action in actions:
+            try:
+                action()
+            except Exception:  # one failing step must not keep the others from running
+                log.exception("a cut's step after its user was told failed")
 
     @contextlib.asynccontextmanager
     async def after_cuts(self) -> AsyncIterator[None]:
@@ -185,8 +220,11 @@ class SSHBroker:
             yield
 
     async def _wait_quiet(self) -> None:
+        if self._quiet.is_set():
+            return
         try:
-            await asyncio.wait_for(self._quiet.wait(), CUT_QUIET_LIMIT)
+            async with asyncio.timeout(CUT_QUIET_LIMIT):  # no task per wait, unlike wait_for
+                await self._quiet.wait()
         except TimeoutError:
             pass
 
@@ -273,27 +311,28 @@ class BrokerConnection(asyncssh.SSHServer):
                                          self.target.resource if self.target else "", r.message)
 
     def corked(self) -> contextlib.AbstractContextManager[None]:
-        """Hold this connection's small writes back (TCP_CORK) and send them as one segment on exit."""
+        """Collect this connection's small writes and send them in one write on exit (`broker.ssh.cork`)."""
         return corked(self.conn)
 
     def disconnect(self, reason: str) -> None:
         """End the connection with `reason`, which OpenSSH prints ("Received disconnect ...").
 
-        asyncssh's `disconnect` closes the channels before it sends DISCONNECT, and `ssh -W`
-        exits at its channel's close without reading further: the reason goes out first
-        here (asyncssh 2.x `_send_disconnect`, pinned by tests/security/test_ssh_recording.py),
-        so a cut forward shows its line too."""
-        if self.conn is None:
+        The DISCONNECT goes out alone, in one write, and the connection is then dropped: asyncssh's
+        `disconnect` closes the channels before it sends it, and `ssh -W` exits at its channel's
+        close without reading further (so a cut forward would not show its line); after a
+        DISCONNECT the peer reads nothing more, so the channels' closes would only cost sends.
+        asyncssh 2.x `_send_disconnect`, pinned by tests/security/test_ssh_recording.py; without
+        it, asyncssh's own `disconnect`."""
+        if self.conn is None or self.conn.is_closed():
             return
+        send_disconnect = getattr(self.conn, "_send_disconnect", None)
         try:
-            with corked(self.conn):  # one segment (asyncssh writes an IGNORE before each packet)
-                send_first = getattr(self.conn, "_send_disconnect", None)
-                # Only while a channel is open: with none (a cut session's channel closed first),
-                # `disconnect` sends the reason first anyway, and once is enough.
-                open_channels = getattr(self.conn, "_channels", True)
-                if send_first is not None and open_channels and not self.conn.is_closed():
-                    send_first(asyncssh.DISC_BY_APPLICATION, reason, "en-US")
+            if send_disconnect is None:
                 self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+                return
+            with corked(self.conn):  # one write (asyncssh writes an IGNORE before each packet)
+                send_disconnect(asyncssh.DISC_BY_APPLICATION, reason, "en-US")
+            self.conn.abort()
         except OSError:
             pass
 

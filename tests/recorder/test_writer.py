@@ -263,6 +263,18 @@ def test_note_in_every_kind(store: FileRecordingStore) -> None:
     assert isinstance(ev, Note) and ev.text == "grant extended by 30m"
 
 
+def test_a_note_written_later_keeps_the_time_it_happened(store: FileRecordingStore) -> None:
+    # A cut's mark is written once the other users under way were told, at the time its line went out.
+    w = store.create("s-later", Kind.EXEC, {}, command="sleep 600")
+    at = w.elapsed()
+    time.sleep(0.05)
+    w.mark("access expired", at)
+    w.mark("after")
+    w.close_sync()
+    late, now = [e for e in store.open("s-later").events() if isinstance(e, Note)]
+    assert late.t == at and now.t is not None and now.t >= at + 0.05
+
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
