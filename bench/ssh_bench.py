@@ -562,7 +562,7 @@ def main() -> int:
                       f"{verdict(pct(late, 99), 250)}")
                 cut = bench.broker_lateness
                 if cut:
-                    print(f"  broker starts the cut ({len(cut)}): p50 {pct(cut, 50):.0f} ms, "
+                    print(f"  broker starts the cut ({len(cut)}): first {min(cut):.0f} ms, p50 {pct(cut, 50):.0f} ms, "
                           f"p99 {pct(cut, 99):.0f} ms, max {max(cut):.0f} ms after the deadline "
                           f"{verdict(pct(cut, 99), 100)}")
             if "revocation" in res:
@@ -575,7 +575,8 @@ def main() -> int:
                       f"ms, p99 {pct(clients, 99):.0f} ms, max {max(clients):.0f} ms after the lock "
                       f"{verdict(pct(clients, 99), 250)}")
                 if broker:
-                    print(f"  broker starts the cut ({len(broker)}): p50 {pct(broker, 50):.0f} ms, "
+                    print(f"  broker starts the cut ({len(broker)}): first {min(broker):.0f} ms, "
+                          f"p50 {pct(broker, 50):.0f} ms, "
                           f"p99 {pct(broker, 99):.0f} ms, max {max(broker):.0f} ms after the lock "
                           f"{verdict(pct(broker, 99), 100)}")
     return 0

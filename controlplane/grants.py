@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from controlplane.approvals import apply_extension
 from controlplane.errors import JitError
 from controlplane.history import Ask, HistoryService
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, end_grant, fmt_td
+from controlplane.ledger import SYSTEM, AuditEntry, Ledger, end_grants, fmt_td
 from controlplane.model import (
     ACTIVE,
     EXPIRED,
@@ -123,7 +123,7 @@ class GrantService:
                 raise JitError("permission.denied", f"only an admin or `{rec.user}` may revoke `{request_id}`")
             if rec.state != ACTIVE:
                 raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
-            end_grant(w, rec, REVOKED, f"revoked by {actor}" + (f": {reason}" if reason else ""), now)
+            end_grants(w, [rec], REVOKED, f"revoked by {actor}" + (f": {reason}" if reason else ""), now)
             serials = w.tx.revoke_certificates([rec.id], now)
             w.tx.delete_tokens([rec.id])
             w.commit([("grant.revoked", actor, rec.id, {"reason": reason, "revoked_serials": serials}, now)],
@@ -142,7 +142,7 @@ class GrantService:
                 raise JitError("permission.denied", f"only `{rec.user}` may release `{request_id}`")
             if rec.state != ACTIVE:
                 raise JitError("grant.not_active", f"grant `{request_id}` is {rec.state}, not active")
-            end_grant(w, rec, EXPIRED, f"released by {actor}", now)
+            end_grants(w, [rec], EXPIRED, f"released by {actor}", now)
             serials = w.tx.revoke_certificates([rec.id], now)
             w.tx.delete_tokens([rec.id])
             w.commit([("grant.released", actor, rec.id, {"revoked_serials": serials}, now)], request=rec)

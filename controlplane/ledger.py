@@ -154,16 +154,17 @@ class Write:
         return recs
 
 
-def end_grant(w: Write, rec: RequestRecord, state: str, reason: str, now: datetime) -> None:
-    """End an active grant now as `state` (REVOKED, or EXPIRED when released), its pending
-    extensions cancelled, in `w`'s transaction; its credentials and audit event are the caller's."""
-    rec.state, rec.ended_at = state, now
-    rec.end_reason = rec.message = reason
-    for ext in rec.extensions:
-        if ext.state == EXT_PENDING:
-            ext.state, ext.decided_at = EXT_CANCELLED, now
-            w.tx.update_extension(ext)
-    w.tx.update_request(rec)
+def end_grants(w: Write, recs: Sequence[RequestRecord], state: str, reason: str, now: datetime) -> None:
+    """End active grants now as `state` (REVOKED, or EXPIRED when released), their pending
+    extensions cancelled, in `w`'s transaction; their credentials and audit events are the caller's."""
+    for rec in recs:
+        rec.state, rec.ended_at = state, now
+        rec.end_reason = rec.message = reason
+        for ext in rec.extensions:
+            if ext.state == EXT_PENDING:
+                ext.state, ext.decided_at = EXT_CANCELLED, now
+                w.tx.update_extension(ext)
+    w.tx.end_requests(recs)
 
 
 class Ledger:

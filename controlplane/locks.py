@@ -26,7 +26,7 @@ import secrets
 from datetime import datetime
 
 from controlplane.errors import JitError
-from controlplane.ledger import SYSTEM, AuditEntry, Ledger, Write, end_grant, iso
+from controlplane.ledger import SYSTEM, Ledger, Write, end_grants, iso
 from controlplane.model import ACTIVE, REVOKED, RequestRecord
 from controlplane.store import Tx
 from controlplane.store.locks import LOCK_TARGETS, LockRecord
@@ -144,13 +144,11 @@ class LockService:
         serials = w.tx.revoke_certificates(ids, now) if ids else []
         if ids:
             w.tx.delete_tokens(ids)
-        events: list[AuditEntry] = []
+        reason = f"locked by {lock.created_by}: {lock.reason}"
+        end_grants(w, under, REVOKED, reason, now)
         for rec in under:
-            end_grant(w, rec, REVOKED, f"locked by {lock.created_by}: {lock.reason}", now)
-            events.append(("grant.revoked", lock.created_by, rec.id,
-                           {"reason": rec.end_reason, "lock_id": lock.id}, now))
-        for event, rec in zip(events, under, strict=True):
-            w.commit([event], request=rec)
+            w.commit([("grant.revoked", lock.created_by, rec.id, {"reason": reason, "lock_id": lock.id}, now)],
+                     request=rec)
         if serials:
             w.commit([("lock.certificates_revoked", SYSTEM, lock.id, {"revoked_serials": serials}, now)])
         return ids

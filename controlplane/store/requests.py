@@ -47,6 +47,9 @@ _REQUEST_KEYS = [c.key for c in requests.c if c.key != "num"]
 _INSERT_REQUEST = Prebuilt(insert(requests), _REQUEST_KEYS)
 _UPDATE_REQUEST = Prebuilt(update(requests).where(_r.id == bindparam("key_id")),
                            [k for k in _REQUEST_KEYS if k != "id"])
+# The columns a grant's end changes (`ledger.end_grants`): a lock ends hundreds at once.
+_END_REQUEST = Prebuilt(update(requests).where(_r.id == bindparam("key_id")),
+                        ["state", "ended_us", "end_reason", "message"])
 _GET_REQUEST = Prebuilt(select(requests).where(_r.id == bindparam("rid")))
 _GET_EXTENSIONS = Prebuilt(select(extensions).where(_e.request_id == bindparam("rid")).order_by(_e.number))
 _GET_APPROVALS = Prebuilt(select(approvals).where(_a.request_id == bindparam("rid")).order_by(_a.num))
@@ -133,6 +136,14 @@ class RequestTx(TxBase):
 
     def update_request(self, r: RequestRecord) -> None:
         _UPDATE_REQUEST.run(self.cur, self.dialect, dict(key_id=r.id, **_request_values(r)))
+
+    def end_requests(self, recs: Sequence[RequestRecord]) -> None:
+        """Store the end of these requests: their state, ended_at, end_reason and message (the
+        other columns are left as stored; rewriting them, decision JSON included, was most of a
+        lock's cost per grant)."""
+        _END_REQUEST.run_many(self.cur, self.dialect, [
+            dict(key_id=r.id, state=r.state, ended_us=to_us(r.ended_at), end_reason=r.end_reason, message=r.message)
+            for r in recs])
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         """One request with its extensions and approvals (None if there is none)."""
