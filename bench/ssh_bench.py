@@ -5,7 +5,8 @@ All on loopback, in one run, each figure beside its baseline:
   straight to the same sshd with an upstream certificate (ratio);
 - keystroke round trip (one byte to `cat` and back, asyncssh client): broker vs direct,
   p50/p99 and the difference the broker adds;
-- concurrent idle interactive sessions through one broker: broker RSS per session;
+- concurrent idle interactive sessions through one broker: broker RSS per session, and the broker's
+  CPU while they idle (its background rounds: recording uploads, activity reports);
 - sessions whose grants all end in the same second: lateness of the cut (p50/p99) after expires_at;
 - revocation to disconnect (p50/p99);
 - a lock on one user whose sessions all run through one broker: from the lock call to the broker
@@ -55,6 +56,10 @@ from ca import new_serial
 from jitgate.v1 import access_pb2
 from tests.broker.ssh.harness import SshStack
 
+# The broker's CPU while the idle sessions stay open: read for IDLE_CPU_SECONDS, after their
+# recordings' first uploads (~3 s after opening 500, at ~200 ms of CPU a second).
+IDLE_SETTLE_SECONDS = 3.0
+IDLE_CPU_SECONDS = 5.0
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
@@ -337,7 +342,7 @@ class Bench:
 
     # -------------------------------------------------------- many sessions
 
-    async def idle_sessions(self) -> tuple[int, float]:
+    async def idle_sessions(self) -> tuple[int, float, float]:
         n = self.args.sessions
         grant = await asyncio.to_thread(self.stack.grant, "alice", "web-01")
         key = await asyncio.to_thread(self.stack.user_key, "alice", grant.id)
@@ -366,10 +371,14 @@ class Bench:
         await asyncio.gather(*(one() for _ in range(n)))
         await asyncio.sleep(1.0)
         after = rss_kib(pid)
+        await asyncio.sleep(IDLE_SETTLE_SECONDS)
+        cpu0, t0 = cpu_ms(pid), time.monotonic()
+        await asyncio.sleep(IDLE_CPU_SECONDS)
+        idle_cpu = (cpu_ms(pid) - cpu0) / (time.monotonic() - t0)
         for c in conns:
             c.close()
         await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
-        return len(conns), (after - before) / max(1, len(conns))
+        return len(conns), (after - before) / max(1, len(conns)), idle_cpu
 
     async def _credentials(self, count: int, until: dt.datetime, users: tuple[str, ...]
                            ) -> list[tuple[str, str, str]]:
@@ -553,8 +562,10 @@ def main() -> int:
                       f"direct p50 {pct(d, 50):.3f} ms p99 {pct(d, 99):.3f} ms; added p50 "
                       f"{pct(b, 50) - pct(d, 50):.3f} ms, p99 {pct(b, 99) - pct(d, 99):.3f} ms")
             if "idle" in res:
-                n, per = res["idle"]  # type: ignore[misc]
-                print(f"idle interactive sessions: {n} through one broker, broker RSS {per:.0f} KiB per session")
+                n, per, idle_cpu = res["idle"]  # type: ignore[misc]
+                print(f"idle interactive sessions: {n} through one broker, broker RSS {per:.0f} KiB per session, "
+                      f"broker CPU {idle_cpu:.1f} ms per second while they idle "
+                      f"(from {IDLE_SETTLE_SECONDS + 1:.0f} s after they opened)")
             if "expiry" in res:
                 late = res["expiry"]  # type: ignore[assignment]
                 print(f"expiry ({len(late)} sessions): client sees the disconnect p50 {pct(late, 50):.0f} ms, "

@@ -265,8 +265,8 @@ class BrokerRuntime:
     async def report_end(self, report: EndReport) -> None:
         """ReportSessionEnd; kept on disk and retried until the control plane has it."""
         assert self.spool is not None, "recover() opens the spool at start"
-        if self.uploader is not None:
-            self.uploader.poke()  # the recording is sealed: on to the store now
+        if self.uploader is not None and report.recording_ref:
+            self.uploader.poke(report.recording_ref)  # the recording is sealed: on to the store now
         try:
             self.spool.put(report)
         except OSError as exc:
