@@ -65,17 +65,14 @@ class AuditTx(TxBase):
     def append_audit_many(self, events: Iterable[AuditEvent]) -> list[AuditRecord]:
         """Append events in order with one multi-row INSERT per chunk."""
         assert self.writable and self._head is not None
-        seq, prev = self._head
-        out: list[AuditRecord] = []
-        rows: list[tuple[Any, ...]] = []
-        for type_, actor, subject, data, at in events:
-            seq += 1
-            rec, text = chain.make_record(seq, at, type_, actor, subject, data, prev)
-            prev = rec.hash
-            out.append(rec)
-            rows.append((seq, to_us(at), type_, actor, subject, text, rec.prev_hash, rec.hash))
-        if not out:
-            return out
+        made = chain.make_records(self._head[0] + 1, events, self._head[1])
+        if not made:
+            return []
+        out = [rec for rec, _ in made]
+        at_us = {at: to_us(at) for at in {rec.at for rec in out}}  # a batch shares one or a few times
+        rows = [(rec.seq, at_us[rec.at], rec.type, rec.actor, rec.subject, text, rec.prev_hash, rec.hash)
+                for rec, text in made]
+        seq, prev = out[-1].seq, out[-1].hash
         if len(rows) >= BULK_ROWS:
             self._bulk_insert(audit, _AUDIT_COLUMNS, rows)
         else:
