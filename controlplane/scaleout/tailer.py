@@ -4,10 +4,11 @@ Every commit that appends audit events updates the chain's head row, whose Postg
 (`store/shared.py`) sends `NOTIFY jitgate_audit, '<seq>'`, delivered at commit. Each plane
 LISTENs on its own connection and keeps a cursor: the last audit seq it has handled. On a
 notification (and every `POLL_SECONDS` without one, and after reconnecting) it reads the
-events after the cursor in seq order (their seq, time, type and subject only), leaves out those
-this plane appended itself (already published by its ledger), loads the request or session each
-concerns, and publishes them through the ledger as if they were local. The cursor is the audit sequence, so a lost
-notification or a dropped connection delays events but never loses one: nothing is skipped.
+events after the cursor in seq order (their seq, time, type and subject only), leaves out
+those this plane appended itself (already published by its ledger), loads the request or
+session each concerns, and publishes them through the ledger as if they were local. The cursor
+is the audit sequence, so a lost notification or a dropped connection delays events but never
+loses one: nothing is skipped.
 
 Seqs become visible in order: writers serialize on the chain head (FOR UPDATE), so seq N+1
 commits after seq N. Which events are this plane's is known from the store's commit hook,
