@@ -20,6 +20,9 @@ from controlplane.model import AuditRecord
 
 GENESIS = "0" * 64
 
+# One event to append: (type, actor, subject, data, at).
+AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
+
 # Keys never written into event data: credentials must not reach the log.
 SECRET_KEYS = frozenset({"token", "db_token", "password", "private_key", "secret", "passphrase"})
 
@@ -83,8 +86,7 @@ def make_record(seq: int, at: datetime, type_: str, actor: str, subject: str,
     return make_records(seq, [(type_, actor, subject, data, at)], prev_hash)[0]
 
 
-def make_records(first_seq: int, events: Iterable[tuple[str, str, str, dict[str, Any], datetime]],
-                 prev_hash: str) -> list[tuple[AuditRecord, str]]:
+def make_records(first_seq: int, events: Iterable[AuditEvent], prev_hash: str) -> list[tuple[AuditRecord, str]]:
     """Events (type, actor, subject, data, at) chained in turn from `first_seq` after `prev_hash`,
     each with its data text as stored. The parts of the canonical form that events share are
     made once (a sweep's 10,000 expiries differ only in seq, subject and prev_hash): ~4 us an

@@ -15,13 +15,11 @@ from sqlalchemy import Engine, Row, bindparam, insert, select, update
 from sqlalchemy.pool import PoolProxiedConnection
 
 from controlplane import audit as chain
+from controlplane.audit import AuditEvent
 from controlplane.model import AuditRecord
 from controlplane.store.base import EPOCH, PAGE_ROWS, TxBase, from_us, to_us
 from controlplane.store.prebuilt import Prebuilt
 from controlplane.store.tables import audit, audit_head
-
-# One event to append: (type, actor, subject, data, at).
-AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
 
 # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock (no clause).
 _LOCK_HEAD = Prebuilt(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update())
