@@ -277,6 +277,8 @@ class ControlPlaneServer:
             # Everything loaded so far (gRPC, protobuf, SQLAlchemy, the policies) lives as long as the
             # process: kept out of the collector's full passes, which otherwise scan it all, with every
             # thread stopped, several times while a mass expiry's 10,000 events are built and sent.
+            # The cost: a startup object that later becomes cyclic garbage (say, the first policy set
+            # after a reload, if it holds a reference cycle) is never freed: once, not per reload.
             gc.freeze()
             print(
                 f"jitgate server listening on {self.address} (data dir {data_dir.root}, "
