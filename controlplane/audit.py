@@ -20,6 +20,9 @@ from controlplane.model import AuditRecord
 
 GENESIS = "0" * 64
 
+# One event to append: (type, actor, subject, data, at).
+AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
+
 # Keys never written into event data: credentials must not reach the log.
 SECRET_KEYS = frozenset({"token", "db_token", "password", "private_key", "secret", "passphrase"})
 
@@ -42,8 +45,17 @@ def canonical(seq: int, at: datetime, type_: str, actor: str, subject: str,
     """The canonical bytes an event's hash covers: the JSON array
     `[seq, at, type, actor, subject, data, prev_hash]`, keys sorted, no spaces."""
     text = data if isinstance(data, str) else data_text(data)
-    parts = [str(int(seq)), _str(format_at(at)), _str(type_), _str(actor), _str(subject), text, _str(prev_hash)]
-    return ("[" + ",".join(parts) + "]").encode()
+    return _joined(seq, _around_subject(at, type_, actor, text), subject, prev_hash)
+
+
+def _around_subject(at: datetime, type_: str, actor: str, text: str) -> tuple[str, str]:
+    """The canonical form's parts before the subject (after the seq) and after it (before the
+    prev_hash): the same for every event of a batch of one type, actor, time and data."""
+    return f",{_str(format_at(at))},{_str(type_)},{_str(actor)},", f",{text},"
+
+
+def _joined(seq: int, around: tuple[str, str], subject: str, prev_hash: str) -> bytes:
+    return f"[{int(seq)}{around[0]}{_str(subject)}{around[1]}{_str(prev_hash)}]".encode()
 
 
 _str = json.encoder.encode_basestring  # the C quoting json.dumps uses
@@ -71,11 +83,29 @@ def clean_data(data: dict[str, Any]) -> dict[str, Any]:
 def make_record(seq: int, at: datetime, type_: str, actor: str, subject: str,
                 data: dict[str, Any], prev_hash: str) -> tuple[AuditRecord, str]:
     """A new chained event after `prev_hash`, and its data text as stored."""
-    data = clean_data(data)
-    text = data_text(data)
-    h = event_hash(seq, at, type_, actor, subject, text, prev_hash)
-    return AuditRecord(seq=seq, at=at, type=type_, actor=actor, subject=subject,
-                       data=data, prev_hash=prev_hash, hash=h), text
+    return make_records(seq, [(type_, actor, subject, data, at)], prev_hash)[0]
+
+
+def make_records(first_seq: int, events: Iterable[AuditEvent], prev_hash: str) -> list[tuple[AuditRecord, str]]:
+    """Events (type, actor, subject, data, at) chained in turn from `first_seq` after `prev_hash`,
+    each with its data text as stored. The parts of the canonical form that events share are
+    made once (a sweep's 10,000 expiries differ only in seq, subject and prev_hash): ~4 us an
+    event instead of ~10, inside the sweep's transaction."""
+    out: list[tuple[AuditRecord, str]] = []
+    shared: dict[tuple[datetime, str, str, str], tuple[str, str]] = {}
+    seq, prev = first_seq, prev_hash
+    for type_, actor, subject, data, at in events:
+        data = clean_data(data)
+        text = data_text(data)
+        key = (at, type_, actor, text)
+        around = shared.get(key)
+        if around is None:
+            around = shared[key] = _around_subject(at, type_, actor, text)
+        h = hashlib.sha256(_joined(seq, around, subject, prev)).hexdigest()
+        out.append((AuditRecord(seq=seq, at=at, type=type_, actor=actor, subject=subject,
+                                data=data, prev_hash=prev, hash=h), text))
+        seq, prev = seq + 1, h
+    return out
 
 
 @dataclass

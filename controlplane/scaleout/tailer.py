@@ -4,16 +4,18 @@ Every commit that appends audit events updates the chain's head row, whose Postg
 (`store/shared.py`) sends `NOTIFY jitgate_audit, '<seq>'`, delivered at commit. Each plane
 LISTENs on its own connection and keeps a cursor: the last audit seq it has handled. On a
 notification (and every `POLL_SECONDS` without one, and after reconnecting) it reads the
-events after the cursor in seq order, leaves out those this plane appended itself (already
-published by its ledger), loads the request or session each concerns, and publishes them
-through the ledger as if they were local. The cursor is the audit sequence, so a lost
-notification or a dropped connection delays events but never loses one: nothing is skipped.
+events after the cursor in seq order (their seq, time, type and subject only), leaves out
+those this plane appended itself (already published by its ledger), loads the request or
+session each concerns, and publishes them through the ledger as if they were local. The cursor
+is the audit sequence, so a lost notification or a dropped connection delays events but never
+loses one: nothing is skipped.
 
 Seqs become visible in order: writers serialize on the chain head (FOR UPDATE), so seq N+1
 commits after seq N. Which events are this plane's is known from the store's commit hook,
 which runs while the store's process write lock is still held; `local_commits_settled()`
 after each read waits for any local writer whose commit that read could have seen. When a
-notification's seq and all before it are known to be this plane's, no read is made at all.
+notification's seq and all before it are known to be this plane's, no read is made at all; a
+poll reads the chain head's seq first and reads no events when all up to it are this plane's.
 The requests are read as stored and built through the sweeper's prepared records
 (controlplane/prepared.py): another plane's mass expiry needs no record built after it.
 """
@@ -28,6 +30,7 @@ from controlplane.ledger import Ledger
 from controlplane.model import AuditRecord, Change
 from controlplane.prepared import PreparedExpiries
 from controlplane.store import SqlStore
+from controlplane.store.audit import TailEvent
 from controlplane.store.requests import stored_record
 
 log = logging.getLogger("jitgate.tailer")
@@ -132,10 +135,18 @@ class AuditTailer:
 
     def catch_up(self) -> int:
         """Publish every event after the cursor that another plane appended; returns how many."""
+        with self.store.read() as tx:
+            head = tx.head_seq()
+        if head <= self.cursor:
+            return 0
+        self.store.local_commits_settled()
+        if self._only_mine(head):
+            # The poll after a local sweep: the head's row, not this plane's own 10,000 events read back.
+            return 0
         total = 0
         while True:
             with self.store.read() as tx:
-                recs = tx.audit_events(after_seq=self.cursor, limit=PAGE)
+                recs = tx.tail_events(self.cursor, PAGE)
             if not recs:
                 return total
             self.store.local_commits_settled()
@@ -148,7 +159,7 @@ class AuditTailer:
                 total += len(remote)
             self.cursor = last
 
-    def _publish(self, recs: list[AuditRecord]) -> None:
+    def _publish(self, recs: list[TailEvent]) -> None:
         with self.store.read() as tx:
             sessions = {r.subject: tx.get_session(r.subject) for r in recs if r.type in _SESSION_SUBJECT}
             ids = {r.subject.split(".", 1)[0] for r in recs}

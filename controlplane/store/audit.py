@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Row, bindparam, insert, select, update
 from sqlalchemy.pool import PoolProxiedConnection
 
 from controlplane import audit as chain
+from controlplane.audit import AuditEvent
 from controlplane.model import AuditRecord
-from controlplane.store.base import PAGE_ROWS, TxBase, from_us, to_us
+from controlplane.store.base import EPOCH, PAGE_ROWS, TxBase, from_us, to_us
 from controlplane.store.prebuilt import Prebuilt
 from controlplane.store.tables import audit, audit_head
-
-# One event to append: (type, actor, subject, data, at).
-AuditEvent = tuple[str, str, str, dict[str, Any], datetime]
 
 # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock (no clause).
 _LOCK_HEAD = Prebuilt(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update())
@@ -30,6 +28,18 @@ _UPDATE_HEAD = Prebuilt(update(audit_head).where(audit_head.c.id == 1).values(
 _AUDIT_COLUMNS = ("seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash")
 _INSERT_AUDIT = Prebuilt(insert(audit), list(_AUDIT_COLUMNS))
 BULK_ROWS = 100  # from this many events on, one bulk load (`_bulk_insert`): a sweep's 10,000 expiries
+_HEAD_SEQ = Prebuilt(select(audit_head.c.seq).where(audit_head.c.id == 1))
+_TAIL = Prebuilt(select(audit.c.seq, audit.c.at_us, audit.c.type, audit.c.subject)
+                 .where(audit.c.seq > bindparam("after")).order_by(audit.c.seq).limit(bindparam("lim")))
+
+
+class TailEvent(NamedTuple):
+    """What an event tail publishes of an audit event (no data, no hashes)."""
+
+    seq: int
+    at: datetime
+    type: str
+    subject: str
 
 
 class AuditTx(TxBase):
@@ -53,17 +63,14 @@ class AuditTx(TxBase):
     def append_audit_many(self, events: Iterable[AuditEvent]) -> list[AuditRecord]:
         """Append events in order with one multi-row INSERT per chunk."""
         assert self.writable and self._head is not None
-        seq, prev = self._head
-        out: list[AuditRecord] = []
-        rows: list[tuple[Any, ...]] = []
-        for type_, actor, subject, data, at in events:
-            seq += 1
-            rec, text = chain.make_record(seq, at, type_, actor, subject, data, prev)
-            prev = rec.hash
-            out.append(rec)
-            rows.append((seq, to_us(at), type_, actor, subject, text, rec.prev_hash, rec.hash))
-        if not out:
-            return out
+        made = chain.make_records(self._head[0] + 1, events, self._head[1])
+        if not made:
+            return []
+        out = [rec for rec, _ in made]
+        at_us = {at: to_us(at) for at in {rec.at for rec in out}}  # a batch shares one or a few times
+        rows = [(rec.seq, at_us[rec.at], rec.type, rec.actor, rec.subject, text, rec.prev_hash, rec.hash)
+                for rec, text in made]
+        seq, prev = out[-1].seq, out[-1].hash
         if len(rows) >= BULK_ROWS:
             self._bulk_insert(audit, _AUDIT_COLUMNS, rows)
         else:
@@ -77,6 +84,17 @@ class AuditTx(TxBase):
         """The chain's end as stored: (last seq, its hash)."""
         row = self.conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
         return int(row.seq), row.hash
+
+    def head_seq(self) -> int:
+        """The last seq of the chain as stored (0: none yet)."""
+        return int(_HEAD_SEQ.one(self.cur, self.dialect)[0])
+
+    def tail_events(self, after_seq: int, limit: int) -> list[TailEvent]:
+        """The events after `after_seq` in seq order, at most `limit`, without their data and hashes
+        (an event tail reads thousands a second: no JSON parsed, no SQLAlchemy row)."""
+        _TAIL.run(self.cur, self.dialect, {"after": after_seq, "lim": limit})
+        return [TailEvent(int(seq), EPOCH + timedelta(microseconds=at_us), type_, subject)
+                for seq, at_us, type_, subject in self.cur.fetchall()]
 
     def audit_events(self, after_seq: int = 0, type_: str = "", subject: str = "",
                      limit: int = 100, before: datetime | None = None,

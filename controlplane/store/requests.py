@@ -61,7 +61,8 @@ _ExtensionRow = namedtuple("_ExtensionRow", [c.key for c in extensions.c])  # ty
 _ApprovalRow = namedtuple("_ApprovalRow", [c.key for c in approvals.c])  # type: ignore[misc]
 _ID, _STATE, _ENDED, _EXPIRES, _END_REASON = map(_RequestRow._fields.index,
                                                  ("id", "state", "ended_us", "expires_us", "end_reason"))
-_EXT_STATE, _EXT_REQUEST = map(_ExtensionRow._fields.index, ("state", "request_id"))
+_EXT_ID, _EXT_STATE, _EXT_REQUEST, _EXT_DECIDED = map(_ExtensionRow._fields.index,
+                                                      ("id", "state", "request_id", "decided_us"))
 _APPROVAL_REQUEST = _ApprovalRow._fields.index("request_id")
 _DUE_ROWS = 20_000  # rows `due_grants` reads at most: what one prepared sweep may hold
 
@@ -105,6 +106,13 @@ class StoredRequest(NamedTuple):
 
     def has_pending_extension(self) -> bool:
         return any(e[_EXT_STATE] == EXT_PENDING for e in self.extensions)
+
+
+def _cancelled_row(ext: tuple[Any, ...], now_us: int) -> tuple[Any, ...]:
+    """A pending extension's row as `end_due` stores it: CANCELLED, decided now."""
+    row = list(ext)
+    row[_EXT_STATE], row[_EXT_DECIDED] = EXT_CANCELLED, now_us
+    return tuple(row)
 
 
 def stored_record(stored: StoredRequest) -> RequestRecord:
@@ -258,7 +266,7 @@ class RequestTx(TxBase):
     def end_due(self, now: datetime) -> DueEnded:
         """Batch-end every overdue grant (EXPIRED) and pending request (TIMED_OUT), and cancel
         their pending extensions; returns them as now stored too."""
-        now_us = to_us(now)
+        now_us = to_us(now) or 0
         # One UPDATE ... RETURNING per kind (SQLite >= 3.35 and PostgreSQL both have it).
         # First the unclaimed on-first-use grants (their `expires_us` is the claim deadline).
         rows: dict[str, tuple[Any, ...]] = {}
@@ -269,15 +277,19 @@ class RequestTx(TxBase):
             rows.update(kind)
             ended.append(list(kind))
         claim_expired, expired, timed_out = ended
+        # The ended requests' extension and approval rows, read once: their pending extensions are
+        # cancelled from them, and the stored requests given back carry the cancellations as stored.
+        stored = self._with_details(rows)
         cancelled: list[str] = []
-        for part in chunks(expired + timed_out + claim_expired):
-            ids = [r.id for r in self.conn.execute(select(_e.id).where(and_(
-                _e.request_id.in_(part), _e.state == EXT_PENDING))).all()]
-            if ids:
-                self.conn.execute(update(extensions).where(_e.id.in_(ids))
-                                  .values(state=EXT_CANCELLED, decided_us=now_us))
-                cancelled.extend(ids)
-        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired), self._with_details(rows))
+        for rid, s in stored.items():
+            if s.has_pending_extension():
+                exts = tuple(_cancelled_row(e, now_us) if e[_EXT_STATE] == EXT_PENDING else e
+                             for e in s.extensions)
+                cancelled.extend(e[_EXT_ID] for e in s.extensions if e[_EXT_STATE] == EXT_PENDING)
+                stored[rid] = s._replace(extensions=exts)
+        for part in chunks(cancelled):
+            self.conn.execute(update(extensions).where(_e.id.in_(part)).values(state=EXT_CANCELLED, decided_us=now_us))
+        return DueEnded(expired, timed_out, cancelled, tuple(claim_expired), stored)
 
     def next_deadline(self) -> datetime | None:
         """The earliest expiry of an active grant or deadline of a pending request."""

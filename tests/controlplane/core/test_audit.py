@@ -4,10 +4,11 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlplane.audit import clean_data, event_hash
+from controlplane.audit import GENESIS, clean_data, data_text, event_hash, make_records
 from controlplane.store import from_us
 from tests.controlplane.core.helpers import dev, prod
 
@@ -39,6 +40,22 @@ def test_chain_links_and_hashes(filled):
         assert b.prev_hash == a.hash
     e = events[3]
     assert e.hash == event_hash(e.seq, e.at, e.type, e.actor, e.subject, e.data, e.prev_hash)
+
+
+def test_a_batch_hashes_each_event_as_alone():
+    """make_records shares the parts events have in common (type, actor, time, data): each hash is
+    still the one of its own event, chained, whatever repeats or differs in the batch."""
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    events = [("grant.expired", "system", "r-1", {}, now), ("grant.expired", "system", "r-2", {}, now),
+              ("extension.cancelled", "system", "r-1.1", {"reason": "the grant ended"}, now),
+              ("grant.expired", "bø\b", 'r-"3', {}, now + timedelta(seconds=1)),
+              ("grant.expired", "system", "r-4", {}, now)]
+    prev = GENESIS
+    for seq, ((rec, text), (type_, actor, subject, data, at)) in enumerate(
+            zip(make_records(5, events, GENESIS), events, strict=True), start=5):
+        assert (rec.seq, rec.prev_hash, rec.subject, text) == (seq, prev, subject, data_text(data))
+        assert rec.hash == event_hash(seq, at, type_, actor, subject, data, prev)
+        prev = rec.hash
 
 
 def test_edited_event_is_caught(filled, db_path):

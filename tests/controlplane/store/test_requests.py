@@ -1,13 +1,33 @@
 """Requests, approvals and extensions (controlplane/store/requests.py)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
 
 from controlplane.model import EXT_CANCELLED, PENDING, ApprovalRecord
+from controlplane.scaleout.storeurl import normalize
 from controlplane.store import SqlStore
 from controlplane.store.requests import stored_record
 from tests.controlplane.core.helpers import START
 from tests.controlplane.store.records import extension, request
+from tests.pgstore import pg_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[SqlStore]:
+    """A bare store on SQLite and on PostgreSQL (their bulk reads differ: IN chunks, = ANY)."""
+    if request.param == "sqlite":
+        s = SqlStore.open_sqlite(db_path)
+        yield s
+        s.close()
+        return
+    with pg_store("jg_requests") as url:
+        s = SqlStore.open_url(normalize(url))
+        yield s
+        s.close()
 
 
 def test_a_request_reads_the_same_by_id_by_ids_and_by_query(store: SqlStore) -> None:
@@ -33,9 +53,10 @@ def test_a_request_reads_the_same_by_id_by_ids_and_by_query(store: SqlStore) -> 
         assert tx.requests_with_pending_extensions() == ["r-1", "r-1"]
 
 
-def test_end_due_names_what_it_ended_and_returns_it_as_stored(store: SqlStore) -> None:
+def test_end_due_names_what_it_ended_and_returns_it_as_stored(either_store: SqlStore) -> None:
     """The sweep's records come from its own UPDATE ... RETURNING and the extension rows it
-    read after cancelling: the same records a read after the commit builds."""
+    read, with its cancellations applied: the same records a read after the commit builds."""
+    store = either_store
     with store.write() as tx:
         tx.insert_request(request("live", minutes=120))
         tx.insert_request(request("over", minutes=30))
