@@ -61,6 +61,7 @@ from tests.broker.ssh.harness import SshStack
 IDLE_SETTLE_SECONDS = 3.0
 IDLE_CPU_SECONDS = 5.0
 
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]

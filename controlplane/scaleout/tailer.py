@@ -136,7 +136,7 @@ class AuditTailer:
     def catch_up(self) -> int:
         """Publish every event after the cursor that another plane appended; returns how many."""
         with self.store.read() as tx:
-            head = tx.head_seq()
+            head = tx.audit_head()[0]
         if head <= self.cursor:
             return 0
         self.store.local_commits_settled()

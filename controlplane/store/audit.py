@@ -28,7 +28,7 @@ _UPDATE_HEAD = Prebuilt(update(audit_head).where(audit_head.c.id == 1).values(
 _AUDIT_COLUMNS = ("seq", "at_us", "type", "actor", "subject", "data", "prev_hash", "hash")
 _INSERT_AUDIT = Prebuilt(insert(audit), list(_AUDIT_COLUMNS))
 BULK_ROWS = 100  # from this many events on, one bulk load (`_bulk_insert`): a sweep's 10,000 expiries
-_HEAD_SEQ = Prebuilt(select(audit_head.c.seq).where(audit_head.c.id == 1))
+_HEAD = Prebuilt(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1))
 _TAIL = Prebuilt(select(audit.c.seq, audit.c.at_us, audit.c.type, audit.c.subject)
                  .where(audit.c.seq > bindparam("after")).order_by(audit.c.seq).limit(bindparam("lim")))
 
@@ -81,13 +81,10 @@ class AuditTx(TxBase):
         return out
 
     def audit_head(self) -> tuple[int, str]:
-        """The chain's end as stored: (last seq, its hash)."""
-        row = self.conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
-        return int(row.seq), row.hash
-
-    def head_seq(self) -> int:
-        """The last seq of the chain as stored (0: none yet)."""
-        return int(_HEAD_SEQ.one(self.cur, self.dialect)[0])
+        """The chain's end as stored: (last seq, its hash). Prebuilt: an event tail reads it at
+        every poll."""
+        seq, hash_ = _HEAD.one(self.cur, self.dialect)
+        return int(seq), hash_
 
     def tail_events(self, after_seq: int, limit: int) -> list[TailEvent]:
         """The events after `after_seq` in seq order, at most `limit`, without their data and hashes

@@ -42,7 +42,7 @@ def test_a_poll_reads_no_events_when_all_are_this_planes(planes: tuple[SqlStore,
     ledger.subscribe(published.append)
     tailer = AuditTailer(a, ledger)
     with a.read() as tx:
-        tailer.cursor = tx.head_seq()
+        tailer.cursor = tx.audit_head()[0]
     a.commit_hooks.append(tailer._local)  # what start() does, without the thread
     reads: list[int] = []
     tail_events = Tx.tail_events
@@ -56,7 +56,7 @@ def test_a_poll_reads_no_events_when_all_are_this_planes(planes: tuple[SqlStore,
     _append(a, *(f"mine-{i}" for i in range(50)))
     assert tailer.catch_up() == 0 and reads == [] and published == []
     with a.read() as tx:
-        assert tailer.cursor == tx.head_seq()
+        assert tailer.cursor == tx.audit_head()[0]
 
     _append(b, "theirs-1")
     _append(a, "mine-50")
@@ -65,7 +65,7 @@ def test_a_poll_reads_no_events_when_all_are_this_planes(planes: tuple[SqlStore,
     assert [c.type for c in published] == ["grant.expired"] * 2
     assert [c.seq for c in published] == sorted(c.seq for c in published)
     with a.read() as tx:
-        assert tailer.cursor == tx.head_seq()
+        assert tailer.cursor == tx.audit_head()[0]
         theirs = {e.seq for e in tx.tail_events(0, 1000) if e.subject.startswith("theirs")}
     assert {c.seq for c in published} == theirs
     assert tailer.catch_up() == 0  # nothing new: the head's seq only
