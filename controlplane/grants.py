@@ -26,6 +26,10 @@ from policy import PolicyRequest, PolicySet
 from policy.approvals import approved_at_once
 from policy.request import Risk
 
+# Grants (and pending requests) ended per sweep transaction: a mass expiry commits in steps, so
+# its first events reach watchers (and other planes) while the rest are still being ended.
+SWEEP_CHUNK = 2000
+
 
 class GrantService:
     """Extensions, revocation and expiry of grants."""
@@ -149,30 +153,38 @@ class GrantService:
         return rec
 
     def sweep(self) -> datetime | None:
-        """End every overdue grant (EXPIRED) and stale pending request (TIMED_OUT) in one
-        transaction; returns the next deadline (None when nothing is waiting)."""
+        """End every overdue grant (EXPIRED) and stale pending request (TIMED_OUT), SWEEP_CHUNK
+        of each per transaction; returns the next deadline (None when nothing is waiting)."""
         now = self.ledger.clock()
         with self.ledger.store.read() as tx:
             nxt = tx.next_deadline()
         if nxt is None or nxt > now:
             return nxt
+        while True:
+            more, nxt = self._end_due(now)
+            if not more:
+                return nxt
+
+    def _end_due(self, now: datetime) -> tuple[bool, datetime | None]:
+        """One transaction of the sweep: (more may be due, the next deadline)."""
         with self.ledger.write() as w:
-            expired, timed_out, cancelled, claim_expired, stored = w.tx.end_due(now)
-            if expired:
-                w.tx.delete_tokens(expired)  # certificates lapse by themselves: valid_before <= expiry
-            if claim_expired:  # their certificates outlive the claim deadline (`latest_end`): revoke them
-                w.tx.delete_tokens(list(claim_expired))
-                w.tx.revoke_certificates(list(claim_expired), now)
+            ended = w.tx.end_due(now, SWEEP_CHUNK)
+            if ended.expired:
+                w.tx.delete_tokens(ended.expired)  # certificates lapse by themselves: valid_before <= expiry
+            if ended.claim_expired:  # their certificates outlive the claim deadline (`latest_end`): revoke them
+                w.tx.delete_tokens(list(ended.claim_expired))
+                w.tx.revoke_certificates(list(ended.claim_expired), now)
             events: list[AuditEntry] = []
-            events += [("grant.expired", SYSTEM, rid, {}, now) for rid in expired]
-            events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in timed_out]
-            events += [("grant.claim_expired", SYSTEM, rid, {}, now) for rid in claim_expired]
-            events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now) for xid in cancelled]
+            events += [("grant.expired", SYSTEM, rid, {}, now) for rid in ended.expired]
+            events += [("request.timed_out", SYSTEM, rid, {}, now) for rid in ended.timed_out]
+            events += [("grant.claim_expired", SYSTEM, rid, {}, now) for rid in ended.claim_expired]
+            events += [("extension.cancelled", SYSTEM, xid, {"reason": "the grant ended"}, now)
+                       for xid in ended.cancelled]
             # Listeners get the ended records as this transaction stored them (built after the commit,
             # or ahead of the deadline: controlplane/prepared.py).
-            w.commit(events, requests=lambda: self.prepared.records(stored))
-            nxt = w.tx.next_deadline()
-        return nxt
+            w.commit(events, requests=lambda: self.prepared.records(ended.stored))
+            nxt = None if ended.more else w.tx.next_deadline()
+        return ended.more, nxt
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline still to come or past (a grant's end or a pending request's timeout)."""

@@ -3,15 +3,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from controlplane import grants as grants_module
 from controlplane.model import ApprovalRecord
 from tests.controlplane.core.helpers import START, dev
 
 
-def test_a_mass_expiry_publishes_every_grant_in_order_as_stored_prepared_or_not(core, clock):
+@pytest.mark.parametrize("chunk", [grants_module.SWEEP_CHUNK, 4])
+def test_a_mass_expiry_publishes_every_grant_in_order_as_stored_prepared_or_not(core, clock, monkeypatch, chunk):
     """Grants ending at one instant: every one published once, in seq order with no gap, each with
     its request exactly as a read after the commit gives it; a prepared record is used only when
     nothing about the request changed since it was built (here: one row edited, one approval
-    added, one grant revoked, one extended, one created after preparing)."""
+    added, one grant revoked, one extended, one created after preparing). Also when the sweep
+    ends them in several transactions (`chunk` per transaction)."""
+    monkeypatch.setattr(grants_module, "SWEEP_CHUNK", chunk)
     grants = [dev(core, user=u, minutes=10) for u in ("alice", "bob") * 15]
     assert core.grants.prepared.prepare(START + timedelta(minutes=10)) == 30
     core.grants.revoke("ada", grants[0].id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.model import EXT_CANCELLED, PENDING, ApprovalRecord
+from controlplane.model import CLAIM_EXPIRED, EXT_CANCELLED, PENDING, UNCLAIMED, ApprovalRecord
 from controlplane.scaleout.storeurl import normalize
 from controlplane.store import SqlStore
 from controlplane.store.requests import stored_record
@@ -64,8 +64,9 @@ def test_end_due_names_what_it_ended_and_returns_it_as_stored(either_store: SqlS
         tx.insert_extension(extension("over"))
         assert tx.next_deadline() == START + timedelta(minutes=10)
     with store.write() as tx:
-        ended = tx.end_due(START + timedelta(hours=1))
+        ended = tx.end_due(START + timedelta(hours=1), limit=100)
     assert ended[:4] == (["over"], ["waiting"], ["over.1"], ())
+    assert not ended.more
     assert sorted(ended.stored) == ["over", "waiting"]
     with store.read() as tx:
         over = tx.get_request("over")
@@ -76,3 +77,29 @@ def test_end_due_names_what_it_ended_and_returns_it_as_stored(either_store: SqlS
         assert over.extensions[0].state == EXT_CANCELLED
         assert tx.next_deadline() == START + timedelta(minutes=120)
         assert tx.count_requests(states=["EXPIRED", "TIMED_OUT"]) == 2
+
+
+def test_end_due_ends_at_most_its_limit_soonest_first_and_says_more_are_due(either_store: SqlStore) -> None:
+    """A mass expiry goes in steps of `limit` per kind: the soonest deadlines first, `more` while
+    a kind filled its limit; an unclaimed on-first-use grant ends CLAIM_EXPIRED in the same step."""
+    store = either_store
+    with store.write() as tx:
+        for minutes in (40, 10, 30, 20):
+            tx.insert_request(request(f"g{minutes}", minutes=minutes))
+        tx.insert_request(request("unclaimed", minutes=15, end_reason=UNCLAIMED))
+        tx.insert_request(request("waiting", state=PENDING, pending_deadline=START + timedelta(minutes=5)))
+    now = START + timedelta(hours=1)
+    with store.write() as tx:
+        first = tx.end_due(now, limit=3)
+    assert (sorted(first.expired), first.claim_expired, first.timed_out, first.more) == (
+        ["g10", "g20"], ("unclaimed",), ["waiting"], True)
+    with store.write() as tx:
+        second = tx.end_due(now, limit=3)
+        third = tx.end_due(now, limit=3)
+    assert (sorted(second.expired), second.more) == (["g30", "g40"], False)
+    assert third[:4] == ([], [], [], ())
+    with store.read() as tx:
+        unclaimed = tx.get_request("unclaimed")
+        assert unclaimed is not None and unclaimed.state == CLAIM_EXPIRED
+        assert (unclaimed.end_reason, unclaimed.message) == ("claim_expired", "not used within its claim window")
+        assert tx.count_requests(states=["EXPIRED"]) == 4
